@@ -1,0 +1,1 @@
+"""Built-in connectors, one subpackage per system, and the public connector API."""

@@ -1,0 +1,35 @@
+"""What a task may ask of the runtime: its last positions, the error reporter, its identity."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from omconnect.connectors.api.errors import ErrorReporter
+
+
+class OffsetReader(Protocol):
+    """Reads the offsets committed for this pipeline. Read-only: the runtime writes them."""
+
+    def get(self, partition: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The last committed offset of ``partition``, or None when it has none."""
+        ...
+
+    def all(self) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+        """Every (partition, offset) pair committed for this pipeline."""
+        ...
+
+
+@dataclass
+class TaskContext:
+    """Handed to ``start``. ``once`` is true under ``omconnect run --once``: a source should
+    read what is there now and then return None from ``poll``."""
+
+    pipeline: str
+    task_id: int
+    offsets: OffsetReader
+    errors: ErrorReporter
+    once: bool = False
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("omconnect.task"))

@@ -1,0 +1,1 @@
+"""The engine: worker loop, offsets, brokers, converters, pipeline config, CLI, testing kit."""

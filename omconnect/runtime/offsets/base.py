@@ -1,0 +1,38 @@
+"""The offset store contract: where pipelines keep their source positions.
+
+Keys are (namespace, partition) where the namespace is the pipeline name and the partition a
+source's partition dict. ``put`` is atomic: after a crash the store holds every position of a
+call or none. Implementations: SQLite (default, under ``state:``), later Postgres and Kafka.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omconnect.schemas.record import Position
+
+
+class OffsetStore(ABC):
+    @abstractmethod
+    def get(self, namespace: str, partition: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The stored offset of ``partition``, or None."""
+
+    @abstractmethod
+    def all(self, namespace: str) -> list[Position]:
+        """Every stored position of ``namespace``."""
+
+    @abstractmethod
+    def put(self, namespace: str, positions: Iterable[Position]) -> None:
+        """Store ``positions`` atomically and durably."""
+
+    @abstractmethod
+    def delete(self, namespace: str, partition: Mapping[str, Any] | None = None) -> int:
+        """Forget one partition (or the whole namespace); returns how many were removed."""
+
+    @abstractmethod
+    def namespaces(self) -> list[str]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
