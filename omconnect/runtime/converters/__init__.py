@@ -1,0 +1,35 @@
+"""Converters between record batches and message bodies, chosen by a pipeline's ``format``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omconnect.runtime.converters.base import Converter, Decoded, Encoded
+
+FORMATS = ("avro", "json", "raw", "cloudevents")
+
+
+class UnsupportedFormatError(ValueError):
+    """A format name that has no converter (yet)."""
+
+
+def make_converter(format_name: str, registry: Any) -> Converter:
+    """The converter for ``format_name``; ``registry`` is the schema registry Avro uses."""
+    if format_name == "avro":
+        from omconnect.runtime.converters.avro.converter import AvroConverter
+
+        return AvroConverter(registry)
+    if format_name == "json":
+        from omconnect.runtime.converters.json import JsonConverter
+
+        return JsonConverter()
+    if format_name == "raw":
+        from omconnect.runtime.converters.raw import RawConverter
+
+        return RawConverter()
+    if format_name == "cloudevents":
+        raise UnsupportedFormatError("format cloudevents is not available yet; use avro or json")
+    raise UnsupportedFormatError(f"unknown format {format_name!r}; expected one of {FORMATS}")
+
+
+__all__ = ["FORMATS", "Converter", "Decoded", "Encoded", "UnsupportedFormatError", "make_converter"]

@@ -1,0 +1,135 @@
+"""``omconnect offsets list | set | reset PIPELINE.yaml``: a pipeline's stored positions.
+
+Source positions live in the offset store under the pipeline's name; the sink's positions are
+the committed offsets of its consumer group on the broker. Stop the pipeline before changing
+them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
+from omconnect.runtime.config.problems import PipelineConfigError
+from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.worker.runner import consumer_group
+from omconnect.schemas.record import Position
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("offsets", help="list, set or reset a pipeline's positions")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="source positions and sink consumer offsets")
+    listing.add_argument("pipeline")
+    listing.set_defaults(handler=list_command)
+    setting = actions.add_parser("set", help="store one source position")
+    setting.add_argument("pipeline")
+    setting.add_argument("--partition", required=True, help='JSON, e.g. \'{"file": "a.csv"}\'')
+    setting.add_argument("--offset", required=True, help="JSON, e.g. '{\"row\": 100}'")
+    setting.set_defaults(handler=set_command)
+    reset = actions.add_parser("reset", help="forget positions so the next run starts over")
+    reset.add_argument("pipeline")
+    reset.add_argument("--partition", help="JSON of one source partition (default: all)")
+    reset.add_argument(
+        "--sink", action="store_true", help="also rewind the sink's consumer group to the start"
+    )
+    reset.set_defaults(handler=reset_command)
+
+
+def _load(path: str) -> LoadedPipeline | None:
+    try:
+        return load_pipeline(path)
+    except PipelineConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def list_command(args: argparse.Namespace) -> int:
+    loaded = _load(args.pipeline)
+    if loaded is None:
+        return 2
+    cfg = loaded.config
+    store = open_offset_store(cfg.state)
+    try:
+        for position in store.all(cfg.name):
+            print(
+                json.dumps(
+                    {"kind": "source", "partition": position.partition, "offset": position.offset}
+                )
+            )
+    finally:
+        store.close()
+    if loaded.sink is not None:
+        for (topic, partition), offset in sorted(asyncio.run(_sink_offsets(loaded)).items()):
+            item = {"topic": topic, "partition": partition}
+            print(json.dumps({"kind": "sink", "partition": item, "offset": {"offset": offset}}))
+    return 0
+
+
+def set_command(args: argparse.Namespace) -> int:
+    loaded = _load(args.pipeline)
+    if loaded is None:
+        return 2
+    try:
+        partition, offset = json.loads(args.partition), json.loads(args.offset)
+    except ValueError as exc:
+        print(f"--partition and --offset must be JSON objects: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(partition, dict) or not isinstance(offset, dict):
+        print("--partition and --offset must be JSON objects", file=sys.stderr)
+        return 2
+    store = open_offset_store(loaded.config.state)
+    try:
+        store.put(loaded.config.name, [Position(partition, offset)])
+    finally:
+        store.close()
+    return 0
+
+
+def reset_command(args: argparse.Namespace) -> int:
+    loaded = _load(args.pipeline)
+    if loaded is None:
+        return 2
+    partition = json.loads(args.partition) if args.partition else None
+    store = open_offset_store(loaded.config.state)
+    try:
+        removed = store.delete(loaded.config.name, partition)
+    finally:
+        store.close()
+    print(f"removed {removed} source position(s)")
+    if args.sink and loaded.sink is not None:
+        asyncio.run(_rewind_sink(loaded))
+        print("rewound the sink's consumer group to the start")
+    return 0
+
+
+async def _sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
+    cfg = loaded.config
+    broker = open_broker(cfg.broker)
+    try:
+        consumer = await broker.consumer(consumer_group(cfg.name), [cfg.effective_topic])
+        try:
+            return await consumer.committed()
+        finally:
+            await consumer.close()
+    finally:
+        await broker.close()
+
+
+async def _rewind_sink(loaded: LoadedPipeline) -> None:
+    cfg = loaded.config
+    broker = open_broker(cfg.broker)
+    try:
+        consumer = await broker.consumer(consumer_group(cfg.name), [cfg.effective_topic])
+        try:
+            ends = await consumer.end_offsets()
+            await consumer.commit({tp: 0 for tp in ends})
+        finally:
+            await consumer.close()
+    finally:
+        await broker.close()

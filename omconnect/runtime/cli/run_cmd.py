@@ -1,0 +1,76 @@
+"""``omconnect run PIPELINE.yaml [--once]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from omconnect.runtime.cli.logging_setup import setup_logging
+from omconnect.runtime.cli.progress import report_progress
+from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
+from omconnect.runtime.config.problems import PipelineConfigError
+from omconnect.runtime.worker.runner import PipelineRunner
+
+log = logging.getLogger("omconnect.run")
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a pipeline until stopped, or with --once until what is there now is delivered",
+    )
+    parser.add_argument("pipeline", help="the pipeline YAML file")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="read what is there now, deliver it to the topic and the sink, commit, exit 0",
+    )
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_pipeline(args.pipeline)
+    except PipelineConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    setup_logging(args.log_level, loaded.redactor)
+    try:
+        metrics = asyncio.run(_run(loaded, args.once))
+    except Exception as exc:  # the top of the program: report, redacted, and fail
+        message = loaded.redactor.redact(f"{type(exc).__name__}: {exc}")
+        log.error("pipeline %s failed: %s", loaded.config.name, message)
+        log.debug("traceback", exc_info=True)
+        return 1
+    log.info("%s", metrics.summary())
+    return 0
+
+
+async def _run(loaded: LoadedPipeline, once: bool) -> Any:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting without a clean stop")
+            raise SystemExit(130)
+        log.info("stopping: finishing what is in flight (signal again to exit at once)")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    runner = PipelineRunner(loaded, once=once)
+    done = asyncio.Event()
+    progress = asyncio.create_task(report_progress(runner.metrics, done))
+    try:
+        return await runner.run(stop)
+    finally:
+        done.set()
+        await progress

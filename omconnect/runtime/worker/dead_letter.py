@@ -1,0 +1,134 @@
+"""The dead letter queue: records that cannot be converted, transformed or written.
+
+Each dead letter carries the reason, the stage and the original position in headers
+(``omconnect.error.*``), like Kafka Connect's ``__connect.errors.*``. Reports are sent
+asynchronously; the loops ``await drain()`` before committing any position that covers a
+reported row, so a committed position never hides a lost record. With ``tolerance: none``
+a report fails the pipeline instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from omconnect.connectors.api.errors import ConnectorError
+from omconnect.runtime.brokers.base import Producer
+from omconnect.schemas.message_batch import MessageBatch
+from omconnect.schemas.record import RecordBatch
+
+HEADER_PREFIX = "omconnect.error."
+
+log = logging.getLogger("omconnect.dlq")
+
+
+class RecordFailedError(ConnectorError):
+    """A record failed and errors.tolerance is ``none``: the pipeline stops."""
+
+
+class DeadLetterQueue:
+    """Sends failed rows to ``topic``; implements the connector API's ``ErrorReporter``."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        pipeline: str,
+        tolerate: bool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.pipeline = pipeline
+        self.tolerate = tolerate
+        self.loop = loop
+        self.reported = 0
+        self._pending: list[concurrent.futures.Future[Any] | asyncio.Future[Any]] = []
+
+    def report(
+        self, batch: RecordBatch, rows: Sequence[int], error: BaseException, stage: str
+    ) -> None:
+        """Dead-letter ``rows`` of a record batch (the value is the row as JSON)."""
+        if not rows:
+            return
+        picked = batch.values.take(pa.array(rows, pa.int64()))
+        bodies = [
+            json.dumps(row, default=str, ensure_ascii=False).encode() for row in picked.to_pylist()
+        ]
+        headers = []
+        for row in rows:
+            position = batch.position_of(row)
+            where = (
+                {"partition": dict(position.partition), "offset": dict(position.offset)}
+                if position
+                else None
+            )
+            headers.append(self._headers(error, stage, {"position": where, "row": row}))
+        self._send(MessageBatch.build(values=bodies, headers=headers), error, stage)
+
+    def report_messages(
+        self,
+        messages: MessageBatch,
+        rows: Sequence[int],
+        error: BaseException,
+        stage: str,
+        topic: str,
+        partition: int,
+    ) -> None:
+        """Dead-letter consumed messages as they were (original key, value and headers)."""
+        if not rows:
+            return
+        picked = messages.take(list(rows))
+        offsets = picked.offsets
+        headers = []
+        for i in range(len(picked)):
+            original = picked.header_dict(i)
+            offset = int(offsets[i].as_py()) if offsets is not None else None
+            where = {"topic": topic, "partition": partition, "offset": offset}
+            original.update(self._headers(error, stage, where))
+            headers.append(original)
+        dead = MessageBatch.build(
+            values=picked.values, keys=picked.keys, timestamps=picked.timestamps, headers=headers
+        )
+        self._send(dead, error, stage)
+
+    async def drain(self) -> None:
+        """Wait until every report so far is acknowledged by the broker."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            if isinstance(future, concurrent.futures.Future):
+                await asyncio.wrap_future(future)
+            else:
+                await future
+
+    def _headers(self, error: BaseException, stage: str, where: dict[str, Any]) -> dict[str, bytes]:
+        return {
+            f"{HEADER_PREFIX}stage": stage.encode(),
+            f"{HEADER_PREFIX}reason": str(error).encode(),
+            f"{HEADER_PREFIX}exception": type(error).__name__.encode(),
+            f"{HEADER_PREFIX}pipeline": self.pipeline.encode(),
+            f"{HEADER_PREFIX}position": json.dumps(where, default=str).encode(),
+        }
+
+    def _send(self, messages: MessageBatch, error: BaseException, stage: str) -> None:
+        if not self.tolerate:
+            raise RecordFailedError(
+                f"{stage} failed and errors.tolerance is none: {error}"
+            ) from error
+        self.reported += len(messages)
+        log.warning("%d record(s) to %s (%s): %s", len(messages), self.topic, stage, error)
+        coroutine = self.producer.send(self.topic, messages)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._pending.append(self.loop.create_task(coroutine))
+        else:
+            self._pending.append(asyncio.run_coroutine_threadsafe(coroutine, self.loop))

@@ -1,0 +1,219 @@
+"""Running one loaded pipeline: the same code path for the CLI, ``serve`` and orchestrators.
+
+The runner opens the broker, the offset store and the schema registry named by the pipeline,
+builds the connector tasks, and runs a ``SourceLoop`` per source task and a ``SinkLoop``
+concurrently on the current event loop. Under ``--once`` the sink stops when it has consumed
+every message the source published in this run (the topic's end offsets once the source is
+done); otherwise both run until ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+from omconnect.connectors.api.context import TaskContext
+from omconnect.connectors.api.transform import Transform
+from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers.base import Broker, TopicPartition
+from omconnect.runtime.config.loader import LoadedPipeline
+from omconnect.runtime.converters import make_converter
+from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.runtime.registry import open_schema_registry
+from omconnect.runtime.worker.dead_letter import DeadLetterQueue
+from omconnect.runtime.worker.metrics import PipelineMetrics
+from omconnect.runtime.worker.offset_reader import NamespaceOffsetReader
+from omconnect.runtime.worker.settings import LoopSettings
+from omconnect.runtime.worker.sink_loop import SinkLoop
+from omconnect.runtime.worker.source_loop import SourceLoop
+
+log = logging.getLogger("omconnect.runner")
+
+POOL_THREADS = 2
+
+
+def consumer_group(pipeline: str) -> str:
+    """The consumer group a pipeline's sink reads its topic with."""
+    return f"omconnect.{pipeline}"
+
+
+def settings_for(loaded: LoadedPipeline, once: bool) -> LoopSettings:
+    cfg = loaded.config
+    return LoopSettings(
+        topic=cfg.effective_topic,
+        once=once,
+        max_rows=cfg.batching.max_rows,
+        max_bytes=int(cfg.batching.max_bytes),
+        linger=float(cfg.batching.linger),
+        max_in_flight_bytes=int(cfg.max_in_flight_bytes),
+        commit_interval=float(cfg.commit_interval),
+        retry_timeout=float(cfg.errors.retry_timeout),
+        retry_max_delay=float(cfg.errors.retry_max_delay),
+    )
+
+
+class PipelineRunner:
+    """Runs ``loaded`` once or continuously; ``metrics`` can be watched while it runs."""
+
+    def __init__(self, loaded: LoadedPipeline, once: bool = False) -> None:
+        self.loaded = loaded
+        self.once = once
+        self.metrics = PipelineMetrics(loaded.config.name)
+
+    async def run(self, stop: asyncio.Event | None = None) -> PipelineMetrics:
+        stop = stop or asyncio.Event()
+        cfg = self.loaded.config
+        settings = settings_for(self.loaded, self.once)
+        broker = open_broker(cfg.broker)
+        offsets = open_offset_store(cfg.state)
+        registry = open_schema_registry(cfg.state)
+        pool = concurrent.futures.ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="omc-work")
+        try:
+            await self._run(broker, offsets, registry, settings, pool, stop)
+        finally:
+            pool.shutdown(wait=True)
+            offsets.close()
+            await broker.close()
+        return self.metrics
+
+    async def _run(
+        self,
+        broker: Broker,
+        offsets: OffsetStore,
+        registry: Any,
+        settings: LoopSettings,
+        pool: concurrent.futures.Executor,
+        stop: asyncio.Event,
+    ) -> None:
+        cfg = self.loaded.config
+        loop = asyncio.get_running_loop()
+        converter = make_converter(cfg.format, registry)
+        await broker.create_topic(settings.topic)
+        producer = await broker.producer()
+        dead_letters = DeadLetterQueue(
+            producer,
+            cfg.errors.effective_dead_letter_topic(settings.topic),
+            cfg.name,
+            tolerate=cfg.errors.tolerance == "all",
+            loop=loop,
+        )
+        transforms = [reg.cls(spec) for reg, spec in self.loaded.transforms]
+        source_loops = self._source_loops(
+            settings, transforms, converter, producer, offsets, dead_letters, pool
+        )
+        sink_loop = None
+        if self.loaded.sink is not None:
+            consumer = await broker.consumer(consumer_group(cfg.name), [settings.topic])
+            sink_transforms: list[Transform] = [] if source_loops else transforms
+            sink_loop = self._sink_loop(
+                settings, sink_transforms, converter, consumer, dead_letters, pool
+            )
+        until: asyncio.Future[dict[TopicPartition, int]] = loop.create_future()
+        try:
+            async with asyncio.TaskGroup() as group:
+                sources = [group.create_task(s.run(stop)) for s in source_loops]
+                if sink_loop is not None:
+                    group.create_task(sink_loop.run(stop, until))
+                for running in sources:
+                    await running
+                self.metrics.source_done = True
+                if self.once and sink_loop is not None:
+                    until.set_result(await sink_loop.consumer.end_offsets())
+            await dead_letters.drain()
+        finally:
+            if sink_loop is not None:
+                await sink_loop.consumer.close()
+            await producer.close()
+
+    def _source_loops(
+        self,
+        settings: LoopSettings,
+        transforms: list[Transform],
+        converter: Any,
+        producer: Any,
+        offsets: OffsetStore,
+        dead_letters: DeadLetterQueue,
+        pool: concurrent.futures.Executor,
+    ) -> list[SourceLoop]:
+        source = self.loaded.source
+        if source is None:
+            return []
+        cfg = self.loaded.config
+        connector = source.registration.cls(source.spec)
+        connector.validate()
+        loops = []
+        for task_id, task_config in enumerate(connector.task_configs(cfg.tasks)):
+            context = TaskContext(
+                pipeline=cfg.name,
+                task_id=task_id,
+                offsets=NamespaceOffsetReader(offsets, cfg.name),
+                errors=dead_letters,
+                once=self.once,
+                logger=logging.getLogger(f"omconnect.source.{cfg.name}"),
+            )
+            loops.append(
+                SourceLoop(
+                    pipeline=cfg.name,
+                    task=connector.task_class(),
+                    task_config=task_config,
+                    context=context,
+                    transforms=transforms,
+                    converter=converter,
+                    producer=producer,
+                    offsets=offsets,
+                    dead_letters=dead_letters,
+                    settings=settings,
+                    metrics=self.metrics,
+                    pool=pool,
+                )
+            )
+        return loops
+
+    def _sink_loop(
+        self,
+        settings: LoopSettings,
+        transforms: list[Transform],
+        converter: Any,
+        consumer: Any,
+        dead_letters: DeadLetterQueue,
+        pool: concurrent.futures.Executor,
+    ) -> SinkLoop:
+        sink = self.loaded.sink
+        assert sink is not None
+        cfg = self.loaded.config
+        connector = sink.registration.cls(sink.spec)
+        connector.validate()
+        context = TaskContext(
+            pipeline=cfg.name,
+            task_id=0,
+            offsets=_NoOffsets(),
+            errors=dead_letters,
+            once=self.once,
+            logger=logging.getLogger(f"omconnect.sink.{cfg.name}"),
+        )
+        return SinkLoop(
+            pipeline=cfg.name,
+            task=connector.task_class(),
+            task_config=connector.task_configs(1)[0],
+            context=context,
+            transforms=transforms,
+            converter=converter,
+            consumer=consumer,
+            dead_letters=dead_letters,
+            settings=settings,
+            metrics=self.metrics,
+            pool=pool,
+        )
+
+
+class _NoOffsets:
+    """Sinks read their positions from the consumer group, not the offset store."""
+
+    def get(self, partition: Any) -> None:
+        return None
+
+    def all(self) -> list[Any]:
+        return []

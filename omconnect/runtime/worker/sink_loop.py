@@ -1,0 +1,182 @@
+"""The sink side of a pipeline: consumer -> converter -> transforms -> sink -> flush -> commit.
+
+Batches are decoded on the worker pool while the sink task writes the previous ones on its own
+thread. Every ``commit_interval`` (and at the end) the task flushes and only then the consumer
+group's offsets are committed: a committed offset never covers a row the sink has not made
+durable. Messages that cannot be decoded or written go to the dead letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from omconnect.connectors.api.context import TaskContext
+from omconnect.connectors.api.spec import ConnectorSpec
+from omconnect.connectors.api.transform import Transform
+from omconnect.runtime.brokers.base import ConsumedBatch, Consumer, TopicPartition
+from omconnect.runtime.converters.base import Converter
+from omconnect.runtime.worker.dead_letter import DeadLetterQueue
+from omconnect.runtime.worker.metrics import PipelineMetrics
+from omconnect.runtime.worker.retry import retrying
+from omconnect.runtime.worker.settings import LoopSettings
+from omconnect.runtime.worker.task_thread import TaskThread
+from omconnect.runtime.worker.transform_chain import apply_transforms
+from omconnect.schemas.record import Position, PositionMark, RecordBatch
+
+log = logging.getLogger("omconnect.sink")
+
+POLL_TIMEOUT = 0.2
+
+
+def broker_position(topic: str, partition: int, next_offset: int) -> Position:
+    """The position of a sink: every message of the topic partition before ``next_offset``."""
+    return Position({"topic": topic, "partition": partition}, {"offset": next_offset})
+
+
+class SinkLoop:
+    """Runs one sink task until ``stop`` is set, or until it has consumed up to the offsets
+    ``until`` resolves to (``--once``)."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        task: Any,
+        task_config: ConnectorSpec,
+        context: TaskContext,
+        transforms: Sequence[Transform],
+        converter: Converter,
+        consumer: Consumer,
+        dead_letters: DeadLetterQueue,
+        settings: LoopSettings,
+        metrics: PipelineMetrics,
+        pool: concurrent.futures.Executor,
+    ) -> None:
+        self.pipeline = pipeline
+        self.raw_task = task
+        self.task = TaskThread(task, f"{pipeline}-sink-{context.task_id}")
+        self.task_config = task_config
+        self.context = context
+        self.transforms = list(transforms)
+        self.converter = converter
+        self.consumer = consumer
+        self.dead_letters = dead_letters
+        self.settings = settings
+        self.metrics = metrics
+        self.pool = pool
+        self.consumed: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    async def run(
+        self, stop: asyncio.Event, until: asyncio.Future[dict[TopicPartition, int]]
+    ) -> None:
+        s = self.settings
+        await retrying(
+            lambda: self.task.call("start", self.task_config, self.context),
+            "sink start",
+            s.retry_timeout,
+            s.retry_max_delay,
+        )
+        try:
+            await self._seek_to_stored_positions()
+            self.committed = dict(await self.consumer.committed())
+            self.consumed = dict(self.committed)
+            await self._consume(stop, until)
+            await self._flush_and_commit()
+        finally:
+            await self.task.call("stop")
+            self.task.close()
+
+    async def _seek_to_stored_positions(self) -> None:
+        if not getattr(self.raw_task, "stores_positions", False):
+            return
+        stored: list[Position] = await self.task.call("stored_positions")
+        seek = {
+            (str(p.partition["topic"]), int(p.partition["partition"])): int(p.offset["offset"])
+            for p in stored
+        }
+        if seek:
+            await self.consumer.seek(seek)
+
+    async def _consume(
+        self, stop: asyncio.Event, until: asyncio.Future[dict[TopicPartition, int]]
+    ) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        last_commit = time.monotonic()
+        while not stop.is_set():
+            if until.done() and self._caught_up(until.result()):
+                return
+            consumed = await self.consumer.poll(s.max_rows, POLL_TIMEOUT)
+            for batch in consumed:
+                self.metrics.rows_consumed += len(batch.messages)
+                records = await loop.run_in_executor(self.pool, self._to_records, batch)
+                for record_batch in records:
+                    await retrying(
+                        lambda rb=record_batch: self.task.call("put", rb),
+                        "sink put",
+                        s.retry_timeout,
+                        s.retry_max_delay,
+                    )
+                    self.metrics.rows_written += record_batch.num_rows
+                self.consumed[(batch.topic, batch.partition)] = batch.next_offset
+            if time.monotonic() - last_commit >= s.commit_interval:
+                await self._flush_and_commit()
+                last_commit = time.monotonic()
+
+    def _caught_up(self, targets: dict[TopicPartition, int]) -> bool:
+        return all(self.consumed.get(tp, 0) >= end for tp, end in targets.items())
+
+    def _to_records(self, consumed: ConsumedBatch) -> list[RecordBatch]:
+        """Decode and transform one consumed batch (on a pool thread)."""
+        messages = consumed.messages
+        decoded = self.converter.decode(consumed.topic, messages.values, messages.keys)
+        for row, error in decoded.failed.items():
+            self.dead_letters.report_messages(
+                messages, [row], error, "convert", consumed.topic, consumed.partition
+            )
+        offsets = messages.offsets
+        assert offsets is not None
+        batches = []
+        for rows, values, schema, keys in decoded.groups:
+            first = int(offsets[rows[0].as_py()].as_py())
+            last = int(offsets[rows[len(rows) - 1].as_py()].as_py())
+            marks = (
+                PositionMark(0, broker_position(consumed.topic, consumed.partition, first)),
+                PositionMark(
+                    values.num_rows, broker_position(consumed.topic, consumed.partition, last + 1)
+                ),
+            )
+            batch = RecordBatch(
+                values=values,
+                schema=schema,
+                marks=marks,
+                keys=keys,
+                timestamps=pa.array(messages.timestamps).take(rows),
+            )
+            batch = apply_transforms(self.transforms, batch, self.dead_letters)
+            batches.append(batch)
+        return batches
+
+    async def _flush_and_commit(self) -> None:
+        if self.consumed == self.committed:
+            return
+        s = self.settings
+        positions = [broker_position(t, p, o) for (t, p), o in self.consumed.items()]
+        await self.dead_letters.drain()
+        await retrying(
+            lambda: self.task.call("flush", positions),
+            "sink flush",
+            s.retry_timeout,
+            s.retry_max_delay,
+        )
+        await self.consumer.commit(dict(self.consumed))
+        self.committed = dict(self.consumed)
+        self.metrics.sink_commits += 1

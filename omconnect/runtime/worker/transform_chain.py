@@ -1,0 +1,46 @@
+"""Applying a pipeline's transforms in order, dead-lettering what they cannot handle."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from omconnect.connectors.api.errors import RetriableError
+from omconnect.connectors.api.transform import Transform
+from omconnect.runtime.worker.dead_letter import DeadLetterQueue
+from omconnect.schemas.record import RecordBatch
+
+
+def apply_transforms(
+    transforms: Sequence[Transform], batch: RecordBatch, dead_letters: DeadLetterQueue
+) -> RecordBatch:
+    """Run ``batch`` through ``transforms``.
+
+    A transform may raise an error carrying ``rows`` (row -> reason) and ``good`` (the batch
+    without them): those rows are dead-lettered and the good ones go on. Any other error
+    dead-letters the whole batch (stage ``transform``); the batch's positions stay covered by
+    an empty batch so they are still committed.
+    """
+    for transform in transforms:
+        try:
+            batch = transform.apply(batch)
+        except RetriableError:
+            raise
+        except Exception as exc:
+            rows = getattr(exc, "rows", None)
+            good = getattr(exc, "good", None)
+            if isinstance(rows, dict) and isinstance(good, RecordBatch):
+                for row, reason in rows.items():
+                    dead_letters.report(batch, [row], _as_error(reason, exc), "transform")
+                batch = good
+                continue
+            dead_letters.report(batch, list(range(batch.num_rows)), exc, "transform")
+            return batch.filter(pa.array([False] * batch.num_rows, pa.bool_()))
+    return batch
+
+
+def _as_error(reason: object, fallback: Exception) -> BaseException:
+    if isinstance(reason, BaseException):
+        return reason
+    return ValueError(str(reason)) if reason else fallback
