@@ -154,7 +154,7 @@ class RecordBatch:
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> list[RecordBatch]:
         """Group records into batches of one schema and stream each (the slow path)."""
-        from omconnect.schemas.arrow import to_arrow_schema
+        from omconnect.schemas.arrow import rows_to_arrow
 
         batches: list[RecordBatch] = []
         start = 0
@@ -168,14 +168,10 @@ class RecordBatch:
             ):
                 end += 1
             group = records[start:end]
-            values = pa.RecordBatch.from_pylist(
-                [dict(r.value or {}) for r in group], schema=to_arrow_schema(head.schema)
-            )
+            values = rows_to_arrow([dict(r.value or {}) for r in group], head.schema)
             keys = None
             if head.key_schema is not None:
-                keys = pa.RecordBatch.from_pylist(
-                    [dict(r.key or {}) for r in group], schema=to_arrow_schema(head.key_schema)
-                )
+                keys = rows_to_arrow([dict(r.key or {}) for r in group], head.key_schema)
             timestamps = None
             if any(r.timestamp is not None for r in group):
                 timestamps = pa.array([r.timestamp for r in group], pa.int64())

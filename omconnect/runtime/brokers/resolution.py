@@ -1,0 +1,73 @@
+"""``open_broker``: from a URL to a broker driver, importing the driver only when used."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import cast
+
+from omconnect.runtime.brokers.base import Broker
+from omconnect.runtime.brokers.url import BrokerUrl, parse_broker_url
+
+# scheme -> "module:function" taking a BrokerUrl; imported lazily so a driver's client
+# library is needed only by pipelines that use it.
+_DRIVERS: dict[str, str] = {
+    "embedded": "omconnect.runtime.brokers.embedded:open_embedded_broker",
+}
+
+# Schemes the design promises, with the extra that will carry each driver's client.
+_PLANNED: dict[str, str] = {
+    "kafka": "kafka",
+    "nats": "nats",
+    "amqp": "rabbitmq",
+    "redis": "redis",
+    "mqtt": "mqtt",
+}
+
+
+class UnsupportedBrokerError(ValueError):
+    """No driver can open this URL (unknown scheme, or a driver not available yet)."""
+
+    def __init__(self, scheme: str, message: str) -> None:
+        super().__init__(message)
+        self.scheme = scheme
+
+
+def open_broker(url: str) -> Broker:
+    """The broker for ``url`` (``embedded://.omconnect``, ``oms:kafka://host:9092``, ...).
+
+    Opening does no I/O; the first producer, consumer or admin call connects.
+
+    Raises:
+        UnsupportedBrokerError: the scheme is unknown or its driver is not available.
+        ValueError: the URL is malformed or has an unknown option.
+    """
+    parsed = parse_broker_url(url)
+    target = _DRIVERS.get(parsed.scheme)
+    if target is None:
+        raise _unsupported(parsed)
+    module_name, _, function_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    opener = cast(Callable[[BrokerUrl], Broker], getattr(module, function_name))
+    return opener(parsed)
+
+
+def supported_schemes() -> list[str]:
+    """The URL schemes ``open_broker`` can open in this installation."""
+    return sorted(_DRIVERS)
+
+
+def _unsupported(url: BrokerUrl) -> UnsupportedBrokerError:
+    # Name only the scheme: the rest of the URL may carry credentials.
+    extra = _PLANNED.get(url.scheme)
+    if extra is not None:
+        return UnsupportedBrokerError(
+            url.scheme,
+            f"the {url.scheme}:// broker driver is not available yet "
+            f"(it will ship in the omconnect[{extra}] extra); "
+            f"use embedded://PATH for now",
+        )
+    known = ", ".join(f"{s}://" for s in sorted({*_DRIVERS, *_PLANNED}))
+    return UnsupportedBrokerError(
+        url.scheme, f"unknown broker scheme {url.scheme}:// (known: {known})"
+    )

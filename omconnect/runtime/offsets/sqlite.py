@@ -1,0 +1,158 @@
+"""``SqliteOffsetStore``: source positions in one SQLite file, the default offset store.
+
+Rows are keyed by (namespace, ``partition_id(partition)``) and hold the partition and offset
+dicts as JSON. The file is in WAL mode and every write takes the write lock up front, so
+several processes (a running pipeline and ``omconnect offsets ...``) can share it.
+
+Durability: ``synchronous="normal"`` survives a crash or SIGKILL of the process; a power loss
+may lose the last puts (the pipeline then re-delivers from an earlier position, never skips).
+Use ``"full"`` to fsync every put.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
+from omconnect.schemas.record import Position, partition_id
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS source_offsets (
+    namespace TEXT NOT NULL,
+    partition_id TEXT NOT NULL,
+    partition_json TEXT NOT NULL,
+    offset_json TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, partition_id)
+) WITHOUT ROWID
+"""
+_SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
+
+
+class SqliteOffsetStore(OffsetStore):
+    """Offsets in the SQLite file ``path`` (its directory is created).
+
+    Safe to use from several threads (calls are serialised by a lock) and several processes.
+
+    Args:
+        path: the database file, usually ``STATE_DIR/offsets.sqlite``.
+        synchronous: ``"normal"`` or ``"full"`` (see the module docstring).
+        busy_timeout: seconds a write waits for another process's lock before failing.
+    """
+
+    def __init__(
+        self, path: str | Path, synchronous: str = "normal", busy_timeout: float = 30.0
+    ) -> None:
+        if synchronous.lower() not in _SYNC_MODES:
+            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._connection = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        if self._connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute(f"PRAGMA synchronous={_SYNC_MODES[synchronous.lower()]}")
+        with self._write() as connection:
+            connection.execute(_SCHEMA)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    def get(self, namespace: str, partition: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The stored offset of ``partition`` in ``namespace``, or None."""
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT offset_json FROM source_offsets WHERE namespace = ? AND partition_id = ?",
+                (namespace, partition_id(partition)),
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def all(self, namespace: str) -> list[Position]:
+        """Every position of ``namespace``, ordered by partition."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT partition_json, offset_json FROM source_offsets WHERE namespace = ? "
+                "ORDER BY partition_id",
+                (namespace,),
+            ).fetchall()
+        return [Position(json.loads(partition), json.loads(offset)) for partition, offset in rows]
+
+    def put(self, namespace: str, positions: Iterable[Position]) -> None:
+        """Store ``positions`` in one transaction; the last one wins for a repeated partition.
+
+        Raises:
+            TypeError: a partition or offset is not JSON-serialisable (nothing is stored).
+        """
+        now = int(time.time() * 1000)
+        rows = [
+            (
+                namespace,
+                partition_id(position.partition),
+                json.dumps(dict(position.partition), sort_keys=True),
+                json.dumps(dict(position.offset), sort_keys=True),
+                now,
+            )
+            for position in positions
+        ]
+        if not rows:
+            return
+        with self._write() as connection:
+            connection.executemany(
+                "INSERT INTO source_offsets (namespace, partition_id, partition_json, "
+                "offset_json, updated_ms) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (namespace, partition_id) DO UPDATE SET "
+                "offset_json = excluded.offset_json, updated_ms = excluded.updated_ms",
+                rows,
+            )
+
+    def delete(self, namespace: str, partition: Mapping[str, Any] | None = None) -> int:
+        """Forget one partition, or every partition of ``namespace``; returns rows removed."""
+        with self._write() as connection:
+            if partition is None:
+                cursor = connection.execute(
+                    "DELETE FROM source_offsets WHERE namespace = ?", (namespace,)
+                )
+            else:
+                cursor = connection.execute(
+                    "DELETE FROM source_offsets WHERE namespace = ? AND partition_id = ?",
+                    (namespace, partition_id(partition)),
+                )
+            return cursor.rowcount
+
+    def namespaces(self) -> list[str]:
+        """Every namespace with at least one stored position, sorted."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT DISTINCT namespace FROM source_offsets ORDER BY namespace"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def export(self, namespace: str) -> list[dict[str, Any]]:
+        """The positions of ``namespace`` as ``{"partition": ..., "offset": ...}`` rows."""
+        return export_offsets(self, namespace)
+
+    def import_(self, namespace: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Store exported rows into ``namespace`` in one transaction; returns how many."""
+        return import_offsets(self, namespace, rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()

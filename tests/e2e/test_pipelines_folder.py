@@ -1,0 +1,54 @@
+"""Every pipeline file in pipelines/ validates and runs to completion with ``--once``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from tests.e2e.omconnect_process import REPO, omconnect
+
+PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
+
+
+def test_there_are_pipelines() -> None:
+    assert PIPELINES, "pipelines/ must hold at least the quick start"
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.name)
+def test_pipeline_validates_and_runs_once(pipeline: Path, repo_copy: Path) -> None:
+    relative = pipeline.relative_to(REPO)
+    checked = omconnect("validate", str(relative), cwd=repo_copy)
+    assert checked.returncode == 0, checked.stderr
+    ran = omconnect("run", str(relative), "--once", cwd=repo_copy)
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_quickstart_delivers_every_positive_order_to_parquet(repo_copy: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    ran = omconnect("run", "pipelines/quickstart.yaml", "--once", cwd=repo_copy)
+    assert ran.returncode == 0, ran.stderr
+    source = pacsv.read_csv(repo_copy / "pipelines/data/orders.csv")
+    expected = sorted(
+        i for i, a in zip(source["order_id"].to_pylist(), source["amount"].to_pylist()) if a > 0
+    )
+    written = ds.dataset(repo_copy / "out/orders", format="parquet").to_table()
+    assert sorted(written["order_id"].to_pylist()) == expected
+    assert set(written.column_names) == set(source.column_names)
+
+    again = omconnect("run", "pipelines/quickstart.yaml", "--once", cwd=repo_copy)
+    assert again.returncode == 0, again.stderr
+    rewritten = ds.dataset(repo_copy / "out/orders", format="parquet").to_table()
+    assert rewritten.num_rows == len(expected), "a second run must not read anything twice"
+
+    tail = omconnect(
+        "topics", "tail", "orders", "--from-beginning", "--max", "2", "--no-follow", cwd=repo_copy
+    )
+    assert tail.returncode == 0, tail.stderr
+    import json
+
+    lines = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert [item["value"]["order_id"] for item in lines] == [1, 2]
+    assert lines[0]["topic"] == "orders" and lines[0]["offset"] == 0
