@@ -1,0 +1,31 @@
+# The omconnect worker image: `docker build -t omconnect .` then
+# `docker run -v "$PWD/pipelines:/pipelines:ro" -p 8083:8083 omconnect`.
+FROM python:3.11-slim
+
+# Broker, database and orchestrator extras to install; docker-compose.yml passes its own list.
+ARG OMCONNECT_EXTRAS=kafka,nats,postgres,mysql,s3,mqtt,rabbitmq,redis
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /opt/omconnect
+# Metadata first so the dependency layer is reused while only the code changes.
+COPY pyproject.toml README.md ./
+COPY omconnect ./omconnect
+RUN pip install ".[${OMCONNECT_EXTRAS}]"
+
+# A fixed non-root uid, so bind-mounted state directories can be chowned to it on the host.
+RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/omconnect omconnect \
+    && mkdir -p /pipelines
+USER omconnect
+WORKDIR /var/lib/omconnect
+ENV OMCONNECT_STATE=/var/lib/omconnect/state
+
+EXPOSE 8083
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=6 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8083/health', timeout=3)"]
+
+ENTRYPOINT ["omconnect"]
+CMD ["serve", "/pipelines"]

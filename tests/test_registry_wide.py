@@ -1,0 +1,355 @@
+"""Registry-wide checks: every registered connector has docs, a conformance test, canonical
+option names and described options; the package dependency direction holds.
+
+Exceptions to the option-name rule live in ``WAIVERS``, which may only shrink: a waiver that
+is no longer needed fails ``test_every_waiver_is_still_needed``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from omconnect.connectors.api.registry import CONNECTOR_GROUP, Registration, registrations
+from omconnect.runtime.docs import render_connector_page, spec_options
+from omconnect.runtime.docs.connector_pages import INDEX_PAGE, render_connector_index
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_DIRECTORY = ROOT / "docs" / "connectors"
+TESTS_DIRECTORY = ROOT / "tests"
+PACKAGE_DIRECTORY = ROOT / "omconnect"
+REGENERATE = "run python -m omconnect.runtime.docs"
+
+# Canonical option name -> spellings that mean the same and must not be used instead.
+# Variants in case or separators (`batchSize`, `batch-size`, `batchsize`) are caught for
+# every canonical name without being listed.
+CANONICAL_OPTION_NAMES: dict[str, frozenset[str]] = {
+    "batch_size": frozenset(
+        {"max_records", "max_batch_size", "records_per_batch", "rows_per_batch", "batch"}
+    ),
+    "path": frozenset({"file", "files", "filename", "file_name", "file_path", "paths"}),
+    "url": frozenset(
+        {"uri", "dsn", "connection_string", "connection_url", "conn_str", "database_url"}
+    ),
+    "key": frozenset({"keys", "key_columns", "primary_key", "primary_keys", "pk"}),
+    "cursor": frozenset({"cursor_field", "cursor_column", "incremental_column", "replication_key"}),
+    "slot": frozenset({"slot_name", "replication_slot", "replication_slot_name"}),
+    "publication": frozenset({"publication_name"}),
+    "heartbeat_interval": frozenset({"heartbeat", "heartbeat_ms", "heartbeat_interval_ms"}),
+    "poll_interval": frozenset({"poll_interval_ms", "polling_interval", "scan_interval"}),
+    "query": frozenset({"sql", "sql_query", "statement"}),
+    "compression": frozenset({"codec", "compression_codec", "compression_type"}),
+    "delimiter": frozenset({"sep", "separator", "delim", "field_delimiter"}),
+    "password": frozenset({"passwd", "pwd", "pass"}),
+    "username": frozenset({"user", "user_name", "login"}),
+    "endpoint_url": frozenset({"endpoint", "endpoint_uri", "s3_endpoint"}),
+    "region": frozenset({"region_name", "aws_region"}),
+}
+# A source reads `tables`; a sink writes one `table`.
+CANONICAL_BY_KIND: dict[str, dict[str, frozenset[str]]] = {
+    "source": {"tables": frozenset({"table", "table_name", "table_names", "include_tables"})},
+    "sink": {"table": frozenset({"tables", "table_name", "target_table", "destination_table"})},
+}
+# (connector, kind, dotted option) -> why the non-canonical name stays. Only ever shrinks.
+WAIVERS: dict[tuple[str, str, str], str] = {}
+
+# A module-level `TestX = source_test_class("name", ...)`: only those are collected by pytest.
+_CONFORMANCE_CALL = re.compile(
+    r"^[A-Za-z_]\w*[ \t]*(?::[^=\n]+)?=[ \t]*(?:\w+\.)*"
+    r"(?P<kind>source|sink)_test_class\(\s*(?:(?:connector_name|name)\s*=\s*)?"
+    r"(?P<quote>['\"])(?P<name>[^'\"]+)(?P=quote)",
+    re.MULTILINE,
+)
+
+
+def _load_registrations() -> tuple[list[Registration], BaseException | None]:
+    try:
+        return registrations(), None
+    except Exception as error:  # a broken entry point; test_every_plugin_loads reports it
+        return [], error
+
+
+def _installed(registration: Registration) -> bool:
+    """Registered by an installed distribution, not by a test module registering a fake:
+    its top-level package is one that names modules in the ``omconnect.connectors`` group."""
+    packages = {ep.module.split(".")[0] for ep in entry_points(group=CONNECTOR_GROUP)}
+    return registration.module.split(".")[0] in packages
+
+
+ALL_REGISTRATIONS, LOAD_ERROR = _load_registrations()
+CONNECTORS = [r for r in ALL_REGISTRATIONS if r.kind in ("source", "sink") and _installed(r)]
+CONNECTOR_NAMES = sorted({r.name for r in CONNECTORS})
+
+
+def _id(registration: Registration) -> str:
+    return f"{registration.kind}:{registration.name}"
+
+
+def test_every_plugin_loads() -> None:
+    assert LOAD_ERROR is None, f"an entry point of omconnect.connectors failed: {LOAD_ERROR!r}"
+
+
+# (a) docs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONNECTOR_NAMES)
+def test_docs_page_is_current(name: str) -> None:
+    page = DOCS_DIRECTORY / f"{name}.md"
+    assert page.is_file(), f"{page.relative_to(ROOT)} is missing: {REGENERATE}"
+    assert page.read_text(encoding="utf-8") == render_connector_page(name), (
+        f"{page.relative_to(ROOT)} is stale: {REGENERATE}"
+    )
+
+
+def test_docs_index_is_current_and_has_no_orphans() -> None:
+    index = DOCS_DIRECTORY / INDEX_PAGE
+    assert index.is_file(), f"{index.relative_to(ROOT)} is missing: {REGENERATE}"
+    assert index.read_text(encoding="utf-8") == render_connector_index(CONNECTOR_NAMES), (
+        f"{index.relative_to(ROOT)} is stale: {REGENERATE}"
+    )
+    pages = {p.stem for p in DOCS_DIRECTORY.glob("*.md") if p.name != INDEX_PAGE}
+    orphans = pages - set(CONNECTOR_NAMES)
+    assert not orphans, f"pages of unregistered connectors: {sorted(orphans)}; delete them"
+
+
+# (b) conformance tests ------------------------------------------------------------------
+
+
+def conformance_tests_in(directory: Path, skip: Path | None = None) -> set[tuple[str, str]]:
+    """(kind, name) of every ``X = source_test_class("name", ...)`` in ``directory``'s tests."""
+    found = set()
+    for path in sorted(directory.rglob("*.py")):
+        if skip is not None and path.resolve() == skip.resolve():
+            continue
+        for match in _CONFORMANCE_CALL.finditer(path.read_text(encoding="utf-8")):
+            found.add((match["kind"], match["name"]))
+    return found
+
+
+@pytest.mark.parametrize("registration", CONNECTORS, ids=_id)
+def test_connector_runs_the_conformance_kit(registration: Registration) -> None:
+    found = conformance_tests_in(TESTS_DIRECTORY, skip=Path(__file__))
+    kind, name = registration.kind, registration.name
+    assert (kind, name) in found, (
+        f"no conformance test for {kind} {name!r}: add to a test module "
+        f'`Test{name.title()}{kind.title()} = {kind}_test_class("{name}", ...)`'
+    )
+
+
+def test_conformance_scan_finds_only_assigned_calls(tmp_path: Path) -> None:
+    (tmp_path / "test_a.py").write_text(
+        "from omconnect.runtime.testing import sink_test_class, source_test_class\n"
+        'TestCsvSource = source_test_class("csv", config={"path": "x"})\n'
+        "TestCsvSink = testing.sink_test_class(\n    name='csv',\n)\n"
+        'source_test_class("jsonl")  # not assigned: pytest would never collect it\n'
+        '# TestOld = source_test_class("avro")\n'
+        "def test_x():\n"
+        '    suite = source_test_class("parquet", make_config=f)()\n'
+        'TestMqtt = source_test_class(connector_name="mqtt", make_config=f)\n'
+    )
+    assert conformance_tests_in(tmp_path) == {
+        ("source", "csv"),
+        ("sink", "csv"),
+        ("source", "mqtt"),
+    }
+
+
+# (c) canonical option names -------------------------------------------------------------
+
+
+def _squashed(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def non_canonical_names(kind: str, option_names: list[str]) -> dict[str, str]:
+    """Option (dotted name) -> the canonical name it should use, for every offender."""
+    table = {**CANONICAL_OPTION_NAMES, **CANONICAL_BY_KIND.get(kind, {})}
+    offenders = {}
+    for dotted in option_names:
+        leaf = dotted.rsplit(".", 1)[-1]
+        for canonical, synonyms in table.items():
+            if leaf == canonical:
+                break
+            if leaf in synonyms or _squashed(leaf) == _squashed(canonical):
+                offenders[dotted] = canonical
+                break
+    return offenders
+
+
+def _user_facing_names(registration: Registration) -> list[str]:
+    names = []
+    for option in spec_options(registration.spec):
+        names.append(option.name)
+        alias = option.info.alias
+        parent, _, leaf = option.name.rpartition(".")
+        if alias and alias != leaf:
+            names.append(f"{parent}.{alias}" if parent else alias)
+    return names
+
+
+def _waived_offenders(registration: Registration) -> dict[str, str]:
+    offenders = non_canonical_names(registration.kind, _user_facing_names(registration))
+    return {
+        option: canonical
+        for option, canonical in offenders.items()
+        if (registration.name, registration.kind, option) not in WAIVERS
+    }
+
+
+@pytest.mark.parametrize("registration", CONNECTORS, ids=_id)
+def test_option_names_are_canonical(registration: Registration) -> None:
+    offenders = _waived_offenders(registration)
+    assert not offenders, "rename: " + ", ".join(f"{o} -> {c}" for o, c in offenders.items())
+
+
+def test_every_waiver_is_still_needed() -> None:
+    by_key: dict[tuple[str, str], Registration] = {(r.name, r.kind): r for r in CONNECTORS}
+    for name, kind, option in WAIVERS:
+        registration = by_key.get((name, kind))
+        assert registration is not None, f"waiver for unregistered {kind} {name!r}: remove it"
+        offenders = non_canonical_names(kind, _user_facing_names(registration))
+        assert option in offenders, f"waiver ({name}, {kind}, {option}) is unused: remove it"
+
+
+@pytest.mark.parametrize(
+    ("kind", "names", "expected"),
+    [
+        ("source", ["batchsize", "path"], {"batchsize": "batch_size"}),
+        ("source", ["batchSize"], {"batchSize": "batch_size"}),
+        ("sink", ["batch-size"], {"batch-size": "batch_size"}),
+        ("source", ["max_records", "table"], {"max_records": "batch_size", "table": "tables"}),
+        ("sink", ["table", "key"], {}),
+        ("sink", ["tables"], {"tables": "table"}),
+        ("source", ["s3.endpoint", "s3.region"], {"s3.endpoint": "endpoint_url"}),
+        ("source", ["tables", "batch_size", "heartbeat_interval"], {}),
+    ],
+)
+def test_canonical_name_check(kind: str, names: list[str], expected: dict[str, str]) -> None:
+    assert non_canonical_names(kind, names) == expected
+
+
+# (d) descriptions -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("registration", CONNECTORS, ids=_id)
+def test_every_option_is_described(registration: Registration) -> None:
+    bare = [o.name for o in spec_options(registration.spec) if not o.description]
+    assert not bare, f"options without a description (Field(description=...)): {bare}"
+
+
+# (e) dependency direction ---------------------------------------------------------------
+
+
+def module_name(path: Path, root: Path) -> str:
+    """``root/omconnect/schemas/types.py`` -> ``omconnect.schemas.types``."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, root: Path) -> set[str]:
+    """Absolute names of everything ``path`` imports (``from a import b`` gives a and a.b),
+    relative imports resolved, ``import_module("literal")`` calls included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module_name(path, root).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            anchor = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join([*anchor, *([node.module] if node.module else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and _imports_by_name(node):
+            first = node.args[0]
+            assert isinstance(first, ast.Constant)
+            found.add(str(first.value))
+    return found
+
+
+def _imports_by_name(call: ast.Call) -> bool:
+    func = call.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return (
+        called in ("import_module", "__import__")
+        and bool(call.args)
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+    )
+
+
+def _is_within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def forbidden_imports(directory: Path, allowed: list[str], root: Path = ROOT) -> list[str]:
+    """``file: imports module`` for each import of an ``omconnect`` module outside ``allowed``."""
+    problems = []
+    for path in sorted(directory.rglob("*.py")):
+        for module in sorted(imported_modules(path, root)):
+            if not _is_within(module, "omconnect") or module == "omconnect":
+                continue
+            if not any(_is_within(module, package) for package in allowed):
+                problems.append(f"{path.relative_to(root)}: imports {module}")
+    return problems
+
+
+def test_connectors_never_import_the_runtime() -> None:
+    problems = forbidden_imports(
+        PACKAGE_DIRECTORY / "connectors", ["omconnect.connectors", "omconnect.schemas"]
+    )
+    assert not problems, "connectors must not depend on the runtime:\n" + "\n".join(problems)
+
+
+def test_connector_api_imports_only_schemas() -> None:
+    problems = forbidden_imports(
+        PACKAGE_DIRECTORY / "connectors" / "api", ["omconnect.connectors.api", "omconnect.schemas"]
+    )
+    assert not problems, "\n".join(problems)
+
+
+def test_each_connector_package_imports_only_the_api_schemas_and_itself() -> None:
+    problems = []
+    for package in sorted((PACKAGE_DIRECTORY / "connectors").iterdir()):
+        if package.is_dir() and package.name != "api" and (package / "__init__.py").exists():
+            own = f"omconnect.connectors.{package.name}"
+            allowed = ["omconnect.connectors.api", "omconnect.schemas", own]
+            problems += forbidden_imports(package, allowed)
+    assert not problems, "\n".join(problems)
+
+
+def test_schemas_import_no_other_omconnect_package() -> None:
+    problems = forbidden_imports(PACKAGE_DIRECTORY / "schemas", ["omconnect.schemas"])
+    assert not problems, "\n".join(problems)
+
+
+def test_import_scan_sees_every_form(tmp_path: Path) -> None:
+    package = tmp_path / "omconnect" / "connectors" / "demo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from . import reader\n")
+    (package / "reader.py").write_text(
+        "import importlib\n"
+        "from omconnect.connectors.api import SourceConnector\n"
+        "from ...runtime import worker\n"
+        "from omconnect import runtime\n"
+        "import omconnect.runtime.cli.main\n"
+        "from .. import files\n"
+        "importlib.import_module('omconnect.runtime.offsets')\n"
+    )
+    problems = forbidden_imports(package, ["omconnect.connectors", "omconnect.schemas"], tmp_path)
+    own_only = ["omconnect.connectors.api", "omconnect.schemas", "omconnect.connectors.demo"]
+    own = forbidden_imports(package, own_only, tmp_path)
+    reader = str(Path("omconnect/connectors/demo/reader.py"))
+    assert problems == [
+        f"{reader}: imports omconnect.runtime",
+        f"{reader}: imports omconnect.runtime.cli.main",
+        f"{reader}: imports omconnect.runtime.offsets",
+        f"{reader}: imports omconnect.runtime.worker",
+    ]
+    assert f"{reader}: imports omconnect.connectors.files" in own
