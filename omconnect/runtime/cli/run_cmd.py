@@ -41,6 +41,9 @@ def run_command(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, loaded.redactor)
     try:
         metrics = asyncio.run(_run(loaded, args.once))
+    except PipelineConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     except Exception as exc:  # the top of the program: report, redacted, and fail
         message = loaded.redactor.redact(f"{type(exc).__name__}: {exc}")
         log.error("pipeline %s failed: %s", loaded.config.name, message)

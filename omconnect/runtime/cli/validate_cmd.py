@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from omconnect.runtime.config.connector_blocks import validate_connectors
 from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.config.redaction import redacted_config
@@ -26,6 +27,7 @@ def validate_command(args: argparse.Namespace) -> int:
     for path in args.pipelines:
         try:
             loaded = load_pipeline(path)
+            validate_connectors(loaded)
         except PipelineConfigError as exc:
             failed += 1
             print(str(exc), file=sys.stderr)

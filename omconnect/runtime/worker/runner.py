@@ -18,6 +18,7 @@ from omconnect.connectors.api.context import TaskContext
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.brokers.base import Broker, TopicPartition
+from omconnect.runtime.config.connector_blocks import validate_connectors
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.converters import make_converter
 from omconnect.runtime.offsets import open_offset_store
@@ -65,6 +66,7 @@ class PipelineRunner:
 
     async def run(self, stop: asyncio.Event | None = None) -> PipelineMetrics:
         stop = stop or asyncio.Event()
+        validate_connectors(self.loaded)
         cfg = self.loaded.config
         settings = settings_for(self.loaded, self.once)
         broker = open_broker(cfg.broker)
@@ -95,7 +97,7 @@ class PipelineRunner:
         producer = await broker.producer()
         dead_letters = DeadLetterQueue(
             producer,
-            cfg.errors.effective_dead_letter_topic(settings.topic),
+            cfg.effective_dead_letter_topic,
             cfg.name,
             tolerate=cfg.errors.tolerance == "all",
             loop=loop,
@@ -143,7 +145,6 @@ class PipelineRunner:
             return []
         cfg = self.loaded.config
         connector = source.registration.cls(source.spec)
-        connector.validate()
         loops = []
         for task_id, task_config in enumerate(connector.task_configs(cfg.tasks)):
             context = TaskContext(
@@ -185,7 +186,6 @@ class PipelineRunner:
         assert sink is not None
         cfg = self.loaded.config
         connector = sink.registration.cls(sink.spec)
-        connector.validate()
         context = TaskContext(
             pipeline=cfg.name,
             task_id=0,

@@ -1,0 +1,181 @@
+"""The writing task every file sink shares; a format only says how to write one file.
+
+How the sink learns offsets: each mark of a batch names a topic partition and the offset
+after the rows it closes (``{"offset": n}`` means "every message before n"). The rows between
+the previous mark (or the batch start) and a mark belong to that mark's partition. For the
+first rows of a partition after ``start`` the first offset is the mark's offset minus those
+rows; afterwards it is the previous mark's offset for the partition, so files are named
+correctly even when rows were dropped (sent to the dead letter topic) on the way.
+
+Before the first rows of a partition are written, the partition's published files from that
+first offset on and its temporary files are deleted: they are what a crashed run wrote but
+never had committed, and the replay now writes them again under the same names.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+from pydantic import Field
+
+from omconnect.connectors.api import (
+    ConfigError,
+    ConnectorError,
+    ConnectorSpec,
+    Position,
+    RecordBatch,
+    SinkConnector,
+    SinkTask,
+    TaskContext,
+)
+from omconnect.connectors.files._rolling_writer import (
+    FormatWriter,
+    RollingFileWriter,
+    RollLimits,
+)
+from omconnect.schemas.arrow import to_arrow_schema
+
+TopicPartition = tuple[str, int]
+
+
+class FileSinkSpec(ConnectorSpec):
+    """Options of every file sink (csv, jsonl, parquet, avro)."""
+
+    path: str = Field(
+        description=(
+            "The directory to write into (created if missing). Each topic partition gets its "
+            "own files, named `<topic>-<partition>-<first offset, 20 digits>.<ext>`; files "
+            "being written are hidden (`.<name>.tmp`) until they are complete."
+        )
+    )
+    max_rows: int = Field(
+        default=1_000_000, ge=1, description="Start a new file after this many rows."
+    )
+    max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="Start a new file once the open one holds about this many bytes.",
+    )
+    max_age: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Start a new file when the open one is older than this many seconds (checked "
+            "when rows arrive). Every flush of the pipeline also completes the open files."
+        ),
+    )
+
+
+class FileSinkConnector(SinkConnector):
+    """A file sink: checks that ``path`` can be a directory; one task per pipeline."""
+
+    spec: ClassVar[type[ConnectorSpec]] = FileSinkSpec
+
+    def validate(self) -> None:
+        config = self.config
+        assert isinstance(config, FileSinkSpec)
+        path = Path(config.path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{config.path!r} is a file, not a directory", key="path")
+
+
+class FileSinkTask(SinkTask):
+    """Writes each topic partition into rolling files; subclasses write one format."""
+
+    extension: ClassVar[str]
+    config: FileSinkSpec
+
+    @abstractmethod
+    def open_format(self, sink: pa.NativeFile, schema: pa.Schema) -> FormatWriter:
+        """A writer of this format for a new file. ``schema`` carries the omconnect schema in
+        its metadata (``omconnect.schemas.arrow``) for formats that can keep it."""
+
+    def start(self, config: ConnectorSpec, context: TaskContext) -> None:
+        """Create the directory; nothing is deleted until a partition's first rows arrive."""
+        assert isinstance(config, FileSinkSpec)
+        self.config = config
+        self.context = context
+        self._directory = Path(config.path)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._limits = RollLimits(config.max_rows, config.max_bytes, config.max_age)
+        self._writers: dict[TopicPartition, RollingFileWriter] = {}
+        self._next_offsets: dict[TopicPartition, int] = {}
+
+    def put(self, batch: RecordBatch) -> None:
+        """Write the rows of ``batch`` into the open file of their topic partition.
+
+        Raises:
+            ConnectorError: the batch has rows after its last mark (their offsets are
+                unknown), a mark is not a topic-partition position, or the format cannot
+                hold the rows.
+        """
+        if batch.num_rows == 0:
+            return
+        marks = batch.marks
+        if not marks or marks[-1].end_row < batch.num_rows:
+            raise ConnectorError(
+                "file sinks need a position mark after the last row of every batch"
+            )
+        values = batch.values.replace_schema_metadata(to_arrow_schema(batch.schema).metadata)
+        start = 0
+        for mark in marks:
+            rows = mark.end_row - start
+            end_offset = _offset_of(mark.position)
+            key = _topic_partition(mark.position)
+            first_offset = self._next_offsets.get(key, end_offset - rows)
+            if rows > 0:
+                writer = self._writers.get(key) or self._open_partition(key, first_offset)
+                writer.write(values.slice(start, rows), first_offset, end_offset)
+            self._next_offsets[key] = end_offset
+            start = mark.end_row
+
+    def flush(self, positions: Sequence[Position]) -> None:
+        """Publish every open file (footer, fsync, rename, fsync of the directory)."""
+        for writer in self._writers.values():
+            writer.publish()
+
+    def stop(self) -> None:
+        """Drop the files being written; their rows are redelivered after the last commit."""
+        for writer in self._writers.values():
+            writer.abort()
+        self._writers.clear()
+
+    def _open_partition(self, key: TopicPartition, first_offset: int) -> RollingFileWriter:
+        topic, partition = key
+        writer = RollingFileWriter(
+            self._directory, topic, partition, self.extension, self.open_format, self._limits
+        )
+        removed = writer.remove_leftovers(first_offset)
+        if removed:
+            self.context.logger.info(
+                "%s: removed %d uncommitted file(s) of %s-%d from offset %d on",
+                self.config.path,
+                len(removed),
+                topic,
+                partition,
+                first_offset,
+            )
+        self._writers[key] = writer
+        return writer
+
+
+def _topic_partition(position: Position) -> TopicPartition:
+    try:
+        return str(position.partition["topic"]), int(position.partition["partition"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConnectorError(
+            f"a sink mark must name {{'topic', 'partition'}}, got {dict(position.partition)}"
+        ) from err
+
+
+def _offset_of(position: Position) -> int:
+    try:
+        return int(position.offset["offset"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConnectorError(
+            f"a sink mark must carry {{'offset': n}}, got {dict(position.offset)}"
+        ) from err

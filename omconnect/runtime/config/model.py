@@ -1,0 +1,132 @@
+"""The pipeline file's own keys as pydantic models.
+
+Connector and transform blocks are kept open here (``connector``/``type`` plus any options);
+the loader validates their options against the registered spec of that connector.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from omconnect.runtime.config.cron import check_cron
+from omconnect.runtime.config.durations import ByteSize, Duration
+
+PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+DEFAULT_BROKER = "embedded://.omconnect"
+DEFAULT_STATE = ".omconnect"
+
+CronExpression = Annotated[str, AfterValidator(check_cron)]
+"""A five-field cron expression or an ``@hourly``-style alias."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ConnectorBlock(BaseModel):
+    """A ``source:`` or ``sink:`` block: the registered connector name plus its own options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
+
+    connector: str
+    """A registered connector name (``omconnect connectors list``)."""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The connector's own options: every key but ``connector``."""
+        return dict(self.model_extra or {})
+
+
+class TransformBlock(BaseModel):
+    """One ``transforms:`` item: the registered transform name plus its own options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
+
+    type: str
+    """A registered transform name (filter, rename, drop, mask, cast...)."""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The transform's own options: every key but ``type``."""
+        return dict(self.model_extra or {})
+
+
+class ErrorsConfig(_Strict):
+    """What happens to records that fail (``errors:``)."""
+
+    tolerance: Literal["none", "all"] = "none"
+    """``none``: a failing record stops the task. ``all``: it goes to the dead letter topic."""
+    dead_letter_topic: str | None = None
+    """Where failed records go (default ``<topic>.dlq``)."""
+    retry_timeout: Duration = 300.0
+    """How long retriable errors are retried before the task fails."""
+    retry_max_delay: Duration = 60.0
+    """The longest wait between two retries (backoff is exponential up to it)."""
+    log: bool = True
+    """Log every failed record (with secrets redacted)."""
+
+
+class BatchingConfig(_Strict):
+    """How records are grouped before they are sent (``batching:``)."""
+
+    max_rows: int = Field(default=50_000, ge=1)
+    """Send a batch when it has this many rows."""
+    max_bytes: ByteSize = Field(default=16 * 1024**2, ge=1)
+    """Send a batch when it has this many bytes."""
+    linger: Duration = 0.2
+    """Send a partial batch after waiting this long for more rows."""
+
+
+class PipelineConfig(_Strict):
+    """One pipeline file."""
+
+    name: str = Field(pattern=PIPELINE_NAME_PATTERN)
+    """Unique; names the pipeline's offsets and its default topic."""
+    description: str | None = None
+    """Free text shown by ``omconnect serve`` and the orchestrators."""
+    broker: str = DEFAULT_BROKER
+    """Broker URL: embedded://path, kafka://host:9092, nats://..., amqp://..., redis://..."""
+    state: str = DEFAULT_STATE
+    """Where offsets and the embedded registry live: a directory, or a postgresql:// URL."""
+    source: ConnectorBlock | None = None
+    """Where records come from (optional when the pipeline only sinks a topic)."""
+    transforms: list[TransformBlock] = Field(default_factory=list)
+    """Applied in order to every batch."""
+    topic: str | None = None
+    """The broker topic (default: the pipeline name)."""
+    format: Literal["avro", "json", "raw", "cloudevents"] = "avro"
+    """How records are encoded on the broker."""
+    sink: ConnectorBlock | None = None
+    """Where records go (optional when the pipeline only publishes)."""
+    schedule: CronExpression | None = None
+    """A cron expression; used by ``serve``, Airflow and Dagster."""
+    errors: ErrorsConfig = Field(default_factory=ErrorsConfig)
+    """Dead letters and retries."""
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    """Batch size and linger."""
+    max_in_flight_bytes: ByteSize = Field(default=128 * 1024**2, ge=1)
+    """Back-pressure: the most bytes sent but not yet acknowledged."""
+    commit_interval: Duration = 5.0
+    """How often acknowledged positions are committed."""
+    tasks: int = Field(default=1, ge=1)
+    """The most tasks the source's work is split into."""
+
+    @model_validator(mode="after")
+    def _source_or_sink(self) -> PipelineConfig:
+        if self.source is None and self.sink is None:
+            raise ValueError("a pipeline needs a source, a sink, or both")
+        return self
+
+    @property
+    def effective_topic(self) -> str:
+        """``topic``, or the pipeline name when it is not set."""
+        return self.topic if self.topic is not None else self.name
+
+    @property
+    def effective_dead_letter_topic(self) -> str:
+        """``errors.dead_letter_topic``, or ``<topic>.dlq``."""
+        if self.errors.dead_letter_topic is not None:
+            return self.errors.dead_letter_topic
+        return f"{self.effective_topic}.dlq"

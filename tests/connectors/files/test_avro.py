@@ -1,0 +1,63 @@
+"""The avro source and sink: the conformance kit, then avro specifics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from omconnect.connectors.api import ConnectorError, Position
+from omconnect.runtime.testing import (
+    MemoryOffsetReader,
+    SinkDriver,
+    SourceDriver,
+    ids_of,
+    sink_batches,
+    sink_test_class,
+    source_test_class,
+    standard_rows,
+)
+
+from .formats import published_files, read_back, write_avro
+
+TestAvroSource = source_test_class(
+    "avro",
+    make_config=lambda root: {"path": f"{root}/*.avro"},
+    write_rows=write_avro,
+    offset_order=lambda offset: offset["row"],
+)
+TestAvroSink = sink_test_class(
+    "avro",
+    make_config=lambda root: {"path": str(root)},
+    read_back=lambda config: read_back(Path(config["path"]), "avro"),
+)
+
+
+def test_resume_skips_whole_blocks(tmp_path: Path) -> None:
+    write_avro(tmp_path, standard_rows(0, 1000))
+    (path,) = sorted(tmp_path.iterdir())
+    with path.open("rb") as file:
+        assert len(list(fastavro.block_reader(file))) > 3, "the test needs several blocks"
+    offsets = MemoryOffsetReader()
+    offsets.commit([Position({"file": str(path)}, {"row": 777})])
+    batches = SourceDriver("avro", {"path": str(path)}, offsets).read_to_end()
+    assert ids_of(batches) == list(range(777, 1000))
+
+
+def test_sink_record_name_and_codec(tmp_path: Path) -> None:
+    sent = sink_batches(standard_rows(0, 10), topic="t", partition=0, first_offset=0, batch_rows=10)
+    sink = SinkDriver("avro", {"path": str(tmp_path), "compression": "null"})
+    sink.put_all(sent)
+    sink.flush(sent)
+    (path,) = published_files(tmp_path, "avro")
+    with path.open("rb") as file:
+        reader = fastavro.reader(file)
+        assert reader.codec == "null"
+        assert reader.writer_schema["name"] == "conformance"  # type: ignore[index,call-overload]
+
+
+def test_a_file_that_is_not_avro_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "x.avro").write_bytes(b"Obj\x01 but then garbage")
+    with pytest.raises(ConnectorError, match=r"x\.avro"):
+        SourceDriver("avro", {"path": str(tmp_path / "x.avro")}).read_to_end()

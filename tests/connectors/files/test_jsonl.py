@@ -1,0 +1,44 @@
+"""The jsonl source and sink: the conformance kit, then jsonl specifics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omconnect.connectors.api import ConnectorError
+from omconnect.runtime.testing import SourceDriver, sink_test_class, source_test_class
+
+from .formats import read_back, write_jsonl
+
+TestJsonlSource = source_test_class(
+    "jsonl",
+    make_config=lambda root: {"path": f"{root}/*.jsonl"},
+    write_rows=write_jsonl,
+    offset_order=lambda offset: offset["row"],
+)
+TestJsonlSink = sink_test_class(
+    "jsonl",
+    make_config=lambda root: {"path": str(root)},
+    read_back=lambda config: read_back(Path(config["path"]), "jsonl"),
+)
+
+
+def test_fields_missing_from_some_lines_are_null(tmp_path: Path) -> None:
+    lines = [{"id": 1, "tag": "a"}, {"id": 2}, {"id": 3, "tag": None}]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (batch,) = SourceDriver("jsonl", {"path": str(tmp_path / "a.jsonl")}).read_to_end()
+    assert batch.values.to_pydict() == {"id": [1, 2, 3], "tag": ["a", None, None]}
+
+
+def test_parse_error_names_the_file(tmp_path: Path) -> None:
+    good = "".join(json.dumps({"id": i}) + "\n" for i in range(20))
+    (tmp_path / "broken.jsonl").write_text(good + '{"id": 20,\n')
+    with pytest.raises(ConnectorError, match=r"broken\.jsonl.*row"):
+        SourceDriver("jsonl", {"path": str(tmp_path / "broken.jsonl")}).read_to_end()
+
+
+def test_empty_file_has_no_rows(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    assert SourceDriver("jsonl", {"path": str(tmp_path / "empty.jsonl")}).read_to_end() == []

@@ -1,0 +1,76 @@
+"""The parquet source and sink: the conformance kit, then parquet specifics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from omconnect.connectors.api import ConnectorError, Position
+from omconnect.runtime.testing import (
+    MemoryOffsetReader,
+    SinkDriver,
+    SourceDriver,
+    ids_of,
+    sink_batches,
+    sink_test_class,
+    source_test_class,
+    standard_rows,
+)
+from omconnect.schemas.arrow import from_arrow_schema
+
+from .formats import published_files, read_back, write_parquet
+
+TestParquetSource = source_test_class(
+    "parquet",
+    make_config=lambda root: {"path": f"{root}/*.parquet"},
+    write_rows=write_parquet,
+    offset_order=lambda offset: offset["row"],
+)
+TestParquetSink = sink_test_class(
+    "parquet",
+    make_config=lambda root: {"path": str(root)},
+    read_back=lambda config: read_back(Path(config["path"]), "parquet"),
+)
+
+
+def test_resume_starts_at_the_row_group_holding_the_next_row(tmp_path: Path) -> None:
+    pq.write_table(
+        standard_rows(0, 1000).combine_chunks(), tmp_path / "a.parquet", row_group_size=100
+    )
+    offsets = MemoryOffsetReader()
+    offsets.commit([Position({"file": str(tmp_path / "a.parquet")}, {"row": 555})])
+    config = {"path": str(tmp_path / "a.parquet"), "batch_size": 64}
+    batches = SourceDriver("parquet", config, offsets).read_to_end()
+    assert ids_of(batches) == list(range(555, 1000))
+    assert all(b.num_rows <= 64 for b in batches)
+
+
+def test_sink_keeps_the_schema_name_and_key_in_the_file(tmp_path: Path) -> None:
+    sent = sink_batches(standard_rows(0, 10), topic="t", partition=0, first_offset=0, batch_rows=10)
+    sink = SinkDriver("parquet", {"path": str(tmp_path), "compression": "snappy"})
+    sink.put_all(sent)
+    sink.flush(sent)
+    (path,) = published_files(tmp_path, "parquet")
+    schema = from_arrow_schema(pq.read_schema(path), "ignored")
+    assert schema.key_fields == ("id",) and schema.name == "conformance"
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "SNAPPY"
+
+
+def test_row_groups_have_the_configured_size(tmp_path: Path) -> None:
+    sent = sink_batches(
+        standard_rows(0, 1000), topic="t", partition=0, first_offset=0, batch_rows=30
+    )
+    sink = SinkDriver("parquet", {"path": str(tmp_path), "row_group_size": 250})
+    sink.put_all(sent)
+    sink.flush(sent)
+    (path,) = published_files(tmp_path, "parquet")
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [250] * 4
+
+
+def test_a_file_that_is_not_parquet_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ConnectorError, match=r"x\.parquet"):
+        SourceDriver("parquet", {"path": str(tmp_path / "x.parquet")}).read_to_end()
