@@ -16,7 +16,8 @@ import pytest
 
 from tests.e2e.omconnect_process import omconnect, spawn_omconnect
 
-ROWS = 300_000
+ROWS = 1_500_000
+PARTS = 10
 MAX_ROWS = 5_000
 IN_FLIGHT_BYTES = 1 << 20
 
@@ -40,8 +41,8 @@ commit_interval: 0.05
 
 def write_input(directory: Path) -> None:
     directory.mkdir()
-    for part in range(3):
-        seq = np.arange(part * ROWS // 3, (part + 1) * ROWS // 3, dtype=np.int64)
+    for part in range(PARTS):
+        seq = np.arange(part * ROWS // PARTS, (part + 1) * ROWS // PARTS, dtype=np.int64)
         table = pa.table(
             {
                 "seq": seq,
@@ -49,7 +50,7 @@ def write_input(directory: Path) -> None:
                 "amount": (seq % 1000).astype(np.float64) / 10,
             }
         )
-        pacsv.write_csv(table, directory / f"part-{part}.csv")
+        pacsv.write_csv(table, directory / f"part-{part:02d}.csv")
 
 
 def read_sink(out: Path) -> np.ndarray:
@@ -69,7 +70,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     kills = 0
     for attempt in range(5):
         process = spawn_omconnect("run", "crash.yaml", "--once", cwd=tmp_path)
-        time.sleep(rng.uniform(0.8, 3.0) if attempt else 1.5)
+        time.sleep(rng.uniform(0.9, 1.8))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)

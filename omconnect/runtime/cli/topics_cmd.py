@@ -11,7 +11,7 @@ from typing import Any
 
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.cli.message_view import MessageView
-from omconnect.runtime.registry import open_schema_registry
+from omconnect.runtime.state import open_schema_registry
 
 DEFAULT_BROKER = "embedded://.omconnect"
 DEFAULT_STATE = ".omconnect"

@@ -1,0 +1,10 @@
+"""The built-in transforms (filter, rename, drop, mask, cast) and what they share.
+
+Each transform module registers itself when imported; the runtime finds them through the
+``omconnect.transforms`` entry-point group. Importing this package registers none of them.
+"""
+
+from omconnect.runtime.transforms.row_errors import TransformRowErrors
+from omconnect.runtime.transforms.type_names import format_type, parse_type
+
+__all__ = ["TransformRowErrors", "format_type", "parse_type"]

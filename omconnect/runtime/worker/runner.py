@@ -23,7 +23,7 @@ from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.converters import make_converter
 from omconnect.runtime.offsets import open_offset_store
 from omconnect.runtime.offsets.base import OffsetStore
-from omconnect.runtime.registry import open_schema_registry
+from omconnect.runtime.state import open_schema_registry
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.runtime.worker.offset_reader import NamespaceOffsetReader

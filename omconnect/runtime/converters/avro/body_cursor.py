@@ -1,0 +1,118 @@
+"""A read cursor over many Avro bodies at once: one position per body into a shared buffer.
+
+The bodies of a binary array are laid end to end in one data buffer. Decoding walks the
+schema once, field by field, and for each field reads that field of every body (or of a
+subset of rows, under a nullable union) by moving all their positions together. A body found
+corrupt is recorded with the reason and its position pinned at its end, so it cannot drag
+reads elsewhere; the walk goes on for the others.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from omconnect.runtime.converters.avro.errors import InvalidAvroValue
+from omconnect.runtime.converters.avro.varint import decode_varints
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+# Zero bytes around the data, so fixed-size windows (varints, doubles, decimals, inline string
+# prefixes, UUID text) can be read at any position, or ending at any position, unchecked.
+_PADDING = 64
+
+
+class BodyCursor:
+    """Positions into the bodies of a binary array, and the bodies found corrupt so far.
+
+    Attributes:
+        padded: all bodies' bytes, with zero padding before and after.
+        pos: per body, where the next field starts.
+        end: per body, where it ends.
+        bad: per body, True once found corrupt; ``reasons`` says why.
+    """
+
+    def __init__(self, bodies: pa.Array, skip: int) -> None:
+        n = len(bodies)
+        offset_type = (
+            np.int64 if bodies.type in (pa.large_binary(), pa.large_string()) else np.int32
+        )
+        offsets = np.frombuffer(
+            bodies.buffers()[1], dtype=offset_type, count=bodies.offset + n + 1
+        )[bodies.offset :].astype(np.int64)
+        first, last = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
+        self.padded: U8 = np.zeros(last - first + 2 * _PADDING, dtype=np.uint8)
+        data = bodies.buffers()[2]
+        if data is not None and last > first:
+            self.padded[_PADDING : _PADDING + last - first] = np.frombuffer(data, dtype=np.uint8)[
+                first:last
+            ]
+        self.pos: I64 = offsets[:-1] - first + _PADDING + skip
+        self.end: I64 = offsets[1:] - first + _PADDING
+        self.bad: Mask = np.zeros(n, dtype=np.bool_)
+        self.reasons: dict[int, Exception] = {}
+        self._stream: io.BytesIO | None = None
+        if bodies.null_count:
+            valid = np.asarray(bodies.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+            self.fail(np.flatnonzero(~valid), "the message has no body (null)")
+        self.fail(np.flatnonzero(self.pos > self.end), f"the body is shorter than {skip} bytes")
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.pos)
+
+    def fail(self, rows: I64, reason: str) -> None:
+        """Record ``rows`` as corrupt (the first reason wins) and pin them at their end."""
+        if not len(rows):
+            return
+        new = rows[~self.bad[rows]]
+        if len(new):
+            error = InvalidAvroValue(reason)  # one instance shared by the rows it concerns
+            for row in new.tolist():
+                self.reasons[row] = error
+            self.bad[new] = True
+        self.pos[rows] = self.end[rows]
+
+    def varints(self, rows: I64, path: str) -> I64:
+        """Read one zigzag varint at each of ``rows`` and move past it."""
+        starts = self.pos[rows]
+        values, lengths, ok = decode_varints(self.padded, starts)
+        after = starts + lengths
+        broken = ~ok | (after > self.end[rows])
+        self.pos[rows] = after
+        if broken.any():
+            values = np.where(broken, 0, values)
+            self.fail(rows[broken], f"{path}: truncated or overlong varint")
+        return values
+
+    def take(self, rows: I64, lengths: I64, path: str) -> tuple[I64, I64]:
+        """Claim ``lengths`` bytes at each of ``rows`` and move past them.
+
+        Returns:
+            (starts, lengths) of the claimed spans; rows whose span would leave the body (or
+            whose length is negative) are failed and get an empty span.
+        """
+        starts = self.pos[rows]
+        broken = (lengths < 0) | (starts + lengths > self.end[rows])
+        if broken.any():
+            lengths = np.where(broken, 0, lengths)
+            self.fail(rows[broken], f"{path}: length runs past the end of the body")
+            starts = self.pos[rows]
+        self.pos[rows] = starts + lengths
+        return starts, lengths
+
+    def stream(self) -> io.BytesIO:
+        """The bodies' bytes as a file, for the per-row fastavro path."""
+        if self._stream is None:
+            self._stream = io.BytesIO(self.padded.tobytes())
+        return self._stream
+
+    def check_all_consumed(self) -> None:
+        """Fail every body with bytes left after the last field."""
+        leftover = np.flatnonzero((self.pos != self.end) & ~self.bad)
+        self.fail(leftover, "bytes left after the last field (wrong schema?)")

@@ -1,0 +1,238 @@
+"""Decoding one Avro field of many bodies at once into an Arrow array of the wanted type.
+
+``read_value(cursor, rows, schema, kind, path)`` reads the field described by ``schema`` at
+the cursor positions of ``rows`` (indices of bodies) and returns an Arrow array of ``kind``
+with one value per row. Corrupt rows are failed on the cursor and hold a placeholder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from numpy.lib.stride_tricks import sliding_window_view
+
+from omconnect.runtime.converters.avro.arrow_values import integer_array, integer_bounds
+from omconnect.runtime.converters.avro.avro_types import (
+    AvroType,
+    column_name,
+    enum_symbols,
+    has_container,
+    logical_type,
+    nullable_branches,
+    record_fields,
+    type_name,
+    unwrap,
+)
+from omconnect.runtime.converters.avro.body_cursor import BodyCursor
+from omconnect.runtime.converters.avro.decimal_bytes import decode_decimals
+from omconnect.runtime.converters.avro.row_fallback import decode_rows
+from omconnect.runtime.converters.avro.uuid_text import UUID_TEXT_LENGTH, decode_uuids
+
+I64 = npt.NDArray[np.int64]
+_INLINE_VIEW_BYTES = 12
+
+
+def read_value(
+    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    """Read one value of ``schema`` for each of ``rows`` as an Arrow array of ``kind``."""
+    schema = unwrap(schema)
+    branches = nullable_branches(schema)
+    if branches is not None:
+        return _read_nullable(cursor, rows, branches, kind, path)
+    name = type_name(schema)
+    if has_container(schema) or name in ("fixed", "union"):
+        return _read_per_row(cursor, rows, schema, kind, path)
+    if name == "record":
+        return read_record(cursor, rows, schema, kind, path)
+    if name == "null":
+        return pa.nulls(len(rows), kind)
+    if name == "boolean":
+        starts, _ = cursor.take(rows, np.ones(len(rows), dtype=np.int64), path)
+        flags = cursor.padded[starts]
+        cursor.fail(rows[flags > 1], f"{path}: boolean byte is neither 0 nor 1")
+        return pa.array(flags == 1, pa.bool_())
+    if name in ("int", "long"):
+        return _read_integers(cursor, rows, schema, kind, path)
+    if name in ("float", "double"):
+        width = 4 if name == "float" else 8
+        starts, _ = cursor.take(rows, np.full(len(rows), width, dtype=np.int64), path)
+        raw = np.ascontiguousarray(sliding_window_view(cursor.padded, width)[starts])
+        values = raw.view("<f4" if width == 4 else "<f8").reshape(len(rows))
+        return pa.array(values).cast(kind)
+    if name == "enum":
+        return _read_enum(cursor, rows, schema, kind, path)
+    if name in ("string", "bytes"):
+        return _read_text(cursor, rows, schema, kind, path)
+    raise TypeError(f"{path}: unsupported Avro type {name!r}")
+
+
+def read_record(
+    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    """Read a record's fields in order; the Arrow struct ``kind`` picks and orders them."""
+    arrow_fields = {kind.field(i).name: kind.field(i) for i in range(kind.num_fields)}
+    read: dict[str, pa.Array] = {}
+    for field in record_fields(schema):
+        target = arrow_fields.get(column_name(field))
+        field_path = f"{path}.{field['name']}" if path else field["name"]
+        field_kind = target.type if target is not None else _any_arrow_type(field["type"])
+        child = read_value(cursor, rows, field["type"], field_kind, field_path)
+        if target is not None:
+            read[column_name(field)] = child
+    children = [read.get(name, pa.nulls(len(rows), f.type)) for name, f in arrow_fields.items()]
+    return pa.StructArray.from_arrays(children, fields=list(arrow_fields.values()))
+
+
+def _any_arrow_type(schema: AvroType) -> pa.DataType:
+    """A throwaway Arrow type good enough to skip over a field nobody asked for."""
+    name = type_name(unwrap(schema))
+    simple = {
+        "boolean": pa.bool_(),
+        "int": pa.int64(),
+        "long": pa.int64(),
+        "float": pa.float64(),
+        "double": pa.float64(),
+        "string": pa.binary(),
+        "bytes": pa.binary(),
+        "enum": pa.string(),
+    }
+    if name in simple and logical_type(unwrap(schema)) != "decimal":
+        return simple[name]
+    if name == "record":
+        return pa.struct([(f["name"], _any_arrow_type(f["type"])) for f in record_fields(schema)])
+    branches = nullable_branches(schema)
+    if branches is not None:
+        return _any_arrow_type(branches[2])
+    if logical_type(unwrap(schema)) == "decimal":
+        return pa.decimal256(76, int(unwrap(schema).get("scale", 0)))
+    return pa.null()
+
+
+def _read_nullable(
+    cursor: BodyCursor,
+    rows: I64,
+    branches: tuple[int, int, AvroType],
+    kind: pa.DataType,
+    path: str,
+) -> pa.Array:
+    null_index, value_index, inner = branches
+    branch = cursor.varints(rows, path)
+    has_value = branch == value_index
+    cursor.fail(rows[~has_value & (branch != null_index)], f"{path}: union branch out of range")
+    values = read_value(cursor, rows[has_value], inner, kind, path)
+    if has_value.all():
+        return values
+    if not has_value.any():
+        return pa.nulls(len(rows), kind)
+    positions = pa.array(np.cumsum(has_value) - 1, mask=~has_value)
+    return values.take(positions)
+
+
+def _read_integers(
+    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    values = cursor.varints(rows, path)
+    storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
+    if pa.types.is_integer(storage) or pa.types.is_date32(storage) or pa.types.is_time32(storage):
+        low, high = integer_bounds(kind if pa.types.is_integer(storage) else pa.int32())
+        outside = (values < low) | (values > high)
+        if outside.any():
+            cursor.fail(rows[outside], f"{path}: value does not fit Arrow {kind}")
+            values = np.where(outside, 0, values)
+    return integer_array(values, kind, logical_type(schema))
+
+
+def _read_enum(
+    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    symbols = pa.array(enum_symbols(schema), pa.string())
+    indices = cursor.varints(rows, path)
+    outside = (indices < 0) | (indices >= len(symbols))
+    cursor.fail(rows[outside], f"{path}: enum index out of range")
+    indices = np.where(outside, 0, indices).astype(np.int32)
+    if pa.types.is_dictionary(kind):
+        array = pa.DictionaryArray.from_arrays(pa.array(indices), symbols)
+        return array if array.type == kind else array.cast(kind)
+    return symbols.take(pa.array(indices)).cast(kind)
+
+
+def _read_text(
+    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    lengths = cursor.varints(rows, path)
+    starts, lengths = cursor.take(rows, lengths, path)
+    storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
+    if pa.types.is_decimal(kind):
+        array, bad = decode_decimals(cursor.padded, starts, lengths, kind)
+        cursor.fail(rows[bad], f"{path}: decimal does not fit {kind}")
+        return array
+    if pa.types.is_fixed_size_binary(storage) and storage.byte_width == 16:
+        wrong_length = lengths != UUID_TEXT_LENGTH
+        cursor.fail(rows[wrong_length], f"{path}: a UUID string has 36 characters")
+        text = sliding_window_view(cursor.padded, UUID_TEXT_LENGTH)[starts]
+        array, bad = decode_uuids(text, kind)
+        cursor.fail(rows[bad & ~wrong_length], f"{path}: not a UUID")
+        return array
+    binary = _binary_views(cursor, starts, lengths).cast(pa.large_binary())
+    if pa.types.is_binary(storage) or pa.types.is_large_binary(storage):
+        array = binary.cast(storage)
+    else:
+        array = _as_text(cursor, rows, binary, storage, path)
+    if isinstance(kind, pa.BaseExtensionType):
+        return pa.ExtensionArray.from_storage(kind, array)
+    return array
+
+
+def _binary_views(cursor: BodyCursor, starts: I64, lengths: I64) -> pa.Array:
+    """A binary_view array whose values point into the cursor's buffer: no byte is copied
+    except the short values that Arrow keeps inline in the view itself."""
+    n = len(starts)
+    views = np.zeros((n, 4), dtype=np.uint32)
+    views[:, 0] = lengths
+    inline = np.array(sliding_window_view(cursor.padded, _INLINE_VIEW_BYTES)[starts])
+    inline *= np.arange(_INLINE_VIEW_BYTES) < lengths[:, None]
+    views[:, 1:] = inline.view("<u4")
+    long = lengths > _INLINE_VIEW_BYTES
+    views[long, 2] = 0  # buffer index
+    views[long, 3] = starts[long]
+    return pa.Array.from_buffers(
+        pa.binary_view(), n, [None, pa.py_buffer(views), pa.py_buffer(cursor.padded)]
+    )
+
+
+def _as_text(
+    cursor: BodyCursor, rows: I64, binary: pa.Array, kind: pa.DataType, path: str
+) -> pa.Array:
+    """Binary values -> a string array; rows that are not UTF-8 are failed and emptied."""
+    try:
+        return binary.cast(kind)
+    except pa.ArrowInvalid:
+        pass
+    bad = np.zeros(len(binary), dtype=np.bool_)
+    for index, value in enumerate(binary.to_pylist()):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            bad[index] = True
+    cursor.fail(rows[bad], f"{path}: string is not valid UTF-8")
+    cleaned = pa.array(
+        [
+            b"" if flag else value
+            for flag, value in zip(bad.tolist(), binary.to_pylist(), strict=True)
+        ],
+        pa.large_binary(),
+    )
+    return cleaned.cast(kind)
+
+
+def _read_per_row(
+    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    starts = cursor.pos[rows]
+    values, after, failures = decode_rows(cursor.stream(), starts, cursor.end[rows], schema, kind)
+    cursor.pos[rows] = after
+    for index, error in failures.items():
+        cursor.fail(rows[index : index + 1], f"{path}: {error}")
+    return values

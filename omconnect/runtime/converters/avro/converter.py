@@ -1,0 +1,203 @@
+"""The ``avro`` converter: record batches <-> Avro bodies in the Confluent wire format.
+
+Every body is ``0x00`` + the 4-byte big-endian schema id + one Avro datum. Value schemas are
+registered under ``<topic>-value`` and key schemas under ``<topic>-key`` (Confluent's
+TopicNameStrategy), so Confluent consumers read what omconnect writes and the other way round.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from omconnect.runtime.converters.avro.avro_types import AvroType, type_name
+from omconnect.runtime.converters.avro.decoder import decode_batch_lenient
+from omconnect.runtime.converters.avro.encoder import encode_batch_lenient
+from omconnect.runtime.converters.avro.wire_header import HEADER_SIZE, header, read_headers
+from omconnect.runtime.converters.base import Converter, Decoded, Encoded
+from omconnect.runtime.registry.protocol import SchemaRegistry, key_subject, value_subject
+from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
+from omconnect.schemas.avro import from_avro_schema, to_avro_schema
+from omconnect.schemas.record import RecordBatch
+from omconnect.schemas.schema import Schema
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class _ReaderSchema:
+    """What decoding bodies of one schema id needs."""
+
+    avro: AvroType
+    schema: Schema
+    arrow: pa.Schema
+
+
+class AvroConverter(Converter):
+    """Avro bodies with a schema registry; the bulk of the work is vectorised.
+
+    ``encode`` raises ``IncompatibleSchemaError`` when the batch's schema cannot be registered
+    (that is a pipeline problem, not a row problem); every other failure is per row.
+    """
+
+    name = "avro"
+    content_type = "application/avro"
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._writers: dict[tuple[str, Schema], tuple[int, AvroType]] = {}
+        self._readers: dict[int, _ReaderSchema] = {}
+
+    def encode(self, topic: str, batch: RecordBatch) -> Encoded:
+        """Bodies for every row; rows that cannot be encoded get null bodies and a reason."""
+        value_id, value_avro = self._writer(value_subject(topic), batch.schema)
+        values, failed = _encode_narrowing(batch.values, value_avro, header(value_id))
+        keys = None
+        key_columns = batch.key_columns()
+        if key_columns is not None:
+            key_schema = (
+                batch.key_schema
+                or batch.schema.key_schema()
+                or from_arrow_schema(key_columns.schema, f"{batch.schema.name}_key")
+            )
+            key_id, key_avro = self._writer(key_subject(topic), key_schema)
+            keys, key_failed = _encode_narrowing(key_columns, key_avro, header(key_id))
+            for row, error in key_failed.items():
+                failed.setdefault(row, error)
+        if failed:
+            keep = np.ones(batch.num_rows, dtype=np.bool_)
+            keep[list(failed)] = False
+            values = _nulls_where_not(values, keep)
+            keys = _nulls_where_not(keys, keep) if keys is not None else None
+        return Encoded(values=values, keys=keys, failed=dict(sorted(failed.items())))
+
+    def decode(self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None) -> Decoded:
+        """Group bodies by (value schema id, key schema id) and decode each group at once."""
+        failed: dict[int, Exception] = {}
+        value_ids, value_errors = read_headers(values)
+        failed.update(value_errors)
+        if keys is not None:
+            key_ids, key_errors = read_headers(keys, allow_null=True)
+            for row, error in key_errors.items():
+                failed.setdefault(row, ValueError(f"message key: {error}"))
+        else:
+            key_ids = np.full(len(values), -1, dtype=np.int64)
+        usable = np.ones(len(values), dtype=np.bool_)
+        usable[list(failed)] = False
+        rows = np.flatnonzero(usable)
+        pairs = np.stack([value_ids[rows], key_ids[rows]], axis=1)
+        unique_pairs, first_seen, group_of = np.unique(
+            pairs, axis=0, return_index=True, return_inverse=True
+        )
+        groups: list[
+            tuple[int, tuple[pa.Int64Array, pa.RecordBatch, Schema, pa.RecordBatch | None]]
+        ]
+        groups = []
+        for group in np.argsort(first_seen, kind="stable").tolist():
+            members = rows[group_of.reshape(-1) == group]
+            value_id, key_id = (int(x) for x in unique_pairs[group])
+            decoded = self._decode_group(values, keys, members, value_id, key_id, failed)
+            if decoded is not None:
+                groups.append((int(members[0]), decoded))
+        return Decoded(groups=[g for _, g in groups], failed=dict(sorted(failed.items())))
+
+    def _decode_group(
+        self,
+        values: pa.BinaryArray,
+        keys: pa.BinaryArray | None,
+        members: I64,
+        value_id: int,
+        key_id: int,
+        failed: dict[int, Exception],
+    ) -> tuple[pa.Int64Array, pa.RecordBatch, Schema, pa.RecordBatch | None] | None:
+        try:
+            value_reader = self._reader(value_id)
+            key_reader = self._reader(key_id) if key_id >= 0 else None
+        except Exception as error:  # unknown id, or a schema omconnect cannot map
+            for row in members.tolist():
+                failed[row] = error
+            return None
+        taken = pa.array(members)
+        value_batch, value_bad = decode_batch_lenient(
+            values.take(taken), value_reader.avro, value_reader.arrow, skip=HEADER_SIZE
+        )
+        key_batch: pa.RecordBatch | None = None
+        key_bad: dict[int, Exception] = {}
+        if key_reader is not None and keys is not None:
+            key_batch, key_bad = decode_batch_lenient(
+                keys.take(taken), key_reader.avro, key_reader.arrow, skip=HEADER_SIZE
+            )
+        for index, reason in {**key_bad, **value_bad}.items():
+            failed[int(members[index])] = reason
+        good = np.ones(len(members), dtype=np.bool_)
+        good[list(value_bad) + list(key_bad)] = False
+        if not good.any():
+            return None
+        value_batch = _keep_rows(value_batch, good, value_bad)
+        key_batch = _keep_rows(key_batch, good, key_bad) if key_batch is not None else None
+        return pa.array(members[good], pa.int64()), value_batch, value_reader.schema, key_batch
+
+    def _writer(self, subject: str, schema: Schema) -> tuple[int, AvroType]:
+        """The registered id and Avro schema of ``schema`` under ``subject`` (cached)."""
+        cache_key = (subject, schema)
+        with self._lock:
+            cached = self._writers.get(cache_key)
+        if cached is not None:
+            return cached
+        avro = to_avro_schema(schema)
+        schema_id = self._registry.register(subject, avro)
+        with self._lock:
+            self._writers[cache_key] = (schema_id, avro)
+        return schema_id, avro
+
+    def _reader(self, schema_id: int) -> _ReaderSchema:
+        with self._lock:
+            cached = self._readers.get(schema_id)
+        if cached is not None:
+            return cached
+        avro = self._registry.get(schema_id)
+        schema = from_avro_schema(avro)
+        if type_name(avro) != "record":  # a bare type reads as a record of one field "value"
+            avro = {"type": "record", "name": "value", "fields": [{"name": "value", "type": avro}]}
+        reader = _ReaderSchema(avro=avro, schema=schema, arrow=to_arrow_schema(schema))
+        with self._lock:
+            self._readers[schema_id] = reader
+        return reader
+
+
+def _encode_narrowing(
+    batch: pa.RecordBatch, avro: AvroType, prefix: bytes
+) -> tuple[pa.Array, dict[int, Exception]]:
+    """Encode ``batch``; when it fails as a whole, halve it until the failing rows are found."""
+    try:
+        return encode_batch_lenient(batch, avro, prefix)
+    except Exception as error:  # a column the vectorised path refuses; find the rows
+        if batch.num_rows <= 1:
+            return pa.nulls(batch.num_rows, pa.binary()), dict.fromkeys(
+                range(batch.num_rows), error
+            )
+    half = batch.num_rows // 2
+    head, head_failed = _encode_narrowing(batch.slice(0, half), avro, prefix)
+    tail, tail_failed = _encode_narrowing(batch.slice(half), avro, prefix)
+    failed = {**head_failed, **{half + row: e for row, e in tail_failed.items()}}
+    kind = pa.large_binary() if pa.large_binary() in (head.type, tail.type) else pa.binary()
+    return pa.concat_arrays([head.cast(kind), tail.cast(kind)]), failed
+
+
+def _nulls_where_not(array: pa.Array, keep: npt.NDArray[np.bool_]) -> pa.Array:
+    return pc.if_else(pa.array(keep), array, pa.scalar(None, array.type))
+
+
+def _keep_rows(
+    batch: pa.RecordBatch, good: npt.NDArray[np.bool_], own_bad: dict[int, Exception]
+) -> pa.RecordBatch:
+    """Rows of a decoded batch (which already lacks ``own_bad``) that are ``good`` overall."""
+    survived = np.ones(len(good), dtype=np.bool_)
+    survived[list(own_bad)] = False
+    return batch.filter(pa.array(good[survived]))

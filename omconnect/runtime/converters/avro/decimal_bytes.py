@@ -1,0 +1,97 @@
+"""Avro ``decimal`` on ``bytes``: the unscaled value as big-endian two's complement.
+
+The byte count matches fastavro's writer exactly: ``(bit_length(|v|) + 8) // 8``, which is
+minimal for positive values and can be one byte longer than minimal for some negatives
+(-128 -> ``ff 80``). Arrow stores decimal128/256 as little-endian two's complement words, so
+both directions are byte reversals plus sign handling over a (rows, width) matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from numpy.lib.stride_tricks import sliding_window_view
+
+from omconnect.runtime.converters.avro.byte_parts import MatrixPart
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+_BIT_LENGTH = np.array([int(b).bit_length() for b in range(256)], dtype=np.int64)
+
+
+def arrow_decimal_width(kind: pa.DataType) -> int:
+    """Bytes per value of an Arrow decimal type that this module reads and writes."""
+    return 32 if pa.types.is_decimal256(kind) else 16
+
+
+def _magnitude(words: U8) -> U8:
+    """|v| of little-endian two's complement rows, as little-endian unsigned rows."""
+    width = words.shape[1]
+    limbs = np.ascontiguousarray(words).view("<u8").copy()
+    negative = words[:, width - 1] >= 0x80
+    negated = ~limbs[negative]
+    carry = np.ones(len(negated), dtype=np.uint64)
+    for limb in range(negated.shape[1]):
+        negated[:, limb] += carry
+        carry = carry & (negated[:, limb] == 0)
+    limbs[negative] = negated
+    return limbs.view(np.uint8).reshape(words.shape)
+
+
+def _below_power_of_ten(magnitude: U8, precision: int) -> Mask:
+    """Rows whose unsigned value is < 10**precision, i.e. fit ``precision`` digits."""
+    width = magnitude.shape[1]
+    bound = np.frombuffer((10**precision).to_bytes(width + 8, "little")[:width], dtype="<u8")
+    if 10**precision >= 1 << (8 * width):
+        return np.ones(len(magnitude), dtype=np.bool_)
+    limbs = np.ascontiguousarray(magnitude).view("<u8")
+    below = np.zeros(len(magnitude), dtype=np.bool_)
+    equal = np.ones(len(magnitude), dtype=np.bool_)
+    for limb in range(limbs.shape[1] - 1, -1, -1):
+        below |= equal & (limbs[:, limb] < bound[limb])
+        equal &= limbs[:, limb] == bound[limb]
+    return below
+
+
+def encode_decimals(array: pa.Array, precision: int) -> tuple[list[MatrixPart], Mask]:
+    """Each value as varint(byte count) + big-endian bytes (two parts), and the rows whose
+    value has more than ``precision`` digits (fastavro refuses those)."""
+    width = arrow_decimal_width(array.type)
+    n = len(array)
+    raw = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+    words = raw[array.offset * width : (array.offset + n) * width].reshape(n, width)
+    magnitude = _magnitude(words)
+    nonzero = magnitude != 0
+    top = width - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+    top_byte = magnitude[np.arange(n), top]
+    bit_length = np.where(nonzero.any(axis=1), 8 * top + _BIT_LENGTH[top_byte], 0)
+    byte_count = (bit_length + 8) // 8
+    count_byte = (byte_count * 2).astype(np.uint8).reshape(n, 1)  # zigzag varint, < 128
+    # Big-endian is the reversed word; a row's bytes are the last byte_count of it.
+    big_endian = MatrixPart(words[:, ::-1], byte_count, right_aligned=True)
+    too_wide = ~_below_power_of_ten(magnitude, precision)
+    return [MatrixPart(count_byte, np.ones(n, dtype=np.int64)), big_endian], too_wide
+
+
+def decode_decimals(
+    padded: U8, starts: I64, byte_counts: I64, kind: pa.DataType
+) -> tuple[pa.Array, Mask]:
+    """Big-endian two's complement values at ``starts`` -> an Arrow decimal array of ``kind``,
+    and the rows that are corrupt (too many bytes for the type, or more digits than its
+    precision). ``padded`` has at least 32 bytes before any start and after the data."""
+    width = arrow_decimal_width(kind)
+    too_long = byte_counts > width
+    counts = np.where(too_long, 0, byte_counts)
+    # The ``width`` bytes that end where the value ends, reversed: little-endian, with the
+    # bytes before the value (beyond ``counts``) replaced by the sign.
+    window = sliding_window_view(padded, width)[starts + counts - width][:, ::-1]
+    negative = (padded[starts] >= 0x80) & (counts > 0)
+    fill = np.where(negative, 0xFF, 0).astype(np.uint8)[:, None]
+    words = np.where(np.arange(width) < counts[:, None], window, fill).astype(np.uint8)
+    bad = too_long | ~_below_power_of_ten(_magnitude(words), kind.precision)
+    words[bad] = 0
+    array = pa.Array.from_buffers(kind, len(starts), [None, pa.py_buffer(words)])
+    return array, bad

@@ -1,0 +1,293 @@
+"""Vectorised Avro encoding of Arrow record batches: one schemaless datum per row.
+
+Each field is encoded for all rows at once into byte parts (see ``byte_parts``), in schema
+order, and the parts are then assembled into one body per row. The bytes are identical to
+``fastavro.schemaless_writer`` on the same row. Fields holding arrays or maps take fastavro's
+per-row path for that field only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from omconnect.runtime.converters.avro.arrow_values import (
+    fixed_width_values,
+    integer_values,
+    storage_of,
+    valid_mask,
+)
+from omconnect.runtime.converters.avro.avro_types import (
+    AvroType,
+    column_name,
+    enum_symbols,
+    expanded,
+    has_container,
+    logical_type,
+    nullable_branches,
+    record_fields,
+    type_name,
+    unwrap,
+    zigzag_of_index,
+)
+from omconnect.runtime.converters.avro.byte_parts import (
+    MatrixPart,
+    Part,
+    assemble,
+    binary_with_nulls,
+)
+from omconnect.runtime.converters.avro.decimal_bytes import encode_decimals
+from omconnect.runtime.converters.avro.errors import InvalidAvroValue, UnencodableRowsError
+from omconnect.runtime.converters.avro.row_fallback import encode_rows
+from omconnect.runtime.converters.avro.uuid_text import encode_uuids
+from omconnect.runtime.converters.avro.varint import encode_varints
+
+Mask = npt.NDArray[np.bool_]
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+class _RowFailures:
+    """Rows found unencodable so far, with the first reason for each."""
+
+    def __init__(self, num_rows: int) -> None:
+        self.mask = np.zeros(num_rows, dtype=np.bool_)
+        self.reasons: dict[int, Exception] = {}
+
+    def add(self, rows: Mask, reason: str) -> None:
+        new = rows & ~self.mask
+        if not new.any():
+            return
+        error = InvalidAvroValue(reason)  # one instance shared by every row it concerns
+        for row in np.flatnonzero(new).tolist():
+            self.reasons[row] = error
+        self.mask |= new
+
+    def add_each(self, errors: dict[int, Exception], path: str) -> None:
+        for row, error in errors.items():
+            if not self.mask[row]:
+                self.reasons[row] = InvalidAvroValue(f"{path}: {error}")
+                self.mask[row] = True
+
+
+def encode_batch(batch: pa.RecordBatch, avro_schema: AvroType, prefix: bytes = b"") -> pa.Array:
+    """Encode every row of ``batch`` as an Avro datum of the record ``avro_schema``.
+
+    Args:
+        batch: the rows; columns are matched to the record's fields by name.
+        avro_schema: an Avro record schema (a fastavro-style dict).
+        prefix: bytes put before every datum (the Confluent header, for instance).
+
+    Returns:
+        A binary array with one body per row.
+
+    Raises:
+        UnencodableRowsError: some rows hold values the schema cannot carry (a null in a
+            non-nullable field, a decimal wider than its precision ...); ``rows`` lists them.
+        TypeError: a column's Arrow type cannot be encoded as its field's Avro type at all.
+    """
+    bodies, failed = encode_batch_lenient(batch, avro_schema, prefix)
+    if failed:
+        raise UnencodableRowsError(failed)
+    return bodies
+
+
+def encode_batch_lenient(
+    batch: pa.RecordBatch, avro_schema: AvroType, prefix: bytes = b""
+) -> tuple[pa.Array, dict[int, Exception]]:
+    """Like ``encode_batch``, but rows that cannot be encoded get a null body and are
+    returned as row index -> reason instead of failing the batch."""
+    schema = expanded(avro_schema)
+    failures = _RowFailures(batch.num_rows)
+    parts = _encode_fields(
+        batch.num_rows, batch.schema.names, batch.columns, schema, None, failures, ""
+    )
+    if not failures.mask.any():
+        return assemble(parts, batch.num_rows, prefix), {}
+    keep = ~failures.mask
+    good = batch.filter(pa.array(keep))
+    good_failures = _RowFailures(good.num_rows)
+    good_parts = _encode_fields(
+        good.num_rows, good.schema.names, good.columns, schema, None, good_failures, ""
+    )
+    encoded = assemble(good_parts, good.num_rows, prefix)
+    return binary_with_nulls(encoded, keep, batch.num_rows), failures.reasons
+
+
+def _encode_fields(
+    num_rows: int,
+    names: list[str],
+    columns: list[pa.Array],
+    record: AvroType,
+    present: Mask | None,
+    failures: _RowFailures,
+    path: str,
+) -> list[Part]:
+    by_name = dict(zip(names, columns, strict=True))
+    parts: list[Part] = []
+    for field in record_fields(record):
+        field_path = f"{path}.{field['name']}" if path else field["name"]
+        column = by_name.get(column_name(field))
+        if column is None:
+            column = pa.nulls(num_rows)
+        parts.extend(_encode_value(column, field["type"], present, failures, field_path))
+    return parts
+
+
+def _encode_value(
+    array: pa.Array, schema: AvroType, present: Mask | None, failures: _RowFailures, path: str
+) -> list[Part]:
+    """The parts of one value per row; rows where ``present`` is False contribute nothing."""
+    schema = unwrap(schema)
+    num_rows = len(array)
+    valid = valid_mask(array)
+    branches = nullable_branches(schema)
+    if branches is not None:
+        null_index, value_index, inner = branches
+        flags = np.full(num_rows, True) if valid is None else valid
+        branch = MatrixPart(
+            np.where(flags, zigzag_of_index(value_index), zigzag_of_index(null_index))
+            .astype(np.uint8)
+            .reshape(num_rows, 1),
+            np.ones(num_rows, dtype=np.int64),
+        ).without(None if present is None else ~present)
+        return [branch, *_encode_value(array, inner, _both(present, valid), failures, path)]
+    if valid is not None:
+        nulls = ~valid if present is None else (~valid & present)
+        failures.add(nulls, f"{path}: null in a field that is not nullable")
+        present = _both(present, valid)
+    absent = None if present is None else ~present
+    name = type_name(schema)
+    if has_container(schema) or name in ("fixed", "union"):
+        encoded, errors = encode_rows(array, schema, present)
+        failures.add_each(errors, path)
+        return [encoded]
+    if name == "record":
+        if not pa.types.is_struct(array.type):
+            raise TypeError(f"{path}: cannot encode Arrow {array.type} as an Avro record")
+        names = [array.type.field(i).name for i in range(array.type.num_fields)]
+        children = [array.field(i) for i in range(array.type.num_fields)]
+        return _encode_fields(num_rows, names, children, schema, present, failures, path)
+    if name == "null":
+        return []
+    if name == "boolean":
+        values = fixed_width_values(array, np.uint8).astype(np.uint8).reshape(num_rows, 1)
+        return [MatrixPart(values, np.ones(num_rows, dtype=np.int64)).without(absent)]
+    if name in ("int", "long"):
+        return [_encode_integers(array, schema, name, present, failures, path).without(absent)]
+    if name in ("float", "double"):
+        dtype, width = ("<f4", 4) if name == "float" else ("<f8", 8)
+        values = np.ascontiguousarray(fixed_width_values(array, dtype))
+        part = MatrixPart(
+            values.view(np.uint8).reshape(num_rows, width), np.full(num_rows, width, dtype=np.int64)
+        )
+        return [part.without(absent)]
+    if name == "enum":
+        return [_encode_enum(array, schema, present, failures, path).without(absent)]
+    if name in ("string", "bytes"):
+        return _encode_text(array, schema, present, failures, path)
+    raise TypeError(f"{path}: unsupported Avro type {name!r}")
+
+
+def _both(present: Mask | None, valid: Mask | None) -> Mask | None:
+    if present is None:
+        return valid
+    return present if valid is None else present & valid
+
+
+def _encode_integers(
+    array: pa.Array,
+    schema: AvroType,
+    name: str,
+    present: Mask | None,
+    failures: _RowFailures,
+    path: str,
+) -> MatrixPart:
+    kind = storage_of(array).type
+    if not (pa.types.is_integer(kind) or pa.types.is_temporal(kind)):
+        raise TypeError(f"{path}: cannot encode Arrow {array.type} as Avro {name}")
+    values = integer_values(storage_of(array), logical_type(schema))
+    if name == "int" and (kind.bit_width > 32 or pa.types.is_uint32(kind)):
+        outside = (values < _INT32_MIN) | (values > _INT32_MAX)
+        failures.add(
+            outside if present is None else outside & present,
+            f"{path}: value does not fit an Avro int (32 bits)",
+        )
+        values = np.where(outside, 0, values)
+    matrix, lengths = encode_varints(values)
+    return MatrixPart(matrix, lengths)
+
+
+def _encode_enum(
+    array: pa.Array, schema: AvroType, present: Mask | None, failures: _RowFailures, path: str
+) -> MatrixPart:
+    symbols = enum_symbols(schema)
+    if pa.types.is_dictionary(array.type):
+        position = {symbol: index for index, symbol in enumerate(symbols)}
+        lookup = np.array(
+            [position.get(str(v), -1) for v in array.dictionary.to_pylist()] + [-1],
+            dtype=np.int64,
+        )
+        indices = fixed_width_values(array.indices, np.int64).astype(np.int64)
+        indices = lookup[np.clip(indices, 0, len(lookup) - 1)]
+    else:
+        found = pc.index_in(storage_of(array), value_set=pa.array(symbols))
+        indices = np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    unknown = indices < 0
+    failures.add(
+        unknown if present is None else unknown & present,
+        f"{path}: value is not one of the enum symbols {symbols}",
+    )
+    matrix, lengths = encode_varints(np.where(unknown, 0, indices))
+    return MatrixPart(matrix, lengths)
+
+
+def _encode_text(
+    array: pa.Array, schema: AvroType, present: Mask | None, failures: _RowFailures, path: str
+) -> list[Part]:
+    num_rows = len(array)
+    absent = None if present is None else ~present
+    kind = array.type
+    if logical_type(schema) == "decimal" and pa.types.is_decimal(kind):
+        if not (pa.types.is_decimal128(kind) or pa.types.is_decimal256(kind)):
+            array = array.cast(pa.decimal128(kind.precision, kind.scale))
+        if array.type.scale != int(schema.get("scale", 0)):
+            raise TypeError(f"{path}: Arrow {kind} does not have the scale of {schema}")
+        parts, too_wide = encode_decimals(array, int(schema["precision"]))
+        failures.add(
+            too_wide if present is None else too_wide & present,
+            f"{path}: decimal has more digits than precision {schema['precision']}",
+        )
+        return [part.without(absent) for part in parts]
+    if isinstance(kind, pa.BaseExtensionType) and kind.storage_type == pa.binary(16):
+        return [encode_uuids(array).without(absent)]
+    storage = storage_of(array)
+    if pa.types.is_dictionary(storage.type):
+        storage = storage.dictionary_decode()
+    offset_type: type[np.signedinteger[Any]]
+    if pa.types.is_string(storage.type) or pa.types.is_binary(storage.type):
+        binary_kind, offset_type = pa.binary(), np.int32
+    elif pa.types.is_large_string(storage.type) or pa.types.is_large_binary(storage.type):
+        binary_kind, offset_type = pa.large_binary(), np.int64
+    elif pa.types.is_string_view(storage.type) or pa.types.is_binary_view(storage.type):
+        return _encode_text(storage.cast(pa.large_binary()), schema, present, failures, path)
+    else:
+        raise TypeError(f"{path}: cannot encode Arrow {array.type} as Avro {schema}")
+    offsets = np.frombuffer(
+        storage.buffers()[1], dtype=offset_type, count=storage.offset + num_rows + 1
+    )[storage.offset :]
+    lengths = np.diff(offsets).astype(np.int64)
+    data = pa.Array.from_buffers(
+        binary_kind, num_rows, [None, *storage.buffers()[1:3]], offset=storage.offset
+    )
+    if absent is not None:
+        blank = absent & (lengths != 0)
+        lengths = np.where(absent, 0, lengths)
+        if blank.any():  # null slots may keep bytes in Arrow; they must not reach the body
+            data = pc.if_else(pa.array(~blank), data, pa.scalar(b"", binary_kind))
+    matrix, varint_lengths = encode_varints(lengths)
+    return [MatrixPart(matrix, varint_lengths).without(absent), data]

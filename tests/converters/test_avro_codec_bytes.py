@@ -1,0 +1,183 @@
+"""The vectorised Avro encoder writes exactly what fastavro writes, and the decoder reads
+fastavro's bodies back into the same Arrow values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import io
+from typing import Any
+
+import fastavro
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from omconnect.runtime.converters.avro import (
+    decode_batch,
+    encode_batch,
+    encode_batch_lenient,
+    header,
+)
+from tests.converters.avro_batch_strategies import (
+    COLUMN_KINDS,
+    VECTORISED_KINDS,
+    batches,
+    fastavro_rows,
+)
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def fastavro_bodies(batch: pa.RecordBatch, schema: dict[str, Any], prefix: bytes = b"") -> list:
+    parsed = fastavro.parse_schema(schema)
+    bodies = []
+    for row in fastavro_rows(batch):
+        out = io.BytesIO()
+        out.write(prefix)
+        fastavro.schemaless_writer(out, parsed, row)
+        bodies.append(out.getvalue())
+    return bodies
+
+
+@FAST
+@given(batches(VECTORISED_KINDS))
+def test_vectorised_types_encode_byte_identical_to_fastavro(case) -> None:
+    batch, schema = case
+    prefix = header(7)
+    assert encode_batch(batch, schema, prefix).to_pylist() == fastavro_bodies(batch, schema, prefix)
+
+
+@FAST
+@given(batches(COLUMN_KINDS))
+def test_arrays_and_maps_encode_byte_identical_to_fastavro(case) -> None:
+    batch, schema = case
+    assert encode_batch(batch, schema).to_pylist() == fastavro_bodies(batch, schema)
+
+
+@FAST
+@given(batches(COLUMN_KINDS))
+def test_decodes_fastavro_bodies_to_the_same_values(case) -> None:
+    batch, schema = case
+    bodies = pa.array(fastavro_bodies(batch, schema, header(3)), pa.binary())
+    decoded = decode_batch(bodies, schema, batch.schema, skip=5)
+    assert decoded.schema == batch.schema
+    assert decoded.to_pylist() == batch.to_pylist()
+
+
+@FAST
+@given(batches(VECTORISED_KINDS, max_rows=20))
+def test_slices_encode_like_whole_batches(case) -> None:
+    batch, schema = case
+    sliced = batch.slice(batch.num_rows // 3, batch.num_rows // 2)
+    assert encode_batch(sliced, schema).to_pylist() == fastavro_bodies(sliced, schema)
+
+
+def test_fastavro_decimal_lengths_for_negative_powers_of_two() -> None:
+    values = [decimal.Decimal(v) for v in (-128, -129, 127, 128, 0, -1, -(10**38) + 1, 10**38 - 1)]
+    batch = pa.RecordBatch.from_pydict({"d": pa.array(values, pa.decimal128(38, 0))})
+    schema = {
+        "type": "record",
+        "name": "r",
+        "fields": [
+            {
+                "name": "d",
+                "type": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 0},
+            }
+        ],
+    }
+    encoded = encode_batch(batch, schema).to_pylist()
+    assert encoded[0] == b"\x04\xff\x80"  # fastavro's length, not the minimal one
+    assert encoded == fastavro_bodies(batch, schema)
+
+
+def test_null_in_non_nullable_field_fails_that_row_only() -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {"id": pa.array([1, None, 3], pa.int64()), "name": pa.array(["a", "b", None])}
+    )
+    schema = {
+        "type": "record",
+        "name": "r",
+        "fields": [{"name": "id", "type": "long"}, {"name": "name", "type": "string"}],
+    }
+    bodies, failed = encode_batch_lenient(batch, schema)
+    assert sorted(failed) == [1, 2]
+    assert "id" in str(failed[1]) and "name" in str(failed[2])
+    assert bodies.to_pylist() == [fastavro_bodies(batch.slice(0, 1), schema)[0], None, None]
+
+
+def test_decimal_wider_than_precision_fails_that_row() -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {"d": pa.array([decimal.Decimal("1.5"), decimal.Decimal("123.4")], pa.decimal128(4, 1))}
+    )
+    schema = {
+        "type": "record",
+        "name": "r",
+        "fields": [
+            {
+                "name": "d",
+                "type": {"type": "bytes", "logicalType": "decimal", "precision": 3, "scale": 1},
+            }
+        ],
+    }
+    bodies, failed = encode_batch_lenient(batch, schema)
+    assert list(failed) == [1]
+    assert bodies[0].as_py() == fastavro_bodies(batch.slice(0, 1), schema)[0]
+
+
+def test_timestamps_of_other_units_are_written_in_micros() -> None:
+    moment = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
+    schema = {
+        "type": "record",
+        "name": "r",
+        "fields": [{"name": "t", "type": {"type": "long", "logicalType": "timestamp-micros"}}],
+    }
+    micros = pa.RecordBatch.from_pydict({"t": pa.array([moment], pa.timestamp("us", "UTC"))})
+    nanos = pa.RecordBatch.from_pydict({"t": pa.array([moment], pa.timestamp("ns", "UTC"))})
+    millis = pa.RecordBatch.from_pydict({"t": pa.array([moment], pa.timestamp("ms", "UTC"))})
+    assert encode_batch(nanos, schema) == encode_batch(micros, schema)
+    assert encode_batch(millis, schema) == pa.array(
+        fastavro_bodies(
+            pa.RecordBatch.from_pydict({"t": [moment.replace(microsecond=123000)]}), schema
+        ),
+        pa.binary(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\x02", "truncated"),  # string length 1 with no byte after it
+        (b"\x02ab", "left after"),  # one byte too many
+        (b"\x7f", "past the end"),  # length -64
+        (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", "varint"),
+        (b"", "varint"),
+    ],
+)
+def test_corrupt_bodies_are_reported_with_their_reason(body: bytes, reason: str) -> None:
+    from omconnect.runtime.converters.avro import CorruptBodiesError, decode_batch_lenient
+
+    schema = {"type": "record", "name": "r", "fields": [{"name": "s", "type": "string"}]}
+    arrow = pa.schema([pa.field("s", pa.string(), nullable=False)])
+    bodies = pa.array([b"\x02a", body, b"\x00"], pa.binary())
+    batch, failed = decode_batch_lenient(bodies, schema, arrow)
+    assert list(failed) == [1]
+    assert batch.column(0).to_pylist() == ["a", ""]
+    with pytest.raises(CorruptBodiesError) as raised:
+        decode_batch(bodies, schema, arrow)
+    assert list(raised.value.rows) == [1]
+
+
+def test_invalid_utf8_and_bad_union_branch_are_corrupt() -> None:
+    from omconnect.runtime.converters.avro import decode_batch_lenient
+
+    schema = {
+        "type": "record",
+        "name": "r",
+        "fields": [{"name": "s", "type": ["null", "string"]}, {"name": "n", "type": "int"}],
+    }
+    arrow = pa.schema([("s", pa.string()), ("n", pa.int32())])
+    bodies = pa.array([b"\x02\x02\xff\x02", b"\x04\x02", b"\x00\x04", b"\x02\x02h\x06"])
+    batch, failed = decode_batch_lenient(bodies, schema, arrow)
+    assert sorted(failed) == [0, 1]
+    assert batch.to_pylist() == [{"s": None, "n": 2}, {"s": "h", "n": 3}]

@@ -1,0 +1,91 @@
+"""Type names in pipeline files: parsing, canonical formatting and the round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from omconnect.runtime.transforms.type_names import format_type, parse_type
+from omconnect.schemas import types as t
+from omconnect.schemas.types import Field
+
+ROUND_TRIP = [
+    t.boolean(),
+    t.int8(),
+    t.int16(),
+    t.int32(),
+    t.int64(),
+    t.float32(),
+    t.float64(),
+    t.string(),
+    t.binary(),
+    t.date(),
+    t.time(),
+    t.uuid(),
+    t.json(),
+    t.decimal(12, 2),
+    t.decimal(76, 0),
+    t.timestamp(None),
+    t.timestamp("UTC"),
+    t.timestamp("Europe/Paris"),
+    t.timestamp("+02:00"),
+    t.array(t.int64()),
+    t.array(t.string(), items_nullable=False),
+    t.map_of(t.float64()),
+    t.map_of(t.array(t.int32()), values_nullable=False),
+    t.struct(Field("id", t.int64(), nullable=False), Field("tags", t.array(t.string()))),
+    t.struct(Field("odd name", t.string())),
+    t.struct(),
+    t.enum("small", "medium", "x-large"),
+]
+
+
+@pytest.mark.parametrize("dtype", ROUND_TRIP, ids=str)
+def test_round_trip(dtype: t.DataType) -> None:
+    assert parse_type(format_type(dtype)) == dtype
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("int64", t.int64()),
+        ("  INT64 ", t.int64()),
+        ("bigint", t.int64()),
+        ("double", t.float64()),
+        ("text", t.string()),
+        ("bool", t.boolean()),
+        ("timestamp", t.timestamp(None)),
+        ("timestamptz", t.timestamp("UTC")),
+        ("timestamp(UTC)", t.timestamp("UTC")),
+        ("decimal(10)", t.decimal(10, 0)),
+        ("decimal( 12 , 2 )", t.decimal(12, 2)),
+        ("array< map<string, int64 not null> >", t.array(t.map_of(t.int64(), False))),
+    ],
+)
+def test_parse(text: str, expected: t.DataType) -> None:
+    assert parse_type(text) == expected
+
+
+def test_format_is_canonical() -> None:
+    assert format_type(parse_type("bigint")) == "int64"
+    assert format_type(t.timestamp(None)) == "timestamp"
+    assert format_type(t.decimal(12, 2)) == "decimal(12,2)"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("int63", "unknown type 'int63' at position 1 (did you mean 'int64'?)"),
+        ("decimal(100,2)", "precision must be 1..76"),
+        ("decimal(4,5)", "scale must be 0..precision"),
+        ("decimal(x)", "expected a number at position 9"),
+        ("timestamp(Mars/Olympus)", "unknown time zone 'Mars/Olympus'"),
+        ("map<int64,string>", "map keys must be string"),
+        ("array<int64", "expected '>'"),
+        ("int64 extra", "unexpected text after the type at position 7"),
+        ("", "expected a name"),
+    ],
+)
+def test_errors_name_the_position(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_type(text)
+    assert fragment in str(caught.value)
