@@ -68,7 +68,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     (tmp_path / "crash.yaml").write_text(PIPELINE)
     rng = random.Random(20261128)
     kills = 0
-    for attempt in range(5):
+    for _attempt in range(5):
         process = spawn_omconnect("run", "crash.yaml", "--once", cwd=tmp_path)
         time.sleep(rng.uniform(0.9, 1.8))
         if process.poll() is not None:

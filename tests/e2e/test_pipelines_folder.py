@@ -32,7 +32,9 @@ def test_quickstart_delivers_every_positive_order_to_parquet(repo_copy: Path) ->
     assert ran.returncode == 0, ran.stderr
     source = pacsv.read_csv(repo_copy / "pipelines/data/orders.csv")
     expected = sorted(
-        i for i, a in zip(source["order_id"].to_pylist(), source["amount"].to_pylist()) if a > 0
+        i
+        for i, a in zip(source["order_id"].to_pylist(), source["amount"].to_pylist(), strict=True)
+        if a > 0
     )
     written = ds.dataset(repo_copy / "out/orders", format="parquet").to_table()
     assert sorted(written["order_id"].to_pylist()) == expected

@@ -22,6 +22,7 @@ from typing import Any
 
 from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
+from omconnect.runtime.sqlite_wal import connect_wal
 from omconnect.schemas.record import Position, partition_id
 
 _SCHEMA = """
@@ -56,12 +57,9 @@ class SqliteOffsetStore(OffsetStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        self._connection = connect_wal(
+            self.path, busy_timeout=busy_timeout, synchronous=_SYNC_MODES[synchronous.lower()]
         )
-        if self._connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute(f"PRAGMA synchronous={_SYNC_MODES[synchronous.lower()]}")
         with self._write() as connection:
             connection.execute(_SCHEMA)
 

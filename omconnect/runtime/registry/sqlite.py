@@ -9,7 +9,6 @@ is identified by its JSON with sorted keys, so the same schema under two subject
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from omconnect.runtime.registry.protocol import (
     IncompatibleSchemaError,
     SchemaNotFoundError,
 )
+from omconnect.runtime.sqlite_wal import connect_wal
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS schemas (
@@ -59,12 +59,8 @@ class SqliteSchemaRegistry:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._by_id: dict[int, AvroSchema] = {}
-        self._db = sqlite3.connect(
-            str(path), timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        self._db = connect_wal(path, busy_timeout=timeout)
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             self._db.executescript(_TABLES)
 
     def close(self) -> None:

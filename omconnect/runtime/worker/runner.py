@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from typing import Any
+from typing import Any, cast
 
 from omconnect.connectors.api.context import TaskContext
+from omconnect.connectors.api.sink import SinkConnector
+from omconnect.connectors.api.source import SourceConnector
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.brokers.base import Broker, TopicPartition
@@ -102,7 +104,7 @@ class PipelineRunner:
             tolerate=cfg.errors.tolerance == "all",
             loop=loop,
         )
-        transforms = [reg.cls(spec) for reg, spec in self.loaded.transforms]
+        transforms = [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
         source_loops = self._source_loops(
             settings, transforms, converter, producer, offsets, dead_letters, pool
         )
@@ -144,7 +146,7 @@ class PipelineRunner:
         if source is None:
             return []
         cfg = self.loaded.config
-        connector = source.registration.cls(source.spec)
+        connector = cast(SourceConnector, source.registration.cls(source.spec))
         loops = []
         for task_id, task_config in enumerate(connector.task_configs(cfg.tasks)):
             context = TaskContext(
@@ -185,7 +187,7 @@ class PipelineRunner:
         sink = self.loaded.sink
         assert sink is not None
         cfg = self.loaded.config
-        connector = sink.registration.cls(sink.spec)
+        connector = cast(SinkConnector, sink.registration.cls(sink.spec))
         context = TaskContext(
             pipeline=cfg.name,
             task_id=0,

@@ -119,17 +119,18 @@ class SinkLoop:
                 self.metrics.rows_consumed += len(batch.messages)
                 records = await loop.run_in_executor(self.pool, self._to_records, batch)
                 for record_batch in records:
-                    await retrying(
-                        lambda rb=record_batch: self.task.call("put", rb),
-                        "sink put",
-                        s.retry_timeout,
-                        s.retry_max_delay,
-                    )
-                    self.metrics.rows_written += record_batch.num_rows
+                    await self._put(record_batch)
                 self.consumed[(batch.topic, batch.partition)] = batch.next_offset
             if time.monotonic() - last_commit >= s.commit_interval:
                 await self._flush_and_commit()
                 last_commit = time.monotonic()
+
+    async def _put(self, batch: RecordBatch) -> None:
+        s = self.settings
+        await retrying(
+            lambda: self.task.call("put", batch), "sink put", s.retry_timeout, s.retry_max_delay
+        )
+        self.metrics.rows_written += batch.num_rows
 
     def _caught_up(self, targets: dict[TopicPartition, int]) -> bool:
         return all(self.consumed.get(tp, 0) >= end for tp, end in targets.items())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from omconnect.runtime.brokers.embedded._log_schema import create_log_schema
+from omconnect.runtime.sqlite_wal import connect_wal
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,13 +71,13 @@ class SqliteThread:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE for writes), so a
         # write lock is taken up front and never upgraded under contention.
-        connection = sqlite3.connect(
-            self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=True
+        connection = connect_wal(
+            self._path,
+            busy_timeout=self._busy_timeout,
+            synchronous=self._synchronous,
+            check_same_thread=True,
+            page_size=_PAGE_SIZE,
         )
-        connection.execute(f"PRAGMA page_size={_PAGE_SIZE}")
-        if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(f"PRAGMA synchronous={self._synchronous}")
         create_log_schema(connection)
         return connection
 
