@@ -77,6 +77,9 @@ class PipelineRunner:
         pool = concurrent.futures.ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="omc-work")
         try:
             await self._run(broker, offsets, registry, settings, pool, stop)
+        except BaseExceptionGroup as group:
+            # A failing loop cancels its siblings; report the failure, not the group.
+            raise _first_failure(group) from None
         finally:
             pool.shutdown(wait=True)
             offsets.close()
@@ -209,6 +212,15 @@ class PipelineRunner:
             metrics=self.metrics,
             pool=pool,
         )
+
+
+def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_failure(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group
 
 
 class _NoOffsets:
