@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from omconnect.connectors.api.errors import ConnectorError
 from omconnect.runtime.brokers.base import Producer
+from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.schemas.message_batch import MessageBatch
 from omconnect.schemas.record import RecordBatch
 
@@ -42,13 +43,14 @@ class DeadLetterQueue:
         pipeline: str,
         tolerate: bool,
         loop: asyncio.AbstractEventLoop,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.producer = producer
         self.topic = topic
         self.pipeline = pipeline
         self.tolerate = tolerate
         self.loop = loop
-        self.reported = 0
+        self.metrics = metrics
         self._pending: list[concurrent.futures.Future[Any] | asyncio.Future[Any]] = []
 
     def report(
@@ -121,7 +123,8 @@ class DeadLetterQueue:
             raise RecordFailedError(
                 f"{stage} failed and errors.tolerance is none: {error}"
             ) from error
-        self.reported += len(messages)
+        if self.metrics is not None:
+            self.metrics.rows_dead_lettered += len(messages)
         log.warning("%d record(s) to %s (%s): %s", len(messages), self.topic, stage, error)
         coroutine = self.producer.send(self.topic, messages)
         try:

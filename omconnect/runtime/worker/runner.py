@@ -106,6 +106,7 @@ class PipelineRunner:
             cfg.name,
             tolerate=cfg.errors.tolerance == "all",
             loop=loop,
+            metrics=self.metrics,
         )
         transforms = [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
         source_loops = self._source_loops(

@@ -198,7 +198,12 @@ class SourceLoop:
                 await self.budget.release(item.nbytes)
             for position in item.positions:
                 acked[partition_id(position.partition)] = position
-            if acked and time.monotonic() - last_commit >= self.settings.commit_interval:
+            # Commit as soon as the acks caught up with the sends (few duplicates after a
+            # crash), and at least every commit_interval under a steady stream.
+            caught_up = source.empty()
+            if acked and (
+                caught_up or time.monotonic() - last_commit >= self.settings.commit_interval
+            ):
                 await self._commit(list(acked.values()))
                 acked.clear()
                 last_commit = time.monotonic()

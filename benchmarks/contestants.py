@@ -1,0 +1,127 @@
+"""The contestants of the CSV -> Parquet benchmark (B3) that run in the project's environment.
+
+A contestant turns (input CSV, fresh run directory) into an ``Invocation``: the command to
+measure and the directory whose Parquet files the oracle checks. Peers that need their own
+virtualenv (dlt, sling) are built in ``peers.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+
+# omconnect's run summary line: "... elapsed=3.6s write_rate=276,000 rows/s"
+_ELAPSED = re.compile(r"\belapsed=([0-9.]+)s\b")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One run of a contestant.
+
+    Attributes:
+        argv: The command to measure.
+        env: Its whole environment.
+        output_dir: Where its Parquet output lands (what the oracle reads).
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class Contestant:
+    """A tool in the race.
+
+    Attributes:
+        name: Short name used in tables and on the command line.
+        description: How it reads and writes, one line for the results table.
+        prepare: ``(csv_path, run_dir) -> Invocation``; may write files into ``run_dir``.
+        not_run: Why it cannot run here (None when it can).
+        inner_seconds: Reads the tool's own elapsed time from its stdout+stderr, if it prints one.
+    """
+
+    name: str
+    description: str
+    prepare: Callable[[Path, Path], Invocation]
+    not_run: str | None = None
+    inner_seconds: Callable[[str], float | None] = field(default=lambda _output: None)
+
+
+def omconnect_pipeline_yaml(csv_path: Path) -> str:
+    """The pipeline the omconnect contestant runs: CSV -> embedded topic (Avro) -> Parquet.
+
+    The same shape as the quick start, without its filter (B3 measures moving every row).
+    """
+    return (
+        "name: bench-csv-to-parquet\n"
+        "broker: embedded://.omconnect\n"
+        "state: .omconnect\n"
+        "source:\n"
+        "  connector: csv\n"
+        f"  path: {csv_path.resolve()}\n"
+        "  key: [id]\n"
+        "topic: t1m\n"
+        "format: avro\n"
+        "sink:\n"
+        "  connector: parquet\n"
+        "  path: out/\n"
+    )
+
+
+def _omconnect_command() -> list[str]:
+    script = Path(sys.executable).parent / "omconnect"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "omconnect.runtime.cli.main"]
+
+
+def _prepare_omconnect(csv_path: Path, run_dir: Path) -> Invocation:
+    pipeline = run_dir / "pipeline.yaml"
+    pipeline.write_text(omconnect_pipeline_yaml(csv_path))
+    return Invocation(
+        argv=[*_omconnect_command(), "run", str(pipeline), "--once"],
+        env=dict(os.environ),
+        output_dir=run_dir / "out",
+    )
+
+
+def omconnect_inner_seconds(output: str) -> float | None:
+    """The ``elapsed=`` of omconnect's run summary (the pipeline alone, no start-up)."""
+    found = _ELAPSED.findall(output)
+    return float(found[-1]) if found else None
+
+
+def _prepare_pyarrow(csv_path: Path, run_dir: Path) -> Invocation:
+    return Invocation(
+        argv=[
+            sys.executable,
+            str(BENCHMARKS_DIR / "pyarrow_csv_to_parquet.py"),
+            str(csv_path.resolve()),
+            str(run_dir / "out"),
+        ],
+        env=dict(os.environ),
+        output_dir=run_dir / "out",
+    )
+
+
+OMCONNECT = Contestant(
+    name="omconnect",
+    description=(
+        "`omconnect run --once`: csv source -> embedded topic (Avro) -> parquet sink (zstd)"
+    ),
+    prepare=_prepare_omconnect,
+    inner_seconds=omconnect_inner_seconds,
+)
+
+PYARROW = Contestant(
+    name="pyarrow",
+    description="pyarrow `csv.open_csv` -> `ParquetWriter` (zstd), streaming, no topic",
+    prepare=_prepare_pyarrow,
+)

@@ -1,0 +1,196 @@
+"""The peer tools of B3 (dlt, sling), installed into their own virtualenv.
+
+Peers live in ``benchmarks/work/peers`` (gitignored), never in the project's environment, at
+the versions the field notes pin. Everything here is offline once installed: sling uses the
+binary shipped in its wheel, and the DuckDB CLI it needs for Parquet comes from a wheel too,
+with its extensions copied where DuckDB looks for them (under a private ``HOME``).
+
+A peer that cannot be installed or found is returned with ``not_run`` set to the reason, so
+the benchmark reports it instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from contestants import BENCHMARKS_DIR, Contestant, Invocation
+
+PEER_REQUIREMENTS = [
+    "dlt[parquet]==1.31.0",
+    "pandas",
+    "sling-linux-amd64==1.4.11",
+    "duckdb-cli==1.4.4.post2",
+    "duckdb-ext-httpfs==1.4.4.20260205",
+    "duckdb-ext-json==1.4.4.20260205",
+]
+PEER_DISTRIBUTIONS = ["dlt", "pandas", "pyarrow", "sling-linux-amd64", "duckdb-cli"]
+DUCKDB_VERSION = "1.4.4"
+INSTALL_TIMEOUT_SECONDS = 900.0
+# sling writes one folder of files; a single-file Parquet target lost rows in the field notes.
+SLING_FILE_MAX_ROWS = 1_000_000
+
+
+class PeerEnvironment:
+    """The peers' virtualenv under ``work_dir``: install, locate, describe."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.venv = work_dir / "peers"
+        self.home = work_dir / "peer-home"
+        self.python = self.venv / "bin" / "python"
+        self.site_packages = (
+            self.venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        ) / "site-packages"
+
+    def ensure_installed(self, install: bool) -> str | None:
+        """Create the venv and install the pinned peers when missing; the failure reason or None."""
+        if self.python.exists() and not self._missing():
+            return None
+        if not install:
+            return "peers not installed (run without --no-install-peers)"
+        try:
+            if not self.python.exists():
+                subprocess.run(
+                    [sys.executable, "-m", "venv", "--without-pip", str(self.venv)], check=True
+                )
+                subprocess.run([str(self.python), "-m", "ensurepip", "--upgrade"], check=True)
+            subprocess.run(
+                [str(self.python), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS],
+                check=True,
+                timeout=INSTALL_TIMEOUT_SECONDS,
+                capture_output=True,
+                text=True,
+            )
+        except subprocess.CalledProcessError as error:
+            return f"pip install failed: {(error.stderr or '').strip().splitlines()[-1:]}"
+        except (subprocess.TimeoutExpired, OSError) as error:
+            return f"install failed: {error}"
+        missing = self._missing()
+        return f"not installed after pip: {', '.join(missing)}" if missing else None
+
+    def _missing(self) -> list[str]:
+        return [name for name in PEER_DISTRIBUTIONS if self.version(name) is None]
+
+    def version(self, distribution: str) -> str | None:
+        """The installed version of ``distribution`` in the peers' venv, or None."""
+        folder = distribution.replace("-", "_")
+        for info in self.site_packages.glob(f"{folder}-*.dist-info"):
+            return info.name[len(folder) + 1 : -len(".dist-info")]
+        return None
+
+    def versions(self) -> dict[str, str]:
+        """The versions of the peer distributions that are installed."""
+        found = {name: self.version(name) for name in PEER_DISTRIBUTIONS}
+        return {name: version for name, version in found.items() if version}
+
+    def sling_binary(self) -> Path:
+        return self.site_packages / "sling_linux_amd64" / "bin" / "sling-linux-amd64"
+
+    def duckdb_cli(self) -> Path:
+        return self.venv / "bin" / "duckdb"
+
+    def _install_duckdb_extensions(self) -> None:
+        """Copy the wheel-shipped extensions to where DuckDB loads installed ones from."""
+        shipped = self.site_packages / "duckdb_ext" / "extensions"
+        target = self.home / ".duckdb" / "extensions"
+        for extension in shipped.rglob("*.duckdb_extension"):
+            destination = target / extension.relative_to(shipped)
+            if not destination.exists():
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(extension, destination)
+
+    def base_env(self) -> dict[str, str]:
+        """Environment for any peer: private HOME, no telemetry."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            HOME=str(self.home),
+            RUNTIME__DLTHUB_TELEMETRY="false",
+            SLING_DISABLE_TELEMETRY="true",
+        )
+        return env
+
+    def dlt(self, reader: str, description: str) -> Contestant:
+        """dlt reading the CSV with ``reader`` (``read_csv`` or ``arrow``), Parquet out."""
+
+        def prepare(csv_path: Path, run_dir: Path) -> Invocation:
+            return Invocation(
+                argv=[
+                    str(self.python),
+                    str(BENCHMARKS_DIR / "dlt_csv_to_parquet.py"),
+                    str(csv_path.resolve()),
+                    str(run_dir / "out"),
+                    "--reader",
+                    reader,
+                ],
+                env=self.base_env(),
+                output_dir=run_dir / "out" / "t1m" / "t1m",
+            )
+
+        name = "dlt-read_csv" if reader == "read_csv" else f"dlt-{reader}"
+        return Contestant(name=name, description=description, prepare=prepare)
+
+    def sling(self) -> Contestant:
+        """sling CSV file -> folder of Parquet files, through its DuckDB CLI."""
+        description = (
+            f"sling `run --src-stream file://... --tgt-object file://DIR/` "
+            f"(parquet, file_max_rows={SLING_FILE_MAX_ROWS:,}), DuckDB CLI {DUCKDB_VERSION}"
+        )
+        missing = [p for p in (self.sling_binary(), self.duckdb_cli()) if not p.exists()]
+        if missing:
+            reason = f"missing {', '.join(p.name for p in missing)}"
+            return Contestant("sling", description, lambda *_: _never(reason), not_run=reason)
+
+        def prepare(csv_path: Path, run_dir: Path) -> Invocation:
+            self._install_duckdb_extensions()
+            env = self.base_env()
+            env.update(
+                SLING_HOME_DIR=str(run_dir / ".sling"),
+                DUCKDB_PATH=str(self.duckdb_cli()),
+                DUCKDB_VERSION=DUCKDB_VERSION,
+                DUCKDB_USE_INSTALLED_EXTENSIONS="true",
+            )
+            out = run_dir / "out"
+            return Invocation(
+                argv=[
+                    str(self.sling_binary()),
+                    "run",
+                    "--src-stream",
+                    csv_path.resolve().as_uri(),
+                    "--tgt-object",
+                    f"{out.as_uri()}/",
+                    "--tgt-options",
+                    f"{{format: parquet, file_max_rows: {SLING_FILE_MAX_ROWS}}}",
+                ],
+                env=env,
+                output_dir=out,
+            )
+
+        return Contestant("sling", description, prepare)
+
+
+def _never(reason: str) -> Invocation:
+    raise RuntimeError(f"not runnable: {reason}")
+
+
+def peer_contestants(work_dir: Path, install: bool) -> tuple[list[Contestant], dict[str, str]]:
+    """The peer contestants and the installed peer versions.
+
+    With no usable peers' venv, every peer comes back with ``not_run`` set.
+    """
+    peers = PeerEnvironment(work_dir)
+    reason = peers.ensure_installed(install)
+    contestants = [
+        peers.dlt("read_csv", "dlt 1.31 `filesystem() | read_csv()` (pandas chunks) -> parquet"),
+        peers.dlt("arrow", "dlt 1.31, a resource yielding pyarrow `open_csv` batches -> parquet"),
+        peers.sling(),
+    ]
+    if reason is not None:
+        contestants = [
+            Contestant(c.name, c.description, c.prepare, not_run=reason) for c in contestants
+        ]
+    return contestants, peers.versions()
