@@ -54,10 +54,7 @@ class PeerEnvironment:
             return "peers not installed (run without --no-install-peers)"
         try:
             if not self.python.exists():
-                subprocess.run(
-                    [sys.executable, "-m", "venv", "--without-pip", str(self.venv)], check=True
-                )
-                subprocess.run([str(self.python), "-m", "ensurepip", "--upgrade"], check=True)
+                subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
             subprocess.run(
                 [str(self.python), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS],
                 check=True,

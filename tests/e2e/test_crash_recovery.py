@@ -92,3 +92,20 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     again = omconnect("run", "crash.yaml", "--once", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert read_sink(tmp_path / "out").size == seen.size, "a finished pipeline re-read input"
+
+
+def test_sigterm_stops_cleanly_without_duplicates(tmp_path: Path) -> None:
+    write_input(tmp_path / "data")
+    (tmp_path / "crash.yaml").write_text(PIPELINE)
+    process = spawn_omconnect("run", "crash.yaml", cwd=tmp_path)
+    time.sleep(1.5)
+    assert process.poll() is None, "a pipeline without --once keeps running"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+
+    finished = omconnect("run", "crash.yaml", "--once", cwd=tmp_path, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    seen = read_sink(tmp_path / "out")
+    assert np.setdiff1d(np.arange(ROWS), seen).size == 0
+    assert seen.size == np.unique(seen).size, "a clean stop must not cause duplicates"

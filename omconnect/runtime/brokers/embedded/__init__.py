@@ -34,7 +34,7 @@ def open_embedded_broker(url: BrokerUrl) -> EmbeddedBroker:
         )
     return EmbeddedBroker(
         url.location,
-        sync=url.options.get("sync", "normal"),
+        sync=url.options.get("sync", "full"),
         compression=url.options.get("compression", "lz4"),
         busy_timeout=float(url.options.get("busy_timeout", 30.0)),
         url=url.text,

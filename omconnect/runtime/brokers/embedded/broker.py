@@ -5,9 +5,11 @@ once (a pipeline producing while ``omconnect topics tail`` reads). Messages are 
 batches: one ``segments`` row per partition per send holds an Arrow IPC stream of the
 messages. A send returns after its transaction committed.
 
-Durability: with ``sync=normal`` (the default) a committed send survives a crash or SIGKILL of
-any process; a power loss or OS crash may lose the last transactions. ``sync=full`` fsyncs
-every commit and survives those too, at the cost of one fsync per send.
+Durability: with ``sync=full`` (the default) every send is fsynced before it is acknowledged,
+so an acknowledged message survives a crash, SIGKILL or power loss; sends are whole batches,
+so this costs one fsync per batch. ``sync=normal`` survives a crash or SIGKILL of any process
+but a power loss or OS crash may lose the last transactions, which the offset store may
+already have committed.
 
 Retention: topics grow until trimmed with ``delete_before``; nothing is deleted automatically.
 """
@@ -48,7 +50,7 @@ class EmbeddedBroker(Broker):
         self,
         directory: str | Path,
         *,
-        sync: str = "normal",
+        sync: str = "full",
         compression: str = "lz4",
         busy_timeout: float = 30.0,
         segment_bytes: int = 4 * 1024 * 1024,

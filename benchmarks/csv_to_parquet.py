@@ -1,0 +1,207 @@
+"""B3, files: the t1m CSV -> Parquet, omconnect against plain pyarrow and the peers.
+
+    python benchmarks/csv_to_parquet.py                        # 1M rows, 1 warm-up + 3 runs
+    python benchmarks/csv_to_parquet.py --rows 100000 --runs 1 --contestants omconnect,pyarrow
+
+Every contestant runs in the same invocation, as a subprocess in a fresh directory per run,
+round by round (each round runs every contestant once, so a change in the shared machine's
+load hits all of them alike). Each run is measured (wall, CPU, peak RSS of the process tree:
+``process_meter.py``) and its output is checked with the oracle (row count and key-set
+checksum of the ids): a run with wrong output is FAILED and its time is never reported.
+omconnect also runs once on a larger file (``--memory-rows``) to show its peak RSS does not
+grow with the input. Results go to ``benchmarks/README.md`` (its ``csv-to-parquet`` section)
+and ``benchmarks/results/csv_to_parquet.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import generate
+import oracle
+from contestants import BENCHMARKS_DIR, OMCONNECT, PYARROW, Contestant
+from csv_to_parquet_report import markdown_section, summarise
+from peers import peer_contestants
+from process_meter import run_measured
+from results_report import update_readme, write_json
+
+SECTION = "csv-to-parquet"
+ALL_CONTESTANTS = ["omconnect", "pyarrow", "dlt-read_csv", "dlt-arrow", "sling"]
+RUN_TIMEOUT_SECONDS = 1800.0
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of one contestant; ``failure`` is None only for a verified, successful run."""
+
+    contestant: str
+    phase: str  # "warm-up", "measured" or "memory"
+    rows: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+    max_process_rss_bytes: int
+    peak_tree_rss_bytes: int
+    inner_seconds: float | None
+    checksum: dict[str, int] | None
+    failure: str | None
+
+
+def ensure_csv(data_dir: Path, rows: int) -> Path:
+    """The t1m CSV of ``rows`` rows, generated once and reused (the generator is deterministic)."""
+    path = data_dir / f"t1m-{rows}.csv"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        generate.write_csv(partial, rows)
+        partial.rename(path)  # an interrupted generation is never mistaken for a finished one
+    return path
+
+
+def verify(output_dir: Path, rows: int) -> tuple[dict[str, int] | None, str | None]:
+    """The checksum found in ``output_dir`` and the failure (None when ids 1..rows are exact)."""
+    try:
+        found = oracle.key_set_checksum(output_dir)
+    except (OSError, ValueError, KeyError) as error:
+        return None, f"output unreadable: {error}"
+    except Exception as error:  # pyarrow raises its own types for a torn or wrong file
+        return None, f"output unreadable: {type(error).__name__}: {error}"
+    expected = oracle.expected_checksum(rows)
+    if found != expected:
+        return asdict(found), f"wrong output: {asdict(found)} != expected {asdict(expected)}"
+    return asdict(found), None
+
+
+def run_once(contestant: Contestant, csv_path: Path, rows: int, run_dir: Path, phase: str) -> RunRecord:
+    """Run ``contestant`` once in a fresh ``run_dir``, measure and verify it, then clean up."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    invocation = contestant.prepare(csv_path, run_dir)
+    os.sync()  # the previous run's dirty pages are written back before this one starts
+    measured = run_measured(invocation.argv, run_dir, invocation.env, RUN_TIMEOUT_SECONDS)
+    checksum: dict[str, int] | None = None
+    if measured.returncode != 0:
+        last_line = (measured.stderr_tail.strip().splitlines() or ["(no stderr)"])[-1]
+        failure: str | None = f"exit {measured.returncode}: {last_line}"
+    else:
+        checksum, failure = verify(invocation.output_dir, rows)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    record = RunRecord(
+        contestant=contestant.name,
+        phase=phase,
+        rows=rows,
+        wall_seconds=round(measured.wall_seconds, 3),
+        cpu_seconds=round(measured.cpu_seconds, 3),
+        peak_rss_bytes=measured.peak_rss_bytes,
+        max_process_rss_bytes=measured.max_process_rss_bytes,
+        peak_tree_rss_bytes=measured.peak_tree_rss_bytes,
+        inner_seconds=contestant.inner_seconds(measured.stdout + measured.stderr_tail),
+        checksum=checksum,
+        failure=failure,
+    )
+    status = record.failure or "ok"
+    print(
+        f"  {phase:8} {contestant.name:13} {record.wall_seconds:7.2f} s  "
+        f"{record.peak_rss_bytes / (1 << 20):6.0f} MiB  {status}",
+        flush=True,
+    )
+    return record
+
+
+def select_contestants(names: list[str], work_dir: Path, install_peers: bool) -> tuple[
+    list[Contestant], dict[str, str]
+]:
+    """The contestants named, in the order of ``ALL_CONTESTANTS``, and the peer versions."""
+    unknown = sorted(set(names) - set(ALL_CONTESTANTS))
+    if unknown:
+        raise SystemExit(f"unknown contestants: {', '.join(unknown)}; known: {ALL_CONTESTANTS}")
+    available = {OMCONNECT.name: OMCONNECT, PYARROW.name: PYARROW}
+    peer_versions: dict[str, str] = {}
+    if set(names) - set(available):
+        peers, peer_versions = peer_contestants(work_dir, install_peers)
+        available.update({peer.name: peer for peer in peers})
+    return [available[name] for name in ALL_CONTESTANTS if name in names], peer_versions
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the t1m CSV")
+    parser.add_argument("--warmups", type=int, default=1, help="unmeasured runs first")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs (median reported)")
+    parser.add_argument(
+        "--memory-rows",
+        type=int,
+        default=5_000_000,
+        help="rows of the one-run omconnect memory check (0: skip it)",
+    )
+    parser.add_argument(
+        "--contestants",
+        default=",".join(ALL_CONTESTANTS),
+        help=f"comma-separated subset of {','.join(ALL_CONTESTANTS)}",
+    )
+    parser.add_argument("--data-dir", type=Path, default=BENCHMARKS_DIR / "data")
+    parser.add_argument("--work-dir", type=Path, default=BENCHMARKS_DIR / "work")
+    parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
+    parser.add_argument(
+        "--json", type=Path, default=BENCHMARKS_DIR / "results" / "csv_to_parquet.json"
+    )
+    parser.add_argument(
+        "--no-install-peers",
+        action="store_true",
+        help="do not create the peers' virtualenv; peers not installed are reported not run",
+    )
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.runs < 1 or args.warmups < 0 or args.memory_rows < 0:
+        parser.error("--rows and --runs must be >= 1, --warmups and --memory-rows >= 0")
+    args.contestants = [name.strip() for name in args.contestants.split(",") if name.strip()]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, write the results; exit 1 when omconnect FAILED."""
+    args = parse_args(argv)
+    started = datetime.now(UTC)
+    contestants, peer_versions = select_contestants(
+        args.contestants, args.work_dir, not args.no_install_peers
+    )
+    csv_path = ensure_csv(args.data_dir, args.rows)
+    print(f"B3 csv -> parquet: {csv_path} ({args.rows:,} rows)", flush=True)
+    runs_dir = args.work_dir / "runs"
+    records: list[RunRecord] = []
+    runnable = [c for c in contestants if c.not_run is None]
+    for round_index in range(args.warmups + args.runs):
+        phase = "warm-up" if round_index < args.warmups else "measured"
+        for contestant in runnable:
+            run_dir = runs_dir / contestant.name
+            records.append(run_once(contestant, csv_path, args.rows, run_dir, phase))
+    if args.memory_rows and any(c.name == OMCONNECT.name for c in runnable):
+        memory_csv = ensure_csv(args.data_dir, args.memory_rows)
+        print(f"memory check: {memory_csv} ({args.memory_rows:,} rows)", flush=True)
+        run_dir = runs_dir / f"{OMCONNECT.name}-memory"
+        records.append(run_once(OMCONNECT, memory_csv, args.memory_rows, run_dir, "memory"))
+    results: dict[str, Any] = summarise(
+        started=started,
+        csv_path=csv_path,
+        rows=args.rows,
+        warmups=args.warmups,
+        runs=args.runs,
+        contestants=contestants,
+        records=[asdict(record) for record in records],
+        peer_versions=peer_versions,
+    )
+    write_json(args.json, results)
+    update_readme(args.readme, SECTION, markdown_section(results))
+    print(markdown_section(results))
+    omconnect = next((c for c in results["contestants"] if c["name"] == OMCONNECT.name), None)
+    return 1 if omconnect is not None and omconnect["status"] == "FAILED" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""A pipeline's stored positions, for ``GET /pipelines/{name}/offsets``.
+
+The same entries ``omconnect offsets list`` prints, one JSON object each: source positions
+from the offset store of the pipeline's ``state:`` (``{"kind": "source", "partition": {...},
+"offset": {...}}``) and the committed offsets of the sink's consumer group on the broker
+(``{"kind": "sink", "partition": {"topic": T, "partition": P}, "offset": {"offset": N}}``).
+Reading them while the pipeline runs is safe: nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from omconnect.runtime.cli.offsets_cmd import _sink_offsets as sink_offsets
+from omconnect.runtime.config.loader import LoadedPipeline
+from omconnect.runtime.offsets import open_offset_store
+
+
+async def pipeline_offsets(loaded: LoadedPipeline) -> list[dict[str, Any]]:
+    """Every stored position of ``loaded``: source positions first, then sink offsets.
+
+    Raises:
+        Exception: whatever the offset store or the broker raise when they cannot be reached
+            (callers answer with a redacted error).
+    """
+    entries = await asyncio.to_thread(_source_entries, loaded)
+    if loaded.sink is not None:
+        committed = await sink_offsets(loaded)
+        for (topic, partition), offset in sorted(committed.items()):
+            entries.append(
+                {
+                    "kind": "sink",
+                    "partition": {"topic": topic, "partition": partition},
+                    "offset": {"offset": offset},
+                }
+            )
+    return entries
+
+
+def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
+    cfg = loaded.config
+    store = open_offset_store(cfg.state)
+    try:
+        return [
+            {"kind": "source", "partition": dict(p.partition), "offset": dict(p.offset)}
+            for p in store.all(cfg.name)
+        ]
+    finally:
+        store.close()
