@@ -1,5 +1,5 @@
 # The omconnect worker image: `docker build -t omconnect .` then
-# `docker run -v "$PWD/pipelines:/pipelines:ro" -p 8083:8083 omconnect`.
+# `docker run -v "$PWD/pipelines:/var/lib/omconnect/pipelines:ro" -p 8083:8083 omconnect`.
 FROM python:3.11-slim
 
 # Broker, database and orchestrator extras to install; docker-compose.yml passes its own list.
@@ -18,7 +18,7 @@ RUN pip install ".[${OMCONNECT_EXTRAS}]"
 
 # A fixed non-root uid, so bind-mounted state directories can be chowned to it on the host.
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/omconnect omconnect \
-    && mkdir -p /pipelines
+    && mkdir -p /var/lib/omconnect/pipelines && chown omconnect /var/lib/omconnect/pipelines
 USER omconnect
 WORKDIR /var/lib/omconnect
 ENV OMCONNECT_STATE=/var/lib/omconnect/state
@@ -28,4 +28,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=6 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8083/health', timeout=3)"]
 
 ENTRYPOINT ["omconnect"]
-CMD ["serve", "/pipelines"]
+CMD ["serve", "pipelines/", "--host", "0.0.0.0"]

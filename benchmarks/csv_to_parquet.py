@@ -16,6 +16,7 @@ and ``benchmarks/results/csv_to_parquet.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -79,7 +80,9 @@ def verify(output_dir: Path, rows: int) -> tuple[dict[str, int] | None, str | No
     return asdict(found), None
 
 
-def run_once(contestant: Contestant, csv_path: Path, rows: int, run_dir: Path, phase: str) -> RunRecord:
+def run_once(
+    contestant: Contestant, csv_path: Path, rows: int, run_dir: Path, phase: str
+) -> RunRecord:
     """Run ``contestant`` once in a fresh ``run_dir``, measure and verify it, then clean up."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -115,9 +118,9 @@ def run_once(contestant: Contestant, csv_path: Path, rows: int, run_dir: Path, p
     return record
 
 
-def select_contestants(names: list[str], work_dir: Path, install_peers: bool) -> tuple[
-    list[Contestant], dict[str, str]
-]:
+def select_contestants(
+    names: list[str], work_dir: Path, install_peers: bool
+) -> tuple[list[Contestant], dict[str, str]]:
     """The contestants named, in the order of ``ALL_CONTESTANTS``, and the peer versions."""
     unknown = sorted(set(names) - set(ALL_CONTESTANTS))
     if unknown:
@@ -153,6 +156,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--json", type=Path, default=BENCHMARKS_DIR / "results" / "csv_to_parquet.json"
     )
     parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: rewrite the README section from the existing --json results",
+    )
+    parser.add_argument(
         "--no-install-peers",
         action="store_true",
         help="do not create the peers' virtualenv; peers not installed are reported not run",
@@ -167,6 +175,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, write the results; exit 1 when omconnect FAILED."""
     args = parse_args(argv)
+    if args.render_only:
+        update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))
+        return 0
     started = datetime.now(UTC)
     contestants, peer_versions = select_contestants(
         args.contestants, args.work_dir, not args.no_install_peers

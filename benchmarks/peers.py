@@ -42,9 +42,12 @@ class PeerEnvironment:
         self.venv = work_dir / "peers"
         self.home = work_dir / "peer-home"
         self.python = self.venv / "bin" / "python"
-        self.site_packages = (
-            self.venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-        ) / "site-packages"
+
+    @property
+    def site_packages(self) -> Path:
+        """The venv's site-packages (whatever its Python minor version)."""
+        found = sorted(self.venv.glob("lib/python3*/site-packages"))
+        return found[-1] if found else self.venv / "lib" / "site-packages"
 
     def ensure_installed(self, install: bool) -> str | None:
         """Create the venv and install the pinned peers when missing; the failure reason or None."""

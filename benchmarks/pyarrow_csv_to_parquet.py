@@ -29,11 +29,13 @@ def convert(source: Path, out_dir: Path) -> int:
     target = out_dir / "part-0.parquet"
     written = 0
     read_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES)
-    with pa_csv.open_csv(source, read_options=read_options) as reader:
-        with pq.ParquetWriter(target, reader.schema, compression=COMPRESSION) as writer:
-            for batch in reader:
-                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-                written += batch.num_rows
+    with (
+        pa_csv.open_csv(source, read_options=read_options) as reader,
+        pq.ParquetWriter(target, reader.schema, compression=COMPRESSION) as writer,
+    ):
+        for batch in reader:
+            writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+            written += batch.num_rows
     return written
 
 

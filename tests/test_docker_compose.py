@@ -203,8 +203,10 @@ def test_worker_is_built_here_serves_pipelines_and_waits_for_every_service() -> 
     worker = compose["services"]["worker"]
     build = worker["build"]
     assert (build if isinstance(build, str) else build["context"]) == "."
-    assert as_argv(worker["command"])[:2] == ["serve", "/pipelines"]
-    assert any(v.startswith("./pipelines:/pipelines") for v in worker["volumes"])
+    command = as_argv(worker["command"])
+    assert command[:2] == ["serve", "pipelines/"]
+    assert command[command.index("--host") + 1] == "0.0.0.0", "the API must be reachable"
+    assert any(v.startswith("./pipelines:/var/lib/omconnect/pipelines") for v in worker["volumes"])
     assert "/health" in " ".join(as_argv(worker["healthcheck"]["test"]))
     waits = depends_on_conditions(worker)
     others = {

@@ -176,4 +176,3 @@ def test_a_sink_that_stores_positions_is_sought_to_them(tmp_path: Path) -> None:
     EVENTS["puts"].clear()
     run(tmp_path / "p.yaml", text.replace("count: 6", "count: 7"))
     assert EVENTS["puts"] == [2, 3, 4, 5, 6]
-

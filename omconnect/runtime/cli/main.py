@@ -7,7 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from omconnect import __version__
-from omconnect.runtime.cli import connectors_cmd, offsets_cmd, run_cmd, topics_cmd, validate_cmd
+from omconnect.runtime.cli import (
+    connectors_cmd,
+    offsets_cmd,
+    run_cmd,
+    serve_cmd,
+    topics_cmd,
+    validate_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, validate_cmd, connectors_cmd, topics_cmd, offsets_cmd):
+    for module in (run_cmd, validate_cmd, connectors_cmd, topics_cmd, offsets_cmd, serve_cmd):
         module.add_parser(commands)
     return parser
 

@@ -65,7 +65,7 @@ def list_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if loaded.sink is not None:
-        for (topic, partition), offset in sorted(asyncio.run(_sink_offsets(loaded)).items()):
+        for (topic, partition), offset in sorted(asyncio.run(sink_offsets(loaded)).items()):
             item = {"topic": topic, "partition": partition}
             print(json.dumps({"kind": "sink", "partition": item, "offset": {"offset": offset}}))
     return 0
@@ -108,7 +108,7 @@ def reset_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
+async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
     cfg = loaded.config
     broker = open_broker(cfg.broker)
     try:

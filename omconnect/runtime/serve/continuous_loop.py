@@ -42,7 +42,7 @@ async def run_continuously(pipeline: ManagedPipeline, backoff: RestartBackoff) -
         if record.result is not RunResult.FAILED:
             pipeline.state = PipelineState.UNASSIGNED
         log.warning(
-            "pipeline %s: run ended (%s); starting it again in %.0fs",
+            "pipeline %s: run ended (%s); starting it again in %.1fs",
             pipeline.name,
             record.result.value,
             delay,

@@ -15,6 +15,7 @@ from collections import deque
 from datetime import datetime
 
 from omconnect.runtime.config.loader import LoadedPipeline
+from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.serve.pipeline_state import (
     PipelineCounters,
     PipelineState,
@@ -67,7 +68,7 @@ class ManagedPipeline:
         self._interrupt()
 
     def resume(self) -> None:
-        """Undo ``pause``: a continuous pipeline starts again, a scheduled one waits for its tick."""
+        """Undo ``pause``: a continuous pipeline starts again; a scheduled one awaits its tick."""
         if self.paused:
             log.info("pipeline %s: resuming", self.name)
         self.paused = False
@@ -135,11 +136,14 @@ class ManagedPipeline:
         """``Type: message`` of the root cause of ``exc``, with this pipeline's secrets masked.
 
         Task groups wrap failures in exception groups, whose own text says nothing; the first
-        leaf exception is what went wrong.
+        leaf exception is what went wrong. A ``PipelineConfigError`` is its own message
+        (``FILE:LINE: KEY: PROBLEM`` lines).
         """
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         text = str(exc)
+        if isinstance(exc, PipelineConfigError):
+            return self.loaded.redactor.redact(text)
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         return self.loaded.redactor.redact(message)
 

@@ -39,7 +39,9 @@ def load_pipeline_folder(
         files = pipeline_files(folder)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise PipelineFolderError([Problem(str(folder), None, "", f"cannot list: {reason}")]) from None
+        raise PipelineFolderError(
+            [Problem(str(folder), None, "", f"cannot list: {reason}")]
+        ) from None
     loaded, errors = load_pipelines(files, env)
     if errors:
         raise PipelineFolderError([problem for error in errors for problem in error.problems])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from omconnect.runtime.cli.offsets_cmd import _sink_offsets as sink_offsets
+from omconnect.runtime.cli.offsets_cmd import sink_offsets
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.offsets import open_offset_store
 

@@ -53,8 +53,8 @@ def utc_now() -> datetime:
 
 
 def iso(moment: datetime | None) -> str | None:
-    """``moment`` as ISO 8601 with seconds precision, or None."""
-    return moment.isoformat(timespec="seconds") if moment is not None else None
+    """``moment`` as ISO 8601 with millisecond precision, or None."""
+    return moment.isoformat(timespec="milliseconds") if moment is not None else None
 
 
 @dataclass

@@ -39,10 +39,14 @@ def render_metrics(statuses: Sequence[PipelineStatus]) -> str:
     _family(lines, "omconnect_pipeline_up", "gauge", "1 when the pipeline is running or scheduled.")
     for status in statuses:
         up = 1 if status.state.is_up else 0
-        lines.append(f"omconnect_pipeline_up{_labels(pipeline=status.name, state=status.state)} {up}")
+        lines.append(
+            f"omconnect_pipeline_up{_labels(pipeline=status.name, state=status.state)} {up}"
+        )
     _family(lines, "omconnect_pipeline_restarts_total", "counter", "Restarts of the pipeline.")
     for status in statuses:
-        lines.append(f"omconnect_pipeline_restarts_total{_labels(pipeline=status.name)} {status.restarts}")
+        lines.append(
+            f"omconnect_pipeline_restarts_total{_labels(pipeline=status.name)} {status.restarts}"
+        )
     _family(
         lines,
         "omconnect_pipeline_skipped_ticks_total",

@@ -96,7 +96,9 @@ class Supervisor:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout)
         for task in pending:
-            log.warning("%s did not stop within %.0fs: cancelling", task.get_name(), self.shutdown_timeout)
+            log.warning(
+                "%s did not stop within %.0fs: cancelling", task.get_name(), self.shutdown_timeout
+            )
             task.cancel()
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,223 @@
+"""The results of B3 (CSV -> Parquet): medians, ratios, targets, and their Markdown section.
+
+``summarise`` turns the run records of ``csv_to_parquet.py`` into the JSON that is committed;
+``markdown_section`` renders that JSON (and only it), so the README can be rebuilt from the
+JSON alone.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import statistics
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from contestants import Contestant
+from results_report import git_commit, machine_facts, markdown_table, mib, rate, seconds, times
+
+TARGET_ROWS_PER_SECOND = 200_000  # the issue's end-to-end target through the topic
+TARGET_PYARROW_TIME_RATIO = 2.0  # B3: within 2x of plain pyarrow
+# Peak RSS at 5x the rows may grow by this much and still count as independent of input size.
+MEMORY_GROWTH_ALLOWED = 1.25
+RSS_METHOD = (
+    "max(kernel ru_maxrss of the largest process via wait4, sum of /proc RSS over the live "
+    "process tree sampled every 20 ms)"
+)
+
+
+def _summarise_contestant(
+    contestant: Contestant, records: Sequence[dict[str, Any]], rows: int, csv_bytes: int
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "name": contestant.name,
+        "description": contestant.description,
+        "status": "ok",
+        "reason": None,
+    }
+    if contestant.not_run is not None:
+        return {**summary, "status": "not run", "reason": contestant.not_run, "runs": []}
+    mine = [r for r in records if r["contestant"] == contestant.name and r["phase"] != "memory"]
+    summary["runs"] = mine
+    failures = [r["failure"] for r in mine if r["failure"]]
+    if failures:
+        return {**summary, "status": "FAILED", "reason": f"{len(failures)} run(s): {failures[0]}"}
+    measured = [r for r in mine if r["phase"] == "measured"]
+    wall = statistics.median(r["wall_seconds"] for r in measured)
+    inner = [r["inner_seconds"] for r in measured if r["inner_seconds"] is not None]
+    return {
+        **summary,
+        "median_wall_seconds": wall,
+        "rows_per_second": rows / wall,
+        "mb_per_second": csv_bytes / 1e6 / wall,
+        "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in measured),
+        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in measured),
+        "median_inner_seconds": statistics.median(inner) if inner else None,
+    }
+
+
+def _memory_check(
+    records: Sequence[dict[str, Any]], omconnect: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    memory = [r for r in records if r["phase"] == "memory"]
+    if not memory or omconnect is None:
+        return None
+    run = memory[0]
+    check: dict[str, Any] = {"rows": run["rows"], "run": run, "status": "ok"}
+    if run["failure"]:
+        return {**check, "status": "FAILED", "reason": run["failure"]}
+    if omconnect.get("peak_rss_bytes") is None:
+        return {**check, "status": "FAILED", "reason": "no successful omconnect run to compare"}
+    growth = run["peak_rss_bytes"] / omconnect["peak_rss_bytes"]
+    return {
+        **check,
+        "wall_seconds": run["wall_seconds"],
+        "rows_per_second": run["rows"] / run["wall_seconds"],
+        "peak_rss_bytes": run["peak_rss_bytes"],
+        "base_peak_rss_bytes": omconnect["peak_rss_bytes"],
+        "growth": growth,
+        "independent_of_input_size": growth <= MEMORY_GROWTH_ALLOWED,
+    }
+
+
+def summarise(
+    *,
+    started: datetime,
+    csv_path: Path,
+    rows: int,
+    warmups: int,
+    runs: int,
+    contestants: Sequence[Contestant],
+    records: Sequence[dict[str, Any]],
+    peer_versions: dict[str, str],
+) -> dict[str, Any]:
+    """The committed results: settings, machine, versions, one summary per contestant,
+    omconnect's ratios to the others, the memory check and the targets met."""
+    csv_bytes = csv_path.stat().st_size
+    summaries = [_summarise_contestant(c, records, rows, csv_bytes) for c in contestants]
+    by_name = {s["name"]: s for s in summaries}
+    omconnect = by_name.get("omconnect")
+    om_wall = omconnect.get("median_wall_seconds") if omconnect else None
+    # > 1: omconnect takes longer than the other; < 1: omconnect is faster.
+    ratios = {
+        s["name"]: om_wall / s["median_wall_seconds"]
+        for s in summaries
+        if om_wall and s["name"] != "omconnect" and s.get("median_wall_seconds")
+    }
+    try:
+        omconnect_version = importlib.metadata.version("omconnect")
+    except importlib.metadata.PackageNotFoundError:
+        omconnect_version = "not installed"
+    memory = _memory_check(records, omconnect)
+    targets: dict[str, bool | None] = {
+        f"rows_per_second >= {TARGET_ROWS_PER_SECOND:,}": (
+            omconnect["rows_per_second"] >= TARGET_ROWS_PER_SECOND
+            if omconnect and "rows_per_second" in omconnect
+            else None
+        ),
+        f"time <= {TARGET_PYARROW_TIME_RATIO}x pyarrow": (
+            ratios["pyarrow"] <= TARGET_PYARROW_TIME_RATIO if "pyarrow" in ratios else None
+        ),
+        "peak RSS independent of input size": (
+            memory.get("independent_of_input_size") if memory else None
+        ),
+    }
+    return {
+        "benchmark": "B3 csv -> parquet (t1m)",
+        "date": started.isoformat(timespec="seconds"),
+        "settings": {
+            "rows": rows,
+            "csv_bytes": csv_bytes,
+            "warmups": warmups,
+            "measured_runs": runs,
+            "statistic": "median of the measured runs (peak RSS: max of them)",
+            "peak_rss_method": RSS_METHOD,
+        },
+        "machine": machine_facts(),
+        "versions": {
+            "python": platform.python_version(),
+            "pyarrow": pa.__version__,
+            "omconnect": omconnect_version,
+            "omconnect_commit": git_commit(),
+            "peers": peer_versions,
+        },
+        "contestants": summaries,
+        "omconnect_time_ratio": ratios,
+        "memory_check": memory,
+        "targets": targets,
+    }
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "not measured"}[met]
+
+
+def markdown_section(results: dict[str, Any]) -> str:
+    """The README section for ``results`` (as written by ``summarise``)."""
+    settings, machine, versions = results["settings"], results["machine"], results["versions"]
+    ratios = results["omconnect_time_ratio"]
+    rows = []
+    for s in results["contestants"]:
+        if s["status"] != "ok":
+            rows.append([f"`{s['name']}`", f"{s['status']}: {s['reason']}", *["-"] * 6])
+            continue
+        rows.append(
+            [
+                f"`{s['name']}`",
+                seconds(s["median_wall_seconds"]),
+                rate(s["rows_per_second"]),
+                f"{s['mb_per_second']:.0f}",
+                seconds(s["median_cpu_seconds"]),
+                mib(s["peak_rss_bytes"]),
+                times(ratios.get(s["name"])) if s["name"] != "omconnect" else "1.00x",
+                "verified",
+            ]
+        )
+    header = ["contestant", "wall (median)", "rows/s", "MB/s", "CPU", "peak RSS"]
+    header += ["omconnect time / this", "output"]
+    peers = ", ".join(f"{k} {v}" for k, v in versions["peers"].items()) or "none installed"
+    lines = [
+        f"Run {results['date']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"{machine['ram_gib']} GiB RAM, Linux {machine['kernel']}, load average at start "
+        f"{machine['load_average_at_start'][0]} (a machine shared with other work). "
+        f"Python {versions['python']}, pyarrow {versions['pyarrow']}, omconnect "
+        f"{versions['omconnect']} at commit `{versions['omconnect_commit']}`; peers: {peers}.",
+        "",
+        f"Input: t1m CSV, {settings['rows']:,} rows, {settings['csv_bytes'] / 1e6:.0f} MB. "
+        f"{settings['warmups']} warm-up + {settings['measured_runs']} measured runs per "
+        f"contestant, median reported; every run's output verified (row count + key-set "
+        f"checksum), a wrong output is FAILED. Peak RSS: {settings['peak_rss_method']}, the "
+        "largest of the measured runs.",
+        "",
+        markdown_table(header, rows),
+        "",
+    ]
+    lines += [f"- `{s['name']}`: {s['description']}" for s in results["contestants"]]
+    omconnect: dict[str, Any] = next(
+        (s for s in results["contestants"] if s["name"] == "omconnect"), {}
+    )
+    if omconnect.get("median_inner_seconds"):
+        lines.append(
+            f"- omconnect's own run summary (pipeline only, no interpreter start-up): "
+            f"{omconnect['median_inner_seconds']:.2f} s, "
+            f"{settings['rows'] / omconnect['median_inner_seconds']:,.0f} rows/s."
+        )
+    memory = results["memory_check"]
+    if memory:
+        lines.append("")
+        if memory["status"] != "ok":
+            lines.append(f"Memory check ({memory['rows']:,} rows): FAILED: {memory['reason']}")
+        else:
+            lines.append(
+                f"Memory check: omconnect on {memory['rows']:,} rows took "
+                f"{memory['wall_seconds']:.2f} s ({memory['rows_per_second']:,.0f} rows/s), "
+                f"peak RSS {mib(memory['peak_rss_bytes'])} vs {mib(memory['base_peak_rss_bytes'])}"
+                f" at {settings['rows']:,} rows ({memory['growth']:.2f}x; independent of input "
+                f"size if <= {MEMORY_GROWTH_ALLOWED}x)."
+            )
+    lines += ["", "Targets for omconnect:", ""]
+    lines += [f"- {name}: {_verdict(met)}" for name, met in results["targets"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""``omconnect serve PIPELINES_DIR``: the long-running worker.
+
+Runs every pipeline file of the folder (continuous ones, and ``schedule:`` ones at their cron
+ticks) with the HTTP API, Prometheus metrics and a status page. Refuses to start (exit 2),
+listing every problem as ``FILE:LINE: KEY: PROBLEM``, when any file is invalid. SIGTERM or
+SIGINT stop every pipeline cleanly and exit 0; a second signal exits at once (130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from omconnect.runtime.cli.logging_setup import setup_logging
+from omconnect.runtime.serve.pipeline_folder import PipelineFolderError, load_pipeline_folder
+from omconnect.runtime.serve.service import run_service
+from omconnect.runtime.serve.supervisor import Supervisor
+
+log = logging.getLogger("omconnect.serve")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8083
+HOST_VARIABLE = "OMCONNECT_HTTP_HOST"
+PORT_VARIABLE = "OMCONNECT_HTTP_PORT"
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run a folder of pipelines with an HTTP API, metrics and a status page",
+    )
+    _add_arguments(parser)
+    parser.set_defaults(handler=serve_command)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipelines_dir", metavar="PIPELINES_DIR", help="folder of *.yaml files")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get(HOST_VARIABLE, DEFAULT_HOST),
+        help=f"address of the HTTP API (default ${HOST_VARIABLE} or {DEFAULT_HOST}; "
+        "0.0.0.0 listens on every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_port_from_environment(),
+        help=f"port of the HTTP API (default ${PORT_VARIABLE} or {DEFAULT_PORT}; 0 picks one)",
+    )
+
+
+def _port_from_environment() -> int:
+    text = os.environ.get(PORT_VARIABLE, "")
+    return int(text) if text.isdigit() else DEFAULT_PORT
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the worker until a signal; the exit status of ``omconnect serve``."""
+    try:
+        pipelines = load_pipeline_folder(args.pipelines_dir)
+    except PipelineFolderError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"{args.pipelines_dir}: not starting: fix the problems above", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(pipelines)
+    setup_logging(getattr(args, "log_level", "INFO"), supervisor.redactor)
+    try:
+        asyncio.run(_serve(supervisor, args.host, args.port))
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
+        return 1
+    return 0
+
+
+async def _serve(supervisor: Supervisor, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: exiting without a clean stop")
+            sys.stderr.flush()
+            # At once: a clean interpreter exit would wait for the runs' threads again.
+            os._exit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    await run_service(supervisor, host, port, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m omconnect.runtime.cli.serve_cmd PIPELINES_DIR [--host H] [--port P]``."""
+    parser = argparse.ArgumentParser(prog="omconnect serve", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    _add_arguments(parser)
+    return serve_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
