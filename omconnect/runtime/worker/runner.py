@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 from typing import Any, cast
 
-from omconnect.connectors.api.context import TaskContext
+from omconnect.connectors.api.context import OffsetReader, TaskContext
 from omconnect.connectors.api.sink import SinkConnector
 from omconnect.connectors.api.source import SourceConnector
 from omconnect.connectors.api.transform import Transform
@@ -27,6 +27,7 @@ from omconnect.runtime.offsets import open_offset_store
 from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.state import open_schema_registry
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
+from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup
 from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.runtime.worker.offset_reader import NamespaceOffsetReader
 from omconnect.runtime.worker.settings import LoopSettings
@@ -97,7 +98,6 @@ class PipelineRunner:
     ) -> None:
         cfg = self.loaded.config
         loop = asyncio.get_running_loop()
-        converter = make_converter(cfg.format, registry)
         await broker.create_topic(settings.topic)
         producer = await broker.producer()
         dead_letters = DeadLetterQueue(
@@ -108,16 +108,23 @@ class PipelineRunner:
             loop=loop,
             metrics=self.metrics,
         )
-        transforms = [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
-        source_loops = self._source_loops(
-            settings, transforms, converter, producer, offsets, dead_letters, pool
+        parts = PipelineParts(
+            cfg.name,
+            make_converter(cfg.format, registry),
+            dead_letters,
+            settings,
+            self.metrics,
+            pool,
         )
+        source_loops = [
+            SourceLoop(parts, setup, producer, offsets)
+            for setup in self._source_tasks(offsets, parts)
+        ]
         sink_loop = None
         if self.loaded.sink is not None:
             consumer = await broker.consumer(consumer_group(cfg.name), [settings.topic])
-            sink_transforms: list[Transform] = [] if source_loops else transforms
-            sink_loop = self._sink_loop(
-                settings, sink_transforms, converter, consumer, dead_letters, pool
+            sink_loop = SinkLoop(
+                parts, self._sink_task(parts, transformed=bool(source_loops)), consumer
             )
         until: asyncio.Future[dict[TopicPartition, int]] = loop.create_future()
         try:
@@ -136,82 +143,43 @@ class PipelineRunner:
                 await sink_loop.consumer.close()
             await producer.close()
 
-    def _source_loops(
-        self,
-        settings: LoopSettings,
-        transforms: list[Transform],
-        converter: Any,
-        producer: Any,
-        offsets: OffsetStore,
-        dead_letters: DeadLetterQueue,
-        pool: concurrent.futures.Executor,
-    ) -> list[SourceLoop]:
+    def _transforms(self) -> list[Transform]:
+        return [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
+
+    def _context(self, task_id: int, offsets: OffsetReader, parts: PipelineParts) -> TaskContext:
+        return TaskContext(
+            pipeline=parts.pipeline,
+            task_id=task_id,
+            offsets=offsets,
+            errors=parts.dead_letters,
+            once=self.once,
+            logger=logging.getLogger(f"omconnect.task.{parts.pipeline}"),
+        )
+
+    def _source_tasks(self, offsets: OffsetStore, parts: PipelineParts) -> list[TaskSetup]:
+        """One setup per source task; transforms run on the source side."""
         source = self.loaded.source
         if source is None:
             return []
-        cfg = self.loaded.config
         connector = cast(SourceConnector, source.registration.cls(source.spec))
-        loops = []
-        for task_id, task_config in enumerate(connector.task_configs(cfg.tasks)):
-            context = TaskContext(
-                pipeline=cfg.name,
-                task_id=task_id,
-                offsets=NamespaceOffsetReader(offsets, cfg.name),
-                errors=dead_letters,
-                once=self.once,
-                logger=logging.getLogger(f"omconnect.source.{cfg.name}"),
+        reader = NamespaceOffsetReader(offsets, parts.pipeline)
+        return [
+            TaskSetup(
+                connector.task_class(), config, self._context(i, reader, parts), self._transforms()
             )
-            loops.append(
-                SourceLoop(
-                    pipeline=cfg.name,
-                    task=connector.task_class(),
-                    task_config=task_config,
-                    context=context,
-                    transforms=transforms,
-                    converter=converter,
-                    producer=producer,
-                    offsets=offsets,
-                    dead_letters=dead_letters,
-                    settings=settings,
-                    metrics=self.metrics,
-                    pool=pool,
-                )
-            )
-        return loops
+            for i, config in enumerate(connector.task_configs(self.loaded.config.tasks))
+        ]
 
-    def _sink_loop(
-        self,
-        settings: LoopSettings,
-        transforms: list[Transform],
-        converter: Any,
-        consumer: Any,
-        dead_letters: DeadLetterQueue,
-        pool: concurrent.futures.Executor,
-    ) -> SinkLoop:
+    def _sink_task(self, parts: PipelineParts, transformed: bool) -> TaskSetup:
+        """The sink task; it applies the transforms only when no source side did."""
         sink = self.loaded.sink
         assert sink is not None
-        cfg = self.loaded.config
         connector = cast(SinkConnector, sink.registration.cls(sink.spec))
-        context = TaskContext(
-            pipeline=cfg.name,
-            task_id=0,
-            offsets=_NoOffsets(),
-            errors=dead_letters,
-            once=self.once,
-            logger=logging.getLogger(f"omconnect.sink.{cfg.name}"),
-        )
-        return SinkLoop(
-            pipeline=cfg.name,
-            task=connector.task_class(),
-            task_config=connector.task_configs(1)[0],
-            context=context,
-            transforms=transforms,
-            converter=converter,
-            consumer=consumer,
-            dead_letters=dead_letters,
-            settings=settings,
-            metrics=self.metrics,
-            pool=pool,
+        return TaskSetup(
+            connector.task_class(),
+            connector.task_configs(1)[0],
+            self._context(0, _NoOffsets(), parts),
+            [] if transformed else self._transforms(),
         )
 
 

@@ -9,24 +9,14 @@ durable. Messages that cannot be decoded or written go to the dead letter queue.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
 
 import pyarrow as pa
 
-from omconnect.connectors.api.context import TaskContext
-from omconnect.connectors.api.spec import ConnectorSpec
-from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers.base import ConsumedBatch, Consumer, TopicPartition
-from omconnect.runtime.converters.base import Converter
-from omconnect.runtime.worker.dead_letter import DeadLetterQueue
-from omconnect.runtime.worker.metrics import PipelineMetrics
+from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
 from omconnect.runtime.worker.retry import retrying
-from omconnect.runtime.worker.settings import LoopSettings
-from omconnect.runtime.worker.task_thread import TaskThread
 from omconnect.runtime.worker.transform_chain import apply_transforms
 from omconnect.schemas.record import Position, PositionMark, RecordBatch
 
@@ -44,46 +34,24 @@ class SinkLoop:
     """Runs one sink task until ``stop`` is set, or until it has consumed up to the offsets
     ``until`` resolves to (``--once``)."""
 
-    def __init__(
-        self,
-        *,
-        pipeline: str,
-        task: Any,
-        task_config: ConnectorSpec,
-        context: TaskContext,
-        transforms: Sequence[Transform],
-        converter: Converter,
-        consumer: Consumer,
-        dead_letters: DeadLetterQueue,
-        settings: LoopSettings,
-        metrics: PipelineMetrics,
-        pool: concurrent.futures.Executor,
-    ) -> None:
-        self.pipeline = pipeline
-        self.raw_task = task
-        self.task = TaskThread(task, f"{pipeline}-sink-{context.task_id}")
-        self.task_config = task_config
-        self.context = context
-        self.transforms = list(transforms)
-        self.converter = converter
+    def __init__(self, parts: PipelineParts, setup: TaskSetup, consumer: Consumer) -> None:
+        self.pipeline = parts.pipeline
+        self.setup = setup
+        self.task = setup.thread("sink")
+        self.transforms = setup.transforms
+        self.converter = parts.converter
+        self.dead_letters = parts.dead_letters
+        self.settings = parts.settings
+        self.metrics = parts.metrics
+        self.pool = parts.pool
         self.consumer = consumer
-        self.dead_letters = dead_letters
-        self.settings = settings
-        self.metrics = metrics
-        self.pool = pool
         self.consumed: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
 
     async def run(
         self, stop: asyncio.Event, until: asyncio.Future[dict[TopicPartition, int]]
     ) -> None:
-        s = self.settings
-        await retrying(
-            lambda: self.task.call("start", self.task_config, self.context),
-            "sink start",
-            s.retry_timeout,
-            s.retry_max_delay,
-        )
+        await start_task(self.task, self.setup, self.settings)
         try:
             await self._seek_to_stored_positions()
             self.committed = dict(await self.consumer.committed())
@@ -95,7 +63,7 @@ class SinkLoop:
             self.task.close()
 
     async def _seek_to_stored_positions(self) -> None:
-        if not getattr(self.raw_task, "stores_positions", False):
+        if not getattr(self.setup.task, "stores_positions", False):
             return
         stored: list[Position] = await self.task.call("stored_positions")
         seek = {

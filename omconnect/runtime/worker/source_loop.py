@@ -13,10 +13,8 @@ Three stages run concurrently so that reading, encoding and publishing overlap:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,20 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omconnect.connectors.api.context import TaskContext
-from omconnect.connectors.api.spec import ConnectorSpec
-from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers.base import Producer
-from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.worker.batching import BatchAccumulator
-from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.in_flight import InFlightBudget
-from omconnect.runtime.worker.metrics import PipelineMetrics
+from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
 from omconnect.runtime.worker.retry import retrying
-from omconnect.runtime.worker.settings import LoopSettings
-from omconnect.runtime.worker.task_thread import TaskThread
 from omconnect.runtime.worker.transform_chain import apply_transforms
 from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
 from omconnect.schemas.record import Position, Record, RecordBatch, partition_id
@@ -61,43 +52,23 @@ class SourceLoop:
     """Runs one source task until it is done (``--once``) or ``stop`` is set."""
 
     def __init__(
-        self,
-        *,
-        pipeline: str,
-        task: Any,
-        task_config: ConnectorSpec,
-        context: TaskContext,
-        transforms: Sequence[Transform],
-        converter: Converter,
-        producer: Producer,
-        offsets: OffsetStore,
-        dead_letters: DeadLetterQueue,
-        settings: LoopSettings,
-        metrics: PipelineMetrics,
-        pool: concurrent.futures.Executor,
+        self, parts: PipelineParts, setup: TaskSetup, producer: Producer, offsets: OffsetStore
     ) -> None:
-        self.pipeline = pipeline
-        self.task = TaskThread(task, f"{pipeline}-source-{context.task_id}")
-        self.task_config = task_config
-        self.context = context
-        self.transforms = list(transforms)
-        self.converter = converter
+        self.pipeline = parts.pipeline
+        self.setup = setup
+        self.task = setup.thread("source")
+        self.transforms = setup.transforms
+        self.converter = parts.converter
+        self.dead_letters = parts.dead_letters
+        self.settings = parts.settings
+        self.metrics = parts.metrics
+        self.pool = parts.pool
         self.producer = producer
         self.offsets = offsets
-        self.dead_letters = dead_letters
-        self.settings = settings
-        self.metrics = metrics
-        self.pool = pool
-        self.budget = InFlightBudget(settings.max_in_flight_bytes)
+        self.budget = InFlightBudget(parts.settings.max_in_flight_bytes)
 
     async def run(self, stop: asyncio.Event) -> None:
-        s = self.settings
-        await retrying(
-            lambda: self.task.call("start", self.task_config, self.context),
-            "source start",
-            s.retry_timeout,
-            s.retry_max_delay,
-        )
+        await start_task(self.task, self.setup, self.settings)
         polled: asyncio.Queue[RecordBatch | None] = asyncio.Queue()
         prepared: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         try:
