@@ -35,15 +35,11 @@ class SinkLoop:
     ``until`` resolves to (``--once``)."""
 
     def __init__(self, parts: PipelineParts, setup: TaskSetup, consumer: Consumer) -> None:
-        self.pipeline = parts.pipeline
+        self.parts = parts
         self.setup = setup
         self.task = setup.thread("sink")
         self.transforms = setup.transforms
-        self.converter = parts.converter
-        self.dead_letters = parts.dead_letters
         self.settings = parts.settings
-        self.metrics = parts.metrics
-        self.pool = parts.pool
         self.consumer = consumer
         self.consumed: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
@@ -84,8 +80,8 @@ class SinkLoop:
                 return
             consumed = await self.consumer.poll(s.max_rows, POLL_TIMEOUT)
             for batch in consumed:
-                self.metrics.rows_consumed += len(batch.messages)
-                records = await loop.run_in_executor(self.pool, self._to_records, batch)
+                self.parts.metrics.rows_consumed += len(batch.messages)
+                records = await loop.run_in_executor(self.parts.pool, self._to_records, batch)
                 for record_batch in records:
                     await self._put(record_batch)
                 self.consumed[(batch.topic, batch.partition)] = batch.next_offset
@@ -98,7 +94,7 @@ class SinkLoop:
         await retrying(
             lambda: self.task.call("put", batch), "sink put", s.retry_timeout, s.retry_max_delay
         )
-        self.metrics.rows_written += batch.num_rows
+        self.parts.metrics.rows_written += batch.num_rows
 
     def _caught_up(self, targets: dict[TopicPartition, int]) -> bool:
         return all(self.consumed.get(tp, 0) >= end for tp, end in targets.items())
@@ -106,9 +102,9 @@ class SinkLoop:
     def _to_records(self, consumed: ConsumedBatch) -> list[RecordBatch]:
         """Decode and transform one consumed batch (on a pool thread)."""
         messages = consumed.messages
-        decoded = self.converter.decode(consumed.topic, messages.values, messages.keys)
+        decoded = self.parts.converter.decode(consumed.topic, messages.values, messages.keys)
         for row, error in decoded.failed.items():
-            self.dead_letters.report_messages(
+            self.parts.dead_letters.report_messages(
                 messages, [row], error, "convert", consumed.topic, consumed.partition
             )
         offsets = messages.offsets
@@ -130,7 +126,7 @@ class SinkLoop:
                 keys=keys,
                 timestamps=pa.array(messages.timestamps).take(rows),
             )
-            batch = apply_transforms(self.transforms, batch, self.dead_letters)
+            batch = apply_transforms(self.transforms, batch, self.parts.dead_letters)
             batches.append(batch)
         return batches
 
@@ -139,7 +135,7 @@ class SinkLoop:
             return
         s = self.settings
         positions = [broker_position(t, p, o) for (t, p), o in self.consumed.items()]
-        await self.dead_letters.drain()
+        await self.parts.dead_letters.drain()
         await retrying(
             lambda: self.task.call("flush", positions),
             "sink flush",
@@ -148,4 +144,4 @@ class SinkLoop:
         )
         await self.consumer.commit(dict(self.consumed))
         self.committed = dict(self.consumed)
-        self.metrics.sink_commits += 1
+        self.parts.metrics.sink_commits += 1

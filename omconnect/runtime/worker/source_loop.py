@@ -54,15 +54,11 @@ class SourceLoop:
     def __init__(
         self, parts: PipelineParts, setup: TaskSetup, producer: Producer, offsets: OffsetStore
     ) -> None:
-        self.pipeline = parts.pipeline
+        self.parts = parts
         self.setup = setup
         self.task = setup.thread("source")
         self.transforms = setup.transforms
-        self.converter = parts.converter
-        self.dead_letters = parts.dead_letters
         self.settings = parts.settings
-        self.metrics = parts.metrics
-        self.pool = parts.pool
         self.producer = producer
         self.offsets = offsets
         self.budget = InFlightBudget(parts.settings.max_in_flight_bytes)
@@ -92,7 +88,7 @@ class SourceLoop:
             )
             polled = _as_batches(result)
             for batch in polled:
-                self.metrics.rows_polled += batch.num_rows
+                self.parts.metrics.rows_polled += batch.num_rows
                 for ready in batches.add(batch):
                     await self._admit(ready, out)
             if batches.due() or (not polled and s.once):
@@ -119,7 +115,7 @@ class SourceLoop:
         loop = asyncio.get_running_loop()
         while (batch := await source.get()) is not None:
             topic = self.settings.topic_for(batch.stream)
-            messages = await loop.run_in_executor(self.pool, self._to_messages, topic, batch)
+            messages = await loop.run_in_executor(self.parts.pool, self._to_messages, topic, batch)
             send = None
             if messages is not None and len(messages):
                 send = asyncio.ensure_future(self._send(topic, messages))
@@ -128,14 +124,14 @@ class SourceLoop:
 
     def _to_messages(self, topic: str, batch: RecordBatch) -> MessageBatch | None:
         """Transforms and conversion for one batch (on a pool thread)."""
-        batch = apply_transforms(self.transforms, batch, self.dead_letters)
+        batch = apply_transforms(self.transforms, batch, self.parts.dead_letters)
         if batch.num_rows == 0:
             return None
-        encoded = self.converter.encode(topic, batch)
+        encoded = self.parts.converter.encode(topic, batch)
         values, keys, timestamps = encoded.values, encoded.keys, batch.timestamps
         if encoded.failed:
             for row, error in encoded.failed.items():
-                self.dead_letters.report(batch, [row], error, "convert")
+                self.parts.dead_letters.report(batch, [row], error, "convert")
             good = pc.is_valid(values)
             values = values.filter(good)
             keys = keys.filter(good) if keys is not None else None
@@ -155,8 +151,8 @@ class SourceLoop:
             s.retry_timeout,
             s.retry_max_delay,
         )
-        self.metrics.rows_published += len(messages)
-        self.metrics.bytes_published += messages.nbytes
+        self.parts.metrics.rows_published += len(messages)
+        self.parts.metrics.bytes_published += messages.nbytes
 
     async def _commit_stage(self, source: asyncio.Queue[_Prepared | None]) -> None:
         acked: dict[str, Position] = {}
@@ -183,9 +179,9 @@ class SourceLoop:
 
     async def _commit(self, positions: list[Position]) -> None:
         """Store positions whose every message (and dead letter) the broker acknowledged."""
-        await self.dead_letters.drain()
-        await asyncio.to_thread(self.offsets.put, self.pipeline, positions)
-        self.metrics.source_commits += 1
+        await self.parts.dead_letters.drain()
+        await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
+        self.parts.metrics.source_commits += 1
         await self.task.call("commit", positions)
 
 
