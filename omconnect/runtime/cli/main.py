@@ -11,6 +11,7 @@ from omconnect.runtime.cli import (
     connectors_cmd,
     offsets_cmd,
     run_cmd,
+    schema_cmd,
     serve_cmd,
     topics_cmd,
     validate_cmd,
@@ -27,7 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, validate_cmd, connectors_cmd, topics_cmd, offsets_cmd, serve_cmd):
+    for module in (
+        run_cmd,
+        validate_cmd,
+        connectors_cmd,
+        topics_cmd,
+        offsets_cmd,
+        serve_cmd,
+        schema_cmd,
+    ):
         module.add_parser(commands)
     return parser
 
