@@ -140,9 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="measured runs (median reported)")
     parser.add_argument(
         "--memory-rows",
-        type=int,
-        default=5_000_000,
-        help="rows of the one-run omconnect memory check (0: skip it)",
+        default="5000000",
+        help="comma-separated row counts of the one-run omconnect memory checks (0: none)",
     )
     parser.add_argument(
         "--contestants",
@@ -166,8 +165,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="do not create the peers' virtualenv; peers not installed are reported not run",
     )
     args = parser.parse_args(argv)
-    if args.rows < 1 or args.runs < 1 or args.warmups < 0 or args.memory_rows < 0:
-        parser.error("--rows and --runs must be >= 1, --warmups and --memory-rows >= 0")
+    try:
+        args.memory_rows = [int(n) for n in args.memory_rows.split(",") if int(n) > 0]
+    except ValueError:
+        parser.error(f"--memory-rows: not a list of row counts: {args.memory_rows!r}")
+    if args.rows < 1 or args.runs < 1 or args.warmups < 0:
+        parser.error("--rows and --runs must be >= 1, --warmups >= 0")
     args.contestants = [name.strip() for name in args.contestants.split(",") if name.strip()]
     return args
 
@@ -192,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         for contestant in runnable:
             run_dir = runs_dir / contestant.name
             records.append(run_once(contestant, csv_path, args.rows, run_dir, phase))
-    if args.memory_rows and any(c.name == OMCONNECT.name for c in runnable):
-        memory_csv = ensure_csv(args.data_dir, args.memory_rows)
-        print(f"memory check: {memory_csv} ({args.memory_rows:,} rows)", flush=True)
+    for memory_rows in args.memory_rows if any(c is OMCONNECT for c in runnable) else []:
+        memory_csv = ensure_csv(args.data_dir, memory_rows)
+        print(f"memory check: {memory_csv} ({memory_rows:,} rows)", flush=True)
         run_dir = runs_dir / f"{OMCONNECT.name}-memory"
-        records.append(run_once(OMCONNECT, memory_csv, args.memory_rows, run_dir, "memory"))
+        records.append(run_once(OMCONNECT, memory_csv, memory_rows, run_dir, "memory"))
     results: dict[str, Any] = summarise(
         started=started,
         csv_path=csv_path,

@@ -24,13 +24,17 @@ ROWS = 10_000
 
 def test_defaults_are_the_standard_workload() -> None:
     args = csv_to_parquet.parse_args([])
-    assert (args.rows, args.warmups, args.runs, args.memory_rows) == (1_000_000, 1, 3, 5_000_000)
+    assert (args.rows, args.warmups, args.runs) == (1_000_000, 1, 3)
+    assert args.memory_rows == [5_000_000]
     assert args.contestants == csv_to_parquet.ALL_CONTESTANTS
 
 
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(SystemExit):
         csv_to_parquet.parse_args(["--runs", "0"])
+    with pytest.raises(SystemExit):
+        csv_to_parquet.parse_args(["--memory-rows", "5M"])
+    assert csv_to_parquet.parse_args(["--memory-rows", "0"]).memory_rows == []
     with pytest.raises(SystemExit, match="unknown contestants: kafka-connect"):
         csv_to_parquet.select_contestants(["omconnect", "kafka-connect"], Path("."), False)
 
@@ -79,7 +83,7 @@ def test_tiny_race_writes_verified_results(t10k: Path, tmp_path: Path) -> None:
     results_json = tmp_path / "results.json"
     exit_code = csv_to_parquet.main(
         [
-            *("--rows", str(ROWS), "--warmups", "0", "--runs", "1", "--memory-rows", "0"),
+            *("--rows", str(ROWS), "--warmups", "0", "--runs", "1", "--memory-rows", "20000"),
             *("--contestants", "omconnect,pyarrow", "--data-dir", str(t10k.parent)),
             *("--work-dir", str(tmp_path / "work"), "--readme", str(readme)),
             *("--json", str(results_json)),
@@ -92,6 +96,8 @@ def test_tiny_race_writes_verified_results(t10k: Path, tmp_path: Path) -> None:
     assert by_name["omconnect"]["runs"][0]["checksum"]["count"] == ROWS
     assert by_name["omconnect"]["peak_rss_bytes"] > 10 << 20  # a Python process, measured
     assert results["omconnect_time_ratio"]["pyarrow"] > 0
+    [memory_point] = results["memory_check"]["points"]
+    assert memory_point["status"] == "ok" and memory_point["run"]["checksum"]["count"] == 20_000
     text = readme.read_text()
     assert text.startswith("# Benchmarks\n\nkept text\n")
     assert "<!-- results:csv-to-parquet:start -->" in text and "| `pyarrow` |" in text
