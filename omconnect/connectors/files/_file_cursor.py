@@ -47,7 +47,7 @@ class FileCursor:
         key_fields: Sequence[str],
     ) -> None:
         self.file = file
-        self._pieces = _split(blocks, batch_size)
+        self._pieces = _rebatch((self._conform(block) for block in blocks), batch_size)
         self._rows_fetched = start_row
         self._rows_emitted = start_row
         self._schema_name = schema_name
@@ -75,7 +75,7 @@ class FileCursor:
                 raise self._error
             return None
         self._ahead = self._fetch()
-        values = self._conform(current)
+        values = current
         self._rows_emitted += values.num_rows
         offset: dict[str, int | bool] = {"row": self._rows_emitted}
         if self._ahead is None and self._error is None:
@@ -144,11 +144,30 @@ class FileCursor:
         return schema
 
 
-def _split(blocks: Iterator[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """The rows of ``blocks`` as non-empty slices of at most ``batch_size`` rows (no copies)."""
+def _rebatch(blocks: Iterator[pa.RecordBatch], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """The rows of ``blocks`` (of one schema) as batches of ``batch_size`` rows, the last one
+    shorter. Readers use small blocks so that their read-ahead stays small in memory; small
+    blocks are joined here, large ones sliced without copies."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
     for block in blocks:
-        for start in range(0, block.num_rows, batch_size):
-            yield block.slice(start, batch_size)
+        start = 0
+        while start < block.num_rows:
+            take = min(batch_size - rows, block.num_rows - start)
+            held.append(block.slice(start, take))
+            rows += take
+            start += take
+            if rows == batch_size:
+                yield _joined(held)
+                held, rows = [], 0
+    if held:
+        yield _joined(held)
+
+
+def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(pieces) == 1:
+        return pieces[0]
+    return pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
 
 
 def skip_rows(blocks: Iterator[pa.RecordBatch], count: int) -> Iterator[pa.RecordBatch]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -23,6 +24,23 @@ from omconnect.schemas.record import Position, PositionMark, RecordBatch
 log = logging.getLogger("omconnect.sink")
 
 POLL_TIMEOUT = 0.2
+DECODE_AHEAD = 2
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """The decoded rows of one consumed batch, and the offset to commit once they are put."""
+
+    partition: TopicPartition
+    next_offset: int
+    records: list[RecordBatch]
+
+
+_IDLE = _Decoded(("", -1), 0, [])
+
+
+def _reached(positions: dict[TopicPartition, int], targets: dict[TopicPartition, int]) -> bool:
+    return all(positions.get(tp, 0) >= end for tp, end in targets.items())
 
 
 def broker_position(topic: str, partition: int, next_offset: int) -> Position:
@@ -72,20 +90,47 @@ class SinkLoop:
     async def _consume(
         self, stop: asyncio.Event, until: asyncio.Future[dict[TopicPartition, int]]
     ) -> None:
-        s = self.settings
+        """Decode the next batches on the pool while the sink task writes the current one."""
+        decoded: asyncio.Queue[_Decoded | None] = asyncio.Queue(maxsize=DECODE_AHEAD)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._decode_stage(stop, until, decoded))
+            await self._write_stage(decoded)
+
+    async def _decode_stage(
+        self,
+        stop: asyncio.Event,
+        until: asyncio.Future[dict[TopicPartition, int]],
+        out: asyncio.Queue[_Decoded | None],
+    ) -> None:
         loop = asyncio.get_running_loop()
+        polled = dict(self.consumed)
+        try:
+            while not stop.is_set():
+                if until.done() and _reached(polled, until.result()):
+                    return
+                for batch in await self.consumer.poll(self.settings.max_rows, POLL_TIMEOUT):
+                    self.parts.metrics.rows_consumed += len(batch.messages)
+                    records = await loop.run_in_executor(self.parts.pool, self._to_records, batch)
+                    tp = (batch.topic, batch.partition)
+                    polled[tp] = batch.next_offset
+                    await out.put(_Decoded(tp, batch.next_offset, records))
+        finally:
+            await out.put(None)
+
+    async def _write_stage(self, source: asyncio.Queue[_Decoded | None]) -> None:
         last_commit = time.monotonic()
-        while not stop.is_set():
-            if until.done() and self._caught_up(until.result()):
+        while True:
+            try:
+                item = await asyncio.wait_for(source.get(), POLL_TIMEOUT)
+            except TimeoutError:
+                item = _IDLE
+            if item is None:
                 return
-            consumed = await self.consumer.poll(s.max_rows, POLL_TIMEOUT)
-            for batch in consumed:
-                self.parts.metrics.rows_consumed += len(batch.messages)
-                records = await loop.run_in_executor(self.parts.pool, self._to_records, batch)
-                for record_batch in records:
-                    await self._put(record_batch)
-                self.consumed[(batch.topic, batch.partition)] = batch.next_offset
-            if time.monotonic() - last_commit >= s.commit_interval:
+            for record_batch in item.records:
+                await self._put(record_batch)
+            if item is not _IDLE:
+                self.consumed[item.partition] = item.next_offset
+            if time.monotonic() - last_commit >= self.settings.commit_interval:
                 await self._flush_and_commit()
                 last_commit = time.monotonic()
 
@@ -95,9 +140,6 @@ class SinkLoop:
             lambda: self.task.call("put", batch), "sink put", s.retry_timeout, s.retry_max_delay
         )
         self.parts.metrics.rows_written += batch.num_rows
-
-    def _caught_up(self, targets: dict[TopicPartition, int]) -> bool:
-        return all(self.consumed.get(tp, 0) >= end for tp, end in targets.items())
 
     def _to_records(self, consumed: ConsumedBatch) -> list[RecordBatch]:
         """Decode and transform one consumed batch (on a pool thread)."""
