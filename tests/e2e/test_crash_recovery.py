@@ -70,7 +70,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     kills = 0
     for _attempt in range(5):
         process = spawn_omconnect("run", "crash.yaml", "--once", cwd=tmp_path)
-        time.sleep(rng.uniform(0.9, 1.8))
+        time.sleep(rng.uniform(0.7, 1.5))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
