@@ -118,3 +118,20 @@ def test_offsets_list_set_reset_and_topics_list(tmp_path: Path) -> None:
     assert omconnect("run", "p.yaml", "--once", cwd=tmp_path).returncode == 0
     topics = omconnect("topics", "list", cwd=tmp_path)
     assert any(line.split() == ["items", "1", "8"] for line in topics.stdout.splitlines())
+
+
+def test_offsets_export_then_import_into_a_fresh_state(tmp_path: Path) -> None:
+    write(tmp_path / "in.csv", "id\n1\n2\n")
+    write(tmp_path / "p.yaml", "name: p\nsource: {connector: csv, path: in.csv}\ntopic: items\n")
+    assert omconnect("run", "p.yaml", "--once", cwd=tmp_path).returncode == 0
+    exported = omconnect("offsets", "export", "p.yaml", cwd=tmp_path)
+    assert exported.returncode == 0
+    (tmp_path / "offsets.jsonl").write_text(exported.stdout)
+    omconnect("offsets", "reset", "p.yaml", cwd=tmp_path)
+    assert omconnect("offsets", "export", "p.yaml", cwd=tmp_path).stdout == ""
+    imported = omconnect("offsets", "import", "p.yaml", "offsets.jsonl", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert omconnect("offsets", "export", "p.yaml", cwd=tmp_path).stdout == exported.stdout
+    write(tmp_path / "bad.jsonl", '{"partition": 1}\n')
+    refused = omconnect("offsets", "import", "p.yaml", "bad.jsonl", cwd=tmp_path)
+    assert refused.returncode == 2 and "offset row 0" in refused.stderr

@@ -1,4 +1,4 @@
-"""``omconnect offsets list | set | reset PIPELINE.yaml``: a pipeline's stored positions.
+"""``omconnect offsets list | set | reset | export | import PIPELINE``: stored positions.
 
 Source positions live in the offset store under the pipeline's name; the sink's positions are
 the committed offsets of its consumer group on the broker. Stop the pipeline before changing
@@ -11,12 +11,14 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
 from omconnect.runtime.worker.runner import consumer_group
 from omconnect.schemas.record import Position
 
@@ -39,6 +41,13 @@ def add_parser(commands: Any) -> None:
         "--sink", action="store_true", help="also rewind the sink's consumer group to the start"
     )
     reset.set_defaults(handler=reset_command)
+    exporting = actions.add_parser("export", help="source positions as JSON lines on stdout")
+    exporting.add_argument("pipeline")
+    exporting.set_defaults(handler=export_command)
+    importing = actions.add_parser("import", help="store source positions from JSON lines")
+    importing.add_argument("pipeline")
+    importing.add_argument("file", help="a file written by `offsets export` (- for stdin)")
+    importing.set_defaults(handler=import_command)
 
 
 def _load(path: str) -> LoadedPipeline | None:
@@ -105,6 +114,41 @@ def reset_command(args: argparse.Namespace) -> int:
     if args.sink and loaded.sink is not None:
         asyncio.run(_rewind_sink(loaded))
         print("rewound the sink's consumer group to the start")
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    loaded = _load(args.pipeline)
+    if loaded is None:
+        return 2
+    store = open_offset_store(loaded.config.state)
+    try:
+        for row in export_offsets(store, loaded.config.name):
+            print(json.dumps(row))
+    finally:
+        store.close()
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    loaded = _load(args.pipeline)
+    if loaded is None:
+        return 2
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    try:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        print(f"{args.file}: not JSON lines: {exc}", file=sys.stderr)
+        return 2
+    store = open_offset_store(loaded.config.state)
+    try:
+        count = import_offsets(store, loaded.config.name, rows)
+    except ValueError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"imported {count} source position(s)")
     return 0
 
 
