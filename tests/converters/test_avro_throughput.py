@@ -72,7 +72,7 @@ def bench_table(rows: int) -> pa.RecordBatch:
             pa.array(rng.random(rows) > 0.5),
             pa.array(micros).cast(pa.timestamp("us", "UTC")),
             pa.array(micros + 5).cast(pa.timestamp("us", "UTC")),
-            pa.array(hex_digits.view("S64").ravel().astype(str)),
+            pa.array(hex_digits.view("S64").ravel(), pa.binary(64)).cast(pa.string()),
         ],
         names=[f["name"] for f in SCHEMA["fields"]],
     )

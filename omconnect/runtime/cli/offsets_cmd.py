@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
+from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.worker.runner import consumer_group
 from omconnect.schemas.record import Position
 
@@ -58,25 +62,21 @@ def _load(path: str) -> LoadedPipeline | None:
         return None
 
 
+@contextmanager
+def _offset_store(loaded: LoadedPipeline) -> Iterator[OffsetStore]:
+    store = open_offset_store(loaded.config.state)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def list_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
-    cfg = loaded.config
-    store = open_offset_store(cfg.state)
-    try:
-        for position in store.all(cfg.name):
-            print(
-                json.dumps(
-                    {"kind": "source", "partition": position.partition, "offset": position.offset}
-                )
-            )
-    finally:
-        store.close()
-    if loaded.sink is not None:
-        for (topic, partition), offset in sorted(asyncio.run(sink_offsets(loaded)).items()):
-            item = {"topic": topic, "partition": partition}
-            print(json.dumps({"kind": "sink", "partition": item, "offset": {"offset": offset}}))
+    for entry in asyncio.run(pipeline_offsets(loaded)):
+        print(json.dumps(entry))
     return 0
 
 
@@ -92,11 +92,8 @@ def set_command(args: argparse.Namespace) -> int:
     if not isinstance(partition, dict) or not isinstance(offset, dict):
         print("--partition and --offset must be JSON objects", file=sys.stderr)
         return 2
-    store = open_offset_store(loaded.config.state)
-    try:
+    with _offset_store(loaded) as store:
         store.put(loaded.config.name, [Position(partition, offset)])
-    finally:
-        store.close()
     return 0
 
 
@@ -105,11 +102,8 @@ def reset_command(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     partition = json.loads(args.partition) if args.partition else None
-    store = open_offset_store(loaded.config.state)
-    try:
+    with _offset_store(loaded) as store:
         removed = store.delete(loaded.config.name, partition)
-    finally:
-        store.close()
     print(f"removed {removed} source position(s)")
     if args.sink and loaded.sink is not None:
         asyncio.run(_rewind_sink(loaded))
@@ -121,12 +115,9 @@ def export_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
-    store = open_offset_store(loaded.config.state)
-    try:
+    with _offset_store(loaded) as store:
         for row in export_offsets(store, loaded.config.name):
             print(json.dumps(row))
-    finally:
-        store.close()
     return 0
 
 
@@ -140,29 +131,14 @@ def import_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"{args.file}: not JSON lines: {exc}", file=sys.stderr)
         return 2
-    store = open_offset_store(loaded.config.state)
     try:
-        count = import_offsets(store, loaded.config.name, rows)
+        with _offset_store(loaded) as store:
+            count = import_offsets(store, loaded.config.name, rows)
     except ValueError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
-    finally:
-        store.close()
     print(f"imported {count} source position(s)")
     return 0
-
-
-async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
-    cfg = loaded.config
-    broker = open_broker(cfg.broker)
-    try:
-        consumer = await broker.consumer(consumer_group(cfg.name), [cfg.effective_topic])
-        try:
-            return await consumer.committed()
-        finally:
-            await consumer.close()
-    finally:
-        await broker.close()
 
 
 async def _rewind_sink(loaded: LoadedPipeline) -> None:

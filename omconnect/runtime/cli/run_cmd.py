@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from typing import Any
 
 from omconnect.runtime.cli.logging_setup import setup_logging
 from omconnect.runtime.cli.progress import report_progress
+from omconnect.runtime.cli.stop_signals import stop_on_signals
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.worker.runner import PipelineRunner
@@ -55,20 +55,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def _run(loaded: LoadedPipeline, once: bool) -> Any:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            log.warning("second signal: exiting without a clean stop")
-            raise SystemExit(130)
-        log.info("stopping: finishing what is in flight (signal again to exit at once)")
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stop_on_signals(stop)
     runner = PipelineRunner(loaded, once=once)
     done = asyncio.Event()
     progress = asyncio.create_task(report_progress(runner.metrics, done))

@@ -12,12 +12,12 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from omconnect.runtime.cli.logging_setup import setup_logging
+from omconnect.runtime.cli.stop_signals import stop_on_signals
 from omconnect.runtime.serve.pipeline_folder import PipelineFolderError, load_pipeline_folder
 from omconnect.runtime.serve.service import run_service
 from omconnect.runtime.serve.supervisor import Supervisor
@@ -80,21 +80,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 async def _serve(supervisor: Supervisor, host: str, port: int) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            log.warning("second signal: exiting without a clean stop")
-            sys.stderr.flush()
-            # At once: a clean interpreter exit would wait for the runs' threads again.
-            os._exit(130)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stop_on_signals(stop)
     await run_service(supervisor, host, port, stop)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from omconnect.runtime.config.redaction import redacted_config
+from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.serve import prometheus, status_page
 from omconnect.runtime.serve.http_server import (
     HttpError,
@@ -36,7 +37,6 @@ from omconnect.runtime.serve.http_server import (
     json_response,
 )
 from omconnect.runtime.serve.managed_pipeline import ManagedPipeline
-from omconnect.runtime.serve.pipeline_offsets import pipeline_offsets
 from omconnect.runtime.serve.pipeline_state import PipelineStatus
 from omconnect.runtime.serve.supervisor import Supervisor
 

@@ -1,4 +1,4 @@
-"""A pipeline's stored positions, for ``GET /pipelines/{name}/offsets``.
+"""A pipeline's stored positions, for ``offsets list`` and ``GET /pipelines/{name}/offsets``.
 
 The same entries ``omconnect offsets list`` prints, one JSON object each: source positions
 from the offset store of the pipeline's ``state:`` (``{"kind": "source", "partition": {...},
@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from omconnect.runtime.cli.offsets_cmd import sink_offsets
+from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.worker.runner import consumer_group
 
 
 async def pipeline_offsets(loaded: LoadedPipeline) -> list[dict[str, Any]]:
@@ -48,3 +49,17 @@ def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
         ]
     finally:
         store.close()
+
+
+async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
+    """The committed offsets of the sink's consumer group, read without consuming."""
+    cfg = loaded.config
+    broker = open_broker(cfg.broker)
+    try:
+        consumer = await broker.consumer(consumer_group(cfg.name), [cfg.effective_topic])
+        try:
+            return await consumer.committed()
+        finally:
+            await consumer.close()
+    finally:
+        await broker.close()
