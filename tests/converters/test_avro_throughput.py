@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import time
+from typing import Any
 
 import fastavro
 import numpy as np
@@ -23,7 +24,7 @@ def _nullable(avro_type: object) -> list:
     return ["null", avro_type]
 
 
-SCHEMA = {
+SCHEMA: dict[str, Any] = {
     "type": "record",
     "name": "bench",
     "fields": [

@@ -5,6 +5,9 @@ schema once, field by field, and for each field reads that field of every body (
 subset of rows, under a nullable union) by moving all their positions together. A body found
 corrupt is recorded with the reason and its position pinned at its end, so it cannot drag
 reads elsewhere; the walk goes on for the others.
+
+Rows are given as ascending body indices, or as None for every body: the common case (no
+nulls above the field) then reads and moves the positions without gathering them first.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from omconnect.runtime.converters.avro.varint import decode_varints
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
+Rows = I64 | None
+"""Ascending body indices, or None for all bodies."""
 
-# Zero bytes around the data, so fixed-size windows (varints, doubles, decimals, inline string
-# prefixes, UUID text) can be read at any position, or ending at any position, unchecked.
+# Zero bytes around the data, so fixed-size windows (varints, doubles, decimals, UUID text)
+# can be read at any position, or ending at any position, unchecked.
 _PADDING = 64
 
 
@@ -46,14 +51,17 @@ class BodyCursor:
             bodies.buffers()[1], dtype=offset_type, count=bodies.offset + n + 1
         )[bodies.offset :].astype(np.int64)
         first, last = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
-        self.padded: U8 = np.zeros(last - first + 2 * _PADDING, dtype=np.uint8)
+        self.padded: U8 = np.empty(last - first + 2 * _PADDING, dtype=np.uint8)
+        self.padded[:_PADDING] = 0
+        self.padded[last - first + _PADDING :] = 0
         data = bodies.buffers()[2]
         if data is not None and last > first:
             self.padded[_PADDING : _PADDING + last - first] = np.frombuffer(data, dtype=np.uint8)[
                 first:last
             ]
-        self.pos: I64 = offsets[:-1] - first + _PADDING + skip
-        self.end: I64 = offsets[1:] - first + _PADDING
+        offsets += _PADDING - first
+        self.pos: I64 = offsets[:-1] + skip
+        self.end: I64 = offsets[1:]
         self.bad: Mask = np.zeros(n, dtype=np.bool_)
         self.reasons: dict[int, Exception] = {}
         self._stream: io.BytesIO | None = None
@@ -65,6 +73,18 @@ class BodyCursor:
     @property
     def num_rows(self) -> int:
         return len(self.pos)
+
+    def count(self, rows: Rows) -> int:
+        """How many bodies ``rows`` names."""
+        return self.num_rows if rows is None else len(rows)
+
+    def indices(self, rows: Rows) -> I64:
+        """``rows`` as body indices."""
+        return np.arange(self.num_rows, dtype=np.int64) if rows is None else rows
+
+    def starts(self, rows: Rows) -> I64:
+        """Where the next field of each of ``rows`` starts (do not modify)."""
+        return self.pos if rows is None else self.pos[rows]
 
     def fail(self, rows: I64, reason: str) -> None:
         """Record ``rows`` as corrupt (the first reason wins) and pin them at their end."""
@@ -78,32 +98,52 @@ class BodyCursor:
             self.bad[new] = True
         self.pos[rows] = self.end[rows]
 
-    def varints(self, rows: I64, path: str) -> I64:
+    def fail_where(self, rows: Rows, broken: Mask, reason: str) -> None:
+        """``fail`` the bodies among ``rows`` where ``broken`` (one flag per row) is True."""
+        if broken.any():
+            self.fail(np.flatnonzero(broken) if rows is None else rows[broken], reason)
+
+    def varints(self, rows: Rows, path: str) -> I64:
         """Read one zigzag varint at each of ``rows`` and move past it."""
-        starts = self.pos[rows]
+        starts = self.starts(rows)
         values, lengths, ok = decode_varints(self.padded, starts)
         after = starts + lengths
-        broken = ~ok | (after > self.end[rows])
-        self.pos[rows] = after
+        broken = after > self._ends(rows)
+        if ok is not None:
+            broken |= ~ok
+        self._move_to(rows, after)
         if broken.any():
             values = np.where(broken, 0, values)
-            self.fail(rows[broken], f"{path}: truncated or overlong varint")
+            self.fail_where(rows, broken, f"{path}: truncated or overlong varint")
         return values
 
-    def take(self, rows: I64, lengths: I64, path: str) -> tuple[I64, I64]:
+    def take_fixed(self, rows: Rows, width: int, path: str) -> I64:
+        """Claim ``width`` bytes at each of ``rows`` and move past them; returns where they
+        start. Rows without ``width`` bytes left are failed (their bytes are read anyway:
+        the padding keeps that in bounds, and the rows are dropped)."""
+        starts = self.starts(rows)
+        after = starts + width
+        broken = after > self._ends(rows)
+        self._move_to(rows, after)
+        self.fail_where(rows, broken, f"{path}: truncated value")
+        return starts
+
+    def take(self, rows: Rows, lengths: I64, path: str) -> tuple[I64, I64]:
         """Claim ``lengths`` bytes at each of ``rows`` and move past them.
 
         Returns:
             (starts, lengths) of the claimed spans; rows whose span would leave the body (or
             whose length is negative) are failed and get an empty span.
         """
-        starts = self.pos[rows]
-        broken = (lengths < 0) | (starts + lengths > self.end[rows])
+        starts = self.starts(rows)
+        after = starts + lengths
+        broken = (lengths < 0) | (after > self._ends(rows))
         if broken.any():
+            self.fail_where(rows, broken, f"{path}: length runs past the end of the body")
             lengths = np.where(broken, 0, lengths)
-            self.fail(rows[broken], f"{path}: length runs past the end of the body")
-            starts = self.pos[rows]
-        self.pos[rows] = starts + lengths
+            starts = self.starts(rows)
+            after = starts + lengths
+        self._move_to(rows, after)
         return starts, lengths
 
     def stream(self) -> io.BytesIO:
@@ -116,3 +156,12 @@ class BodyCursor:
         """Fail every body with bytes left after the last field."""
         leftover = np.flatnonzero((self.pos != self.end) & ~self.bad)
         self.fail(leftover, "bytes left after the last field (wrong schema?)")
+
+    def _ends(self, rows: Rows) -> I64:
+        return self.end if rows is None else self.end[rows]
+
+    def _move_to(self, rows: Rows, after: I64) -> None:
+        if rows is None:
+            self.pos = after
+        else:
+            self.pos[rows] = after

@@ -3,6 +3,8 @@
 ``read_value(cursor, rows, schema, kind, path)`` reads the field described by ``schema`` at
 the cursor positions of ``rows`` (indices of bodies) and returns an Arrow array of ``kind``
 with one value per row. Corrupt rows are failed on the cursor and hold a placeholder.
+``rows`` is None for every body (no nullable field above this one held a null), which spares
+gathering and scattering the cursor positions.
 """
 
 from __future__ import annotations
@@ -24,17 +26,21 @@ from omconnect.runtime.converters.avro.avro_types import (
     type_name,
     unwrap,
 )
-from omconnect.runtime.converters.avro.body_cursor import BodyCursor
+from omconnect.runtime.converters.avro.body_cursor import BodyCursor, Rows
 from omconnect.runtime.converters.avro.decimal_bytes import decode_decimals
 from omconnect.runtime.converters.avro.row_fallback import decode_rows
+from omconnect.runtime.converters.avro.span_reads import (
+    all_ascii,
+    binary_of_spans,
+    unaligned_values,
+)
 from omconnect.runtime.converters.avro.uuid_text import UUID_TEXT_LENGTH, decode_uuids
 
 I64 = npt.NDArray[np.int64]
-_INLINE_VIEW_BYTES = 12
 
 
 def read_value(
-    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
 ) -> pa.Array:
     """Read one value of ``schema`` for each of ``rows`` as an Arrow array of ``kind``."""
     schema = unwrap(schema)
@@ -47,20 +53,18 @@ def read_value(
     if name == "record":
         return read_record(cursor, rows, schema, kind, path)
     if name == "null":
-        return pa.nulls(len(rows), kind)
+        return pa.nulls(cursor.count(rows), kind)
     if name == "boolean":
-        starts, _ = cursor.take(rows, np.ones(len(rows), dtype=np.int64), path)
-        flags = cursor.padded[starts]
-        cursor.fail(rows[flags > 1], f"{path}: boolean byte is neither 0 nor 1")
+        flags = cursor.padded[cursor.take_fixed(rows, 1, path)]
+        cursor.fail_where(rows, flags > 1, f"{path}: boolean byte is neither 0 nor 1")
         return pa.array(flags == 1, pa.bool_())
     if name in ("int", "long"):
         return _read_integers(cursor, rows, schema, kind, path)
     if name in ("float", "double"):
-        width = 4 if name == "float" else 8
-        starts, _ = cursor.take(rows, np.full(len(rows), width, dtype=np.int64), path)
-        raw = np.ascontiguousarray(sliding_window_view(cursor.padded, width)[starts])
-        values = raw.view("<f4" if width == 4 else "<f8").reshape(len(rows))
-        return pa.array(values).cast(kind)
+        dtype = np.dtype("<f4" if name == "float" else "<f8")
+        starts = cursor.take_fixed(rows, dtype.itemsize, path)
+        array = pa.array(unaligned_values(cursor.padded, dtype)[starts])
+        return array if array.type == kind else array.cast(kind)
     if name == "enum":
         return _read_enum(cursor, rows, schema, kind, path)
     if name in ("string", "bytes"):
@@ -69,7 +73,7 @@ def read_value(
 
 
 def read_record(
-    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
 ) -> pa.Array:
     """Read a record's fields in order; the Arrow struct ``kind`` picks and orders them."""
     arrow_fields = {kind.field(i).name: kind.field(i) for i in range(kind.num_fields)}
@@ -81,7 +85,8 @@ def read_record(
         child = read_value(cursor, rows, field["type"], field_kind, field_path)
         if target is not None:
             read[column_name(field)] = child
-    children = [read.get(name, pa.nulls(len(rows), f.type)) for name, f in arrow_fields.items()]
+    count = cursor.count(rows)
+    children = [read.get(name, pa.nulls(count, f.type)) for name, f in arrow_fields.items()]
     return pa.StructArray.from_arrays(children, fields=list(arrow_fields.values()))
 
 
@@ -112,7 +117,7 @@ def _any_arrow_type(schema: AvroType) -> pa.DataType:
 
 def _read_nullable(
     cursor: BodyCursor,
-    rows: I64,
+    rows: Rows,
     branches: tuple[int, int, AvroType],
     kind: pa.DataType,
     path: str,
@@ -120,18 +125,20 @@ def _read_nullable(
     null_index, value_index, inner = branches
     branch = cursor.varints(rows, path)
     has_value = branch == value_index
-    cursor.fail(rows[~has_value & (branch != null_index)], f"{path}: union branch out of range")
-    values = read_value(cursor, rows[has_value], inner, kind, path)
     if has_value.all():
-        return values
+        return read_value(cursor, rows, inner, kind, path)
+    out_of_range = ~has_value & (branch != null_index)
+    cursor.fail_where(rows, out_of_range, f"{path}: union branch out of range")
+    value_rows = np.flatnonzero(has_value) if rows is None else rows[has_value]
+    values = read_value(cursor, value_rows, inner, kind, path)
     if not has_value.any():
-        return pa.nulls(len(rows), kind)
+        return pa.nulls(len(has_value), kind)
     positions = pa.array(np.cumsum(has_value) - 1, mask=~has_value)
     return values.take(positions)
 
 
 def _read_integers(
-    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
 ) -> pa.Array:
     values = cursor.varints(rows, path)
     storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
@@ -139,18 +146,18 @@ def _read_integers(
         low, high = integer_bounds(kind if pa.types.is_integer(storage) else pa.int32())
         outside = (values < low) | (values > high)
         if outside.any():
-            cursor.fail(rows[outside], f"{path}: value does not fit Arrow {kind}")
+            cursor.fail_where(rows, outside, f"{path}: value does not fit Arrow {kind}")
             values = np.where(outside, 0, values)
     return integer_array(values, kind, logical_type(schema))
 
 
 def _read_enum(
-    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
 ) -> pa.Array:
     symbols = pa.array(enum_symbols(schema), pa.string())
     indices = cursor.varints(rows, path)
     outside = (indices < 0) | (indices >= len(symbols))
-    cursor.fail(rows[outside], f"{path}: enum index out of range")
+    cursor.fail_where(rows, outside, f"{path}: enum index out of range")
     indices = np.where(outside, 0, indices).astype(np.int32)
     if pa.types.is_dictionary(kind):
         array = pa.DictionaryArray.from_arrays(pa.array(indices), symbols)
@@ -159,23 +166,23 @@ def _read_enum(
 
 
 def _read_text(
-    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
 ) -> pa.Array:
     lengths = cursor.varints(rows, path)
     starts, lengths = cursor.take(rows, lengths, path)
     storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
     if pa.types.is_decimal(kind):
         array, bad = decode_decimals(cursor.padded, starts, lengths, kind)
-        cursor.fail(rows[bad], f"{path}: decimal does not fit {kind}")
+        cursor.fail_where(rows, bad, f"{path}: decimal does not fit {kind}")
         return array
     if pa.types.is_fixed_size_binary(storage) and storage.byte_width == 16:
         wrong_length = lengths != UUID_TEXT_LENGTH
-        cursor.fail(rows[wrong_length], f"{path}: a UUID string has 36 characters")
+        cursor.fail_where(rows, wrong_length, f"{path}: a UUID string has 36 characters")
         text = sliding_window_view(cursor.padded, UUID_TEXT_LENGTH)[starts]
         array, bad = decode_uuids(text, kind)
-        cursor.fail(rows[bad & ~wrong_length], f"{path}: not a UUID")
+        cursor.fail_where(rows, bad & ~wrong_length, f"{path}: not a UUID")
         return array
-    binary = _binary_views(cursor, starts, lengths).cast(pa.large_binary())
+    binary = binary_of_spans(cursor.padded, starts, lengths)
     if pa.types.is_binary(storage) or pa.types.is_large_binary(storage):
         array = binary.cast(storage)
     else:
@@ -185,27 +192,13 @@ def _read_text(
     return array
 
 
-def _binary_views(cursor: BodyCursor, starts: I64, lengths: I64) -> pa.Array:
-    """A binary_view array whose values point into the cursor's buffer: no byte is copied
-    except the short values that Arrow keeps inline in the view itself."""
-    n = len(starts)
-    views = np.zeros((n, 4), dtype=np.uint32)
-    views[:, 0] = lengths
-    inline = np.array(sliding_window_view(cursor.padded, _INLINE_VIEW_BYTES)[starts])
-    inline *= np.arange(_INLINE_VIEW_BYTES) < lengths[:, None]
-    views[:, 1:] = inline.view("<u4")
-    long = lengths > _INLINE_VIEW_BYTES
-    views[long, 2] = 0  # buffer index
-    views[long, 3] = starts[long]
-    return pa.Array.from_buffers(
-        pa.binary_view(), n, [None, pa.py_buffer(views), pa.py_buffer(cursor.padded)]
-    )
-
-
 def _as_text(
-    cursor: BodyCursor, rows: I64, binary: pa.Array, kind: pa.DataType, path: str
+    cursor: BodyCursor, rows: Rows, binary: pa.Array, kind: pa.DataType, path: str
 ) -> pa.Array:
     """Binary values -> a string array; rows that are not UTF-8 are failed and emptied."""
+    if all_ascii(binary):  # valid UTF-8 as it is: view it as text without validating
+        text = binary.view(pa.large_string() if binary.type == pa.large_binary() else pa.string())
+        return text if text.type == kind else text.cast(kind)
     try:
         return binary.cast(kind)
     except pa.ArrowInvalid:
@@ -216,23 +209,25 @@ def _as_text(
             value.decode("utf-8")
         except UnicodeDecodeError:
             bad[index] = True
-    cursor.fail(rows[bad], f"{path}: string is not valid UTF-8")
+    cursor.fail_where(rows, bad, f"{path}: string is not valid UTF-8")
     cleaned = pa.array(
         [
             b"" if flag else value
             for flag, value in zip(bad.tolist(), binary.to_pylist(), strict=True)
         ],
-        pa.large_binary(),
+        binary.type,
     )
     return cleaned.cast(kind)
 
 
 def _read_per_row(
-    cursor: BodyCursor, rows: I64, schema: AvroType, kind: pa.DataType, path: str
+    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
 ) -> pa.Array:
-    starts = cursor.pos[rows]
-    values, after, failures = decode_rows(cursor.stream(), starts, cursor.end[rows], schema, kind)
-    cursor.pos[rows] = after
+    indices = cursor.indices(rows)
+    starts = cursor.pos[indices]
+    ends = cursor.end[indices]
+    values, after, failures = decode_rows(cursor.stream(), starts, ends, schema, kind)
+    cursor.pos[indices] = after
     for index, error in failures.items():
-        cursor.fail(rows[index : index + 1], f"{path}: {error}")
+        cursor.fail(indices[index : index + 1], f"{path}: {error}")
     return values

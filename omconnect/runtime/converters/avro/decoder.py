@@ -3,6 +3,9 @@
 All bodies are decoded together, field by field, with one cursor per body (see
 ``body_cursor``). After the last field every cursor must sit exactly at its body's end;
 a body that breaks any rule on the way is reported, never allowed to fail the others.
+
+Large batches are decoded a few megabytes of bodies at a time (see ``batch_pieces``) and the
+pieces joined into one batch at the end.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from omconnect.runtime.converters.avro.avro_types import AvroType, expanded
+from omconnect.runtime.converters.avro.batch_pieces import rows_per_piece
 from omconnect.runtime.converters.avro.body_cursor import BodyCursor
 from omconnect.runtime.converters.avro.column_readers import read_record
 from omconnect.runtime.converters.avro.errors import CorruptBodiesError
@@ -52,6 +56,25 @@ def decode_batch_lenient(
         corrupt one). The batch has ``len(bodies) - len(failed)`` rows.
     """
     schema = expanded(avro_schema)
+    step = rows_per_piece(len(bodies), bodies.nbytes)
+    if step >= len(bodies):
+        return _decode_piece(bodies, schema, arrow_schema, skip)
+    batches: list[pa.RecordBatch] = []
+    failed: dict[int, Exception] = {}
+    for start in range(0, len(bodies), step):
+        piece = bodies.slice(start, step)
+        batch, piece_failed = _decode_piece(piece, schema, arrow_schema, skip)
+        batches.append(batch)
+        failed.update((start + index, error) for index, error in piece_failed.items())
+    table = pa.Table.from_batches(batches, schema=arrow_schema).combine_chunks()
+    joined = table.to_batches()
+    return (joined[0] if joined else _empty(arrow_schema)), failed
+
+
+def _decode_piece(
+    bodies: pa.Array, schema: AvroType, arrow_schema: pa.Schema, skip: int
+) -> tuple[pa.RecordBatch, dict[int, Exception]]:
+    """``decode_batch_lenient`` of bodies decoded in one go."""
     remaining = np.arange(len(bodies), dtype=np.int64)
     failed: dict[int, Exception] = {}
     current = bodies
@@ -73,8 +96,7 @@ def _decode_once(
     bodies: pa.Array, schema: AvroType, arrow_schema: pa.Schema, skip: int
 ) -> tuple[pa.RecordBatch, BodyCursor]:
     cursor = BodyCursor(bodies, skip)
-    rows = np.arange(cursor.num_rows, dtype=np.int64)
-    record = read_record(cursor, rows, schema, pa.struct(list(arrow_schema)), "")
+    record = read_record(cursor, None, schema, pa.struct(list(arrow_schema)), "")
     cursor.check_all_consumed()
     batch = pa.RecordBatch.from_struct_array(record)
     return pa.RecordBatch.from_arrays(batch.columns, schema=arrow_schema), cursor

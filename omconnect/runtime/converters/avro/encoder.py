@@ -1,9 +1,10 @@
 """Vectorised Avro encoding of Arrow record batches: one schemaless datum per row.
 
 Each field is encoded for all rows at once into byte parts (see ``byte_parts``), in schema
-order, and the parts are then assembled into one body per row. The bytes are identical to
-``fastavro.schemaless_writer`` on the same row. Fields holding arrays or maps take fastavro's
-per-row path for that field only.
+order, and the parts are then assembled into one body per row (see ``body_assembly``). The
+bytes are identical to ``fastavro.schemaless_writer`` on the same row. Fields holding arrays
+or maps take fastavro's per-row path for that field only. Batches of more than a few
+megabytes are encoded piece by piece (see ``batch_pieces``).
 """
 
 from __future__ import annotations
@@ -34,14 +35,18 @@ from omconnect.runtime.converters.avro.avro_types import (
     unwrap,
     zigzag_of_index,
 )
+from omconnect.runtime.converters.avro.batch_pieces import concat_binary, rows_per_piece
+from omconnect.runtime.converters.avro.body_assembly import assemble, binary_with_nulls
 from omconnect.runtime.converters.avro.byte_parts import (
     MatrixPart,
     Part,
-    assemble,
-    binary_with_nulls,
+    byte_part,
+    constant_part,
+    fixed_bytes_part,
 )
 from omconnect.runtime.converters.avro.decimal_bytes import encode_decimals
-from omconnect.runtime.converters.avro.errors import InvalidAvroValue, UnencodableRowsError
+from omconnect.runtime.converters.avro.errors import UnencodableRowsError
+from omconnect.runtime.converters.avro.row_failures import RowFailures
 from omconnect.runtime.converters.avro.row_fallback import encode_rows
 from omconnect.runtime.converters.avro.uuid_text import encode_uuids
 from omconnect.runtime.converters.avro.varint import encode_varints
@@ -49,29 +54,6 @@ from omconnect.runtime.converters.avro.varint import encode_varints
 Mask = npt.NDArray[np.bool_]
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-
-
-class _RowFailures:
-    """Rows found unencodable so far, with the first reason for each."""
-
-    def __init__(self, num_rows: int) -> None:
-        self.mask = np.zeros(num_rows, dtype=np.bool_)
-        self.reasons: dict[int, Exception] = {}
-
-    def add(self, rows: Mask, reason: str) -> None:
-        new = rows & ~self.mask
-        if not new.any():
-            return
-        error = InvalidAvroValue(reason)  # one instance shared by every row it concerns
-        for row in np.flatnonzero(new).tolist():
-            self.reasons[row] = error
-        self.mask |= new
-
-    def add_each(self, errors: dict[int, Exception], path: str) -> None:
-        for row, error in errors.items():
-            if not self.mask[row]:
-                self.reasons[row] = InvalidAvroValue(f"{path}: {error}")
-                self.mask[row] = True
 
 
 def encode_batch(batch: pa.RecordBatch, avro_schema: AvroType, prefix: bytes = b"") -> pa.Array:
@@ -102,7 +84,23 @@ def encode_batch_lenient(
     """Like ``encode_batch``, but rows that cannot be encoded get a null body and are
     returned as row index -> reason instead of failing the batch."""
     schema = expanded(avro_schema)
-    failures = _RowFailures(batch.num_rows)
+    step = rows_per_piece(batch.num_rows, batch.nbytes)
+    if step >= batch.num_rows:
+        return _encode_piece(batch, schema, prefix)
+    pieces: list[pa.Array] = []
+    failed: dict[int, Exception] = {}
+    for start in range(0, batch.num_rows, step):
+        bodies, piece_failed = _encode_piece(batch.slice(start, step), schema, prefix)
+        pieces.append(bodies)
+        failed.update((start + row, error) for row, error in piece_failed.items())
+    return concat_binary(pieces), failed
+
+
+def _encode_piece(
+    batch: pa.RecordBatch, schema: AvroType, prefix: bytes
+) -> tuple[pa.Array, dict[int, Exception]]:
+    """``encode_batch_lenient`` of rows encoded in one go (``schema`` already expanded)."""
+    failures = RowFailures(batch.num_rows)
     parts = _encode_fields(
         batch.num_rows, batch.schema.names, batch.columns, schema, None, failures, ""
     )
@@ -110,7 +108,7 @@ def encode_batch_lenient(
         return assemble(parts, batch.num_rows, prefix), {}
     keep = ~failures.mask
     good = batch.filter(pa.array(keep))
-    good_failures = _RowFailures(good.num_rows)
+    good_failures = RowFailures(good.num_rows)
     good_parts = _encode_fields(
         good.num_rows, good.schema.names, good.columns, schema, None, good_failures, ""
     )
@@ -124,7 +122,7 @@ def _encode_fields(
     columns: list[pa.Array],
     record: AvroType,
     present: Mask | None,
-    failures: _RowFailures,
+    failures: RowFailures,
     path: str,
 ) -> list[Part]:
     by_name = dict(zip(names, columns, strict=True))
@@ -139,7 +137,7 @@ def _encode_fields(
 
 
 def _encode_value(
-    array: pa.Array, schema: AvroType, present: Mask | None, failures: _RowFailures, path: str
+    array: pa.Array, schema: AvroType, present: Mask | None, failures: RowFailures, path: str
 ) -> list[Part]:
     """The parts of one value per row; rows where ``present`` is False contribute nothing."""
     schema = unwrap(schema)
@@ -148,14 +146,14 @@ def _encode_value(
     branches = nullable_branches(schema)
     if branches is not None:
         null_index, value_index, inner = branches
-        flags = np.full(num_rows, True) if valid is None else valid
-        branch = MatrixPart(
-            np.where(flags, zigzag_of_index(value_index), zigzag_of_index(null_index))
-            .astype(np.uint8)
-            .reshape(num_rows, 1),
-            np.ones(num_rows, dtype=np.int64),
-        ).without(None if present is None else ~present)
-        return [branch, *_encode_value(array, inner, _both(present, valid), failures, path)]
+        absent = None if present is None else ~present
+        if valid is None:
+            branch = constant_part(num_rows, bytes([zigzag_of_index(value_index)]))
+        else:
+            codes = np.where(valid, zigzag_of_index(value_index), zigzag_of_index(null_index))
+            branch = byte_part(num_rows, codes.astype(np.uint8))
+        inner_parts = _encode_value(array, inner, _both(present, valid), failures, path)
+        return [branch.without(absent), *inner_parts]
     if valid is not None:
         nulls = ~valid if present is None else (~valid & present)
         failures.add(nulls, f"{path}: null in a field that is not nullable")
@@ -175,17 +173,13 @@ def _encode_value(
     if name == "null":
         return []
     if name == "boolean":
-        values = fixed_width_values(array, np.uint8).astype(np.uint8).reshape(num_rows, 1)
-        return [MatrixPart(values, np.ones(num_rows, dtype=np.int64)).without(absent)]
+        flags = fixed_width_values(array, np.uint8).view(np.uint8)
+        return [byte_part(num_rows, flags, absent)]
     if name in ("int", "long"):
         return [_encode_integers(array, schema, name, present, failures, path).without(absent)]
     if name in ("float", "double"):
-        dtype, width = ("<f4", 4) if name == "float" else ("<f8", 8)
-        values = np.ascontiguousarray(fixed_width_values(array, dtype))
-        part = MatrixPart(
-            values.view(np.uint8).reshape(num_rows, width), np.full(num_rows, width, dtype=np.int64)
-        )
-        return [part.without(absent)]
+        values = fixed_width_values(array, "<f4" if name == "float" else "<f8")
+        return [fixed_bytes_part(values).without(absent)]
     if name == "enum":
         return [_encode_enum(array, schema, present, failures, path).without(absent)]
     if name in ("string", "bytes"):
@@ -204,7 +198,7 @@ def _encode_integers(
     schema: AvroType,
     name: str,
     present: Mask | None,
-    failures: _RowFailures,
+    failures: RowFailures,
     path: str,
 ) -> MatrixPart:
     kind = storage_of(array).type
@@ -223,7 +217,7 @@ def _encode_integers(
 
 
 def _encode_enum(
-    array: pa.Array, schema: AvroType, present: Mask | None, failures: _RowFailures, path: str
+    array: pa.Array, schema: AvroType, present: Mask | None, failures: RowFailures, path: str
 ) -> MatrixPart:
     symbols = enum_symbols(schema)
     if pa.types.is_dictionary(array.type):
@@ -247,7 +241,7 @@ def _encode_enum(
 
 
 def _encode_text(
-    array: pa.Array, schema: AvroType, present: Mask | None, failures: _RowFailures, path: str
+    array: pa.Array, schema: AvroType, present: Mask | None, failures: RowFailures, path: str
 ) -> list[Part]:
     num_rows = len(array)
     absent = None if present is None else ~present
@@ -290,4 +284,13 @@ def _encode_text(
         if blank.any():  # null slots may keep bytes in Arrow; they must not reach the body
             data = pc.if_else(pa.array(~blank), data, pa.scalar(b"", binary_kind))
     matrix, varint_lengths = encode_varints(lengths)
-    return [MatrixPart(matrix, varint_lengths).without(absent), data]
+    length_part = MatrixPart(matrix, varint_lengths).without(absent)
+    if absent is None and varint_lengths is None and num_rows:
+        width = int(lengths.max())
+        if width == 0:
+            return [length_part]
+        if width == int(lengths.min()):  # one length for all: the text is a (n, width) matrix
+            first = int(offsets[0])
+            raw = np.frombuffer(storage.buffers()[2], dtype=np.uint8)[first:]
+            return [length_part, MatrixPart(raw[: num_rows * width].reshape(num_rows, width))]
+    return [length_part, data]
