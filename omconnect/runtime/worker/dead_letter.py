@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -56,9 +56,17 @@ class DeadLetterQueue:
     def report(
         self, batch: RecordBatch, rows: Sequence[int], error: BaseException, stage: str
     ) -> None:
-        """Dead-letter ``rows`` of a record batch (the value is the row as JSON)."""
-        if not rows:
+        """Dead-letter ``rows`` of a record batch, all for one ``error``."""
+        self.report_rows(batch, dict.fromkeys(rows, error), stage)
+
+    def report_rows(
+        self, batch: RecordBatch, failures: Mapping[int, BaseException], stage: str
+    ) -> None:
+        """Dead-letter the rows of ``failures`` (row -> error) as one message batch; each
+        value is its row as JSON."""
+        if not failures:
             return
+        rows = list(failures)
         picked = batch.values.take(pa.array(rows, pa.int64()))
         bodies = [
             json.dumps(row, default=str, ensure_ascii=False).encode() for row in picked.to_pylist()
@@ -71,34 +79,35 @@ class DeadLetterQueue:
                 if position
                 else None
             )
-            headers.append(self._headers(error, stage, {"position": where, "row": row}))
-        self._send(MessageBatch.build(values=bodies, headers=headers), error, stage)
+            headers.append(self._headers(failures[row], stage, {"position": where, "row": row}))
+        self._send(MessageBatch.build(values=bodies, headers=headers), failures[rows[0]], stage)
 
     def report_messages(
         self,
         messages: MessageBatch,
-        rows: Sequence[int],
-        error: BaseException,
+        failures: Mapping[int, BaseException],
         stage: str,
         topic: str,
         partition: int,
     ) -> None:
-        """Dead-letter consumed messages as they were (original key, value and headers)."""
-        if not rows:
+        """Dead-letter the consumed messages of ``failures`` (row -> error) as they were
+        (original key, value and headers), as one message batch."""
+        if not failures:
             return
-        picked = messages.take(list(rows))
+        rows = list(failures)
+        picked = messages.take(rows)
         offsets = picked.offsets
         headers = []
-        for i in range(len(picked)):
+        for i, row in enumerate(rows):
             original = picked.header_dict(i)
             offset = int(offsets[i].as_py()) if offsets is not None else None
             where = {"topic": topic, "partition": partition, "offset": offset}
-            original.update(self._headers(error, stage, where))
+            original.update(self._headers(failures[row], stage, where))
             headers.append(original)
         dead = MessageBatch.build(
             values=picked.values, keys=picked.keys, timestamps=picked.timestamps, headers=headers
         )
-        self._send(dead, error, stage)
+        self._send(dead, failures[rows[0]], stage)
 
     async def drain(self) -> None:
         """Wait until every report so far is acknowledged by the broker."""

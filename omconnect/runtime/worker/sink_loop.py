@@ -145,10 +145,9 @@ class SinkLoop:
         """Decode and transform one consumed batch (on a pool thread)."""
         messages = consumed.messages
         decoded = self.parts.converter.decode(consumed.topic, messages.values, messages.keys)
-        for row, error in decoded.failed.items():
-            self.parts.dead_letters.report_messages(
-                messages, [row], error, "convert", consumed.topic, consumed.partition
-            )
+        self.parts.dead_letters.report_messages(
+            messages, decoded.failed, "convert", consumed.topic, consumed.partition
+        )
         offsets = messages.offsets
         assert offsets is not None
         batches = []

@@ -130,8 +130,7 @@ class SourceLoop:
         encoded = self.parts.converter.encode(topic, batch)
         values, keys, timestamps = encoded.values, encoded.keys, batch.timestamps
         if encoded.failed:
-            for row, error in encoded.failed.items():
-                self.parts.dead_letters.report(batch, [row], error, "convert")
+            self.parts.dead_letters.report_rows(batch, encoded.failed, "convert")
             good = pc.is_valid(values)
             values = values.filter(good)
             keys = keys.filter(good) if keys is not None else None

@@ -31,8 +31,8 @@ def apply_transforms(
             rows = getattr(exc, "rows", None)
             good = getattr(exc, "good", None)
             if isinstance(rows, dict) and isinstance(good, RecordBatch):
-                for row, reason in rows.items():
-                    dead_letters.report(batch, [row], _as_error(reason, exc), "transform")
+                failures = {row: _as_error(reason, exc) for row, reason in rows.items()}
+                dead_letters.report_rows(batch, failures, "transform")
                 batch = good
                 continue
             dead_letters.report(batch, list(range(batch.num_rows)), exc, "transform")
