@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,3 +126,41 @@ PYARROW = Contestant(
     description="pyarrow `csv.open_csv` -> `ParquetWriter` (zstd), streaming, no topic",
     prepare=_prepare_pyarrow,
 )
+
+
+def omconnect_at(ref: str, work_dir: Path) -> Contestant:
+    """omconnect as of git ``ref`` (say ``HEAD~1``), in the same environment as the current
+    code, so a change is measured against the code before it in the same run.
+
+    The tree of ``ref`` is exported to ``work_dir/baseline-<commit>`` and put first on
+    ``PYTHONPATH``; its connectors load through the installed entry points, whose module names
+    both versions share.
+    """
+    repo = BENCHMARKS_DIR.parent
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=repo, capture_output=True, text=True
+    )
+    if commit.returncode != 0:
+        return Contestant(f"omconnect@{ref}", "", _prepare_omconnect, not_run=commit.stderr)
+    sha = commit.stdout.strip()
+    tree = work_dir / f"baseline-{sha}"
+    if not (tree / "omconnect").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha, "omconnect"], cwd=repo, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+
+    def prepare(csv_path: Path, run_dir: Path) -> Invocation:
+        invocation = _prepare_omconnect(csv_path, run_dir)
+        env = dict(invocation.env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+        argv = [sys.executable, "-m", "omconnect.runtime.cli.main", *invocation.argv[-3:]]
+        return Invocation(argv=argv, env=env, output_dir=invocation.output_dir)
+
+    return Contestant(
+        name=f"omconnect@{sha}",
+        description=f"the same pipeline on omconnect as of commit {sha} (the baseline)",
+        prepare=prepare,
+        inner_seconds=omconnect_inner_seconds,
+    )

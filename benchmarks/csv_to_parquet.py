@@ -27,7 +27,7 @@ from typing import Any
 
 import generate
 import oracle
-from contestants import BENCHMARKS_DIR, OMCONNECT, PYARROW, Contestant
+from contestants import BENCHMARKS_DIR, OMCONNECT, PYARROW, Contestant, omconnect_at
 from csv_to_parquet_report import markdown_section, summarise
 from peers import peer_contestants
 from process_meter import run_measured
@@ -148,6 +148,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(ALL_CONTESTANTS),
         help=f"comma-separated subset of {','.join(ALL_CONTESTANTS)}",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run omconnect as of this git ref (e.g. HEAD~1), to compare two commits",
+    )
     parser.add_argument("--data-dir", type=Path, default=BENCHMARKS_DIR / "data")
     parser.add_argument("--work-dir", type=Path, default=BENCHMARKS_DIR / "work")
     parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
@@ -185,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     contestants, peer_versions = select_contestants(
         args.contestants, args.work_dir, not args.no_install_peers
     )
+    if args.baseline:
+        baseline = omconnect_at(args.baseline, args.work_dir)
+        at = next((i for i, c in enumerate(contestants) if c is OMCONNECT), -1)
+        contestants.insert(at + 1, baseline)
     csv_path = ensure_csv(args.data_dir, args.rows)
     print(f"B3 csv -> parquet: {csv_path} ({args.rows:,} rows)", flush=True)
     runs_dir = args.work_dir / "runs"

@@ -4,7 +4,10 @@ The same entries ``omconnect offsets list`` prints, one JSON object each: source
 from the offset store of the pipeline's ``state:`` (``{"kind": "source", "partition": {...},
 "offset": {...}}``) and the committed offsets of the sink's consumer group on the broker
 (``{"kind": "sink", "partition": {"topic": T, "partition": P}, "offset": {"offset": N}}``).
-Reading them while the pipeline runs is safe: nothing is written.
+Values JSON cannot hold are tagged (``{"$datetime": "..."}``, see
+``omconnect.schemas.position_codec``); ``offsets set`` reads them back the same way. Sink
+entries cover every topic the sink reads (``<topic>.<stream>`` too). Reading them while the
+pipeline runs is safe: nothing is written and the consumer group is not joined.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.offsets import open_offset_store
-from omconnect.runtime.worker.runner import consumer_group
+from omconnect.runtime.worker.runner import open_sink_consumer
+from omconnect.schemas.position_codec import position_to_json
 
 
 async def pipeline_offsets(loaded: LoadedPipeline) -> list[dict[str, Any]]:
@@ -44,7 +48,11 @@ def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
     store = open_offset_store(cfg.state)
     try:
         return [
-            {"kind": "source", "partition": dict(p.partition), "offset": dict(p.offset)}
+            {
+                "kind": "source",
+                "partition": position_to_json(p.partition),
+                "offset": position_to_json(p.offset),
+            }
             for p in store.all(cfg.name)
         ]
     finally:
@@ -56,7 +64,7 @@ async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
     cfg = loaded.config
     broker = open_broker(cfg.broker)
     try:
-        consumer = await broker.consumer(consumer_group(cfg.name), [cfg.effective_topic])
+        consumer = await open_sink_consumer(broker, loaded)
         try:
             return await consumer.committed()
         finally:

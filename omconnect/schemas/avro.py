@@ -10,8 +10,14 @@ The rules (a contract with the Avro converter):
   within their enum). When a name differs from the original, the original is kept beside it:
   ``"omconnect.name"`` on records, enums and fields, ``"omconnect.symbols"`` on enums. A struct
   or enum without a name is named ``<parent record name>_<field name>`` and carries
-  ``"omconnect.name": null``. No namespace is written. Every struct and enum is defined inline
-  where it is used (never referenced by name).
+  ``"omconnect.name": null``.
+- Namespaces: the top record is named after the last dotted part of the schema name
+  (``db.orders`` -> ``orders``, with ``"omconnect.name": "db.orders"``); its namespace is the
+  one asked for, else the dotted prefix of the schema name (``db``), else none. Every record
+  and enum is written with that ``"namespace"`` (each dotted part sanitised as a name).
+- A struct or enum type that occurs more than once (the ``before`` and ``after`` of a change
+  event envelope) is defined where it first occurs, in field order, and referenced by its full
+  name (``"db.Value"``) everywhere after.
 - The top record carries ``"omconnect.version"``, ``"omconnect.key"`` (original key field
   names, when there are key fields) and ``"doc"`` (when set).
 - A nullable field is ``["null", T]`` with ``"default": null``; nullable array items and map
@@ -80,10 +86,18 @@ class _UniqueNames:
         return candidate
 
 
-def to_avro_schema(s: Schema) -> dict[str, Any]:
-    """The Avro record schema of ``s`` (a dict for ``fastavro.parse_schema``)."""
-    type_names = _UniqueNames()
-    record = _record(type_names.claim(s.name), s.name, s.fields, type_names)
+def to_avro_schema(s: Schema, namespace: str | None = None) -> dict[str, Any]:
+    """The Avro record schema of ``s`` (a dict for ``fastavro.parse_schema``).
+
+    Args:
+        s: the schema.
+        namespace: the Avro namespace of the record and of every named type in it; by
+            default the dotted prefix of ``s.name`` (none when the name has no dot).
+    """
+    prefix, _, last = s.name.rpartition(".")
+    space = _avro_namespace(namespace if namespace is not None else prefix)
+    names = _AvroNames(space)
+    record = _record(names.claim(last), s.name, s.fields, names)
     if s.doc is not None:
         record["doc"] = s.doc
     record["omconnect.version"] = s.version
@@ -92,10 +106,42 @@ def to_avro_schema(s: Schema) -> dict[str, Any]:
     return record
 
 
+def _avro_namespace(namespace: str) -> str | None:
+    """``namespace`` with each dotted part sanitised; None for no namespace."""
+    return ".".join(avro_name(part) for part in namespace.split(".")) if namespace else None
+
+
+class _AvroNames(_UniqueNames):
+    """The named types of one Avro schema: unique names in one namespace, and the types
+    already defined (referenced by full name when they occur again)."""
+
+    def __init__(self, namespace: str | None) -> None:
+        super().__init__()
+        self.namespace = namespace
+        self._defined: dict[DataType, str] = {}
+
+    def full_name(self, name: str) -> str:
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    def defined(self, dtype: DataType) -> str | None:
+        """The full name of ``dtype`` when it is already defined in this schema."""
+        return self._defined.get(dtype)
+
+    def define(self, dtype: DataType, name: str) -> None:
+        self._defined.setdefault(dtype, self.full_name(name))
+
+    def named(self, kind: str, name: str) -> dict[str, Any]:
+        """The start of a named type's definition: type, name and namespace."""
+        node: dict[str, Any] = {"type": kind, "name": name}
+        if self.namespace:
+            node["namespace"] = self.namespace
+        return node
+
+
 def _record(
-    avro: str, original: str | None, fields: Iterable[Field], type_names: _UniqueNames
+    avro: str, original: str | None, fields: Iterable[Field], type_names: _AvroNames
 ) -> dict[str, Any]:
-    record: dict[str, Any] = {"type": "record", "name": avro}
+    record = type_names.named("record", avro)
     if original != avro:
         record["omconnect.name"] = original
     field_names = _UniqueNames()
@@ -118,7 +164,7 @@ def _record(
     return record
 
 
-def _avro_type(dtype: DataType, default_name: str, type_names: _UniqueNames) -> Any:
+def _avro_type(dtype: DataType, default_name: str, type_names: _AvroNames) -> Any:
     """The Avro type of ``dtype``; ``default_name`` names it if it is an unnamed struct/enum."""
     if isinstance(dtype, t.Primitive):
         avro = _PRIMITIVE_TO_AVRO[dtype.kind]
@@ -143,17 +189,25 @@ def _avro_type(dtype: DataType, default_name: str, type_names: _UniqueNames) -> 
     if isinstance(dtype, t.Map):
         values = _avro_type(dtype.values, default_name, type_names)
         return {"type": "map", "values": ["null", values] if dtype.values_nullable else values}
+    if isinstance(dtype, (t.Struct, t.Enum)):
+        reference = type_names.defined(dtype)
+        if reference is not None:
+            return reference
     if isinstance(dtype, t.Struct):
         name = type_names.claim(dtype.name if dtype.name is not None else default_name)
+        # Registered before its fields are written: fields come first in Avro's order, but a
+        # struct cannot contain itself, so nothing inside can refer to it.
+        type_names.define(dtype, name)
         return _record(name, dtype.name, dtype.fields, type_names)
     if isinstance(dtype, t.Enum):
         return _enum(dtype, default_name, type_names)
     raise TypeError(f"not an omconnect type: {dtype!r}")
 
 
-def _enum(dtype: t.Enum, default_name: str, type_names: _UniqueNames) -> dict[str, Any]:
+def _enum(dtype: t.Enum, default_name: str, type_names: _AvroNames) -> dict[str, Any]:
     name = type_names.claim(dtype.name if dtype.name is not None else default_name)
-    enum: dict[str, Any] = {"type": "enum", "name": name}
+    type_names.define(dtype, name)
+    enum = type_names.named("enum", name)
     if dtype.name != name:
         enum["omconnect.name"] = dtype.name
     symbol_names = _UniqueNames()

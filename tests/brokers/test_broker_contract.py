@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Set
+
+import pytest
 
 from omconnect.runtime.brokers import Broker, ConsumedBatch, Consumer, open_broker
+from omconnect.runtime.brokers.base import TopicSettings
 from omconnect.schemas.message_batch import MessageBatch
 
 from .conftest import numbered_messages, run
@@ -87,7 +91,7 @@ def test_offsets_are_contiguous_across_sends(broker_url: str, topic_name: str) -
 def test_keyed_partitioning_is_stable(broker_url: str, topic_name: str) -> None:
     async def body() -> list[ConsumedBatch]:
         broker = open_broker(broker_url)
-        await broker.create_topic(topic_name, partitions=4)
+        await broker.create_topic(topic_name, TopicSettings(partitions=4))
         producer = await broker.producer()
         await producer.send(topic_name, numbered_messages(0, 400, key_space=40))
         await producer.send(topic_name, numbered_messages(400, 400, key_space=40))
@@ -116,7 +120,7 @@ def test_messages_without_key_of_one_batch_share_a_partition(
 ) -> None:
     async def body() -> list[list[int]]:
         broker = open_broker(broker_url)
-        await broker.create_topic(topic_name, partitions=3)
+        await broker.create_topic(topic_name, TopicSettings(partitions=3))
         producer = await broker.producer()
         sent = [await producer.send(topic_name, numbered_messages(i * 10, 10)) for i in range(6)]
         await broker.close()
@@ -130,7 +134,7 @@ def test_messages_without_key_of_one_batch_share_a_partition(
 def test_send_to_explicit_partition(broker_url: str, topic_name: str) -> None:
     async def body() -> None:
         broker = open_broker(broker_url)
-        await broker.create_topic(topic_name, partitions=2)
+        await broker.create_topic(topic_name, TopicSettings(partitions=2))
         producer = await broker.producer()
         results = await producer.send(topic_name, numbered_messages(0, 5, key_space=5), 1)
         assert [(r.partition, r.first_offset, r.count) for r in results] == [(1, 0, 5)]
@@ -233,7 +237,7 @@ def test_max_messages_is_honoured_across_batch_boundaries(broker_url: str, topic
 def test_end_offsets_and_seek(broker_url: str, topic_name: str) -> None:
     async def body() -> None:
         broker = open_broker(broker_url)
-        await broker.create_topic(topic_name, partitions=2)
+        await broker.create_topic(topic_name, TopicSettings(partitions=2))
         producer = await broker.producer()
         await producer.send(topic_name, numbered_messages(0, 8), partition=0)
         await producer.send(topic_name, numbered_messages(8, 3), partition=1)
@@ -255,8 +259,8 @@ def test_end_offsets_and_seek(broker_url: str, topic_name: str) -> None:
 def test_create_topic_is_idempotent_and_topics_are_listed(broker_url: str, topic_name: str) -> None:
     async def body() -> None:
         broker: Broker = open_broker(broker_url)
-        await broker.create_topic(topic_name, partitions=3)
-        await broker.create_topic(topic_name, partitions=5)
+        await broker.create_topic(topic_name, TopicSettings(partitions=3))
+        await broker.create_topic(topic_name, TopicSettings(partitions=5))
         producer = await broker.producer()
         await producer.send(topic_name, numbered_messages(0, 12, key_space=12))
         await producer.send(f"{topic_name}-auto", numbered_messages(0, 2))
@@ -269,3 +273,55 @@ def test_create_topic_is_idempotent_and_topics_are_listed(broker_url: str, topic
         await broker.close()
 
     run(body())
+
+
+class _CommitOnRevoke:
+    """A listener that, as the runtime does, commits what was read of partitions it loses."""
+
+    def __init__(self) -> None:
+        self.consumer: Consumer | None = None
+        self.read: dict[tuple[str, int], int] = {}
+        self.values: list[bytes] = []
+
+    async def on_partitions_revoked(self, partitions: Set[tuple[str, int]]) -> None:
+        assert self.consumer is not None
+        done = {tp: self.read.pop(tp) for tp in partitions if tp in self.read}
+        if done:
+            await self.consumer.commit(done)
+
+    async def on_partitions_assigned(self, partitions: Set[tuple[str, int]]) -> None:
+        pass
+
+    async def poll(self) -> int:
+        assert self.consumer is not None
+        batches = await self.consumer.poll(25, timeout=0.05)
+        for batch in batches:
+            self.read[(batch.topic, batch.partition)] = batch.next_offset
+            self.values.extend(_values([batch]))
+        return len(batches)
+
+
+def test_members_of_one_group_share_the_partitions(broker_url: str, topic_name: str) -> None:
+    async def body() -> tuple[list[set[tuple[str, int]]], Counter[bytes]]:
+        broker = open_broker(broker_url)
+        if not (broker.capabilities.groups and broker.capabilities.partitions):
+            await broker.close()
+            pytest.skip("the broker has no partitioned consumer groups")
+        await broker.create_topic(topic_name, TopicSettings(partitions=4))
+        producer = await broker.producer()
+        await producer.send(topic_name, numbered_messages(0, 200, key_space=50))
+        members = [_CommitOnRevoke(), _CommitOnRevoke()]
+        for member in members:
+            member.consumer = await broker.consumer("g", [topic_name], listener=member)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            polled = [await m.poll() for m in members]
+            owned = [await m.consumer.assignment() for m in members if m.consumer]
+            if not any(polled) and all(len(o) == 2 for o in owned):
+                break
+        await broker.close()
+        return owned, Counter(members[0].values + members[1].values)
+
+    owned, read = run(body())
+    assert owned[0] | owned[1] == {(topic_name, p) for p in range(4)}
+    assert read == Counter({f"m{n}".encode(): 1 for n in range(200)})

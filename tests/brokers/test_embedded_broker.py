@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from omconnect.runtime.brokers import ConsumedBatch, open_broker
+from omconnect.runtime.brokers.base import TopicSettings
 from omconnect.runtime.brokers.embedded import EmbeddedBroker
 
 from .conftest import numbered_messages, run
@@ -87,7 +88,7 @@ def test_large_sends_are_split_into_segments_and_read_in_small_polls(tmp_path: P
 def test_one_send_to_several_partitions_is_one_segment_each(tmp_path: Path) -> None:
     async def body() -> None:
         broker = EmbeddedBroker(tmp_path)
-        await broker.create_topic("t", partitions=3)
+        await broker.create_topic("t", TopicSettings(partitions=3))
         producer = await broker.producer()
         results = await producer.send("t", numbered_messages(0, 300, key_space=30))
         assert sorted(r.partition for r in results) == [0, 1, 2]
@@ -140,7 +141,7 @@ def test_delete_before_trims_whole_segments_and_moves_readers(tmp_path: Path) ->
 def test_explicit_partition_out_of_range_is_refused(tmp_path: Path) -> None:
     async def body() -> None:
         broker = EmbeddedBroker(tmp_path)
-        await broker.create_topic("t", partitions=2)
+        await broker.create_topic("t", TopicSettings(partitions=2))
         producer = await broker.producer()
         with pytest.raises(ValueError, match="partition 2 does not exist"):
             await producer.send("t", numbered_messages(0, 1), partition=2)

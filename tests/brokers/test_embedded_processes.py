@@ -19,6 +19,7 @@ from .conftest import run
 _PRODUCE_SLOWLY = """
 import asyncio, sys, time
 from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers.base import TopicSettings
 from omconnect.schemas.message_batch import MessageBatch
 
 async def main(url, topic):
@@ -36,11 +37,12 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 _PRODUCE_UNTIL_KILLED = """
 import asyncio, random, sys
 from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers.base import TopicSettings
 from omconnect.schemas.message_batch import MessageBatch
 
 async def main(url, topic):
     broker = open_broker(url)
-    await broker.create_topic(topic, partitions=2)
+    await broker.create_topic(topic, TopicSettings(partitions=2))
     producer = await broker.producer()
     rng = random.Random(7)
     batch = 0
@@ -166,10 +168,11 @@ def test_two_processes_commit_one_group_without_locking_errors(tmp_path: Path) -
     committer = """
 import asyncio, sys
 from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers.base import TopicSettings
 
 async def main(url, partition):
     broker = open_broker(url)
-    await broker.create_topic("shared", partitions=2)
+    await broker.create_topic("shared", TopicSettings(partitions=2))
     consumer = await broker.consumer("g", ["shared"])
     for n in range(1, 201):
         await consumer.commit({("shared", partition): n})

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from omconnect.runtime.brokers.base import TopicSettings
 from omconnect.runtime.brokers.embedded import EmbeddedBroker
 from omconnect.schemas.message_batch import MessageBatch
 
@@ -44,7 +45,7 @@ def test_send_and_poll_rates(tmp_path: Path, partitions: int) -> None:
 
     async def body() -> tuple[float, float, int]:
         broker = EmbeddedBroker(tmp_path)
-        await broker.create_topic("bench", partitions)
+        await broker.create_topic("bench", TopicSettings(partitions=partitions))
         producer = await broker.producer()
         started = time.perf_counter()
         for batch in batches:

@@ -131,7 +131,8 @@ def test_unknown_connector_without_near_name_lists_known_ones(write_pipeline: Wr
     path = write_pipeline("name: p\nsink: {connector: zzzzzzzz}\n")
     [line] = problems_of(path)
     assert line.startswith(f'{path}:2: sink.connector: unknown sink connector "zzzzzzzz" (known: ')
-    assert "test-sink" in line
+    # Other test modules register plugins too; the built-ins sort first.
+    assert "avro, csv" in line
 
 
 def test_wrong_types_and_missing_required_options(write_pipeline: Write) -> None:

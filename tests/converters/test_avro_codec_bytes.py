@@ -181,3 +181,42 @@ def test_invalid_utf8_and_bad_union_branch_are_corrupt() -> None:
     batch, failed = decode_batch_lenient(bodies, schema, arrow)
     assert sorted(failed) == [0, 1]
     assert batch.to_pylist() == [{"s": None, "n": 2}, {"s": "h", "n": 3}]
+
+
+def test_envelope_with_a_shared_named_struct_matches_fastavro() -> None:
+    from omconnect.schemas import types as t
+    from omconnect.schemas.arrow import rows_to_arrow
+    from omconnect.schemas.avro import to_avro_schema
+    from omconnect.schemas.schema import Schema
+    from omconnect.schemas.types import Field
+
+    value = t.struct(
+        Field("id", t.int64(), False),
+        Field("name", t.string()),
+        Field("amount", t.decimal(10, 2)),
+        name="Value",
+    )
+    pair = t.struct(Field("old", value, False), Field("new", value), name="Pair")
+    envelope = Schema(
+        "db.inventory.items",
+        (
+            Field("before", value),
+            Field("after", value),
+            Field("op", t.string(), False),
+            Field("changes", t.array(pair, False)),  # the per-row path, with Value twice
+        ),
+    )
+    avro = to_avro_schema(envelope)
+    assert avro["fields"][1]["type"] == ["null", "db.inventory.Value"]
+    one = {"id": 1, "name": "a", "amount": decimal.Decimal("1.50")}
+    two = {"id": 2, "name": None, "amount": None}
+    rows = [
+        {"before": None, "after": one, "op": "c", "changes": []},
+        {"before": one, "after": two, "op": "u", "changes": [{"old": one, "new": two}]},
+        {"before": two, "after": None, "op": "d", "changes": None},
+    ]
+    batch = rows_to_arrow(rows, envelope)
+    expected = fastavro_bodies(batch, avro, header(9))
+    assert encode_batch(batch, avro, header(9)).to_pylist() == expected
+    decoded = decode_batch(pa.array(expected, pa.binary()), avro, batch.schema, skip=5)
+    assert decoded.to_pylist() == batch.to_pylist()

@@ -133,7 +133,8 @@ def test_round_trip_of_a_typical_table() -> None:
     encoded = converter.encode("orders", batch_of(values, key_fields=("id",)))
     decoded = converter.decode("orders", encoded.values, encoded.keys)
     assert decoded.failed == {}
-    [(rows, batch, schema, keys)] = decoded.groups
+    [group] = decoded.groups
+    rows, batch, schema, keys = group.rows, group.values, group.schema, group.keys
     assert rows.to_pylist() == [0, 1, 2]
     assert batch.to_pylist() == values.to_pylist()
     assert schema.name == "orders"
@@ -158,7 +159,8 @@ def test_bad_bodies_are_failed_rows_and_the_rest_decode() -> None:
     decoded = JsonConverter().decode("t", bodies, None)
     assert sorted(decoded.failed) == [1, 2, 4, 5, 7]
     assert all(isinstance(e, ValueError) for e in decoded.failed.values())
-    [(rows, batch, _, keys)] = decoded.groups
+    [group] = decoded.groups
+    rows, batch, keys = group.rows, group.values, group.keys
     assert rows.to_pylist() == [0, 3, 6]
     assert batch.column("a").to_pylist() == [1, 2, 5]
     assert keys is None
@@ -168,7 +170,7 @@ def test_bodies_that_disagree_in_type_form_groups() -> None:
     bodies = pa.array([b'{"a": 1}', b'{"a": "x"}', b'{"a": 2}'])
     decoded = JsonConverter().decode("t", bodies, None)
     assert decoded.failed == {}
-    assert [(g[0].to_pylist(), g[1].to_pylist()) for g in decoded.groups] == [
+    assert [(g.rows.to_pylist(), g.values.to_pylist()) for g in decoded.groups] == [
         ([0, 2], [{"a": 1}, {"a": 2}]),
         ([1], [{"a": "x"}]),
     ]
@@ -176,7 +178,8 @@ def test_bodies_that_disagree_in_type_form_groups() -> None:
 
 def test_all_null_fields_decode_as_strings() -> None:
     decoded = JsonConverter().decode("t", pa.array([b'{"a": null, "b": 1}']), None)
-    [(_, batch, schema, _)] = decoded.groups
+    [group] = decoded.groups
+    batch, schema = group.values, group.schema
     assert batch.schema.field("a").type == pa.string()
     assert str(schema.type_of("a")) == "string"
 
@@ -185,7 +188,7 @@ def test_a_large_body_decodes() -> None:
     big = json.dumps({"s": "x" * 3_000_000}).encode()
     decoded = JsonConverter().decode("t", pa.array([big, b'{"s": "y"}']), None)
     assert decoded.failed == {}
-    assert decoded.groups[0][1].column("s").to_pylist()[1] == "y"
+    assert decoded.groups[0].values.column("s").to_pylist()[1] == "y"
 
 
 @pytest.mark.parametrize("rows", [0, 1])
@@ -195,4 +198,69 @@ def test_empty_and_single_row_batches(rows: int) -> None:
     encoded = converter.encode("t", batch_of(values))
     assert len(encoded.values) == rows
     decoded = converter.decode("t", encoded.values, None)
-    assert sum(len(g[0]) for g in decoded.groups) == rows
+    assert sum(len(g.rows) for g in decoded.groups) == rows
+
+
+def test_deletes_are_null_bodies_with_keys_and_decode_as_tombstones() -> None:
+    values = pa.record_batch(
+        {"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", None, "c"]},
+        schema=pa.schema([pa.field("id", pa.int64(), nullable=False), ("name", pa.string())]),
+    )
+    batch = RecordBatch(
+        values.set_column(0, "id", pa.array([1, None, 3], pa.int64())),
+        from_arrow_schema(values.schema, name="t"),
+        keys=pa.record_batch({"id": pa.array([1, 2, 3], pa.int64())}),
+        tombstones=pa.array([False, True, False]),
+    )
+    converter = JsonConverter()
+    encoded = converter.encode("t", batch)
+    assert encoded.failed == {}
+    assert encoded.values.to_pylist()[1] is None
+    assert encoded.keys is not None and encoded.keys.to_pylist()[1] == b'{"id":2}'
+    decoded = converter.decode("t", encoded.values, encoded.keys)
+    assert decoded.failed == {}  # a null body is a delete, not a failure
+    [group] = decoded.groups
+    assert group.rows.to_pylist() == [0, 1, 2]
+    assert group.tombstones is not None and group.tombstones.to_pylist() == [False, True, False]
+    assert group.values.to_pylist() == [
+        {"id": 1, "name": "a"},
+        {"id": None, "name": None},
+        {"id": 3, "name": "c"},
+    ]
+    assert group.keys is not None and group.keys.to_pylist() == [{"id": i} for i in (1, 2, 3)]
+
+
+def test_a_delete_joins_the_group_of_the_row_before_it_else_after_it() -> None:
+    bodies = pa.array([None, b'{"a": 1}', None, b'{"a": "x"}', None], pa.binary())
+    keys = pa.array([b'{"k": 0}', b'{"k": 1}', b'{"k": 2}', b'{"k": 3}', b'{"k": 4}'])
+    decoded = JsonConverter().decode("t", bodies, keys)
+    assert decoded.failed == {}
+    assert [(g.rows.to_pylist(), g.tombstones.to_pylist()) for g in decoded.groups] == [
+        ([0, 1, 2], [True, False, True]),
+        ([3, 4], [False, True]),
+    ]
+    assert decoded.groups[1].values.to_pylist() == [{"a": "x"}, {"a": None}]
+
+
+def test_deletes_alone_take_the_keys_fields_and_keyless_null_bodies_fail() -> None:
+    bodies = pa.array([None, None, None], pa.binary())
+    keys = pa.array([b'{"id": 7, "region": "eu"}', None, b'{"id": 8, "region": "us"}'])
+    decoded = JsonConverter().decode("orders", bodies, keys)
+    assert list(decoded.failed) == [1] and "no key" in str(decoded.failed[1])
+    [group] = decoded.groups
+    assert group.rows.to_pylist() == [0, 2]
+    assert group.schema.name == "orders"
+    assert group.schema.names == ["id", "region"]
+    assert group.schema.key_fields == ("id", "region")
+    assert group.values.to_pylist() == [{"id": None, "region": None}] * 2
+    assert group.keys is not None and group.keys.column("id").to_pylist() == [7, 8]
+    assert group.tombstones is not None and group.tombstones.to_pylist() == [True, True]
+
+
+def test_a_delete_without_a_key_is_refused_when_encoding() -> None:
+    values = pa.record_batch({"id": pa.array([1, 2], pa.int64())})
+    batch = RecordBatch(
+        values, from_arrow_schema(values.schema, name="t"), tombstones=pa.array([True, False])
+    )
+    encoded = JsonConverter().encode("t", batch)
+    assert list(encoded.failed) == [0] and "no key" in str(encoded.failed[0])

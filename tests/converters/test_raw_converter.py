@@ -38,7 +38,8 @@ def test_explicit_single_column_keys() -> None:
 def test_decode_gives_one_value_column() -> None:
     bodies = pa.array([b"x", None, b"\x01"], pa.binary())
     decoded = RawConverter().decode("topic", bodies, pa.array([b"k1", b"k2", None]))
-    [(rows, values, schema, keys)] = decoded.groups
+    [group] = decoded.groups
+    rows, values, schema, keys = group.rows, group.values, group.schema, group.keys
     assert rows.to_pylist() == [0, 1, 2]
     assert values.schema.names == ["value"]
     assert values.column(0).to_pylist() == [b"x", None, b"\x01"]
@@ -65,3 +66,24 @@ def test_non_bytes_keys_are_refused() -> None:
     batch.keys = values.select(["id"])
     with pytest.raises(ConfigError, match="keys with a single binary or string column"):
         RawConverter().encode("t", batch)
+
+
+def test_deletes_are_null_bodies_and_null_bodies_with_keys_decode_as_deletes() -> None:
+    values = pa.record_batch({"v": [b"1", b"stale", b"3"]})
+    batch = RecordBatch(
+        values,
+        from_arrow_schema(values.schema, "t"),
+        keys=pa.record_batch({"k": ["a", "b", "c"]}),
+        tombstones=pa.array([False, True, False]),
+    )
+    encoded = RawConverter().encode("t", batch)
+    assert encoded.failed == {}
+    assert encoded.values.to_pylist() == [b"1", None, b"3"]
+    assert encoded.keys is not None and encoded.keys.to_pylist() == [b"a", b"b", b"c"]
+    decoded = RawConverter().decode("t", encoded.values, pa.array([b"a", b"b", None]))
+    assert decoded.failed == {}
+    [group] = decoded.groups
+    assert group.tombstones is not None and group.tombstones.to_pylist() == [False, True, False]
+    assert group.keys is not None and group.keys.column("key").to_pylist() == [b"a", b"b", None]
+    no_deletes = RawConverter().decode("t", pa.array([b"x", None]), pa.array([b"a", None]))
+    assert no_deletes.groups[0].tombstones is None  # a null body without a key is a null value

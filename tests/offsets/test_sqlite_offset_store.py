@@ -3,7 +3,9 @@ processes, and a put interrupted by SIGKILL."""
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -138,4 +140,69 @@ def test_a_put_killed_midway_is_all_or_nothing(tmp_path: Path) -> None:
     # Every put wrote all 50 partitions with one n: a torn put would mix two values.
     assert len({p.offset["n"] for p in positions}) == 1
     assert positions[0].offset["n"] >= 20
+    store.close()
+
+
+def test_datetimes_decimals_and_bytes_come_back_as_they_went_in(tmp_path: Path) -> None:
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+    from zoneinfo import ZoneInfo
+
+    partition = {"table": "orders", "since": dt.date(2024, 1, 1), "slot": b"\x01\x02"}
+    offset = {
+        "commit_time": dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC),
+        "local": dt.datetime(2024, 5, 1, 14, 0, tzinfo=ZoneInfo("Europe/Paris")),
+        "naive": dt.datetime(2024, 5, 1, 12, 0, 0, 1),
+        "last_id": Decimal("123456789012345678901234567890.10"),
+        "gtid": b"\x00\xffraw",
+        "tx": uuid.UUID(int=42),
+        "seen": [Decimal("1.0"), {"at": dt.time(1, 2, 3, 4)}],
+    }
+    path = tmp_path / "offsets.sqlite"
+    first = SqliteOffsetStore(path)
+    first.put("p", [Position(partition, offset)])
+    first.close()
+    store = SqliteOffsetStore(path)
+    assert store.get("p", dict(reversed(list(partition.items())))) == offset
+    [position] = store.all("p")
+    assert position == Position(partition, offset)
+    assert str(position.offset["last_id"]) == "123456789012345678901234567890.10"
+    assert position.offset["local"].tzinfo == ZoneInfo("Europe/Paris")
+
+    rows = store.export("p")
+    json.dumps(rows)  # export rows are plain JSON
+    assert rows[0]["offset"]["commit_time"] == {"$datetime": "2024-05-01T12:00:00.123456+00:00"}
+    assert store.import_("copy", json.loads(json.dumps(rows))) == 1
+    assert store.all("copy") == [Position(partition, offset)]
+    store.close()
+
+
+def test_rows_stored_as_plain_json_before_tags_still_match(tmp_path: Path) -> None:
+    path = tmp_path / "offsets.sqlite"
+    SqliteOffsetStore(path).close()
+    legacy = {"schema": "public", "table": "orders"}
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO source_offsets VALUES (?, ?, ?, ?, 0)",
+            (
+                "p",
+                json.dumps(legacy, sort_keys=True, separators=(",", ":"), default=str),
+                json.dumps(legacy, sort_keys=True),
+                json.dumps({"lsn": "0/1", "n": 3}, sort_keys=True),
+            ),
+        )
+    store = SqliteOffsetStore(path)
+    assert store.get("p", legacy) == {"lsn": "0/1", "n": 3}
+    store.put("p", [Position(legacy, {"lsn": "0/2", "n": 4})])
+    assert store.all("p") == [Position(legacy, {"lsn": "0/2", "n": 4})]
+    store.close()
+
+
+def test_a_malformed_tag_in_an_import_row_is_refused(tmp_path: Path) -> None:
+    store = SqliteOffsetStore(tmp_path / "offsets.sqlite")
+    row = {"partition": {"t": "x"}, "offset": {"at": {"$datetime": "soon"}}}
+    with pytest.raises(ValueError, match="offset row 0: malformed position value"):
+        store.import_("p", [row])
+    assert store.all("p") == []
     store.close()

@@ -85,3 +85,24 @@ def test_modes_choose_direction_and_history() -> None:
     assert incompatibilities(CompatibilityMode.FORWARD, v1, [(1, v3)])
     assert incompatibilities(CompatibilityMode.FULL, v2, [(1, v1)]) == []
     assert incompatibilities(CompatibilityMode.NONE, {"type": "string"}, history) == []
+
+
+def test_named_references_are_resolved_when_checking() -> None:
+    from omconnect.schemas import types as t
+    from omconnect.schemas.avro import to_avro_schema
+    from omconnect.schemas.schema import Schema
+    from omconnect.schemas.types import Field
+
+    def envelope(*value_fields: Field) -> dict:
+        value = t.struct(Field("id", t.int64(), False), *value_fields, name="Value")
+        schema = Schema("db.items", (Field("before", value), Field("after", value)))
+        return to_avro_schema(schema)
+
+    old = envelope()
+    assert old["fields"][1]["type"] == ["null", "db.Value"]
+    added = envelope(Field("note", t.string()))
+    required = envelope(Field("qty", t.int64(), False))
+    assert incompatibilities(CompatibilityMode.FULL, added, [(1, old)]) == []
+    problems = incompatibilities(CompatibilityMode.BACKWARD, required, [(1, old)])
+    assert len(problems) == 2  # before and after, each through the reference
+    assert all("qty" in p for p in problems)

@@ -11,6 +11,7 @@ from typing import Any
 
 import fastavro
 import pytest
+from fastavro.schema import expand_schema
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,7 +100,8 @@ def test_record_shape_nullable_fields_and_schema_attributes() -> None:
     )
     assert to_avro_schema(schema) == {
         "type": "record",
-        "name": "db_orders",
+        "name": "orders",
+        "namespace": "db",
         "omconnect.name": "db.orders",
         "fields": [
             {"name": "id", "type": "long"},
@@ -129,7 +131,7 @@ def test_unnamed_structs_and_enums_are_named_after_parent_and_field_uniquely() -
     assert a["items"]["name"] == "_st_a"
     assert a["items"]["omconnect.name"] is None
     assert b["name"] == "_st_b"
-    assert b["fields"][0]["type"]["name"] == "_st_b_c"
+    assert b["fields"][0]["type"] == "_st_a"  # the same struct again: referenced by name
     assert enum["name"] == "_st__st_a"
     assert enum["symbols"] == ["x_y", "x_y_2", "_"]
     assert enum["omconnect.symbols"] == ["x-y", "x_y", "9"]
@@ -286,13 +288,14 @@ def avro_value_round_trip(schema: Schema, rows: list[dict[str, Any]]) -> None:
     batch = arrow_batch(rows, schema)
     avro = to_avro_schema(schema)
     parsed = fastavro.parse_schema(avro)
+    walked = expand_schema(avro)  # named references resolved, for the datum helpers
     record = t.struct(*schema.fields)
     buffer = io.BytesIO()
     for row in batch.to_pylist():
-        fastavro.schemaless_writer(buffer, parsed, to_avro_datum(record, avro, row))
+        fastavro.schemaless_writer(buffer, parsed, to_avro_datum(record, walked, row))
     buffer.seek(0)
     back = [
-        from_avro_datum(record, avro, fastavro.schemaless_reader(buffer, parsed, parsed))
+        from_avro_datum(record, walked, fastavro.schemaless_reader(buffer, parsed, parsed))
         for _ in range(batch.num_rows)
     ]
     assert buffer.read() == b""
@@ -354,3 +357,53 @@ def test_random_values_survive_fastavro(
         {f.name: random_value(f.type, f.nullable, rng) for f in schema.fields} for _ in range(8)
     ]
     avro_value_round_trip(schema, rows)
+
+
+VALUE = t.struct(
+    Field("id", t.int64(), False),
+    Field("state", t.enum("new", "done", name="State")),
+    name="Value",
+)
+ENVELOPE = Schema(
+    "dbserver1.inventory.customers",
+    (
+        Field("before", VALUE),
+        Field("after", VALUE),
+        Field("op", t.enum("c", "u", "d", name="Op"), False),
+        Field("history", t.array(VALUE, False)),
+    ),
+)
+
+
+def test_a_struct_used_twice_is_defined_once_and_referenced_by_full_name() -> None:
+    avro = to_avro_schema(ENVELOPE)
+    assert (avro["name"], avro["namespace"]) == ("customers", "dbserver1.inventory")
+    assert avro["omconnect.name"] == "dbserver1.inventory.customers"
+    before, after, op, history = (f["type"] for f in avro["fields"])
+    assert before[1]["name"] == "Value"
+    assert before[1]["namespace"] == "dbserver1.inventory"
+    assert before[1]["fields"][1]["type"][1]["namespace"] == "dbserver1.inventory"
+    assert after == ["null", "dbserver1.inventory.Value"]
+    assert op["namespace"] == "dbserver1.inventory"
+    assert history[1]["items"] == "dbserver1.inventory.Value"
+    fastavro.parse_schema(avro)
+    assert from_avro_schema(avro) == ENVELOPE
+    assert from_avro_schema(json.dumps(avro)) == ENVELOPE
+
+
+def test_the_namespace_can_be_set_and_undotted_names_have_none() -> None:
+    avro = to_avro_schema(ENVELOPE, namespace="com.acme-corp.cdc")
+    assert avro["namespace"] == "com.acme_corp.cdc"
+    assert avro["fields"][1]["type"] == ["null", "com.acme_corp.cdc.Value"]
+    assert from_avro_schema(avro) == ENVELOPE
+    plain = to_avro_schema(Schema("orders", (Field("v", VALUE), Field("w", VALUE))))
+    assert "namespace" not in plain and "namespace" not in plain["fields"][0]["type"][1]
+    assert plain["fields"][1]["type"] == ["null", "Value"]
+
+
+def test_envelope_values_survive_fastavro() -> None:
+    rng = random.Random(3)
+    rows = [
+        {f.name: random_value(f.type, f.nullable, rng) for f in ENVELOPE.fields} for _ in range(20)
+    ]
+    avro_value_round_trip(ENVELOPE, rows)

@@ -137,13 +137,13 @@ def test_a_source_without_marks_fails_the_position_test(tmp_path: Path) -> None:
         suite.test_positions_are_valid(tmp_path)
 
 
-def test_an_undescribed_spec_fails_the_spec_test() -> None:
+def test_an_undescribed_spec_fails_the_spec_test(monkeypatch: pytest.MonkeyPatch) -> None:
     suite = sink_test_class(
         "kit-test-eager-append",
         make_config=lambda root: {"path": str(root)},
         read_back=lambda config: read_back(Path(config["path"]), "parquet"),
     )()
-    _AppendSpec.model_fields["path"].description = None
+    monkeypatch.setattr(_AppendSpec.model_fields["path"], "description", None)
     with pytest.raises(AssertionError, match="without a description"):
         suite.test_spec_fields_are_described()
 

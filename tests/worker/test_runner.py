@@ -20,6 +20,7 @@ from omconnect.connectors.api import (
     SinkTask,
     SourceConnector,
     TaskContext,
+    TopicPartition,
     register,
 )
 from omconnect.runtime.config.loader import load_pipeline
@@ -93,6 +94,9 @@ class RecordingSinkTask(SinkTask):
 
     def put(self, batch: RecordBatch) -> None:
         self.buffer.extend(batch.values.column("n").to_pylist())
+
+    def close(self, partitions: Sequence[TopicPartition]) -> None:
+        self.buffer = []  # unflushed rows of partitions taken away (or rewound) are dropped
 
     def flush(self, positions: Sequence[Position]) -> None:
         if self.config.flaky_flush and not self.flushed_once:

@@ -15,7 +15,7 @@ from omconnect.connectors.api.registry import (
     register,
     registrations,
 )
-from omconnect.connectors.api.sink import SinkConnector, SinkTask
+from omconnect.connectors.api.sink import SinkConnector, SinkTask, TopicPartition
 from omconnect.connectors.api.source import AsyncSourceTask, PollResult, SourceConnector, SourceTask
 from omconnect.connectors.api.spec import ConnectorSpec, SecretStr, secret_fields
 from omconnect.connectors.api.transform import Transform
@@ -41,6 +41,7 @@ __all__ = [
     "SourceConnector",
     "SourceTask",
     "TaskContext",
+    "TopicPartition",
     "Transform",
     "UnknownPluginError",
     "load_plugins",

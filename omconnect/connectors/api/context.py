@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,3 +33,10 @@ class TaskContext:
     errors: ErrorReporter
     once: bool = False
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("omconnect.task"))
+    on_commit_request: Callable[[], None] | None = field(default=None, repr=False)
+
+    def request_commit(self) -> None:
+        """Ask the runtime to flush and commit soon rather than at the next interval (a sink
+        that just finished a file). Safe to call from the task's thread."""
+        if self.on_commit_request is not None:
+            self.on_commit_request()

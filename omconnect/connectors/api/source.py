@@ -10,8 +10,11 @@ Lifecycle (the runtime drives it; a connector never calls it itself):
    task resumes after it.
 3. It calls ``poll()`` repeatedly from one thread (sync tasks run in a worker thread, never on
    the event loop; ``AsyncSourceTask`` runs on the loop). ``poll`` may block briefly (up to
-   about a second) waiting for data. It returns a ``RecordBatch``, a list of ``Record``, or None
-   when nothing is available now (under ``run --once``: when everything there was is read).
+   about a second) waiting for data. It returns a ``RecordBatch``, a list of ``RecordBatch``
+   (several streams or schemas at once, in order), a list of ``Record``, or None when nothing
+   is available now (under ``run --once``: when everything there was is read). Rows of a
+   batch with ``stream`` set go to ``<topic>.<stream>``, rows with ``topic`` set to that topic;
+   rows marked in ``tombstones`` are deletes of their key.
 4. After the broker has acknowledged every message up to a position and the runtime has
    stored it, ``commit(positions)`` tells the task (for example to confirm a replication slot
    LSN). It is called on the polling thread between polls.
@@ -19,6 +22,11 @@ Lifecycle (the runtime drives it; a connector never calls it itself):
 
 ``RetriableError`` from ``start``, ``poll`` or ``commit`` is retried with backoff; any other
 exception fails the task.
+
+Rewinds: when the broker refuses a send, the runtime keeps order by stopping the task (after
+committing what the broker acknowledged), then building a new task and starting it again from
+the committed positions, with backoff. A task is therefore always resumable from
+``context.offsets``; it never needs a seek of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from omconnect.connectors.api.context import TaskContext
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.schemas.record import Position, Record, RecordBatch
 
-PollResult = RecordBatch | list[Record] | None
+PollResult = RecordBatch | list[RecordBatch] | list[Record] | None
 
 
 class SourceTask(ABC):
@@ -90,3 +98,9 @@ class SourceConnector(ABC):
     def task_configs(self, max_tasks: int) -> list[ConnectorSpec]:
         """Split the work into at most ``max_tasks`` task configs (default: one task)."""
         return [self.config]
+
+    def streams(self) -> list[str]:
+        """The streams the source will produce, when it knows them before it runs (the tables
+        of a database). Their topics ``<topic>.<stream>`` are created up front and the
+        pipeline's sink subscribes to them; streams found later are picked up as they come."""
+        return []

@@ -29,4 +29,7 @@ class Transform(ABC):
         """Refuse a schema this transform cannot apply to (raise ``ConfigError``)."""
 
     @abstractmethod
-    def apply(self, batch: RecordBatch) -> RecordBatch: ...
+    def apply(self, batch: RecordBatch) -> RecordBatch | list[RecordBatch]:
+        """The batch transformed; or a list of batches, to route rows to several streams or
+        topics (``RecordBatch.stream`` / ``topic``). The input's positions are committed once
+        every returned batch is acknowledged, whatever marks the outputs carry."""

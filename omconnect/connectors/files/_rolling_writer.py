@@ -97,6 +97,9 @@ class RollingFileWriter:
         extension: the file name extension (``parquet``, ``csv`` ...).
         open_format: makes the format writer of a new file.
         limits: when to publish the open file and start another.
+
+    Attributes:
+        published: how many files this writer has published so far.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class RollingFileWriter:
         self._limits = limits
         self._file: _OpenFile | None = None
         self._next_offset = 0
+        self.published = 0
         prefix = _name_prefix(topic, partition)
         self._finished = re.compile(
             re.escape(prefix) + rf"(\d{{{_OFFSET_DIGITS}}})\." + re.escape(extension)
@@ -140,8 +144,9 @@ class RollingFileWriter:
             sync_directory(self.directory)
         return removed
 
-    def write(self, values: pa.RecordBatch, first_offset: int, end_offset: int) -> None:
-        """Write rows holding the messages ``[first_offset, end_offset)``.
+    def write(self, values: pa.RecordBatch, first_offset: int, end_offset: int) -> int:
+        """Write rows holding the messages ``[first_offset, end_offset)``; returns how many
+        files were published (rolled) on the way.
 
         A change of schema, ``max_rows``, ``max_bytes`` and ``max_age`` publish the open file
         first; a batch larger than the room left is split across files.
@@ -149,6 +154,7 @@ class RollingFileWriter:
         Raises:
             ConnectorError: the format cannot hold the rows (naming the file).
         """
+        published_before = self.published
         self._next_offset = first_offset
         start = 0
         while start < values.num_rows:
@@ -164,6 +170,7 @@ class RollingFileWriter:
             if file.rows >= self._limits.max_rows or file.size() >= self._limits.max_bytes:
                 self.publish()
         self._next_offset = end_offset
+        return self.published - published_before
 
     def publish(self) -> Path | None:
         """Close the open file, make it durable and give it its final name (if one is open)."""
@@ -180,10 +187,12 @@ class RollingFileWriter:
             os.close(fd)
         os.replace(file.temp, file.final)
         sync_directory(self.directory)
+        self.published += 1
         return file.final
 
     def abort(self) -> None:
-        """Drop the open file without publishing it (its rows were never committed)."""
+        """Drop the open file without publishing it (its rows were never committed). Only
+        this writer's own temporary file is deleted."""
         file = self._file
         self._file = None
         if file is not None:

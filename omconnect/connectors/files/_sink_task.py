@@ -10,6 +10,15 @@ correctly even when rows were dropped (sent to the dead letter topic) on the way
 Before the first rows of a partition are written, the partition's published files from that
 first offset on and its temporary files are deleted: they are what a crashed run wrote but
 never had committed, and the replay now writes them again under the same names.
+
+Assignment: ``close(partitions)`` drops the open file of each revoked partition (its
+temporary file is deleted, never published) and forgets where the partition stood; files
+already published stay, and the partition's next owner deletes those it replays. ``flush``
+publishes every open file, so every position it is given is durable, except those of
+partitions closed since (their rows were dropped).
+
+Deletes (tombstone rows) follow the ``deletes`` option (see ``_delete_rows``); they count as
+messages for the offsets either way, so file names stay the offsets of the messages.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
@@ -31,15 +41,15 @@ from omconnect.connectors.api import (
     SinkConnector,
     SinkTask,
     TaskContext,
+    TopicPartition,
 )
+from omconnect.connectors.files._delete_rows import DeleteMode, marked_rows
 from omconnect.connectors.files._rolling_writer import (
     FormatWriter,
     RollingFileWriter,
     RollLimits,
 )
 from omconnect.schemas.arrow import to_arrow_schema
-
-TopicPartition = tuple[str, int]
 
 
 class FileSinkSpec(ConnectorSpec):
@@ -66,6 +76,17 @@ class FileSinkSpec(ConnectorSpec):
         description=(
             "Start a new file when the open one is older than this many seconds (checked "
             "when rows arrive). Every flush of the pipeline also completes the open files."
+        ),
+    )
+    deletes: DeleteMode = Field(
+        default="skip",
+        description=(
+            "What a delete (a tombstone: a message with a key and no value) becomes. `skip`: "
+            "it is not written; each flush logs how many were skipped. `mark`: it is written "
+            "as a row with the key columns set and every other column null, and every row "
+            "gets a boolean `__deleted` column, true for deletes and false for the other rows "
+            "(Debezium's delete rewrite); the columns other than the key are then nullable. "
+            "A delete without a key cannot be marked and goes to the dead letter topic."
         ),
     )
 
@@ -104,9 +125,27 @@ class FileSinkTask(SinkTask):
         self._limits = RollLimits(config.max_rows, config.max_bytes, config.max_age)
         self._writers: dict[TopicPartition, RollingFileWriter] = {}
         self._next_offsets: dict[TopicPartition, int] = {}
+        self._closed: set[TopicPartition] = set()
+        self._skipped_deletes = 0
+
+    def open(self, partitions: Sequence[TopicPartition]) -> None:
+        """Nothing to open yet: a partition's writer starts with its first rows, whose offset
+        names the file and tells which leftovers to delete."""
+        self._closed.difference_update(_topic_partitions(partitions))
+
+    def close(self, partitions: Sequence[TopicPartition]) -> None:
+        """Drop the open files of ``partitions`` without publishing them (their temporary
+        files are deleted; other partitions' files are not touched)."""
+        for key in _topic_partitions(partitions):
+            writer = self._writers.pop(key, None)
+            if writer is not None:
+                writer.abort()
+            self._next_offsets.pop(key, None)
+            self._closed.add(key)
 
     def put(self, batch: RecordBatch) -> None:
-        """Write the rows of ``batch`` into the open file of their topic partition.
+        """Write the rows of ``batch`` into the open file of their topic partition; asks for
+        a commit when a file was rolled on the way.
 
         Raises:
             ConnectorError: the batch has rows after its last mark (their offsets are
@@ -120,8 +159,9 @@ class FileSinkTask(SinkTask):
             raise ConnectorError(
                 "file sinks need a position mark after the last row of every batch"
             )
-        values = batch.values.replace_schema_metadata(to_arrow_schema(batch.schema).metadata)
+        values, keep = self._rows_to_write(batch)
         start = 0
+        rolled = 0
         for mark in marks:
             rows = mark.end_row - start
             end_offset = _offset_of(mark.position)
@@ -129,20 +169,56 @@ class FileSinkTask(SinkTask):
             first_offset = self._next_offsets.get(key, end_offset - rows)
             if rows > 0:
                 writer = self._writers.get(key) or self._open_partition(key, first_offset)
-                writer.write(values.slice(start, rows), first_offset, end_offset)
+                segment = values.slice(start, rows)
+                if keep is not None:
+                    segment = segment.filter(keep[start : mark.end_row])
+                rolled += writer.write(segment, first_offset, end_offset)
             self._next_offsets[key] = end_offset
             start = mark.end_row
+        if rolled:
+            self.context.request_commit()
 
-    def flush(self, positions: Sequence[Position]) -> None:
-        """Publish every open file (footer, fsync, rename, fsync of the directory)."""
+    def flush(self, positions: Sequence[Position]) -> list[Position]:
+        """Publish every open file (footer, fsync, rename, fsync of the directory).
+
+        Returns ``positions`` except those of partitions closed since they were put: every
+        row put for the others is now in a published file.
+        """
         for writer in self._writers.values():
             writer.publish()
+        if self._skipped_deletes:
+            self.context.logger.info(
+                "%s: skipped %d delete(s) (tombstones) since the last flush (deletes: skip)",
+                self.config.path,
+                self._skipped_deletes,
+            )
+            self._skipped_deletes = 0
+        return [p for p in positions if _partition_or_none(p) not in self._closed]
 
     def stop(self) -> None:
         """Drop the files being written; their rows are redelivered after the last commit."""
         for writer in self._writers.values():
             writer.abort()
         self._writers.clear()
+
+    def _rows_to_write(self, batch: RecordBatch) -> tuple[pa.RecordBatch, np.ndarray | None]:
+        """The rows of ``batch`` as they are written (with the schema in their metadata),
+        and which of them to keep (None: all)."""
+        deleted = batch.delete_mask()
+        keep = None
+        values, schema = batch.values, batch.schema
+        if self.config.deletes == "skip":
+            if deleted.any():
+                self._skipped_deletes += int(deleted.sum())
+                keep = ~deleted
+        else:
+            if deleted.any() and batch.key_columns() is None:
+                error = ConnectorError("deletes: mark: a delete (tombstone) without a key")
+                self.context.errors.report(batch, np.flatnonzero(deleted).tolist(), error, "sink")
+                keep = ~deleted
+            values, schema = marked_rows(batch, deleted)
+        values = values.replace_schema_metadata(to_arrow_schema(schema).metadata)
+        return values, keep
 
     def _open_partition(self, key: TopicPartition, first_offset: int) -> RollingFileWriter:
         topic, partition = key
@@ -160,16 +236,30 @@ class FileSinkTask(SinkTask):
                 first_offset,
             )
         self._writers[key] = writer
+        self._closed.discard(key)
         return writer
+
+
+def _topic_partitions(partitions: Sequence[TopicPartition]) -> list[TopicPartition]:
+    return [TopicPartition(str(topic), int(partition)) for topic, partition in partitions]
 
 
 def _topic_partition(position: Position) -> TopicPartition:
     try:
-        return str(position.partition["topic"]), int(position.partition["partition"])
+        return TopicPartition(
+            str(position.partition["topic"]), int(position.partition["partition"])
+        )
     except (KeyError, TypeError, ValueError) as err:
         raise ConnectorError(
             f"a sink mark must name {{'topic', 'partition'}}, got {dict(position.partition)}"
         ) from err
+
+
+def _partition_or_none(position: Position) -> TopicPartition | None:
+    try:
+        return _topic_partition(position)
+    except ConnectorError:
+        return None
 
 
 def _offset_of(position: Position) -> int:

@@ -1,20 +1,99 @@
-"""The broker driver contract: an OpenMessaging access point with a producer and a consumer.
+"""The broker driver contract (v2): an OpenMessaging access point with a producer and a consumer.
 
-Every driver (embedded, kafka, nats, amqp, redis, mqtt) implements these three classes and is
-chosen by URL scheme (``embedded://path``, ``kafka://host:9092``, also ``oms:kafka://...``).
-All methods are coroutines on the worker's event loop; drivers with blocking clients run them
-in threads. Offsets are per topic partition; a committed offset is the next one to read.
+Every driver (embedded, kafka, nats, amqp, redis, mqtt) implements these classes and is chosen
+by URL scheme (``embedded://path``, ``kafka://host:9092``, also ``oms:kafka://...``). All
+methods are coroutines on the worker's event loop; drivers with blocking clients run them in
+threads.
+
+Brokers differ; each driver declares what it offers in ``Broker.capabilities`` and the runtime
+(and the contract tests) only rely on what is declared:
+
+* a **log** (Kafka, the embedded broker, Redis Streams, NATS JetStream) numbers messages per
+  topic partition; a consumer commits "the next offset to read" per partition, can ``seek`` and
+  knows the ``end_offsets`` (the high-water);
+* a **queue** (RabbitMQ, MQTT) hands out messages with an opaque ``ack_token``; the consumer
+  acknowledges them with ``ack`` once they are processed, and unacknowledged messages are
+  redelivered after the consumer dies. Message offsets are then only a per-consumer sequence,
+  good for ordering within one consumer, not for seeking;
+* **transactions**: a producer can ``begin_transaction``, send, store source positions inside
+  the transaction and ``commit_transaction`` (all visible, atomically) or ``abort_transaction``
+  (nothing visible); consumers only ever see committed messages;
+* **partitions**: a topic has several partitions, keyed messages of one key stay in one, and the
+  members of a consumer group split them (range assignment), with rebalance callbacks.
+
+Order: messages sent to one partition through one producer are stored in send order; a send
+that fails must not be retried behind later sends (the runtime rewinds the source instead).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from omconnect.schemas.message_batch import MessageBatch
 
 TopicPartition = tuple[str, int]
+
+
+class BrokerError(Exception):
+    """A broker operation failed."""
+
+
+class RebalanceError(BrokerError):
+    """The consumer's group moved on: it lost (some of) its partitions. Offsets of partitions
+    it no longer owns were not committed; the runtime rejoins and reads from the committed
+    positions."""
+
+
+class CommitFencedError(RebalanceError):
+    """A commit came from a stale member (an older generation of the group) and was refused,
+    as Kafka refuses a zombie's commit."""
+
+
+class UnsupportedOperation(BrokerError):
+    """The driver does not offer this (see ``Broker.capabilities``)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a driver offers. The runtime and the contract tests rely only on what is true.
+
+    Attributes:
+        log: messages have offsets per partition; ``commit``, ``committed`` and ``seek`` work.
+        end_offsets: ``end_offsets`` tells the high-water (``--once`` waits for it); without
+            it ``--once`` stops after the sink was idle once the source finished.
+        acks: consumed batches carry an ``ack_token`` and ``ack`` must be called once they
+            are processed (queue brokers); unacknowledged messages are redelivered.
+        transactions: the producer's ``begin/commit/abort_transaction`` and
+            ``Broker.transaction_positions`` work; consumers read committed messages only.
+        partitions: topics may have several partitions and group members split them.
+        groups: members of one group share the work (partitions or competing consumers);
+            when false, every consumer reads everything.
+        retention: ``TopicSettings.retention_ms`` / ``retention_bytes`` are enforced.
+        compaction: ``TopicSettings.compacted`` is honoured by the broker.
+    """
+
+    log: bool = True
+    end_offsets: bool = True
+    acks: bool = False
+    transactions: bool = False
+    partitions: bool = True
+    groups: bool = True
+    retention: bool = False
+    compaction: bool = False
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """How a topic is created. A driver stores what it can and logs a warning for what it
+    cannot honour (``Capabilities.compaction`` / ``retention`` say which)."""
+
+    partitions: int = 1
+    compacted: bool = False
+    retention_ms: int | None = None
+    retention_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,11 +109,16 @@ class SendResult:
 
 @dataclass(frozen=True)
 class ConsumedBatch:
-    """Messages read from one topic partition, with their offsets in ``messages.offsets``."""
+    """Messages read from one topic partition, with their offsets in ``messages.offsets``.
+
+    ``ack_token`` is set by queue drivers (``Capabilities.acks``): pass it to
+    ``Consumer.ack`` once every message of the batch is processed.
+    """
 
     topic: str
     partition: int
     messages: MessageBatch
+    ack_token: Any = None
 
     @property
     def next_offset(self) -> int:
@@ -51,9 +135,23 @@ class TopicInfo:
     messages: int
 
 
+class RebalanceListener(Protocol):
+    """Told when the group gives this consumer partitions or takes them away.
+
+    Both are awaited from inside ``Consumer.poll``, revocations first, before the poll returns
+    messages of a new assignment. ``on_partitions_revoked`` is the last chance to flush and
+    commit the revoked partitions: after it returns, another member may read them.
+    """
+
+    async def on_partitions_assigned(self, partitions: Set[TopicPartition]) -> None: ...
+
+    async def on_partitions_revoked(self, partitions: Set[TopicPartition]) -> None: ...
+
+
 class Producer(ABC):
     """Publishes message batches. ``send`` returns once the broker acknowledged the batch
-    durably; callers pipeline by running several sends concurrently."""
+    durably; callers pipeline by running several sends concurrently, and sends of one producer
+    to one partition are stored in call order."""
 
     @abstractmethod
     async def send(
@@ -64,6 +162,22 @@ class Producer(ABC):
     async def flush(self) -> None:  # noqa: B027 - drivers without client buffers need nothing
         """Wait until every send so far is acknowledged."""
 
+    async def begin_transaction(self) -> None:
+        """Start a transaction: sends until commit or abort are invisible to consumers."""
+        raise UnsupportedOperation(f"{type(self).__name__} has no transactions")
+
+    async def commit_transaction(
+        self, namespace: str | None = None, positions: Mapping[str, str] | None = None
+    ) -> None:
+        """Make every send of the transaction visible and, in the same atomic step, store
+        ``positions`` (partition id -> encoded offset, both opaque text) under ``namespace``;
+        ``Broker.transaction_positions(namespace)`` reads them back."""
+        raise UnsupportedOperation(f"{type(self).__name__} has no transactions")
+
+    async def abort_transaction(self) -> None:
+        """Drop every send of the transaction: consumers never see them."""
+        raise UnsupportedOperation(f"{type(self).__name__} has no transactions")
+
     @abstractmethod
     async def close(self) -> None: ...
 
@@ -73,11 +187,20 @@ class Consumer(ABC):
 
     @abstractmethod
     async def poll(self, max_messages: int, timeout: float) -> list[ConsumedBatch]:
-        """Up to ``max_messages`` new messages, waiting at most ``timeout`` seconds."""
+        """Up to ``max_messages`` new messages of the assigned, unpaused partitions, waiting at
+        most ``timeout`` seconds. Rebalance callbacks run inside this call."""
 
     @abstractmethod
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Store the group's next offset for each partition, durably."""
+        """Store the group's next offset for each partition, durably (log brokers).
+
+        Raises:
+            CommitFencedError: this member is stale; nothing was committed.
+        """
+
+    async def ack(self, tokens: Sequence[Any]) -> None:
+        """Acknowledge consumed batches by their ``ack_token`` (queue brokers)."""
+        raise UnsupportedOperation(f"{type(self).__name__} commits offsets; it has no acks")
 
     @abstractmethod
     async def committed(self) -> dict[TopicPartition, int]:
@@ -91,27 +214,57 @@ class Consumer(ABC):
     async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Read from these offsets next (used by sinks that store positions themselves)."""
 
+    async def assignment(self) -> set[TopicPartition]:
+        """The partitions this member currently owns (all of them for a lone member)."""
+        return set((await self.end_offsets()).keys())
+
+    async def pause(self, partitions: Set[TopicPartition]) -> None:  # noqa: B027
+        """Stop returning messages of ``partitions`` while staying in the group (a sink that
+        retries a write for minutes keeps its membership)."""
+
+    async def resume(self, partitions: Set[TopicPartition]) -> None:  # noqa: B027
+        """Return messages of paused ``partitions`` again."""
+
     @abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Leave the group (its partitions go to the other members) and release the client."""
+
+
+ConsumerStart = Literal["earliest", "latest"]
 
 
 class Broker(ABC):
     """An access point to one broker (cluster), made from a URL."""
 
     url: str
+    capabilities: Capabilities = Capabilities()
 
     @abstractmethod
     async def producer(self) -> Producer: ...
 
     @abstractmethod
-    async def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
+    async def consumer(
+        self,
+        group: str,
+        topics: Sequence[str] = (),
+        *,
+        pattern: str | None = None,
+        listener: RebalanceListener | None = None,
+        start: ConsumerStart = "earliest",
+    ) -> Consumer:
+        """A member of ``group`` reading ``topics`` and every topic whose whole name matches
+        the regular expression ``pattern`` (topics created later included)."""
 
     @abstractmethod
-    async def create_topic(self, name: str, partitions: int = 1) -> None:
-        """Create ``name`` if it does not exist (no error when it does)."""
+    async def create_topic(self, name: str, settings: TopicSettings | None = None) -> None:
+        """Create ``name`` if it does not exist (no error when it does; its settings stay)."""
 
     @abstractmethod
     async def list_topics(self) -> list[TopicInfo]: ...
+
+    async def transaction_positions(self, namespace: str) -> dict[str, str]:
+        """Source positions stored by ``commit_transaction`` under ``namespace``."""
+        raise UnsupportedOperation(f"{type(self).__name__} has no transactions")
 
     @abstractmethod
     async def close(self) -> None: ...

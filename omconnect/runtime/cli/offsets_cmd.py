@@ -23,7 +23,8 @@ from omconnect.runtime.offsets import open_offset_store
 from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
 from omconnect.runtime.pipeline_positions import pipeline_offsets
-from omconnect.runtime.worker.runner import consumer_group
+from omconnect.runtime.worker.runner import open_sink_consumer
+from omconnect.schemas.position_codec import position_from_json
 from omconnect.schemas.record import Position
 
 
@@ -92,8 +93,14 @@ def set_command(args: argparse.Namespace) -> int:
     if not isinstance(partition, dict) or not isinstance(offset, dict):
         print("--partition and --offset must be JSON objects", file=sys.stderr)
         return 2
+    try:
+        # Tagged values ({"$datetime": "..."}) as `offsets list` prints them.
+        position = Position(position_from_json(partition), position_from_json(offset))
+    except ValueError as exc:
+        print(f"--partition/--offset: {exc}", file=sys.stderr)
+        return 2
     with _offset_store(loaded) as store:
-        store.put(loaded.config.name, [Position(partition, offset)])
+        store.put(loaded.config.name, [position])
     return 0
 
 
@@ -101,7 +108,7 @@ def reset_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
-    partition = json.loads(args.partition) if args.partition else None
+    partition = position_from_json(json.loads(args.partition)) if args.partition else None
     with _offset_store(loaded) as store:
         removed = store.delete(loaded.config.name, partition)
     print(f"removed {removed} source position(s)")
@@ -145,7 +152,7 @@ async def _rewind_sink(loaded: LoadedPipeline) -> None:
     cfg = loaded.config
     broker = open_broker(cfg.broker)
     try:
-        consumer = await broker.consumer(consumer_group(cfg.name), [cfg.effective_topic])
+        consumer = await open_sink_consumer(broker, loaded)
         try:
             ends = await consumer.end_offsets()
             await consumer.commit({tp: 0 for tp in ends})

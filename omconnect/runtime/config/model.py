@@ -6,6 +6,7 @@ the loader validates their options against the registered spec of that connector
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -95,7 +96,18 @@ class PipelineConfig(_Strict):
     transforms: list[TransformBlock] = Field(default_factory=list)
     """Applied in order to every batch."""
     topic: str | None = None
-    """The broker topic (default: the pipeline name)."""
+    """The broker topic (default: the pipeline name). A source that reads several streams
+    (tables) publishes each to ``<topic>.<stream>``; the pipeline's sink reads all of them."""
+    topics: list[str] | None = None
+    """Sink-only pipelines: the topics the sink reads (instead of ``topic``)."""
+    topic_pattern: str | None = None
+    """Sink-only pipelines: read every topic whose whole name matches this regular
+    expression, topics created later included."""
+    partitions: int = Field(default=1, ge=1)
+    """Partitions of each topic the pipeline creates (keys keep their partition)."""
+    exactly_once: bool = False
+    """Publish each batch and store the source positions in one broker transaction, so a
+    crash never duplicates a record on the topic (needs a broker with transactions)."""
     format: Literal["avro", "json", "raw", "cloudevents"] = "avro"
     """How records are encoded on the broker."""
     sink: ConnectorBlock | None = None
@@ -117,12 +129,41 @@ class PipelineConfig(_Strict):
     def _source_or_sink(self) -> PipelineConfig:
         if self.source is None and self.sink is None:
             raise ValueError("a pipeline needs a source, a sink, or both")
+        chosen = [k for k in ("topic", "topics", "topic_pattern") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"set one of topic, topics and topic_pattern, not {' and '.join(chosen)}"
+            )
+        if self.source is not None and chosen and chosen[0] != "topic":
+            raise ValueError(
+                f"{chosen[0]} is for pipelines without a source; a source publishes to topic "
+                "(and <topic>.<stream>)"
+            )
+        if self.topics is not None and not self.topics:
+            raise ValueError("topics needs at least one topic")
+        if self.topic_pattern is not None:
+            try:
+                re.compile(self.topic_pattern)
+            except re.error as exc:
+                raise ValueError(f"topic_pattern is not a regular expression: {exc}") from None
         return self
 
     @property
     def effective_topic(self) -> str:
         """``topic``, or the pipeline name when it is not set."""
         return self.topic if self.topic is not None else self.name
+
+    @property
+    def sink_subscription(self) -> tuple[list[str], str | None]:
+        """What the pipeline's sink reads: (topics, pattern). With a source, the base topic
+        and every ``<topic>.<stream>`` (never the dead letter topic)."""
+        dead = re.escape(self.effective_dead_letter_topic)
+        if self.topics is not None:
+            return list(self.topics), None
+        if self.topic_pattern is not None:
+            return [], f"(?!{dead}$)(?:{self.topic_pattern})"
+        topic = self.effective_topic
+        return [topic], f"(?!{dead}$){re.escape(topic)}\\..+"
 
     @property
     def effective_dead_letter_topic(self) -> str:

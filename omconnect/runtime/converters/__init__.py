@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omconnect.runtime.converters.base import Converter, Decoded, Encoded
+from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
 
 FORMATS = ("avro", "json", "raw", "cloudevents")
 
@@ -32,4 +32,12 @@ def make_converter(format_name: str, registry: Any) -> Converter:
     raise UnsupportedFormatError(f"unknown format {format_name!r}; expected one of {FORMATS}")
 
 
-__all__ = ["FORMATS", "Converter", "Decoded", "Encoded", "UnsupportedFormatError", "make_converter"]
+__all__ = [
+    "FORMATS",
+    "Converter",
+    "Decoded",
+    "DecodedGroup",
+    "Encoded",
+    "UnsupportedFormatError",
+    "make_converter",
+]

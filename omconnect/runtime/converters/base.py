@@ -2,6 +2,11 @@
 
 A converter never fails a whole batch for one bad row: it returns the rows it could not
 convert with the reason, and the runtime sends them to the dead letter topic.
+
+Deletes travel as Kafka tombstones: ``encode`` gives a row of ``RecordBatch.tombstones`` a null
+value body and its encoded key (its value columns are not looked at, so they may be null
+where the schema says not-null); ``decode`` turns a null body with a key back into a
+tombstone row: the key decoded, every value column null. A null body is not a failure.
 """
 
 from __future__ import annotations
@@ -25,15 +30,35 @@ class Encoded:
     failed: dict[int, Exception] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DecodedGroup:
+    """Decoded messages of one schema.
+
+    Attributes:
+        rows: the message row indices, ascending, one per row of ``values``.
+        values: the decoded values; all null on tombstone rows.
+        schema: the schema of ``values``.
+        keys: the decoded keys, one row per row of ``values``, or None.
+        tombstones: true where the message had a null body (a delete of its key); None when
+            no row of the group is one.
+    """
+
+    rows: pa.Int64Array
+    values: pa.RecordBatch
+    schema: Schema
+    keys: pa.RecordBatch | None = None
+    tombstones: pa.BooleanArray | None = None
+
+
 @dataclass
 class Decoded:
     """Rows decoded from message bodies, grouped into batches of one schema each.
 
-    ``groups`` holds (message row indices, values, schema, keys) in order of first row;
-    ``failed`` maps message row index -> error for bodies that could not be decoded.
+    ``groups`` are in order of first row; ``failed`` maps message row index -> error for
+    bodies that could not be decoded.
     """
 
-    groups: list[tuple[pa.Int64Array, pa.RecordBatch, Schema, pa.RecordBatch | None]]
+    groups: list[DecodedGroup]
     failed: dict[int, Exception] = field(default_factory=dict)
 
 

@@ -16,9 +16,14 @@ Value mapping:
 Decoding parses every body in one ``pyarrow.json`` call and infers the schema (JSON carries
 none): decimals, bytes, UUIDs, times and most timestamps come back as strings (Arrow only
 recognises ``YYYY-MM-DD[ hh:mm:ss]`` as a timestamp). Bodies
-that are not one JSON object (null, empty, malformed, several objects) are reported in
+that are not one JSON object (empty, malformed, several objects) are reported in
 ``Decoded.failed``; they are looked for one by one only when the bulk parse fails. Bodies
 whose fields disagree in type are split into one group per inferred schema.
+
+Deletes: a row of ``RecordBatch.tombstones`` is encoded as a null body with its key. A null
+body with a key decodes to a tombstone row in the group of its nearest neighbour with a body;
+with no such neighbour in the call, in a group whose schema is the key's (the key fields, all
+of them key fields, every value null). A null body without a key is reported as failed.
 """
 
 from __future__ import annotations
@@ -30,10 +35,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from omconnect.runtime.converters.base import Converter, Decoded, Encoded
+from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
 from omconnect.runtime.converters.json_text import data_bytes, json_objects
+from omconnect.runtime.converters.tombstones import (
+    NO_KEY_ERROR,
+    keyless_deletes,
+    mask_array,
+    nearest_labels,
+    null_batch,
+    null_mask,
+    null_where,
+    spread_rows,
+)
 from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
 from omconnect.schemas.record import RecordBatch
+from omconnect.schemas.schema import Schema
 
 _MIN_BLOCK_SIZE = 1 << 20
 
@@ -47,27 +63,108 @@ class JsonConverter(Converter):
     def encode(self, topic: str, batch: RecordBatch) -> Encoded:
         key_columns = batch.key_columns()
         keys = json_objects(key_columns) if key_columns is not None else None
-        return Encoded(values=json_objects(batch.values), keys=keys)
+        values = json_objects(batch.values)
+        if batch.tombstones is None:
+            return Encoded(values=values, keys=keys)
+        deletes = batch.delete_mask()
+        failed = keyless_deletes(deletes, keys)
+        return Encoded(values=null_where(values, deletes), keys=keys, failed=failed)
 
     def decode(self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None) -> Decoded:
-        groups, failed = _parse_objects(values)
+        n = len(values)
+        null_body = null_mask(values, n)
+        has_key = ~null_mask(keys, n)
+        deletes = null_body & has_key
+        failed: dict[int, Exception] = {}
+        keyless = null_body & ~has_key
+        if keyless.any():
+            failed.update(dict.fromkeys(np.flatnonzero(keyless).tolist(), ValueError(NO_KEY_ERROR)))
+        with_body = np.flatnonzero(~null_body)
+        parsed: list[tuple[np.ndarray, pa.RecordBatch]]
+        if not len(with_body):
+            parsed = []
+        elif null_body.any():
+            parsed, parse_failed = _parse_objects(values.take(pa.array(with_body)))
+            parsed = [(with_body[rows], batch) for rows, batch in parsed]
+            failed.update((int(with_body[r]), e) for r, e in parse_failed.items())
+        else:
+            parsed, parse_failed = _parse_objects(values)
+            failed.update(parse_failed)
+        members = [rows for rows, _ in parsed]
+        orphans = np.zeros(0, dtype=np.int64)
+        if deletes.any():
+            members, orphans = _with_deletes(members, deletes)
         decoded = []
-        for rows, batch in groups:
-            key_batch = None
-            if keys is not None:
-                key_groups, key_failed = _parse_objects(pc.fill_null(keys.take(rows), b"{}"))
-                for r, error in key_failed.items():
-                    failed[int(rows[r])] = ValueError(f"key: {error}")
-                if key_failed:
-                    good = np.setdiff1d(np.arange(len(rows)), list(key_failed))
-                    rows, batch = rows[good], batch.take(pa.array(good))
-                # Keys of one shape come back as a batch; keys that disagree are left out.
-                if len(key_groups) == 1:
-                    key_batch = key_groups[0][1]
-            if len(rows):
-                schema = from_arrow_schema(batch.schema, name=topic)
-                decoded.append((pa.array(rows, pa.int64()), batch, schema, key_batch))
+        for (parsed_rows, batch), rows in zip(parsed, members, strict=True):
+            batch = spread_rows(batch, parsed_rows, rows)
+            schema = from_arrow_schema(batch.schema, name=topic)
+            group = self._keyed_group(rows, batch, schema, keys, deletes, failed)
+            if group is not None:
+                decoded.append(group)
+        if len(orphans):
+            assert keys is not None  # deletes have keys
+            decoded.extend(self._key_shaped_groups(topic, orphans, keys, failed))
+        decoded.sort(key=lambda g: int(g.rows[0].as_py()))
         return Decoded(groups=decoded, failed=dict(sorted(failed.items())))
+
+    @staticmethod
+    def _keyed_group(
+        rows: np.ndarray,
+        batch: pa.RecordBatch,
+        schema: Schema,
+        keys: pa.BinaryArray | None,
+        deletes: np.ndarray,
+        failed: dict[int, Exception],
+    ) -> DecodedGroup | None:
+        """The group of message ``rows`` with their keys parsed; rows whose key is not a JSON
+        object are failed and left out."""
+        key_batch = None
+        if keys is not None:
+            key_groups, key_failed = _parse_objects(pc.fill_null(keys.take(rows), b"{}"))
+            for r, error in key_failed.items():
+                failed[int(rows[r])] = ValueError(f"key: {error}")
+            if key_failed:
+                good = np.setdiff1d(np.arange(len(rows)), list(key_failed))
+                rows, batch = rows[good], batch.take(pa.array(good))
+            # Keys of one shape come back as a batch; keys that disagree are left out.
+            if len(key_groups) == 1:
+                key_batch = key_groups[0][1]
+        if not len(rows):
+            return None
+        tombstones = mask_array(deletes[rows])
+        return DecodedGroup(pa.array(rows, pa.int64()), batch, schema, key_batch, tombstones)
+
+    @staticmethod
+    def _key_shaped_groups(
+        topic: str, rows: np.ndarray, keys: pa.BinaryArray, failed: dict[int, Exception]
+    ) -> list[DecodedGroup]:
+        """Deletes with no neighbour to take a schema from: the schema is their key's."""
+        key_groups, key_failed = _parse_objects(keys.take(pa.array(rows)))
+        for r, error in key_failed.items():
+            failed[int(rows[r])] = ValueError(f"key: {error}")
+        groups = []
+        for positions, key_batch in key_groups:
+            schema = from_arrow_schema(key_batch.schema, topic, key_fields=key_batch.schema.names)
+            values = null_batch(to_arrow_schema(schema), len(positions))
+            tombstones = pa.array(np.ones(len(positions), dtype=np.bool_))
+            members = pa.array(rows[positions], pa.int64())
+            groups.append(DecodedGroup(members, values, schema, key_batch, tombstones))
+        return groups
+
+
+def _with_deletes(
+    groups: list[np.ndarray], deletes: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The message rows of each group with the deletes that join it (their nearest neighbour
+    is in it), and the deletes that have no neighbour."""
+    labels = np.full(len(deletes), -1, dtype=np.int64)
+    for label, rows in enumerate(groups):
+        labels[rows] = label
+    nearest = nearest_labels(labels)
+    delete_rows = np.flatnonzero(deletes)
+    joined = nearest[delete_rows]
+    members = [np.union1d(rows, delete_rows[joined == label]) for label, rows in enumerate(groups)]
+    return members, delete_rows[joined < 0]
 
 
 def _parse_objects(
@@ -82,7 +179,7 @@ def _parse_objects(
     failed: dict[int, Exception] = {}
     for i, body in enumerate(bodies.to_pylist()):
         if body is None:
-            failed[i] = ValueError("the body is null (a tombstone?)")
+            failed[i] = ValueError("the body is null")
             continue
         try:
             if not isinstance(json.loads(body), dict):

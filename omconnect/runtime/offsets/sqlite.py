@@ -1,8 +1,10 @@
 """``SqliteOffsetStore``: source positions in one SQLite file, the default offset store.
 
 Rows are keyed by (namespace, ``partition_id(partition)``) and hold the partition and offset
-dicts as JSON. The file is in WAL mode and every write takes the write lock up front, so
-several processes (a running pipeline and ``omconnect offsets ...``) can share it.
+dicts as tagged JSON (``schemas.position_codec``), so datetimes, decimals, bytes and UUIDs
+come back as they went in; rows written as plain JSON read the same. The file is in WAL mode
+and every write takes the write lock up front, so several processes (a running pipeline and
+``omconnect offsets ...``) can share it.
 
 Durability: ``synchronous="normal"`` survives a crash or SIGKILL of the process; a power loss
 may lose the last puts (the pipeline then re-delivers from an earlier position, never skips).
@@ -11,7 +13,6 @@ Use ``"full"`` to fsync every put.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
 from omconnect.runtime.sqlite_wal import connect_wal
+from omconnect.schemas.position_codec import decode_position_value, encode_position_value
 from omconnect.schemas.record import Position, partition_id
 
 _SCHEMA = """
@@ -81,7 +83,7 @@ class SqliteOffsetStore(OffsetStore):
                 "SELECT offset_json FROM source_offsets WHERE namespace = ? AND partition_id = ?",
                 (namespace, partition_id(partition)),
             ).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else decode_position_value(row[0])
 
     def all(self, namespace: str) -> list[Position]:
         """Every position of ``namespace``, ordered by partition."""
@@ -91,21 +93,25 @@ class SqliteOffsetStore(OffsetStore):
                 "ORDER BY partition_id",
                 (namespace,),
             ).fetchall()
-        return [Position(json.loads(partition), json.loads(offset)) for partition, offset in rows]
+        return [
+            Position(decode_position_value(partition), decode_position_value(offset))
+            for partition, offset in rows
+        ]
 
     def put(self, namespace: str, positions: Iterable[Position]) -> None:
         """Store ``positions`` in one transaction; the last one wins for a repeated partition.
 
         Raises:
-            TypeError: a partition or offset is not JSON-serialisable (nothing is stored).
+            TypeError: a partition or offset holds a value positions cannot hold (see
+                ``position_codec``); nothing is stored.
         """
         now = int(time.time() * 1000)
         rows = [
             (
                 namespace,
                 partition_id(position.partition),
-                json.dumps(dict(position.partition), sort_keys=True),
-                json.dumps(dict(position.offset), sort_keys=True),
+                encode_position_value(position.partition),
+                encode_position_value(position.offset),
                 now,
             )
             for position in positions
@@ -144,7 +150,8 @@ class SqliteOffsetStore(OffsetStore):
         return [row[0] for row in rows]
 
     def export(self, namespace: str) -> list[dict[str, Any]]:
-        """The positions of ``namespace`` as ``{"partition": ..., "offset": ...}`` rows."""
+        """The positions of ``namespace`` as JSON-able ``{"partition": ..., "offset": ...}``
+        rows (tagged, see ``export_offsets``)."""
         return export_offsets(self, namespace)
 
     def import_(self, namespace: str, rows: Iterable[Mapping[str, Any]]) -> int:

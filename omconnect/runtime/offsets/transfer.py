@@ -1,5 +1,10 @@
 """Exporting and importing a namespace's offsets as plain JSON-able rows (for the CLI and
-the HTTP API), for any ``OffsetStore``."""
+the HTTP API), for any ``OffsetStore``.
+
+Values JSON cannot hold (datetimes, decimals, bytes, UUIDs) are exported as tagged JSON
+(``{"$datetime": "2024-05-01T12:00:00+00:00"}``, see ``schemas.position_codec``) and read back
+as those values on import; plain JSON values export as they are.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.schemas.position_codec import position_from_json, position_to_json
 from omconnect.schemas.record import Position
 
 
 def export_offsets(store: OffsetStore, namespace: str) -> list[dict[str, Any]]:
-    """``[{"partition": {...}, "offset": {...}}, ...]`` for every position of ``namespace``."""
+    """``[{"partition": {...}, "offset": {...}}, ...]`` for every position of ``namespace``,
+    JSON-able (tagged where needed)."""
     return [
-        {"partition": dict(position.partition), "offset": dict(position.offset)}
+        {
+            "partition": position_to_json(position.partition),
+            "offset": position_to_json(position.offset),
+        }
         for position in store.all(namespace)
     ]
 
@@ -21,8 +31,12 @@ def export_offsets(store: OffsetStore, namespace: str) -> list[dict[str, Any]]:
 def import_offsets(store: OffsetStore, namespace: str, rows: Iterable[Mapping[str, Any]]) -> int:
     """Validate every row, then store them all in one ``put``; returns how many.
 
+    Tagged values (as ``export_offsets`` writes them) are read back into datetimes, decimals,
+    bytes and UUIDs.
+
     Raises:
-        ValueError: a row is not ``{"partition": dict, "offset": dict}``; nothing is stored.
+        ValueError: a row is not ``{"partition": dict, "offset": dict}``, or holds a
+            malformed tag; nothing is stored.
     """
     positions = []
     for number, row in enumerate(rows):
@@ -35,6 +49,9 @@ def import_offsets(store: OffsetStore, namespace: str, rows: Iterable[Mapping[st
         extra = set(row) - {"partition", "offset"}
         if extra:
             raise ValueError(f"offset row {number}: unknown keys {sorted(extra)}")
-        positions.append(Position(dict(partition), dict(offset)))
+        try:
+            positions.append(Position(position_from_json(partition), position_from_json(offset)))
+        except ValueError as error:
+            raise ValueError(f"offset row {number}: {error}") from None
     store.put(namespace, positions)
     return len(positions)

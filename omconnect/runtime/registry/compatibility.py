@@ -88,6 +88,9 @@ def _problems(reader: Any, writer: Any, path: str) -> list[str]:
     if reader_kind == "union":
         if any(not _problems(branch, writer, path) for branch in reader):
             return []
+        same_kind = [b for b in reader if _kind(b) == writer_kind]
+        if len(same_kind) == 1:  # the branch meant to read it: say what is wrong with it
+            return _problems(same_kind[0], writer, path)
         return [f"{path}: no branch of {[_kind(b) for b in reader]} reads {writer_kind}"]
     if reader_kind != writer_kind:
         if reader_kind in _PROMOTIONS.get(writer_kind, set()):

@@ -19,10 +19,12 @@ from omconnect.runtime.testing._standard_rows import (
     STANDARD_COLUMNS,
     as_standard_table,
     ids_of,
+    row_offsets,
     sink_batches,
     standard_rows,
+    standard_rows_of,
 )
-from omconnect.runtime.testing._task_driver import SinkDriver, SourceDriver
+from omconnect.runtime.testing._task_driver import SinkDriver, SourceDriver, partitions_of
 
 __all__ = [
     "STANDARD_COLUMNS",
@@ -33,8 +35,11 @@ __all__ = [
     "SourceDriver",
     "as_standard_table",
     "ids_of",
+    "partitions_of",
+    "row_offsets",
     "sink_batches",
     "sink_test_class",
     "source_test_class",
     "standard_rows",
+    "standard_rows_of",
 ]

@@ -9,18 +9,23 @@ object stores use the same tests as files:
 - ``write_rows(root, rows)`` adds ``rows`` (a ``pyarrow.Table``) to that data as a new unit
   (a file, an insert) that sorts after the units written before. Without it, the tests that
   need data are skipped.
+
+A source may emit several streams (batches with ``stream`` set, several batches per poll):
+counts are then checked per stream, and no partition of a position may be shared by two
+streams (each stream resumes from its own positions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from omconnect.connectors.api import ConnectorError, RecordBatch
+from omconnect.connectors.api import ConnectorError, Position, RecordBatch
 from omconnect.runtime.testing._memory_offsets import MemoryOffsetReader
 from omconnect.runtime.testing._spec_checks import (
     check_spec_is_described,
@@ -70,7 +75,7 @@ def source_test_class(
 
         def _root(self, tmp_path: Path) -> Path:
             root = tmp_path / "source"
-            root.mkdir(exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)
             return root
 
         def _config(self, root: Path, **overrides: Any) -> dict[str, Any]:
@@ -112,26 +117,33 @@ def source_test_class(
             root = self._root(tmp_path)
             self._write_standard(root)
             config = self._config(root)
-            total_batches = len(SourceDriver(connector_name, config).read_to_end())
+            everything = SourceDriver(connector_name, config).read_to_end()
+            expected = _rows_per_stream(everything)
+            assert sorted(ids_of(everything)) == list(range(rows)), "a full read is not exact"
+            total_batches = len(everything)
             for committed_batches in sorted({1, total_batches // 2, total_batches - 1}):
                 offsets = MemoryOffsetReader()
                 first = SourceDriver(connector_name, config, offsets)
-                delivered: list[int] = []
+                delivered: list[RecordBatch] = []
                 for _ in range(committed_batches):
                     polled = first.poll()
                     assert polled is not None, "the source ended early"
                     for batch in polled:
-                        delivered.extend(ids_of([batch]))
+                        delivered.append(batch)
                         first.commit(batch.positions)
                 # Polled but never acknowledged: lost in the crash, so read again on resume.
                 first.poll()
                 first.stop()
                 second = SourceDriver(connector_name, config, offsets)
-                delivered.extend(ids_of(second.read_to_end()))
+                delivered.extend(second.read_to_end())
                 second.stop()
-                assert sorted(delivered) == list(range(rows)), (
+                assert sorted(ids_of(delivered)) == list(range(rows)), (
                     f"after committing {committed_batches} batches, the resumed run did not "
                     "deliver every row exactly once"
+                )
+                assert _rows_per_stream(delivered) == expected, (
+                    f"after committing {committed_batches} batches, the resumed run did not "
+                    "deliver every row of every stream exactly once"
                 )
             offsets = MemoryOffsetReader()
             done = SourceDriver(connector_name, config, offsets)
@@ -140,6 +152,55 @@ def source_test_class(
             done.stop()
             again = SourceDriver(connector_name, config, offsets).read_to_end()
             assert not again, "a run after everything was committed read rows again"
+
+        def test_streams_keep_their_own_positions(self, tmp_path: Path) -> None:
+            """Positions of different streams never share a partition: resuming one stream
+            must not move another."""
+            root = self._root(tmp_path)
+            self._write_standard(root)
+            batches = SourceDriver(connector_name, self._config(root)).read_to_end()
+            stream_of: dict[str, str | None] = {}
+            for batch in batches:
+                assert batch.stream is None or isinstance(batch.stream, str)
+                for mark in batch.marks:
+                    key = partition_id(mark.position.partition)
+                    owner = stream_of.setdefault(key, batch.stream)
+                    assert owner == batch.stream, (
+                        f"streams {owner!r} and {batch.stream!r} share the position partition "
+                        f"{dict(mark.position.partition)}"
+                    )
+
+        def test_commit_then_resume_continues_after_the_committed_positions(
+            self, tmp_path: Path
+        ) -> None:
+            """``commit`` with the positions of everything polled so far is accepted between
+            polls, the task goes on where it was, and a task resumed after the commit starts
+            right after those positions."""
+            root = self._root(tmp_path)
+            self._write_standard(root)
+            config = self._config(root)
+            offsets = MemoryOffsetReader()
+            task = SourceDriver(connector_name, config, offsets)
+            polled: list[RecordBatch] = []
+            for _ in range(3):
+                more = task.poll()
+                if more is None:
+                    break
+                polled.extend(more)
+            assert polled, "the source emitted nothing"
+            task.commit(_last_positions(polled))
+            rest = task.read_to_end()
+            task.stop()
+            assert sorted(ids_of(polled + rest)) == list(range(rows)), (
+                "after commit(), the task did not go on exactly where it was"
+            )
+            resumed = SourceDriver(connector_name, config, offsets)
+            after = resumed.read_to_end()
+            resumed.stop()
+            assert _rows_per_stream(after) == _rows_per_stream(rest), (
+                "a task resumed after commit() did not continue exactly after the committed "
+                "positions"
+            )
 
         def test_positions_are_valid(self, tmp_path: Path) -> None:
             root = self._root(tmp_path)
@@ -206,6 +267,19 @@ def source_test_class(
 
     SourceConformance.__name__ = f"SourceConformance_{connector_name}"
     return SourceConformance
+
+
+def _rows_per_stream(batches: Sequence[RecordBatch]) -> Counter[tuple[str | None, int]]:
+    """How many times each (stream, id) was delivered."""
+    return Counter((b.stream, i) for b in batches for i in ids_of([b]))
+
+
+def _last_positions(batches: Sequence[RecordBatch]) -> list[Position]:
+    last: dict[str, Position] = {}
+    for batch in batches:
+        for position in batch.positions:
+            last[partition_id(position.partition)] = position
+    return list(last.values())
 
 
 def _check_values_follow_schema(batch: RecordBatch) -> None:

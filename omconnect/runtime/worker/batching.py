@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pyarrow as pa
 
+from omconnect.schemas.message_batch import HEADERS_TYPE
 from omconnect.schemas.record import PositionMark, RecordBatch
 
 
@@ -44,7 +45,37 @@ def concat(batches: list[RecordBatch]) -> RecordBatch:
     timestamps = None
     if all(b.timestamps is not None for b in batches):
         timestamps = pa.concat_arrays([b.timestamps for b in batches if b.timestamps is not None])
-    return replace(head, values=values, keys=keys, timestamps=timestamps, marks=tuple(marks))
+    tombstones = None
+    if any(b.tombstones is not None for b in batches):
+        tombstones = pa.concat_arrays(
+            [
+                b.tombstones if b.tombstones is not None else pa.repeat(False, b.num_rows)
+                for b in batches
+            ]
+        )
+    row_headers = None
+    if any(b.row_headers is not None for b in batches):
+        row_headers = pa.concat_arrays(
+            [
+                b.row_headers if b.row_headers is not None else pa.nulls(b.num_rows, HEADERS_TYPE)
+                for b in batches
+            ]
+        )
+    message_ids = None
+    if all(b.message_ids is not None for b in batches):
+        message_ids = pa.concat_arrays(
+            [b.message_ids for b in batches if b.message_ids is not None]
+        )
+    return replace(
+        head,
+        values=values,
+        keys=keys,
+        timestamps=timestamps,
+        marks=tuple(marks),
+        tombstones=tombstones,
+        row_headers=row_headers,
+        message_ids=message_ids,
+    )
 
 
 class BatchAccumulator:
@@ -96,6 +127,8 @@ def _compatible(a: RecordBatch, b: RecordBatch) -> bool:
     return (
         a.schema == b.schema
         and a.stream == b.stream
+        and a.topic == b.topic
+        and (a.message_ids is None) == (b.message_ids is None)
         and a.key_schema == b.key_schema
         and (a.keys is None) == (b.keys is None)
         and (a.timestamps is None) == (b.timestamps is None)

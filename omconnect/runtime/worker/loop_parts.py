@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from omconnect.connectors.api.context import TaskContext
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
+from omconnect.runtime.brokers.base import Broker, TopicSettings
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.metrics import PipelineMetrics
@@ -17,10 +20,29 @@ from omconnect.runtime.worker.settings import LoopSettings
 from omconnect.runtime.worker.task_thread import TaskThread
 
 
+class PipelineTopics:
+    """The topics a pipeline publishes to: each is created once, with the pipeline's topic
+    settings, before the first message goes to it."""
+
+    def __init__(self, broker: Broker, settings: TopicSettings) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.created: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, topic: str) -> None:
+        if topic in self.created:
+            return
+        async with self._lock:
+            if topic not in self.created:
+                await self.broker.create_topic(topic, self.settings)
+                self.created.add(topic)
+
+
 @dataclass(frozen=True)
 class PipelineParts:
     """Shared by every loop of a run: the converter, the dead letter queue, the settings, the
-    counters and the worker pool that transforms and converts batches."""
+    counters, the worker pool that transforms and converts batches, and the topics."""
 
     pipeline: str
     converter: Converter
@@ -28,18 +50,27 @@ class PipelineParts:
     settings: LoopSettings
     metrics: PipelineMetrics
     pool: concurrent.futures.Executor
+    topics: PipelineTopics
 
 
 @dataclass
 class TaskSetup:
-    """One connector task with its config, its context and the transforms its loop applies."""
+    """One connector task with its config, its context and the transforms its loop applies.
+
+    ``factory`` builds a new task instance: a source that is rewound starts over with a fresh
+    task, as after a restart.
+    """
 
     task: Any
     config: ConnectorSpec
     context: TaskContext
     transforms: list[Transform] = field(default_factory=list)
+    factory: Callable[[], Any] | None = None
 
-    def thread(self, kind: str) -> TaskThread:
+    def thread(self, kind: str, fresh: bool = False) -> TaskThread:
+        """The thread that calls the task; with ``fresh`` a new task instance replaces it."""
+        if fresh and self.factory is not None:
+            self.task = self.factory()
         return TaskThread(self.task, f"{self.context.pipeline}-{kind}-{self.context.task_id}")
 
 

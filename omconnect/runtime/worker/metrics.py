@@ -19,6 +19,7 @@ class PipelineMetrics:
     rows_written: int = 0
     rows_dead_lettered: int = 0
     source_commits: int = 0
+    source_rewinds: int = 0
     sink_commits: int = 0
     source_done: bool = False
     sink_done: bool = False

@@ -19,7 +19,13 @@ from omconnect.connectors.api.sink import SinkConnector
 from omconnect.connectors.api.source import SourceConnector
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers import open_broker
-from omconnect.runtime.brokers.base import Broker, TopicPartition
+from omconnect.runtime.brokers.base import (
+    Broker,
+    Consumer,
+    RebalanceListener,
+    TopicPartition,
+    TopicSettings,
+)
 from omconnect.runtime.config.connector_blocks import validate_connectors
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.converters import make_converter
@@ -27,9 +33,12 @@ from omconnect.runtime.offsets import open_offset_store
 from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.state import open_schema_registry
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
-from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup
+from omconnect.runtime.worker.loop_parts import PipelineParts, PipelineTopics, TaskSetup
 from omconnect.runtime.worker.metrics import PipelineMetrics
-from omconnect.runtime.worker.offset_reader import NamespaceOffsetReader
+from omconnect.runtime.worker.offset_reader import (
+    NamespaceOffsetReader,
+    TransactionPositionReader,
+)
 from omconnect.runtime.worker.settings import LoopSettings
 from omconnect.runtime.worker.sink_loop import SinkLoop
 from omconnect.runtime.worker.source_loop import SourceLoop
@@ -56,15 +65,31 @@ def settings_for(loaded: LoadedPipeline, once: bool) -> LoopSettings:
         commit_interval=float(cfg.commit_interval),
         retry_timeout=float(cfg.errors.retry_timeout),
         retry_max_delay=float(cfg.errors.retry_max_delay),
+        exactly_once=cfg.exactly_once,
+    )
+
+
+async def open_sink_consumer(
+    broker: Broker, loaded: LoadedPipeline, listener: RebalanceListener | None = None
+) -> Consumer:
+    """A member of the pipeline's consumer group subscribed to everything its sink reads."""
+    topics, pattern = loaded.config.sink_subscription
+    return await broker.consumer(
+        consumer_group(loaded.config.name), topics, pattern=pattern, listener=listener
     )
 
 
 class PipelineRunner:
     """Runs ``loaded`` once or continuously; ``metrics`` can be watched while it runs."""
 
-    def __init__(self, loaded: LoadedPipeline, once: bool = False) -> None:
+    def __init__(
+        self, loaded: LoadedPipeline, once: bool = False, broker: Broker | None = None
+    ) -> None:
+        """``broker`` replaces the one the pipeline's ``broker:`` URL names (a wrapped or
+        shared one); the runner closes it at the end either way."""
         self.loaded = loaded
         self.once = once
+        self.broker = broker
         self.metrics = PipelineMetrics(loaded.config.name)
 
     async def run(self, stop: asyncio.Event | None = None) -> PipelineMetrics:
@@ -72,7 +97,7 @@ class PipelineRunner:
         validate_connectors(self.loaded)
         cfg = self.loaded.config
         settings = settings_for(self.loaded, self.once)
-        broker = open_broker(cfg.broker)
+        broker = self.broker if self.broker is not None else open_broker(cfg.broker)
         offsets = open_offset_store(cfg.state)
         registry = open_schema_registry(cfg.state)
         pool = concurrent.futures.ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="omc-work")
@@ -98,7 +123,12 @@ class PipelineRunner:
     ) -> None:
         cfg = self.loaded.config
         loop = asyncio.get_running_loop()
-        await broker.create_topic(settings.topic)
+        if cfg.exactly_once and not broker.capabilities.transactions:
+            raise ValueError(
+                f"exactly_once needs a broker with transactions; {broker.url.split(':')[0]}:// "
+                "has none"
+            )
+        topics = PipelineTopics(broker, TopicSettings(partitions=cfg.partitions))
         producer = await broker.producer()
         dead_letters = DeadLetterQueue(
             producer,
@@ -115,18 +145,22 @@ class PipelineRunner:
             settings,
             self.metrics,
             pool,
+            topics,
         )
-        source_loops = [
-            SourceLoop(parts, setup, producer, offsets)
-            for setup in self._source_tasks(offsets, parts)
-        ]
+        source_setups = self._source_tasks(offsets, parts)
+        if self.loaded.source is not None:
+            await topics.ensure(settings.topic)
+            for stream in self._declared_streams():
+                await topics.ensure(settings.topic_for(stream))
+        source_loops = [SourceLoop(parts, setup, producer, offsets) for setup in source_setups]
         sink_loop = None
         if self.loaded.sink is not None:
-            consumer = await broker.consumer(consumer_group(cfg.name), [settings.topic])
             sink_loop = SinkLoop(
-                parts, self._sink_task(parts, transformed=bool(source_loops)), consumer
+                parts,
+                self._sink_task(parts, transformed=bool(source_loops)),
+                lambda listener: open_sink_consumer(broker, self.loaded, listener),
             )
-        until: asyncio.Future[dict[TopicPartition, int]] = loop.create_future()
+        until: asyncio.Future[dict[TopicPartition, int] | None] = loop.create_future()
         try:
             async with asyncio.TaskGroup() as group:
                 sources = [group.create_task(s.run(stop)) for s in source_loops]
@@ -136,12 +170,34 @@ class PipelineRunner:
                     await running
                 self.metrics.source_done = True
                 if self.once and sink_loop is not None:
-                    until.set_result(await sink_loop.consumer.end_offsets())
+                    until.set_result(await self._end_offsets(broker, sink_loop))
             await dead_letters.drain()
         finally:
-            if sink_loop is not None:
+            if sink_loop is not None and sink_loop.consumer is not None:
                 await sink_loop.consumer.close()
             await producer.close()
+
+    async def _end_offsets(
+        self, broker: Broker, sink_loop: SinkLoop
+    ) -> dict[TopicPartition, int] | None:
+        """Where ``--once`` stops the sink: the high-water of every topic it reads, taken
+        once the source is done (None on a broker without end offsets)."""
+        if not broker.capabilities.end_offsets:
+            return None
+        if sink_loop.consumer is not None:
+            return await sink_loop.consumer.end_offsets()
+        reader = await open_sink_consumer(broker, self.loaded)
+        try:
+            return await reader.end_offsets()
+        finally:
+            await reader.close()
+
+    def _declared_streams(self) -> list[str]:
+        source = self.loaded.source
+        if source is None:
+            return []
+        connector = cast(SourceConnector, source.registration.cls(source.spec))
+        return connector.streams()
 
     def _transforms(self) -> list[Transform]:
         return [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
@@ -162,13 +218,23 @@ class PipelineRunner:
         if source is None:
             return []
         connector = cast(SourceConnector, source.registration.cls(source.spec))
-        reader = NamespaceOffsetReader(offsets, parts.pipeline)
-        return [
-            TaskSetup(
-                connector.task_class(), config, self._context(i, reader, parts), self._transforms()
+        setups = []
+        for i, config in enumerate(connector.task_configs(self.loaded.config.tasks)):
+            reader: OffsetReader = (
+                TransactionPositionReader()
+                if self.loaded.config.exactly_once
+                else NamespaceOffsetReader(offsets, parts.pipeline)
             )
-            for i, config in enumerate(connector.task_configs(self.loaded.config.tasks))
-        ]
+            setups.append(
+                TaskSetup(
+                    connector.task_class(),
+                    config,
+                    self._context(i, reader, parts),
+                    self._transforms(),
+                    factory=connector.task_class,
+                )
+            )
+        return setups
 
     def _sink_task(self, parts: PipelineParts, transformed: bool) -> TaskSetup:
         """The sink task; it applies the transforms only when no source side did."""

@@ -18,6 +18,7 @@ class LoopSettings:
     commit_interval: float = 5.0
     retry_timeout: float = 300.0
     retry_max_delay: float = 60.0
+    exactly_once: bool = False
 
     def topic_for(self, stream: str | None) -> str:
         """The topic of a batch: ``<topic>.<stream>`` for multi-stream sources."""

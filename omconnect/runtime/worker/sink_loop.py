@@ -1,9 +1,21 @@
 """The sink side of a pipeline: consumer -> converter -> transforms -> sink -> flush -> commit.
 
 Batches are decoded on the worker pool while the sink task writes the previous ones on its own
-thread. Every ``commit_interval`` (and at the end) the task flushes and only then the consumer
-group's offsets are committed: a committed offset never covers a row the sink has not made
-durable. Messages that cannot be decoded or written go to the dead letter queue.
+thread. Every ``commit_interval`` (at the end, when the task asks, and before partitions are
+taken away) the task flushes, says which positions are durable, and only those are committed
+to the consumer group (or, on a queue broker, the batches they cover are acknowledged): a
+committed offset never covers a row the sink has not made durable. Messages that cannot be
+decoded or written go to the dead letter queue.
+
+Partitions follow the consumer group, in Kafka Connect's shape: the task hears ``open`` for
+partitions it is given and ``close`` for partitions taken away; before a revocation completes,
+everything consumed from them is put, flushed and committed. While the task is slow (a write
+retried for minutes) the consumer is paused rather than left unpolled, so the member keeps
+its place in the group.
+
+A sink that stores its positions itself is sought to them on every assignment; when its flush
+fails, its transaction rolled back, so the loop rewinds the consumer to the stored positions
+and delivers those rows again rather than retrying a flush that has nothing left to write.
 """
 
 from __future__ import annotations
@@ -11,13 +23,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence, Set
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
-from omconnect.runtime.brokers.base import ConsumedBatch, Consumer, TopicPartition
+from omconnect.connectors.api.errors import RetriableError
+from omconnect.connectors.api.sink import TopicPartition as SinkPartition
+from omconnect.runtime.brokers.base import (
+    ConsumedBatch,
+    Consumer,
+    RebalanceError,
+    RebalanceListener,
+    TopicPartition,
+)
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
-from omconnect.runtime.worker.retry import retrying
+from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.transform_chain import apply_transforms
 from omconnect.schemas.record import Position, PositionMark, RecordBatch
 
@@ -26,17 +48,37 @@ log = logging.getLogger("omconnect.sink")
 POLL_TIMEOUT = 0.2
 DECODE_AHEAD = 2
 
+ConsumerFactory = Callable[[RebalanceListener], Awaitable[Consumer]]
+EndCondition = asyncio.Future[dict[TopicPartition, int] | None]
+"""Resolves under ``--once`` when the source is done: the offsets to reach, or None on a
+broker without end offsets (the sink then stops at the first empty poll)."""
+
 
 @dataclass(frozen=True)
 class _Decoded:
-    """The decoded rows of one consumed batch, and the offset to commit once they are put."""
+    """The decoded rows of one consumed batch, and what to commit once they are put."""
 
     partition: TopicPartition
     next_offset: int
     records: list[RecordBatch]
+    ack_token: Any = None
+
+
+@dataclass
+class _Barrier:
+    """Put in the queue by a revocation: the write stage flushes and commits when it gets
+    here, then resolves ``done``."""
+
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 _IDLE = _Decoded(("", -1), 0, [])
+
+
+class _Rewind(Exception):
+    """A flush of a position-storing sink failed: deliver again from its stored positions."""
 
 
 def _reached(positions: dict[TopicPartition, int], targets: dict[TopicPartition, int]) -> bool:
@@ -48,76 +90,211 @@ def broker_position(topic: str, partition: int, next_offset: int) -> Position:
     return Position({"topic": topic, "partition": partition}, {"offset": next_offset})
 
 
+def _broker_offsets(positions: Sequence[Position]) -> dict[TopicPartition, int]:
+    return {
+        (str(p.partition["topic"]), int(p.partition["partition"])): int(p.offset["offset"])
+        for p in positions
+    }
+
+
 class SinkLoop:
     """Runs one sink task until ``stop`` is set, or until it has consumed up to the offsets
     ``until`` resolves to (``--once``)."""
 
-    def __init__(self, parts: PipelineParts, setup: TaskSetup, consumer: Consumer) -> None:
+    def __init__(
+        self, parts: PipelineParts, setup: TaskSetup, consumer_factory: ConsumerFactory
+    ) -> None:
         self.parts = parts
         self.setup = setup
         self.task = setup.thread("sink")
         self.transforms = setup.transforms
         self.settings = parts.settings
-        self.consumer = consumer
+        self.consumer_factory = consumer_factory
+        self.consumer: Consumer | None = None
+        self.stores_positions = bool(getattr(setup.task, "stores_positions", False))
+        self.assigned: set[TopicPartition] = set()
         self.consumed: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
+        self.unacked: list[tuple[TopicPartition, int, Any]] = []
+        self._commit_requested = False
+        self._queue: asyncio.Queue[_Decoded | _Barrier | None] | None = None
+        setup.context.on_commit_request = self._request_commit
 
-    async def run(
-        self, stop: asyncio.Event, until: asyncio.Future[dict[TopicPartition, int]]
-    ) -> None:
+    async def run(self, stop: asyncio.Event, until: EndCondition) -> None:
         await start_task(self.task, self.setup, self.settings)
         try:
-            await self._seek_to_stored_positions()
-            self.committed = dict(await self.consumer.committed())
-            self.consumed = dict(self.committed)
-            await self._consume(stop, until)
-            await self._flush_and_commit()
+            self.consumer = await self.consumer_factory(self)
+            delay = FIRST_DELAY
+            deadline: float | None = None
+            while True:
+                try:
+                    await self._consume(stop, until)
+                    await self._flush_and_commit()
+                    break
+                except _Rewind as rewind:
+                    cause = rewind.__cause__
+                    deadline = deadline or time.monotonic() + self.settings.retry_timeout
+                    if time.monotonic() >= deadline or not isinstance(cause, RetriableError):
+                        raise (cause or rewind) from None
+                    log.warning("sink flush failed, redelivering from stored positions: %s", cause)
+                    await asyncio.sleep(min(delay, self.settings.retry_max_delay))
+                    delay *= 2
+                    await self._rewind()
+            if self.assigned:
+                await self.task.call("close", _sink_partitions(self.assigned))
         finally:
             await self.task.call("stop")
             self.task.close()
 
-    async def _seek_to_stored_positions(self) -> None:
-        if not getattr(self.setup.task, "stores_positions", False):
+    # -- the consumer group's callbacks (run inside ``consumer.poll``) --------------------
+
+    async def on_partitions_assigned(self, partitions: Set[TopicPartition]) -> None:
+        assert self.consumer is not None
+        new = set(partitions) - self.assigned
+        if not new:
             return
-        stored: list[Position] = await self.task.call("stored_positions")
-        seek = {
-            (str(p.partition["topic"]), int(p.partition["partition"])): int(p.offset["offset"])
-            for p in stored
-        }
+        committed = await self.consumer.committed()
+        for tp in new:
+            if tp in committed:
+                self.committed[tp] = self.consumed[tp] = committed[tp]
+        self.assigned |= new
+        await self.task.call("open", _sink_partitions(new))
+        if self.stores_positions:
+            await self._seek_to_stored_positions(new)
+
+    async def on_partitions_revoked(self, partitions: Set[TopicPartition]) -> None:
+        lost = set(partitions) & self.assigned
+        if not lost:
+            return
+        if self._queue is not None:
+            barrier = _Barrier()
+            await self._queue.put(barrier)
+            await barrier.done
+        await self.task.call("close", _sink_partitions(lost))
+        self.assigned -= lost
+        for tp in lost:
+            self.consumed.pop(tp, None)
+            self.committed.pop(tp, None)
+        self.unacked = [entry for entry in self.unacked if entry[0] not in lost]
+
+    # -------------------------------------------------------------------------------------
+
+    def _request_commit(self) -> None:
+        self._commit_requested = True
+
+    async def _rewind(self) -> None:
+        """After a failed flush of a position-storing sink: the task drops what it buffered
+        (``close``), the consumer goes back to the stored positions, the task reopens."""
+        partitions = _sink_partitions(self.assigned)
+        await self.task.call("close", partitions)
+        await self._seek_to_stored_positions(self.assigned)
+        await self.task.call("open", partitions)
+
+    async def _seek_to_stored_positions(self, partitions: Set[TopicPartition]) -> None:
+        """Seek ``partitions`` to the sink's stored positions (else the group's commits, else
+        the partition's start)."""
+        assert self.consumer is not None
+        stored = _broker_offsets(await self.task.call("stored_positions"))
+        committed = await self.consumer.committed()
+        seek = {tp: stored.get(tp, committed.get(tp, 0)) for tp in partitions}
+        for tp, offset in seek.items():
+            self.consumed[tp] = self.committed[tp] = offset
         if seek:
             await self.consumer.seek(seek)
 
-    async def _consume(
-        self, stop: asyncio.Event, until: asyncio.Future[dict[TopicPartition, int]]
-    ) -> None:
+    async def _consume(self, stop: asyncio.Event, until: EndCondition) -> None:
         """Decode the next batches on the pool while the sink task writes the current one."""
-        decoded: asyncio.Queue[_Decoded | None] = asyncio.Queue(maxsize=DECODE_AHEAD)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._decode_stage(stop, until, decoded))
-            await self._write_stage(decoded)
+        self._queue = asyncio.Queue(maxsize=DECODE_AHEAD)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._decode_stage(stop, until, self._queue))
+                await self._write_stage(self._queue)
+        except BaseExceptionGroup as errors:
+            rewind = errors.subgroup(_Rewind)
+            if rewind is not None:
+                raise rewind.exceptions[0] from None
+            raise
+        finally:
+            self._queue = None
 
     async def _decode_stage(
         self,
         stop: asyncio.Event,
-        until: asyncio.Future[dict[TopicPartition, int]],
-        out: asyncio.Queue[_Decoded | None],
+        until: EndCondition,
+        out: asyncio.Queue[_Decoded | _Barrier | None],
     ) -> None:
+        assert self.consumer is not None
+        consumer = self.consumer
         loop = asyncio.get_running_loop()
         polled = dict(self.consumed)
         try:
             while not stop.is_set():
-                if until.done() and _reached(polled, until.result()):
-                    return
-                for batch in await self.consumer.poll(self.settings.max_rows, POLL_TIMEOUT):
+                # The end offsets were taken before this poll, whose rebalance callbacks
+                # brought the assignment up to date with the topics they name.
+                ending = until.done()
+                if out.full():
+                    batches = await self._poll_paused(out)
+                else:
+                    batches = await consumer.poll(self.settings.max_rows, POLL_TIMEOUT)
+                for tp in list(polled):
+                    if tp not in self.assigned:
+                        del polled[tp]
+                for tp in self.assigned:
+                    polled.setdefault(tp, self.consumed.get(tp, 0))
+                for batch in batches:
+                    tp = (batch.topic, batch.partition)
+                    if tp not in self.assigned:
+                        # A driver without group callbacks: owning what it hands out.
+                        await self.on_partitions_assigned({tp})
                     self.parts.metrics.rows_consumed += len(batch.messages)
                     records = await loop.run_in_executor(self.parts.pool, self._to_records, batch)
-                    tp = (batch.topic, batch.partition)
                     polled[tp] = batch.next_offset
-                    await out.put(_Decoded(tp, batch.next_offset, records))
+                    await out.put(_Decoded(tp, batch.next_offset, records, batch.ack_token))
+                if ending and await self._finished(until.result(), polled, bool(batches)):
+                    return
         finally:
             await out.put(None)
 
-    async def _write_stage(self, source: asyncio.Queue[_Decoded | None]) -> None:
+    async def _finished(
+        self,
+        targets: dict[TopicPartition, int] | None,
+        polled: dict[TopicPartition, int],
+        got_messages: bool,
+    ) -> bool:
+        """``--once``: whether the group has consumed up to ``targets``: this member's own
+        partitions by what it polled, the others' by the group's commits (a member that owns
+        nothing yet, because a killed run's member still holds partitions until its session
+        expires, waits for them instead of calling the run done)."""
+        if targets is None:
+            return not got_messages
+        mine = {tp: end for tp, end in targets.items() if tp in self.assigned}
+        if not _reached(polled, mine):
+            return False
+        others = {tp: end for tp, end in targets.items() if tp not in self.assigned and end > 0}
+        if not others:
+            return True
+        assert self.consumer is not None
+        return _reached(await self.consumer.committed(), others)
+
+    async def _poll_paused(
+        self, out: asyncio.Queue[_Decoded | _Barrier | None]
+    ) -> list[ConsumedBatch]:
+        """The task is behind: keep polling (for the group's sake) with every owned partition
+        paused until the queue has room. Returns what partitions assigned meanwhile (not
+        paused yet) brought."""
+        assert self.consumer is not None
+        paused = set(self.assigned)
+        await self.consumer.pause(paused)
+        try:
+            while out.full():
+                batches = await self.consumer.poll(self.settings.max_rows, POLL_TIMEOUT)
+                if batches:
+                    return batches
+            return []
+        finally:
+            await self.consumer.resume(paused)
+
+    async def _write_stage(self, source: asyncio.Queue[_Decoded | _Barrier | None]) -> None:
         last_commit = time.monotonic()
         while True:
             try:
@@ -126,11 +303,18 @@ class SinkLoop:
                 item = _IDLE
             if item is None:
                 return
+            if isinstance(item, _Barrier):
+                await self._flush_and_commit()
+                item.done.set_result(None)
+                continue
             for record_batch in item.records:
                 await self._put(record_batch)
-            if item is not _IDLE:
+            if item.next_offset and item.partition in self.assigned:
                 self.consumed[item.partition] = item.next_offset
-            if time.monotonic() - last_commit >= self.settings.commit_interval:
+                if item.ack_token is not None:
+                    self.unacked.append((item.partition, item.next_offset, item.ack_token))
+            due = time.monotonic() - last_commit >= self.settings.commit_interval
+            if due or self._commit_requested:
                 await self._flush_and_commit()
                 last_commit = time.monotonic()
 
@@ -151,38 +335,77 @@ class SinkLoop:
         offsets = messages.offsets
         assert offsets is not None
         batches = []
-        for rows, values, schema, keys in decoded.groups:
+        for group in decoded.groups:
+            rows = group.rows
             first = int(offsets[rows[0].as_py()].as_py())
             last = int(offsets[rows[len(rows) - 1].as_py()].as_py())
+            where = consumed.topic, consumed.partition
             marks = (
-                PositionMark(0, broker_position(consumed.topic, consumed.partition, first)),
-                PositionMark(
-                    values.num_rows, broker_position(consumed.topic, consumed.partition, last + 1)
-                ),
+                PositionMark(0, broker_position(*where, first)),
+                PositionMark(group.values.num_rows, broker_position(*where, last + 1)),
             )
             batch = RecordBatch(
-                values=values,
-                schema=schema,
+                values=group.values,
+                schema=group.schema,
                 marks=marks,
-                keys=keys,
+                keys=group.keys,
                 timestamps=pa.array(messages.timestamps).take(rows),
+                tombstones=group.tombstones,
+                row_headers=messages.headers.take(rows),
+                topic=consumed.topic,
+                partition=consumed.partition,
             )
-            batch = apply_transforms(self.transforms, batch, self.parts.dead_letters)
-            batches.append(batch)
+            batches.extend(apply_transforms(self.transforms, batch, self.parts.dead_letters))
         return batches
 
     async def _flush_and_commit(self) -> None:
-        if self.consumed == self.committed:
+        self._commit_requested = False
+        if self.consumed == self.committed and not self.unacked:
             return
-        s = self.settings
         positions = [broker_position(t, p, o) for (t, p), o in self.consumed.items()]
         await self.parts.dead_letters.drain()
-        await retrying(
-            lambda: self.task.call("flush", positions),
-            "sink flush",
-            s.retry_timeout,
-            s.retry_max_delay,
-        )
-        await self.consumer.commit(dict(self.consumed))
-        self.committed = dict(self.consumed)
+        durable = await self._flush(positions)
+        offsets = {
+            tp: offset
+            for tp, offset in _broker_offsets(durable).items()
+            if tp in self.assigned and offset > self.committed.get(tp, -1)
+        }
+        assert self.consumer is not None
+        if self.parts.topics.broker.capabilities.acks:
+            done = [
+                e for e in self.unacked if e[1] <= offsets.get(e[0], self.committed.get(e[0], -1))
+            ]
+            if done:
+                await self.consumer.ack([token for _, _, token in done])
+                self.unacked = [e for e in self.unacked if e not in done]
+        elif offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except RebalanceError as error:
+                # The group moved on; the new owner reads from the last commit. What this
+                # member wrote since is delivered again (at least once), never lost.
+                log.warning("commit refused, partitions were reassigned: %s", error)
+                return
+        self.committed.update(offsets)
         self.parts.metrics.sink_commits += 1
+
+    async def _flush(self, positions: list[Position]) -> list[Position]:
+        """The task's flush; the positions it says are durable."""
+        s = self.settings
+        if self.stores_positions:
+            try:
+                result = await self.task.call("flush", positions)
+            except Exception as error:
+                raise _Rewind() from error
+        else:
+            result = await retrying(
+                lambda: self.task.call("flush", positions),
+                "sink flush",
+                s.retry_timeout,
+                s.retry_max_delay,
+            )
+        return positions if result is None else list(result)
+
+
+def _sink_partitions(partitions: Set[TopicPartition]) -> list[SinkPartition]:
+    return [SinkPartition(topic, partition) for topic, partition in sorted(partitions)]

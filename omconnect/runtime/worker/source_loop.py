@@ -2,25 +2,43 @@
 
 Three stages run concurrently so that reading, encoding and publishing overlap:
 
-* poll: the task's ``poll`` on its own thread; batches are reshaped by count, bytes and
-  linger and admitted against the in-flight byte budget (back-pressure);
+* poll: the task's ``poll`` on its own thread; batches get their message ids, are reshaped by
+  count, bytes and linger and admitted against the in-flight byte budget (back-pressure);
 * prepare: transforms and the converter on the worker pool (Arrow/numpy release the GIL);
   rows that fail go to the dead letter queue, the rest are sent without waiting for the ack;
 * commit: acks are awaited in send order, so a position is stored only when every message
   before it is acknowledged; then the task's ``commit`` hook hears about it.
+
+Order under failures. Sends overlap, so when one fails, later batches may already be stored.
+Retrying the failed batch on its own would land it after them (versions 2, 3, 1 of one key,
+stale forever in a compacted topic or an upsert sink). Instead an *epoch* ends at the first
+failed send: the poll and prepare stages stop, the sends in flight are awaited, the positions
+of every batch acknowledged before the failure are committed, the task is stopped, and after
+a backoff a new task starts from the committed positions and delivers the rest again. What a
+consumer sees for a key is therefore always a prefix of the source's order followed by a
+redelivery of the source's order from an earlier point: the newest version comes last.
+
+The same rule covers every other failure of an epoch (a poll that fails for good, a record
+that fails under ``errors.tolerance: none``): what the broker acknowledged is committed before
+the failure is raised, so a failed run never publishes the same batches again on the next try.
+
+Positions are committed by one of two strategies: after the ack, to the offset store (at least
+once), or, with ``exactly_once``, inside the producer's transaction together with the messages
+they cover (``Producer.commit_transaction``), so a crash never leaves a published message
+whose position was not stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from omconnect.runtime.brokers.base import Producer
 from omconnect.runtime.offsets.base import OffsetStore
@@ -28,9 +46,12 @@ from omconnect.runtime.worker.batching import BatchAccumulator
 from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.in_flight import InFlightBudget
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
-from omconnect.runtime.worker.retry import retrying
+from omconnect.runtime.worker.message_ids import MessageIdDeriver, message_headers
+from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
+from omconnect.runtime.worker.task_thread import TaskThread
 from omconnect.runtime.worker.transform_chain import apply_transforms
-from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
+from omconnect.schemas.message_batch import MessageBatch
+from omconnect.schemas.position_codec import encode_position_value
 from omconnect.schemas.record import Position, Record, RecordBatch, partition_id
 
 log = logging.getLogger("omconnect.source")
@@ -38,14 +59,35 @@ log = logging.getLogger("omconnect.source")
 IDLE_SLEEP_MAX = 1.0
 
 
+class SendFailedError(Exception):
+    """A send of this epoch failed; the source is rewound to its committed positions."""
+
+
 @dataclass
 class _Prepared:
-    """One batch on its way to the broker: the send in flight and what its ack commits."""
+    """One polled batch on its way to the broker: its sends in flight (one per topic it was
+    routed to) and what their acks commit."""
 
-    send: asyncio.Future[Any] | None
+    sends: list[asyncio.Future[Any]]
     positions: list[Position]
     nbytes: int
-    rows: int
+
+
+@dataclass
+class _Epoch:
+    """One run of the three stages between two rewinds."""
+
+    task: TaskThread
+    halt: asyncio.Event = field(default_factory=asyncio.Event)
+    failures: list[BaseException] = field(default_factory=list)
+    committed_any: bool = False
+    # Acknowledged positions not committed yet (under exactly_once: those of the open
+    # transaction).
+    acked: dict[str, Position] = field(default_factory=dict)
+
+    def fail(self, error: BaseException) -> None:
+        self.failures.append(error)
+        self.halt.set()
 
 
 class SourceLoop:
@@ -56,110 +98,196 @@ class SourceLoop:
     ) -> None:
         self.parts = parts
         self.setup = setup
-        self.task = setup.thread("source")
         self.transforms = setup.transforms
         self.settings = parts.settings
         self.producer = producer
         self.offsets = offsets
         self.budget = InFlightBudget(parts.settings.max_in_flight_bytes)
+        self.rewinds = 0
+        # Serialises "send into the open transaction" against "commit it" (exactly_once).
+        self._transaction_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await start_task(self.task, self.setup, self.settings)
+        """Epochs until the source is done or ``stop`` is set; rewinds after failed sends
+        with backoff until ``errors.retry_timeout`` passes without progress."""
+        s = self.settings
+        delay = FIRST_DELAY
+        deadline: float | None = None
+        while True:
+            epoch = await self._run_epoch(stop)
+            if not epoch.failures:
+                return
+            error = epoch.failures[0]
+            if not isinstance(error, SendFailedError):
+                raise error
+            if epoch.committed_any or deadline is None:
+                deadline = time.monotonic() + s.retry_timeout
+                delay = FIRST_DELAY
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                raise error.__cause__ or error
+            wait = min(delay, s.retry_max_delay, remaining) * random.uniform(0.8, 1.0)
+            log.warning("%s; rewinding the source to its committed positions in %.1fs", error, wait)
+            self.rewinds += 1
+            self.parts.metrics.source_rewinds += 1
+            await wait_for_event(stop, wait)
+            delay *= 2
+            if stop.is_set():
+                raise error.__cause__ or error
+
+    async def _run_epoch(self, stop: asyncio.Event) -> _Epoch:
+        task = self.setup.thread("source", fresh=self.rewinds > 0)
+        epoch = _Epoch(task)
         polled: asyncio.Queue[RecordBatch | None] = asyncio.Queue()
         prepared: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         try:
+            if self.settings.exactly_once:
+                await self._load_transaction_positions()
+            await start_task(task, self.setup, self.settings)
+            ids = MessageIdDeriver(self.setup.context.offsets.get)
+            if self.settings.exactly_once:
+                await self.producer.begin_transaction()
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._poll_stage(stop, polled))
-                group.create_task(self._prepare_stage(polled, prepared))
-                group.create_task(self._commit_stage(prepared))
+                group.create_task(self._poll_stage(epoch, stop, ids, polled))
+                group.create_task(self._prepare_stage(epoch, polled, prepared))
+                group.create_task(self._commit_stage(epoch, prepared))
+            if self.settings.exactly_once:
+                await self._end_transaction(epoch)
         finally:
-            await self.task.call("stop")
-            self.task.close()
+            await task.call("stop")
+            task.close()
+        return epoch
 
     async def _poll_stage(
-        self, stop: asyncio.Event, out: asyncio.Queue[RecordBatch | None]
+        self,
+        epoch: _Epoch,
+        stop: asyncio.Event,
+        ids: MessageIdDeriver,
+        out: asyncio.Queue[RecordBatch | None],
     ) -> None:
         s = self.settings
         batches = BatchAccumulator(s.max_rows, s.max_bytes, s.linger)
         idle = 0.01
-        while not stop.is_set():
-            result = await retrying(
-                lambda: self.task.call("poll"), "source poll", s.retry_timeout, s.retry_max_delay
-            )
-            polled = _as_batches(result)
-            for batch in polled:
-                self.parts.metrics.rows_polled += batch.num_rows
-                for ready in batches.add(batch):
-                    await self._admit(ready, out)
-            if batches.due() or (not polled and s.once):
+        try:
+            while not stop.is_set() and not epoch.halt.is_set():
+                result = await retrying(
+                    lambda: epoch.task.call("poll"),
+                    "source poll",
+                    s.retry_timeout,
+                    s.retry_max_delay,
+                )
+                polled = _as_batches(result)
+                for batch in polled:
+                    self.parts.metrics.rows_polled += batch.num_rows
+                    if batch.message_ids is None and batch.num_rows:
+                        batch.message_ids = ids.ids(batch)
+                    for ready in batches.add(batch):
+                        await self._admit(ready, out)
+                if batches.due() or (not polled and s.once):
+                    for ready in batches.take():
+                        await self._admit(ready, out)
+                if polled:
+                    idle = 0.01
+                    continue
+                if s.once:
+                    break
+                await wait_for_event(stop, idle)
+                idle = min(IDLE_SLEEP_MAX, idle * 2)
+            if not epoch.halt.is_set():
                 for ready in batches.take():
                     await self._admit(ready, out)
-            if polled:
-                idle = 0.01
-                continue
-            if s.once:
-                break
-            await wait_for_event(stop, idle)
-            idle = min(IDLE_SLEEP_MAX, idle * 2)
-        for ready in batches.take():
-            await self._admit(ready, out)
-        await out.put(None)
+        except Exception as error:
+            epoch.fail(error)
+        finally:
+            await out.put(None)
 
     async def _admit(self, batch: RecordBatch, out: asyncio.Queue[RecordBatch | None]) -> None:
         await self.budget.acquire(batch.nbytes)
         await out.put(batch)
 
     async def _prepare_stage(
-        self, source: asyncio.Queue[RecordBatch | None], out: asyncio.Queue[_Prepared | None]
+        self,
+        epoch: _Epoch,
+        source: asyncio.Queue[RecordBatch | None],
+        out: asyncio.Queue[_Prepared | None],
     ) -> None:
         loop = asyncio.get_running_loop()
-        while (batch := await source.get()) is not None:
-            topic = self.settings.topic_for(batch.stream)
-            messages = await loop.run_in_executor(self.parts.pool, self._to_messages, topic, batch)
-            send = None
-            if messages is not None and len(messages):
-                send = asyncio.ensure_future(self._send(topic, messages))
-            await out.put(_Prepared(send, batch.positions, batch.nbytes, batch.num_rows))
-        await out.put(None)
+        try:
+            while (batch := await source.get()) is not None:
+                if epoch.halt.is_set():
+                    await self.budget.release(batch.nbytes)
+                    continue
+                try:
+                    async with self._transaction_lock:
+                        routed = await loop.run_in_executor(
+                            self.parts.pool, self._to_messages, batch
+                        )
+                        sends: list[asyncio.Future[Any]] = []
+                        for topic, messages in routed:
+                            await self.parts.topics.ensure(topic)
+                            sends.append(asyncio.ensure_future(self._send(topic, messages)))
+                except Exception as error:
+                    epoch.fail(error)
+                    await self.budget.release(batch.nbytes)
+                    continue
+                await out.put(_Prepared(sends, batch.positions, batch.nbytes))
+        finally:
+            await out.put(None)
 
-    def _to_messages(self, topic: str, batch: RecordBatch) -> MessageBatch | None:
-        """Transforms and conversion for one batch (on a pool thread)."""
-        batch = apply_transforms(self.transforms, batch, self.parts.dead_letters)
-        if batch.num_rows == 0:
-            return None
-        encoded = self.parts.converter.encode(topic, batch)
-        values, keys, timestamps = encoded.values, encoded.keys, batch.timestamps
-        if encoded.failed:
-            self.parts.dead_letters.report_rows(batch, encoded.failed, "convert")
-            good = pc.is_valid(values)
-            values = values.filter(good)
-            keys = keys.filter(good) if keys is not None else None
-            timestamps = timestamps.filter(good) if timestamps is not None else None
-        return MessageBatch.build(
-            values=values,
-            keys=keys,
-            timestamps=timestamps,
-            headers=_constant_headers(batch.headers, len(values)),
-        )
+    def _to_messages(self, batch: RecordBatch) -> list[tuple[str, MessageBatch]]:
+        """Transforms and conversion for one batch (on a pool thread): the message batch of
+        each topic the rows go to."""
+        routed: list[tuple[str, MessageBatch]] = []
+        for part in apply_transforms(self.transforms, batch, self.parts.dead_letters):
+            if part.num_rows == 0:
+                continue
+            topic = part.topic or self.settings.topic_for(part.stream)
+            encoded = self.parts.converter.encode(topic, part)
+            values, keys = encoded.values, encoded.keys
+            if encoded.failed:
+                self.parts.dead_letters.report_rows(part, encoded.failed, "convert")
+                good = _rows_kept(part, encoded.failed)
+                part = part.filter(good)
+                values = values.filter(good)
+                keys = keys.filter(good) if keys is not None else None
+                if part.num_rows == 0:
+                    continue
+            routed.append(
+                (
+                    topic,
+                    MessageBatch.build(
+                        values=values,
+                        keys=keys,
+                        timestamps=part.timestamps,
+                        headers=message_headers(part, part.message_ids),
+                    ),
+                )
+            )
+        return routed
 
     async def _send(self, topic: str, messages: MessageBatch) -> None:
-        s = self.settings
-        await retrying(
-            lambda: self.producer.send(topic, messages),
-            f"publish to {topic}",
-            s.retry_timeout,
-            s.retry_max_delay,
-        )
+        try:
+            await self.producer.send(topic, messages)
+        except Exception as error:
+            raise SendFailedError(f"publishing to {topic} failed: {error}") from error
         self.parts.metrics.rows_published += len(messages)
         self.parts.metrics.bytes_published += messages.nbytes
 
-    async def _commit_stage(self, source: asyncio.Queue[_Prepared | None]) -> None:
-        acked: dict[str, Position] = {}
+    async def _commit_stage(self, epoch: _Epoch, source: asyncio.Queue[_Prepared | None]) -> None:
+        acked = epoch.acked
         last_commit = time.monotonic()
         while (item := await source.get()) is not None:
             try:
-                if item.send is not None:
-                    await item.send
+                if epoch.failures:
+                    await asyncio.gather(*item.sends, return_exceptions=True)
+                    continue
+                try:
+                    for send in item.sends:
+                        await send
+                except Exception as error:
+                    epoch.fail(error)
+                    await asyncio.gather(*item.sends, return_exceptions=True)
+                    continue
             finally:
                 await self.budget.release(item.nbytes)
             for position in item.positions:
@@ -167,36 +295,112 @@ class SourceLoop:
             # Commit as soon as the acks caught up with the sends (few duplicates after a
             # crash), and at least every commit_interval under a steady stream.
             caught_up = source.empty()
-            if acked and (
-                caught_up or time.monotonic() - last_commit >= self.settings.commit_interval
-            ):
-                await self._commit(list(acked.values()))
-                acked.clear()
+            due = time.monotonic() - last_commit >= self.settings.commit_interval
+            if acked and (caught_up or due) and not self.settings.exactly_once:
+                await self._commit(epoch, acked)
                 last_commit = time.monotonic()
-        if acked:
-            await self._commit(list(acked.values()))
+            elif acked and due and self.settings.exactly_once:
+                await self._commit_transaction(epoch, acked, source)
+                last_commit = time.monotonic()
+        if acked and not self.settings.exactly_once:
+            # Also after a failure: what the broker acknowledged is never published again.
+            await self._commit(epoch, acked)
 
-    async def _commit(self, positions: list[Position]) -> None:
+    async def _commit(self, epoch: _Epoch, acked: dict[str, Position]) -> None:
         """Store positions whose every message (and dead letter) the broker acknowledged."""
-        await self.parts.dead_letters.drain()
-        await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
+        positions = list(acked.values())
+        try:
+            await self.parts.dead_letters.drain()
+        except Exception as error:
+            epoch.fail(SendFailedError(f"publishing dead letters failed: {error}"))
+            return
+        try:
+            await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
+            acked.clear()
+            epoch.committed_any = True
+            self.parts.metrics.source_commits += 1
+            await epoch.task.call("commit", positions)
+        except Exception as error:
+            epoch.fail(error)
+
+    async def _commit_transaction(
+        self,
+        epoch: _Epoch,
+        acked: dict[str, Position],
+        source: asyncio.Queue[_Prepared | None],
+    ) -> None:
+        """Commit the open transaction with exactly the batches it holds: no new send starts
+        while the sends already made are awaited and the transaction commits."""
+        async with self._transaction_lock:
+            while not source.empty():
+                item = source.get_nowait()
+                if item is None:
+                    source.put_nowait(None)
+                    break
+                try:
+                    for send in item.sends:
+                        await send
+                except Exception as error:
+                    epoch.fail(error)
+                    await asyncio.gather(*item.sends, return_exceptions=True)
+                    return
+                finally:
+                    await self.budget.release(item.nbytes)
+                for position in item.positions:
+                    acked[partition_id(position.partition)] = position
+            await self._store_in_transaction(epoch, acked)
+            if not epoch.failures:
+                await self.producer.begin_transaction()
+
+    async def _end_transaction(self, epoch: _Epoch) -> None:
+        """At the end of an epoch: commit what is acknowledged, or abort after a failure."""
+        if epoch.failures:
+            await self.producer.abort_transaction()
+            return
+        await self._store_in_transaction(epoch, epoch.acked)
+
+    async def _load_transaction_positions(self) -> None:
+        """Under exactly_once the task resumes from the positions of the last committed
+        transaction, which the broker holds."""
+        stored = await self.parts.topics.broker.transaction_positions(self.parts.pipeline)
+        reader = self.setup.context.offsets
+        load = getattr(reader, "load", None)
+        if load is None:
+            raise TypeError("exactly_once needs a reader of transaction positions")
+        load(stored)
+
+    async def _store_in_transaction(self, epoch: _Epoch, acked: dict[str, Position]) -> None:
+        positions = list(acked.values())
+        try:
+            await self.parts.dead_letters.drain()
+            encoded = {
+                partition_id(p.partition): encode_position_value(dict(p.offset)) for p in positions
+            }
+            await self.producer.commit_transaction(self.parts.pipeline, encoded)
+        except Exception as error:
+            epoch.fail(SendFailedError(f"committing the transaction failed: {error}"))
+            return
+        acked.clear()
+        if not positions:
+            return
+        epoch.committed_any = True
         self.parts.metrics.source_commits += 1
-        await self.task.call("commit", positions)
+        # The offset store mirrors them for ``offsets list``; the broker's copy is the truth.
+        await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
+        await epoch.task.call("commit", positions)
 
 
-def _as_batches(result: RecordBatch | list[Record] | None) -> list[RecordBatch]:
+def _rows_kept(batch: RecordBatch, failed: dict[int, Exception]) -> pa.BooleanArray:
+    keep = np.ones(batch.num_rows, dtype=bool)
+    keep[list(failed)] = False
+    return pa.array(keep)
+
+
+def _as_batches(result: RecordBatch | list[RecordBatch] | list[Record] | None) -> list[RecordBatch]:
     if result is None:
         return []
     if isinstance(result, RecordBatch):
         return [result] if result.num_rows or result.marks else []
-    return RecordBatch.from_records(result)
-
-
-def _constant_headers(headers: dict[str, bytes], rows: int) -> pa.Array | None:
-    """The same headers for every row, built without a Python object per row."""
-    if not headers:
-        return None
-    names = pa.array(list(headers.keys()) * rows, pa.string())
-    values = pa.array(list(headers.values()) * rows, pa.binary())
-    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * len(headers))
-    return pa.MapArray.from_arrays(offsets, names, values, type=HEADERS_TYPE)
+    if result and all(isinstance(item, RecordBatch) for item in result):
+        return [b for b in result if isinstance(b, RecordBatch) and (b.num_rows or b.marks)]
+    return RecordBatch.from_records([r for r in result if isinstance(r, Record)])

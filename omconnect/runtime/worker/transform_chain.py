@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyarrow as pa
-
 from omconnect.connectors.api.errors import RetriableError
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
@@ -14,30 +12,37 @@ from omconnect.schemas.record import RecordBatch
 
 def apply_transforms(
     transforms: Sequence[Transform], batch: RecordBatch, dead_letters: DeadLetterQueue
-) -> RecordBatch:
-    """Run ``batch`` through ``transforms``.
+) -> list[RecordBatch]:
+    """Run ``batch`` through ``transforms``; a transform that routes returns several batches,
+    and the next transform runs on each of them.
 
     A transform may raise an error carrying ``rows`` (row -> reason) and ``good`` (the batch
     without them): those rows are dead-lettered and the good ones go on. Any other error
-    dead-letters the whole batch (stage ``transform``); the batch's positions stay covered by
-    an empty batch so they are still committed.
+    dead-letters the whole batch (stage ``transform``).
     """
+    batches = [batch]
     for transform in transforms:
-        try:
-            batch = transform.apply(batch)
-        except RetriableError:
-            raise
-        except Exception as exc:
-            rows = getattr(exc, "rows", None)
-            good = getattr(exc, "good", None)
-            if isinstance(rows, dict) and isinstance(good, RecordBatch):
-                failures = {row: _as_error(reason, exc) for row, reason in rows.items()}
-                dead_letters.report_rows(batch, failures, "transform")
-                batch = good
-                continue
-            dead_letters.report(batch, list(range(batch.num_rows)), exc, "transform")
-            return batch.filter(pa.array([False] * batch.num_rows, pa.bool_()))
-    return batch
+        batches = [out for b in batches for out in _apply_one(transform, b, dead_letters)]
+    return batches
+
+
+def _apply_one(
+    transform: Transform, batch: RecordBatch, dead_letters: DeadLetterQueue
+) -> list[RecordBatch]:
+    try:
+        result = transform.apply(batch)
+    except RetriableError:
+        raise
+    except Exception as exc:
+        rows = getattr(exc, "rows", None)
+        good = getattr(exc, "good", None)
+        if isinstance(rows, dict) and isinstance(good, RecordBatch):
+            failures = {row: _as_error(reason, exc) for row, reason in rows.items()}
+            dead_letters.report_rows(batch, failures, "transform")
+            return [good]
+        dead_letters.report(batch, list(range(batch.num_rows)), exc, "transform")
+        return []
+    return result if isinstance(result, list) else [result]
 
 
 def _as_error(reason: object, fallback: Exception) -> BaseException:

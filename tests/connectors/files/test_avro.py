@@ -31,6 +31,7 @@ TestAvroSink = sink_test_class(
     "avro",
     make_config=lambda root: {"path": str(root)},
     read_back=lambda config: read_back(Path(config["path"]), "avro"),
+    deletes="skip",
 )
 
 

@@ -33,6 +33,7 @@ TestCsvSink = sink_test_class(
     "csv",
     make_config=lambda root: {"path": str(root)},
     read_back=lambda config: read_back(Path(config["path"]), "csv"),
+    deletes="skip",
 )
 
 

@@ -1,24 +1,34 @@
-"""What the four file sinks share: names, rolling, atomic publication, leftover cleanup, and
-value round trips through the matching source."""
+"""What the four file sinks share: names, rolling, atomic publication, leftover cleanup,
+assignment (open/close), deletes, and value round trips through the matching source."""
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import logging
 import os
 import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as arrow_csv
 import pytest
 
-from omconnect.connectors.api import ConnectorError, Position, PositionMark, RecordBatch
+from omconnect.connectors.api import (
+    ConnectorError,
+    Position,
+    PositionMark,
+    RecordBatch,
+    TopicPartition,
+)
 from omconnect.runtime.testing import (
     SinkDriver,
     SourceDriver,
     ids_of,
     sink_batches,
+    sink_test_class,
     standard_rows,
+    standard_rows_of,
 )
 from omconnect.schemas.arrow import from_arrow_schema
 
@@ -215,3 +225,191 @@ def test_values_round_trip_through_sink_and_source(tmp_path: Path, fmt: str) -> 
     (batch,) = SourceDriver(fmt, config).read_to_end()
     assert batch.values.select(rows.column_names).to_pydict() == rows.to_pydict()
     assert batch.values.schema.field("price").type == pa.decimal128(12, 2)
+
+
+# Assignment ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_close_drops_only_the_revoked_partitions_open_file(tmp_path: Path, fmt: str) -> None:
+    sink = SinkDriver(fmt, {"path": str(tmp_path), "max_rows": 150})
+    p0, p1, p2 = (_batches(100 * p, 100, 0, partition=p) for p in range(3))
+    rolled = _batches(1000, 150, 100, partition=1)  # offsets 100..249: file 0 published
+    sink.put_all(p0 + p1 + p2 + rolled)
+    assert (tmp_path / f".orders-1-{150:020d}.{fmt}.tmp").exists()
+    sink.close([TopicPartition("orders", 1)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".orders-0-{0:020d}.{fmt}.tmp",
+        f".orders-2-{0:020d}.{fmt}.tmp",
+        f"orders-1-{0:020d}.{fmt}",
+    ]
+    positions = [b.positions[-1] for b in (p0[-1], rolled[-1], p2[-1])]
+    durable = sink.task.flush(positions)
+    assert durable == [positions[0], positions[2]], "flush claimed the closed partition"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"orders-0-{0:020d}.{fmt}",
+        f"orders-1-{0:020d}.{fmt}",
+        f"orders-2-{0:020d}.{fmt}",
+    ]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_reopened_partition_replays_from_its_last_commit(tmp_path: Path, fmt: str) -> None:
+    sink = SinkDriver(fmt, {"path": str(tmp_path)})
+    committed, dropped = _batches(0, 200, 0), _batches(200, 100, 200)
+    sink.put_all(committed)
+    sink.flush(committed)
+    sink.put_all(dropped)
+    sink.close([TopicPartition("orders", 0)])
+    again = _batches(200, 100, 200, batch_rows=30)
+    sink.put_all(again)  # opens the partition again
+    assert sink.flush(again) == [again[-1].positions[-1]]
+    assert sorted(ids_of(read_back(tmp_path, fmt))) == list(range(300))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rolling_a_file_requests_a_commit(tmp_path: Path, fmt: str) -> None:
+    quiet = SinkDriver(fmt, {"path": str(tmp_path / "quiet")})
+    sent = _batches(0, 500, 0)
+    quiet.put_all(sent)
+    quiet.flush(sent)
+    assert quiet.commit_requests == 0, "a flush is itself a commit: no request needed"
+    rolling = SinkDriver(fmt, {"path": str(tmp_path / "rolling"), "max_rows": 200})
+    rolling.put_all(sent[:1])
+    assert rolling.commit_requests == 0
+    rolling.put_all(sent[1:])
+    assert rolling.commit_requests == 2  # files from 0 and 200 published while putting
+
+
+# Deletes ------------------------------------------------------------------------------
+
+
+def _mark_config(root: Path) -> dict[str, object]:
+    return {"path": str(root), "deletes": "mark"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_deletes_mark_passes_the_kit(tmp_path: Path, fmt: str) -> None:
+    suite = sink_test_class(
+        fmt,
+        make_config=_mark_config,
+        read_back=lambda config: read_back(Path(config["path"]), fmt),
+        deletes="mark",
+    )()
+    suite.test_deletes_do_not_fail_the_sink(tmp_path / "accepted")
+    suite.test_deletes_follow_the_declared_behaviour(tmp_path / "marked")
+
+
+def _with_deletes(rows: pa.Table, deleted: list[bool], batch_rows: int = 10) -> list[RecordBatch]:
+    return sink_batches(
+        rows, topic="orders", partition=0, first_offset=0, batch_rows=batch_rows, deletes=deleted
+    )
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_marked_delete_holds_its_key_and_nulls(tmp_path: Path, fmt: str) -> None:
+    # Columns that cannot be null in the schema become nullable: a delete has no value.
+    strict = pa.schema(
+        [pa.field(f.name, f.type, nullable=False) for f in standard_rows(0, 0).schema]
+    )
+    rows = standard_rows(0, 4).cast(strict)
+    sent = _with_deletes(rows, [False, True, False, True])
+    sink = SinkDriver(fmt, _mark_config(tmp_path))
+    sink.put_all(sent)
+    sink.flush(sent)
+    (path,) = published_files(tmp_path, fmt)
+    if fmt == "csv":
+        options = arrow_csv.ConvertOptions(strings_can_be_null=True)
+        table = arrow_csv.read_csv(path, convert_options=options)
+    else:
+        table = read_file(path)
+    assert table.to_pydict() == {
+        "id": [0, 1, 2, 3],
+        "name": ["name-0", None, "name-2", None],
+        "amount": [0.0, None, 1.0, None],
+        "__deleted": [False, True, False, True],
+    }
+    if fmt != "csv":
+        (batch,) = SourceDriver(fmt, {"path": str(tmp_path)}).read_to_end()
+        assert batch.schema.field("__deleted").nullable is (fmt == "jsonl")
+        assert batch.values.column("__deleted").to_pylist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "avro"])
+def test_mark_keeps_the_schema_in_the_files(tmp_path: Path, fmt: str) -> None:
+    sent = _with_deletes(standard_rows(0, 4), [False, True, False, False])
+    sink = SinkDriver(fmt, _mark_config(tmp_path))
+    sink.put_all(sent)
+    sink.flush(sent)
+    (batch,) = SourceDriver(fmt, {"path": str(tmp_path)}).read_to_end()
+    assert batch.schema.names == ["id", "name", "amount", "__deleted"]
+    assert not batch.schema.field("__deleted").nullable
+    if fmt == "parquet":  # the omconnect schema travels in the file's metadata
+        assert batch.schema.key_fields == ("id",)
+
+
+def test_a_delete_without_a_key_cannot_be_marked(tmp_path: Path) -> None:
+    (batch,) = _with_deletes(standard_rows(0, 3), [False, True, False])
+    keyless = RecordBatch(
+        values=batch.values,
+        schema=from_arrow_schema(batch.values.schema, "conformance"),
+        marks=batch.marks,
+        tombstones=batch.tombstones,
+    )
+    sink = SinkDriver("jsonl", _mark_config(tmp_path))
+    sink.put_all([keyless])
+    sink.flush([keyless])
+    (report,) = sink.errors.reports
+    assert report.rows == [1] and "without a key" in str(report.error)
+    assert read_back(tmp_path, "jsonl").column("id").to_pylist() == [0, 2]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_skipped_deletes_are_counted_in_a_log_line(
+    tmp_path: Path, fmt: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = _with_deletes(standard_rows(0, 30), [i % 3 == 0 for i in range(30)])
+    sink = SinkDriver(fmt, {"path": str(tmp_path)})
+    sink.put_all(sent)
+    with caplog.at_level(logging.INFO, logger="omconnect.testing"):
+        sink.flush(sent)
+        sink.flush(sent)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}: skipped 10 delete(s) (tombstones) since the last flush (deletes: skip)"
+    ]
+    assert ids_of(read_back(tmp_path, fmt)) == [i for i in range(30) if i % 3]
+    assert "__deleted" not in read_back(tmp_path, fmt).column_names
+
+
+@pytest.mark.parametrize("deletes", ["skip", "mark"])
+def test_a_replay_starting_with_deletes_leaves_no_duplicates(tmp_path: Path, deletes: str) -> None:
+    # The first rows after the commit are deletes: with skip, the partition's first file
+    # starts later than the first message, and the replay must still remove it.
+    ids = list(range(100))
+    deleted = [i < 25 for i in ids]
+    config = {"path": str(tmp_path), "deletes": deletes, "max_rows": 30}
+    crashed = SinkDriver("parquet", config)
+    crashed.put_all(
+        sink_batches(
+            standard_rows_of(ids),
+            topic="orders",
+            partition=0,
+            first_offset=500,
+            batch_rows=40,
+            deletes=deleted,
+        )
+    )
+    replay = sink_batches(
+        standard_rows_of(ids),
+        topic="orders",
+        partition=0,
+        first_offset=500,
+        batch_rows=10,
+        deletes=deleted,
+    )
+    restarted = SinkDriver("parquet", config)
+    restarted.put_all(replay)
+    restarted.flush(replay)
+    table = read_back(tmp_path, "parquet")
+    expected = list(range(25, 100)) if deletes == "skip" else ids
+    assert sorted(ids_of(table)) == expected

@@ -22,6 +22,7 @@ TestJsonlSink = sink_test_class(
     "jsonl",
     make_config=lambda root: {"path": str(root)},
     read_back=lambda config: read_back(Path(config["path"]), "jsonl"),
+    deletes="skip",
 )
 
 

@@ -32,6 +32,7 @@ TestParquetSink = sink_test_class(
     "parquet",
     make_config=lambda root: {"path": str(root)},
     read_back=lambda config: read_back(Path(config["path"]), "parquet"),
+    deletes="skip",
 )
 
 

@@ -13,14 +13,17 @@ __all__ = [
     "open_embedded_broker",
 ]
 
-_OPTIONS = {"sync", "compression", "busy_timeout"}
+_OPTIONS = {"sync", "compression", "busy_timeout", "session_timeout", "transaction_timeout"}
 
 
 def open_embedded_broker(url: BrokerUrl) -> EmbeddedBroker:
     """The broker of ``embedded://PATH[?sync=normal|full&compression=lz4|zstd|none]``.
 
     ``PATH`` is a directory, relative to the current directory unless it starts with ``/``
-    (``embedded:///var/lib/omconnect``); the log is ``PATH/broker.sqlite``.
+    (``embedded:///var/lib/omconnect``); the log is ``PATH/broker.sqlite``. Other options:
+    ``busy_timeout`` (seconds a write waits for another process's lock, default 30),
+    ``session_timeout`` (seconds a consumer group member may miss heartbeats, default 10) and
+    ``transaction_timeout`` (seconds a producer transaction may stay open, default 60).
     """
     if not url.location:
         raise ValueError(
@@ -36,6 +39,24 @@ def open_embedded_broker(url: BrokerUrl) -> EmbeddedBroker:
         url.location,
         sync=url.options.get("sync", "full"),
         compression=url.options.get("compression", "lz4"),
-        busy_timeout=float(url.options.get("busy_timeout", 30.0)),
+        busy_timeout=_seconds(url, "busy_timeout", 30.0),
         url=url.text,
+        session_timeout=_seconds(url, "session_timeout", 10.0),
+        transaction_timeout=_seconds(url, "transaction_timeout", 60.0),
     )
+
+
+def _seconds(url: BrokerUrl, option: str, default: float) -> float:
+    text = url.options.get(option)
+    if text is None:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(
+            f"{url.text}: embedded broker option {option} must be a positive number of "
+            f"seconds, not {text!r}"
+        )
+    return seconds

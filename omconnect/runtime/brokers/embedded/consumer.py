@@ -3,29 +3,77 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+import time
+import uuid
+from collections.abc import Mapping, Sequence, Set
 
-from omconnect.runtime.brokers.base import ConsumedBatch, Consumer, TopicPartition
-from omconnect.runtime.brokers.embedded import _log_store
+from omconnect.runtime.brokers.base import (
+    ConsumedBatch,
+    Consumer,
+    ConsumerStart,
+    RebalanceListener,
+    TopicPartition,
+)
+from omconnect.runtime.brokers.embedded import _group_store, _log_store
 from omconnect.runtime.brokers.embedded._append_signal import AppendSignal
+from omconnect.runtime.brokers.embedded._owner_lock import OwnerLock
+from omconnect.runtime.brokers.embedded._range_assignor import (
+    Subscription,
+    partitions_digest,
+    subscribed_partition_counts,
+)
 from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
 from omconnect.runtime.brokers.embedded._sqlite_thread import SqliteThread
 from omconnect.schemas.message_batch import MessageBatch
 
-# How often a waiting poll looks at the file for other processes' appends: one indexed SELECT
-# of the partitions table, so cheap enough to run 40 times a second.
+log = logging.getLogger("omconnect.broker.embedded")
+
+# How often a waiting poll looks at the file for other processes' appends and group changes:
+# a few indexed SELECTs, so cheap enough to run 40 times a second.
 POLL_INTERVAL = 0.025
+# How often a polling member looks whether another member of its group died (one open and
+# flock attempt per member), so that it takes over a killed member's partitions in well under
+# a second instead of at its next heartbeat.
+LIVENESS_INTERVAL = 0.5
 
 
 class EmbeddedConsumer(Consumer):
-    """Reads every partition of its topics, from the group's committed offsets.
+    """A member of ``group``: reads the partitions the group assigns it, in batches.
 
-    Partitions without a committed offset start at their first message (``start="earliest"``)
-    or at their high-water when first seen (``"latest"``); so does a position beyond the
-    high-water. A position before a trimmed partition's start moves up to it. Partitions of
-    topics created after the consumer are picked up by the next poll. Reading does not commit:
-    call ``commit`` with ``ConsumedBatch.next_offset`` once the messages are processed.
+    Joining: the first ``poll`` joins the group. Until then the consumer owns nothing and
+    ``commit`` is accepted only while the group has no live member (offset resets of a stopped
+    pipeline), as Kafka accepts commits from outside an empty group; ``committed``,
+    ``end_offsets`` and ``seek`` never join.
+
+    Assignment: the partitions of each subscribed topic are split into contiguous ranges over
+    the members subscribing to it, sorted by member id (Kafka's range assignor; an id starts
+    with the consumer's creation time, so older members keep the lower ranges). It changes
+    when a member joins, leaves (``close``) or expires, and when a subscribed topic's
+    partitions change or a topic matching ``pattern`` appears. A member expires as soon as its
+    process is gone, even killed by SIGKILL (it holds a ``flock`` from joining to closing,
+    which the kernel drops; the other members look every ``LIVENESS_INTERVAL`` while they poll,
+    and a newcomer when it joins), or when it has not heartbeaten for its ``session_timeout``
+    seconds (a stopped or hung process; a background task heartbeats every third of it, so a
+    member that does not poll for minutes stays in). Inside ``poll``, ``on_partitions_revoked`` runs
+    first, while the member still owns the partitions (commits made there count); then they
+    are released and the new owner's ``poll`` calls ``on_partitions_assigned``. A member that
+    does not poll within its session timeout after the group changed loses the partitions the
+    group moved away from it anyway.
+
+    Fencing: ``commit`` is refused with ``CommitFencedError``, writing nothing, when the group
+    changed since this member's last poll synced its assignment, or for a partition it does
+    not own.
+
+    Positions: a partition gained starts at the group's committed offset, else at its first
+    message (``start="earliest"``) or its high-water (``"latest"``); so does a position beyond
+    the high-water. A position before a trimmed partition's start moves up to it. Reading
+    does not commit: call ``commit`` with ``ConsumedBatch.next_offset`` once the messages are
+    processed.
     """
 
     def __init__(
@@ -33,42 +81,170 @@ class EmbeddedConsumer(Consumer):
         thread: SqliteThread,
         signal: AppendSignal,
         group: str,
-        topics: Sequence[str],
-        start: str,
+        topics: Sequence[str] = (),
+        *,
+        pattern: str | None = None,
+        listener: RebalanceListener | None = None,
+        start: ConsumerStart = "earliest",
+        session_timeout: float = 10.0,
     ) -> None:
-        if not topics:
-            raise ValueError("a consumer needs at least one topic")
+        if not topics and pattern is None:
+            raise ValueError("a consumer needs at least one topic or a pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"topic pattern {pattern!r} is not a regular expression: {exc}"
+                ) from None
+        if session_timeout <= 0:
+            raise ValueError(f"session_timeout must be positive, got {session_timeout}")
         self.group = group
         self.topics = tuple(dict.fromkeys(topics))
+        self.pattern = pattern
+        self._subscription = Subscription(
+            f"{time.time_ns():016x}-{os.getpid()}-{uuid.uuid4().hex[:8]}", self.topics, pattern
+        )
+        self._listener = listener
         self._thread = thread
         self._signal = signal
         self._start = start
-        # Only touched on the connection's thread.
+        self._session_ms = int(session_timeout * 1000)
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._member_lock: OwnerLock | None = None
+        self._liveness_checked = 0.0  # time.monotonic() of the last look for dead members
+        self._joined = False
+        self._closed = False
+        # The assignment as this member applied it; changed only by _rebalance.
+        self._generation: int | None = None
+        self._owned: set[TopicPartition] = set()
+        self._pending: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        # Only touched on the connection's thread, except when _rebalance drops lost partitions.
         self._positions: dict[TopicPartition, int] = {}
         self._decoded: dict[TopicPartition, tuple[int, MessageBatch]] = {}
+        self._seeks: dict[TopicPartition, int] = {}
+        self._members: tuple[Subscription, ...] = ()
+        self._topics_token: tuple[int, int] | None = None
         self._turn = 0
 
+    @property
+    def member_id(self) -> str:
+        """This member's id in the group (members are ordered by it for the assignment)."""
+        return self._subscription.member_id
+
     async def poll(self, max_messages: int, timeout: float) -> list[ConsumedBatch]:
-        """Up to ``max_messages`` messages after this consumer's positions, at most one batch
-        per partition; waits up to ``timeout`` seconds for some to arrive, else returns []."""
+        """Up to ``max_messages`` messages of the owned, unpaused partitions after this
+        consumer's positions, at most one batch per partition; waits up to ``timeout`` seconds
+        for some to arrive, else returns []. Joins the group on the first call and runs the
+        rebalance callbacks when the assignment changed."""
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            batches = await self._thread.run(self._read_on_thread, max_messages)
+            batches = await self._thread.run(self._read_on_thread, max_messages, True)
+            if batches is None:
+                await self._rebalance()
+                batches = await self._thread.run(self._read_on_thread, max_messages, False)
+                assert batches is not None
             remaining = deadline - loop.time()
             if batches or remaining <= 0:
                 return batches
             await self._signal.wait(min(remaining, POLL_INTERVAL))
 
+    async def _rebalance(self) -> None:
+        view = await self._thread.run(self._sync_on_thread)
+        self._joined = True
+        _log_expired(view.expired)
+        if self._heartbeat_task is None:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat())
+        self._members = view.members
+        self._topics_token = None
+        lost = self._owned - (view.assignment & view.owned)
+        if lost:
+            self._owned -= lost
+            for tp in lost:
+                self._positions.pop(tp, None)
+                self._decoded.pop(tp, None)
+            if self._listener is not None:
+                await self._listener.on_partitions_revoked(frozenset(lost))
+        wanted = view.assignment - self._owned
+        gained = await self._thread.run(self._claim_on_thread, frozenset(self._owned), wanted)
+        self._owned |= gained
+        self._pending = set(wanted - gained)
+        first = self._generation is None
+        self._generation = view.generation
+        if self._listener is not None and (gained or first):
+            await self._listener.on_partitions_assigned(frozenset(gained))
+
+    def _sync_on_thread(self, connection: sqlite3.Connection) -> _group_store.GroupView:
+        if self._member_lock is None:
+            lock = _group_store.member_lock(connection, self.member_id)
+            lock.acquire()  # before the member's row exists: a missing lock means a dead member
+            self._member_lock = lock
+        view = _group_store.sync_member(
+            connection, self.group, self._subscription, self._session_ms
+        )
+        self._liveness_checked = time.monotonic()  # the sync expired the dead members
+        return view
+
+    def _claim_on_thread(
+        self,
+        connection: sqlite3.Connection,
+        keep: frozenset[TopicPartition],
+        wanted: frozenset[TopicPartition],
+    ) -> set[TopicPartition]:
+        gained = _group_store.claim_partitions(connection, self.group, self.member_id, keep, wanted)
+        if not gained:
+            return gained
+        topics = sorted({t for t, _ in gained})
+        committed = _log_store.load_group_offsets(connection, self.group, topics)
+        ranges = _log_store.partition_ranges(connection, topics)
+        for tp in gained:
+            start, end = ranges.get(tp, (0, 0))
+            fallback = start if self._start == "earliest" else end
+            self._positions[tp] = self._seeks.pop(tp, committed.get(tp, fallback))
+            self._decoded.pop(tp, None)
+        return gained
+
+    def _group_changed(self, connection: sqlite3.Connection) -> bool:
+        """Whether the assignment may have changed since this member last applied it."""
+        if self._generation is None:
+            return True
+        state = _group_store.group_state(connection, self.group, self.member_id)
+        if state is None or state[0] != self._generation:
+            return True
+        now = time.monotonic()
+        if now - self._liveness_checked >= LIVENESS_INTERVAL:
+            self._liveness_checked = now
+            if _group_store.dead_member_in(connection, self.group, self.member_id):
+                return True  # the sync expires it
+        token = _group_store.topics_token(connection)
+        if token != self._topics_token:
+            counts = _group_store.topic_partition_counts(connection)
+            digest = partitions_digest(subscribed_partition_counts(self._members, counts))
+            if digest != state[1]:
+                return True
+            self._topics_token = token
+        return bool(self._pending) and _group_store.claimable(
+            connection, self.group, self.member_id, self._pending
+        )
+
     def _read_on_thread(
-        self, connection: sqlite3.Connection, max_messages: int
-    ) -> list[ConsumedBatch]:
-        ranges = _log_store.partition_ranges(connection, self.topics)
-        self._place_new_partitions(connection, ranges)
+        self, connection: sqlite3.Connection, max_messages: int, check_group: bool
+    ) -> list[ConsumedBatch] | None:
+        if check_group and self._group_changed(connection):
+            return None
+        readable = self._owned - self._paused
+        if not readable:
+            return []
+        bounds = _log_store.readable_ranges(
+            connection, sorted({t for t, _ in readable}), self._positions
+        )
         ready = []
-        for tp, (start, end) in sorted(ranges.items()):
+        for tp in sorted(readable):
+            start, end = bounds[tp].start_offset, bounds[tp].high_water
             position = self._positions[tp]
             if position < start:
                 position = start  # trimmed away: read on from the new start
@@ -77,8 +253,9 @@ class EmbeddedConsumer(Consumer):
                 # reset like Kafka's auto.offset.reset rather than wait for offsets that
                 # would be new, different messages.
                 position = start if self._start == "earliest" else end
+            position = bounds[tp].next_readable(position)  # past aborted transactions
             self._positions[tp] = position
-            if position < end:
+            if position < bounds[tp].stable_offset:  # never into an open transaction
                 ready.append(tp)
         if not ready:
             return []
@@ -89,32 +266,20 @@ class EmbeddedConsumer(Consumer):
         for tp in ready[turn:] + ready[:turn]:
             if budget == 0:
                 break
-            batch = self._read_partition(connection, tp, budget)
+            batch = self._read_partition(connection, tp, budget, bounds[tp].stable_offset)
             if batch is not None:
                 batches.append(batch)
                 budget -= len(batch.messages)
         return batches
 
-    def _place_new_partitions(
-        self, connection: sqlite3.Connection, ranges: Mapping[TopicPartition, tuple[int, int]]
-    ) -> None:
-        new = [tp for tp in ranges if tp not in self._positions]
-        if not new:
-            return
-        committed = _log_store.load_group_offsets(connection, self.group, self.topics)
-        for tp in new:
-            start, end = ranges[tp]
-            fallback = start if self._start == "earliest" else end
-            self._positions[tp] = committed.get(tp, fallback)
-
     def _read_partition(
-        self, connection: sqlite3.Connection, tp: TopicPartition, budget: int
+        self, connection: sqlite3.Connection, tp: TopicPartition, budget: int, stable: int
     ) -> ConsumedBatch | None:
         topic, partition = tp
         position = self._positions[tp]
         cached = self._decoded.get(tp)
         segments = _log_store.read_segments(
-            connection, topic, partition, position, budget, cached[0] if cached else None
+            connection, topic, partition, position, budget, cached[0] if cached else None, stable
         )
         pieces: list[MessageBatch] = []
         first = position
@@ -144,35 +309,140 @@ class EmbeddedConsumer(Consumer):
             return None
         return ConsumedBatch(topic, partition, MessageBatch.concat(pieces).with_offsets(first))
 
+    async def _heartbeat(self) -> None:
+        interval = self._session_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                alive, expired = await self._thread.run(
+                    _group_store.heartbeat, self.group, self.member_id
+                )
+            except sqlite3.Error as exc:
+                # A write lock held longer than busy_timeout: try again next beat; the
+                # session timeout is what decides whether the member is lost.
+                log.warning("consumer group %r: heartbeat failed: %s", self.group, exc)
+                continue
+            _log_expired(expired)
+            if not alive:
+                log.warning(
+                    "consumer group %r: member %s was expired; it rejoins on its next poll",
+                    self.group,
+                    self.member_id,
+                )
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Store the group's next offsets durably (one transaction); positions of this
-        consumer are not moved."""
-        if offsets:
-            await self._thread.run(_log_store.store_group_offsets, self.group, dict(offsets))
+        """Store the group's next offsets durably, in one transaction with the fencing check;
+        positions of this consumer are not moved.
+
+        Raises:
+            CommitFencedError: the group changed since this member's last poll, or a partition
+                is not assigned to it (before its first poll: the group has live members);
+                nothing was committed.
+        """
+        if not offsets:
+            return
+        member_id = self.member_id if self._joined else None
+        await self._thread.run(_group_store.commit_offsets, self.group, member_id, dict(offsets))
 
     async def committed(self) -> dict[TopicPartition, int]:
-        """The group's committed offsets for partitions of the subscribed topics."""
-        return await self._thread.run(_log_store.load_group_offsets, self.group, self.topics)
+        """The group's committed offsets for partitions of the subscribed topics (owned or
+        not)."""
+        return await self._thread.run(self._committed_on_thread)
+
+    def _committed_on_thread(self, connection: sqlite3.Connection) -> dict[TopicPartition, int]:
+        topics = self._subscribed_topics(connection)
+        return _log_store.load_group_offsets(connection, self.group, topics)
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
-        """The high-water of every existing partition of the subscribed topics."""
-        ranges = await self._thread.run(_log_store.partition_ranges, self.topics)
-        return {tp: end for tp, (_, end) in ranges.items()}
+        """The offset after the last readable message of every existing partition of the
+        subscribed topics, owned or not (a consumer that has not polled yet knows where to
+        start tailing): the high-water, less an open transaction's messages and aborted ones
+        at the tail."""
+        return await self._thread.run(self._end_offsets_on_thread)
+
+    def _end_offsets_on_thread(self, connection: sqlite3.Connection) -> dict[TopicPartition, int]:
+        # Read-committed: the end is what a reader can reach, never an open transaction's
+        # messages nor aborted ones at the tail (``--once`` would wait for them forever).
+        ranges = _log_store.readable_ranges(connection, self._subscribed_topics(connection))
+        return {
+            tp: _log_store.readable_end(connection, tp, readable) for tp, readable in ranges.items()
+        }
+
+    def _subscribed_topics(self, connection: sqlite3.Connection) -> list[str]:
+        if self.pattern is None:
+            return list(self.topics)
+        existing = _group_store.topic_partition_counts(connection)
+        return sorted(set(self.topics) | self._subscription.topics_among(existing))
 
     async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Read these partitions from these offsets on the next poll."""
+        """Read these partitions from these offsets next. A partition this member does not
+        own yet (before the first poll, say) starts there when it is assigned to it, instead
+        of at the committed offset."""
         await self._thread.run(self._seek_on_thread, dict(offsets))
 
     def _seek_on_thread(
         self, connection: sqlite3.Connection, offsets: dict[TopicPartition, int]
     ) -> None:
         for tp, offset in offsets.items():
-            if tp[0] not in self.topics:
-                raise ValueError(f"cannot seek {tp[0]!r}: the consumer reads {self.topics}")
+            if not self._subscription.topics_among([tp[0]]):
+                raise ValueError(f"cannot seek {tp[0]!r}: the consumer does not subscribe to it")
             if offset < 0:
                 raise ValueError(f"cannot seek {tp} to a negative offset ({offset})")
-            self._positions[tp] = offset
-            self._decoded.pop(tp, None)
+        for tp, offset in offsets.items():
+            if tp in self._owned:
+                self._positions[tp] = offset
+                self._decoded.pop(tp, None)
+            else:
+                self._seeks[tp] = offset
+
+    async def assignment(self) -> set[TopicPartition]:
+        """The partitions this member owns now; empty before its first poll."""
+        return set(self._owned)
+
+    async def pause(self, partitions: Set[TopicPartition]) -> None:
+        """Return no messages of ``partitions`` until ``resume``; they stay assigned and the
+        heartbeats go on. Pausing is independent of the assignment: a paused partition
+        assigned later is paused too."""
+        self._paused |= set(partitions)
+
+    async def resume(self, partitions: Set[TopicPartition]) -> None:
+        """Return messages of paused ``partitions`` again."""
+        self._paused -= set(partitions)
 
     async def close(self) -> None:
-        await self._thread.close()
+        """Leave the group (its partitions go to the other members at their next poll) and
+        close the connection; idempotent. The listener is not called: commit before closing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._heartbeat_task is not None:
+                self._heartbeat_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._heartbeat_task
+            if self._member_lock is not None:  # it joined, or tried to
+                await self._thread.run(self._leave_on_thread, self._member_lock)
+        finally:
+            await self._thread.close()
+
+    def _leave_on_thread(self, connection: sqlite3.Connection, lock: OwnerLock) -> None:
+        try:
+            _group_store.leave_group(connection, self.group, self.member_id)
+        finally:
+            lock.release()  # after the row is gone: nobody sees a live member without its lock
+
+
+def _log_expired(expired: Sequence[_group_store.ExpiredMember]) -> None:
+    for member in expired:
+        if member.process_gone:
+            log.warning(
+                "consumer group %r: member %s expired, its process is gone",
+                member.group,
+                member.member_id,
+            )
+        else:
+            log.warning(
+                "consumer group %r: member %s missed its heartbeats, expired",
+                member.group,
+                member.member_id,
+            )

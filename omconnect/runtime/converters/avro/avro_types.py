@@ -1,7 +1,9 @@
 """Reading the shape of an Avro schema: what the column encoders and decoders dispatch on.
 
 Schemas arrive as the JSON-like dicts that ``fastavro`` takes. Named references (a type used
-by name after its first definition) are expanded first, so every walker sees full definitions.
+by name after its first definition) are expanded first, so every walker sees full definitions;
+a part of an expanded schema handed back to fastavro is first made ``named_once`` again, since
+fastavro refuses a named type defined twice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,37 @@ _CONTAINER_TYPES = frozenset({"array", "map"})
 def expanded(schema: AvroType) -> AvroType:
     """``schema`` with every named reference replaced by its definition."""
     return expand_schema(schema)
+
+
+def named_once(schema: AvroType) -> AvroType:
+    """An expanded ``schema`` (or part of one) with every named type defined at its first
+    occurrence and referenced by its full name after, as fastavro's parser wants it."""
+    return _named_once(schema, set())
+
+
+def _named_once(schema: AvroType, seen: set[str]) -> AvroType:
+    if isinstance(schema, list):
+        return [_named_once(branch, seen) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kind = schema.get("type")
+    if kind in ("record", "enum", "fixed") and "name" in schema:
+        name = str(schema["name"])
+        if "." not in name and schema.get("namespace"):
+            name = f"{schema['namespace']}.{name}"
+        if name in seen:
+            return name
+        seen.add(name)
+    out = dict(schema)
+    if isinstance(kind, (dict, list)):
+        out["type"] = _named_once(kind, seen)
+    if kind == "record":
+        out["fields"] = [{**f, "type": _named_once(f["type"], seen)} for f in schema["fields"]]
+    elif kind == "array":
+        out["items"] = _named_once(schema["items"], seen)
+    elif kind == "map":
+        out["values"] = _named_once(schema["values"], seen)
+    return out
 
 
 def type_name(schema: AvroType) -> str:

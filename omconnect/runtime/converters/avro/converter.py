@@ -3,6 +3,12 @@
 Every body is ``0x00`` + the 4-byte big-endian schema id + one Avro datum. Value schemas are
 registered under ``<topic>-value`` and key schemas under ``<topic>-key`` (Confluent's
 TopicNameStrategy), so Confluent consumers read what omconnect writes and the other way round.
+Keys are Avro of the batch's key schema (``key_schema``, else the schema's key fields).
+
+Deletes travel as Kafka tombstones: a null value body and the Avro key. A decoded tombstone
+takes the value schema of its nearest neighbour with a body in the same call (the message
+before it, else after it); with none, the latest schema registered under ``<topic>-value``;
+with none registered, a schema of the key's fields.
 """
 
 from __future__ import annotations
@@ -16,10 +22,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from omconnect.runtime.converters.avro.avro_types import AvroType, type_name
+from omconnect.runtime.converters.avro.body_assembly import binary_with_nulls
 from omconnect.runtime.converters.avro.decoder import decode_batch_lenient
 from omconnect.runtime.converters.avro.encoder import encode_batch_lenient
 from omconnect.runtime.converters.avro.wire_header import HEADER_SIZE, header, read_headers
-from omconnect.runtime.converters.base import Converter, Decoded, Encoded
+from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
+from omconnect.runtime.converters.tombstones import (
+    NO_KEY_ERROR,
+    keyless_deletes,
+    mask_array,
+    nearest_labels,
+    null_batch,
+    null_mask,
+)
 from omconnect.runtime.registry.protocol import SchemaRegistry, key_subject, value_subject
 from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
 from omconnect.schemas.avro import from_avro_schema, to_avro_schema
@@ -55,9 +70,17 @@ class AvroConverter(Converter):
         self._readers: dict[int, _ReaderSchema] = {}
 
     def encode(self, topic: str, batch: RecordBatch) -> Encoded:
-        """Bodies for every row; rows that cannot be encoded get null bodies and a reason."""
+        """Bodies for every row; rows that cannot be encoded get null bodies and a reason.
+
+        Deletes (``batch.tombstones``) get a null value body and their key; their value
+        columns are not encoded, so they may be null even where the schema says not-null.
+        """
         value_id, value_avro = self._writer(value_subject(topic), batch.schema)
-        values, failed = _encode_narrowing(batch.values, value_avro, header(value_id))
+        deletes = batch.delete_mask() if batch.tombstones is not None else None
+        if deletes is None or not deletes.any():
+            values, failed = _encode_narrowing(batch.values, value_avro, header(value_id))
+        else:
+            values, failed = _encode_live_rows(batch.values, ~deletes, value_avro, value_id)
         keys = None
         key_columns = batch.key_columns()
         if key_columns is not None:
@@ -70,6 +93,9 @@ class AvroConverter(Converter):
             keys, key_failed = _encode_narrowing(key_columns, key_avro, header(key_id))
             for row, error in key_failed.items():
                 failed.setdefault(row, error)
+        if deletes is not None:
+            for row, error in keyless_deletes(deletes, keys).items():
+                failed.setdefault(row, error)
         if failed:
             keep = np.ones(batch.num_rows, dtype=np.bool_)
             keep[list(failed)] = False
@@ -79,69 +105,143 @@ class AvroConverter(Converter):
 
     def decode(self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None) -> Decoded:
         """Group bodies by (value schema id, key schema id) and decode each group at once."""
+        n = len(values)
         failed: dict[int, Exception] = {}
-        value_ids, value_errors = read_headers(values)
+        value_ids, value_errors = read_headers(values, allow_null=True)
         failed.update(value_errors)
         if keys is not None:
             key_ids, key_errors = read_headers(keys, allow_null=True)
             for row, error in key_errors.items():
                 failed.setdefault(row, ValueError(f"message key: {error}"))
         else:
-            key_ids = np.full(len(values), -1, dtype=np.int64)
-        usable = np.ones(len(values), dtype=np.bool_)
+            key_ids = np.full(n, -1, dtype=np.int64)
+        null_body = null_mask(values, n)
+        deletes = null_body & ~null_mask(keys, n)
+        keyless = null_body & ~deletes
+        if keyless.any():
+            error = ValueError(NO_KEY_ERROR)
+            for row in np.flatnonzero(keyless).tolist():
+                failed.setdefault(row, error)
+        usable = np.ones(n, dtype=np.bool_)
         usable[list(failed)] = False
+        deletes &= usable
+        if deletes.any():
+            value_ids = self._delete_schema_ids(topic, value_ids, deletes, usable)
         rows = np.flatnonzero(usable)
         pairs = np.stack([value_ids[rows], key_ids[rows]], axis=1)
         unique_pairs, first_seen, group_of = np.unique(
             pairs, axis=0, return_index=True, return_inverse=True
         )
-        groups: list[
-            tuple[int, tuple[pa.Int64Array, pa.RecordBatch, Schema, pa.RecordBatch | None]]
-        ]
-        groups = []
+        groups: list[DecodedGroup] = []
         for group in np.argsort(first_seen, kind="stable").tolist():
             members = rows[group_of.reshape(-1) == group]
             value_id, key_id = (int(x) for x in unique_pairs[group])
-            decoded = self._decode_group(values, keys, members, value_id, key_id, failed)
+            decoded = self._decode_group(
+                topic, values, keys, members, value_id, key_id, deletes, failed
+            )
             if decoded is not None:
-                groups.append((int(members[0]), decoded))
-        return Decoded(groups=[g for _, g in groups], failed=dict(sorted(failed.items())))
+                groups.append(decoded)
+        return Decoded(groups=groups, failed=dict(sorted(failed.items())))
+
+    def _delete_schema_ids(
+        self,
+        topic: str,
+        value_ids: I64,
+        deletes: npt.NDArray[np.bool_],
+        usable: npt.NDArray[np.bool_],
+    ) -> I64:
+        """``value_ids`` with the value schema id each delete takes: its nearest neighbour's,
+        else the latest of ``<topic>-value``, else -1 (a schema of the key's fields)."""
+        bodies = usable & ~deletes
+        readable = np.zeros(len(value_ids), dtype=np.bool_)
+        for schema_id in np.unique(value_ids[bodies]).tolist():
+            try:
+                self._reader(schema_id)
+            except Exception:  # its own rows fail with the reason when their group decodes
+                continue
+            readable |= bodies & (value_ids == schema_id)
+        nearest = nearest_labels(np.where(readable, value_ids, -1))
+        chosen = nearest[deletes]
+        if (chosen < 0).any():
+            chosen[chosen < 0] = self._latest_value_id(topic)
+        value_ids = value_ids.copy()
+        value_ids[deletes] = chosen
+        return value_ids
+
+    def _latest_value_id(self, topic: str) -> int:
+        """The id of the latest schema registered under ``<topic>-value`` that can be read,
+        or -1."""
+        latest = self._registry.latest(value_subject(topic))
+        if latest is None:
+            return -1
+        try:
+            self._reader(latest[0])
+        except Exception:  # a schema omconnect cannot map: fall back to the key's fields
+            return -1
+        return int(latest[0])
 
     def _decode_group(
         self,
+        topic: str,
         values: pa.BinaryArray,
         keys: pa.BinaryArray | None,
         members: I64,
         value_id: int,
         key_id: int,
+        deletes: npt.NDArray[np.bool_],
         failed: dict[int, Exception],
-    ) -> tuple[pa.Int64Array, pa.RecordBatch, Schema, pa.RecordBatch | None] | None:
+    ) -> DecodedGroup | None:
         try:
-            value_reader = self._reader(value_id)
             key_reader = self._reader(key_id) if key_id >= 0 else None
+            if value_id >= 0:
+                value_reader = self._reader(value_id)
+            else:  # deletes only, with no value schema to take: the key's fields
+                assert key_reader is not None
+                value_reader = _key_shaped(topic, key_reader)
         except Exception as error:  # unknown id, or a schema omconnect cannot map
             for row in members.tolist():
                 failed[row] = error
             return None
-        taken = pa.array(members)
-        value_batch, value_bad = decode_batch_lenient(
-            values.take(taken), value_reader.avro, value_reader.arrow, skip=HEADER_SIZE
-        )
+        group_deletes = deletes[members]
+        live = np.flatnonzero(~group_deletes)
+        bad = np.zeros(len(members), dtype=np.bool_)
+        value_index = np.full(len(members), -1, dtype=np.int64)
+        if len(live):
+            bodies = values.take(pa.array(members if len(live) == len(members) else members[live]))
+            value_batch, value_bad = decode_batch_lenient(
+                bodies, value_reader.avro, value_reader.arrow, skip=HEADER_SIZE
+            )
+        else:
+            value_batch, value_bad = null_batch(value_reader.arrow, 0), {}
+        decoded_live = np.ones(len(live), dtype=np.bool_)
+        decoded_live[list(value_bad)] = False
+        value_index[live[decoded_live]] = np.arange(int(decoded_live.sum()), dtype=np.int64)
+        for index, reason in value_bad.items():
+            failed[int(members[live[index]])] = reason
+            bad[live[index]] = True
         key_batch: pa.RecordBatch | None = None
         key_bad: dict[int, Exception] = {}
         if key_reader is not None and keys is not None:
             key_batch, key_bad = decode_batch_lenient(
-                keys.take(taken), key_reader.avro, key_reader.arrow, skip=HEADER_SIZE
+                keys.take(pa.array(members)), key_reader.avro, key_reader.arrow, skip=HEADER_SIZE
             )
-        for index, reason in {**key_bad, **value_bad}.items():
+        for index, reason in key_bad.items():
             failed[int(members[index])] = reason
-        good = np.ones(len(members), dtype=np.bool_)
-        good[list(value_bad) + list(key_bad)] = False
+            bad[index] = True
+        good = ~bad
         if not good.any():
             return None
-        value_batch = _keep_rows(value_batch, good, value_bad)
+        if group_deletes.any() or not good.all():
+            kept = value_index[good]
+            value_batch = value_batch.take(pa.array(kept, mask=kept < 0))
         key_batch = _keep_rows(key_batch, good, key_bad) if key_batch is not None else None
-        return pa.array(members[good], pa.int64()), value_batch, value_reader.schema, key_batch
+        return DecodedGroup(
+            pa.array(members[good], pa.int64()),
+            value_batch,
+            value_reader.schema,
+            key_batch,
+            mask_array(group_deletes[good]),
+        )
 
     def _writer(self, subject: str, schema: Schema) -> tuple[int, AvroType]:
         """The registered id and Avro schema of ``schema`` under ``subject`` (cached)."""
@@ -169,6 +269,25 @@ class AvroConverter(Converter):
         with self._lock:
             self._readers[schema_id] = reader
         return reader
+
+
+def _key_shaped(topic: str, key_reader: _ReaderSchema) -> _ReaderSchema:
+    """What deletes with no value schema decode to: the key's fields, all of them key fields."""
+    fields = key_reader.schema.fields
+    schema = Schema(name=topic, fields=fields, key_fields=tuple(f.name for f in fields))
+    return _ReaderSchema(avro=key_reader.avro, schema=schema, arrow=to_arrow_schema(schema))
+
+
+def _encode_live_rows(
+    batch: pa.RecordBatch, live: npt.NDArray[np.bool_], avro: AvroType, schema_id: int
+) -> tuple[pa.Array, dict[int, Exception]]:
+    """Bodies of the ``live`` rows only; the other rows (deletes) get null bodies."""
+    rows = np.flatnonzero(live)
+    if not len(rows):
+        return pa.nulls(batch.num_rows, pa.binary()), {}
+    encoded, failed = _encode_narrowing(batch.filter(pa.array(live)), avro, header(schema_id))
+    bodies = binary_with_nulls(encoded, live, batch.num_rows)
+    return bodies, {int(rows[row]): error for row, error in failed.items()}
 
 
 def _encode_narrowing(

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from omconnect.runtime.converters.avro.avro_types import AvroType
+from omconnect.runtime.converters.avro.avro_types import AvroType, named_once
 
 Mask = npt.NDArray[np.bool_]
 I64 = npt.NDArray[np.int64]
@@ -28,7 +28,7 @@ def encode_rows(
 
     Returns the per-row bytes and the rows fastavro refused, with its error.
     """
-    parsed = fastavro.parse_schema(schema)
+    parsed = fastavro.parse_schema(named_once(schema))
     values = array.to_pylist(maps_as_pydicts="strict")
     out: list[bytes] = []
     failed: dict[int, Exception] = {}
@@ -63,7 +63,7 @@ def decode_rows(
         (values, positions after the field, failures by index into ``starts``). Failed rows
         hold a null value and keep their start position.
     """
-    parsed = fastavro.parse_schema(schema)
+    parsed = fastavro.parse_schema(named_once(schema))
     values: list[Any] = []
     after = starts.copy()
     failed: dict[int, Exception] = {}

@@ -1,0 +1,136 @@
+"""A broker wrapper that injects the faults real brokers produce: refused sends, slow acks.
+
+Wrap any driver and hand it to ``PipelineRunner(..., broker=...)`` (or to a driver test) to
+check that a pipeline keeps per-key order and loses nothing when sends fail in the middle of
+a stream. Only sends are disturbed; the wrapped broker does the real work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+
+from omconnect.runtime.brokers.base import (
+    Broker,
+    BrokerError,
+    Capabilities,
+    Consumer,
+    ConsumerStart,
+    Producer,
+    RebalanceListener,
+    SendResult,
+    TopicInfo,
+    TopicSettings,
+)
+from omconnect.schemas.message_batch import MessageBatch
+
+
+class InjectedSendError(BrokerError):
+    """The fault injected into a send."""
+
+
+class FaultInjectingBroker(Broker):
+    """``inner`` with every ``fail_every``-th send refused (it never reaches the broker) and
+    acks delayed by up to ``max_ack_delay`` seconds after the broker stored the messages, so
+    later sends are acknowledged before earlier ones.
+
+    Args:
+        inner: the broker that stores the messages.
+        fail_every: refuse send number ``fail_every``, ``2 * fail_every``, ... (0: never).
+        max_ack_delay: the longest random delay before a send reaches ``inner``.
+        topics: only sends to these topics are disturbed (default: all).
+        seed: for the random delays.
+    """
+
+    def __init__(
+        self,
+        inner: Broker,
+        fail_every: int = 0,
+        max_ack_delay: float = 0.0,
+        topics: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.fail_every = fail_every
+        self.max_ack_delay = max_ack_delay
+        self.topics = set(topics) if topics is not None else None
+        self.sends = 0
+        self.failures = 0
+        self._random = random.Random(seed)
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return self.inner.capabilities
+
+    async def producer(self) -> Producer:
+        return _FaultyProducer(self, await self.inner.producer())
+
+    async def consumer(
+        self,
+        group: str,
+        topics: Sequence[str] = (),
+        *,
+        pattern: str | None = None,
+        listener: RebalanceListener | None = None,
+        start: ConsumerStart = "earliest",
+    ) -> Consumer:
+        return await self.inner.consumer(
+            group, topics, pattern=pattern, listener=listener, start=start
+        )
+
+    async def create_topic(self, name: str, settings: TopicSettings | None = None) -> None:
+        await self.inner.create_topic(name, settings)
+
+    async def list_topics(self) -> list[TopicInfo]:
+        return await self.inner.list_topics()
+
+    async def transaction_positions(self, namespace: str) -> dict[str, str]:
+        return await self.inner.transaction_positions(namespace)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def _disturbs(self, topic: str) -> bool:
+        return self.topics is None or topic in self.topics
+
+
+class _FaultyProducer(Producer):
+    def __init__(self, broker: FaultInjectingBroker, inner: Producer) -> None:
+        self.broker = broker
+        self.inner = inner
+
+    async def send(
+        self, topic: str, messages: MessageBatch, partition: int | None = None
+    ) -> list[SendResult]:
+        broker = self.broker
+        if not broker._disturbs(topic):
+            return await self.inner.send(topic, messages, partition)
+        broker.sends += 1
+        delay = broker._random.uniform(0, broker.max_ack_delay)
+        if broker.fail_every and broker.sends % broker.fail_every == 0:
+            broker.failures += 1
+            await asyncio.sleep(delay)
+            raise InjectedSendError(f"injected failure of send {broker.sends} to {topic}")
+        # The broker stored the messages in send order; only the ack comes late.
+        results = await self.inner.send(topic, messages, partition)
+        await asyncio.sleep(delay)
+        return results
+
+    async def flush(self) -> None:
+        await self.inner.flush()
+
+    async def begin_transaction(self) -> None:
+        await self.inner.begin_transaction()
+
+    async def commit_transaction(
+        self, namespace: str | None = None, positions: Mapping[str, str] | None = None
+    ) -> None:
+        await self.inner.commit_transaction(namespace, positions)
+
+    async def abort_transaction(self) -> None:
+        await self.inner.abort_transaction()
+
+    async def close(self) -> None:
+        await self.inner.close()

@@ -1,0 +1,83 @@
+"""``exactly_once: true``: SIGKILL ``omconnect run`` at random moments, run again, and the
+topic holds every row exactly once (records and source positions commit in one broker
+transaction; what a killed run sent after its last commit is never visible)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from omconnect.runtime.brokers import open_broker
+from tests.e2e.omconnect_process import omconnect, spawn_omconnect
+
+ROWS = 400_000
+PARTS = 4
+
+PIPELINE = """
+name: once
+source:
+  connector: csv
+  path: data/*.csv
+  batch_size: 5000
+topic: seq
+format: json
+exactly_once: {exactly_once}
+batching: {{max_rows: 5000, linger: 0}}
+commit_interval: 0.1
+"""
+
+
+def _write_input(directory: Path) -> None:
+    directory.mkdir()
+    for part in range(PARTS):
+        seq = np.arange(part * ROWS // PARTS, (part + 1) * ROWS // PARTS, dtype=np.int64)
+        pacsv.write_csv(pa.table({"seq": seq}), directory / f"part-{part}.csv")
+
+
+def _topic_values(directory: Path) -> list[bytes]:
+    async def body() -> list[bytes]:
+        broker = open_broker(f"embedded://{directory / '.omconnect'}")
+        consumer = await broker.consumer("check", ["seq"])
+        values: list[bytes] = []
+        while batches := await consumer.poll(100_000, 0.5):
+            for batch in batches:
+                values.extend(batch.messages.values.to_pylist())
+        await broker.close()
+        return values
+
+    return asyncio.run(body())
+
+
+def _kill_randomly(tmp_path: Path, seed: int) -> int:
+    rng = random.Random(seed)
+    kills = 0
+    for _attempt in range(4):
+        process = spawn_omconnect("run", "once.yaml", "--once", cwd=tmp_path)
+        time.sleep(rng.uniform(1.2, 2.2))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        kills += 1
+    return kills
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_every_row_on_the_topic_exactly_once(tmp_path: Path) -> None:
+    _write_input(tmp_path / "data")
+    (tmp_path / "once.yaml").write_text(PIPELINE.format(exactly_once="true"))
+    kills = _kill_randomly(tmp_path, 20261201)
+    finished = omconnect("run", "once.yaml", "--once", cwd=tmp_path, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert kills >= 1, "the run ended before any kill: make ROWS larger"
+    values = _topic_values(tmp_path)
+    seqs = sorted(int(v.split(b":")[1].rstrip(b"}")) for v in values)
+    assert seqs == list(range(ROWS)), "a row is missing or on the topic twice"
