@@ -100,3 +100,15 @@ def test_a_run_that_fails_commits_what_the_broker_acknowledged(tmp_path: Path) -
     per_key = _versions_on_topic(tmp_path, "toy")
     total = sum(len(v) for v in per_key.values())
     assert ROWS <= total <= ROWS + 10 * 10, "duplicates stay within the sends in flight"
+
+
+def test_a_source_that_breaks_still_commits_what_was_acknowledged(tmp_path: Path) -> None:
+    text = _pipeline(tmp_path).replace("batch_rows: 10}", "batch_rows: 10, fail_at_row: 120}")
+    with pytest.raises(RuntimeError, match="broke at row 120"):
+        run_pipeline(tmp_path / "p.yaml", text)
+    store = open_offset_store(f"{tmp_path}/s")
+    try:
+        committed = {p.partition["stream"]: p.offset["row"] for p in store.all("toy")}
+    finally:
+        store.close()
+    assert committed == {"": 120}, "every batch the broker acknowledged is committed"

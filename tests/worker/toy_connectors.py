@@ -59,6 +59,8 @@ class ToyStreamsSpec(ConnectorSpec):
     """Declare the streams up front (``SourceConnector.streams``)."""
     absolute_topic: str | None = None
     """Also emit one heartbeat row per poll to this absolute topic."""
+    fail_at_row: int | None = None
+    """Fail the poll (not retriably) once this many rows of a stream were emitted."""
 
 
 class ToyStreamsTask(SourceTask):
@@ -75,6 +77,8 @@ class ToyStreamsTask(SourceTask):
         out = []
         for stream in self.streams:
             start = self.next[stream]
+            if self.config.fail_at_row is not None and start >= self.config.fail_at_row:
+                raise RuntimeError(f"the source broke at row {start}")
             end = min(start + self.config.batch_rows, self.config.rows)
             if start >= end:
                 continue

@@ -4,13 +4,14 @@ Every message a source publishes carries ``oms.message_id``. A source may set it
 (``RecordBatch.message_ids``: a CDC source uses the commit LSN and the index in the
 transaction); otherwise the runtime derives them from positions. A row's id is the digest of
 the position its source partition had reached before the row (the committed position, for the
-first rows after a start) and the row's index since that position: ``<16 hex digits>-<n>``.
+first rows after a start) and the row's index since that position.
 A source that resumes from a committed position and marks its rows at the same places emits
 the same ids again, so a broker that de-duplicates by message id (NATS ``Nats-Msg-Id``) or a
 consumer can drop redelivered records.
 
-Nothing here builds a Python object per row: ids are an Arrow string join of a per-segment
-prefix and a row index, headers a ``map`` column assembled from offsets with numpy.
+Nothing here builds a Python object per row: ids (``<16 hex digits>-<index in hex>``, one width
+per batch) are written into the string buffer with numpy, headers are a ``map`` column
+gathered from offsets with numpy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from omconnect.schemas.message import HEADER_PREFIX
 from omconnect.schemas.message_batch import HEADERS_TYPE
@@ -93,18 +93,31 @@ def _digest(pid: str, offset: str) -> str:
     return hashlib.blake2b(f"{pid}\x00{offset}".encode(), digest_size=8).hexdigest()
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_PREFIX_WIDTH = 16
+
+
 def _join_ids(
     prefixes: list[str], starts: list[int], lengths: list[int], first_index: list[int], n: int
 ) -> pa.StringArray:
+    """``<prefix>-<index in hex>``, every id of one width, written straight into the string
+    array's data buffer (one numpy pass per character column, no per-row string)."""
     if n == 0:
         return pa.array([], pa.string())
     segment = np.repeat(np.arange(len(prefixes)), lengths)
-    rows = np.arange(n, dtype=np.int64)
-    index = rows - np.repeat(np.asarray(starts, np.int64), lengths)
+    index = np.arange(n, dtype=np.int64) - np.repeat(np.asarray(starts, np.int64), lengths)
     index += np.repeat(np.asarray(first_index, np.int64), lengths)
-    prefix_column = pa.array([p + "-" for p in prefixes], pa.string()).take(pa.array(segment))
-    joined = pc.binary_join_element_wise(prefix_column, pc.cast(pa.array(index), pa.string()), "")
-    return joined
+    digits = max(8, (int(index.max()).bit_length() + 3) // 4)
+    width = _PREFIX_WIDTH + 1 + digits
+    data = np.empty((n, width), dtype=np.uint8)
+    prefix_bytes = np.frombuffer("".join(prefixes).encode("ascii"), dtype=np.uint8)
+    data[:, :_PREFIX_WIDTH] = prefix_bytes.reshape(-1, _PREFIX_WIDTH)[segment]
+    data[:, _PREFIX_WIDTH] = ord("-")
+    for k in range(digits):
+        shift = 4 * (digits - 1 - k)
+        data[:, _PREFIX_WIDTH + 1 + k] = _HEX[(index >> shift) & 15]
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def message_headers(batch: RecordBatch, message_ids: pa.StringArray | None) -> pa.MapArray | None:
@@ -117,6 +130,14 @@ def message_headers(batch: RecordBatch, message_ids: pa.StringArray | None) -> p
     if not shared_names and row_headers is None and message_ids is None:
         return None
     shared = len(shared_names)
+    if message_ids is not None and not shared and row_headers is None:
+        # The common case, one entry per row: no gather at all.
+        return pa.MapArray.from_arrays(
+            pa.array(np.arange(n + 1, dtype=np.int32)),
+            pa.repeat(pa.scalar(MESSAGE_ID_HEADER, pa.string()), n),
+            message_ids.cast(pa.binary()),
+            type=HEADERS_TYPE,
+        )
     if row_headers is not None:
         row_counts, row_starts = _map_extents(row_headers)
         row_names = row_headers.keys
@@ -130,25 +151,34 @@ def message_headers(batch: RecordBatch, message_ids: pa.StringArray | None) -> p
     counts = shared + row_counts + has_id
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    total = int(offsets[-1])
-    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
-    within = np.arange(total, dtype=np.int64) - offsets[:-1][owner]
-    # Pool: shared entries, then every row header entry, then one id per row.
+    # Pool: shared entries, then every row header entry, then one id per row; ``take`` gathers
+    # each row's entries in that order.
     pool_row_start = shared
     pool_id_start = shared + len(row_names)
-    take = np.where(
-        within < shared,
-        within,
-        np.where(
-            within < shared + row_counts[owner],
-            pool_row_start + row_starts[owner] + (within - shared),
-            pool_id_start + owner,
-        ),
-    )
+    if row_headers is None:
+        # Every row has the same number of entries: the gather is a fixed pattern.
+        pattern = np.empty((n, shared + has_id), dtype=np.int64)
+        pattern[:, :shared] = np.arange(shared)
+        if has_id:
+            pattern[:, shared] = pool_id_start + np.arange(n)
+        take = pattern.reshape(-1)
+    else:
+        total = int(offsets[-1])
+        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+        within = np.arange(total, dtype=np.int64) - offsets[:-1][owner]
+        take = np.where(
+            within < shared,
+            within,
+            np.where(
+                within < shared + row_counts[owner],
+                pool_row_start + row_starts[owner] + (within - shared),
+                pool_id_start + owner,
+            ),
+        )
     name_parts = [pa.array(shared_names, pa.string()), row_names.cast(pa.string())]
     value_parts = [pa.array(shared_values, pa.binary()), row_values.cast(pa.binary())]
     if message_ids is not None:
-        name_parts.append(pa.array(np.full(n, MESSAGE_ID_HEADER, dtype=object), pa.string()))
+        name_parts.append(pa.repeat(pa.scalar(MESSAGE_ID_HEADER, pa.string()), n))
         value_parts.append(message_ids.cast(pa.binary()))
     indices = pa.array(take)
     names = pa.concat_arrays(name_parts).take(indices)

@@ -81,6 +81,8 @@ class _Epoch:
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     failures: list[BaseException] = field(default_factory=list)
     committed_any: bool = False
+    send_failed: bool = False
+    transaction_open: bool = False
     # Acknowledged positions not committed yet (under exactly_once: those of the open
     # transaction).
     acked: dict[str, Position] = field(default_factory=dict)
@@ -146,7 +148,7 @@ class SourceLoop:
             await start_task(task, self.setup, self.settings)
             ids = MessageIdDeriver(self.setup.context.offsets.get)
             if self.settings.exactly_once:
-                await self.producer.begin_transaction()
+                await self._begin_transaction(epoch)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._poll_stage(epoch, stop, ids, polled))
                 group.create_task(self._prepare_stage(epoch, polled, prepared))
@@ -177,10 +179,10 @@ class SourceLoop:
                     s.retry_max_delay,
                 )
                 polled = _as_batches(result)
+                if polled:
+                    await epoch.task.run(_give_ids, ids, polled)
                 for batch in polled:
                     self.parts.metrics.rows_polled += batch.num_rows
-                    if batch.message_ids is None and batch.num_rows:
-                        batch.message_ids = ids.ids(batch)
                     for ready in batches.add(batch):
                         await self._admit(ready, out)
                 if batches.due() or (not polled and s.once):
@@ -193,12 +195,14 @@ class SourceLoop:
                     break
                 await wait_for_event(stop, idle)
                 idle = min(IDLE_SLEEP_MAX, idle * 2)
+        except Exception as error:
+            # What was polled before the failure is good: it is still published and committed
+            # (only a failed send or conversion halts the stages behind it).
+            epoch.failures.append(error)
+        finally:
             if not epoch.halt.is_set():
                 for ready in batches.take():
                     await self._admit(ready, out)
-        except Exception as error:
-            epoch.fail(error)
-        finally:
             await out.put(None)
 
     async def _admit(self, batch: RecordBatch, out: asyncio.Queue[RecordBatch | None]) -> None:
@@ -276,15 +280,18 @@ class SourceLoop:
     async def _commit_stage(self, epoch: _Epoch, source: asyncio.Queue[_Prepared | None]) -> None:
         acked = epoch.acked
         last_commit = time.monotonic()
+        # Items arrive in poll order; after the first failed send nothing is committed, but
+        # the sends still in flight are awaited so none outlives the epoch.
         while (item := await source.get()) is not None:
             try:
-                if epoch.failures:
+                if epoch.send_failed:
                     await asyncio.gather(*item.sends, return_exceptions=True)
                     continue
                 try:
                     for send in item.sends:
                         await send
                 except Exception as error:
+                    epoch.send_failed = True
                     epoch.fail(error)
                     await asyncio.gather(*item.sends, return_exceptions=True)
                     continue
@@ -299,7 +306,7 @@ class SourceLoop:
             if acked and (caught_up or due) and not self.settings.exactly_once:
                 await self._commit(epoch, acked)
                 last_commit = time.monotonic()
-            elif acked and due and self.settings.exactly_once:
+            elif acked and due and self.settings.exactly_once and not epoch.halt.is_set():
                 await self._commit_transaction(epoch, acked, source)
                 last_commit = time.monotonic()
         if acked and not self.settings.exactly_once:
@@ -341,6 +348,7 @@ class SourceLoop:
                     for send in item.sends:
                         await send
                 except Exception as error:
+                    epoch.send_failed = True
                     epoch.fail(error)
                     await asyncio.gather(*item.sends, return_exceptions=True)
                     return
@@ -349,13 +357,24 @@ class SourceLoop:
                 for position in item.positions:
                     acked[partition_id(position.partition)] = position
             await self._store_in_transaction(epoch, acked)
-            if not epoch.failures:
-                await self.producer.begin_transaction()
+            if not epoch.halt.is_set():
+                await self._begin_transaction(epoch)
+
+    async def _begin_transaction(self, epoch: _Epoch) -> None:
+        await self.producer.begin_transaction()
+        epoch.transaction_open = True
 
     async def _end_transaction(self, epoch: _Epoch) -> None:
-        """At the end of an epoch: commit what is acknowledged, or abort after a failure."""
-        if epoch.failures:
-            await self.producer.abort_transaction()
+        """At the end of an epoch: commit what is acknowledged, or abort when sending stopped
+        on a failure (the rewound task sends it again)."""
+        if not epoch.transaction_open:
+            return
+        if epoch.halt.is_set():
+            epoch.transaction_open = False
+            try:
+                await self.producer.abort_transaction()
+            except Exception as error:  # a failed commit may have ended it already
+                log.warning("aborting the transaction failed: %s", error)
             return
         await self._store_in_transaction(epoch, epoch.acked)
 
@@ -377,6 +396,7 @@ class SourceLoop:
                 partition_id(p.partition): encode_position_value(dict(p.offset)) for p in positions
             }
             await self.producer.commit_transaction(self.parts.pipeline, encoded)
+            epoch.transaction_open = False
         except Exception as error:
             epoch.fail(SendFailedError(f"committing the transaction failed: {error}"))
             return
@@ -388,6 +408,13 @@ class SourceLoop:
         # The offset store mirrors them for ``offsets list``; the broker's copy is the truth.
         await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
         await epoch.task.call("commit", positions)
+
+
+def _give_ids(ids: MessageIdDeriver, batches: list[RecordBatch]) -> None:
+    """Message ids for the batches the task polled, in poll order (on the task's thread)."""
+    for batch in batches:
+        if batch.message_ids is None and batch.num_rows:
+            batch.message_ids = ids.ids(batch)
 
 
 def _rows_kept(batch: RecordBatch, failed: dict[int, Exception]) -> pa.BooleanArray:

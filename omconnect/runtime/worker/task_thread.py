@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class TaskThread:
@@ -25,6 +28,12 @@ class TaskThread:
             return await bound(*args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, bound, *args)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` on the task's thread, in order with the task's own calls (work
+        that belongs to the task's sequence but should not hold up the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
 
     def submit(self, method: str, *args: Any) -> asyncio.Future[Any]:
         """Start a call without waiting for it (for hooks like ``commit``)."""
