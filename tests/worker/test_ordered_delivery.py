@@ -112,3 +112,20 @@ def test_a_source_that_breaks_still_commits_what_was_acknowledged(tmp_path: Path
     finally:
         store.close()
     assert committed == {"": 120}, "every batch the broker acknowledged is committed"
+
+
+def test_exactly_once_leaves_no_duplicate_and_no_reordering_under_failed_sends(
+    tmp_path: Path,
+) -> None:
+    rows = 150
+    faulty = FaultInjectingBroker(
+        open_broker(f"embedded://{tmp_path}/b"), fail_every=6, max_ack_delay=0.01, topics=["toy"]
+    )
+    text = _pipeline(tmp_path, "exactly_once: true\n").replace(f"rows: {ROWS}", f"rows: {rows}")
+    metrics = run_pipeline(tmp_path / "p.yaml", text, broker=faulty)
+    assert faulty.failures >= 2 and metrics.source_rewinds >= 2
+    per_key = _versions_on_topic(tmp_path, "toy")
+    assert sum(len(v) for v in per_key.values()) == rows, "aborted sends are never visible"
+    for key, versions in per_key.items():
+        assert versions == sorted(versions), (key, versions)
+    assert sorted(COLLECTED["default"].ids()) == list(range(rows))

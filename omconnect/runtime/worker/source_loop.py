@@ -280,25 +280,10 @@ class SourceLoop:
     async def _commit_stage(self, epoch: _Epoch, source: asyncio.Queue[_Prepared | None]) -> None:
         acked = epoch.acked
         last_commit = time.monotonic()
-        # Items arrive in poll order; after the first failed send nothing is committed, but
-        # the sends still in flight are awaited so none outlives the epoch.
+        # Items arrive in poll order (see _acknowledged).
         while (item := await source.get()) is not None:
-            try:
-                if epoch.send_failed:
-                    await asyncio.gather(*item.sends, return_exceptions=True)
-                    continue
-                try:
-                    for send in item.sends:
-                        await send
-                except Exception as error:
-                    epoch.send_failed = True
-                    epoch.fail(error)
-                    await asyncio.gather(*item.sends, return_exceptions=True)
-                    continue
-            finally:
-                await self.budget.release(item.nbytes)
-            for position in item.positions:
-                acked[partition_id(position.partition)] = position
+            if not await self._acknowledged(epoch, item):
+                continue
             # Commit as soon as the acks caught up with the sends (few duplicates after a
             # crash), and at least every commit_interval under a steady stream.
             caught_up = source.empty()
@@ -306,12 +291,33 @@ class SourceLoop:
             if acked and (caught_up or due) and not self.settings.exactly_once:
                 await self._commit(epoch, acked)
                 last_commit = time.monotonic()
-            elif acked and due and self.settings.exactly_once and not epoch.halt.is_set():
+            elif acked and (caught_up or due) and not epoch.halt.is_set():
                 await self._commit_transaction(epoch, acked, source)
                 last_commit = time.monotonic()
         if acked and not self.settings.exactly_once:
             # Also after a failure: what the broker acknowledged is never published again.
             await self._commit(epoch, acked)
+
+    async def _acknowledged(self, epoch: _Epoch, item: _Prepared) -> bool:
+        """Await the sends of ``item``; when all were acknowledged (and none failed before),
+        its positions join ``epoch.acked``. The first failed send ends committing for the
+        epoch; sends behind it are still awaited so none outlives the epoch."""
+        try:
+            if not epoch.send_failed:
+                try:
+                    for send in item.sends:
+                        await send
+                except Exception as error:
+                    epoch.send_failed = True
+                    epoch.fail(error)
+            if epoch.send_failed:
+                await asyncio.gather(*item.sends, return_exceptions=True)
+                return False
+        finally:
+            await self.budget.release(item.nbytes)
+        for position in item.positions:
+            epoch.acked[partition_id(position.partition)] = position
+        return True
 
     async def _commit(self, epoch: _Epoch, acked: dict[str, Position]) -> None:
         """Store positions whose every message (and dead letter) the broker acknowledged."""
@@ -344,18 +350,8 @@ class SourceLoop:
                 if item is None:
                     source.put_nowait(None)
                     break
-                try:
-                    for send in item.sends:
-                        await send
-                except Exception as error:
-                    epoch.send_failed = True
-                    epoch.fail(error)
-                    await asyncio.gather(*item.sends, return_exceptions=True)
+                if not await self._acknowledged(epoch, item):
                     return
-                finally:
-                    await self.budget.release(item.nbytes)
-                for position in item.positions:
-                    acked[partition_id(position.partition)] = position
             await self._store_in_transaction(epoch, acked)
             if not epoch.halt.is_set():
                 await self._begin_transaction(epoch)
