@@ -1,8 +1,14 @@
 """``MessageBatch``: many broker messages in columnar form, the way the runtime moves them.
 
-One row per message: ``key`` and ``value`` bytes, the born ``timestamp`` (epoch ms) and the
-``headers`` (string -> bytes). Consumers add the broker-assigned ``offset`` of each message.
-The OpenMessaging 1.0 view of a single row is ``omconnect.schemas.message.Message``.
+One row per message: ``key`` and ``value`` bytes, the born ``timestamp`` (epoch ms), the
+``headers`` (string -> bytes) and the ``message_id`` (OpenMessaging's ``header.message_id``,
+null when the producer set none). Consumers add the broker-assigned ``offset`` of each
+message. The OpenMessaging 1.0 view of a single row is ``omconnect.schemas.message.Message``.
+
+The message id has a column of its own rather than an entry in every row's header map: it is
+on every message, and a map entry costs its name and two offsets per row on top of the id.
+Drivers carry it as their broker's native id where there is one and as the ``oms.message_id``
+header otherwise; ``header_dict`` shows it under that name.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ import pyarrow as pa
 
 HEADERS_TYPE = pa.map_(pa.string(), pa.binary())
 
+MESSAGE_ID_HEADER = "oms.message_id"
+
 MESSAGE_BATCH_SCHEMA = pa.schema(
     [
         pa.field("key", pa.binary()),
         pa.field("value", pa.binary()),
         pa.field("timestamp", pa.int64(), nullable=False),
         pa.field("headers", HEADERS_TYPE),
+        pa.field("message_id", pa.string()),
     ]
 )
 
@@ -39,6 +48,7 @@ class MessageBatch:
         timestamps: pa.Array | np.ndarray | int | None = None,
         headers: pa.Array | Sequence[Mapping[str, bytes] | None] | None = None,
         offsets: pa.Array | np.ndarray | None = None,
+        message_ids: pa.Array | Sequence[str | None] | None = None,
     ) -> MessageBatch:
         """Assemble a batch; ``timestamps`` may be one value for all rows (default: now)."""
         value_array = _binary(values)
@@ -59,12 +69,27 @@ class MessageBatch:
             header_array = pa.array(
                 [list(h.items()) if h is not None else None for h in headers], HEADERS_TYPE
             )
-        columns = [key_array, value_array, ts_array, header_array]
-        names = ["key", "value", "timestamp", "headers"]
+        if message_ids is None:
+            id_array = pa.nulls(n, pa.string())
+        elif isinstance(message_ids, pa.Array):
+            id_array = message_ids.cast(pa.string())
+        else:
+            id_array = pa.array(message_ids, pa.string())
+        columns = [key_array, value_array, ts_array, header_array, id_array]
+        names = ["key", "value", "timestamp", "headers", "message_id"]
         if offsets is not None:
             columns.append(pa.array(offsets, pa.int64()))
             names.append("offset")
         return cls(pa.RecordBatch.from_arrays(columns, names=names))
+
+    @classmethod
+    def from_table(cls, table: pa.RecordBatch) -> MessageBatch:
+        """A batch of a record batch with the message batch columns (plus ``offset``); one
+        written before message ids had their column gets a null one."""
+        if "message_id" not in table.schema.names:
+            at = table.schema.get_field_index("headers") + 1
+            table = table.add_column(at, "message_id", pa.nulls(table.num_rows, pa.string()))
+        return cls(table)
 
     @classmethod
     def concat(cls, batches: Sequence[MessageBatch]) -> MessageBatch:
@@ -97,14 +122,23 @@ class MessageBatch:
         return self.table.column("headers")
 
     @property
+    def message_ids(self) -> pa.StringArray:
+        return self.table.column("message_id")
+
+    @property
     def offsets(self) -> pa.Int64Array | None:
         names = self.table.schema.names
         return self.table.column("offset") if "offset" in names else None
 
     def header_dict(self, row: int) -> dict[str, bytes]:
-        """The headers of one message (the slow path, for tails and dead letters)."""
+        """The headers of one message, its message id as ``oms.message_id`` among them (the
+        slow path, for tails and dead letters)."""
         item = self.headers[row].as_py()
-        return dict(item) if item else {}
+        found = dict(item) if item else {}
+        message_id = self.message_ids[row].as_py()
+        if message_id is not None:
+            found.setdefault(MESSAGE_ID_HEADER, message_id.encode())
+        return found
 
     def slice(self, offset: int, length: int | None = None) -> MessageBatch:
         return MessageBatch(self.table.slice(offset, length))

@@ -132,7 +132,9 @@ class RecordBatch:
 
     @property
     def nbytes(self) -> int:
-        return self.values.nbytes + (self.keys.nbytes if self.keys is not None else 0)
+        """The bytes of every column the batch holds (what back-pressure counts)."""
+        columns = (self.keys, self.timestamps, self.tombstones, self.row_headers, self.message_ids)
+        return self.values.nbytes + sum(c.nbytes for c in columns if c is not None)
 
     @property
     def positions(self) -> list[Position]:

@@ -61,6 +61,7 @@ def test_round_trip_preserves_keys_values_headers_and_timestamps(
         keys=[b"k1", None, b"", b"k4"],
         timestamps=[1, 1_700_000_000_123, 2**40, 0],
         headers=[{"a": b"1", "b": b""}, None, {}, {"trace": b"\x00\x01", "empty": b""}],
+        message_ids=["id-1", None, "id-3", "id-4"],
     )
 
     async def body() -> list[ConsumedBatch]:
@@ -79,6 +80,8 @@ def test_round_trip_preserves_keys_values_headers_and_timestamps(
     assert received.timestamps.to_pylist() == sent.timestamps.to_pylist()
     assert [received.header_dict(i) for i in range(4)] == [sent.header_dict(i) for i in range(4)]
     assert received.headers.to_pylist() == sent.headers.to_pylist()  # null vs empty kept
+    assert received.message_ids.to_pylist() == ["id-1", None, "id-3", "id-4"]
+    assert received.header_dict(0)["oms.message_id"] == b"id-1"
 
 
 def test_headers_keep_null_apart_from_empty(broker: Broker, topic_name: str, group: str) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from omconnect.runtime.brokers import ConsumedBatch, open_broker
 from omconnect.runtime.brokers.base import TopicSettings
 from omconnect.runtime.brokers.embedded import EmbeddedBroker
+from omconnect.schemas.message_batch import MessageBatch
 
 from .conftest import numbered_messages, run
 
@@ -177,3 +179,25 @@ def test_a_committed_offset_beyond_the_log_resets_to_the_start(tmp_path: Path) -
         return offsets
 
     assert run(body()) == [0, 1, 2]
+
+
+def test_segments_written_before_the_message_id_column_still_read() -> None:
+    from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
+
+    older = pa.RecordBatch.from_arrays(
+        [
+            pa.array([b"k"], pa.binary()),
+            pa.array([b"v"], pa.binary()),
+            pa.array([5], pa.int64()),
+            pa.array([[("h", b"1")]], pa.map_(pa.string(), pa.binary())),
+        ],
+        names=["key", "value", "timestamp", "headers"],
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, older.schema) as writer:
+        writer.write_batch(older)
+    decoded = SegmentCodec.decode(sink.getvalue().to_pybytes())
+    assert decoded.message_ids.to_pylist() == [None]
+    assert decoded.header_dict(0) == {"h": b"1"}
+    both = MessageBatch.concat([decoded, MessageBatch.build([b"w"], message_ids=["m"])])
+    assert both.message_ids.to_pylist() == [None, "m"]

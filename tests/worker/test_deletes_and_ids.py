@@ -34,6 +34,10 @@ def test_a_tombstone_reaches_the_sink_as_a_delete_of_its_key(tmp_path: Path, fmt
     kept = sorted(r["id"] for r in rows if not r["deleted"])
     assert kept == [0, 1, 3, 4]
     assert metrics.rows_dead_lettered == 0
+    key_schemas = {r["key_schema"] for r in COLLECTED["default"].rows}
+    assert len(key_schemas) == 1 and None not in key_schemas, "sink batches carry a key schema"
+    (key_schema,) = key_schemas
+    assert [f.name for f in key_schema.fields] == ["key"]
 
 
 def _messages(tmp_path: Path, topic: str) -> list[tuple[bytes | None, dict[str, bytes]]]:

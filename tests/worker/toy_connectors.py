@@ -209,6 +209,7 @@ class ToyCollectTask(SinkTask):
                     "deleted": bool(deleted[i]),
                     "topic": batch.topic,
                     "partition": batch.partition,
+                    "key_schema": batch.key_schema,
                     "headers": (
                         dict(batch.row_headers[i].as_py() or [])
                         if batch.row_headers is not None

@@ -9,9 +9,10 @@ A source that resumes from a committed position and marks its rows at the same p
 the same ids again, so a broker that de-duplicates by message id (NATS ``Nats-Msg-Id``) or a
 consumer can drop redelivered records.
 
-Nothing here builds a Python object per row: ids (``<16 hex digits>-<index in hex>``, one width
-per batch) are written into the string buffer with numpy, headers are a ``map`` column
-gathered from offsets with numpy.
+The ids travel in the message batch's ``message_id`` column (``oms.message_id`` on brokers
+with headers only). Nothing here builds a Python object per row: ids
+(``<16 hex digits>-<index in hex>``, one width per batch) are written into the string buffer
+with numpy, headers are a ``map`` column gathered from offsets with numpy.
 """
 
 from __future__ import annotations
@@ -23,12 +24,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from omconnect.schemas.message import HEADER_PREFIX
 from omconnect.schemas.message_batch import HEADERS_TYPE
 from omconnect.schemas.position_codec import encode_position_value
 from omconnect.schemas.record import RecordBatch, partition_id
-
-MESSAGE_ID_HEADER = f"{HEADER_PREFIX}message_id"
 
 OffsetLookup = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
 
@@ -93,7 +91,10 @@ def _digest(pid: str, offset: str) -> str:
     return hashlib.blake2b(f"{pid}\x00{offset}".encode(), digest_size=8).hexdigest()
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Byte value -> its two hex digits, as one uint16 in memory order.
+_BYTE_HEX = np.frombuffer(
+    b"".join(f"{value:02x}".encode() for value in range(256)), dtype=np.uint16
+)
 _PREFIX_WIDTH = 16
 
 
@@ -104,88 +105,67 @@ def _join_ids(
     array's data buffer (one numpy pass per character column, no per-row string)."""
     if n == 0:
         return pa.array([], pa.string())
-    segment = np.repeat(np.arange(len(prefixes)), lengths)
     index = np.arange(n, dtype=np.int64) - np.repeat(np.asarray(starts, np.int64), lengths)
     index += np.repeat(np.asarray(first_index, np.int64), lengths)
-    digits = max(8, (int(index.max()).bit_length() + 3) // 4)
+    # The index as big-endian bytes, each byte two hex digits: 8 digits, or 16 past 2**32.
+    wide = int(index.max()) >= 1 << 32
+    index_bytes = index.astype(">u8" if wide else ">u4").view(np.uint8).reshape(n, -1)
+    digits = 2 * index_bytes.shape[1]
     width = _PREFIX_WIDTH + 1 + digits
     data = np.empty((n, width), dtype=np.uint8)
-    prefix_bytes = np.frombuffer("".join(prefixes).encode("ascii"), dtype=np.uint8)
-    data[:, :_PREFIX_WIDTH] = prefix_bytes.reshape(-1, _PREFIX_WIDTH)[segment]
-    data[:, _PREFIX_WIDTH] = ord("-")
-    for k in range(digits):
-        shift = 4 * (digits - 1 - k)
-        data[:, _PREFIX_WIDTH + 1 + k] = _HEX[(index >> shift) & 15]
+    if len(prefixes) == 1:
+        data[:, : _PREFIX_WIDTH + 1] = np.frombuffer(f"{prefixes[0]}-".encode(), dtype=np.uint8)
+    else:
+        segment = np.repeat(np.arange(len(prefixes)), lengths)
+        prefix_bytes = np.frombuffer("".join(prefixes).encode("ascii"), dtype=np.uint8)
+        data[:, :_PREFIX_WIDTH] = prefix_bytes.reshape(-1, _PREFIX_WIDTH)[segment]
+        data[:, _PREFIX_WIDTH] = ord("-")
+    data[:, _PREFIX_WIDTH + 1 :] = _BYTE_HEX[index_bytes].view(np.uint8).reshape(n, digits)
     offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
-def message_headers(batch: RecordBatch, message_ids: pa.StringArray | None) -> pa.MapArray | None:
+def message_headers(batch: RecordBatch) -> pa.MapArray | None:
     """The header column of ``batch``'s messages: the shared ``headers``, then the row's own
-    ``row_headers``, then ``oms.message_id``. None when there is nothing to send."""
+    ``row_headers``; None when there are none. (The message id has its own column.)"""
     n = batch.num_rows
     shared_names = list(batch.headers)
     shared_values = list(batch.headers.values())
     row_headers = batch.row_headers
-    if not shared_names and row_headers is None and message_ids is None:
+    if not shared_names and row_headers is None:
         return None
+    if row_headers is None:
+        return batch_wide_headers(batch.headers, n)
+    if not shared_names:
+        return row_headers
     shared = len(shared_names)
-    if message_ids is not None and not shared and row_headers is None:
-        # The common case, one entry per row: no gather at all.
-        return pa.MapArray.from_arrays(
-            pa.array(np.arange(n + 1, dtype=np.int32)),
-            pa.repeat(pa.scalar(MESSAGE_ID_HEADER, pa.string()), n),
-            message_ids.cast(pa.binary()),
-            type=HEADERS_TYPE,
-        )
-    if row_headers is not None:
-        row_counts, row_starts = _map_extents(row_headers)
-        row_names = row_headers.keys
-        row_values = row_headers.items
-    else:
-        row_counts = np.zeros(n, np.int64)
-        row_starts = np.zeros(n, np.int64)
-        row_names = pa.array([], pa.string())
-        row_values = pa.array([], pa.binary())
-    has_id = 1 if message_ids is not None else 0
-    counts = shared + row_counts + has_id
+    row_counts, row_starts = _map_extents(row_headers)
+    counts = shared + row_counts
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
-    # Pool: shared entries, then every row header entry, then one id per row; ``take`` gathers
-    # each row's entries in that order.
-    pool_row_start = shared
-    pool_id_start = shared + len(row_names)
-    if row_headers is None:
-        # Every row has the same number of entries: the gather is a fixed pattern.
-        pattern = np.empty((n, shared + has_id), dtype=np.int64)
-        pattern[:, :shared] = np.arange(shared)
-        if has_id:
-            pattern[:, shared] = pool_id_start + np.arange(n)
-        take = pattern.reshape(-1)
-    else:
-        total = int(offsets[-1])
-        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
-        within = np.arange(total, dtype=np.int64) - offsets[:-1][owner]
-        take = np.where(
-            within < shared,
-            within,
-            np.where(
-                within < shared + row_counts[owner],
-                pool_row_start + row_starts[owner] + (within - shared),
-                pool_id_start + owner,
-            ),
-        )
-    name_parts = [pa.array(shared_names, pa.string()), row_names.cast(pa.string())]
-    value_parts = [pa.array(shared_values, pa.binary()), row_values.cast(pa.binary())]
-    if message_ids is not None:
-        name_parts.append(pa.repeat(pa.scalar(MESSAGE_ID_HEADER, pa.string()), n))
-        value_parts.append(message_ids.cast(pa.binary()))
+    # Pool: the shared entries, then every row header entry; ``take`` gathers each row's
+    # entries in that order.
+    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+    within = np.arange(int(offsets[-1]), dtype=np.int64) - offsets[:-1][owner]
+    take = np.where(within < shared, within, shared + row_starts[owner] + (within - shared))
     indices = pa.array(take)
-    names = pa.concat_arrays(name_parts).take(indices)
-    values = pa.concat_arrays(value_parts).take(indices)
+    names = pa.concat_arrays(
+        [pa.array(shared_names, pa.string()), row_headers.keys.cast(pa.string())]
+    ).take(indices)
+    values = pa.concat_arrays(
+        [pa.array(shared_values, pa.binary()), row_headers.items.cast(pa.binary())]
+    ).take(indices)
     return pa.MapArray.from_arrays(
         pa.array(offsets.astype(np.int32)), names, values, type=HEADERS_TYPE
     )
+
+
+def batch_wide_headers(headers: dict[str, bytes], rows: int) -> pa.MapArray:
+    """The same headers for every row, built without a Python object per row."""
+    names = pa.array(list(headers.keys()) * rows, pa.string())
+    values = pa.array(list(headers.values()) * rows, pa.binary())
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * len(headers))
+    return pa.MapArray.from_arrays(offsets, names, values, type=HEADERS_TYPE)
 
 
 def _map_extents(column: pa.MapArray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ and delivers those rows again rather than retrying a flush that has nothing left
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence, Set
@@ -41,6 +42,7 @@ from omconnect.runtime.brokers.base import (
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
 from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.transform_chain import apply_transforms
+from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.record import Position, PositionMark, RecordBatch
 
 log = logging.getLogger("omconnect.sink")
@@ -118,6 +120,7 @@ class SinkLoop:
         self.unacked: list[tuple[TopicPartition, int, Any]] = []
         self._commit_requested = False
         self._queue: asyncio.Queue[_Decoded | _Barrier | None] | None = None
+        self._room = asyncio.Event()  # set whenever the write stage takes from the queue
         setup.context.on_commit_request = self._request_commit
 
     async def run(self, stop: asyncio.Event, until: EndCondition) -> None:
@@ -279,17 +282,20 @@ class SinkLoop:
     async def _poll_paused(
         self, out: asyncio.Queue[_Decoded | _Barrier | None]
     ) -> list[ConsumedBatch]:
-        """The task is behind: keep polling (for the group's sake) with every owned partition
-        paused until the queue has room. Returns what partitions assigned meanwhile (not
-        paused yet) brought."""
+        """The task is behind: wait for room in the queue with every owned partition paused,
+        polling now and then so the group's callbacks run and the member stays in. Returns
+        what partitions assigned meanwhile (not paused yet) brought."""
         assert self.consumer is not None
         paused = set(self.assigned)
         await self.consumer.pause(paused)
         try:
             while out.full():
-                batches = await self.consumer.poll(self.settings.max_rows, POLL_TIMEOUT)
+                self._room.clear()
+                batches = await self.consumer.poll(self.settings.max_rows, 0)
                 if batches:
                     return batches
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), POLL_TIMEOUT)
             return []
         finally:
             await self.consumer.resume(paused)
@@ -301,6 +307,7 @@ class SinkLoop:
                 item = await asyncio.wait_for(source.get(), POLL_TIMEOUT)
             except TimeoutError:
                 item = _IDLE
+            self._room.set()
             if item is None:
                 return
             if isinstance(item, _Barrier):
@@ -349,9 +356,15 @@ class SinkLoop:
                 schema=group.schema,
                 marks=marks,
                 keys=group.keys,
-                timestamps=pa.array(messages.timestamps).take(rows),
+                key_schema=(
+                    from_arrow_schema(group.keys.schema, name=f"{consumed.topic}-key")
+                    if group.keys is not None
+                    else None
+                ),
+                timestamps=_pick(messages.timestamps, rows),
                 tombstones=group.tombstones,
-                row_headers=messages.headers.take(rows),
+                row_headers=_pick(messages.headers, rows),
+                message_ids=_pick(messages.message_ids, rows),
                 topic=consumed.topic,
                 partition=consumed.partition,
             )
@@ -405,6 +418,15 @@ class SinkLoop:
                 s.retry_max_delay,
             )
         return positions if result is None else list(result)
+
+
+def _pick(column: pa.Array, rows: pa.Int64Array) -> pa.Array:
+    """``column`` at ``rows``: a zero-copy slice when the rows are one run (the usual case,
+    a consumed batch of one schema), else a gather."""
+    first = rows[0].as_py() if len(rows) else 0
+    if len(rows) and rows[len(rows) - 1].as_py() - first == len(rows) - 1:
+        return column.slice(first, len(rows))
+    return column.take(rows)
 
 
 def _sink_partitions(partitions: Set[TopicPartition]) -> list[SinkPartition]:

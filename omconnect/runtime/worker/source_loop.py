@@ -31,6 +31,7 @@ whose position was not stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -168,19 +169,31 @@ class SourceLoop:
         out: asyncio.Queue[RecordBatch | None],
     ) -> None:
         s = self.settings
+        loop = asyncio.get_running_loop()
         batches = BatchAccumulator(s.max_rows, s.max_bytes, s.linger)
         idle = 0.01
-        try:
-            while not stop.is_set() and not epoch.halt.is_set():
-                result = await retrying(
+        # After a poll that returned rows the next one starts at once, so the task reads on
+        # while this batch gets its message ids on the pool.
+        ahead: asyncio.Future[Any] | None = None
+
+        def poll() -> asyncio.Future[Any]:
+            return asyncio.ensure_future(
+                retrying(
                     lambda: epoch.task.call("poll"),
                     "source poll",
                     s.retry_timeout,
                     s.retry_max_delay,
                 )
+            )
+
+        try:
+            while not stop.is_set() and not epoch.halt.is_set():
+                result = await (ahead if ahead is not None else poll())
+                ahead = None
                 polled = _as_batches(result)
                 if polled:
-                    await epoch.task.run(_give_ids, ids, polled)
+                    ahead = poll()
+                    await loop.run_in_executor(self.parts.pool, _give_ids, ids, polled)
                 for batch in polled:
                     self.parts.metrics.rows_polled += batch.num_rows
                     for ready in batches.add(batch):
@@ -200,6 +213,10 @@ class SourceLoop:
             # (only a failed send or conversion halts the stages behind it).
             epoch.failures.append(error)
         finally:
+            if ahead is not None:
+                # Read past a stop or a halt: not published, not committed, read again later.
+                with contextlib.suppress(Exception):
+                    await ahead
             if not epoch.halt.is_set():
                 for ready in batches.take():
                     await self._admit(ready, out)
@@ -263,7 +280,8 @@ class SourceLoop:
                         values=values,
                         keys=keys,
                         timestamps=part.timestamps,
-                        headers=message_headers(part, part.message_ids),
+                        headers=message_headers(part),
+                        message_ids=part.message_ids,
                     ),
                 )
             )

@@ -43,4 +43,4 @@ class SegmentCodec:
     def decode(body: bytes) -> MessageBatch:
         """The messages of a segment body (whatever compression it was written with)."""
         reader = pa.ipc.open_stream(pa.py_buffer(body))
-        return MessageBatch(reader.read_next_batch())
+        return MessageBatch.from_table(reader.read_next_batch())
