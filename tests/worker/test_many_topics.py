@@ -7,11 +7,14 @@ import asyncio
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers.base import Capabilities
 from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.pipeline_positions import pipeline_offsets
+from omconnect.runtime.testing.fault_broker import FaultInjectingBroker
 
 from .conftest import run_pipeline
 from .toy_connectors import COLLECTED
@@ -152,3 +155,19 @@ def test_the_sink_never_reads_the_dead_letter_topic(tmp_path: Path) -> None:
     asyncio.run(seed_dead_letters())
     run_pipeline(tmp_path / "p.yaml", text)
     assert {r["topic"] for r in COLLECTED["default"].rows} == {"toy.a"}
+
+
+class _NoEndOffsets(FaultInjectingBroker):
+    """A broker that cannot tell its end offsets (an MQTT or RabbitMQ driver)."""
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return replace(self.inner.capabilities, end_offsets=False)
+
+
+def test_once_ends_on_a_broker_without_end_offsets(tmp_path: Path) -> None:
+    source = "{connector: toy-streams, streams: [a, b], rows: 30, batch_rows: 7}"
+    broker = _NoEndOffsets(open_broker(f"embedded://{tmp_path}/b"))
+    metrics = run_pipeline(tmp_path / "p.yaml", _pipeline(tmp_path, source), broker=broker)
+    assert metrics.rows_written == 60
+    assert sorted(COLLECTED["default"].ids("toy.a")) == list(range(30))
