@@ -7,6 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from omconnect.connectors.api import TopicPartition
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.config.loader import load_pipeline
@@ -147,3 +149,22 @@ async def _until(condition, timeout: float = 20.0) -> None:  # type: ignore[no-u
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
+
+
+def test_on_a_queue_broker_the_sink_acknowledges_what_it_flushed(tmp_path: Path) -> None:
+    from .queue_broker import QueueBroker, QueueState
+
+    state = QueueState()
+    text = _pipeline(tmp_path, "{connector: toy-collect}", rows=25, extra="partitions: 1\n")
+    run_pipeline(tmp_path / "p.yaml", text, broker=QueueBroker(state))
+    assert sorted(COLLECTED["default"].ids()) == list(range(25))
+    assert state.acked == 25, "every message was acknowledged after the flush"
+    assert not any(state.queues.values()), "nothing is left to redeliver"
+
+
+def test_a_position_storing_sink_is_refused_on_a_broker_that_cannot_seek(tmp_path: Path) -> None:
+    from .queue_broker import QueueBroker, QueueState
+
+    text = _pipeline(tmp_path, "{connector: toy-txn-sink}")
+    with pytest.raises(ValueError, match="stores its own positions"):
+        run_pipeline(tmp_path / "p.yaml", text, broker=QueueBroker(QueueState()))

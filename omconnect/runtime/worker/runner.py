@@ -160,6 +160,13 @@ class PipelineRunner:
                 self._sink_task(parts, transformed=bool(source_loops)),
                 lambda listener: open_sink_consumer(broker, self.loaded, listener),
             )
+        if sink_loop is not None:
+            if sink_loop.stores_positions and not broker.capabilities.log:
+                raise ValueError(
+                    f"sink {cfg.sink.connector if cfg.sink else ''!r} stores its own positions "
+                    "and needs a broker it can seek; this one hands out messages with acks"
+                )
+            await sink_loop.open_consumer()
         until: asyncio.Future[dict[TopicPartition, int] | None] = loop.create_future()
         try:
             async with asyncio.TaskGroup() as group:

@@ -123,10 +123,17 @@ class SinkLoop:
         self._room = asyncio.Event()  # set whenever the write stage takes from the queue
         setup.context.on_commit_request = self._request_commit
 
+    async def open_consumer(self) -> Consumer:
+        """Subscribe (before the source publishes: a queue broker keeps messages only for
+        subscriptions that exist)."""
+        if self.consumer is None:
+            self.consumer = await self.consumer_factory(self)
+        return self.consumer
+
     async def run(self, stop: asyncio.Event, until: EndCondition) -> None:
         await start_task(self.task, self.setup, self.settings)
         try:
-            self.consumer = await self.consumer_factory(self)
+            await self.open_consumer()
             delay = FIRST_DELAY
             deadline: float | None = None
             while True:
@@ -156,13 +163,14 @@ class SinkLoop:
         new = set(partitions) - self.assigned
         if not new:
             return
-        committed = await self.consumer.committed()
-        for tp in new:
-            if tp in committed:
-                self.committed[tp] = self.consumed[tp] = committed[tp]
+        if self.parts.topics.broker.capabilities.log:
+            committed = await self.consumer.committed()
+            for tp in new:
+                if tp in committed:
+                    self.committed[tp] = self.consumed[tp] = committed[tp]
         self.assigned |= new
         await self.task.call("open", _sink_partitions(new))
-        if self.stores_positions:
+        if self.stores_positions and self.parts.topics.broker.capabilities.log:
             await self._seek_to_stored_positions(new)
 
     async def on_partitions_revoked(self, partitions: Set[TopicPartition]) -> None:
