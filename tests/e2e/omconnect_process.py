@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,3 +34,22 @@ def spawn_omconnect(*args: str, cwd: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def kill_at_random_moments(
+    pipeline: str, cwd: Path, seed: int, attempts: int, window: tuple[float, float]
+) -> int:
+    """Start ``omconnect run PIPELINE --once`` up to ``attempts`` times and SIGKILL it after a
+    random time in ``window`` seconds; returns how many runs were killed (fewer when a run
+    finished first)."""
+    rng = random.Random(seed)
+    kills = 0
+    for _attempt in range(attempts):
+        process = spawn_omconnect("run", pipeline, "--once", cwd=cwd)
+        time.sleep(rng.uniform(*window))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        kills += 1
+    return kills

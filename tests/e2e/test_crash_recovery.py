@@ -3,7 +3,6 @@ stay bounded by what was in flight, and no sink file is ever torn."""
 
 from __future__ import annotations
 
-import random
 import signal
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.omconnect_process import omconnect, spawn_omconnect
+from tests.e2e.omconnect_process import kill_at_random_moments, omconnect, spawn_omconnect
 
 ROWS = 1_500_000
 PARTS = 10
@@ -66,16 +65,7 @@ def read_sink(out: Path) -> np.ndarray:
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     write_input(tmp_path / "data")
     (tmp_path / "crash.yaml").write_text(PIPELINE)
-    rng = random.Random(20261128)
-    kills = 0
-    for _attempt in range(5):
-        process = spawn_omconnect("run", "crash.yaml", "--once", cwd=tmp_path)
-        time.sleep(rng.uniform(0.7, 1.5))
-        if process.poll() is not None:
-            break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        kills += 1
+    kills = kill_at_random_moments("crash.yaml", tmp_path, 20261128, 5, (0.7, 1.5))
     finished = omconnect("run", "crash.yaml", "--once", cwd=tmp_path, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert kills >= 2, "the pipeline finished too early to be killed; make the input larger"

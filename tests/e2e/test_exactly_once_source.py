@@ -5,9 +5,6 @@ transaction; what a killed run sent after its last commit is never visible)."""
 from __future__ import annotations
 
 import asyncio
-import random
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from omconnect.runtime.brokers import open_broker
-from tests.e2e.omconnect_process import omconnect, spawn_omconnect
+from tests.e2e.omconnect_process import kill_at_random_moments, omconnect
 
 ROWS = 400_000
 PARTS = 4
@@ -56,25 +53,11 @@ def _topic_values(directory: Path) -> list[bytes]:
     return asyncio.run(body())
 
 
-def _kill_randomly(tmp_path: Path, seed: int) -> int:
-    rng = random.Random(seed)
-    kills = 0
-    for _attempt in range(4):
-        process = spawn_omconnect("run", "once.yaml", "--once", cwd=tmp_path)
-        time.sleep(rng.uniform(1.2, 2.2))
-        if process.poll() is not None:
-            break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        kills += 1
-    return kills
-
-
 @pytest.mark.slow
 def test_sigkill_leaves_every_row_on_the_topic_exactly_once(tmp_path: Path) -> None:
     _write_input(tmp_path / "data")
     (tmp_path / "once.yaml").write_text(PIPELINE.format(exactly_once="true"))
-    kills = _kill_randomly(tmp_path, 20261201)
+    kills = kill_at_random_moments("once.yaml", tmp_path, 20261201, 4, (1.2, 2.2))
     finished = omconnect("run", "once.yaml", "--once", cwd=tmp_path, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert kills >= 1, "the run ended before any kill: make ROWS larger"

@@ -6,7 +6,7 @@ import time
 
 import pyarrow as pa
 
-from omconnect.runtime.worker.batching import BatchAccumulator, concat, split
+from omconnect.runtime.worker.batching import BatchAccumulator, split
 from omconnect.schemas import types as t
 from omconnect.schemas.record import Position, PositionMark, RecordBatch
 from omconnect.schemas.schema import Schema
@@ -39,7 +39,7 @@ def test_split_cuts_by_bytes() -> None:
 
 
 def test_concat_shifts_marks() -> None:
-    joined = concat([batch(0, 3), batch(3, 2, file="b")])
+    joined = RecordBatch.concat([batch(0, 3), batch(3, 2, file="b")])
     assert joined.num_rows == 5
     assert [(m.end_row, m.position.offset["row"]) for m in joined.marks] == [(3, 3), (5, 5)]
     assert [p.partition["file"] for p in joined.positions] == ["a", "b"]
@@ -77,7 +77,7 @@ def test_accumulator_does_not_mix_schemas() -> None:
 
 
 def test_filter_keeps_marks_covering_dropped_rows() -> None:
-    b = concat([batch(0, 3), batch(3, 3, file="b")])
+    b = RecordBatch.concat([batch(0, 3), batch(3, 3, file="b")])
     kept = b.filter(pa.array([True, False, False, False, False, True]))
     assert ids([kept]) == [0, 5]
     assert [m.end_row for m in kept.marks] == [1, 2]

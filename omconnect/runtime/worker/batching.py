@@ -8,12 +8,8 @@ seconds so a trickle of single records still travels in batches.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
-import pyarrow as pa
-
-from omconnect.schemas.message_batch import HEADERS_TYPE
-from omconnect.schemas.record import PositionMark, RecordBatch
+from omconnect.schemas.record import RecordBatch
 
 
 def split(batch: RecordBatch, max_rows: int, max_bytes: int) -> list[RecordBatch]:
@@ -25,57 +21,6 @@ def split(batch: RecordBatch, max_rows: int, max_bytes: int) -> list[RecordBatch
     if batch.num_rows <= rows:
         return [batch]
     return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
-
-
-def concat(batches: list[RecordBatch]) -> RecordBatch:
-    """Join batches of one schema and stream; marks are shifted to the joined row numbers."""
-    if len(batches) == 1:
-        return batches[0]
-    head = batches[0]
-    marks: list[PositionMark] = []
-    start = 0
-    for b in batches:
-        marks.extend(replace(m, end_row=m.end_row + start) for m in b.marks)
-        start += b.num_rows
-    values = pa.Table.from_batches([b.values for b in batches]).combine_chunks().to_batches()[0]
-    keys = None
-    if head.keys is not None:
-        keys = pa.Table.from_batches([b.keys for b in batches if b.keys is not None])
-        keys = keys.combine_chunks().to_batches()[0]
-    timestamps = None
-    if all(b.timestamps is not None for b in batches):
-        timestamps = pa.concat_arrays([b.timestamps for b in batches if b.timestamps is not None])
-    tombstones = None
-    if any(b.tombstones is not None for b in batches):
-        tombstones = pa.concat_arrays(
-            [
-                b.tombstones if b.tombstones is not None else pa.repeat(False, b.num_rows)
-                for b in batches
-            ]
-        )
-    row_headers = None
-    if any(b.row_headers is not None for b in batches):
-        row_headers = pa.concat_arrays(
-            [
-                b.row_headers if b.row_headers is not None else pa.nulls(b.num_rows, HEADERS_TYPE)
-                for b in batches
-            ]
-        )
-    message_ids = None
-    if all(b.message_ids is not None for b in batches):
-        message_ids = pa.concat_arrays(
-            [b.message_ids for b in batches if b.message_ids is not None]
-        )
-    return replace(
-        head,
-        values=values,
-        keys=keys,
-        timestamps=timestamps,
-        marks=tuple(marks),
-        tombstones=tombstones,
-        row_headers=row_headers,
-        message_ids=message_ids,
-    )
 
 
 class BatchAccumulator:
@@ -118,7 +63,7 @@ class BatchAccumulator:
     def take(self) -> list[RecordBatch]:
         if not self._held:
             return []
-        joined = concat(self._held)
+        joined = RecordBatch.concat(self._held)
         self._held, self._rows, self._bytes = [], 0, 0
         return [joined]
 

@@ -11,7 +11,7 @@ from typing import Any
 from omconnect.connectors.api.context import TaskContext
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
-from omconnect.runtime.brokers.base import Broker, TopicSettings
+from omconnect.runtime.brokers.base import Broker, Capabilities, TopicSettings
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.metrics import PipelineMetrics
@@ -51,6 +51,11 @@ class PipelineParts:
     metrics: PipelineMetrics
     pool: concurrent.futures.Executor
     topics: PipelineTopics
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the pipeline's broker offers."""
+        return self.topics.broker.capabilities
 
 
 @dataclass

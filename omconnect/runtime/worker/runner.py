@@ -147,12 +147,16 @@ class PipelineRunner:
             pool,
             topics,
         )
-        source_setups = self._source_tasks(offsets, parts)
-        if self.loaded.source is not None:
+        source = self._source_connector()
+        source_loops = []
+        if source is not None:
             await topics.ensure(settings.topic)
-            for stream in self._declared_streams():
+            for stream in source.streams():
                 await topics.ensure(settings.topic_for(stream))
-        source_loops = [SourceLoop(parts, setup, producer, offsets) for setup in source_setups]
+            source_loops = [
+                SourceLoop(parts, setup, producer, offsets)
+                for setup in self._source_tasks(source, offsets, parts)
+            ]
         sink_loop = None
         if self.loaded.sink is not None:
             sink_loop = SinkLoop(
@@ -160,12 +164,13 @@ class PipelineRunner:
                 self._sink_task(parts, transformed=bool(source_loops)),
                 lambda listener: open_sink_consumer(broker, self.loaded, listener),
             )
-        if sink_loop is not None:
             if sink_loop.stores_positions and not broker.capabilities.log:
                 raise ValueError(
-                    f"sink {cfg.sink.connector if cfg.sink else ''!r} stores its own positions "
+                    f"sink {self.loaded.sink.registration.name!r} stores its own positions "
                     "and needs a broker it can seek; this one hands out messages with acks"
                 )
+            # Subscribed before the source publishes: a queue keeps messages only for
+            # subscriptions that exist.
             await sink_loop.open_consumer()
         until: asyncio.Future[dict[TopicPartition, int] | None] = loop.create_future()
         try:
@@ -177,34 +182,25 @@ class PipelineRunner:
                     await running
                 self.metrics.source_done = True
                 if self.once and sink_loop is not None:
-                    until.set_result(await self._end_offsets(broker, sink_loop))
+                    until.set_result(await self._end_offsets(sink_loop))
             await dead_letters.drain()
         finally:
             if sink_loop is not None and sink_loop.consumer is not None:
                 await sink_loop.consumer.close()
             await producer.close()
 
-    async def _end_offsets(
-        self, broker: Broker, sink_loop: SinkLoop
-    ) -> dict[TopicPartition, int] | None:
+    async def _end_offsets(self, sink_loop: SinkLoop) -> dict[TopicPartition, int] | None:
         """Where ``--once`` stops the sink: the high-water of every topic it reads, taken
         once the source is done (None on a broker without end offsets)."""
-        if not broker.capabilities.end_offsets:
+        if not sink_loop.parts.capabilities.end_offsets:
             return None
-        if sink_loop.consumer is not None:
-            return await sink_loop.consumer.end_offsets()
-        reader = await open_sink_consumer(broker, self.loaded)
-        try:
-            return await reader.end_offsets()
-        finally:
-            await reader.close()
+        return await (await sink_loop.open_consumer()).end_offsets()
 
-    def _declared_streams(self) -> list[str]:
+    def _source_connector(self) -> SourceConnector | None:
         source = self.loaded.source
         if source is None:
-            return []
-        connector = cast(SourceConnector, source.registration.cls(source.spec))
-        return connector.streams()
+            return None
+        return cast(SourceConnector, source.registration.cls(source.spec))
 
     def _transforms(self) -> list[Transform]:
         return [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
@@ -219,12 +215,10 @@ class PipelineRunner:
             logger=logging.getLogger(f"omconnect.task.{parts.pipeline}"),
         )
 
-    def _source_tasks(self, offsets: OffsetStore, parts: PipelineParts) -> list[TaskSetup]:
+    def _source_tasks(
+        self, connector: SourceConnector, offsets: OffsetStore, parts: PipelineParts
+    ) -> list[TaskSetup]:
         """One setup per source task; transforms run on the source side."""
-        source = self.loaded.source
-        if source is None:
-            return []
-        connector = cast(SourceConnector, source.registration.cls(source.spec))
         setups = []
         for i, config in enumerate(connector.task_configs(self.loaded.config.tasks)):
             reader: OffsetReader = (

@@ -44,6 +44,7 @@ from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.transform_chain import apply_transforms
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.record import Position, PositionMark, RecordBatch
+from omconnect.schemas.schema import Schema
 
 log = logging.getLogger("omconnect.sink")
 
@@ -121,6 +122,7 @@ class SinkLoop:
         self._commit_requested = False
         self._queue: asyncio.Queue[_Decoded | _Barrier | None] | None = None
         self._room = asyncio.Event()  # set whenever the write stage takes from the queue
+        self._key_schemas: dict[tuple[str, pa.Schema], Schema] = {}
         setup.context.on_commit_request = self._request_commit
 
     async def open_consumer(self) -> Consumer:
@@ -163,14 +165,14 @@ class SinkLoop:
         new = set(partitions) - self.assigned
         if not new:
             return
-        if self.parts.topics.broker.capabilities.log:
+        if self.parts.capabilities.log:
             committed = await self.consumer.committed()
             for tp in new:
                 if tp in committed:
                     self.committed[tp] = self.consumed[tp] = committed[tp]
         self.assigned |= new
         await self.task.call("open", _sink_partitions(new))
-        if self.stores_positions and self.parts.topics.broker.capabilities.log:
+        if self.stores_positions and self.parts.capabilities.log:
             await self._seek_to_stored_positions(new)
 
     async def on_partitions_revoked(self, partitions: Set[TopicPartition]) -> None:
@@ -364,11 +366,7 @@ class SinkLoop:
                 schema=group.schema,
                 marks=marks,
                 keys=group.keys,
-                key_schema=(
-                    from_arrow_schema(group.keys.schema, name=f"{consumed.topic}-key")
-                    if group.keys is not None
-                    else None
-                ),
+                key_schema=self._key_schema(consumed.topic, group.keys),
                 timestamps=_pick(messages.timestamps, rows),
                 tombstones=group.tombstones,
                 row_headers=_pick(messages.headers, rows),
@@ -378,6 +376,16 @@ class SinkLoop:
             )
             batches.extend(apply_transforms(self.transforms, batch, self.parts.dead_letters))
         return batches
+
+    def _key_schema(self, topic: str, keys: pa.RecordBatch | None) -> Schema | None:
+        """The omconnect schema of decoded keys, made once per topic and Arrow schema."""
+        if keys is None:
+            return None
+        found = self._key_schemas.get((topic, keys.schema))
+        if found is None:
+            found = from_arrow_schema(keys.schema, name=f"{topic}-key")
+            self._key_schemas[(topic, keys.schema)] = found
+        return found
 
     async def _flush_and_commit(self) -> None:
         self._commit_requested = False
@@ -392,7 +400,7 @@ class SinkLoop:
             if tp in self.assigned and offset > self.committed.get(tp, -1)
         }
         assert self.consumer is not None
-        if self.parts.topics.broker.capabilities.acks:
+        if self.parts.capabilities.acks:
             done = [
                 e for e in self.unacked if e[1] <= offsets.get(e[0], self.committed.get(e[0], -1))
             ]

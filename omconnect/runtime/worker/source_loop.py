@@ -48,6 +48,7 @@ from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.in_flight import InFlightBudget
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
 from omconnect.runtime.worker.message_ids import MessageIdDeriver, message_headers
+from omconnect.runtime.worker.offset_reader import TransactionPositionReader
 from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.task_thread import TaskThread
 from omconnect.runtime.worker.transform_chain import apply_transforms
@@ -397,10 +398,8 @@ class SourceLoop:
         transaction, which the broker holds."""
         stored = await self.parts.topics.broker.transaction_positions(self.parts.pipeline)
         reader = self.setup.context.offsets
-        load = getattr(reader, "load", None)
-        if load is None:
-            raise TypeError("exactly_once needs a reader of transaction positions")
-        load(stored)
+        assert isinstance(reader, TransactionPositionReader), "exactly_once reads from the broker"
+        reader.load(stored)
 
     async def _store_in_transaction(self, epoch: _Epoch, acked: dict[str, Position]) -> None:
         positions = list(acked.values())
