@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from omconnect.schemas.record import RecordBatch
 
@@ -30,10 +30,36 @@ class ErrorReporter(Protocol):
     """Sends records that cannot be processed to the dead letter topic.
 
     A sink calls ``report`` from ``put`` for the rows it could not write and returns normally;
-    the runtime delivers the report before it commits the positions that cover those rows.
-    With ``errors.tolerance: none`` reporting a row fails the task instead.
+    a source calls ``report_raw`` for data it read but could not turn into rows (a ragged CSV
+    line, a file that cannot be parsed) and reads on. The runtime delivers a report before it
+    commits the positions that cover it. With ``errors.tolerance: none`` reporting fails the
+    task instead (``report`` and ``report_raw`` raise; the runtime commits what was delivered
+    before and stops).
     """
 
     def report(
         self, batch: RecordBatch, rows: Sequence[int], error: BaseException, stage: str
     ) -> None: ...
+
+    def report_raw(
+        self,
+        payloads: Sequence[bytes],
+        error: BaseException | Sequence[BaseException],
+        where: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        stage: str = "read",
+    ) -> None:
+        """Dead-letter source data as it was read, one message per payload: ``error`` (one
+        for all, or one per payload) gives the reason, ``where`` where it was found (for a file
+        ``{"file": ..., "line": ...}``; one for all, or one per payload)."""
+        ...
+
+
+def per_payload(value: Any, count: int) -> list[Any]:
+    """``report_raw``'s ``error`` or ``where`` as one item per payload (a single one is
+    repeated)."""
+    if isinstance(value, (BaseException, Mapping)):
+        return [value] * count
+    items = list(value)
+    if len(items) != count:
+        raise ValueError(f"report_raw got {len(items)} reasons or places for {count} payloads")
+    return items

@@ -11,6 +11,7 @@ reader and error reporter: no broker is needed.
 from omconnect.runtime.testing._memory_offsets import (
     CollectingErrorReporter,
     MemoryOffsetReader,
+    ReportedRaw,
     ReportedRows,
 )
 from omconnect.runtime.testing._sink_suite import sink_test_class
@@ -30,6 +31,7 @@ __all__ = [
     "STANDARD_COLUMNS",
     "CollectingErrorReporter",
     "MemoryOffsetReader",
+    "ReportedRaw",
     "ReportedRows",
     "SinkDriver",
     "SourceDriver",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omconnect.connectors.api import Position, RecordBatch
+from omconnect.connectors.api.errors import per_payload
 from omconnect.schemas.record import partition_id
 
 
@@ -38,6 +39,16 @@ class MemoryOffsetReader:
 
 
 @dataclass
+class ReportedRaw:
+    """One payload of a ``report_raw`` call: source data that never became a row."""
+
+    payload: bytes
+    error: BaseException
+    where: dict[str, Any]
+    stage: str
+
+
+@dataclass
 class ReportedRows:
     """One ``report`` call: which rows of which batch failed, why, and where."""
 
@@ -52,8 +63,24 @@ class CollectingErrorReporter:
     """Keeps every report, for assertions, instead of sending it to a dead letter topic."""
 
     reports: list[ReportedRows] = field(default_factory=list)
+    raw_reports: list[ReportedRaw] = field(default_factory=list)
 
     def report(
         self, batch: RecordBatch, rows: Sequence[int], error: BaseException, stage: str
     ) -> None:
         self.reports.append(ReportedRows(batch, list(rows), error, stage))
+
+    def report_raw(
+        self,
+        payloads: Sequence[bytes],
+        error: BaseException | Sequence[BaseException],
+        where: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        stage: str = "read",
+    ) -> None:
+        for payload, reason, place in zip(
+            payloads,
+            per_payload(error, len(payloads)),
+            per_payload(where, len(payloads)),
+            strict=True,
+        ):
+            self.raw_reports.append(ReportedRaw(bytes(payload), reason, dict(place), stage))

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from omconnect.connectors.api.errors import ConnectorError
+from omconnect.connectors.api.errors import ConnectorError, per_payload
 from omconnect.runtime.brokers.base import Producer
 from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.schemas.message_batch import MessageBatch
@@ -81,6 +81,25 @@ class DeadLetterQueue:
             )
             headers.append(self._headers(failures[row], stage, {"position": where, "row": row}))
         self._send(MessageBatch.build(values=bodies, headers=headers), failures[rows[0]], stage)
+
+    def report_raw(
+        self,
+        payloads: Sequence[bytes],
+        error: BaseException | Sequence[BaseException],
+        where: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        stage: str = "read",
+    ) -> None:
+        """Dead-letter source data that never became rows, as it was read (one message per
+        payload; its place, such as file and line, in ``omconnect.error.position``)."""
+        if not payloads:
+            return
+        errors = per_payload(error, len(payloads))
+        places = per_payload(where, len(payloads))
+        headers = [
+            self._headers(reason, stage, dict(place))
+            for reason, place in zip(errors, places, strict=True)
+        ]
+        self._send(MessageBatch.build(values=list(payloads), headers=headers), errors[0], stage)
 
     def report_messages(
         self,
