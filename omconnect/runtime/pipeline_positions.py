@@ -7,7 +7,9 @@ from the offset store of the pipeline's ``state:`` (``{"kind": "source", "partit
 Values JSON cannot hold are tagged (``{"$datetime": "..."}``, see
 ``omconnect.schemas.position_codec``); ``offsets set`` reads them back the same way. Sink
 entries cover every topic the sink reads (``<topic>.<stream>`` too). Reading them while the
-pipeline runs is safe: nothing is written and the consumer group is not joined.
+pipeline runs is safe: nothing is written and the consumer group is not joined. Nothing is
+created either: a pipeline that never ran (no offset store, no embedded broker log) has no
+entries.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers import BrokerNotFoundError, open_broker
 from omconnect.runtime.config.loader import LoadedPipeline
-from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.offsets import open_existing_offset_store
 from omconnect.runtime.worker.runner import open_sink_consumer
 from omconnect.schemas.position_codec import position_to_json
 
@@ -45,7 +47,9 @@ async def pipeline_offsets(loaded: LoadedPipeline) -> list[dict[str, Any]]:
 
 def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
     cfg = loaded.config
-    store = open_offset_store(cfg.state)
+    store = open_existing_offset_store(cfg.state)
+    if store is None:
+        return []
     try:
         return [
             {
@@ -60,9 +64,13 @@ def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
 
 
 async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
-    """The committed offsets of the sink's consumer group, read without consuming."""
+    """The committed offsets of the sink's consumer group, read without consuming (none
+    when the broker has no storage yet: nothing was ever committed)."""
     cfg = loaded.config
-    broker = open_broker(cfg.broker)
+    try:
+        broker = open_broker(cfg.broker, create=False)
+    except BrokerNotFoundError:
+        return {}
     try:
         consumer = await open_sink_consumer(broker, loaded)
         try:

@@ -76,11 +76,16 @@ class MessageBatch:
         else:
             id_array = pa.array(message_ids, pa.string())
         columns = [key_array, value_array, ts_array, header_array, id_array]
-        names = ["key", "value", "timestamp", "headers", "message_id"]
+        schema = MESSAGE_BATCH_SCHEMA
         if offsets is not None:
             columns.append(pa.array(offsets, pa.int64()))
-            names.append("offset")
-        return cls(pa.RecordBatch.from_arrays(columns, names=names))
+            schema = schema.append(pa.field("offset", pa.int64()))
+        # Built with the declared schema (non-null timestamps), so a broker storing batches
+        # never has to cast them to it.
+        columns = [
+            c if c.type == f.type else c.cast(f.type) for c, f in zip(columns, schema, strict=True)
+        ]
+        return cls(pa.RecordBatch.from_arrays(columns, schema=schema))
 
     @classmethod
     def from_table(cls, table: pa.RecordBatch) -> MessageBatch:
@@ -89,6 +94,11 @@ class MessageBatch:
         if "message_id" not in table.schema.names:
             at = table.schema.get_field_index("headers") + 1
             table = table.add_column(at, "message_id", pa.nulls(table.num_rows, pa.string()))
+        schema = MESSAGE_BATCH_SCHEMA
+        if "offset" in table.schema.names:
+            schema = schema.append(pa.field("offset", pa.int64()))
+        if table.schema != schema:
+            table = table.select(schema.names).cast(schema)
         return cls(table)
 
     @classmethod

@@ -323,8 +323,8 @@ def test_file_level_problems(write_pipeline: Write, tmp_path: Path) -> None:
     assert problems_of(neither) == [f"{neither}:1: a pipeline needs a source, a sink, or both"]
     bad_name = write_pipeline("name: -p\nsink: {connector: test-sink, path: o}\n", name="n.yaml")
     assert problems_of(bad_name) == [
-        f"{bad_name}:1: name: string should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]*$', "
-        'got "-p"'
+        f"{bad_name}:1: name: a pipeline name is letters, digits, '.', '_' and '-', starting "
+        'with a letter or a digit, got "-p"'
     ]
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"name: p\nsink: x\n\xff\xfe\n")
@@ -354,12 +354,12 @@ def test_yaml_1_1_surprises_stay_strings(write_pipeline: Write) -> None:
         """
         name: p
         description: no
-        topic: 1:30
+        state: 1:30
         sink: {connector: test-sink, path: 2024-01-01}
         """
     )
     loaded = load_pipeline(path, env={})
-    assert loaded.config.description == "no" and loaded.config.topic == "1:30"
+    assert loaded.config.description == "no" and loaded.config.state == "1:30"
     assert loaded.sink is not None and loaded.sink.spec.path == "2024-01-01"  # type: ignore[attr-defined]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -53,3 +54,10 @@ def kill_at_random_moments(
         process.wait(timeout=30)
         kills += 1
     return kills
+
+
+def tail_topic(topic: str, cwd: Path) -> list[dict]:
+    """Every message of ``topic`` as ``omconnect topics tail`` prints it (one JSON object each)."""
+    result = omconnect("topics", "tail", topic, "--from-beginning", "--no-follow", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]

@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 
 from omconnect.runtime.brokers import open_broker
 from omconnect.schemas.message_batch import MessageBatch
-from tests.e2e.omconnect_process import omconnect
+from tests.e2e.omconnect_process import omconnect, tail_topic
 
 ROWS = 1000
 
@@ -39,12 +39,6 @@ errors: {{tolerance: {tolerance}}}
 """
 
 
-def tail(topic: str, cwd: Path) -> list[dict]:
-    result = omconnect("topics", "tail", topic, "--from-beginning", "--no-follow", cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines()]
-
-
 def test_half_bad_rows_go_to_the_dead_letter_topic_in_order(tmp_path: Path) -> None:
     write_half_bad_csv(tmp_path / "orders.csv")
     (tmp_path / "p.yaml").write_text(pipeline("all"))
@@ -55,7 +49,7 @@ def test_half_bad_rows_go_to_the_dead_letter_topic_in_order(tmp_path: Path) -> N
     assert written["id"].to_pylist() == list(range(0, ROWS, 2))
     assert [str(a) for a in written["amount"].to_pylist()[:2]] == ["0.50", "2.50"]
 
-    dead = tail("poison.dlq", tmp_path)
+    dead = tail_topic("poison.dlq", tmp_path)
     assert [item["value"]["id"] for item in dead] == list(range(1, ROWS, 2))
     first = dead[0]
     assert first["value"]["amount"] == "not-a-number-1"
@@ -68,7 +62,7 @@ def test_half_bad_rows_go_to_the_dead_letter_topic_in_order(tmp_path: Path) -> N
     # The positions covering the bad rows were committed: a second run reads nothing again.
     again = omconnect("run", "p.yaml", "--once", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert len(tail("poison.dlq", tmp_path)) == ROWS // 2
+    assert len(tail_topic("poison.dlq", tmp_path)) == ROWS // 2
 
 
 def test_tolerance_none_fails_the_run_and_commits_nothing_past_the_bad_row(tmp_path: Path) -> None:
@@ -110,7 +104,7 @@ def test_undecodable_messages_reach_the_dead_letter_topic_as_they_were(tmp_path:
     lines = [json.loads(x) for p in sorted((tmp_path / "out").glob("*.jsonl")) for x in p.open()]
     assert [row["id"] for row in lines] == [1, 2]
 
-    dead = tail("mixed.dlq", tmp_path)
+    dead = tail_topic("mixed.dlq", tmp_path)
     assert [item["value"] for item in dead][1] == "plain text"
     assert {item["headers"]["omconnect.error.stage"] for item in dead} == {"convert"}
     where = [json.loads(item["headers"]["omconnect.error.position"]) for item in dead]

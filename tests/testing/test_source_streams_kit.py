@@ -52,7 +52,7 @@ class _CommitDropsFileCsvTask(CsvSourceTask):
     """``commit`` drops the file being read: the rest of it is never delivered."""
 
     def commit(self, positions: Sequence[Position]) -> None:
-        self._cursor = None
+        self._pass = None
 
 
 class _CommitDropsFileCsvSource(CsvSource):

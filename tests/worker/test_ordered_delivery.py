@@ -36,6 +36,15 @@ def _versions_on_topic(tmp_path: Path, topic: str) -> dict[str, list[int]]:
     return asyncio.run(body())
 
 
+def _committed_rows(tmp_path: Path) -> dict[str, int]:
+    """The committed source row of each stream of the ``toy`` pipeline."""
+    store = open_offset_store(f"{tmp_path}/s")
+    try:
+        return {p.partition["stream"]: p.offset["row"] for p in store.all("toy")}
+    finally:
+        store.close()
+
+
 def _last_occurrences_in_version_order(versions: list[int]) -> bool:
     """True when the last time each version appears, the versions are in increasing order:
     a redelivery may repeat a run of versions, but an old version never ends up after a newer
@@ -83,18 +92,16 @@ def test_the_order_check_catches_a_retried_batch_landing_late() -> None:
 def test_a_run_that_fails_commits_what_the_broker_acknowledged(tmp_path: Path) -> None:
     # Every 5th send fails and the retry budget is zero: the run fails at the first failure,
     # but the 4 batches acknowledged before it are committed and not published again (only
-    # sends already in flight behind the failed one can be).
+    # sends already in flight behind the failed one can be: the in-flight budget of 2 KiB
+    # holds at most 10 batches of 10 rows of about 220 bytes).
     faulty = FaultInjectingBroker(
         open_broker(f"embedded://{tmp_path}/b"), fail_every=5, topics=["toy"]
     )
     text = _pipeline(tmp_path).replace("retry_timeout: 30s", "retry_timeout: 0s")
+    text += "max_in_flight_bytes: 2KiB\n"
     with pytest.raises(InjectedSendError):
         run_pipeline(tmp_path / "p.yaml", text, broker=faulty)
-    store = open_offset_store(f"{tmp_path}/s")
-    try:
-        committed = {p.partition["stream"]: p.offset["row"] for p in store.all("toy")}
-    finally:
-        store.close()
+    committed = _committed_rows(tmp_path)
     assert committed == {"": 40}
     run_pipeline(tmp_path / "p.yaml", _pipeline(tmp_path))
     per_key = _versions_on_topic(tmp_path, "toy")
@@ -106,11 +113,7 @@ def test_a_source_that_breaks_still_commits_what_was_acknowledged(tmp_path: Path
     text = _pipeline(tmp_path).replace("batch_rows: 10}", "batch_rows: 10, fail_at_row: 120}")
     with pytest.raises(RuntimeError, match="broke at row 120"):
         run_pipeline(tmp_path / "p.yaml", text)
-    store = open_offset_store(f"{tmp_path}/s")
-    try:
-        committed = {p.partition["stream"]: p.offset["row"] for p in store.all("toy")}
-    finally:
-        store.close()
+    committed = _committed_rows(tmp_path)
     assert committed == {"": 120}, "every batch the broker acknowledged is committed"
 
 
@@ -129,3 +132,28 @@ def test_exactly_once_leaves_no_duplicate_and_no_reordering_under_failed_sends(
     for key, versions in per_key.items():
         assert versions == sorted(versions), (key, versions)
     assert sorted(COLLECTED["default"].ids()) == list(range(rows))
+
+
+def test_a_run_whose_sink_fails_commits_what_the_source_had_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # The sink fails while the source streams: the runner cancels the source loop, which
+    # still stores what the broker acknowledged (commits are otherwise rare here: acks lag
+    # and commit_interval is an hour), so the topic holds beyond the committed position at
+    # most the sends in flight (a 2 KiB budget: about 10 batches of 10 rows).
+    rows = 20_000
+    faulty = FaultInjectingBroker(
+        open_broker(f"embedded://{tmp_path}/b"), fail_every=0, max_ack_delay=0.02, topics=["toy"]
+    )
+    text = (
+        _pipeline(tmp_path)
+        .replace(f"rows: {ROWS}", f"rows: {rows}")
+        .replace("{connector: toy-collect}", "{connector: toy-collect, fail_after_rows: 3000}")
+        + "max_in_flight_bytes: 2KiB\ncommit_interval: 1h\n"
+    )
+    with pytest.raises(Exception, match="the target refused"):
+        run_pipeline(tmp_path / "p.yaml", text, broker=faulty)
+    committed = _committed_rows(tmp_path)
+    on_topic = sum(len(v) for v in _versions_on_topic(tmp_path, "toy").values())
+    assert on_topic < rows, "the source was stopped before it finished"
+    assert on_topic - committed.get("", 0) <= 10 * 10, (on_topic, committed)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from omconnect.connectors.api import (
+    ConnectorError,
     ConnectorSpec,
     Position,
     PositionMark,
@@ -173,6 +174,8 @@ class ToyCollectSpec(ConnectorSpec):
     """Fail this many flushes with a RetriableError (the txn sink rolls back)."""
     put_delay: float = 0.0
     """Seconds each put takes (a slow target)."""
+    fail_after_rows: int = 0
+    """Fail ``put`` (not retriably) once this many rows were put (0: never)."""
 
 
 class ToyCollectTask(SinkTask):
@@ -183,6 +186,7 @@ class ToyCollectTask(SinkTask):
         self.collected = COLLECTED.setdefault(config.name, Collected())
         self.buffer: list[dict[str, Any]] = []
         self.since_request = 0
+        self.rows_put = 0
 
     def open(self, partitions: Sequence[TopicPartition]) -> None:
         with self.collected.lock:
@@ -198,6 +202,9 @@ class ToyCollectTask(SinkTask):
 
     def put(self, batch: RecordBatch) -> None:
         time.sleep(self.config.put_delay)
+        self.rows_put += batch.num_rows
+        if self.config.fail_after_rows and self.rows_put >= self.config.fail_after_rows:
+            raise ConnectorError(f"the target refused row {self.rows_put}")
         deleted = batch.delete_mask()
         keys = batch.key_columns()
         key_values = keys.column(0).to_pylist() if keys is not None else [None] * batch.num_rows

@@ -32,8 +32,8 @@ the committed positions, with backoff. A task is therefore always resumable from
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from omconnect.connectors.api.context import TaskContext
 from omconnect.connectors.api.spec import ConnectorSpec
@@ -94,6 +94,20 @@ class SourceConnector(ABC):
     def validate(self) -> None:  # noqa: B027 - optional hook
         """Check the config against the system (paths exist, tables exist); raise
         ``ConfigError`` naming the option. Called before anything runs."""
+
+    def validate_offset(  # noqa: B027 - optional hook
+        self, partition: Mapping[str, Any], offset: Mapping[str, Any]
+    ) -> None:
+        """Check a position a person is about to store (``omconnect offsets set`` and
+        ``offsets import``) before it is stored; raise ``ConfigError`` when a task could not
+        resume from it, with ``key`` naming what is wrong (``"offset.row"``).
+
+        Called on a connector built from the pipeline's spec, without ``validate()`` and
+        without any task; it should not reach the system. Values arrive as ``offsets list``
+        shows them decoded (tagged datetimes, decimals, bytes and UUIDs as Python values).
+        Accept keys you do not know, so positions written by other versions of the connector
+        still pass. The default accepts every position.
+        """
 
     def task_configs(self, max_tasks: int) -> list[ConnectorSpec]:
         """Split the work into at most ``max_tasks`` task configs (default: one task)."""

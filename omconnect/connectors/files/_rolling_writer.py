@@ -3,7 +3,10 @@
 A file is named by the first message offset it holds,
 ``<topic>-<partition>-<first offset, 20 digits>.<ext>``, so that a replay after a crash
 writes the same names again and overwrites instead of duplicating. While it is written it is
-``.<final name>.tmp`` (hidden: sources and readers skip it). Publishing a file closes its
+``.<final name>.<writer>.tmp`` (hidden: sources and readers skip it), where ``<writer>`` is
+the writing process's pid and a random token: a writer only ever renames or deletes its own
+temporary files, and deletes another's only when it knows that writer is gone (it holds the
+directory's lock, or the pid is dead). Publishing a file closes its
 format writer (the footer), fsyncs it, renames it to its final name and fsyncs the directory,
 so a final name never shows a torn file, even after a power loss.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,10 +77,29 @@ def sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def writer_token() -> str:
+    """Names one writer in its temporary files: ``<pid>-<random hex>``."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _writer_is_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 class _OpenFile:
-    def __init__(self, directory: Path, name: str, schema: pa.Schema, opener: OpenFormat) -> None:
+    def __init__(
+        self, directory: Path, name: str, writer: str, schema: pa.Schema, opener: OpenFormat
+    ) -> None:
         self.final = directory / name
-        self.temp = directory / f".{name}.tmp"
+        self.temp = directory / f".{name}.{writer}.tmp"
         self.schema = schema
         self.sink = pa.OSFile(str(self.temp), "wb")
         self.format = opener(self.sink, schema)
@@ -97,6 +120,7 @@ class RollingFileWriter:
         extension: the file name extension (``parquet``, ``csv`` ...).
         open_format: makes the format writer of a new file.
         limits: when to publish the open file and start another.
+        writer: this writer's name in its temporary files (``writer_token()``).
 
     Attributes:
         published: how many files this writer has published so far.
@@ -110,6 +134,7 @@ class RollingFileWriter:
         extension: str,
         open_format: OpenFormat,
         limits: RollLimits,
+        writer: str | None = None,
     ) -> None:
         self.directory = directory
         self.topic = topic
@@ -117,6 +142,7 @@ class RollingFileWriter:
         self.extension = extension
         self._open_format = open_format
         self._limits = limits
+        self.writer = writer or writer_token()
         self._file: _OpenFile | None = None
         self._next_offset = 0
         self.published = 0
@@ -124,11 +150,15 @@ class RollingFileWriter:
         self._finished = re.compile(
             re.escape(prefix) + rf"(\d{{{_OFFSET_DIGITS}}})\." + re.escape(extension)
         )
-        self._temp = re.compile(r"\." + self._finished.pattern + r"\.tmp")
+        # Without the writer part: a temporary file of an older version.
+        self._temp = re.compile(r"\." + self._finished.pattern + r"(?:\.(\d+)-[0-9a-f]+)?\.tmp")
 
-    def remove_leftovers(self, from_offset: int) -> list[Path]:
+    def remove_leftovers(self, from_offset: int, exclusive: bool = True) -> list[Path]:
         """Delete this partition's published files starting at ``from_offset`` or later, and
         its temporary files: what a crashed run wrote but never had committed.
+
+        ``exclusive`` says that no other writer uses the directory now (this run holds its
+        lock); otherwise only temporary files whose writer's pid is dead are deleted.
 
         Returns the deleted paths.
         """
@@ -136,9 +166,12 @@ class RollingFileWriter:
         for entry in self.directory.iterdir():
             found = self._finished.fullmatch(entry.name)
             stale_published = found is not None and int(found.group(1)) >= from_offset
-            stale_temp = self._temp.fullmatch(entry.name) is not None
+            temp = self._temp.fullmatch(entry.name)
+            stale_temp = temp is not None and (
+                exclusive or temp.group(2) is None or not _writer_is_alive(int(temp.group(2)))
+            )
             if stale_published or stale_temp:
-                entry.unlink()
+                entry.unlink(missing_ok=True)
                 removed.append(entry)
         if removed:
             sync_directory(self.directory)
@@ -213,5 +246,7 @@ class RollingFileWriter:
             file = None
         if file is None:
             name = final_name(self.topic, self.partition, self._next_offset, self.extension)
-            file = self._file = _OpenFile(self.directory, name, schema, self._open_format)
+            file = self._file = _OpenFile(
+                self.directory, name, self.writer, schema, self._open_format
+            )
         return file

@@ -7,9 +7,14 @@ first rows of a partition after ``start`` the first offset is the mark's offset 
 rows; afterwards it is the previous mark's offset for the partition, so files are named
 correctly even when rows were dropped (sent to the dead letter topic) on the way.
 
-Before the first rows of a partition are written, the partition's published files from that
-first offset on and its temporary files are deleted: they are what a crashed run wrote but
-never had committed, and the replay now writes them again under the same names.
+The task claims its directory on start (``TaskContext.claim_directory``): the runtime locks
+it for the run, so two pipelines (or two runs of one) never write one directory, and a second
+one is refused with a message naming the first. Before the first rows of a partition are
+written, the partition's published files from that first offset on and its temporary files
+are deleted: they are what a crashed run wrote but never had committed, and the replay now
+writes them again under the same names. Temporary files carry their writer's pid and a
+token; without the directory lock (a file system that cannot lock) only those of dead
+writers are deleted.
 
 Assignment: ``close(partitions)`` drops the open file of each revoked partition (its
 temporary file is deleted, never published) and forgets where the partition stood; files
@@ -48,6 +53,7 @@ from omconnect.connectors.files._rolling_writer import (
     FormatWriter,
     RollingFileWriter,
     RollLimits,
+    writer_token,
 )
 from omconnect.schemas.arrow import to_arrow_schema
 
@@ -59,7 +65,9 @@ class FileSinkSpec(ConnectorSpec):
         description=(
             "The directory to write into (created if missing). Each topic partition gets its "
             "own files, named `<topic>-<partition>-<first offset, 20 digits>.<ext>`; files "
-            "being written are hidden (`.<name>.tmp`) until they are complete."
+            "being written are hidden (`.<name>.<writer>.tmp`) until they are complete. One "
+            "pipeline at a time writes a directory: a second one is refused (the lock is "
+            "`.omconnect.lock` in the directory)."
         )
     )
     max_rows: int = Field(
@@ -116,12 +124,19 @@ class FileSinkTask(SinkTask):
         its metadata (``omconnect.schemas.arrow``) for formats that can keep it."""
 
     def start(self, config: ConnectorSpec, context: TaskContext) -> None:
-        """Create the directory; nothing is deleted until a partition's first rows arrive."""
+        """Create the directory and claim it for this run; nothing is deleted until a
+        partition's first rows arrive.
+
+        Raises:
+            ConnectorError: another pipeline, or another run of this one, writes there.
+        """
         assert isinstance(config, FileSinkSpec)
         self.config = config
         self.context = context
         self._directory = Path(config.path)
         self._directory.mkdir(parents=True, exist_ok=True)
+        self._exclusive = context.claim_directory(self._directory)
+        self._writer = writer_token()
         self._limits = RollLimits(config.max_rows, config.max_bytes, config.max_age)
         self._writers: dict[TopicPartition, RollingFileWriter] = {}
         self._next_offsets: dict[TopicPartition, int] = {}
@@ -223,9 +238,15 @@ class FileSinkTask(SinkTask):
     def _open_partition(self, key: TopicPartition, first_offset: int) -> RollingFileWriter:
         topic, partition = key
         writer = RollingFileWriter(
-            self._directory, topic, partition, self.extension, self.open_format, self._limits
+            self._directory,
+            topic,
+            partition,
+            self.extension,
+            self.open_format,
+            self._limits,
+            self._writer,
         )
-        removed = writer.remove_leftovers(first_offset)
+        removed = writer.remove_leftovers(first_offset, self._exclusive)
         if removed:
             self.context.logger.info(
                 "%s: removed %d uncommitted file(s) of %s-%d from offset %d on",

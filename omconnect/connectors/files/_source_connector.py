@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
 from omconnect.connectors.api import ConfigError, ConnectorSpec, SourceConnector
 from omconnect.connectors.files._column_types import parse_column_type
+from omconnect.connectors.files._file_position import FilePosition
 from omconnect.connectors.files._glob import is_glob, match_files, search_root
 
 
@@ -20,8 +22,12 @@ class FileSourceSpec(ConnectorSpec):
         description=(
             "A file, a directory (its files, not its subdirectories) or a glob pattern such as "
             "`data/*.csv` (`**` matches every depth: `data/**/*.csv`). Files are read in sorted "
-            "order; hidden files (names starting with `.`) are skipped. Files that appear later "
-            "are read by the next run, or within `poll_interval` when running continuously."
+            "order; hidden files (names starting with `.`) are skipped. New files, and rows "
+            "appended to CSV and JSON Lines files, are read by the next run, or within "
+            "`poll_interval` when running continuously; a last line without its line break "
+            "waits for it (or for the file to stay unchanged for a minute). Parquet and Avro "
+            "files are read once, when complete: write them under a hidden name and rename "
+            "them (one cut short waits a minute for its writer, then counts as unreadable)."
         )
     )
     batch_size: int = Field(
@@ -40,7 +46,21 @@ class FileSourceSpec(ConnectorSpec):
         default=5.0,
         gt=0,
         description=(
-            "When running continuously, the seconds between two scans of `path` for new files."
+            "When running continuously, the seconds between two scans of `path` for new and "
+            "grown files."
+        ),
+    )
+    on_file_change: Literal["reread", "fail", "skip"] = Field(
+        default="reread",
+        description=(
+            "What to do with a file that changed since it was read, other than by rows "
+            "appended: replaced, rewritten or truncated (its fingerprint, the digests of its "
+            "first bytes and of those before where reading stopped, no longer matches). "
+            "`reread` reads it again from its start (duplicates rather than loss), `fail` "
+            "stops with an error naming the file, `skip` leaves what it holds now unread and "
+            "reads only rows appended later. Each is logged as a warning naming the file and "
+            "what changed. A file that went to the dead letter topic because it could not be "
+            "read is read again when it changes, whatever this says."
         ),
     )
 
@@ -56,7 +76,8 @@ class TypedColumnsSpec(FileSourceSpec):
             "`boolean`, `int8`..`int64`, `float32`, `float64`, `string`, `bytes`, `date`, "
             "`time`, `timestamp` (no zone), `timestamptz` or `timestamp(ZONE)`, "
             "`decimal(p,s)`, `json`. Columns left out are inferred from the first block of "
-            "each file; later blocks of the file must fit the types found there."
+            "each file (a number column whose text a number would change, such as `08123`, "
+            "stays a string); a value that does not fit its column's type is a bad row."
         ),
     )
 
@@ -89,6 +110,16 @@ class FileSourceConnector(SourceConnector):
                 f"no files match {config.path!r}: the {what} {str(root)!r} does not exist",
                 key="path",
             )
+
+    def validate_offset(self, partition: Mapping[str, Any], offset: Mapping[str, Any]) -> None:
+        """Refuse a position the task could not resume from: a partition that is not
+        ``{"file": name}``, an offset whose fields the task reads are of the wrong kind."""
+        if not isinstance(partition.get("file"), str) or not partition["file"]:
+            raise ConfigError('expected {"file": "<file name>"}', key="partition")
+        try:
+            FilePosition.from_offset(offset)
+        except ValueError as error:
+            raise ConfigError(str(error), key="offset") from None
 
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")

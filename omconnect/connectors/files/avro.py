@@ -23,6 +23,7 @@ from omconnect.connectors.files._avro_arrow import (
     avro_schema_of_arrow,
     without_uuid_logical_type,
 )
+from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._rolling_writer import FormatWriter
 from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
 from omconnect.connectors.files._source_connector import FileSourceConnector, FileSourceSpec
@@ -37,7 +38,9 @@ class AvroSourceSpec(FileSourceSpec):
 class AvroSourceTask(FileSourceTask):
     """Reads an Avro container file block by block."""
 
-    def read_blocks(self, path: Path, start_row: int) -> Iterator[pa.RecordBatch]:
+    lines = False
+
+    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
         with path.open("rb") as file:
             probe = fastavro.block_reader(file)
             writer_schema = probe.writer_schema
@@ -49,7 +52,7 @@ class AvroSourceTask(FileSourceTask):
                 file, reader_schema=without_uuid_logical_type(writer_schema)
             )
             pending: list[dict[str, Any]] = []
-            skip = start_row
+            skip = where.skip_rows
             for block in blocks:
                 if skip >= block.num_records:
                     skip -= block.num_records
@@ -62,6 +65,20 @@ class AvroSourceTask(FileSourceTask):
                     pending = []
             if pending:
                 yield pa.RecordBatch.from_pylist(pending, schema=arrow_schema)
+
+    def unfinished(self, path: Path, error: Exception) -> bool:
+        """An Avro file is written header first, then block by block: one that ends inside
+        a block, or inside its header, is not complete yet (or cut short)."""
+        if isinstance(error, EOFError):
+            return True
+        with path.open("rb") as file:
+            start = file.read(len(_MAGIC))
+        if len(start) < len(_MAGIC):
+            return _MAGIC.startswith(start)
+        return start == _MAGIC and "header" in str(error)
+
+
+_MAGIC = b"Obj\x01"
 
 
 class AvroSource(FileSourceConnector):

@@ -7,19 +7,28 @@ way, so files round-trip. ``null_values`` replaces the spellings of null when re
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as arrow_csv
 from pydantic import Field
 
-from omconnect.connectors.api import ConnectorError, ConnectorSpec, register
+from omconnect.connectors.api import ConnectorSpec, register
 from omconnect.connectors.files._column_types import arrow_column_types
-from omconnect.connectors.files._file_cursor import skip_rows
-from omconnect.connectors.files._line_blocks import line_block_size
+from omconnect.connectors.files._line_blocks import line_block_size, line_chunks
+from omconnect.connectors.files._read_range import ReadRange
+from omconnect.connectors.files._record_blocks import (
+    BlockParser,
+    RawBlock,
+    blocks_of,
+    parsed_batches,
+    record_ends,
+    utf8_chunks,
+)
 from omconnect.connectors.files._rolling_writer import FormatWriter
 from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
 from omconnect.connectors.files._source_connector import FileSourceConnector, TypedColumnsSpec
@@ -42,11 +51,20 @@ class CsvSourceSpec(TypedColumnsSpec):
     newlines_in_values: bool = Field(
         default=False,
         description=(
-            "Allow line breaks inside quoted values. Reading is slower with it, so it is off "
-            "unless a file needs it (the error then names the file and the row)."
+            "Not needed any more, kept so that pipelines that set it still load: line breaks "
+            "inside quoted values are found file by file (such a file takes the slower "
+            "quote-aware path, other files the fast one) whatever this says."
         ),
     )
     encoding: str = Field(default="utf8", description="The character encoding of the files.")
+    encoding_errors: Literal["strict", "replace"] = Field(
+        default="strict",
+        description=(
+            "What text that is not valid in `encoding` does: `strict` makes its row a bad row "
+            "(the dead letter topic under `errors.tolerance: all`, else the run stops); "
+            "`replace` replaces each invalid byte sequence with U+FFFD and keeps the row."
+        ),
+    )
     null_values: list[str] = Field(
         default_factory=lambda: [""],
         description=(
@@ -58,82 +76,133 @@ class CsvSourceSpec(TypedColumnsSpec):
 
 
 class CsvSourceTask(FileSourceTask):
-    """Streams a CSV file through Arrow's block reader; types come from the first block."""
+    """Reads a CSV file in blocks of whole records, each parsed by Arrow in one call; the
+    types come from the first block (see ``_record_blocks``)."""
 
-    def read_blocks(self, path: Path, start_row: int) -> Iterator[pa.RecordBatch]:
+    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
         config = self.config
         assert isinstance(config, CsvSourceSpec)
-        columns = config.columns or {}
-        column_names = list(columns) if columns and not config.header else None
-        read_options = arrow_csv.ReadOptions(
-            block_size=line_block_size(path, config.batch_size),
-            column_names=column_names,
-            autogenerate_column_names=not config.header and not column_names,
-            encoding=config.encoding,
+        name = path.as_posix()
+        size = line_block_size(path, config.batch_size)
+        chunks = line_chunks(
+            path, where, size, header=config.header, quote='"', encoding=config.encoding
         )
-        parse_options = arrow_csv.ParseOptions(
-            delimiter=config.delimiter, newlines_in_values=config.newlines_in_values
+        # A pass that starts past the header reads the header first, as the line before.
+        first_line = where.first_line - (1 if config.header and where.start > 0 else 0)
+        utf8 = utf8_chunks(chunks, config.encoding, config.encoding_errors)
+        blocks = blocks_of(utf8, size, _QUOTE, first_line)
+        names, blocks = _column_names(blocks, config)
+        reader = _CsvBlocks(config, names, where.types)
+        parser = BlockParser(
+            reader.parse,
+            reader.settle,
+            reader.configured,
+            _QUOTE,
+            replace_bad_utf8=config.encoding_errors == "replace",
         )
-        convert_options = arrow_csv.ConvertOptions(
-            column_types=arrow_column_types(columns),
-            null_values=config.null_values,
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
+
+        def report(
+            payloads: list[bytes], reasons: list[Exception], places: list[Mapping[str, Any]]
+        ) -> None:
+            self.context.errors.report_raw(payloads, reasons, places, stage="read")
+
+        yield from parsed_batches(blocks, parser, where.skip_rows, report, name)
+
+
+_QUOTE = b'"'
+
+# Text that an integer or a float type would not give back as it was: a sign "+", leading
+# zeros ("08123"), a negative zero.
+_CHANGED_BY_NUMBER = r"^(\+|-?0[0-9]|-0$|-0\.0*$)"
+# More significant digits than a float keeps exactly (15); such text must equal the float's
+# shortest spelling (as written by a program from a float) to stay a float.
+_BEYOND_FLOAT = r"[1-9](\.?[0-9]){15}"
+
+
+def _column_names(
+    blocks: Iterator[RawBlock], config: CsvSourceSpec
+) -> tuple[list[str] | None, Iterator[RawBlock]]:
+    """The file's column names (from its header, ``columns`` or None for Arrow's ``f0``,
+    ``f1``, ...) and its blocks after the header."""
+    columns = list(config.columns or {})
+    if not config.header:
+        return (columns or None), blocks
+    first = next(blocks, None)
+    if first is None:
+        return columns, iter(())
+    ends = record_ends(first.data, _QUOTE)
+    end = int(ends[0]) if ends.size else len(first.data)
+    header = arrow_csv.read_csv(
+        pa.py_buffer(first.data[:end]),
+        parse_options=arrow_csv.ParseOptions(delimiter=config.delimiter),
+    )
+    rest = RawBlock(first.data[end:], first.first_line + 1, first.quote_aware)
+    following = itertools.chain([rest] if rest.data else [], blocks)
+    return header.column_names, following
+
+
+class _CsvBlocks:
+    """Arrow's options for the blocks of one CSV file, and how its first block settles the
+    types of the others."""
+
+    def __init__(
+        self, config: CsvSourceSpec, names: list[str] | None, known: Mapping[str, pa.DataType]
+    ) -> None:
+        # Types the file's first rows were read with (a pass past them) keep their columns.
+        self.configured = {**known, **arrow_column_types(config.columns or {})}
+        self._read = dict(column_names=names, autogenerate_column_names=names is None)
+        self._parse_options = arrow_csv.ParseOptions(
+            delimiter=config.delimiter, newlines_in_values=True
+        )
+        self._null_values = config.null_values
+
+    def parse(self, data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+        """The rows of ``data`` (whole records) in one Arrow call: one parse block, so that a
+        line break inside a quoted value never splits a record."""
+        return arrow_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=arrow_csv.ReadOptions(block_size=len(data) + 1, **self._read),
+            parse_options=self._parse_options,
+            convert_options=arrow_csv.ConvertOptions(
+                column_types=types,
+                null_values=self._null_values,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
         )
 
-        def open_reader() -> arrow_csv.CSVStreamingReader:
-            return arrow_csv.open_csv(
-                path,
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
-            )
-
-        yield from skip_rows(_located_errors(open_reader, path, config), start_row)
-
-
-_WRONG_FIELD_COUNT = re.compile(r"Expected \d+ columns, got \d+: (.*)$", re.DOTALL)
-_BAD_VALUE = re.compile(r"In CSV column #(\d+): .*invalid value '(.*)'$", re.DOTALL)
-
-
-def _located_errors(
-    open_reader: Callable[[], arrow_csv.CSVStreamingReader], path: Path, config: CsvSourceSpec
-) -> Iterator[pa.RecordBatch]:
-    """The reader's blocks; a parse error gets the line number of the bad line added (the
-    reader parses its first block when opened, so opening is inside the check too)."""
-    rows = 0
-    try:
-        for block in open_reader():
-            rows += block.num_rows
-            yield block
-    except pa.ArrowInvalid as err:
-        line = _bad_line_number(path, config, str(err), rows)
-        where = f"line {line}" if line is not None else f"after row {rows}"
-        raise ConnectorError(f"{path}: {where}: {err}") from err
+    def settle(self, first: pa.Table, data: bytes) -> dict[str, pa.DataType]:
+        """The types of every column from the first block: an all-null column and one with
+        invalid UTF-8 (which Arrow reads as binary) are strings, and so is a number column
+        whose text a number would change."""
+        types: dict[str, pa.DataType] = {}
+        numbers: list[str] = []
+        for column in first.schema:
+            kind = column.type
+            if column.name in self.configured:
+                kind = self.configured[column.name]
+            elif pa.types.is_null(kind) or pa.types.is_binary(kind):
+                kind = pa.string()
+            elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+                numbers.append(column.name)
+            types[column.name] = kind
+        if numbers:
+            text = self.parse(data, dict.fromkeys(numbers, pa.string()))
+            for name in numbers:
+                if _changed_by(first[name], text[name]):
+                    types[name] = pa.string()
+        return types
 
 
-def _bad_line_number(path: Path, config: CsvSourceSpec, message: str, rows: int) -> int | None:
-    """The line of ``path`` that Arrow's ``message`` complains about, found by scanning the
-    lines after the ``rows`` good ones (the error path only; quoted line breaks and empty lines
-    can throw the count off, so it is a hint)."""
-    wrong_count = _WRONG_FIELD_COUNT.search(message)
-    bad_value = _BAD_VALUE.search(message)
-    if wrong_count is None and bad_value is None:
-        return None
-    first_data_line = 2 if config.header else 1
-    with path.open(encoding=config.encoding, errors="replace", newline="") as file:
-        for number, text in enumerate(file, start=1):
-            if number < first_data_line + rows:
-                continue
-            line = text.rstrip("\r\n")
-            if wrong_count is not None and line == wrong_count.group(1).rstrip("\r\n"):
-                return number
-            if bad_value is not None:
-                fields = line.split(config.delimiter)
-                column = int(bad_value.group(1))
-                if column < len(fields) and fields[column].strip('"') == bad_value.group(2):
-                    return number
-    return None
+def _changed_by(values: pa.ChunkedArray, text: pa.ChunkedArray) -> bool:
+    """Whether some value of a number column reads back as other text than it came from."""
+    if pc.any(pc.match_substring_regex(text, _CHANGED_BY_NUMBER)).as_py():
+        return True
+    if not pa.types.is_floating(values.type):
+        return False
+    long = pc.match_substring_regex(text, _BEYOND_FLOAT)
+    spelled = pc.cast(values, pa.string())
+    return bool(pc.any(pc.and_(long, pc.not_equal(spelled, text))).as_py())
 
 
 class CsvSource(FileSourceConnector):

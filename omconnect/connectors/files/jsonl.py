@@ -1,25 +1,27 @@
 """The ``jsonl`` source and sink: JSON Lines files, one JSON object per line.
 
-Reading streams blocks through Arrow's JSON reader; the fields and types of a file come from
-its first block (or from ``columns``). JSON has no timestamp or decimal type: such values
-stay strings and numbers unless ``columns`` says what they are. Writing encodes whole
-batches with Arrow compute (see ``_jsonl_encoder``).
+Reading parses blocks of whole lines with Arrow's JSON reader; the fields and types of a file
+come from its first block (or from ``columns``); a bad line goes to the dead letter topic.
+JSON has no timestamp or decimal type: such values stay strings and numbers unless
+``columns`` says what they are. Writing encodes whole batches with Arrow compute (see
+``_jsonl_encoder``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.json as arrow_json
 
 from omconnect.connectors.api import ConnectorSpec, register
 from omconnect.connectors.files._column_types import arrow_column_types
-from omconnect.connectors.files._file_cursor import skip_rows
 from omconnect.connectors.files._jsonl_encoder import encode_jsonl
-from omconnect.connectors.files._line_blocks import line_block_size
+from omconnect.connectors.files._line_blocks import line_block_size, line_chunks
+from omconnect.connectors.files._read_range import ReadRange
+from omconnect.connectors.files._record_blocks import BlockParser, blocks_of, parsed_batches
 from omconnect.connectors.files._rolling_writer import FormatWriter
 from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
 from omconnect.connectors.files._source_connector import FileSourceConnector, TypedColumnsSpec
@@ -31,21 +33,42 @@ class JsonlSourceSpec(TypedColumnsSpec):
 
 
 class JsonlSourceTask(FileSourceTask):
-    """Streams a JSON Lines file through Arrow's block reader."""
+    """Reads a JSON Lines file in blocks of whole lines, each parsed by Arrow in one call; a
+    line that is not a JSON object, or does not fit the types of the file, is a bad record."""
 
-    def read_blocks(self, path: Path, start_row: int) -> Iterator[pa.RecordBatch]:
+    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
         config = self.config
         assert isinstance(config, JsonlSourceSpec)
-        if path.stat().st_size == 0:
-            return
-        explicit = arrow_column_types(config.columns or {})
-        parse_options = arrow_json.ParseOptions(
-            explicit_schema=pa.schema(list(explicit.items())) if explicit else None,
+        size = line_block_size(path, config.batch_size)
+        blocks = blocks_of(line_chunks(path, where, size), size, None, where.first_line)
+        configured = {**where.types, **arrow_column_types(config.columns or {})}
+        parser = BlockParser(_parse, _settle, configured, None, replace_bad_utf8=False)
+
+        def report(
+            payloads: list[bytes], reasons: list[Exception], places: list[Mapping[str, Any]]
+        ) -> None:
+            self.context.errors.report_raw(payloads, reasons, places, stage="read")
+
+        yield from parsed_batches(blocks, parser, where.skip_rows, report, path.as_posix())
+
+
+def _parse(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    """The rows of ``data`` (whole lines) in one Arrow call; fields not in ``types`` are
+    inferred."""
+    return arrow_json.read_json(
+        pa.BufferReader(data),
+        read_options=arrow_json.ReadOptions(block_size=len(data) + 1),
+        parse_options=arrow_json.ParseOptions(
+            explicit_schema=pa.schema(list(types.items())) if types else None,
             unexpected_field_behavior="infer",
-        )
-        read_options = arrow_json.ReadOptions(block_size=line_block_size(path, config.batch_size))
-        reader = arrow_json.open_json(path, read_options=read_options, parse_options=parse_options)
-        yield from skip_rows(iter(reader), start_row)
+        ),
+    )
+
+
+def _settle(first: pa.Table, data: bytes) -> dict[str, pa.DataType]:
+    """The types of the later blocks: the first block's, but a field null in all its rows is
+    left to each block (the file cursor reads it as strings)."""
+    return {f.name: f.type for f in first.schema if not pa.types.is_null(f.type)}
 
 
 class JsonlSource(FileSourceConnector):

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from omconnect.connectors.api import ConnectorSpec, register
+from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._rolling_writer import FormatWriter
 from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
 from omconnect.connectors.files._source_connector import FileSourceConnector, FileSourceSpec
@@ -31,10 +32,12 @@ class ParquetSourceSpec(FileSourceSpec):
 class ParquetSourceTask(FileSourceTask):
     """Reads a Parquet file's row groups as batches, skipping committed row groups unread."""
 
-    def read_blocks(self, path: Path, start_row: int) -> Iterator[pa.RecordBatch]:
+    lines = False
+
+    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
         with pq.ParquetFile(path) as file:
             metadata = file.metadata
-            first_group, skip = 0, start_row
+            first_group, skip = 0, where.skip_rows
             while first_group < metadata.num_row_groups:
                 rows = metadata.row_group(first_group).num_rows
                 if skip < rows:
@@ -51,6 +54,20 @@ class ParquetSourceTask(FileSourceTask):
                     continue
                 yield batch.slice(skip) if skip else batch
                 skip = 0
+
+    def unfinished(self, path: Path, error: Exception) -> bool:
+        """A Parquet file starts with its magic bytes and ends with its footer and them
+        again: one that starts so and does not end so is not complete yet (or cut short)."""
+        with path.open("rb") as file:
+            start = file.read(len(_MAGIC))
+            if len(start) < len(_MAGIC):
+                return _MAGIC.startswith(start)
+            size = file.seek(0, 2)
+            file.seek(max(size - len(_MAGIC), len(_MAGIC)))
+            return start == _MAGIC and file.read(len(_MAGIC)) != _MAGIC
+
+
+_MAGIC = b"PAR1"
 
 
 class ParquetSource(FileSourceConnector):

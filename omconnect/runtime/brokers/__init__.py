@@ -5,6 +5,7 @@
 
 from omconnect.runtime.brokers.base import (
     Broker,
+    BrokerNotFoundError,
     ConsumedBatch,
     Consumer,
     Producer,
@@ -21,6 +22,7 @@ from omconnect.runtime.brokers.url import BrokerUrl, parse_broker_url
 
 __all__ = [
     "Broker",
+    "BrokerNotFoundError",
     "BrokerUrl",
     "ConsumedBatch",
     "Consumer",

@@ -52,6 +52,11 @@ class CommitFencedError(RebalanceError):
     as Kafka refuses a zombie's commit."""
 
 
+class BrokerNotFoundError(BrokerError):
+    """Opened with ``create=False`` (a read-only command), the broker does not exist: no
+    embedded log in that directory. Nothing was created."""
+
+
 class UnsupportedOperation(BrokerError):
     """The driver does not offer this (see ``Broker.capabilities``)."""
 

@@ -33,13 +33,17 @@ class UnsupportedBrokerError(ValueError):
         self.scheme = scheme
 
 
-def open_broker(url: str) -> Broker:
+def open_broker(url: str, *, create: bool = True) -> Broker:
     """The broker for ``url`` (``embedded://.omconnect``, ``oms:kafka://host:9092``, ...).
 
-    Opening does no I/O; the first producer, consumer or admin call connects.
+    Opening does no I/O; the first producer, consumer or admin call connects. Read-only
+    commands pass ``create=False``: a driver that would create the broker's storage (the
+    embedded log) refuses instead when it does not exist yet. Every driver's opener takes
+    the parsed URL and this ``create`` keyword.
 
     Raises:
         UnsupportedBrokerError: the scheme is unknown or its driver is not available.
+        BrokerNotFoundError: ``create`` is false and there is no such broker.
         ValueError: the URL is malformed or has an unknown option.
     """
     parsed = parse_broker_url(url)
@@ -48,8 +52,8 @@ def open_broker(url: str) -> Broker:
         raise _unsupported(parsed)
     module_name, _, function_name = target.partition(":")
     module = importlib.import_module(module_name)
-    opener = cast(Callable[[BrokerUrl], Broker], getattr(module, function_name))
-    return opener(parsed)
+    opener = cast(Callable[..., Broker], getattr(module, function_name))
+    return opener(parsed, create=create)
 
 
 def supported_schemes() -> list[str]:

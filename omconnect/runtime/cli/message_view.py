@@ -20,9 +20,10 @@ AVRO_MAGIC = 0
 
 class MessageView:
     """Decodes keys and values: Confluent-framed Avro via the schema registry, else JSON,
-    else UTF-8 text, else base64."""
+    else UTF-8 text, else base64. Without a registry (none was made yet) Avro bodies are
+    shown the other ways."""
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: Any | None) -> None:
         self.registry = registry
         self._schemas: dict[int, Any] = {}
 
@@ -54,6 +55,8 @@ class MessageView:
             return _text(body)
 
     def _schema(self, schema_id: int) -> Any:
+        if self.registry is None:
+            return None
         if schema_id not in self._schemas:
             try:
                 self._schemas[schema_id] = fastavro.parse_schema(self.registry.get(schema_id))

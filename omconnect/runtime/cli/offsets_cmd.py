@@ -1,8 +1,13 @@
 """``omconnect offsets list | set | reset | export | import PIPELINE``: stored positions.
 
 Source positions live in the offset store under the pipeline's name; the sink's positions are
-the committed offsets of its consumer group on the broker. Stop the pipeline before changing
-them.
+the committed offsets of its consumer group on the broker. ``set``, ``reset`` and ``import``
+hold the pipeline's lock while they work: they are refused (exit 1) while the pipeline runs.
+
+Positions are printed with the pipeline's secrets masked (``in/***/a.csv``); ``set`` and
+``import`` put a masked secret back when exactly one of the pipeline's secrets fits, and ask
+the source connector (``SourceConnector.validate_offset``) whether it can resume from each
+position before anything is stored. ``list`` and ``export`` create nothing.
 """
 
 from __future__ import annotations
@@ -11,17 +16,20 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from omconnect.connectors.api import ConfigError, SourceConnector
 from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError, note_secrets
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
-from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.offsets import open_existing_offset_store, open_offset_store
 from omconnect.runtime.offsets.base import OffsetStore
 from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
+from omconnect.runtime.pipeline_lock import PipelineRunningError, pipeline_stopped
 from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.worker.runner import open_sink_consumer
 from omconnect.schemas.position_codec import position_from_json
@@ -57,10 +65,63 @@ def add_parser(commands: Any) -> None:
 
 def _load(path: str) -> LoadedPipeline | None:
     try:
-        return load_pipeline(path)
+        loaded = load_pipeline(path)
     except PipelineConfigError as exc:
         print(str(exc), file=sys.stderr)
         return None
+    note_secrets(loaded.redactor)
+    return loaded
+
+
+def _shown(loaded: LoadedPipeline, entry: dict[str, Any]) -> str:
+    return json.dumps(loaded.redactor.redact_value(entry))
+
+
+def _unmasked(loaded: LoadedPipeline, value: Any) -> Any:
+    """``value`` (a decoded partition or offset) with masked secrets put back.
+
+    Raises:
+        ValueError: a masked text could stand for several secrets.
+    """
+    if isinstance(value, str):
+        return loaded.redactor.unredact(value)
+    if isinstance(value, dict):
+        return {key: _unmasked(loaded, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unmasked(loaded, item) for item in value]
+    return value
+
+
+def _usable(loaded: LoadedPipeline, position: Position) -> Position:
+    """``position`` with masked secrets put back, once the source connector accepted it.
+
+    Raises:
+        ValueError: the connector cannot resume from it, or a mask is ambiguous.
+    """
+    position = Position(
+        _unmasked(loaded, dict(position.partition)), _unmasked(loaded, dict(position.offset))
+    )
+    if loaded.source is None:
+        raise ValueError(f"pipeline {loaded.config.name!r} has no source: it keeps no positions")
+    connector = loaded.source.registration.cls(loaded.source.spec)
+    assert isinstance(connector, SourceConnector)
+    try:
+        connector.validate_offset(position.partition, position.offset)
+    except ConfigError as error:
+        where = f"{error.key}: " if error.key else ""
+        name = loaded.source.registration.name
+        raise ValueError(f"{where}{error} (the {name} source cannot resume from it)") from None
+    return position
+
+
+def _json_object(option: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CommandError(f"{option} must be a JSON object: {exc}", USAGE_EXIT) from None
+    if not isinstance(value, dict):
+        raise CommandError(f"{option} must be a JSON object, not {text!r}", USAGE_EXIT)
+    return value
 
 
 @contextmanager
@@ -72,15 +133,44 @@ def _offset_store(loaded: LoadedPipeline) -> Iterator[OffsetStore]:
         store.close()
 
 
+@contextmanager
+def _changed_offset_store(loaded: LoadedPipeline, action: str) -> Iterator[OffsetStore]:
+    """The offset store, with the pipeline's lock held: no run starts meanwhile.
+
+    Raises:
+        PipelineRunningError: the pipeline runs now.
+    """
+    cfg = loaded.config
+    with (
+        pipeline_stopped(cfg.state, cfg.name, f"omconnect offsets {action}"),
+        _offset_store(loaded) as store,
+    ):
+        yield store
+
+
+def _refused_while_running(
+    command: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    def refusing(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except PipelineRunningError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+
+    return refusing
+
+
 def list_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
     for entry in asyncio.run(pipeline_offsets(loaded)):
-        print(json.dumps(entry))
+        print(_shown(loaded, entry))
     return 0
 
 
+@_refused_while_running
 def set_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
@@ -96,25 +186,33 @@ def set_command(args: argparse.Namespace) -> int:
     try:
         # Tagged values ({"$datetime": "..."}) as `offsets list` prints them.
         position = Position(position_from_json(partition), position_from_json(offset))
+        position = _usable(loaded, position)
     except ValueError as exc:
         print(f"--partition/--offset: {exc}", file=sys.stderr)
         return 2
-    with _offset_store(loaded) as store:
+    with _changed_offset_store(loaded, "set") as store:
         store.put(loaded.config.name, [position])
     return 0
 
 
+@_refused_while_running
 def reset_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
-    partition = position_from_json(json.loads(args.partition)) if args.partition else None
-    with _offset_store(loaded) as store:
+    partition = None
+    if args.partition:
+        try:
+            found = position_from_json(_json_object("--partition", args.partition))
+            partition = _unmasked(loaded, dict(found))
+        except ValueError as exc:
+            raise CommandError(f"--partition: {exc}", USAGE_EXIT) from None
+    with _changed_offset_store(loaded, "reset") as store:
         removed = store.delete(loaded.config.name, partition)
-    print(f"removed {removed} source position(s)")
-    if args.sink and loaded.sink is not None:
-        asyncio.run(_rewind_sink(loaded))
-        print("rewound the sink's consumer group to the start")
+        print(f"removed {removed} source position(s)")
+        if args.sink and loaded.sink is not None:
+            asyncio.run(_rewind_sink(loaded))
+            print("rewound the sink's consumer group to the start")
     return 0
 
 
@@ -122,12 +220,18 @@ def export_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
-    with _offset_store(loaded) as store:
+    store = open_existing_offset_store(loaded.config.state)
+    if store is None:
+        return 0
+    try:
         for row in export_offsets(store, loaded.config.name):
-            print(json.dumps(row))
+            print(_shown(loaded, row))
+    finally:
+        store.close()
     return 0
 
 
+@_refused_while_running
 def import_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
@@ -139,8 +243,10 @@ def import_command(args: argparse.Namespace) -> int:
         print(f"{args.file}: not JSON lines: {exc}", file=sys.stderr)
         return 2
     try:
-        with _offset_store(loaded) as store:
-            count = import_offsets(store, loaded.config.name, rows)
+        with _changed_offset_store(loaded, "import") as store:
+            count = import_offsets(
+                store, loaded.config.name, rows, lambda position: _usable(loaded, position)
+            )
     except ValueError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,9 @@
-"""``omconnect run PIPELINE.yaml [--once]``."""
+"""``omconnect run PIPELINE.yaml [--once]``.
+
+Exit 0 when the run ended cleanly, 2 for an invalid pipeline file, 1 when the run failed or
+the pipeline already runs in another process (the message names it: pid, host, command,
+start time).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from omconnect.runtime.cli.progress import report_progress
 from omconnect.runtime.cli.stop_signals import stop_on_signals
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
+from omconnect.runtime.pipeline_lock import PipelineRunningError
 from omconnect.runtime.worker.runner import PipelineRunner
 
 log = logging.getLogger("omconnect.run")
@@ -44,6 +50,9 @@ def run_command(args: argparse.Namespace) -> int:
     except PipelineConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except PipelineRunningError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     except Exception as exc:  # the top of the program: report, redacted, and fail
         message = loaded.redactor.redact(f"{type(exc).__name__}: {exc}")
         log.error("pipeline %s failed: %s", loaded.config.name, message)
@@ -56,7 +65,7 @@ def run_command(args: argparse.Namespace) -> int:
 async def _run(loaded: LoadedPipeline, once: bool) -> Any:
     stop = asyncio.Event()
     stop_on_signals(stop)
-    runner = PipelineRunner(loaded, once=once)
+    runner = PipelineRunner(loaded, once=once, command="omconnect run")
     done = asyncio.Event()
     progress = asyncio.create_task(report_progress(runner.metrics, done))
     try:

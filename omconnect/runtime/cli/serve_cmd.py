@@ -3,7 +3,10 @@
 Runs every pipeline file of the folder (continuous ones, and ``schedule:`` ones at their cron
 ticks) with the HTTP API, Prometheus metrics and a status page. Refuses to start (exit 2),
 listing every problem as ``FILE:LINE: KEY: PROBLEM``, when any file is invalid. SIGTERM or
-SIGINT stop every pipeline cleanly and exit 0; a second signal exits at once (130).
+SIGINT stop every pipeline cleanly and exit 0; a second signal exits at once (130). A stop
+always ends: runs still going after 10 s are cancelled, and a run that even a cancel cannot end
+(a connector call that never returns) is abandoned with an error naming it (exit 1), at the
+latest 15 s after the signal.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from omconnect.runtime.cli.logging_setup import setup_logging
-from omconnect.runtime.cli.stop_signals import stop_on_signals
+from omconnect.runtime.cli.stop_signals import exit_abandoning, stop_on_signals
 from omconnect.runtime.serve.pipeline_folder import PipelineFolderError, load_pipeline_folder
 from omconnect.runtime.serve.service import run_service
 from omconnect.runtime.serve.supervisor import Supervisor
@@ -49,15 +52,24 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
-        default=_port_from_environment(),
+        type=_port,
+        default=os.environ.get(PORT_VARIABLE) or str(DEFAULT_PORT),
         help=f"port of the HTTP API (default ${PORT_VARIABLE} or {DEFAULT_PORT}; 0 picks one)",
     )
 
 
-def _port_from_environment() -> int:
-    text = os.environ.get(PORT_VARIABLE, "")
-    return int(text) if text.isdigit() else DEFAULT_PORT
+def _port(text: str) -> int:
+    """A TCP port number, 0 to 65535 (argparse also applies it to the default from
+    ``$OMCONNECT_HTTP_PORT``)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: expected 0 to 65535 (from --port or ${PORT_VARIABLE})"
+        )
+    return port
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -82,6 +94,9 @@ async def _serve(supervisor: Supervisor, host: str, port: int) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     await run_service(supervisor, host, port, stop)
+    if supervisor.abandoned:
+        # The event loop's own shutdown would wait for them again.
+        exit_abandoning(supervisor.abandoned)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,9 @@
-"""``omconnect topics list | tail``: look at what is on a broker."""
+"""``omconnect topics list | tail``: look at what is on a broker.
+
+Both only read: they create no broker log, no state directory and no schema registry (an
+embedded broker directory without a log is an error). ``tail`` of a topic that does not
+exist fails at once with a message saying so.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,14 @@ import asyncio
 import json
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
-from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers import Broker, open_broker
+from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError
 from omconnect.runtime.cli.message_view import MessageView
-from omconnect.runtime.state import open_schema_registry
+from omconnect.runtime.registry import SchemaRegistry
+from omconnect.runtime.state import REGISTRY_FILE, open_schema_registry
 
 DEFAULT_BROKER = "embedded://.omconnect"
 DEFAULT_STATE = ".omconnect"
@@ -42,7 +50,7 @@ def add_parser(commands: Any) -> None:
 
 def list_command(args: argparse.Namespace) -> int:
     async def listing() -> list[Any]:
-        broker = open_broker(args.broker)
+        broker = _open(args.broker)
         try:
             return await broker.list_topics()
         finally:
@@ -64,9 +72,35 @@ def tail_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(url: str) -> Broker:
+    """The broker at ``url``, opened without creating anything."""
+    try:
+        return open_broker(url, create=False)
+    except ValueError as exc:  # a malformed URL or an unknown option (not a secret: a CLI arg)
+        raise CommandError(f"--broker: {exc}", USAGE_EXIT) from None
+
+
+def _existing_registry(state: str) -> SchemaRegistry | None:
+    """The schema registry of ``state`` if one was made (Avro values need it), else None."""
+    if "://" in state or not (Path(state) / REGISTRY_FILE).is_file():
+        return None
+    return open_schema_registry(state)
+
+
 async def _tail(args: argparse.Namespace) -> None:
-    broker = open_broker(args.broker)
-    view = MessageView(open_schema_registry(args.state))
+    broker = _open(args.broker)
+    try:
+        topics = {topic.name for topic in await broker.list_topics()}
+    except BaseException:
+        await broker.close()
+        raise
+    if args.topic not in topics:
+        await broker.close()
+        raise CommandError(
+            f"topic {args.topic!r} does not exist on {args.broker} "
+            "(omconnect topics list shows the topics there)"
+        )
+    view = MessageView(_existing_registry(args.state))
     consumer = await broker.consumer(f"omconnect.tail.{uuid.uuid4().hex}", [args.topic])
     try:
         ends = await consumer.end_offsets()

@@ -15,11 +15,63 @@ from omconnect.runtime.config.cron import check_cron
 from omconnect.runtime.config.durations import ByteSize, Duration
 
 PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# A pipeline name becomes the default topic (and "<topic>.<stream>" topics), and a file sink
+# writes ".<topic>-<partition>-<20-digit offset>.<ext>.<pid>-<token>.tmp", about 55 bytes
+# more: 160 keeps that under the usual 255-byte limit of a file name, with room for a stream.
+MAX_PIPELINE_NAME = 160
+# Kafka's rules: its legal characters, at most 249 of them; a leading "." would also make
+# file sinks write hidden files that file sources skip.
+TOPIC_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
+MAX_TOPIC_NAME = 249
+DEAD_LETTER_SUFFIX = ".dlq"
 DEFAULT_BROKER = "embedded://.omconnect"
 DEFAULT_STATE = ".omconnect"
 
 CronExpression = Annotated[str, AfterValidator(check_cron)]
 """A five-field cron expression or an ``@hourly``-style alias."""
+
+
+def check_pipeline_name(name: str) -> str:
+    """``name`` if it is a valid pipeline name, else ``ValueError`` saying the rule."""
+    if len(name) > MAX_PIPELINE_NAME:
+        raise ValueError(
+            f"a pipeline name has at most {MAX_PIPELINE_NAME} characters (it names the "
+            f"default topic and files derived from it), got {len(name)}"
+        )
+    if not re.fullmatch(PIPELINE_NAME_PATTERN, name):
+        raise ValueError(
+            "a pipeline name is letters, digits, '.', '_' and '-', starting with a letter "
+            f'or a digit, got "{name}"'
+        )
+    return name
+
+
+def check_topic_name(name: str) -> str:
+    """``name`` if it is a valid topic name (Kafka's rules), else ``ValueError``."""
+    if len(name) > MAX_TOPIC_NAME:
+        raise ValueError(f"a topic name has at most {MAX_TOPIC_NAME} characters, got {len(name)}")
+    if not re.fullmatch(TOPIC_NAME_PATTERN, name):
+        raise ValueError(
+            "a topic name is letters, digits, '.', '_' and '-', not starting with '.', "
+            f'got "{name}"'
+        )
+    return name
+
+
+PipelineName = Annotated[
+    str,
+    AfterValidator(check_pipeline_name),
+    Field(json_schema_extra={"pattern": PIPELINE_NAME_PATTERN, "maxLength": MAX_PIPELINE_NAME}),
+]
+"""Letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit; at most 160."""
+
+TopicName = Annotated[
+    str,
+    AfterValidator(check_topic_name),
+    Field(json_schema_extra={"pattern": TOPIC_NAME_PATTERN, "maxLength": MAX_TOPIC_NAME}),
+]
+"""Kafka's rules: letters, digits, ``.``, ``_`` and ``-``, not starting with ``.``; at
+most 249 characters."""
 
 
 class _Strict(BaseModel):
@@ -59,7 +111,7 @@ class ErrorsConfig(_Strict):
 
     tolerance: Literal["none", "all"] = "none"
     """``none``: a failing record stops the task. ``all``: it goes to the dead letter topic."""
-    dead_letter_topic: str | None = None
+    dead_letter_topic: TopicName | None = None
     """Where failed records go (default ``<topic>.dlq``)."""
     retry_timeout: Duration = 300.0
     """How long retriable errors are retried before the task fails."""
@@ -83,7 +135,7 @@ class BatchingConfig(_Strict):
 class PipelineConfig(_Strict):
     """One pipeline file."""
 
-    name: str = Field(pattern=PIPELINE_NAME_PATTERN)
+    name: PipelineName
     """Unique; names the pipeline's offsets and its default topic."""
     description: str | None = None
     """Free text shown by ``omconnect serve`` and the orchestrators."""
@@ -95,10 +147,10 @@ class PipelineConfig(_Strict):
     """Where records come from (optional when the pipeline only sinks a topic)."""
     transforms: list[TransformBlock] = Field(default_factory=list)
     """Applied in order to every batch."""
-    topic: str | None = None
+    topic: TopicName | None = None
     """The broker topic (default: the pipeline name). A source that reads several streams
     (tables) publishes each to ``<topic>.<stream>``; the pipeline's sink reads all of them."""
-    topics: list[str] | None = None
+    topics: list[TopicName] | None = None
     """Sink-only pipelines: the topics the sink reads (instead of ``topic``)."""
     topic_pattern: str | None = None
     """Sink-only pipelines: read every topic whose whole name matches this regular
@@ -139,6 +191,14 @@ class PipelineConfig(_Strict):
                 f"{chosen[0]} is for pipelines without a source; a source publishes to topic "
                 "(and <topic>.<stream>)"
             )
+        if self.errors.dead_letter_topic is None:
+            dead = self.effective_topic + DEAD_LETTER_SUFFIX
+            if len(dead) > MAX_TOPIC_NAME:
+                raise ValueError(
+                    f"the dead letter topic <topic>{DEAD_LETTER_SUFFIX} would have {len(dead)} "
+                    f"characters, more than {MAX_TOPIC_NAME}: shorten topic or set "
+                    "errors.dead_letter_topic"
+                )
         if self.topics is not None and not self.topics:
             raise ValueError("topics needs at least one topic")
         if self.topic_pattern is not None:
@@ -170,4 +230,4 @@ class PipelineConfig(_Strict):
         """``errors.dead_letter_topic``, or ``<topic>.dlq``."""
         if self.errors.dead_letter_topic is not None:
             return self.errors.dead_letter_topic
-        return f"{self.effective_topic}.dlq"
+        return f"{self.effective_topic}{DEAD_LETTER_SUFFIX}"

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from itertools import groupby
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
@@ -27,11 +28,15 @@ MASK = "***"
 SECRET_KEY_NAMES = ("password", "secret", "token", "api_key", "secret_access_key", "credentials")
 SECRET_ENV_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(\S+)")
+# ``scheme://rest``: a scheme is a run of scheme characters holding a letter. The lookbehind
+# anchors a match at the start of such a run, so a long run without "://" is scanned once,
+# not once per character (which made a 100k-character value take seconds).
+_URL = re.compile(r"(?<![A-Za-z0-9+.\-])[0-9+.\-]*[A-Za-z][A-Za-z0-9+.\-]*://(\S+)")
 # Guessed secrets (environment variables) this short or this common would mask ordinary words.
 _MIN_GUESSED_LENGTH = 4
 _NOT_SECRETS = {"true", "false", "none", "null", "yes", "no"}
 _MIN_SECRET_LINE = 8
+_LONG_SECRET = 256
 
 
 def is_secret_key(key: object) -> bool:
@@ -47,7 +52,8 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        # Secrets longer than _LONG_SECRET (longest first), and a pattern of the others.
+        self._matcher: tuple[list[str], re.Pattern[str] | None] | None = None
         for secret in secrets:
             self.add(secret)
 
@@ -69,7 +75,7 @@ class Redactor:
         variants = {text, repr(text)[1:-1], json.dumps(text)[1:-1], unquote(text)}
         variants.update(line for line in text.splitlines() if len(line) >= _MIN_SECRET_LINE)
         self._secrets.update(variant for variant in variants if variant)
-        self._pattern = None
+        self._matcher = None
 
     def add_environment(self, env: Mapping[str, str]) -> None:
         """Add the values of variables whose names mark them as secret."""
@@ -120,10 +126,38 @@ class Redactor:
         """``text`` with every secret replaced by ``***`` (longest secrets first)."""
         if not self._secrets:
             return text
-        if self._pattern is None:
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
-        return self._pattern.sub(MASK, text)
+        if self._matcher is None:
+            # Compiling a regular expression costs microseconds per character: long secrets
+            # (a certificate, a 60k-character variable) are replaced as plain text first.
+            long = sorted((s for s in self._secrets if len(s) > _LONG_SECRET), key=len)
+            short = (s for s in self._secrets if len(s) <= _LONG_SECRET)
+            self._matcher = (long[::-1], _secrets_pattern(short))
+        long_secrets, pattern = self._matcher
+        for secret in long_secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return pattern.sub(MASK, text) if pattern is not None else text
+
+    def unredact(self, text: str) -> str:
+        """``text`` as it was before ``redact``, where that is certain.
+
+        A text with ``***`` (a position that ``offsets list`` printed, fed back to ``offsets
+        set``) gets back the one secret whose masking gives that text again; a text that no
+        secret explains is returned as it is (a name may hold ``***`` itself).
+
+        Raises:
+            ValueError: several different secrets explain the text.
+        """
+        if MASK not in text:
+            return text
+        found = {
+            candidate
+            for candidate in (text.replace(MASK, secret) for secret in self._secrets)
+            if self.redact(candidate) == text
+        }
+        if len(found) > 1:
+            raise ValueError(f"{text!r}: several secrets could stand behind {MASK}")
+        return found.pop() if found else text
 
     def redact_value(self, value: Any) -> Any:
         """A JSON-able copy of ``value`` with secret values masked, recursively."""
@@ -142,6 +176,49 @@ class Redactor:
             return MASK if value in self._secrets else self.redact(value)
         jsonable = to_jsonable_python(value)
         return self.redact(jsonable) if isinstance(jsonable, str) else jsonable
+
+
+def _secrets_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern matching, at each position, the longest secret that starts there.
+
+    A flat alternation tries every secret at every position (a value holding thousands of
+    URL passwords took seconds per message); this one is a prefix tree, so a position costs
+    about the length of the longest match there. Pathological nesting falls back to the flat
+    alternation.
+    """
+    words = sorted({secret for secret in secrets if secret})
+    if not words:
+        return None
+    try:
+        return re.compile(_prefix_tree(words))
+    except RecursionError:
+        return re.compile("|".join(re.escape(s) for s in sorted(words, key=len, reverse=True)))
+
+
+def _prefix_tree(words: list[str]) -> str:
+    """The regular expression of sorted, distinct ``words`` as a prefix tree. An empty word
+    means "or stop here"; longer continuations are tried first, so the longest match wins."""
+    if len(words) == 1:
+        return re.escape(words[0])
+    stop = words[0] == ""
+    rest = words[1:] if stop else words
+    prefix = _common_prefix(rest[0], rest[-1])
+    if prefix:
+        tail = _prefix_tree([word[len(prefix) :] for word in rest])
+        body = re.escape(prefix) + (tail if len(rest) == 1 else f"(?:{tail})")
+    else:
+        groups = [list(group) for _, group in groupby(rest, key=lambda word: word[0])]
+        body = "|".join(_prefix_tree(group) for group in groups)
+    return f"(?:{body})?" if stop else body
+
+
+def _common_prefix(first: str, last: str) -> str:
+    end = 0
+    for a, b in zip(first, last, strict=False):
+        if a != b:
+            break
+        end += 1
+    return first[:end]
 
 
 class RedactingFilter(logging.Filter):

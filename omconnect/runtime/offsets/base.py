@@ -14,6 +14,12 @@ from typing import Any
 from omconnect.schemas.record import Position
 
 
+class OffsetStoreError(Exception):
+    """The offset store cannot be opened, read or written. The message names the store and
+    says why, in words a person can act on (``the disk holding STATE/offsets.sqlite is
+    full``)."""
+
+
 class OffsetStore(ABC):
     @abstractmethod
     def get(self, namespace: str, partition: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -9,19 +9,23 @@ and every write takes the write lock up front, so several processes (a running p
 Durability: ``synchronous="normal"`` survives a crash or SIGKILL of the process; a power loss
 may lose the last puts (the pipeline then re-delivers from an earlier position, never skips).
 Use ``"full"`` to fsync every put.
+
+Errors: every SQLite or file system failure is raised as ``OffsetStoreError`` naming the file
+(``the disk holding STATE/offsets.sqlite is full``, ``... is not an offset store``).
 """
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.runtime.offsets.base import OffsetStore, OffsetStoreError
 from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
 from omconnect.runtime.sqlite_wal import connect_wal
 from omconnect.schemas.position_codec import decode_position_value, encode_position_value
@@ -57,13 +61,26 @@ class SqliteOffsetStore(OffsetStore):
         if synchronous.lower() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._connection = connect_wal(
-            self.path, busy_timeout=busy_timeout, synchronous=_SYNC_MODES[synchronous.lower()]
-        )
-        with self._write() as connection:
-            connection.execute(_SCHEMA)
+        with self._errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = connect_wal(
+                self.path, busy_timeout=busy_timeout, synchronous=_SYNC_MODES[synchronous.lower()]
+            )
+            try:
+                with self._write() as connection:
+                    connection.execute(_SCHEMA)
+            except BaseException:
+                self._connection.close()
+                raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Raise SQLite and file system failures as ``OffsetStoreError`` naming the file."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as error:
+            raise OffsetStoreError(_describe(error, self.path)) from error
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -71,14 +88,17 @@ class SqliteOffsetStore(OffsetStore):
             self._connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self._connection
+                self._connection.execute("COMMIT")
             except BaseException:
-                self._connection.execute("ROLLBACK")
+                # Also after a failed COMMIT (a full disk), so the next write can begin.
+                if self._connection.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._connection.execute("ROLLBACK")
                 raise
-            self._connection.execute("COMMIT")
 
     def get(self, namespace: str, partition: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The stored offset of ``partition`` in ``namespace``, or None."""
-        with self._lock:
+        with self._errors(), self._lock:
             row = self._connection.execute(
                 "SELECT offset_json FROM source_offsets WHERE namespace = ? AND partition_id = ?",
                 (namespace, partition_id(partition)),
@@ -87,7 +107,7 @@ class SqliteOffsetStore(OffsetStore):
 
     def all(self, namespace: str) -> list[Position]:
         """Every position of ``namespace``, ordered by partition."""
-        with self._lock:
+        with self._errors(), self._lock:
             rows = self._connection.execute(
                 "SELECT partition_json, offset_json FROM source_offsets WHERE namespace = ? "
                 "ORDER BY partition_id",
@@ -118,7 +138,7 @@ class SqliteOffsetStore(OffsetStore):
         ]
         if not rows:
             return
-        with self._write() as connection:
+        with self._errors(), self._write() as connection:
             connection.executemany(
                 "INSERT INTO source_offsets (namespace, partition_id, partition_json, "
                 "offset_json, updated_ms) VALUES (?, ?, ?, ?, ?) "
@@ -129,7 +149,7 @@ class SqliteOffsetStore(OffsetStore):
 
     def delete(self, namespace: str, partition: Mapping[str, Any] | None = None) -> int:
         """Forget one partition, or every partition of ``namespace``; returns rows removed."""
-        with self._write() as connection:
+        with self._errors(), self._write() as connection:
             if partition is None:
                 cursor = connection.execute(
                     "DELETE FROM source_offsets WHERE namespace = ?", (namespace,)
@@ -143,7 +163,7 @@ class SqliteOffsetStore(OffsetStore):
 
     def namespaces(self) -> list[str]:
         """Every namespace with at least one stored position, sorted."""
-        with self._lock:
+        with self._errors(), self._lock:
             rows = self._connection.execute(
                 "SELECT DISTINCT namespace FROM source_offsets ORDER BY namespace"
             ).fetchall()
@@ -161,3 +181,26 @@ class SqliteOffsetStore(OffsetStore):
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+_FULL = {"SQLITE_FULL"}
+_NOT_A_STORE = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
+_READ_ONLY = {"SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH"}
+
+
+def _describe(error: sqlite3.Error | OSError, path: Path) -> str:
+    """What went wrong with the store at ``path``, said so a person can act on it."""
+    if isinstance(error, OSError):
+        if error.errno == errno.ENOSPC:
+            return f"the disk holding {path} is full"
+        return f"cannot open the offset store {path}: {error.strerror or error}"
+    name = getattr(error, "sqlite_errorname", "")
+    if name.startswith(tuple(_FULL)):
+        return f"the disk holding {path} is full"
+    if name.startswith(tuple(_NOT_A_STORE)):
+        return f"{path} is not an offset store (SQLite says: {error})"
+    if name.startswith(tuple(_READ_ONLY)):
+        return f"cannot write the offset store {path}: {error}"
+    if name.startswith("SQLITE_CANTOPEN"):
+        return f"cannot open the offset store {path}: {error}"
+    return f"offset store {path}: {error}"

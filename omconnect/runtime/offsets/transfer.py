@@ -8,7 +8,7 @@ as those values on import; plain JSON values export as they are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from omconnect.runtime.offsets.base import OffsetStore
@@ -28,15 +28,25 @@ def export_offsets(store: OffsetStore, namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def import_offsets(store: OffsetStore, namespace: str, rows: Iterable[Mapping[str, Any]]) -> int:
+def import_offsets(
+    store: OffsetStore,
+    namespace: str,
+    rows: Iterable[Mapping[str, Any]],
+    check: Callable[[Position], Position] | None = None,
+) -> int:
     """Validate every row, then store them all in one ``put``; returns how many.
 
     Tagged values (as ``export_offsets`` writes them) are read back into datetimes, decimals,
     bytes and UUIDs.
 
+    Args:
+        check: called with each decoded position; returns the position to store (the same,
+            or one with redacted values put back) or raises ``ValueError`` saying why it
+            cannot be used (the source connector's ``validate_offset``).
+
     Raises:
-        ValueError: a row is not ``{"partition": dict, "offset": dict}``, or holds a
-            malformed tag; nothing is stored.
+        ValueError: a row is not ``{"partition": dict, "offset": dict}``, holds a
+            malformed tag, or ``check`` refused it; nothing is stored.
     """
     positions = []
     for number, row in enumerate(rows):
@@ -50,7 +60,8 @@ def import_offsets(store: OffsetStore, namespace: str, rows: Iterable[Mapping[st
         if extra:
             raise ValueError(f"offset row {number}: unknown keys {sorted(extra)}")
         try:
-            positions.append(Position(position_from_json(partition), position_from_json(offset)))
+            position = Position(position_from_json(partition), position_from_json(offset))
+            positions.append(check(position) if check is not None else position)
         except ValueError as error:
             raise ValueError(f"offset row {number}: {error}") from None
     store.put(namespace, positions)

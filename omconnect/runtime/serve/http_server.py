@@ -87,7 +87,8 @@ async def _serve_connection(
     head_only = False
     try:
         try:
-            request = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT)
+            async with asyncio.timeout(READ_TIMEOUT):
+                request = await _read_request(reader)
             head_only = request.method == "HEAD"
             response = await handler(request)
         except HttpError as error:

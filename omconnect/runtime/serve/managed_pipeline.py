@@ -16,6 +16,7 @@ from datetime import datetime
 
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.config.problems import PipelineConfigError
+from omconnect.runtime.pipeline_lock import PipelineRunningError
 from omconnect.runtime.serve.pipeline_state import (
     PipelineCounters,
     PipelineState,
@@ -102,7 +103,9 @@ class ManagedPipeline:
         caller sets the state after any other outcome).
         """
         stop = asyncio.Event()
-        runner = PipelineRunner(self.loaded, once=once)
+        if self.shutting_down or self.paused:
+            stop.set()  # a command came before this run could hear it: it ends at once
+        runner = PipelineRunner(self.loaded, once=once, command="omconnect serve")
         record = RunRecord(started=utc_now())
         self._runs.append(record)
         self._runner, self._run_stop = runner, stop
@@ -137,12 +140,13 @@ class ManagedPipeline:
 
         Task groups wrap failures in exception groups, whose own text says nothing; the first
         leaf exception is what went wrong. A ``PipelineConfigError`` is its own message
-        (``FILE:LINE: KEY: PROBLEM`` lines).
+        (``FILE:LINE: KEY: PROBLEM`` lines), and so is a ``PipelineRunningError`` (another
+        process runs the pipeline; the next attempt comes after the restart backoff).
         """
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         text = str(exc)
-        if isinstance(exc, PipelineConfigError):
+        if isinstance(exc, PipelineConfigError | PipelineRunningError):
             return self.loaded.redactor.redact(text)
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         return self.loaded.redactor.redact(message)

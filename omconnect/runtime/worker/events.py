@@ -7,7 +7,12 @@ import contextlib
 
 
 async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
-    """Wait until ``event`` is set or ``seconds`` pass; True if it was set."""
+    """Wait until ``event`` is set or ``seconds`` pass; True if it was set.
+
+    Cancelling the caller always cancels the wait: ``asyncio.wait_for`` on Python 3.11 drops
+    a cancel that arrives as the event is set (the caller would run on after being torn down).
+    """
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
     return event.is_set()

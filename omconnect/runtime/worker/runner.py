@@ -1,6 +1,7 @@
 """Running one loaded pipeline: the same code path for the CLI, ``serve`` and orchestrators.
 
-The runner opens the broker, the offset store and the schema registry named by the pipeline,
+The runner takes the pipeline's lock (``pipeline_lock``: one runner per pipeline with a
+source), opens the broker, the offset store and the schema registry named by the pipeline,
 builds the connector tasks, and runs a ``SourceLoop`` per source task and a ``SinkLoop``
 concurrently on the current event loop. Under ``--once`` the sink stops when it has consumed
 every message the source published in this run (the topic's end offsets once the source is
@@ -31,6 +32,7 @@ from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.converters import make_converter
 from omconnect.runtime.offsets import open_offset_store
 from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.runtime.pipeline_lock import DirectoryClaims, PipelineLock, PipelineRunningError
 from omconnect.runtime.state import open_schema_registry
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.loop_parts import PipelineParts, PipelineTopics, TaskSetup
@@ -83,18 +85,47 @@ class PipelineRunner:
     """Runs ``loaded`` once or continuously; ``metrics`` can be watched while it runs."""
 
     def __init__(
-        self, loaded: LoadedPipeline, once: bool = False, broker: Broker | None = None
+        self,
+        loaded: LoadedPipeline,
+        once: bool = False,
+        broker: Broker | None = None,
+        command: str | None = None,
     ) -> None:
         """``broker`` replaces the one the pipeline's ``broker:`` URL names (a wrapped or
-        shared one); the runner closes it at the end either way."""
+        shared one); the runner closes it at the end either way. ``command`` names this
+        process in the pipeline's lock (``omconnect run``), for a runner that is refused."""
         self.loaded = loaded
         self.once = once
         self.broker = broker
         self.metrics = PipelineMetrics(loaded.config.name)
+        self._claims = DirectoryClaims(loaded.config.name, command)
+        self._command = command
 
     async def run(self, stop: asyncio.Event | None = None) -> PipelineMetrics:
+        """Run until done (``once``) or ``stop``.
+
+        Raises:
+            PipelineRunningError: another process runs this pipeline (see ``pipeline_lock``:
+                a pipeline with a source runs once at a time; sink-only ones may share).
+        """
         stop = stop or asyncio.Event()
         validate_connectors(self.loaded)
+        cfg = self.loaded.config
+        lock = PipelineLock(cfg.state, cfg.name)
+        try:
+            lock.acquire(self._command, shared=self.loaded.source is None)
+        except PipelineRunningError:
+            if self.broker is not None:
+                await self.broker.close()
+            raise
+        try:
+            await self._run_locked(stop)
+        finally:
+            self._claims.release()
+            lock.release()
+        return self.metrics
+
+    async def _run_locked(self, stop: asyncio.Event) -> None:
         cfg = self.loaded.config
         settings = settings_for(self.loaded, self.once)
         broker = self.broker if self.broker is not None else open_broker(cfg.broker)
@@ -110,7 +141,6 @@ class PipelineRunner:
             pool.shutdown(wait=True)
             offsets.close()
             await broker.close()
-        return self.metrics
 
     async def _run(
         self,
@@ -213,6 +243,7 @@ class PipelineRunner:
             errors=parts.dead_letters,
             once=self.once,
             logger=logging.getLogger(f"omconnect.task.{parts.pipeline}"),
+            on_claim_directory=self._claims.claim,
         )
 
     def _source_tasks(

@@ -21,7 +21,6 @@ and delivers those rows again rather than retrying a flush that has nothing left
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence, Set
@@ -39,6 +38,7 @@ from omconnect.runtime.brokers.base import (
     RebalanceListener,
     TopicPartition,
 )
+from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
 from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.transform_chain import apply_transforms
@@ -49,7 +49,7 @@ from omconnect.schemas.schema import Schema
 log = logging.getLogger("omconnect.sink")
 
 POLL_TIMEOUT = 0.2
-DECODE_AHEAD = 2
+DECODE_AHEAD = 3
 
 ConsumerFactory = Callable[[RebalanceListener], Awaitable[Consumer]]
 EndCondition = asyncio.Future[dict[TopicPartition, int] | None]
@@ -155,8 +155,7 @@ class SinkLoop:
             if self.assigned:
                 await self.task.call("close", _sink_partitions(self.assigned))
         finally:
-            await self.task.call("stop")
-            self.task.close()
+            await self.task.stop_task()
 
     # -- the consumer group's callbacks (run inside ``consumer.poll``) --------------------
 
@@ -240,33 +239,33 @@ class SinkLoop:
         consumer = self.consumer
         loop = asyncio.get_running_loop()
         polled = dict(self.consumed)
-        try:
-            while not stop.is_set():
-                # The end offsets were taken before this poll, whose rebalance callbacks
-                # brought the assignment up to date with the topics they name.
-                ending = until.done()
-                if out.full():
-                    batches = await self._poll_paused(out)
-                else:
-                    batches = await consumer.poll(self.settings.max_rows, POLL_TIMEOUT)
-                for tp in list(polled):
-                    if tp not in self.assigned:
-                        del polled[tp]
-                for tp in self.assigned:
-                    polled.setdefault(tp, self.consumed.get(tp, 0))
-                for batch in batches:
-                    tp = (batch.topic, batch.partition)
-                    if tp not in self.assigned:
-                        # A driver without group callbacks: owning what it hands out.
-                        await self.on_partitions_assigned({tp})
-                    self.parts.metrics.rows_consumed += len(batch.messages)
-                    records = await loop.run_in_executor(self.parts.pool, self._to_records, batch)
-                    polled[tp] = batch.next_offset
-                    await out.put(_Decoded(tp, batch.next_offset, records, batch.ack_token))
-                if ending and await self._finished(until.result(), polled, bool(batches)):
-                    return
-        finally:
-            await out.put(None)
+        while not stop.is_set():
+            # The end offsets were taken before this poll, whose rebalance callbacks
+            # brought the assignment up to date with the topics they name.
+            ending = until.done()
+            if out.full():
+                batches = await self._poll_paused(out)
+            else:
+                batches = await consumer.poll(self.settings.max_rows, POLL_TIMEOUT)
+            for tp in list(polled):
+                if tp not in self.assigned:
+                    del polled[tp]
+            for tp in self.assigned:
+                polled.setdefault(tp, self.consumed.get(tp, 0))
+            for batch in batches:
+                tp = (batch.topic, batch.partition)
+                if tp not in self.assigned:
+                    # A driver without group callbacks: owning what it hands out.
+                    await self.on_partitions_assigned({tp})
+                self.parts.metrics.rows_consumed += len(batch.messages)
+                records = await loop.run_in_executor(self.parts.pool, self._to_records, batch)
+                polled[tp] = batch.next_offset
+                await out.put(_Decoded(tp, batch.next_offset, records, batch.ack_token))
+            if ending and await self._finished(until.result(), polled, bool(batches)):
+                break
+        # Only on a normal end: after a failure or a cancel the write stage is gone, and a
+        # full queue would never take this.
+        await out.put(None)
 
     async def _finished(
         self,
@@ -304,8 +303,7 @@ class SinkLoop:
                 batches = await self.consumer.poll(self.settings.max_rows, 0)
                 if batches:
                     return batches
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), POLL_TIMEOUT)
+                await wait_for_event(self._room, POLL_TIMEOUT)
             return []
         finally:
             await self.consumer.resume(paused)
@@ -314,7 +312,10 @@ class SinkLoop:
         last_commit = time.monotonic()
         while True:
             try:
-                item = await asyncio.wait_for(source.get(), POLL_TIMEOUT)
+                # Not asyncio.wait_for: on Python 3.11 it drops a cancel that arrives as the
+                # item does, and the loop would run on after its run was torn down.
+                async with asyncio.timeout(POLL_TIMEOUT):
+                    item = await source.get()
             except TimeoutError:
                 item = _IDLE
             self._room.set()

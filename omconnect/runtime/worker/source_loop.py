@@ -59,6 +59,8 @@ from omconnect.schemas.record import Position, Record, RecordBatch, partition_id
 log = logging.getLogger("omconnect.source")
 
 IDLE_SLEEP_MAX = 1.0
+# How long a cancelled loop may take to store the positions the broker acknowledged.
+CANCELLED_COMMIT_SECONDS = 2.0
 
 
 class SendFailedError(Exception):
@@ -158,8 +160,7 @@ class SourceLoop:
             if self.settings.exactly_once:
                 await self._end_transaction(epoch)
         finally:
-            await task.call("stop")
-            task.close()
+            await task.stop_task()
         return epoch
 
     async def _poll_stage(
@@ -209,19 +210,25 @@ class SourceLoop:
                     break
                 await wait_for_event(stop, idle)
                 idle = min(IDLE_SLEEP_MAX, idle * 2)
+        except asyncio.CancelledError:
+            # The epoch is torn down (a sibling failed, or a hard stop): the stages behind
+            # this one are gone, so nothing more is admitted (it could wait forever for budget
+            # they would release) and a poll that may never return is not awaited.
+            if ahead is not None:
+                ahead.cancel()
+            raise
         except Exception as error:
             # What was polled before the failure is good: it is still published and committed
             # (only a failed send or conversion halts the stages behind it).
             epoch.failures.append(error)
-        finally:
-            if ahead is not None:
-                # Read past a stop or a halt: not published, not committed, read again later.
-                with contextlib.suppress(Exception):
-                    await ahead
-            if not epoch.halt.is_set():
-                for ready in batches.take():
-                    await self._admit(ready, out)
-            await out.put(None)
+        if ahead is not None:
+            # Read past a stop or a halt: not published, not committed, read again later.
+            with contextlib.suppress(Exception):
+                await ahead
+        if not epoch.halt.is_set():
+            for ready in batches.take():
+                await self._admit(ready, out)
+        await out.put(None)
 
     async def _admit(self, batch: RecordBatch, out: asyncio.Queue[RecordBatch | None]) -> None:
         await self.budget.acquire(batch.nbytes)
@@ -299,20 +306,25 @@ class SourceLoop:
     async def _commit_stage(self, epoch: _Epoch, source: asyncio.Queue[_Prepared | None]) -> None:
         acked = epoch.acked
         last_commit = time.monotonic()
-        # Items arrive in poll order (see _acknowledged).
-        while (item := await source.get()) is not None:
-            if not await self._acknowledged(epoch, item):
-                continue
-            # Commit as soon as the acks caught up with the sends (few duplicates after a
-            # crash), and at least every commit_interval under a steady stream.
-            caught_up = source.empty()
-            due = time.monotonic() - last_commit >= self.settings.commit_interval
-            if acked and (caught_up or due) and not self.settings.exactly_once:
-                await self._commit(epoch, acked)
-                last_commit = time.monotonic()
-            elif acked and (caught_up or due) and not epoch.halt.is_set():
-                await self._commit_transaction(epoch, acked, source)
-                last_commit = time.monotonic()
+        try:
+            # Items arrive in poll order (see _acknowledged).
+            while (item := await source.get()) is not None:
+                if not await self._acknowledged(epoch, item):
+                    continue
+                # Commit as soon as the acks caught up with the sends (few duplicates after a
+                # crash), and at least every commit_interval under a steady stream.
+                caught_up = source.empty()
+                due = time.monotonic() - last_commit >= self.settings.commit_interval
+                if acked and (caught_up or due) and not self.settings.exactly_once:
+                    await self._commit(epoch, acked)
+                    last_commit = time.monotonic()
+                elif acked and (caught_up or due) and not epoch.halt.is_set():
+                    await self._commit_transaction(epoch, acked, source)
+                    last_commit = time.monotonic()
+        except asyncio.CancelledError:
+            if acked and not self.settings.exactly_once:
+                await self._commit_when_cancelled(acked)
+            raise
         if acked and not self.settings.exactly_once:
             # Also after a failure: what the broker acknowledged is never published again.
             await self._commit(epoch, acked)
@@ -354,6 +366,21 @@ class SourceLoop:
             await epoch.task.call("commit", positions)
         except Exception as error:
             epoch.fail(error)
+
+    async def _commit_when_cancelled(self, acked: dict[str, Position]) -> None:
+        """The loop is being cancelled (the sink failed, a stop ran out of patience): store
+        what the broker acknowledged so the next run does not publish it again, but give up
+        after a short while rather than hold the stop (the connector's ``commit`` hook is
+        not called: its task may be the thing that is stuck)."""
+        positions = list(acked.values())
+        try:
+            async with asyncio.timeout(CANCELLED_COMMIT_SECONDS):
+                await self.parts.dead_letters.drain()
+                await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
+            acked.clear()
+            self.parts.metrics.source_commits += 1
+        except Exception as error:
+            log.warning("stopping without storing the acknowledged positions: %s", error)
 
     async def _commit_transaction(
         self,

@@ -7,6 +7,7 @@ import datetime
 import decimal
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def _batches(
         first_offset=first_offset,
         batch_rows=batch_rows,
     )
+
+
+def _names(directory: Path) -> list[str]:
+    """The file names in ``directory``, temporary ones without their writer part."""
+    return sorted(re.sub(r"\.\d+-[0-9a-f]+\.tmp$", ".tmp", p.name) for p in directory.iterdir())
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -94,7 +100,8 @@ def test_open_files_are_hidden_temporaries_until_flush(tmp_path: Path, fmt: str)
     sent = _batches(0, 200, 0)
     sink.put_all(sent)
     final = f"orders-0-{0:020d}.{fmt}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".{final}.tmp"]
+    (temp,) = tmp_path.iterdir()
+    assert re.fullmatch(rf"\.{re.escape(final)}\.{os.getpid()}-[0-9a-f]+\.tmp", temp.name)
     sink.flush(sent)
     assert sorted(p.name for p in tmp_path.iterdir()) == [final]
     assert ids_of(read_file(tmp_path / final)) == list(range(200))
@@ -236,9 +243,9 @@ def test_close_drops_only_the_revoked_partitions_open_file(tmp_path: Path, fmt: 
     p0, p1, p2 = (_batches(100 * p, 100, 0, partition=p) for p in range(3))
     rolled = _batches(1000, 150, 100, partition=1)  # offsets 100..249: file 0 published
     sink.put_all(p0 + p1 + p2 + rolled)
-    assert (tmp_path / f".orders-1-{150:020d}.{fmt}.tmp").exists()
+    assert f".orders-1-{150:020d}.{fmt}.tmp" in _names(tmp_path)
     sink.close([TopicPartition("orders", 1)])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert _names(tmp_path) == [
         f".orders-0-{0:020d}.{fmt}.tmp",
         f".orders-2-{0:020d}.{fmt}.tmp",
         f"orders-1-{0:020d}.{fmt}",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-import pytest
-
 from omconnect.connectors.api import ConnectorError
-from omconnect.runtime.testing import SourceDriver, sink_test_class, source_test_class
+from omconnect.runtime.testing import (
+    SourceDriver,
+    ids_of,
+    sink_test_class,
+    source_test_class,
+)
 
 from .formats import read_back, write_jsonl
 
@@ -33,11 +37,15 @@ def test_fields_missing_from_some_lines_are_null(tmp_path: Path) -> None:
     assert batch.values.to_pydict() == {"id": [1, 2, 3], "tag": ["a", None, None]}
 
 
-def test_parse_error_names_the_file(tmp_path: Path) -> None:
+def test_parse_error_names_the_file_and_line(tmp_path: Path) -> None:
     good = "".join(json.dumps({"id": i}) + "\n" for i in range(20))
     (tmp_path / "broken.jsonl").write_text(good + '{"id": 20,\n')
-    with pytest.raises(ConnectorError, match=r"broken\.jsonl.*row"):
-        SourceDriver("jsonl", {"path": str(tmp_path / "broken.jsonl")}).read_to_end()
+    source = SourceDriver("jsonl", {"path": str(tmp_path / "broken.jsonl")})
+    assert ids_of(source.read_to_end()) == list(range(20))
+    (bad,) = source.errors.raw_reports
+    assert isinstance(bad.error, ConnectorError)
+    assert re.search(r"broken\.jsonl: line 21: ", str(bad.error))
+    assert bad.payload == b'{"id": 20,'
 
 
 def test_empty_file_has_no_rows(tmp_path: Path) -> None:

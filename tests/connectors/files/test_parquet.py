@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
-from omconnect.connectors.api import ConnectorError, Position
+from omconnect.connectors.api import Position
 from omconnect.runtime.testing import (
     MemoryOffsetReader,
     SinkDriver,
@@ -71,7 +70,13 @@ def test_row_groups_have_the_configured_size(tmp_path: Path) -> None:
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [250] * 4
 
 
-def test_a_file_that_is_not_parquet_names_the_file(tmp_path: Path) -> None:
+def test_a_file_that_is_not_parquet_goes_to_the_dead_letter_topic_named(tmp_path: Path) -> None:
+    name = str(tmp_path / "x.parquet")
     (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(ConnectorError, match=r"x\.parquet"):
-        SourceDriver("parquet", {"path": str(tmp_path / "x.parquet")}).read_to_end()
+    source = SourceDriver("parquet", {"path": name})
+    (done,) = source.read_to_end()
+    (dead,) = source.errors.raw_reports
+    assert (dead.payload, dead.where, dead.stage) == (b"", {"file": name}, "read")
+    assert str(dead.error).startswith(f"{name}: cannot read the file: ")
+    assert done.num_rows == 0
+    assert done.marks[0].position.offset["dead_letter"] is True

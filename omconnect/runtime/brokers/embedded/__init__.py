@@ -1,5 +1,8 @@
 """The embedded broker: a durable log on SQLite, the default when no broker server is set."""
 
+from pathlib import Path
+
+from omconnect.runtime.brokers.base import BrokerNotFoundError
 from omconnect.runtime.brokers.embedded.broker import LOG_FILE_NAME, EmbeddedBroker
 from omconnect.runtime.brokers.embedded.consumer import EmbeddedConsumer
 from omconnect.runtime.brokers.embedded.producer import EmbeddedProducer
@@ -16,7 +19,7 @@ __all__ = [
 _OPTIONS = {"sync", "compression", "busy_timeout", "session_timeout", "transaction_timeout"}
 
 
-def open_embedded_broker(url: BrokerUrl) -> EmbeddedBroker:
+def open_embedded_broker(url: BrokerUrl, *, create: bool = True) -> EmbeddedBroker:
     """The broker of ``embedded://PATH[?sync=normal|full&compression=lz4|zstd|none]``.
 
     ``PATH`` is a directory, relative to the current directory unless it starts with ``/``
@@ -24,10 +27,18 @@ def open_embedded_broker(url: BrokerUrl) -> EmbeddedBroker:
     ``busy_timeout`` (seconds a write waits for another process's lock, default 30),
     ``session_timeout`` (seconds a consumer group member may miss heartbeats, default 10) and
     ``transaction_timeout`` (seconds a producer transaction may stay open, default 60).
+
+    With ``create=False`` (read-only commands) a directory without a log raises
+    ``BrokerNotFoundError`` instead of creating it.
     """
     if not url.location:
         raise ValueError(
             f"{url.text}: the embedded broker needs a directory, e.g. embedded://.omconnect"
+        )
+    if not create and not (Path(url.location) / LOG_FILE_NAME).is_file():
+        raise BrokerNotFoundError(
+            f"{url.text}: there is no embedded broker in {url.location} (no {LOG_FILE_NAME}: "
+            "nothing was published there yet)"
         )
     unknown = sorted(set(url.options) - _OPTIONS)
     if unknown:

@@ -32,5 +32,7 @@ class AppendSignal:
     async def wait(self, timeout: float) -> None:
         """Return after the next ``notify`` or after ``timeout`` seconds, whichever is first."""
         event = self._current()
+        # Not asyncio.wait_for: on Python 3.11 it drops a cancel that arrives with an append.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()

@@ -1,0 +1,245 @@
+"""The csv source's read rate on its two paths: the fast path and the quote-aware path.
+
+    python benchmarks/csv_read_paths.py                  # 1M rows, 1 warm-up + 3 runs
+    python benchmarks/csv_read_paths.py --rows 100000 --runs 1
+
+A CSV file is read in blocks cut at line breaks. A file without line breaks inside quoted
+values takes the fast path: each block is cut at its last line break (one count of quote
+characters checks it). A file with them takes the quote-aware path for the blocks whose last
+line break is inside a value (numpy finds the last one outside quotes). Two inputs of the same
+size and rows: ``t1m`` as generated, and ``t1m`` with a line break in the middle of every
+``payload`` (quoted, as Arrow's writer quotes every string).
+
+Each run is a subprocess that reads the file with the csv source alone (the task the pipeline
+runs, through the testing kit's ``SourceDriver``: read, parse, batches of ``batch_size``; no
+broker, no sink), measured like every benchmark here (``process_meter.py``), and checked: the
+row count and key-set checksum of the ids it read, and no bad row. Results go to
+``benchmarks/README.md`` (its ``csv-read-paths`` section) and
+``benchmarks/results/csv_read_paths.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import generate
+import oracle
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+from contestants import BENCHMARKS_DIR
+from process_meter import run_measured
+from results_report import (
+    git_commit,
+    machine_facts,
+    markdown_table,
+    mib,
+    rate,
+    seconds,
+    update_readme,
+    write_json,
+)
+
+SECTION = "csv-read-paths"
+PATHS = {"fast": "t1m as generated", "quote-aware": "t1m, a line break inside every payload"}
+
+
+def ensure_input(data_dir: Path, rows: int, path_name: str) -> Path:
+    """The input of ``path_name`` with ``rows`` rows, generated once and reused."""
+    suffix = "" if path_name == "fast" else "-multiline"
+    path = data_dir / f"t1m-{rows}{suffix}.csv"
+    if path.exists():
+        return path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with pa_csv.CSVWriter(str(partial), generate.T1M_SCHEMA) as writer:
+        for batch in generate.generate_batches(rows):
+            if suffix:
+                payload = batch.column("payload")
+                broken = pc.binary_join_element_wise(
+                    pc.utf8_slice_codeunits(payload, 0, 32),
+                    pc.utf8_slice_codeunits(payload, 32),
+                    "\n",
+                )
+                batch = batch.set_column(9, "payload", broken)
+            writer.write_batch(batch)
+    partial.rename(path)
+    return path
+
+
+def read_once(path: Path) -> dict[str, Any]:
+    """Read ``path`` with the csv source; what a run prints (one JSON line)."""
+    from omconnect.runtime.testing import SourceDriver
+
+    started = time.perf_counter()
+    source = SourceDriver("csv", {"path": str(path)})
+    checksum = oracle.EMPTY
+    rows = 0
+    while (polled := source.poll()) is not None:
+        for batch in polled:
+            rows += batch.values.num_rows
+            checksum = checksum + oracle.checksum_of_keys(batch.values.column("id"))
+    return {
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+        "checksum": [checksum.count, checksum.sum, checksum.xor],
+        "bad_rows": len(source.errors.raw_reports),
+    }
+
+
+def run(path: Path, rows: int, work_dir: Path) -> dict[str, Any]:
+    """One measured subprocess run of ``read_once``, verified."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    script = Path(__file__).resolve()
+    measured = run_measured([sys.executable, str(script), "--read", str(path)], work_dir)
+    record: dict[str, Any] = {
+        "wall_seconds": round(measured.wall_seconds, 3),
+        "cpu_seconds": round(measured.cpu_seconds, 3),
+        "peak_rss_bytes": measured.peak_rss_bytes,
+        "read_seconds": None,
+        "failure": None,
+    }
+    if measured.returncode != 0:
+        record["failure"] = f"exit {measured.returncode}: {measured.stderr_tail[-300:]}"
+        return record
+    printed = json.loads(measured.stdout.strip().splitlines()[-1])
+    expected = oracle.expected_checksum(rows)
+    found = oracle.KeySetChecksum(*printed["checksum"])
+    if printed["rows"] != rows or found != expected or printed["bad_rows"]:
+        record["failure"] = (
+            f"wrong output: {printed['rows']} rows, {printed['bad_rows']} bad, "
+            f"checksum {found} != {expected}"
+        )
+    record["read_seconds"] = round(printed["seconds"], 3)
+    return record
+
+
+def summarise(records: dict[str, list[dict[str, Any]]], rows: int) -> list[dict[str, Any]]:
+    summary = []
+    for name, runs in records.items():
+        measured = [r for r in runs if r["phase"] == "measured"]
+        failed = [r for r in measured if r["failure"]]
+        read = statistics.median(r["read_seconds"] for r in measured) if not failed else None
+        summary.append(
+            {
+                "path": name,
+                "status": "FAILED" if failed else "verified",
+                "failure": failed[0]["failure"] if failed else None,
+                "read_seconds_median": read,
+                "rows_per_second": round(rows / read) if read else None,
+                "wall_seconds_median": statistics.median(r["wall_seconds"] for r in measured),
+                "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in measured),
+                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in measured),
+            }
+        )
+    return summary
+
+
+def markdown_section(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        f"Run {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"load average at start {machine['load_average_at_start'][0]} (a shared machine). "
+        f"Python {results['python']}, pyarrow {results['pyarrow']}, omconnect at commit "
+        f"`{results['commit']}`.",
+        "",
+        f"The csv source alone (read + parse + batches, no broker, no sink) on "
+        f"{results['rows']:,} rows; {results['warmups']} warm-up + {results['runs']} measured "
+        "runs per path, median reported; every run's rows verified (count + key-set checksum "
+        "of the ids, no bad row). `read` is the time the source took inside the process; "
+        "`wall` includes the interpreter's start.",
+        "",
+    ]
+    fast = next((p for p in results["paths"] if p["path"] == "fast"), None)
+    table = []
+    for path in results["paths"]:
+        ratio = (
+            f"{path['read_seconds_median'] / fast['read_seconds_median']:.2f}x"
+            if fast and fast["read_seconds_median"] and path["read_seconds_median"]
+            else "-"
+        )
+        table.append(
+            [
+                f"`{path['path']}`",
+                PATHS[path["path"]],
+                f"{results['inputs'][path['path']]['bytes'] / 1e6:,.0f} MB",
+                seconds(path["read_seconds_median"]),
+                rate(path["rows_per_second"]),
+                seconds(path["wall_seconds_median"]),
+                seconds(path["cpu_seconds_median"]),
+                mib(path["peak_rss_bytes"]),
+                ratio,
+                path["status"] if not path["failure"] else f"FAILED: {path['failure']}",
+            ]
+        )
+    header = ["path", "input", "size", "read", "rows/s", "wall", "CPU", "peak RSS"]
+    lines.append(markdown_table([*header, "read / fast", "output"], table))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmups", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=BENCHMARKS_DIR / "data")
+    parser.add_argument("--work-dir", type=Path, default=BENCHMARKS_DIR / "work")
+    parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
+    parser.add_argument(
+        "--json", type=Path, default=BENCHMARKS_DIR / "results" / "csv_read_paths.json"
+    )
+    parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--read", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.read:
+        print(json.dumps(read_once(args.read)))
+        return 0
+    if args.render_only:
+        update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))
+        return 0
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    machine = machine_facts()
+    inputs = {name: ensure_input(args.data_dir, args.rows, name) for name in PATHS}
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in PATHS}
+    for round_index in range(args.warmups + args.runs):
+        phase = "warm-up" if round_index < args.warmups else "measured"
+        for name, path in inputs.items():
+            record = run(path, args.rows, args.work_dir / "csv-read-paths")
+            records[name].append({"phase": phase, **record})
+            print(f"  {phase:8} {name:12} {record['read_seconds']} s  {record['failure'] or 'ok'}")
+    results = {
+        "started": started,
+        "machine": machine,
+        "python": sys.version.split()[0],
+        "pyarrow": pa.__version__,
+        "commit": git_commit(),
+        "rows": args.rows,
+        "warmups": args.warmups,
+        "runs": args.runs,
+        "inputs": {
+            name: {"file": path.name, "bytes": os.path.getsize(path)}
+            for name, path in inputs.items()
+        },
+        "paths": summarise(records, args.rows),
+        "records": records,
+    }
+    write_json(args.json, results)
+    update_readme(args.readme, SECTION, markdown_section(results))
+    print(markdown_section(results))
+    return 1 if any(p["status"] == "FAILED" for p in results["paths"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""One runner per pipeline, and one pipeline per sink directory.
+
+A run holds its pipeline's lock (``STATE/locks/<pipeline>.lock``, see ``state``) from before
+it opens the broker until everything is closed and committed: exclusively when the pipeline
+has a source (a second runner would read and publish every record again), shared when it only
+sinks topics (members of one consumer group split the partitions: that is how such a pipeline
+scales out). A second runner is refused with ``PipelineRunningError``, naming the holder.
+Commands that change stored positions take the lock exclusively while they work, so they are
+refused while the pipeline runs, as Kafka Connect refuses to alter a running connector's
+offsets.
+
+A sink that writes files claims its directory (``TaskContext.claim_directory``): the run
+takes an exclusive lock on ``DIR/.omconnect.lock`` (hidden, so file sources skip it) and
+keeps it until the run ends, so two pipelines, or two runs of one, never write one directory
+at once. The locks are ``flock`` locks (``file_lock``): a killed runner leaves none behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from omconnect.connectors.api.errors import ConnectorError
+from omconnect.runtime.file_lock import FileLock, LockHeldError, LockHolder
+from omconnect.runtime.state import pipeline_lock_path
+
+SINK_DIRECTORY_LOCK = ".omconnect.lock"
+
+
+class PipelineRunningError(Exception):
+    """The pipeline is running elsewhere; the message says where and what to do.
+
+    Attributes:
+        holder: who runs it (``pid 1234 on host x, 'omconnect run', since 14:02:11``).
+    """
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class PipelineLock:
+    """The lock a run of ``pipeline`` holds in the state directory ``state``."""
+
+    def __init__(self, state: str, pipeline: str) -> None:
+        self.pipeline = pipeline
+        path = pipeline_lock_path(state, pipeline)
+        self._lock = FileLock(path) if path is not None else None
+
+    def acquire(self, command: str | None = None, *, shared: bool = False) -> None:
+        """Take the lock until ``release``; ``command`` names this process to whoever is
+        refused (``omconnect run``).
+
+        Raises:
+            PipelineRunningError: another process runs the pipeline (or, ``shared``, runs it
+                exclusively).
+        """
+        if self._lock is None:
+            return
+        try:
+            self._lock.acquire(LockHolder.this_process(command, self.pipeline), shared=shared)
+        except LockHeldError as held:
+            holder = _who(held)
+            raise PipelineRunningError(
+                f"pipeline {self.pipeline!r} is already running ({holder}); stop it first", holder
+            ) from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+
+@contextmanager
+def pipeline_stopped(state: str, pipeline: str, command: str) -> Iterator[None]:
+    """Hold ``pipeline``'s lock exclusively for a change of its stored positions.
+
+    Raises:
+        PipelineRunningError: the pipeline runs now.
+    """
+    lock = PipelineLock(state, pipeline)
+    try:
+        lock.acquire(command)
+    except PipelineRunningError as running:
+        raise PipelineRunningError(
+            f"pipeline {pipeline!r} is running ({running.holder}); "
+            "stop it before changing its offsets",
+            running.holder,
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class DirectoryClaims:
+    """The sink directories one run of ``pipeline`` holds; ``claim`` is what the run gives
+    its tasks as ``TaskContext.on_claim_directory``."""
+
+    def __init__(self, pipeline: str, command: str | None = None) -> None:
+        self.pipeline = pipeline
+        self.command = command
+        self._locks: dict[Path, FileLock] = {}
+
+    def claim(self, directory: Path) -> bool:
+        """Lock ``directory`` (which exists) for this run; whether the lock is real (False:
+        the file system cannot lock, other writers are not excluded).
+
+        Raises:
+            ConnectorError: another pipeline, or another run of this one, writes there.
+        """
+        key = directory.resolve()
+        lock = self._locks.get(key)
+        if lock is not None:
+            return True
+        lock = FileLock(key / SINK_DIRECTORY_LOCK)
+        try:
+            locked = lock.acquire(LockHolder.this_process(self.command, self.pipeline))
+        except LockHeldError as held:
+            holder = held.holder
+            if holder is not None and holder.pipeline == self.pipeline:
+                writer = f"another run of pipeline {self.pipeline!r}"
+            elif holder is not None and holder.pipeline is not None:
+                writer = f"pipeline {holder.pipeline!r}"
+            else:
+                writer = "another process"
+            raise ConnectorError(
+                f"{directory}: {writer} already writes into this directory ({_who(held)}); "
+                "give each pipeline a sink path of its own"
+            ) from None
+        self._locks[key] = lock
+        return locked
+
+    def release(self) -> None:
+        """Give every directory up (the run has ended; its tasks have stopped)."""
+        for lock in self._locks.values():
+            lock.release()
+        self._locks.clear()
+
+
+def _who(held: LockHeldError) -> str:
+    return held.holder.describe() if held.holder is not None else "holder unknown"

@@ -1,0 +1,1 @@
+"""Fault-injection tests with real processes: failed runs, stuck connectors, stops."""
