@@ -90,8 +90,8 @@ def test_tolerance_none_stops_at_the_bad_value_and_keeps_what_was_delivered(
     assert ran.returncode == 1
     assert "errors.tolerance is none" in ran.stderr
     assert f"orders.csv: line {BAD_LINE}: " in ran.stderr
-    # The rows published before the bad line stay committed; nothing past it was delivered.
+    # Every row before the bad line was delivered and committed; nothing past it.
     committed = source_offset(tmp_path)
     assert "complete" not in committed
-    assert 0 < committed["row"] <= BAD_AFTER
+    assert committed["row"] == BAD_AFTER
     assert all(i < BAD_AFTER for i in written_ids(tmp_path))

@@ -124,7 +124,11 @@ def test_exactly_once_leaves_no_duplicate_and_no_reordering_under_failed_sends(
     faulty = FaultInjectingBroker(
         open_broker(f"embedded://{tmp_path}/b"), fail_every=6, max_ack_delay=0.01, topics=["toy"]
     )
-    text = _pipeline(tmp_path, "exactly_once: true\n").replace(f"rows: {ROWS}", f"rows: {rows}")
+    # Transactions commit as soon as their sends are acknowledged (commit_interval 0), so
+    # every epoch between two injected failures makes progress.
+    text = _pipeline(tmp_path, "exactly_once: true\ncommit_interval: 0s\n").replace(
+        f"rows: {ROWS}", f"rows: {rows}"
+    )
     metrics = run_pipeline(tmp_path / "p.yaml", text, broker=faulty)
     assert faulty.failures >= 2 and metrics.source_rewinds >= 2
     per_key = _versions_on_topic(tmp_path, "toy")

@@ -219,16 +219,22 @@ def _rebatch(blocks: Iterator[pa.RecordBatch], batch_size: int) -> Iterator[pa.R
     blocks are joined here, large ones sliced without copies."""
     held: list[pa.RecordBatch] = []
     rows = 0
-    for block in blocks:
-        start = 0
-        while start < block.num_rows:
-            take = min(batch_size - rows, block.num_rows - start)
-            held.append(block.slice(start, take))
-            rows += take
-            start += take
-            if rows == batch_size:
-                yield _joined(held)
-                held, rows = [], 0
+    try:
+        for block in blocks:
+            start = 0
+            while start < block.num_rows:
+                take = min(batch_size - rows, block.num_rows - start)
+                held.append(block.slice(start, take))
+                rows += take
+                start += take
+                if rows == batch_size:
+                    yield _joined(held)
+                    held, rows = [], 0
+    except Exception:
+        # The rows read before a failure are still delivered (and committed) before it.
+        if held:
+            yield _joined(held)
+        raise
     if held:
         yield _joined(held)
 

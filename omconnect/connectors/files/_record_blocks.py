@@ -397,13 +397,22 @@ def parsed_batches(
             while (done := ahead.result()) is not None:
                 ahead = worker.submit(read_next)
                 block, parsed = done
-                if parsed.bad:
-                    _report_bad(block, parsed, rows, start_row, report, file_name)
                 table = parsed.table
-                skip = min(max(start_row - rows, 0), table.num_rows)
+                first = rows
                 rows += table.num_rows
-                if skip < table.num_rows:
-                    yield from table.slice(skip).to_batches()
+                cut = min(max(start_row - first, 0), table.num_rows)
+                if parsed.bad:
+                    # The good rows before the first bad record go first: under
+                    # ``errors.tolerance: none`` the report stops the pass, after them.
+                    assert parsed.good is not None
+                    bad_start = min(record.start for record in parsed.bad)
+                    before = bisect.bisect_left(parsed.good, bad_start)
+                    if before > cut:
+                        yield from table.slice(cut, before - cut).to_batches()
+                        cut = before
+                    _report_bad(block, parsed, first, start_row, report, file_name)
+                if cut < table.num_rows:
+                    yield from table.slice(cut).to_batches()
         finally:
             ahead.cancel()
 

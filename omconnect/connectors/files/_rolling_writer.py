@@ -14,6 +14,7 @@ so a final name never shows a torn file, even after a power loss.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -63,8 +64,16 @@ def final_name(topic: str, partition: int, first_offset: int, extension: str) ->
     return f"{_name_prefix(topic, partition)}{first_offset:0{_OFFSET_DIGITS}d}.{extension}"
 
 
+# File names stay under the usual 255-byte limit with the offset, the extension and the
+# temporary suffix added: a longer topic keeps its first characters and a digest of the rest.
+_TOPIC_NAME_BYTES = 160
+
+
 def _name_prefix(topic: str, partition: int) -> str:
     safe_topic = topic.replace("/", "_").replace(os.sep, "_")
+    if len(safe_topic.encode()) > _TOPIC_NAME_BYTES:
+        digest = hashlib.blake2b(topic.encode(), digest_size=8).hexdigest()
+        safe_topic = f"{safe_topic[: _TOPIC_NAME_BYTES - 17]}~{digest}"
     return f"{safe_topic}-{partition}-"
 
 
