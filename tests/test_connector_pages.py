@@ -1,7 +1,7 @@
 """The connector docs generator, on connectors registered by this test only.
 
-The registry is emptied for each test (and restored after), so the pages reflect exactly the
-classes below, whatever else is installed.
+The registered plugins are emptied for each test (and restored after), so the pages reflect
+exactly the classes below, whatever else is installed.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from omconnect.connectors.api import (
     SourceTask,
     Transform,
     UnknownPluginError,
+    plugins,
     register,
 )
-from omconnect.connectors.api import registry as registry_module
 from omconnect.runtime.docs import (
     connector_names,
     render_connector_page,
@@ -87,10 +87,10 @@ class Upper(Transform):
 
 
 @pytest.fixture(autouse=True)
-def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # An empty registry that load_plugins() leaves alone: only this module's plugins exist.
-    monkeypatch.setattr(registry_module, "_registry", {})
-    monkeypatch.setattr(registry_module, "_loaded", True)
+def isolated_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # No plugins but these, which load_plugins() leaves alone: only this module's plugins exist.
+    monkeypatch.setattr(plugins, "_plugins", {})
+    monkeypatch.setattr(plugins, "_loaded", True)
     register(LedgerSource)
     register(LedgerSink)
     register(Upper)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from omconnect.connectors.api.registry import CONNECTOR_GROUP, Registration, registrations
+from omconnect.connectors.api.plugins import CONNECTOR_GROUP, Registration, registrations
 from omconnect.runtime.docs import render_connector_page, spec_options
 from omconnect.runtime.docs.connector_pages import INDEX_PAGE, render_connector_index
 
@@ -302,31 +302,47 @@ def forbidden_imports(directory: Path, allowed: list[str], root: Path = ROOT) ->
 
 def test_connectors_never_import_the_runtime() -> None:
     problems = forbidden_imports(
-        PACKAGE_DIRECTORY / "connectors", ["omconnect.connectors", "omconnect.schemas"]
+        PACKAGE_DIRECTORY / "connectors",
+        ["omconnect.connectors", "omconnect.codecs", "omconnect.schemas"],
     )
     assert not problems, "connectors must not depend on the runtime:\n" + "\n".join(problems)
 
 
-def test_connector_api_imports_only_schemas() -> None:
+def test_connector_api_imports_only_codecs_and_schemas() -> None:
     problems = forbidden_imports(
-        PACKAGE_DIRECTORY / "connectors" / "api", ["omconnect.connectors.api", "omconnect.schemas"]
+        PACKAGE_DIRECTORY / "connectors" / "api",
+        ["omconnect.connectors.api", "omconnect.codecs", "omconnect.schemas"],
     )
     assert not problems, "\n".join(problems)
 
 
-def test_each_connector_package_imports_only_the_api_schemas_and_itself() -> None:
+def test_each_connector_package_imports_only_the_api_codecs_schemas_and_itself() -> None:
     problems = []
     for package in sorted((PACKAGE_DIRECTORY / "connectors").iterdir()):
         if package.is_dir() and package.name != "api" and (package / "__init__.py").exists():
             own = f"omconnect.connectors.{package.name}"
-            allowed = ["omconnect.connectors.api", "omconnect.schemas", own]
+            allowed = ["omconnect.connectors.api", "omconnect.codecs", "omconnect.schemas", own]
             problems += forbidden_imports(package, allowed)
     assert not problems, "\n".join(problems)
+
+
+def test_codecs_import_only_schemas() -> None:
+    problems = forbidden_imports(
+        PACKAGE_DIRECTORY / "codecs", ["omconnect.codecs", "omconnect.schemas"]
+    )
+    assert not problems, "codecs sit below the connector API:\n" + "\n".join(problems)
 
 
 def test_schemas_import_no_other_omconnect_package() -> None:
     problems = forbidden_imports(PACKAGE_DIRECTORY / "schemas", ["omconnect.schemas"])
     assert not problems, "\n".join(problems)
+
+
+def test_the_layers_are_all_checked() -> None:
+    """Every top-level package of ``omconnect`` is one the tests above constrain, so a new
+    package cannot slip in beside them unchecked."""
+    packages = {p.name for p in PACKAGE_DIRECTORY.iterdir() if (p / "__init__.py").exists()}
+    assert packages == {"codecs", "connectors", "runtime", "schemas"}
 
 
 def test_import_scan_sees_every_form(tmp_path: Path) -> None:
@@ -343,7 +359,12 @@ def test_import_scan_sees_every_form(tmp_path: Path) -> None:
         "importlib.import_module('omconnect.runtime.offsets')\n"
     )
     problems = forbidden_imports(package, ["omconnect.connectors", "omconnect.schemas"], tmp_path)
-    own_only = ["omconnect.connectors.api", "omconnect.schemas", "omconnect.connectors.demo"]
+    own_only = [
+        "omconnect.connectors.api",
+        "omconnect.codecs",
+        "omconnect.schemas",
+        "omconnect.connectors.demo",
+    ]
     own = forbidden_imports(package, own_only, tmp_path)
     reader = str(Path("omconnect/connectors/demo/reader.py"))
     assert problems == [

@@ -1,1 +1,2 @@
-"""The engine: worker loop, offsets, brokers, converters, pipeline config, CLI, testing kit."""
+"""The engine: worker loop, brokers, converters, pipeline config, state (offsets, schemas),
+CLI, testing kit."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from omconnect.runtime.brokers import BrokerNotFoundError, open_broker
 from omconnect.runtime.config.loader import LoadedPipeline
-from omconnect.runtime.offsets import open_existing_offset_store
+from omconnect.runtime.state import open_state
 from omconnect.runtime.worker.runner import open_sink_consumer
 from omconnect.schemas.position_codec import position_to_json
 
@@ -47,7 +47,7 @@ async def pipeline_offsets(loaded: LoadedPipeline) -> list[dict[str, Any]]:
 
 def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
     cfg = loaded.config
-    store = open_existing_offset_store(cfg.state)
+    store = open_state(cfg.state).open_existing_offset_store()
     if store is None:
         return []
     try:

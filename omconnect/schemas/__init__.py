@@ -13,6 +13,7 @@ from omconnect.schemas.avro import from_avro_schema, to_avro_schema
 from omconnect.schemas.jsonschema import from_json_schema, to_json_schema
 from omconnect.schemas.message import ExtensionHeader, Header, Message, messages_to_batch
 from omconnect.schemas.message_batch import MessageBatch
+from omconnect.schemas.message_ids import MessageIdRuns
 from omconnect.schemas.record import Position, PositionMark, Record, RecordBatch, partition_id
 from omconnect.schemas.schema import Schema
 from omconnect.schemas.types import DataType, Field, Kind
@@ -25,6 +26,7 @@ __all__ = [
     "Kind",
     "Message",
     "MessageBatch",
+    "MessageIdRuns",
     "Position",
     "PositionMark",
     "Record",

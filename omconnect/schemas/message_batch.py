@@ -8,7 +8,9 @@ message. The OpenMessaging 1.0 view of a single row is ``omconnect.schemas.messa
 The message id has a column of its own rather than an entry in every row's header map: it is
 on every message, and a map entry costs its name and two offsets per row on top of the id.
 Drivers carry it as their broker's native id where there is one and as the ``oms.message_id``
-header otherwise; ``header_dict`` shows it under that name.
+header otherwise; ``header_dict`` shows it under that name. Ids the runtime derived from
+positions travel as ``MessageIdRuns`` (a few numbers per batch instead of a string per row)
+until something reads ``message_ids``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+
+from omconnect.schemas.message_ids import MessageIdRuns
 
 HEADERS_TYPE = pa.map_(pa.string(), pa.binary())
 
@@ -32,13 +36,22 @@ MESSAGE_BATCH_SCHEMA = pa.schema(
         pa.field("message_id", pa.string()),
     ]
 )
+_WITHOUT_IDS = MESSAGE_BATCH_SCHEMA.remove(MESSAGE_BATCH_SCHEMA.get_field_index("message_id"))
 
 
 @dataclass(frozen=True)
 class MessageBatch:
-    """A columnar batch of messages bound for, or read from, one topic partition."""
+    """A columnar batch of messages bound for, or read from, one topic partition.
+
+    Attributes:
+        table: the columns of ``MESSAGE_BATCH_SCHEMA`` (plus ``offset`` on consumed batches);
+            without ``message_id`` when ``id_runs`` holds the ids.
+        id_runs: the message ids as runs (ids the runtime derived), or None when they are
+            the ``message_id`` column. Read ids through ``message_ids``.
+    """
 
     table: pa.RecordBatch
+    id_runs: MessageIdRuns | None = None
 
     @classmethod
     def build(
@@ -48,9 +61,13 @@ class MessageBatch:
         timestamps: pa.Array | np.ndarray | int | None = None,
         headers: pa.Array | Sequence[Mapping[str, bytes] | None] | None = None,
         offsets: pa.Array | np.ndarray | None = None,
-        message_ids: pa.Array | Sequence[str | None] | None = None,
+        message_ids: pa.Array | MessageIdRuns | Sequence[str | None] | None = None,
     ) -> MessageBatch:
-        """Assemble a batch; ``timestamps`` may be one value for all rows (default: now)."""
+        """Assemble a batch; ``timestamps`` may be one value for all rows (default: now).
+
+        Raises:
+            ValueError: ``message_ids`` are runs of another length than ``values``.
+        """
         value_array = _binary(values)
         n = len(value_array)
         key_array = _binary(keys) if keys is not None else pa.nulls(n, pa.binary())
@@ -69,14 +86,18 @@ class MessageBatch:
             header_array = pa.array(
                 [list(h.items()) if h is not None else None for h in headers], HEADERS_TYPE
             )
-        if message_ids is None:
-            id_array = pa.nulls(n, pa.string())
+        runs = message_ids if isinstance(message_ids, MessageIdRuns) else None
+        columns = [key_array, value_array, ts_array, header_array]
+        schema = MESSAGE_BATCH_SCHEMA if runs is None else _WITHOUT_IDS
+        if runs is not None:
+            if len(runs) != n:
+                raise ValueError(f"{len(runs)} message ids for {n} messages")
+        elif message_ids is None:
+            columns.append(pa.nulls(n, pa.string()))
         elif isinstance(message_ids, pa.Array):
-            id_array = message_ids.cast(pa.string())
+            columns.append(message_ids.cast(pa.string()))
         else:
-            id_array = pa.array(message_ids, pa.string())
-        columns = [key_array, value_array, ts_array, header_array, id_array]
-        schema = MESSAGE_BATCH_SCHEMA
+            columns.append(pa.array(message_ids, pa.string()))
         if offsets is not None:
             columns.append(pa.array(offsets, pa.int64()))
             schema = schema.append(pa.field("offset", pa.int64()))
@@ -85,7 +106,7 @@ class MessageBatch:
         columns = [
             c if c.type == f.type else c.cast(f.type) for c, f in zip(columns, schema, strict=True)
         ]
-        return cls(pa.RecordBatch.from_arrays(columns, schema=schema))
+        return cls(pa.RecordBatch.from_arrays(columns, schema=schema), runs)
 
     @classmethod
     def from_table(cls, table: pa.RecordBatch) -> MessageBatch:
@@ -103,17 +124,26 @@ class MessageBatch:
 
     @classmethod
     def concat(cls, batches: Sequence[MessageBatch]) -> MessageBatch:
+        """The messages of ``batches`` in order; ids stay runs when every batch has runs."""
         if len(batches) == 1:
             return batches[0]
-        table = pa.Table.from_batches([b.table for b in batches]).combine_chunks()
-        return cls(table.to_batches()[0] if table.num_rows else batches[0].table.slice(0, 0))
+        runs = None
+        if all(b.id_runs is not None for b in batches):
+            runs = MessageIdRuns.concat([b.id_runs for b in batches if b.id_runs is not None])
+            tables = [b.table for b in batches]
+        else:
+            tables = [b._with_id_column() for b in batches]
+        table = pa.Table.from_batches(tables).combine_chunks()
+        return cls(table.to_batches()[0] if table.num_rows else tables[0].slice(0, 0), runs)
 
     def __len__(self) -> int:
         return self.table.num_rows
 
     @property
     def nbytes(self) -> int:
-        return self.table.nbytes
+        """The bytes of the columns, with id runs at their compact size."""
+        runs = self.id_runs
+        return self.table.nbytes + (runs.nbytes if runs is not None else 0)
 
     @property
     def keys(self) -> pa.BinaryArray:
@@ -133,7 +163,17 @@ class MessageBatch:
 
     @property
     def message_ids(self) -> pa.StringArray:
+        """One id per message (null where none was set); runs are built into strings on the
+        first read."""
+        if self.id_runs is not None:
+            return self.id_runs.to_array()
         return self.table.column("message_id")
+
+    @property
+    def carried_message_ids(self) -> pa.StringArray | MessageIdRuns:
+        """The ids as the batch carries them: the runs if it has them, else the strings
+        (what a runtime passing ids on uses, so runs are not built into strings)."""
+        return self.id_runs if self.id_runs is not None else self.table.column("message_id")
 
     @property
     def offsets(self) -> pa.Int64Array | None:
@@ -151,10 +191,12 @@ class MessageBatch:
         return found
 
     def slice(self, offset: int, length: int | None = None) -> MessageBatch:
-        return MessageBatch(self.table.slice(offset, length))
+        runs = self.id_runs.slice(offset, length) if self.id_runs is not None else None
+        return MessageBatch(self.table.slice(offset, length), runs)
 
     def take(self, rows: Sequence[int] | np.ndarray) -> MessageBatch:
-        return MessageBatch(self.table.take(pa.array(rows, pa.int64())))
+        """The messages at ``rows`` (id runs become strings)."""
+        return MessageBatch(self._with_id_column().take(pa.array(rows, pa.int64())))
 
     def with_offsets(self, first_offset: int) -> MessageBatch:
         """The same messages numbered ``first_offset, first_offset + 1, ...``."""
@@ -162,7 +204,14 @@ class MessageBatch:
         table = self.table
         if "offset" in table.schema.names:
             table = table.drop_columns(["offset"])
-        return MessageBatch(table.append_column("offset", pa.array(offsets)))
+        return MessageBatch(table.append_column("offset", pa.array(offsets)), self.id_runs)
+
+    def _with_id_column(self) -> pa.RecordBatch:
+        """``table`` with the ids as its ``message_id`` column."""
+        if self.id_runs is None:
+            return self.table
+        at = self.table.schema.get_field_index("headers") + 1
+        return self.table.add_column(at, "message_id", self.id_runs.to_array())
 
 
 def _binary(values: pa.Array | Sequence[bytes | None]) -> pa.Array:

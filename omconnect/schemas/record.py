@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from omconnect.schemas.message_batch import HEADERS_TYPE
+from omconnect.schemas.message_ids import MessageIdRuns
 from omconnect.schemas.position_codec import encode_position_value
 from omconnect.schemas.schema import Schema
 
@@ -74,7 +75,10 @@ class Record:
     topic: str | None = None
 
 
-@dataclass
+_UNSET: Any = object()
+
+
+@dataclass(init=False)
 class RecordBatch:
     """Rows of one schema as an Arrow record batch, with the positions they cover.
 
@@ -96,9 +100,11 @@ class RecordBatch:
             None: no row is a delete. ``delete_mask()`` gives it as a numpy mask.
         row_headers: per-row headers (``map<string, binary>``, one entry per row, null for
             none), added to ``headers`` for that row's message.
-        message_ids: per-row stable message ids (string), sent as ``oms.message_id``; when
-            None the runtime derives them from the positions, so a redelivered row carries
-            the same id.
+        message_ids: per-row stable message ids (a ``pa.StringArray``), sent as
+            ``oms.message_id``; when None the runtime derives them from the positions, so a
+            redelivered row carries the same id. Given as strings or as ``MessageIdRuns``
+            (what the runtime derives); read, always strings (runs are built into strings on
+            the first read; ``carried_message_ids`` gives them as carried).
         topic: an absolute topic for these rows (heartbeat topics), instead of the pipeline's
             ``<topic>[.<stream>]``. On sink batches: the topic they were read from.
         partition: on sink batches, the topic partition they were read from.
@@ -114,17 +120,68 @@ class RecordBatch:
     stream: str | None = None
     tombstones: pa.BooleanArray | None = None
     row_headers: pa.MapArray | None = None
-    message_ids: pa.StringArray | None = None
     topic: str | None = None
     partition: int | None = None
+    # The ids as carried (``message_ids`` is the property that reads them as strings).
+    _ids: pa.StringArray | MessageIdRuns | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        for name in ("tombstones", "row_headers", "message_ids"):
-            column = getattr(self, name)
-            if column is not None and len(column) != self.values.num_rows:
-                raise ValueError(
-                    f"RecordBatch.{name} has {len(column)} entries for {self.values.num_rows} rows"
-                )
+    def __init__(
+        self,
+        values: pa.RecordBatch,
+        schema: Schema,
+        marks: tuple[PositionMark, ...] = (),
+        keys: pa.RecordBatch | None = None,
+        key_schema: Schema | None = None,
+        timestamps: pa.Array | None = None,
+        headers: dict[str, bytes] | None = None,
+        stream: str | None = None,
+        tombstones: pa.BooleanArray | None = None,
+        row_headers: pa.MapArray | None = None,
+        message_ids: pa.StringArray | MessageIdRuns | None = _UNSET,
+        topic: str | None = None,
+        partition: int | None = None,
+        _ids: pa.StringArray | MessageIdRuns | None = None,
+    ) -> None:
+        # ``dataclasses.replace`` passes the carried ids as ``_ids``; ``message_ids`` wins.
+        self.values = values
+        self.schema = schema
+        self.marks = marks
+        self.keys = keys
+        self.key_schema = key_schema
+        self.timestamps = timestamps
+        self.headers = {} if headers is None else headers
+        self.stream = stream
+        self.tombstones = tombstones
+        self.row_headers = row_headers
+        self.topic = topic
+        self.partition = partition
+        self._ids = None
+        for name in ("tombstones", "row_headers"):
+            self._check_length(name, getattr(self, name))
+        self.message_ids = _ids if message_ids is _UNSET else message_ids
+
+    def _check_length(self, name: str, column: Any) -> None:
+        if column is not None and len(column) != self.values.num_rows:
+            raise ValueError(
+                f"RecordBatch.{name} has {len(column)} entries for {self.values.num_rows} rows"
+            )
+
+    @property
+    def message_ids(self) -> pa.StringArray | None:
+        """Per-row message ids as strings (see the class docstring)."""
+        ids = self._ids
+        return ids.to_array() if isinstance(ids, MessageIdRuns) else ids
+
+    @message_ids.setter
+    def message_ids(self, ids: pa.StringArray | MessageIdRuns | None) -> None:
+        self._check_length("message_ids", ids)
+        self._ids = ids
+
+    @property
+    def carried_message_ids(self) -> pa.StringArray | MessageIdRuns | None:
+        """The ids as the batch carries them: strings, runs or None (reading it builds no
+        strings)."""
+        return self._ids
 
     @property
     def num_rows(self) -> int:
@@ -133,7 +190,7 @@ class RecordBatch:
     @property
     def nbytes(self) -> int:
         """The bytes of every column the batch holds (what back-pressure counts)."""
-        columns = (self.keys, self.timestamps, self.tombstones, self.row_headers, self.message_ids)
+        columns = (self.keys, self.timestamps, self.tombstones, self.row_headers, self._ids)
         return self.values.nbytes + sum(c.nbytes for c in columns if c is not None)
 
     @property
@@ -184,7 +241,7 @@ class RecordBatch:
             timestamps=self.timestamps.filter(mask) if self.timestamps is not None else None,
             tombstones=self.tombstones.filter(mask) if self.tombstones is not None else None,
             row_headers=self.row_headers.filter(mask) if self.row_headers is not None else None,
-            message_ids=self.message_ids.filter(mask) if self.message_ids is not None else None,
+            _ids=self._ids.filter(mask) if self._ids is not None else None,
             marks=marks,
         )
 
@@ -206,7 +263,7 @@ class RecordBatch:
             timestamps=cut(self.timestamps),
             tombstones=cut(self.tombstones),
             row_headers=cut(self.row_headers),
-            message_ids=cut(self.message_ids),
+            _ids=cut(self._ids),
             marks=marks,
         )
 
@@ -236,11 +293,12 @@ class RecordBatch:
         for attribute in ("schema", "key_schema", "stream", "topic", "partition", "headers"):
             if any(getattr(b, attribute) != getattr(head, attribute) for b in batches):
                 raise ValueError(f"RecordBatch.concat: the batches differ in {attribute}")
-        for attribute in ("keys", "timestamps", "message_ids"):
+        for attribute in ("keys", "timestamps", "_ids"):
             given = [getattr(b, attribute) is not None for b in batches]
             if any(given) and not all(given):
                 raise ValueError(
-                    f"RecordBatch.concat: some batches have {attribute} and others do not"
+                    f"RecordBatch.concat: some batches have {attribute.strip('_')} and others "
+                    "do not"
                 )
         marks: list[PositionMark] = []
         start = 0
@@ -269,9 +327,7 @@ class RecordBatch:
             timestamps=pa.concat_arrays([b.timestamps for b in batches])
             if head.timestamps is not None
             else None,
-            message_ids=pa.concat_arrays([b.message_ids for b in batches])
-            if head.message_ids is not None
-            else None,
+            _ids=_concat_ids([b._ids for b in batches]) if head._ids is not None else None,
             tombstones=tombstones,
             row_headers=row_headers,
             marks=tuple(marks),
@@ -368,6 +424,18 @@ def _key_row(record: Record, key_schema: Schema) -> dict[str, Any]:
         return dict(record.key)
     value = record.value or {}
     return {name: value.get(name) for name in key_schema.names}
+
+
+def _concat_ids(
+    parts: Sequence[pa.StringArray | MessageIdRuns | None],
+) -> pa.StringArray | MessageIdRuns:
+    """Runs when every part is runs, else strings."""
+    runs = [p for p in parts if isinstance(p, MessageIdRuns)]
+    if len(runs) == len(parts):
+        return MessageIdRuns.concat(runs)
+    return pa.concat_arrays(
+        [p.to_array() if isinstance(p, MessageIdRuns) else p for p in parts if p is not None]
+    )
 
 
 def _concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:

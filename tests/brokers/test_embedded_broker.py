@@ -201,3 +201,29 @@ def test_segments_written_before_the_message_id_column_still_read() -> None:
     assert decoded.header_dict(0) == {"h": b"1"}
     both = MessageBatch.concat([decoded, MessageBatch.build([b"w"], message_ids=["m"])])
     assert both.message_ids.to_pylist() == [None, "m"]
+
+
+def test_id_runs_are_stored_as_runs_and_older_readers_still_read_the_rest() -> None:
+    from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
+    from omconnect.schemas.message_ids import MessageIdRuns
+
+    ids = MessageIdRuns.derived(["0123456789abcdef", "fedcba9876543210"], [0, 7], [3, 2])
+    messages = MessageBatch.build([b"v"] * 5, keys=[b"k"] * 5, timestamps=9, message_ids=ids)
+    body = SegmentCodec().encode(messages.slice(1))
+    stored = pa.ipc.open_stream(pa.py_buffer(body)).read_next_batch()
+    assert "message_id" not in stored.schema.names, "no string per row"
+    decoded = SegmentCodec.decode(bytes(body))
+    assert decoded.id_runs == ids.slice(1)
+    assert decoded.message_ids.equals(ids.to_array().slice(1))
+    # What a reader from before runs does with the body: every column but the ids.
+    older = MessageBatch.from_table(stored)
+    assert older.values.to_pylist() == [b"v"] * 4 and older.keys.to_pylist() == [b"k"] * 4
+    assert older.message_ids.null_count == 4
+
+
+def test_string_ids_are_stored_as_strings() -> None:
+    from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
+
+    messages = MessageBatch.build([b"a", b"b"], message_ids=["cdc-1", None])
+    decoded = SegmentCodec.decode(bytes(SegmentCodec().encode(messages)))
+    assert decoded.id_runs is None and decoded.message_ids.to_pylist() == ["cdc-1", None]

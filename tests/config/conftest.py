@@ -28,9 +28,9 @@ from omconnect.connectors.api import (
     SourceTask,
     TaskContext,
     Transform,
+    plugins,
     register,
 )
-from omconnect.connectors.api import registry as plugin_registry
 from omconnect.runtime.config.durations import Duration
 
 
@@ -127,15 +127,15 @@ class FakeRename(Transform):
 
 def _load_plugins_once() -> None:
     try:
-        plugin_registry.load_plugins()
+        plugins.load_plugins()
     except Exception:
         # Some built-in plugin modules named by entry points may not exist yet in a checkout
         # being built: load those that import, then mark loading done so lookups work.
-        for group in (plugin_registry.CONNECTOR_GROUP, plugin_registry.TRANSFORM_GROUP):
+        for group in (plugins.CONNECTOR_GROUP, plugins.TRANSFORM_GROUP):
             for entry_point in entry_points(group=group):
                 with contextlib.suppress(Exception):
                     entry_point.load()
-        plugin_registry._loaded = True
+        plugins._loaded = True
 
 
 _load_plugins_once()

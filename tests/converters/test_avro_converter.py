@@ -14,7 +14,7 @@ import pytest
 
 from omconnect.runtime.converters.avro import AvroConverter, header
 from omconnect.runtime.converters.base import Converter
-from omconnect.runtime.registry import IncompatibleSchemaError, SqliteSchemaRegistry
+from omconnect.runtime.state.schema_registry import IncompatibleSchemaError, SqliteSchemaRegistry
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import to_arrow_schema
 from omconnect.schemas.avro import from_avro_schema

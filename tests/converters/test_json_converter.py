@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from omconnect.codecs.json_text import json_objects
 from omconnect.runtime.converters.json import JsonConverter
-from omconnect.runtime.converters.json_text import json_objects
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.record import RecordBatch
 

@@ -54,3 +54,6 @@ def test_quickstart_delivers_every_positive_order_to_parquet(repo_copy: Path) ->
     lines = [json.loads(line) for line in tail.stdout.splitlines()]
     assert [item["value"]["order_id"] for item in lines] == [1, 2]
     assert lines[0]["topic"] == "orders" and lines[0]["offset"] == 0
+    # The OpenMessaging message id: the stable id the source gave the record.
+    assert lines[0]["message_id"] == lines[0]["headers"]["oms.message_id"]
+    assert lines[0]["message_id"] != lines[1]["message_id"]

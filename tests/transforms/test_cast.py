@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import lookup
+from omconnect.connectors.api.plugins import lookup
 from omconnect.runtime.transforms.cast import CastSpec, CastTransform
 from omconnect.runtime.transforms.row_errors import TransformRowErrors
 from omconnect.schemas import types as t

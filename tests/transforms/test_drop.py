@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import lookup
+from omconnect.connectors.api.plugins import lookup
 from omconnect.runtime.transforms.drop import DropSpec, DropTransform
 from omconnect.schemas.record import RecordBatch
 

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import lookup
+from omconnect.connectors.api.plugins import lookup
 from omconnect.runtime.transforms.filter import FilterSpec, FilterTransform
 from omconnect.schemas.record import RecordBatch
 

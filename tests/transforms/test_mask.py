@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import lookup
+from omconnect.connectors.api.plugins import lookup
 from omconnect.runtime.transforms.mask import MaskSpec, MaskTransform
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import from_arrow_schema

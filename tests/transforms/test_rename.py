@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import lookup
+from omconnect.connectors.api.plugins import lookup
 from omconnect.runtime.transforms.rename import RenameSpec, RenameTransform
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.record import RecordBatch

@@ -86,3 +86,6 @@ def test_every_message_has_an_id_and_a_redelivered_row_keeps_it(tmp_path: Path) 
     assert all(len(ids) == 1 for ids in ids_by_row.values()), "a redelivery keeps its id"
     all_ids = [next(iter(ids)) for ids in ids_by_row.values()]
     assert len(set(all_ids)) == 60, "different rows have different ids"
+    # The sink reads the ids the topic holds, as strings.
+    seen = {(r["id"], r["message_id"].encode()) for r in COLLECTED["default"].rows}
+    assert seen == {(row, next(iter(ids))) for row, ids in ids_by_row.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from omconnect.runtime.brokers import open_broker
-from omconnect.runtime.offsets import open_offset_store
+from omconnect.runtime.state import open_offset_store
 from omconnect.runtime.testing.fault_broker import FaultInjectingBroker, InjectedSendError
 
 from .conftest import run_pipeline

@@ -208,6 +208,8 @@ class ToyCollectTask(SinkTask):
         deleted = batch.delete_mask()
         keys = batch.key_columns()
         key_values = keys.column(0).to_pylist() if keys is not None else [None] * batch.num_rows
+        ids = batch.message_ids
+        message_ids = ids.to_pylist() if ids is not None else [None] * batch.num_rows
         for i, row in enumerate(batch.values.to_pylist()):
             self.buffer.append(
                 {
@@ -217,6 +219,7 @@ class ToyCollectTask(SinkTask):
                     "topic": batch.topic,
                     "partition": batch.partition,
                     "key_schema": batch.key_schema,
+                    "message_id": message_ids[i],
                     "headers": (
                         dict(batch.row_headers[i].as_py() or [])
                         if batch.row_headers is not None

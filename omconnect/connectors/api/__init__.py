@@ -7,7 +7,7 @@ from omconnect.connectors.api.errors import (
     ErrorReporter,
     RetriableError,
 )
-from omconnect.connectors.api.registry import (
+from omconnect.connectors.api.plugins import (
     Registration,
     UnknownPluginError,
     load_plugins,

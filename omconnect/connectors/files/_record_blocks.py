@@ -391,30 +391,33 @@ def parsed_batches(
         return None if block is None else (block, parser.parse_block(block.data))
 
     rows = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omconnect-parse") as worker:
-        ahead = worker.submit(read_next)
-        try:
-            while (done := ahead.result()) is not None:
-                ahead = worker.submit(read_next)
-                block, parsed = done
-                table = parsed.table
-                first = rows
-                rows += table.num_rows
-                cut = min(max(start_row - first, 0), table.num_rows)
-                if parsed.bad:
-                    # The good rows before the first bad record go first: under
-                    # ``errors.tolerance: none`` the report stops the pass, after them.
-                    assert parsed.good is not None
-                    bad_start = min(record.start for record in parsed.bad)
-                    before = bisect.bisect_left(parsed.good, bad_start)
-                    if before > cut:
-                        yield from table.slice(cut, before - cut).to_batches()
-                        cut = before
-                    _report_bad(block, parsed, first, start_row, report, file_name)
-                if cut < table.num_rows:
-                    yield from table.slice(cut).to_batches()
-        finally:
-            ahead.cancel()
+    # The parse thread is never waited for when the pass is abandoned (a stop, a failure):
+    # it finishes the block in hand and ends, and nothing can block the caller on it.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omconnect-parse")
+    ahead = worker.submit(read_next)
+    try:
+        while (done := ahead.result()) is not None:
+            ahead = worker.submit(read_next)
+            block, parsed = done
+            table = parsed.table
+            first = rows
+            rows += table.num_rows
+            cut = min(max(start_row - first, 0), table.num_rows)
+            if parsed.bad:
+                # The good rows before the first bad record go first: under
+                # ``errors.tolerance: none`` the report stops the pass, after them.
+                assert parsed.good is not None
+                bad_start = min(record.start for record in parsed.bad)
+                before = bisect.bisect_left(parsed.good, bad_start)
+                if before > cut:
+                    yield from table.slice(cut, before - cut).to_batches()
+                    cut = before
+                _report_bad(block, parsed, first, start_row, report, file_name)
+            if cut < table.num_rows:
+                yield from table.slice(cut).to_batches()
+    finally:
+        ahead.cancel()
+        worker.shutdown(wait=False, cancel_futures=True)
 
 
 def _report_bad(

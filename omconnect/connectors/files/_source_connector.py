@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import pyarrow as pa
 from pydantic import AliasChoices, Field, field_validator
 
+from omconnect.codecs.type_names import parse_type
 from omconnect.connectors.api import ConfigError, ConnectorSpec, SourceConnector
-from omconnect.connectors.files._column_types import parse_column_type
 from omconnect.connectors.files._file_position import FilePosition
 from omconnect.connectors.files._glob import is_glob, match_files, search_root
+from omconnect.schemas.arrow import to_arrow_type
 
 
 class FileSourceSpec(ConnectorSpec):
@@ -72,10 +74,12 @@ class TypedColumnsSpec(FileSourceSpec):
         default=None,
         validation_alias=AliasChoices("columns", "schema"),
         description=(
-            "Explicit column types, `{name: type}`, also accepted as `schema`. Types: "
-            "`boolean`, `int8`..`int64`, `float32`, `float64`, `string`, `bytes`, `date`, "
-            "`time`, `timestamp` (no zone), `timestamptz` or `timestamp(ZONE)`, "
-            "`decimal(p,s)`, `json`. Columns left out are inferred from the first block of "
+            "Explicit column types, `{name: type}`, also accepted as `schema`, written as in "
+            "the `cast` transform: `boolean`, `int8`..`int64`, `float32`, `float64`, "
+            "`decimal(p,s)`, `string`, `bytes`, `date`, `time`, `timestamp` (no zone), "
+            "`timestamp(ZONE)`, and SQL spellings such as `int`, `bigint`, `double`, "
+            "`varchar`, `text`, `timestamptz`; `array<..>` and `struct<..>` in jsonl, "
+            "`enum<..>` in csv. Columns left out are inferred from the first block of "
             "each file (a number column whose text a number would change, such as `08123`, "
             "stays a string); a value that does not fit its column's type is a bad row."
         ),
@@ -85,8 +89,26 @@ class TypedColumnsSpec(FileSourceSpec):
     @classmethod
     def _known_types(cls, columns: dict[str, str] | None) -> dict[str, str] | None:
         for text in (columns or {}).values():
-            parse_column_type(text)
+            parse_type(text)
         return columns
+
+    @classmethod
+    def reads(cls, arrow_type: pa.DataType) -> bool:
+        """Whether the format's reader can parse a column straight into ``arrow_type``."""
+        return True
+
+    def unreadable_columns(self) -> dict[str, str]:
+        """Column -> type text, for each ``columns`` entry the format's reader cannot parse."""
+        return {
+            name: text
+            for name, text in (self.columns or {}).items()
+            if not self.reads(to_arrow_type(parse_type(text)))
+        }
+
+
+def arrow_column_types(columns: Mapping[str, str]) -> dict[str, pa.DataType]:
+    """The Arrow type of every column in a ``columns`` option (validated already)."""
+    return {name: to_arrow_type(parse_type(text)) for name, text in columns.items()}
 
 
 class FileSourceConnector(SourceConnector):
@@ -95,12 +117,20 @@ class FileSourceConnector(SourceConnector):
     spec: ClassVar[type[ConnectorSpec]] = FileSourceSpec
 
     def validate(self) -> None:
-        """Refuse a ``path`` that can never match: its directory does not exist.
+        """Refuse a ``columns`` type the format cannot read, and a ``path`` that can never
+        match: its directory does not exist.
 
         An existing directory with no matching file is fine: there is nothing to read yet.
         """
         config = self.config
         assert isinstance(config, FileSourceSpec)
+        if isinstance(config, TypedColumnsSpec):
+            for name, text in config.unreadable_columns().items():
+                raise ConfigError(
+                    f"the {self.name} source cannot read a column as {text!r}; read it as "
+                    "string (or leave it out) and convert it with a transform",
+                    key=f"columns.{name}",
+                )
         if match_files(config.path):
             return
         root = search_root(config.path)

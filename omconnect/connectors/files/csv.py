@@ -18,7 +18,6 @@ import pyarrow.csv as arrow_csv
 from pydantic import Field
 
 from omconnect.connectors.api import ConnectorSpec, register
-from omconnect.connectors.files._column_types import arrow_column_types
 from omconnect.connectors.files._line_blocks import line_block_size, line_chunks
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._record_blocks import (
@@ -31,12 +30,22 @@ from omconnect.connectors.files._record_blocks import (
 )
 from omconnect.connectors.files._rolling_writer import FormatWriter
 from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
-from omconnect.connectors.files._source_connector import FileSourceConnector, TypedColumnsSpec
+from omconnect.connectors.files._source_connector import (
+    FileSourceConnector,
+    TypedColumnsSpec,
+    arrow_column_types,
+)
 from omconnect.connectors.files._source_task import FileSourceTask
 
 
 class CsvSourceSpec(TypedColumnsSpec):
     """Options of the ``csv`` source."""
+
+    @classmethod
+    def reads(cls, arrow_type: pa.DataType) -> bool:
+        """Arrow's CSV reader parses scalars and dictionaries (enums), not nested values, JSON
+        or UUIDs."""
+        return not (pa.types.is_nested(arrow_type) or isinstance(arrow_type, pa.BaseExtensionType))
 
     delimiter: str = Field(
         default=",", min_length=1, max_length=1, description="The character between fields."

@@ -4,7 +4,7 @@ Reading parses blocks of whole lines with Arrow's JSON reader; the fields and ty
 come from its first block (or from ``columns``); a bad line goes to the dead letter topic.
 JSON has no timestamp or decimal type: such values stay strings and numbers unless
 ``columns`` says what they are. Writing encodes whole batches with Arrow compute (see
-``_jsonl_encoder``).
+``omconnect.codecs.json_text``); decimals are written as exact JSON numbers.
 """
 
 from __future__ import annotations
@@ -16,20 +16,33 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.json as arrow_json
 
+from omconnect.codecs.json_text import json_lines
 from omconnect.connectors.api import ConnectorSpec, register
-from omconnect.connectors.files._column_types import arrow_column_types
-from omconnect.connectors.files._jsonl_encoder import encode_jsonl
 from omconnect.connectors.files._line_blocks import line_block_size, line_chunks
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._record_blocks import BlockParser, blocks_of, parsed_batches
 from omconnect.connectors.files._rolling_writer import FormatWriter
 from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
-from omconnect.connectors.files._source_connector import FileSourceConnector, TypedColumnsSpec
+from omconnect.connectors.files._source_connector import (
+    FileSourceConnector,
+    TypedColumnsSpec,
+    arrow_column_types,
+)
 from omconnect.connectors.files._source_task import FileSourceTask
 
 
 class JsonlSourceSpec(TypedColumnsSpec):
     """Options of the ``jsonl`` source."""
+
+    @classmethod
+    def reads(cls, arrow_type: pa.DataType) -> bool:
+        """Arrow's JSON reader parses scalars, lists and structs, not maps, dictionaries
+        (enums), JSON or UUIDs, at any depth."""
+        if isinstance(arrow_type, pa.BaseExtensionType) or pa.types.is_dictionary(arrow_type):
+            return False
+        if pa.types.is_map(arrow_type):
+            return False
+        return all(cls.reads(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
 
 
 class JsonlSourceTask(FileSourceTask):
@@ -89,7 +102,7 @@ class _JsonlFormat:
         self._sink = sink
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._sink.write(encode_jsonl(batch))
+        self._sink.write(json_lines(batch, decimals="number"))
 
     def buffered_bytes(self) -> int:
         return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from omconnect.connectors.api.registry import registrations
+from omconnect.connectors.api.plugins import registrations
 from omconnect.runtime.docs.connector_pages import render_connector_page
 
 

@@ -20,8 +20,7 @@ import traceback
 from omconnect.runtime.brokers import BrokerNotFoundError, UnsupportedBrokerError
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.config.redaction import Redactor
-from omconnect.runtime.offsets import OffsetStoreError, OffsetStoreUnavailableError
-from omconnect.runtime.pipeline_lock import PipelineRunningError
+from omconnect.runtime.state import OffsetStoreError, PipelineRunningError, StateUnavailableError
 
 USAGE_EXIT = 2
 FAILURE_EXIT = 1
@@ -29,7 +28,7 @@ FAILURE_EXIT = 1
 _KNOWN: dict[type[BaseException], int] = {
     PipelineConfigError: USAGE_EXIT,
     UnsupportedBrokerError: USAGE_EXIT,
-    OffsetStoreUnavailableError: USAGE_EXIT,
+    StateUnavailableError: USAGE_EXIT,
     BrokerNotFoundError: FAILURE_EXIT,
     OffsetStoreError: FAILURE_EXIT,
     PipelineRunningError: FAILURE_EXIT,

@@ -1,4 +1,5 @@
-"""Turning one consumed message into a JSON-able dict for ``topics tail`` (the slow path)."""
+"""Turning one consumed message into a JSON-able dict for ``topics tail`` (the slow path),
+through the OpenMessaging message model (``omconnect.schemas.message.Message``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import fastavro
 
 from omconnect.runtime.brokers.base import ConsumedBatch
+from omconnect.schemas.message import Message
 
 AVRO_MAGIC = 0
 
@@ -28,17 +30,19 @@ class MessageView:
         self._schemas: dict[int, Any] = {}
 
     def describe(self, batch: ConsumedBatch, row: int) -> dict[str, Any]:
-        messages = batch.messages
-        offsets = messages.offsets
-        headers = messages.header_dict(row)
+        """The message in ``row`` as OpenMessaging sees it (``Message``): its id, topic,
+        partition, offset, born timestamp, key and data decoded, and every header."""
+        offsets = batch.messages.offsets
+        message = Message.from_batch_row(batch.messages, row, batch.topic, batch.partition)
         return {
-            "topic": batch.topic,
-            "partition": batch.partition,
+            "message_id": message.header.message_id,
+            "topic": message.header.destination,
+            "partition": message.extension_header.partition,
             "offset": int(offsets[row].as_py()) if offsets is not None else None,
-            "timestamp": int(messages.timestamps[row].as_py()),
-            "key": self.decode(messages.keys[row].as_py()),
-            "value": self.decode(messages.values[row].as_py()),
-            "headers": {k: _text(v) for k, v in headers.items()},
+            "timestamp": message.header.born_timestamp,
+            "key": self.decode(message.extension_header.message_key),
+            "value": self.decode(message.data),
+            "headers": {k: _text(v) for k, v in batch.messages.header_dict(row).items()},
         }
 
     def decode(self, body: bytes | None) -> Any:

@@ -26,11 +26,15 @@ from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError, note_secrets
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
-from omconnect.runtime.offsets import open_existing_offset_store, open_offset_store
-from omconnect.runtime.offsets.base import OffsetStore
-from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
-from omconnect.runtime.pipeline_lock import PipelineRunningError, pipeline_stopped
 from omconnect.runtime.pipeline_positions import pipeline_offsets
+from omconnect.runtime.state import (
+    OffsetStore,
+    PipelineRunningError,
+    open_offset_store,
+    open_state,
+    pipeline_stopped,
+)
+from omconnect.runtime.state.offsets import export_offsets, import_offsets
 from omconnect.runtime.worker.runner import open_sink_consumer
 from omconnect.schemas.position_codec import position_from_json
 from omconnect.schemas.record import Position
@@ -220,7 +224,7 @@ def export_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
-    store = open_existing_offset_store(loaded.config.state)
+    store = open_state(loaded.config.state).open_existing_offset_store()
     if store is None:
         return 0
     try:

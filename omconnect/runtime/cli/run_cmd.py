@@ -18,7 +18,7 @@ from omconnect.runtime.cli.progress import report_progress
 from omconnect.runtime.cli.stop_signals import stop_on_signals
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
-from omconnect.runtime.pipeline_lock import PipelineRunningError
+from omconnect.runtime.state import PipelineRunningError
 from omconnect.runtime.worker.runner import PipelineRunner
 
 log = logging.getLogger("omconnect.run")

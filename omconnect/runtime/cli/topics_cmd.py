@@ -12,14 +12,12 @@ import asyncio
 import json
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from omconnect.runtime.brokers import Broker, open_broker
 from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError
 from omconnect.runtime.cli.message_view import MessageView
-from omconnect.runtime.registry import SchemaRegistry
-from omconnect.runtime.state import REGISTRY_FILE, open_schema_registry
+from omconnect.runtime.state import open_state
 
 DEFAULT_BROKER = "embedded://.omconnect"
 DEFAULT_STATE = ".omconnect"
@@ -80,14 +78,8 @@ def _open(url: str) -> Broker:
         raise CommandError(f"--broker: {exc}", USAGE_EXIT) from None
 
 
-def _existing_registry(state: str) -> SchemaRegistry | None:
-    """The schema registry of ``state`` if one was made (Avro values need it), else None."""
-    if "://" in state or not (Path(state) / REGISTRY_FILE).is_file():
-        return None
-    return open_schema_registry(state)
-
-
 async def _tail(args: argparse.Namespace) -> None:
+    state = open_state(args.state)
     broker = _open(args.broker)
     try:
         topics = {topic.name for topic in await broker.list_topics()}
@@ -100,7 +92,7 @@ async def _tail(args: argparse.Namespace) -> None:
             f"topic {args.topic!r} does not exist on {args.broker} "
             "(omconnect topics list shows the topics there)"
         )
-    view = MessageView(_existing_registry(args.state))
+    view = MessageView(state.open_existing_schema_registry())
     consumer = await broker.consumer(f"omconnect.tail.{uuid.uuid4().hex}", [args.topic])
     try:
         ends = await consumer.end_offsets()

@@ -7,10 +7,8 @@ import json
 import sys
 from typing import Any
 
-from omconnect.runtime.config.connector_blocks import validate_connectors
-from omconnect.runtime.config.loader import load_pipeline
+from omconnect.runtime.config.loader import load_pipeline, redacted_config, validate_connectors
 from omconnect.runtime.config.problems import PipelineConfigError
-from omconnect.runtime.config.redaction import redacted_config
 
 
 def add_parser(commands: Any) -> None:

@@ -9,6 +9,8 @@ from omconnect.runtime.config.loader import (
     load_pipeline,
     load_pipelines,
     pipeline_files,
+    redacted_config,
+    validate_connectors,
 )
 from omconnect.runtime.config.model import (
     BatchingConfig,
@@ -23,7 +25,7 @@ from omconnect.runtime.config.problems import (
     format_key_path,
     parse_key_path,
 )
-from omconnect.runtime.config.redaction import RedactingFilter, Redactor, redacted_config
+from omconnect.runtime.config.redaction import RedactingFilter, Redactor
 
 __all__ = [
     "BatchingConfig",
@@ -50,4 +52,5 @@ __all__ = [
     "pipeline_files",
     "pipeline_json_schema",
     "redacted_config",
+    "validate_connectors",
 ]

@@ -1,4 +1,4 @@
-"""Resolving ``source:``, ``sink:`` and ``transforms:`` blocks against the plugin registry.
+"""Resolving ``source:``, ``sink:`` and ``transforms:`` blocks against the registered plugins.
 
 A block names a registered plugin (``connector: csv`` or ``type: filter``); every other key
 is one of that plugin's options and is validated against its spec.
@@ -11,7 +11,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
-from omconnect.connectors.api.registry import (
+from omconnect.connectors.api.plugins import (
     Registration,
     UnknownPluginError,
     lookup,
@@ -85,21 +85,3 @@ def _unknown(kind: BlockKind, name: str, path: KeyPath) -> Issue:
         listed = ", ".join(names[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
         message += f" (known: {listed})" if names else " (none are registered)"
     return Issue(path, message, close[0] if close else None)
-
-
-def validate_connectors(loaded: Any) -> None:
-    """Call the configured connectors' own ``validate()`` (which may reach their systems) and
-    raise ``PipelineConfigError`` locating each ``ConfigError`` in the pipeline file."""
-    from omconnect.connectors.api.errors import ConfigError
-    from omconnect.runtime.config.problems import PipelineConfigError
-
-    problems = []
-    for block, validated in (("source",), loaded.source), (("sink",), loaded.sink):
-        if validated is None:
-            continue
-        try:
-            validated.registration.cls(validated.spec).validate()
-        except ConfigError as error:
-            problems.append(loaded.connector_problem(block, error))
-    if problems:
-        raise PipelineConfigError(problems)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
-from omconnect.connectors.api.registry import Registration, registrations
+from omconnect.connectors.api.plugins import Registration, registrations
 from omconnect.runtime.config.connector_blocks import BlockKind, name_key
 from omconnect.runtime.config.model import PipelineConfig
 

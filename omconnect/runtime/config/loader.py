@@ -11,11 +11,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
 from omconnect.connectors.api.errors import ConfigError
+from omconnect.connectors.api.sink import SinkConnector
+from omconnect.connectors.api.source import SourceConnector
 from omconnect.runtime.config.connector_blocks import ValidatedConnector, validate_block
 from omconnect.runtime.config.interpolation import interpolate
 from omconnect.runtime.config.model import PipelineConfig
@@ -154,6 +156,49 @@ def pipeline_files(directory: str | Path) -> list[Path]:
         for entry in Path(directory).iterdir()
         if entry.suffix in PIPELINE_SUFFIXES and entry.is_file()
     )
+
+
+def validate_connectors(loaded: LoadedPipeline) -> None:
+    """Call the configured connectors' own ``validate()`` (which may reach their systems) and
+    raise ``PipelineConfigError`` locating each ``ConfigError`` in the pipeline file."""
+    problems: list[Problem] = []
+    for block, validated in (("source",), loaded.source), (("sink",), loaded.sink):
+        if validated is None:
+            continue
+        try:
+            connector = validated.registration.cls(validated.spec)
+            if isinstance(connector, SourceConnector | SinkConnector):  # always: not a transform
+                connector.validate()
+        except ConfigError as error:
+            problems.append(loaded.connector_problem(block, error))
+    if problems:
+        raise PipelineConfigError(problems)
+
+
+def redacted_config(loaded: LoadedPipeline) -> dict[str, Any]:
+    """The effective configuration of a loaded pipeline with every secret masked.
+
+    Connector and transform blocks show their validated spec (defaults filled in); ``topic``
+    and ``errors.dead_letter_topic`` show their effective values.
+    """
+    config = loaded.config
+    result: dict[str, Any] = config.model_dump(
+        mode="python", exclude={"source", "sink", "transforms"}
+    )
+    result["topic"] = config.effective_topic
+    result["errors"]["dead_letter_topic"] = config.effective_dead_letter_topic
+    if loaded.source is not None:
+        result["source"] = {
+            "connector": loaded.source.registration.name,
+            **dict(loaded.source.spec),
+        }
+    if loaded.sink is not None:
+        result["sink"] = {"connector": loaded.sink.registration.name, **dict(loaded.sink.spec)}
+    result["transforms"] = [
+        {"type": transform.registration.name, **dict(transform.spec)}
+        for transform in loaded.transforms
+    ]
+    return cast(dict[str, Any], loaded.redactor.redact_value(result))
 
 
 def _read_document(path: Path, file: str, redactor: Redactor) -> YamlDocument:

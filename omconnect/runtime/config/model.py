@@ -142,7 +142,7 @@ class PipelineConfig(_Strict):
     broker: str = DEFAULT_BROKER
     """Broker URL: embedded://path, kafka://host:9092, nats://..., amqp://..., redis://..."""
     state: str = DEFAULT_STATE
-    """Where offsets and the embedded registry live: a directory, or a postgresql:// URL."""
+    """Where offsets and the embedded schema registry live: a directory, or a postgresql:// URL."""
     source: ConnectorBlock | None = None
     """Where records come from (optional when the pipeline only sinks a topic)."""
     transforms: list[TransformBlock] = Field(default_factory=list)
@@ -160,7 +160,7 @@ class PipelineConfig(_Strict):
     exactly_once: bool = False
     """Publish each batch and store the source positions in one broker transaction, so a
     crash never duplicates a record on the topic (needs a broker with transactions)."""
-    format: Literal["avro", "json", "raw", "cloudevents"] = "avro"
+    format: Literal["avro", "json", "raw"] = "avro"
     """How records are encoded on the broker."""
     sink: ConnectorBlock | None = None
     """Where records go (optional when the pipeline only publishes)."""

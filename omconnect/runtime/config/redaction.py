@@ -15,14 +15,11 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from itertools import groupby
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 from urllib.parse import unquote
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import to_jsonable_python
-
-if TYPE_CHECKING:
-    from omconnect.runtime.config.loader import LoadedPipeline
 
 MASK = "***"
 SECRET_KEY_NAMES = ("password", "secret", "token", "api_key", "secret_access_key", "credentials")
@@ -245,29 +242,3 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redactor.redact(record.stack_info)
         return True
-
-
-def redacted_config(loaded: LoadedPipeline) -> dict[str, Any]:
-    """The effective configuration of a loaded pipeline with every secret masked.
-
-    Connector and transform blocks show their validated spec (defaults filled in); ``topic``
-    and ``errors.dead_letter_topic`` show their effective values.
-    """
-    config = loaded.config
-    result: dict[str, Any] = config.model_dump(
-        mode="python", exclude={"source", "sink", "transforms"}
-    )
-    result["topic"] = config.effective_topic
-    result["errors"]["dead_letter_topic"] = config.effective_dead_letter_topic
-    if loaded.source is not None:
-        result["source"] = {
-            "connector": loaded.source.registration.name,
-            **dict(loaded.source.spec),
-        }
-    if loaded.sink is not None:
-        result["sink"] = {"connector": loaded.sink.registration.name, **dict(loaded.sink.spec)}
-    result["transforms"] = [
-        {"type": transform.registration.name, **dict(transform.spec)}
-        for transform in loaded.transforms
-    ]
-    return cast(dict[str, Any], loaded.redactor.redact_value(result))

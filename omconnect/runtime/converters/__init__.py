@@ -6,7 +6,7 @@ from typing import Any
 
 from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
 
-FORMATS = ("avro", "json", "raw", "cloudevents")
+FORMATS = ("avro", "json", "raw")
 
 
 class UnsupportedFormatError(ValueError):
@@ -27,8 +27,6 @@ def make_converter(format_name: str, registry: Any) -> Converter:
         from omconnect.runtime.converters.raw import RawConverter
 
         return RawConverter()
-    if format_name == "cloudevents":
-        raise UnsupportedFormatError("format cloudevents is not available yet; use avro or json")
     raise UnsupportedFormatError(f"unknown format {format_name!r}; expected one of {FORMATS}")
 
 

@@ -10,7 +10,8 @@ Value mapping:
 - bytes as base64 strings; UUIDs as their hex text; JSON columns embedded as they are;
 - dates ``"2024-01-31"``, times ``"12:30:00.000000"``, timestamps ISO-8601
   (``"2024-01-31T12:30:00.000000"``; zoned ones in UTC with a ``Z``);
-- enums as their symbol; lists, maps and structs through a slower per-value path;
+- enums as their symbol; lists as arrays, structs as objects, maps as objects keyed by the
+  key's text, their values mapped by these same rules (``omconnect.codecs.json_text``);
 - nulls as ``null``. The key is a JSON object of the key columns.
 
 Decoding parses every body in one ``pyarrow.json`` call and infers the schema (JSON carries
@@ -35,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from omconnect.codecs.json_text import data_bytes, json_objects
 from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
-from omconnect.runtime.converters.json_text import data_bytes, json_objects
 from omconnect.runtime.converters.tombstones import (
     NO_KEY_ERROR,
     keyless_deletes,

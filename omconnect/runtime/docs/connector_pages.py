@@ -1,10 +1,10 @@
 """One Markdown page per registered connector, generated from its config spec.
 
 The pages under ``docs/connectors/`` are committed; ``python -m omconnect.runtime.docs``
-rewrites them and a registry-wide test fails when one is stale. A page covers every
+rewrites them and a test over every plugin fails when one is stale. A page covers every
 registration of its name, so the csv source and the csv sink share ``csv.md``. The output
 depends only on the registered classes, never on the machine, the date or the order of
-entry points, so regenerating an unchanged registry changes no byte.
+entry points, so regenerating unchanged plugins changes no byte.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from omconnect.connectors.api.registry import Registration, UnknownPluginError, registrations
+from omconnect.connectors.api.plugins import Registration, UnknownPluginError, registrations
 from omconnect.runtime.docs.example_config import example_options
 from omconnect.runtime.docs.spec_options import SpecOption, spec_options
 
@@ -83,7 +83,7 @@ def render_connector_index(names: Iterable[str]) -> str:
 
 
 def expected_pages() -> dict[str, str]:
-    """File name -> content of every page the registry calls for, the index included."""
+    """File name -> content of every page the registered connectors call for, the index included."""
     names = connector_names()
     pages = {f"{name}.md": render_connector_page(name) for name in names}
     pages[INDEX_PAGE] = render_connector_index(names)
@@ -97,7 +97,7 @@ def write_connector_pages(directory: Path | str) -> list[Path]:
     longer registered are not deleted; ``stale_connector_pages`` reports them.
 
     Returns:
-        The path of every page the registry calls for, sorted.
+        The path of every page the registered connectors call for, sorted.
     """
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)

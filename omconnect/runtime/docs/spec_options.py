@@ -1,4 +1,4 @@
-"""A connector spec's options, flattened into rows for docs and registry-wide checks.
+"""A connector spec's options, flattened into rows for docs and checks over every plugin.
 
 Nested pydantic models (such as ``s3: {endpoint_url, region}``) become dotted rows
 (``s3.endpoint_url``); a list of models becomes ``name[].field``. Everything shown is derived

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from omconnect.runtime.config.redaction import redacted_config
+from omconnect.runtime.config.loader import redacted_config
 from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.serve import prometheus, status_page
 from omconnect.runtime.serve.http_server import (

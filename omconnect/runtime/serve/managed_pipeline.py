@@ -16,7 +16,6 @@ from datetime import datetime
 
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.config.problems import PipelineConfigError
-from omconnect.runtime.pipeline_lock import PipelineRunningError
 from omconnect.runtime.serve.pipeline_state import (
     PipelineCounters,
     PipelineState,
@@ -25,6 +24,7 @@ from omconnect.runtime.serve.pipeline_state import (
     RunResult,
     utc_now,
 )
+from omconnect.runtime.state import PipelineRunningError
 from omconnect.runtime.worker.runner import PipelineRunner
 
 log = logging.getLogger("omconnect.serve")

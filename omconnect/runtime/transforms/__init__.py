@@ -5,6 +5,5 @@ Each transform module registers itself when imported; the runtime finds them thr
 """
 
 from omconnect.runtime.transforms.row_errors import TransformRowErrors
-from omconnect.runtime.transforms.type_names import format_type, parse_type
 
-__all__ = ["TransformRowErrors", "format_type", "parse_type"]
+__all__ = ["TransformRowErrors"]

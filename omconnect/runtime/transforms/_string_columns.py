@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from omconnect.runtime.transforms.uuid_strings import uuid_to_text
+from omconnect.codecs.uuid_text import uuid_to_text
 
 
 def is_text(arrow_type: pa.DataType) -> bool:

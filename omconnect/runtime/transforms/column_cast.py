@@ -12,8 +12,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from omconnect.codecs.uuid_text import uuid_from_text
 from omconnect.runtime.transforms._string_columns import as_text, is_bytes, is_text
-from omconnect.runtime.transforms.uuid_strings import uuid_from_text
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import to_arrow_type
 from omconnect.schemas.types import DataType, Kind

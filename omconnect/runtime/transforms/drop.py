@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import register
+from omconnect.connectors.api.plugins import register
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.transforms._column_names import require_columns

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import register
+from omconnect.connectors.api.plugins import register
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.transforms.expression import parse_expression

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from pydantic import ConfigDict, Field, model_validator
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.connectors.api.registry import register
+from omconnect.connectors.api.plugins import register
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.transforms._arrow_columns import rebuild_values

@@ -73,7 +73,7 @@ def _compatible(a: RecordBatch, b: RecordBatch) -> bool:
         a.schema == b.schema
         and a.stream == b.stream
         and a.topic == b.topic
-        and (a.message_ids is None) == (b.message_ids is None)
+        and (a.carried_message_ids is None) == (b.carried_message_ids is None)
         and a.key_schema == b.key_schema
         and (a.keys is None) == (b.keys is None)
         and (a.timestamps is None) == (b.timestamps is None)

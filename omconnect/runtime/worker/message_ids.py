@@ -9,10 +9,10 @@ A source that resumes from a committed position and marks its rows at the same p
 the same ids again, so a broker that de-duplicates by message id (NATS ``Nats-Msg-Id``) or a
 consumer can drop redelivered records.
 
-The ids travel in the message batch's ``message_id`` column (``oms.message_id`` on brokers
-with headers only). Nothing here builds a Python object per row: ids
-(``<16 hex digits>-<index in hex>``, one width per batch) are written into the string buffer
-with numpy, headers are a ``map`` column gathered from offsets with numpy.
+The ids are ``<16 hex digits>-<index in hex>`` (one width per polled batch) and travel as
+``MessageIdRuns``, a few runs per batch, until something reads them as strings (the message
+batch's ``message_id`` column; ``oms.message_id`` on brokers with headers only). Nothing here
+builds a Python object per row: headers are a ``map`` column gathered from offsets with numpy.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from omconnect.schemas.message_batch import HEADERS_TYPE
+from omconnect.schemas.message_ids import MessageIdRuns
 from omconnect.schemas.position_codec import encode_position_value
 from omconnect.schemas.record import RecordBatch, partition_id
 
@@ -44,11 +45,10 @@ class MessageIdDeriver:
         self._reached: dict[str, str] = {}
         self._trailing: tuple[str, int] | None = None
 
-    def ids(self, batch: RecordBatch) -> pa.StringArray:
+    def ids(self, batch: RecordBatch) -> MessageIdRuns:
         """One id per row of ``batch`` (a batch as the source polled it)."""
         n = batch.num_rows
         prefixes: list[str] = []
-        starts: list[int] = []
         lengths: list[int] = []
         first_index: list[int] = []
         start = 0
@@ -60,7 +60,6 @@ class MessageIdDeriver:
             if mark.end_row > start:
                 prefix, index = self._segment_start(pid)
                 prefixes.append(prefix)
-                starts.append(start)
                 lengths.append(mark.end_row - start)
                 first_index.append(index)
             self._reached[pid] = encode_position_value(dict(mark.position.offset))
@@ -75,11 +74,10 @@ class MessageIdDeriver:
                 self._trailing = (_digest(anchor, self._reached.get(anchor, "")), 0)
             prefix, index = self._trailing
             prefixes.append(prefix)
-            starts.append(start)
             lengths.append(n - start)
             first_index.append(index)
             self._trailing = (prefix, index + n - start)
-        return _join_ids(prefixes, starts, lengths, first_index, n)
+        return MessageIdRuns.derived(prefixes, first_index, lengths)
 
     def _segment_start(self, pid: str) -> tuple[str, int]:
         if self._trailing is not None:
@@ -89,40 +87,6 @@ class MessageIdDeriver:
 
 def _digest(pid: str, offset: str) -> str:
     return hashlib.blake2b(f"{pid}\x00{offset}".encode(), digest_size=8).hexdigest()
-
-
-# Byte value -> its two hex digits, as one uint16 in memory order.
-_BYTE_HEX = np.frombuffer(
-    b"".join(f"{value:02x}".encode() for value in range(256)), dtype=np.uint16
-)
-_PREFIX_WIDTH = 16
-
-
-def _join_ids(
-    prefixes: list[str], starts: list[int], lengths: list[int], first_index: list[int], n: int
-) -> pa.StringArray:
-    """``<prefix>-<index in hex>``, every id of one width, written straight into the string
-    array's data buffer (one numpy pass per character column, no per-row string)."""
-    if n == 0:
-        return pa.array([], pa.string())
-    index = np.arange(n, dtype=np.int64) - np.repeat(np.asarray(starts, np.int64), lengths)
-    index += np.repeat(np.asarray(first_index, np.int64), lengths)
-    # The index as big-endian bytes, each byte two hex digits: 8 digits, or 16 past 2**32.
-    wide = int(index.max()) >= 1 << 32
-    index_bytes = index.astype(">u8" if wide else ">u4").view(np.uint8).reshape(n, -1)
-    digits = 2 * index_bytes.shape[1]
-    width = _PREFIX_WIDTH + 1 + digits
-    data = np.empty((n, width), dtype=np.uint8)
-    if len(prefixes) == 1:
-        data[:, : _PREFIX_WIDTH + 1] = np.frombuffer(f"{prefixes[0]}-".encode(), dtype=np.uint8)
-    else:
-        segment = np.repeat(np.arange(len(prefixes)), lengths)
-        prefix_bytes = np.frombuffer("".join(prefixes).encode("ascii"), dtype=np.uint8)
-        data[:, :_PREFIX_WIDTH] = prefix_bytes.reshape(-1, _PREFIX_WIDTH)[segment]
-        data[:, _PREFIX_WIDTH] = ord("-")
-    data[:, _PREFIX_WIDTH + 1 :] = _BYTE_HEX[index_bytes].view(np.uint8).reshape(n, digits)
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def message_headers(batch: RecordBatch) -> pa.MapArray | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.schemas.position_codec import decode_position_value
 from omconnect.schemas.record import partition_id
 

@@ -27,13 +27,16 @@ from omconnect.runtime.brokers.base import (
     TopicPartition,
     TopicSettings,
 )
-from omconnect.runtime.config.connector_blocks import validate_connectors
-from omconnect.runtime.config.loader import LoadedPipeline
+from omconnect.runtime.config.loader import LoadedPipeline, validate_connectors
 from omconnect.runtime.converters import make_converter
-from omconnect.runtime.offsets import open_offset_store
-from omconnect.runtime.offsets.base import OffsetStore
-from omconnect.runtime.pipeline_lock import DirectoryClaims, PipelineLock, PipelineRunningError
-from omconnect.runtime.state import open_schema_registry
+from omconnect.runtime.state import (
+    DirectoryClaims,
+    OffsetStore,
+    PipelineLock,
+    PipelineRunningError,
+    open_offset_store,
+    open_schema_registry,
+)
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.loop_parts import PipelineParts, PipelineTopics, TaskSetup
 from omconnect.runtime.worker.metrics import PipelineMetrics

@@ -43,6 +43,7 @@ from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_
 from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.transform_chain import apply_transforms
 from omconnect.schemas.arrow import from_arrow_schema
+from omconnect.schemas.message_ids import MessageIdRuns
 from omconnect.schemas.record import Position, PositionMark, RecordBatch
 from omconnect.schemas.schema import Schema
 
@@ -371,7 +372,7 @@ class SinkLoop:
                 timestamps=_pick(messages.timestamps, rows),
                 tombstones=group.tombstones,
                 row_headers=_pick(messages.headers, rows),
-                message_ids=_pick(messages.message_ids, rows),
+                message_ids=_pick(messages.carried_message_ids, rows),
                 topic=consumed.topic,
                 partition=consumed.partition,
             )
@@ -437,9 +438,9 @@ class SinkLoop:
         return positions if result is None else list(result)
 
 
-def _pick(column: pa.Array, rows: pa.Int64Array) -> pa.Array:
+def _pick(column: pa.Array | MessageIdRuns, rows: pa.Int64Array) -> pa.Array | MessageIdRuns:
     """``column`` at ``rows``: a zero-copy slice when the rows are one run (the usual case,
-    a consumed batch of one schema), else a gather."""
+    a consumed batch of one schema), else a gather. Id runs stay runs when sliced."""
     first = rows[0].as_py() if len(rows) else 0
     if len(rows) and rows[len(rows) - 1].as_py() - first == len(rows) - 1:
         return column.slice(first, len(rows))

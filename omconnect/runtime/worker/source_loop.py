@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from omconnect.runtime.brokers.base import Producer
-from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.runtime.worker.batching import BatchAccumulator
 from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.in_flight import InFlightBudget
@@ -289,7 +289,7 @@ class SourceLoop:
                         keys=keys,
                         timestamps=part.timestamps,
                         headers=message_headers(part),
-                        message_ids=part.message_ids,
+                        message_ids=part.carried_message_ids,
                     ),
                 )
             )
@@ -453,7 +453,7 @@ class SourceLoop:
 def _give_ids(ids: MessageIdDeriver, batches: list[RecordBatch]) -> None:
     """Message ids for the batches the task polled, in poll order (on the task's thread)."""
     for batch in batches:
-        if batch.message_ids is None and batch.num_rows:
+        if batch.carried_message_ids is None and batch.num_rows:
             batch.message_ids = ids.ids(batch)
 
 

@@ -58,10 +58,6 @@ class TaskThread:
         name = getattr(function, "__name__", "function")
         return await self._on_thread(name, function, args)
 
-    def submit(self, method: str, *args: Any) -> asyncio.Future[Any]:
-        """Start a call without waiting for it (for hooks like ``commit``)."""
-        return asyncio.ensure_future(self.call(method, *args))
-
     @property
     def busy(self) -> str | None:
         """``poll() for 12.3s`` while the thread is inside a call, else None."""

@@ -177,5 +177,21 @@ def test_unknown_column_type_is_refused() -> None:
 
     from omconnect.connectors.files.csv import CsvSourceSpec
 
-    with pytest.raises(ValidationError, match="unknown column type"):
+    with pytest.raises(ValidationError, match=r"unknown type 'int65' at position 1"):
         CsvSourceSpec.model_validate({"path": "x.csv", "columns": {"a": "int65"}})
+
+
+@pytest.mark.parametrize("text", ["array<int64>", "json", "uuid", "struct<a:int64>"])
+def test_types_the_csv_reader_cannot_parse_are_refused_before_running(
+    tmp_path: Path, text: str
+) -> None:
+    with pytest.raises(ConfigError, match="cannot read a column as") as raised:
+        SourceDriver("csv", {"path": f"{tmp_path}/*.csv", "columns": {"c": text}})
+    assert raised.value.key == "columns.c"
+
+
+def test_sql_spellings_work_in_columns(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,name\n007,x\n")
+    config = {"path": f"{tmp_path}/a.csv", "columns": {"id": "varchar", "name": "TEXT"}}
+    batches = SourceDriver("csv", config).read_to_end()
+    assert batches[0].values.column("id").to_pylist() == ["007"]

@@ -14,6 +14,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 
+from omconnect.codecs.uuid_text import UUID_TEXT_LENGTH, uuids_from_text_matrix
 from omconnect.runtime.converters.avro.arrow_values import integer_array, integer_bounds
 from omconnect.runtime.converters.avro.avro_types import (
     AvroType,
@@ -34,7 +35,6 @@ from omconnect.runtime.converters.avro.span_reads import (
     binary_of_spans,
     unaligned_values,
 )
-from omconnect.runtime.converters.avro.uuid_text import UUID_TEXT_LENGTH, decode_uuids
 
 I64 = npt.NDArray[np.int64]
 
@@ -179,7 +179,7 @@ def _read_text(
         wrong_length = lengths != UUID_TEXT_LENGTH
         cursor.fail_where(rows, wrong_length, f"{path}: a UUID string has 36 characters")
         text = sliding_window_view(cursor.padded, UUID_TEXT_LENGTH)[starts]
-        array, bad = decode_uuids(text, kind)
+        array, bad = uuids_from_text_matrix(text, kind)
         cursor.fail_where(rows, bad & ~wrong_length, f"{path}: not a UUID")
         return array
     binary = binary_of_spans(cursor.padded, starts, lengths)

@@ -35,7 +35,7 @@ from omconnect.runtime.converters.tombstones import (
     null_batch,
     null_mask,
 )
-from omconnect.runtime.registry.protocol import SchemaRegistry, key_subject, value_subject
+from omconnect.runtime.state.schema_registry import SchemaRegistry, key_subject, value_subject
 from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
 from omconnect.schemas.avro import from_avro_schema, to_avro_schema
 from omconnect.schemas.record import RecordBatch

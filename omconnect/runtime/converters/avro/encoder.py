@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from omconnect.codecs.uuid_text import UUID_TEXT_LENGTH, uuid_bytes, uuid_text_matrix
 from omconnect.runtime.converters.avro.arrow_values import (
     fixed_width_values,
     integer_values,
@@ -48,7 +49,6 @@ from omconnect.runtime.converters.avro.decimal_bytes import encode_decimals
 from omconnect.runtime.converters.avro.errors import UnencodableRowsError
 from omconnect.runtime.converters.avro.row_failures import RowFailures
 from omconnect.runtime.converters.avro.row_fallback import encode_rows
-from omconnect.runtime.converters.avro.uuid_text import encode_uuids
 from omconnect.runtime.converters.avro.varint import encode_varints
 
 Mask = npt.NDArray[np.bool_]
@@ -294,3 +294,12 @@ def _encode_text(
             raw = np.frombuffer(storage.buffers()[2], dtype=np.uint8)[first:]
             return [length_part, MatrixPart(raw[: num_rows * width].reshape(num_rows, width))]
     return [length_part, data]
+
+
+def encode_uuids(array: pa.Array) -> MatrixPart:
+    """Each UUID as an Avro string: the length byte (36) then the canonical text."""
+    text = uuid_text_matrix(uuid_bytes(array))
+    matrix = np.empty((len(text), UUID_TEXT_LENGTH + 1), dtype=np.uint8)
+    matrix[:, 0] = zigzag_of_index(UUID_TEXT_LENGTH)
+    matrix[:, 1:] = text
+    return MatrixPart(matrix, np.full(len(text), UUID_TEXT_LENGTH + 1, dtype=np.int64))

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import fastavro
 
-from omconnect.runtime.registry.compatibility import incompatibilities
-from omconnect.runtime.registry.protocol import (
+from omconnect.runtime.sqlite_wal import connect_wal
+from omconnect.runtime.state.schema_registry.compatibility import incompatibilities
+from omconnect.runtime.state.schema_registry.protocol import (
     DEFAULT_COMPATIBILITY,
     AvroSchema,
     CompatibilityMode,
     IncompatibleSchemaError,
     SchemaNotFoundError,
 )
-from omconnect.runtime.sqlite_wal import connect_wal
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS schemas (

@@ -12,7 +12,7 @@ import pytest
 
 from omconnect.connectors.api import ConnectorError
 from omconnect.runtime.file_lock import FileLock, LockHeldError, LockHolder
-from omconnect.runtime.pipeline_lock import (
+from omconnect.runtime.state.pipeline_lock import (
     SINK_DIRECTORY_LOCK,
     DirectoryClaims,
     PipelineLock,

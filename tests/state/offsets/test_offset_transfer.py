@@ -1,4 +1,4 @@
-"""Opening the offset store of a pipeline's ``state:``, and exporting / importing offsets."""
+"""Exporting and importing a namespace's offsets."""
 
 from __future__ import annotations
 
@@ -6,38 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from omconnect.runtime.offsets import (
-    OffsetStoreUnavailableError,
-    SqliteOffsetStore,
-    export_offsets,
-    open_offset_store,
-)
+from omconnect.runtime.state.offsets import SqliteOffsetStore, export_offsets
 from omconnect.schemas.record import Position
-
-
-def test_a_directory_gives_the_sqlite_store(tmp_path: Path) -> None:
-    state = tmp_path / "nested" / ".omconnect"
-    store = open_offset_store(str(state))
-    assert isinstance(store, SqliteOffsetStore)
-    store.put("p", [Position({"f": "a"}, {"n": 1})])
-    store.close()
-    assert (state / "offsets.sqlite").is_file()
-    again = open_offset_store(state)
-    assert again.get("p", {"f": "a"}) == {"n": 1}
-    again.close()
-
-
-@pytest.mark.parametrize(
-    "state", ["postgresql://omconnect:pw@db:5432/state", "postgres://db/state"]
-)
-def test_postgres_state_is_not_available_yet(state: str) -> None:
-    with pytest.raises(NotImplementedError, match="Postgres offset store is not available yet"):
-        open_offset_store(state)
-
-
-def test_other_urls_are_refused() -> None:
-    with pytest.raises(OffsetStoreUnavailableError, match="s3://"):
-        open_offset_store("s3://bucket/state")
 
 
 def test_export_then_import_into_another_namespace(tmp_path: Path) -> None:

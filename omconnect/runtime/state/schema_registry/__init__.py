@@ -1,7 +1,7 @@
 """The schema registry: Avro schemas under subjects with global ids (Confluent's model)."""
 
-from omconnect.runtime.registry.compatibility import incompatibilities, reader_problems
-from omconnect.runtime.registry.protocol import (
+from omconnect.runtime.state.schema_registry.compatibility import incompatibilities, reader_problems
+from omconnect.runtime.state.schema_registry.protocol import (
     DEFAULT_COMPATIBILITY,
     CompatibilityMode,
     IncompatibleSchemaError,
@@ -10,7 +10,7 @@ from omconnect.runtime.registry.protocol import (
     key_subject,
     value_subject,
 )
-from omconnect.runtime.registry.sqlite import SqliteSchemaRegistry, canonical_json
+from omconnect.runtime.state.schema_registry.sqlite import SqliteSchemaRegistry, canonical_json
 
 __all__ = [
     "DEFAULT_COMPATIBILITY",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
-from omconnect.runtime.transforms.type_names import format_type, parse_type
+from omconnect.codecs.type_names import TYPE_WORDS, format_type, parse_type
+from omconnect.connectors.files.csv import CsvSourceSpec
+from omconnect.runtime.transforms.cast import CastSpec
 from omconnect.schemas import types as t
 from omconnect.schemas.types import Field
 
@@ -89,3 +92,49 @@ def test_errors_name_the_position(text: str, fragment: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_type(text)
     assert fragment in str(caught.value)
+
+
+# Every word the grammar knows, in the cases users write them, the parameterised forms, and
+# texts that name no type: the csv `columns` option and the cast transform must agree on all.
+SPELLINGS = [
+    *TYPE_WORDS,
+    *(word.upper() for word in TYPE_WORDS),
+    "decimal(12,2)",
+    "DECIMAL( 12 , 2 )",
+    "decimal(5)",
+    "timestamp(UTC)",
+    "timestamp(Europe/Paris)",
+    "timestamp(+02:00)",
+    "array<varchar not null>",
+    "map<text,int>",
+    "struct<id:bigint not null,name:varchar>",
+    "enum<s,m,l>",
+    "int65",
+    "decimal(0,0)",
+    "timestamp(Mars/Olympus)",
+    "array<int64",
+    "varchar(10)",
+    "",
+]
+
+
+def _accepts(model: type[BaseModel], options: dict[str, object]) -> str | None:
+    """None when ``model`` accepts ``options``, else the first error's message."""
+    try:
+        model.model_validate(options)
+    except ValidationError as error:
+        return str(error.errors()[0]["msg"])
+    return None
+
+
+@pytest.mark.parametrize("text", SPELLINGS)
+def test_csv_columns_and_cast_accept_the_same_type_names(text: str) -> None:
+    csv = _accepts(CsvSourceSpec, {"path": "x.csv", "columns": {"a": text}})
+    cast = _accepts(CastSpec, {"fields": {"a": text}})
+    assert csv == cast
+
+
+def test_the_spellings_cover_both_outcomes() -> None:
+    outcomes = {_accepts(CastSpec, {"fields": {"a": text}}) is None for text in SPELLINGS}
+    assert outcomes == {True, False}
+    assert parse_type("varchar") == parse_type("VarChar") == t.string()

@@ -25,9 +25,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from omconnect.runtime.offsets.base import OffsetStore, OffsetStoreError
-from omconnect.runtime.offsets.transfer import export_offsets, import_offsets
 from omconnect.runtime.sqlite_wal import connect_wal
+from omconnect.runtime.state.offsets.base import OffsetStore, OffsetStoreError
+from omconnect.runtime.state.offsets.transfer import export_offsets, import_offsets
 from omconnect.schemas.position_codec import decode_position_value, encode_position_value
 from omconnect.schemas.record import Position, partition_id
 

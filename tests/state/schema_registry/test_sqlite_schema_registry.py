@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from omconnect.runtime.registry import (
+from omconnect.runtime.state.schema_registry import (
     CompatibilityMode,
     IncompatibleSchemaError,
     SchemaNotFoundError,
@@ -110,7 +110,7 @@ def test_subject_names_follow_topic_name_strategy() -> None:
 
 _WORKER = """
 import json, sys
-from omconnect.runtime.registry import SqliteSchemaRegistry
+from omconnect.runtime.state.schema_registry import SqliteSchemaRegistry
 path, worker = sys.argv[1], sys.argv[2]
 registry = SqliteSchemaRegistry(path)
 base = {"name": "id", "type": "long"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from omconnect.runtime.offsets import SqliteOffsetStore
+from omconnect.runtime.state.offsets import SqliteOffsetStore
 from omconnect.schemas.record import Position
 
 
@@ -89,7 +89,7 @@ def test_threads_share_one_store(store: SqliteOffsetStore) -> None:
 
 _PUT_IN_A_LOOP = """
 import sys
-from omconnect.runtime.offsets import SqliteOffsetStore
+from omconnect.runtime.state.offsets import SqliteOffsetStore
 from omconnect.schemas.record import Position
 
 store = SqliteOffsetStore(sys.argv[1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from omconnect.runtime.offsets.base import OffsetStore
+from omconnect.runtime.state.offsets.base import OffsetStore
 from omconnect.schemas.position_codec import position_from_json, position_to_json
 from omconnect.schemas.record import Position
 

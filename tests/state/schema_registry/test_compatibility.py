@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from omconnect.runtime.registry import CompatibilityMode, incompatibilities, reader_problems
+from omconnect.runtime.state.schema_registry import (
+    CompatibilityMode,
+    incompatibilities,
+    reader_problems,
+)
 
 
 def rec(*fields: dict, name: str = "r") -> dict:

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastavro.schema import expand_schema
 
-from omconnect.runtime.registry.protocol import AvroSchema, CompatibilityMode
+from omconnect.runtime.state.schema_registry.protocol import AvroSchema, CompatibilityMode
 
 _PROMOTIONS = {
     "int": {"long", "float", "double"},

@@ -1,9 +1,9 @@
-"""The registry of connectors and transforms.
+"""Plugins: the connector and transform classes pipelines name, and how they are found.
 
 Built-in and third-party plugins register the same way: a module ends with
 ``register(MySource)``, and its distribution names the module in the entry-point group
 ``omconnect.connectors`` (transforms: ``omconnect.transforms``). ``load_plugins()`` imports
-every module of those groups once.
+every module of those groups once; ``lookup`` and ``registrations`` load them first.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Registration:
         return self.cls.description or (self.cls.__doc__ or "").strip().split("\n")[0]
 
 
-_registry: dict[tuple[Kind, str], Registration] = {}
+_plugins: dict[tuple[Kind, str], Registration] = {}
 _loaded = False
 
 
@@ -62,10 +62,10 @@ def register(cls: Plugin) -> Plugin:
         kind = "transform"
     else:
         raise TypeError(f"{cls!r} is not a SourceConnector, SinkConnector or Transform")
-    existing = _registry.get((kind, cls.name))
+    existing = _plugins.get((kind, cls.name))
     if existing is not None and existing.cls is not cls:
         raise ValueError(f"{kind} {cls.name!r} is registered twice ({existing.module})")
-    _registry[(kind, cls.name)] = Registration(cls.name, kind, cls, cls.__module__)
+    _plugins[(kind, cls.name)] = Registration(cls.name, kind, cls, cls.__module__)
     return cls
 
 
@@ -83,17 +83,17 @@ def load_plugins() -> None:
 def registrations(kind: Kind | None = None) -> list[Registration]:
     """Every registered plugin (of ``kind``), sorted by kind and name."""
     load_plugins()
-    found = [r for (k, _), r in _registry.items() if kind is None or k == kind]
+    found = [r for (k, _), r in _plugins.items() if kind is None or k == kind]
     return sorted(found, key=lambda r: (r.kind, r.name))
 
 
 def lookup(kind: Kind, name: str) -> Registration:
     """The plugin of ``kind`` called ``name``; raises ``UnknownPluginError`` with suggestions."""
     load_plugins()
-    found = _registry.get((kind, name))
+    found = _plugins.get((kind, name))
     if found is not None:
         return found
-    names = sorted(n for (k, n) in _registry if k == kind)
+    names = sorted(n for (k, n) in _plugins if k == kind)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f' (did you mean "{close[0]}"?)' if close else ""
     raise UnknownPluginError(f'unknown {kind} "{name}"{hint}; known: {", ".join(names)}')

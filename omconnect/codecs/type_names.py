@@ -8,10 +8,13 @@ The grammar follows ``str()`` of the types in ``omconnect.schemas.types``::
     struct<id:int64 not null,name:string>       enum<small,medium,large>
 
 ``timestamp`` alone is a local (zone-less) timestamp; ``timestamp(ZONE)`` is an instant shown
-in ``ZONE`` (an IANA name, ``UTC`` or an offset like ``+02:00``). A few common aliases are
-accepted (``int``, ``bigint``, ``double``, ``text``, ``timestamptz`` ...); ``format_type``
-always writes the canonical name. Names of structs and enums and field docs have no place in
-the text, so ``parse_type(format_type(t)) == t`` holds for types without them.
+in ``ZONE`` (an IANA name, ``UTC`` or an offset like ``+02:00``); every timestamp has
+microsecond precision. Keywords are read in any case, and the SQL spellings in ``ALIASES``
+(``int``, ``bigint``, ``double``, ``varchar``, ``timestamptz`` ...) are accepted too;
+``format_type`` always writes the canonical name. Names of structs and enums and field docs
+have no place in the text, so ``parse_type(format_type(t)) == t`` holds for types without
+them. This is the one grammar of every option that names a type: the ``cast`` transform's
+``fields`` and the ``columns`` of the csv and jsonl sources.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from omconnect.schemas.types import DataType, Field, Kind
 _PARAMETERISED = {Kind.DECIMAL, Kind.TIMESTAMP, Kind.ARRAY, Kind.MAP, Kind.STRUCT, Kind.ENUM}
 _PRIMITIVES: dict[str, Kind] = {k.value: k for k in Kind if k not in _PARAMETERISED}
 
-_ALIASES: dict[str, DataType] = {
+# Other spellings of the types, each the name of a type in SQL or a common language.
+ALIASES: dict[str, DataType] = {
     "bool": t.boolean(),
     "tinyint": t.int8(),
     "smallint": t.int16(),
@@ -47,6 +51,8 @@ _ALIASES: dict[str, DataType] = {
 }
 
 _COMPOSITE = ("decimal", "timestamp", "array", "map", "struct", "enum")
+# Every word that starts a type: the canonical names, the aliases, the parameterised types.
+TYPE_WORDS: tuple[str, ...] = (*_PRIMITIVES, *ALIASES, *_COMPOSITE)
 _OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
 _DIGITS = re.compile(r"\d+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -149,8 +155,8 @@ class _TypeParser:
         word = self.name().lower()
         if word in _PRIMITIVES:
             return t.Primitive(_PRIMITIVES[word])
-        if word in _ALIASES:
-            return _ALIASES[word]
+        if word in ALIASES:
+            return ALIASES[word]
         if word == "decimal":
             return self._decimal()
         if word == "timestamp":
@@ -168,7 +174,7 @@ class _TypeParser:
         if word == "enum":
             return self._enum()
         self.pos = start
-        close = difflib.get_close_matches(word, [*_PRIMITIVES, *_ALIASES, *_COMPOSITE], n=1)
+        close = difflib.get_close_matches(word, TYPE_WORDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         known = ", ".join([*_PRIMITIVES, "decimal(p,s)", "timestamp(ZONE)", *_COMPOSITE])
         self.fail(f"unknown type {word!r}", f"{hint}; known: {known}")

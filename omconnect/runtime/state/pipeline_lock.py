@@ -1,6 +1,6 @@
 """One runner per pipeline, and one pipeline per sink directory.
 
-A run holds its pipeline's lock (``STATE/locks/<pipeline>.lock``, see ``state``) from before
+A run holds its pipeline's lock (``STATE/locks/<pipeline>.lock``, see ``directory``) from before
 it opens the broker until everything is closed and committed: exclusively when the pipeline
 has a source (a second runner would read and publish every record again), shared when it only
 sinks topics (members of one consumer group split the partitions: that is how such a pipeline
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from omconnect.connectors.api.errors import ConnectorError
 from omconnect.runtime.file_lock import FileLock, LockHeldError, LockHolder
-from omconnect.runtime.state import pipeline_lock_path
+from omconnect.runtime.state.backends import open_state
 
 SINK_DIRECTORY_LOCK = ".omconnect.lock"
 
@@ -41,11 +41,12 @@ class PipelineRunningError(Exception):
 
 
 class PipelineLock:
-    """The lock a run of ``pipeline`` holds in the state directory ``state``."""
+    """The lock a run of ``pipeline`` holds in its ``state:`` (no lock where the backend
+    has no lock files)."""
 
     def __init__(self, state: str, pipeline: str) -> None:
         self.pipeline = pipeline
-        path = pipeline_lock_path(state, pipeline)
+        path = open_state(state).pipeline_lock_path(pipeline)
         self._lock = FileLock(path) if path is not None else None
 
     def acquire(self, command: str | None = None, *, shared: bool = False) -> None:

@@ -1,0 +1,40 @@
+"""A pipeline's state: its offsets, its schemas and the lock that keeps one runner at a time.
+
+``open_state(url)`` opens the backend a pipeline's ``state:`` names (a directory today, a
+``postgresql://`` URL later); ``open_offset_store`` and ``open_schema_registry`` open what a
+run needs from it. ``offsets`` and ``schema_registry`` hold the store contracts and their
+SQLite implementations; ``pipeline_lock`` the run lock and the sink directory claims.
+"""
+
+from omconnect.runtime.state.backends import (
+    StateBackend,
+    StateUnavailableError,
+    open_offset_store,
+    open_schema_registry,
+    open_state,
+)
+from omconnect.runtime.state.directory import DirectoryState
+from omconnect.runtime.state.offsets import OffsetStore, OffsetStoreError
+from omconnect.runtime.state.pipeline_lock import (
+    DirectoryClaims,
+    PipelineLock,
+    PipelineRunningError,
+    pipeline_stopped,
+)
+from omconnect.runtime.state.schema_registry import SchemaRegistry
+
+__all__ = [
+    "DirectoryClaims",
+    "DirectoryState",
+    "OffsetStore",
+    "OffsetStoreError",
+    "PipelineLock",
+    "PipelineRunningError",
+    "SchemaRegistry",
+    "StateBackend",
+    "StateUnavailableError",
+    "open_offset_store",
+    "open_schema_registry",
+    "open_state",
+    "pipeline_stopped",
+]
