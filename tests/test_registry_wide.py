@@ -57,13 +57,11 @@ CANONICAL_BY_KIND: dict[str, dict[str, frozenset[str]]] = {
 # (connector, kind, dotted option) -> why the non-canonical name stays. Only ever shrinks.
 WAIVERS: dict[tuple[str, str, str], str] = {}
 
-# A module-level `TestX = source_test_class("name", ...)`: only those are collected by pytest.
-_CONFORMANCE_CALL = re.compile(
-    r"^[A-Za-z_]\w*[ \t]*(?::[^=\n]+)?=[ \t]*(?:\w+\.)*"
-    r"(?P<kind>source|sink)_test_class\(\s*(?:(?:connector_name|name)\s*=\s*)?"
-    r"(?P<quote>['\"])(?P<name>[^'\"]+)(?P=quote)",
-    re.MULTILINE,
-)
+# The conformance kit's factories, and the names of its base classes (`SourceConnectorTests`,
+# `SinkConnectorTests`, and bases derived from them such as `FileSourceTests`): a base's name
+# says which kind it tests.
+_FACTORIES = {"source_test_class": "source", "sink_test_class": "sink"}
+_KIT_BASE = re.compile(r"(?P<kind>Source|Sink)\w*Tests$")
 
 
 def _load_registrations() -> tuple[list[Registration], BaseException | None]:
@@ -120,14 +118,55 @@ def test_docs_index_is_current_and_has_no_orphans() -> None:
 
 
 def conformance_tests_in(directory: Path, skip: Path | None = None) -> set[tuple[str, str]]:
-    """(kind, name) of every ``X = source_test_class("name", ...)`` in ``directory``'s tests."""
+    """(kind, name) of every conformance test pytest collects in ``directory``'s tests: a
+    module-level ``class TestX(SourceConnectorTests): connector = "name"`` (or a base named
+    ``...SourceTests`` / ``...SinkTests``), or ``TestX = source_test_class("name", ...)``."""
     found = set()
     for path in sorted(directory.rglob("*.py")):
         if skip is not None and path.resolve() == skip.resolve():
             continue
-        for match in _CONFORMANCE_CALL.finditer(path.read_text(encoding="utf-8")):
-            found.add((match["kind"], match["name"]))
+        for statement in ast.parse(path.read_text(encoding="utf-8")).body:
+            declared = _declared_conformance_test(statement)
+            if declared is not None:
+                found.add(declared)
     return found
+
+
+def _declared_conformance_test(statement: ast.stmt) -> tuple[str, str] | None:
+    if isinstance(statement, ast.ClassDef) and statement.name.startswith("Test"):
+        bases = [_KIT_BASE.search(_dotted_tail(base)) for base in statement.bases]
+        kind = next((b["kind"].lower() for b in bases if b is not None), None)
+        name = next((_assigned_string(s, "connector") for s in statement.body), None)
+        return (kind, name) if kind and name else None
+    value = statement.value if isinstance(statement, ast.Assign | ast.AnnAssign) else None
+    if isinstance(value, ast.Call) and _dotted_tail(value.func) in _FACTORIES:
+        named = (k.value for k in value.keywords if k.arg in ("connector_name", "name"))
+        arguments = [*value.args[:1], *named]
+        names = [a.value for a in arguments if isinstance(a, ast.Constant)]
+        if names and isinstance(names[0], str):
+            return _FACTORIES[_dotted_tail(value.func)], names[0]
+    return None
+
+
+def _dotted_tail(node: ast.expr) -> str:
+    """``b`` of ``a.b`` or of ``b``."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _assigned_string(statement: ast.stmt, target: str) -> str | None:
+    """The string ``statement`` assigns to ``target`` (``target = "x"``), if it does."""
+    if isinstance(statement, ast.Assign):
+        targets = [t.id for t in statement.targets if isinstance(t, ast.Name)]
+    elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+        targets = [statement.target.id]
+    else:
+        return None
+    value = statement.value
+    if target in targets and isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return value.value
+    return None
 
 
 @pytest.mark.parametrize("registration", CONNECTORS, ids=_id)
@@ -136,11 +175,12 @@ def test_connector_runs_the_conformance_kit(registration: Registration) -> None:
     kind, name = registration.kind, registration.name
     assert (kind, name) in found, (
         f"no conformance test for {kind} {name!r}: add to a test module "
-        f'`Test{name.title()}{kind.title()} = {kind}_test_class("{name}", ...)`'
+        f"`class Test{name.title()}{kind.title()}({kind.title()}ConnectorTests): "
+        f'connector = "{name}"`'
     )
 
 
-def test_conformance_scan_finds_only_assigned_calls(tmp_path: Path) -> None:
+def test_conformance_scan_finds_only_collected_tests(tmp_path: Path) -> None:
     (tmp_path / "test_a.py").write_text(
         "from omconnect.runtime.testing import sink_test_class, source_test_class\n"
         'TestCsvSource = source_test_class("csv", config={"path": "x"})\n'
@@ -150,11 +190,21 @@ def test_conformance_scan_finds_only_assigned_calls(tmp_path: Path) -> None:
         "def test_x():\n"
         '    suite = source_test_class("parquet", make_config=f)()\n'
         'TestMqtt = source_test_class(connector_name="mqtt", make_config=f)\n'
+        "class TestAvroSource(SourceConnectorTests):\n"
+        '    connector = "avro"\n'
+        "class TestJsonlSink(support.FileSinkTests):\n"
+        '    connector: str = "jsonl"\n'
+        "class FileSinkTests(SinkConnectorTests):  # a base: pytest does not collect it\n"
+        '    connector = "orc"\n'
+        "class TestHelper:  # not a conformance test\n"
+        '    connector = "kafka"\n'
     )
     assert conformance_tests_in(tmp_path) == {
         ("source", "csv"),
         ("sink", "csv"),
         ("source", "mqtt"),
+        ("source", "avro"),
+        ("sink", "jsonl"),
     }
 
 
@@ -300,6 +350,10 @@ def forbidden_imports(directory: Path, allowed: list[str], root: Path = ROOT) ->
     return problems
 
 
+# What a plugin package (a connector package, the built-in transforms) may import besides itself.
+PLUGIN_MAY_IMPORT = ["omconnect.connectors.api", "omconnect.codecs", "omconnect.schemas"]
+
+
 def test_connectors_never_import_the_runtime() -> None:
     problems = forbidden_imports(
         PACKAGE_DIRECTORY / "connectors",
@@ -321,9 +375,15 @@ def test_each_connector_package_imports_only_the_api_codecs_schemas_and_itself()
     for package in sorted((PACKAGE_DIRECTORY / "connectors").iterdir()):
         if package.is_dir() and package.name != "api" and (package / "__init__.py").exists():
             own = f"omconnect.connectors.{package.name}"
-            allowed = ["omconnect.connectors.api", "omconnect.codecs", "omconnect.schemas", own]
-            problems += forbidden_imports(package, allowed)
+            problems += forbidden_imports(package, [*PLUGIN_MAY_IMPORT, own])
     assert not problems, "\n".join(problems)
+
+
+def test_builtin_transforms_import_only_the_api_codecs_schemas_and_themselves() -> None:
+    """The built-in transforms are plugins like a connector package: no runtime import."""
+    allowed = [*PLUGIN_MAY_IMPORT, "omconnect.transforms"]
+    problems = forbidden_imports(PACKAGE_DIRECTORY / "transforms", allowed)
+    assert not problems, "transforms must not depend on the runtime:\n" + "\n".join(problems)
 
 
 def test_codecs_import_only_schemas() -> None:
@@ -342,7 +402,7 @@ def test_the_layers_are_all_checked() -> None:
     """Every top-level package of ``omconnect`` is one the tests above constrain, so a new
     package cannot slip in beside them unchecked."""
     packages = {p.name for p in PACKAGE_DIRECTORY.iterdir() if (p / "__init__.py").exists()}
-    assert packages == {"codecs", "connectors", "runtime", "schemas"}
+    assert packages == {"codecs", "connectors", "runtime", "schemas", "transforms"}
 
 
 def test_import_scan_sees_every_form(tmp_path: Path) -> None:

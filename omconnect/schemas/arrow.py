@@ -5,10 +5,13 @@ cannot say by type alone travels in field metadata: enum symbols (``omconnect.en
 struct and enum names (``omconnect.name``) and field docs (``doc``). Schema name, version,
 key fields and doc travel in the Arrow schema metadata (``omconnect.schema``, JSON).
 
-On the way back from Arrow, near relatives are accepted and widened to the omconnect type that
-holds every value: large/view strings and binaries, fixed-size binary, date64, time32 and other
-time/timestamp units, unsigned integers up to 32 bits, large and fixed-size lists, and
-dictionary-encoded columns (their value type).
+Every Arrow type a Parquet, Avro or CSV file or a database driver produces has an exact
+omconnect type: signed and unsigned integers, float16/32/64, timestamps and times in µs and ns,
+the null type, maps with any key type. On the way back from Arrow, a few near relatives are
+accepted and widened to the omconnect type that holds every value (value-lossless; they come
+back as the plain type): large/view strings and binaries, fixed-size binary, date64, time32,
+second and millisecond timestamps, large and fixed-size lists, and dictionary-encoded columns
+(their value type).
 """
 
 from __future__ import annotations
@@ -36,12 +39,19 @@ _PRIMITIVE_TO_ARROW: dict[Kind, pa.DataType] = {
     Kind.INT16: pa.int16(),
     Kind.INT32: pa.int32(),
     Kind.INT64: pa.int64(),
+    Kind.UINT8: pa.uint8(),
+    Kind.UINT16: pa.uint16(),
+    Kind.UINT32: pa.uint32(),
+    Kind.UINT64: pa.uint64(),
+    Kind.FLOAT16: pa.float16(),
     Kind.FLOAT32: pa.float32(),
     Kind.FLOAT64: pa.float64(),
     Kind.STRING: pa.string(),
     Kind.BYTES: pa.binary(),
     Kind.DATE: pa.date32(),
     Kind.TIME: pa.time64("us"),
+    Kind.TIME_NS: pa.time64("ns"),
+    Kind.NULL: pa.null(),
     Kind.UUID: pa.uuid(),
     Kind.JSON: pa.json_(),
 }
@@ -49,9 +59,8 @@ _PRIMITIVE_TO_ARROW: dict[Kind, pa.DataType] = {
 # Exact Arrow types first, then the relatives that widen losslessly into an omconnect type.
 _ARROW_TO_PRIMITIVE: dict[pa.DataType, Kind] = {
     **{arrow: kind for kind, arrow in _PRIMITIVE_TO_ARROW.items()},
-    pa.uint8(): Kind.INT16,
-    pa.uint16(): Kind.INT32,
-    pa.uint32(): Kind.INT64,
+    pa.time32("s"): Kind.TIME,
+    pa.time32("ms"): Kind.TIME,
     pa.large_string(): Kind.STRING,
     pa.string_view(): Kind.STRING,
     pa.large_binary(): Kind.BYTES,
@@ -77,11 +86,12 @@ def to_arrow_type(dtype: DataType) -> pa.DataType:
             return pa.decimal128(dtype.precision, dtype.scale)
         return pa.decimal256(dtype.precision, dtype.scale)
     if isinstance(dtype, t.Timestamp):
-        return pa.timestamp("us", dtype.timezone)
+        return pa.timestamp(dtype.unit, dtype.timezone)
     if isinstance(dtype, t.Array):
         return pa.list_(_child_field("item", dtype.items, dtype.items_nullable))
     if isinstance(dtype, t.Map):
-        return pa.map_(pa.string(), _child_field("value", dtype.values, dtype.values_nullable))
+        keys = _child_field("key", dtype.keys, False)
+        return pa.map_(keys, _child_field("value", dtype.values, dtype.values_nullable))
     if isinstance(dtype, t.Struct):
         return pa.struct([to_arrow_field(f) for f in dtype.fields])
     if isinstance(dtype, t.Enum):
@@ -90,11 +100,13 @@ def to_arrow_type(dtype: DataType) -> pa.DataType:
 
 
 def to_arrow_field(f: Field) -> pa.Field:
-    """The Arrow field of ``f``, with enum symbols, type names and doc in its metadata."""
+    """The Arrow field of ``f``, with enum symbols, type names and doc in its metadata.
+
+    A field of the null type is always nullable (Arrow allows nothing else)."""
     metadata = _type_metadata(f.type)
     if f.doc is not None:
         metadata[DOC_KEY] = f.doc.encode()
-    return pa.field(f.name, to_arrow_type(f.type), f.nullable, metadata or None)
+    return pa.field(f.name, to_arrow_type(f.type), _nullable(f.type, f.nullable), metadata or None)
 
 
 def from_arrow_type(arrow: pa.DataType) -> DataType:
@@ -155,7 +167,11 @@ def from_arrow_schema(s: pa.Schema, name: str, key_fields: Sequence[str] = ()) -
 
 def _child_field(name: str, dtype: DataType, nullable: bool) -> pa.Field:
     metadata = _type_metadata(dtype)
-    return pa.field(name, to_arrow_type(dtype), nullable, metadata or None)
+    return pa.field(name, to_arrow_type(dtype), _nullable(dtype, nullable), metadata or None)
+
+
+def _nullable(dtype: DataType, nullable: bool) -> bool:
+    return nullable or dtype == t.null()
 
 
 def _type_metadata(dtype: DataType) -> dict[bytes, bytes]:
@@ -190,9 +206,7 @@ def _from_arrow_parameterised(arrow: pa.DataType, name: str | None) -> DataType:
     if pa.types.is_decimal(arrow):
         return t.Decimal(arrow.precision, arrow.scale)
     if pa.types.is_timestamp(arrow):
-        return t.Timestamp(arrow.tz)
-    if pa.types.is_time(arrow):
-        return t.time()
+        return t.Timestamp(arrow.tz, "ns" if arrow.unit == "ns" else "us")
     if pa.types.is_fixed_size_binary(arrow):
         return t.binary()
     if (
@@ -205,10 +219,8 @@ def _from_arrow_parameterised(arrow: pa.DataType, name: str | None) -> DataType:
         item = from_arrow_field(arrow.value_field)
         return t.Array(item.type, item.nullable)
     if pa.types.is_map(arrow):
-        if not pa.types.is_string(arrow.key_type) and not pa.types.is_large_string(arrow.key_type):
-            raise TypeError(f"Arrow type {arrow}: map keys must be strings")
         value = from_arrow_field(arrow.item_field)
-        return t.Map(value.type, value.nullable)
+        return t.Map(value.type, value.nullable, from_arrow_field(arrow.key_field).type)
     raise TypeError(f"Arrow type {arrow} has no omconnect type")
 
 
@@ -235,8 +247,10 @@ def _storage_type(arrow: pa.DataType) -> pa.DataType:
     if pa.types.is_list(arrow):
         return pa.list_(arrow.value_field.with_type(_storage_type(arrow.value_type)))
     if pa.types.is_map(arrow):
-        item = arrow.item_field
-        return pa.map_(arrow.key_type, item.with_type(_storage_type(item.type)))
+        key, item = arrow.key_field, arrow.item_field
+        return pa.map_(
+            key.with_type(_storage_type(key.type)), item.with_type(_storage_type(item.type))
+        )
     if pa.types.is_struct(arrow):
         return pa.struct([f.with_type(_storage_type(f.type)) for f in arrow])
     return arrow

@@ -25,8 +25,15 @@ The rules (a contract with the Avro converter):
 - int8/int16 are ``int`` with ``"omconnect.type"``; int32 ``int``; int64 ``long``; float32
   ``float``; float64 ``double``; date ``int``/date; time ``long``/time-micros; timestamp with a
   zone ``long``/timestamp-micros (plus ``"omconnect.timezone"`` unless the zone is UTC);
-  timestamp without a zone ``long``/local-timestamp-micros; decimal ``bytes``/decimal; uuid
-  ``string``/uuid; json ``string`` with ``"omconnect.type": "json"``.
+  timestamp without a zone ``long``/local-timestamp-micros (``-nanos`` for ns timestamps);
+  decimal ``bytes``/decimal; uuid ``string``/uuid; json ``string`` with
+  ``"omconnect.type": "json"``.
+- Types Avro has no logical type for follow a convention that other readers read as the
+  right values and omconnect reads back exactly, marked by ``"omconnect.type"``: uint8 and
+  uint16 ``int``, uint32 ``long``, uint64 ``bytes``/decimal(20,0), float16 ``float``,
+  time_ns ``long`` (nanoseconds since midnight). The null type is ``"null"`` (never in a
+  union). A map whose keys are not strings is an ``array`` of ``<name>_entry`` records
+  (``key``, ``value``) with ``"omconnect.type": "map"``.
 
 ``from_avro_schema`` also reads Avro written by others: unions with null in either order,
 ``fixed``, millisecond logical types, named-type references, and non-record schemas (read as
@@ -54,12 +61,25 @@ _PRIMITIVE_TO_AVRO: dict[Kind, Any] = {
     Kind.INT16: {"type": "int", "omconnect.type": "int16"},
     Kind.INT32: "int",
     Kind.INT64: "long",
+    Kind.UINT8: {"type": "int", "omconnect.type": "uint8"},
+    Kind.UINT16: {"type": "int", "omconnect.type": "uint16"},
+    Kind.UINT32: {"type": "long", "omconnect.type": "uint32"},
+    Kind.UINT64: {
+        "type": "bytes",
+        "logicalType": "decimal",
+        "precision": 20,
+        "scale": 0,
+        "omconnect.type": "uint64",
+    },
+    Kind.FLOAT16: {"type": "float", "omconnect.type": "float16"},
     Kind.FLOAT32: "float",
     Kind.FLOAT64: "double",
     Kind.STRING: "string",
     Kind.BYTES: "bytes",
     Kind.DATE: {"type": "int", "logicalType": "date"},
     Kind.TIME: {"type": "long", "logicalType": "time-micros"},
+    Kind.TIME_NS: {"type": "long", "omconnect.type": "time_ns"},
+    Kind.NULL: "null",
     Kind.UUID: {"type": "string", "logicalType": "uuid"},
     Kind.JSON: {"type": "string", "omconnect.type": "json"},
 }
@@ -155,7 +175,7 @@ def _record(
             entry["doc"] = f.doc
         avro_type = _avro_type(f.type, f"{avro}_{name}", type_names)
         if f.nullable:
-            entry["type"] = ["null", avro_type]
+            entry["type"] = _or_null(avro_type, f.type)
             entry["default"] = None
         else:
             entry["type"] = avro_type
@@ -177,18 +197,25 @@ def _avro_type(dtype: DataType, default_name: str, type_names: _AvroNames) -> An
             "scale": dtype.scale,
         }
     if isinstance(dtype, t.Timestamp):
+        unit = "nanos" if dtype.unit == "ns" else "micros"
         if dtype.timezone is None:
-            return {"type": "long", "logicalType": "local-timestamp-micros"}
-        stamp: dict[str, Any] = {"type": "long", "logicalType": "timestamp-micros"}
+            return {"type": "long", "logicalType": f"local-timestamp-{unit}"}
+        stamp: dict[str, Any] = {"type": "long", "logicalType": f"timestamp-{unit}"}
         if dtype.timezone != "UTC":
             stamp["omconnect.timezone"] = dtype.timezone
         return stamp
     if isinstance(dtype, t.Array):
         items = _avro_type(dtype.items, default_name, type_names)
-        return {"type": "array", "items": ["null", items] if dtype.items_nullable else items}
+        return {
+            "type": "array",
+            "items": _or_null(items, dtype.items) if dtype.items_nullable else items,
+        }
     if isinstance(dtype, t.Map):
         values = _avro_type(dtype.values, default_name, type_names)
-        return {"type": "map", "values": ["null", values] if dtype.values_nullable else values}
+        values = _or_null(values, dtype.values) if dtype.values_nullable else values
+        if dtype.keys == t.string():
+            return {"type": "map", "values": values}
+        return _map_entries(dtype, values, default_name, type_names)
     if isinstance(dtype, (t.Struct, t.Enum)):
         reference = type_names.defined(dtype)
         if reference is not None:
@@ -202,6 +229,22 @@ def _avro_type(dtype: DataType, default_name: str, type_names: _AvroNames) -> An
     if isinstance(dtype, t.Enum):
         return _enum(dtype, default_name, type_names)
     raise TypeError(f"not an omconnect type: {dtype!r}")
+
+
+def _or_null(avro: Any, dtype: DataType) -> Any:
+    """``avro`` admitting null: a union with ``"null"``, except for the null type itself."""
+    return avro if dtype == t.null() else ["null", avro]
+
+
+def _map_entries(dtype: t.Map, values: Any, default_name: str, type_names: _AvroNames) -> Any:
+    """A map with keys that are not strings: an array of key/value records."""
+    name = type_names.claim(f"{default_name}_entry")
+    entry = type_names.named("record", name)
+    entry["fields"] = [
+        {"name": "key", "type": _avro_type(dtype.keys, f"{name}_key", type_names)},
+        {"name": "value", "type": values},
+    ]
+    return {"type": "array", "items": entry, "omconnect.type": "map"}
 
 
 def _enum(dtype: t.Enum, default_name: str, type_names: _AvroNames) -> dict[str, Any]:
@@ -254,6 +297,7 @@ _AVRO_PRIMITIVES: dict[str, DataType] = {
     "double": t.float64(),
     "string": t.string(),
     "bytes": t.binary(),
+    "null": t.null(),
 }
 
 _LOGICAL_TYPES: dict[tuple[str, str], DataType] = {
@@ -262,17 +306,26 @@ _LOGICAL_TYPES: dict[tuple[str, str], DataType] = {
     ("long", "time-micros"): t.time(),
     ("long", "timestamp-millis"): t.timestamp("UTC"),
     ("long", "timestamp-micros"): t.timestamp("UTC"),
-    ("long", "timestamp-nanos"): t.timestamp("UTC"),
+    ("long", "timestamp-nanos"): t.timestamp("UTC", "ns"),
     ("long", "local-timestamp-millis"): t.timestamp(None),
     ("long", "local-timestamp-micros"): t.timestamp(None),
-    ("long", "local-timestamp-nanos"): t.timestamp(None),
+    ("long", "local-timestamp-nanos"): t.timestamp(None, "ns"),
     ("string", "uuid"): t.uuid(),
     ("fixed", "uuid"): t.uuid(),
 }
 
+_ZONED_UNITS = {"timestamp-micros": "us", "timestamp-nanos": "ns"}
+
 _ANNOTATED_TYPES: dict[tuple[str, str], DataType] = {
     ("int", "int8"): t.int8(),
     ("int", "int16"): t.int16(),
+    ("int", "uint8"): t.uint8(),
+    ("int", "uint16"): t.uint16(),
+    ("long", "uint32"): t.uint32(),
+    ("bytes", "uint64"): t.uint64(),
+    ("fixed", "uint64"): t.uint64(),
+    ("float", "float16"): t.float16(),
+    ("long", "time_ns"): t.time_ns(),
     ("string", "json"): t.json(),
 }
 
@@ -286,7 +339,8 @@ class _AvroReader:
     def union(self, avro: Any, namespace: str | None) -> tuple[DataType, bool]:
         """The type of ``avro`` and whether it admits null (a union with ``"null"``)."""
         if not isinstance(avro, list):
-            return self.type(avro, namespace), False
+            dtype = self.type(avro, namespace)
+            return dtype, dtype == t.null()
         branches = [b for b in avro if b != "null"]
         if len(branches) != 1:
             raise TypeError(f"Avro union {avro} is not one type or one type and null")
@@ -308,19 +362,22 @@ class _AvroReader:
             return self._register(avro, namespace, enum)
         if base == "array":
             items, items_nullable = self.union(avro["items"], namespace)
+            if avro.get("omconnect.type") == "map" and isinstance(items, t.Struct):
+                return _entries_map(items)
             return t.Array(items, items_nullable)
         if base == "map":
             values, values_nullable = self.union(avro["values"], namespace)
             return t.Map(values, values_nullable)
         logical = avro.get("logicalType")
+        annotated = _ANNOTATED_TYPES.get((base, avro.get("omconnect.type")))
+        if annotated is not None and base != "fixed":
+            return annotated
         if logical == "decimal" and base in ("bytes", "fixed"):
             decimal = t.Decimal(int(avro["precision"]), int(avro.get("scale", 0)))
             return self._register(avro, namespace, decimal) if base == "fixed" else decimal
-        if base == "long" and logical == "timestamp-micros" and "omconnect.timezone" in avro:
-            return t.Timestamp(avro["omconnect.timezone"])
-        known = _LOGICAL_TYPES.get((base, logical)) or _ANNOTATED_TYPES.get(
-            (base, avro.get("omconnect.type"))
-        )
+        if base == "long" and logical in _ZONED_UNITS and "omconnect.timezone" in avro:
+            return t.Timestamp(avro["omconnect.timezone"], _ZONED_UNITS[logical])
+        known = annotated or _LOGICAL_TYPES.get((base, logical))
         if base == "fixed":
             return self._register(avro, namespace, known or t.binary())
         # Avro readers ignore logical types they do not know; so do we.
@@ -359,6 +416,15 @@ class _AvroReader:
             if candidate in self._named:
                 return self._named[candidate]
         raise TypeError(f"Avro type {name!r} is unknown here (or a recursive reference)")
+
+
+def _entries_map(entries: t.Struct) -> DataType:
+    """The map held by an array of key/value records (``"omconnect.type": "map"``)."""
+    by_name = {f.name: f for f in entries.fields}
+    if set(by_name) != {"key", "value"}:
+        raise TypeError(f"Avro map entries must have fields key and value, not {set(by_name)}")
+    value = by_name["value"]
+    return t.Map(value.type, value.nullable, by_name["key"].type)
 
 
 def _namespace_of(avro: Mapping[str, Any], enclosing: str | None) -> str | None:

@@ -6,7 +6,10 @@ formatted strings, json values as strings holding a JSON document, maps as objec
 ``additionalProperties``, structs as closed objects. A nullable value has ``"type": [T,
 "null"]`` and a nullable field is left out of ``required``. Where JSON Schema alone cannot tell
 two omconnect types apart, an ``x-omconnect-*`` annotation does, so
-``from_json_schema(to_json_schema(s), name) == s``.
+``from_json_schema(to_json_schema(s), name) == s``. Unsigned integers, float16 and time_ns carry
+their type in ``x-omconnect-type``, ns timestamps ``"x-omconnect-unit": "ns"``; the null type
+is ``{"type": "null"}``; a map whose keys are not strings is an array of ``{"key", "value"}``
+objects marked ``"x-omconnect-type": "map"`` (as the JSON converter writes it).
 
 ``from_json_schema`` also maps schemas written by others: local ``$ref``, ``anyOf``/``oneOf``
 with a null branch, integer bounds, string formats; anything it cannot type more precisely
@@ -25,6 +28,7 @@ from omconnect.schemas.types import DataType, Field, Kind
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 TYPE_KEY = "x-omconnect-type"
 TIMEZONE_KEY = "x-omconnect-timezone"
+UNIT_KEY = "x-omconnect-unit"
 
 _INTEGER_RANGES: dict[Kind, tuple[int, int]] = {
     Kind.INT8: (-(2**7), 2**7 - 1),
@@ -33,7 +37,16 @@ _INTEGER_RANGES: dict[Kind, tuple[int, int]] = {
     Kind.INT64: (-(2**63), 2**63 - 1),
 }
 
-_LOCAL_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+_UNSIGNED_RANGES: dict[Kind, tuple[int, int]] = {
+    Kind.UINT8: (0, 2**8 - 1),
+    Kind.UINT16: (0, 2**16 - 1),
+    Kind.UINT32: (0, 2**32 - 1),
+    Kind.UINT64: (0, 2**64 - 1),
+}
+# Types told apart from their JSON relatives only by ``x-omconnect-type``.
+_ANNOTATED_KINDS = {Kind.UINT8, Kind.UINT16, Kind.UINT32, Kind.UINT64, Kind.FLOAT16, Kind.TIME_NS}
+
+_LOCAL_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?$"
 
 _PRIMITIVE_TO_JSON: dict[Kind, dict[str, Any]] = {
     Kind.BOOLEAN: {"type": "boolean"},
@@ -41,12 +54,19 @@ _PRIMITIVE_TO_JSON: dict[Kind, dict[str, Any]] = {
         kind: {"type": "integer", "minimum": low, "maximum": high}
         for kind, (low, high) in _INTEGER_RANGES.items()
     },
+    **{
+        kind: {"type": "integer", "minimum": low, "maximum": high, TYPE_KEY: kind.value}
+        for kind, (low, high) in _UNSIGNED_RANGES.items()
+    },
+    Kind.FLOAT16: {"type": "number", TYPE_KEY: "float16"},
     Kind.FLOAT32: {"type": "number", TYPE_KEY: "float32"},
     Kind.FLOAT64: {"type": "number"},
     Kind.STRING: {"type": "string"},
     Kind.BYTES: {"type": "string", "contentEncoding": "base64"},
     Kind.DATE: {"type": "string", "format": "date"},
     Kind.TIME: {"type": "string", "format": "time"},
+    Kind.TIME_NS: {"type": "string", "format": "time", TYPE_KEY: "time_ns"},
+    Kind.NULL: {"type": "null"},
     Kind.UUID: {"type": "string", "format": "uuid"},
     Kind.JSON: {"type": "string", "contentMediaType": "application/json", TYPE_KEY: "json"},
 }
@@ -86,7 +106,7 @@ def _object(fields: tuple[Field, ...]) -> dict[str, Any]:
 def _value(dtype: DataType, nullable: bool) -> dict[str, Any]:
     """The JSON Schema of a value of ``dtype``, admitting null when ``nullable``."""
     js = _non_null_value(dtype)
-    if nullable:
+    if nullable and dtype != t.null():
         js["type"] = [js["type"], "null"]
         if "enum" in js:
             js["enum"] = [*js["enum"], None]
@@ -105,14 +125,23 @@ def _non_null_value(dtype: DataType) -> dict[str, Any]:
             "x-omconnect-scale": dtype.scale,
         }
     if isinstance(dtype, t.Timestamp):
+        stamp: dict[str, Any]
         if dtype.timezone is None:
-            return {"type": "string", "pattern": _LOCAL_TIMESTAMP_PATTERN, TYPE_KEY: "timestamp"}
-        stamp: dict[str, Any] = {"type": "string", "format": "date-time"}
-        if dtype.timezone != "UTC":
-            stamp[TIMEZONE_KEY] = dtype.timezone
+            stamp = {"type": "string", "pattern": _LOCAL_TIMESTAMP_PATTERN, TYPE_KEY: "timestamp"}
+        else:
+            stamp = {"type": "string", "format": "date-time"}
+            if dtype.timezone != "UTC":
+                stamp[TIMEZONE_KEY] = dtype.timezone
+        if dtype.unit != "us":
+            stamp[UNIT_KEY] = dtype.unit
         return stamp
     if isinstance(dtype, t.Array):
         return {"type": "array", "items": _value(dtype.items, dtype.items_nullable)}
+    if isinstance(dtype, t.Map) and dtype.keys != t.string():
+        entry = _object(
+            (Field("key", dtype.keys, False), Field("value", dtype.values, dtype.values_nullable))
+        )
+        return {"type": "array", "items": entry, TYPE_KEY: "map"}
     if isinstance(dtype, t.Map):
         return {
             "type": "object",
@@ -222,6 +251,8 @@ class _JsonSchemaReader:
         declared = js.get("type")
         types = declared if isinstance(declared, list) else [declared]
         nullable = "null" in types or declared is None
+        if types == ["null"]:
+            return t.null(), True
         non_null = [x for x in types if x not in ("null", None)]
         if len(non_null) == 1:
             return self._typed(non_null[0], js), nullable
@@ -233,6 +264,8 @@ class _JsonSchemaReader:
 
     def _typed(self, kind: str, js: Mapping[str, Any]) -> DataType:
         annotation = js.get(TYPE_KEY)
+        if annotation in _ANNOTATED_KINDS:
+            return t.Primitive(Kind(annotation))
         if kind == "boolean":
             return t.boolean()
         if kind == "integer":
@@ -243,6 +276,11 @@ class _JsonSchemaReader:
             return self._string(js, annotation)
         if kind == "array":
             items, items_nullable = self.value(js.get("items", True))
+            if annotation == "map" and isinstance(items, t.Struct):
+                fields = {f.name: f for f in items.fields}
+                if set(fields) == {"key", "value"}:
+                    value = fields["value"]
+                    return t.Map(value.type, value.nullable, fields["key"].type)
             return t.Array(items, items_nullable)
         if kind == "object":
             return self._object_type(js)
@@ -255,15 +293,16 @@ class _JsonSchemaReader:
                 return t.Enum(symbols, js.get("title"))
         if annotation == "decimal":
             return t.Decimal(int(js["x-omconnect-precision"]), int(js["x-omconnect-scale"]))
+        unit = str(js.get(UNIT_KEY, "us"))
         if annotation == "timestamp":
-            return t.timestamp(None)
+            return t.timestamp(None, unit)
         if annotation == "json" or js.get("contentMediaType") == "application/json":
             return t.json()
         if js.get("contentEncoding") == "base64" or js.get("format") == "byte":
             return t.binary()
         string_format = str(js.get("format", ""))
         if string_format == "date-time":
-            return t.timestamp(js.get(TIMEZONE_KEY, "UTC"))
+            return t.timestamp(js.get(TIMEZONE_KEY, "UTC"), unit)
         return _STRING_FORMATS.get(string_format, t.string())
 
     def _object_type(self, js: Mapping[str, Any]) -> DataType:

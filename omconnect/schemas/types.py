@@ -19,12 +19,19 @@ class Kind(StrEnum):
     INT16 = "int16"
     INT32 = "int32"
     INT64 = "int64"
+    UINT8 = "uint8"
+    UINT16 = "uint16"
+    UINT32 = "uint32"
+    UINT64 = "uint64"
+    FLOAT16 = "float16"
     FLOAT32 = "float32"
     FLOAT64 = "float64"
     STRING = "string"
     BYTES = "bytes"
     DATE = "date"
     TIME = "time"
+    TIME_NS = "time_ns"
+    NULL = "null"
     UUID = "uuid"
     JSON = "json"
     DECIMAL = "decimal"
@@ -37,13 +44,17 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Primitive:
-    """A type without parameters: booleans, integers, floats, string, bytes, date, time (µs),
-    uuid and json (a string holding one JSON document)."""
+    """A type without parameters: booleans, signed and unsigned integers, floats (16, 32 and
+    64 bits), string, bytes, date, time (``time`` in µs, ``time_ns`` in ns), uuid, json (a
+    string holding one JSON document) and null (a column that holds only nulls)."""
 
     kind: Kind
 
     def __str__(self) -> str:
         return self.kind.value
+
+
+TIMESTAMP_UNITS = ("us", "ns")
 
 
 @dataclass(frozen=True)
@@ -66,14 +77,21 @@ class Decimal:
 
 @dataclass(frozen=True)
 class Timestamp:
-    """Microseconds since the epoch. ``timezone`` None means a local (zone-less) timestamp;
-    otherwise the instant is UTC-based and ``timezone`` names the zone it is shown in."""
+    """Time since the epoch in ``unit`` (``"us"``, or ``"ns"`` for nanoseconds). ``timezone``
+    None means a local (zone-less) timestamp; otherwise the instant is UTC-based and
+    ``timezone`` names the zone it is shown in."""
 
     timezone: str | None = "UTC"
+    unit: str = "us"
     kind: Kind = field(default=Kind.TIMESTAMP, init=False)
 
+    def __post_init__(self) -> None:
+        if self.unit not in TIMESTAMP_UNITS:
+            raise ValueError(f"timestamp unit must be one of {TIMESTAMP_UNITS}, got {self.unit!r}")
+
     def __str__(self) -> str:
-        return f"timestamp({self.timezone})" if self.timezone else "timestamp"
+        word = "timestamp" if self.unit == "us" else f"timestamp_{self.unit}"
+        return f"{word}({self.timezone})" if self.timezone else word
 
 
 @dataclass(frozen=True)
@@ -84,20 +102,28 @@ class Array:
     items_nullable: bool = True
     kind: Kind = field(default=Kind.ARRAY, init=False)
 
+    def __post_init__(self) -> None:
+        _null_type_is_nullable(self, "items_nullable", self.items)
+
     def __str__(self) -> str:
         return f"array<{self.items}>"
 
 
 @dataclass(frozen=True)
 class Map:
-    """A map from string keys to ``values`` (string keys are what Avro and JSON allow)."""
+    """A map from ``keys`` (string unless said otherwise) to ``values``. Avro and JSON only
+    have string keys: maps with other keys travel there as arrays of key/value records."""
 
     values: DataType
     values_nullable: bool = True
+    keys: DataType = Primitive(Kind.STRING)
     kind: Kind = field(default=Kind.MAP, init=False)
 
+    def __post_init__(self) -> None:
+        _null_type_is_nullable(self, "values_nullable", self.values)
+
     def __str__(self) -> str:
-        return f"map<string,{self.values}>"
+        return f"map<{self.keys},{self.values}>"
 
 
 @dataclass(frozen=True)
@@ -136,6 +162,15 @@ class Field:
     nullable: bool = True
     doc: str | None = None
 
+    def __post_init__(self) -> None:
+        _null_type_is_nullable(self, "nullable", self.type)
+
+
+def _null_type_is_nullable(owner: object, attribute: str, dtype: DataType) -> None:
+    """A slot of the null type holds nulls whatever it says (Arrow insists on it too)."""
+    if dtype == Primitive(Kind.NULL):
+        object.__setattr__(owner, attribute, True)
+
 
 def boolean() -> Primitive:
     return Primitive(Kind.BOOLEAN)
@@ -155,6 +190,26 @@ def int32() -> Primitive:
 
 def int64() -> Primitive:
     return Primitive(Kind.INT64)
+
+
+def uint8() -> Primitive:
+    return Primitive(Kind.UINT8)
+
+
+def uint16() -> Primitive:
+    return Primitive(Kind.UINT16)
+
+
+def uint32() -> Primitive:
+    return Primitive(Kind.UINT32)
+
+
+def uint64() -> Primitive:
+    return Primitive(Kind.UINT64)
+
+
+def float16() -> Primitive:
+    return Primitive(Kind.FLOAT16)
 
 
 def float32() -> Primitive:
@@ -181,6 +236,14 @@ def time() -> Primitive:
     return Primitive(Kind.TIME)
 
 
+def time_ns() -> Primitive:
+    return Primitive(Kind.TIME_NS)
+
+
+def null() -> Primitive:
+    return Primitive(Kind.NULL)
+
+
 def uuid() -> Primitive:
     return Primitive(Kind.UUID)
 
@@ -193,16 +256,16 @@ def decimal(precision: int, scale: int) -> Decimal:
     return Decimal(precision, scale)
 
 
-def timestamp(timezone: str | None = "UTC") -> Timestamp:
-    return Timestamp(timezone)
+def timestamp(timezone: str | None = "UTC", unit: str = "us") -> Timestamp:
+    return Timestamp(timezone, unit)
 
 
 def array(items: DataType, items_nullable: bool = True) -> Array:
     return Array(items, items_nullable)
 
 
-def map_of(values: DataType, values_nullable: bool = True) -> Map:
-    return Map(values, values_nullable)
+def map_of(values: DataType, values_nullable: bool = True, keys: DataType | None = None) -> Map:
+    return Map(values, values_nullable, keys if keys is not None else string())
 
 
 def struct(*fields: Field, name: str | None = None) -> Struct:

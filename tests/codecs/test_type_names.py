@@ -7,9 +7,9 @@ from pydantic import BaseModel, ValidationError
 
 from omconnect.codecs.type_names import TYPE_WORDS, format_type, parse_type
 from omconnect.connectors.files.csv import CsvSourceSpec
-from omconnect.runtime.transforms.cast import CastSpec
 from omconnect.schemas import types as t
 from omconnect.schemas.types import Field
+from omconnect.transforms.cast import CastSpec
 
 ROUND_TRIP = [
     t.boolean(),

@@ -19,7 +19,7 @@ from omconnect.runtime.converters.avro import (
     encode_batch_lenient,
     header,
 )
-from tests.converters.avro_batch_strategies import (
+from tests.support.avro_batch_strategies import (
     COLUMN_KINDS,
     VECTORISED_KINDS,
     batches,

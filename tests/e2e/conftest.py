@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.omconnect_process import REPO
+from tests.support.omconnect_process import REPO
 
 
 @pytest.fixture

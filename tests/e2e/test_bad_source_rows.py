@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from tests.e2e.omconnect_process import omconnect, tail_topic
+from tests.support.omconnect_process import omconnect, tail_topic
 
 GOOD = 200_000
 BAD_AFTER = 199_990  # good rows before the bad line

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.e2e.omconnect_process import omconnect
+from tests.support.omconnect_process import omconnect
 
 CANARY = "s3cr3t-canary-9f2"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.omconnect_process import omconnect
+from tests.support.omconnect_process import omconnect
 
 SECRET = "hunter2-canary-7Hq"
 

@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.omconnect_process import kill_at_random_moments, omconnect, spawn_omconnect
+from tests.support.omconnect_process import kill_at_random_moments, omconnect, spawn_omconnect
 
 ROWS = 1_500_000
 PARTS = 10

@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 
 from omconnect.runtime.brokers import open_broker
 from omconnect.schemas.message_batch import MessageBatch
-from tests.e2e.omconnect_process import omconnect, tail_topic
+from tests.support.omconnect_process import omconnect, tail_topic
 
 ROWS = 1000
 

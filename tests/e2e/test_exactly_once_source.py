@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from omconnect.runtime.brokers import open_broker
-from tests.e2e.omconnect_process import kill_at_random_moments, omconnect
+from tests.support.omconnect_process import kill_at_random_moments, omconnect
 
 ROWS = 400_000
 PARTS = 4

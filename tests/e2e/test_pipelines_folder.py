@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from tests.e2e.omconnect_process import REPO, omconnect
+from tests.support.omconnect_process import REPO, omconnect
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tests.e2e.omconnect_process import omconnect, spawn_omconnect
+from tests.support.omconnect_process import omconnect, spawn_omconnect
 
 ROWS = 20_000
 

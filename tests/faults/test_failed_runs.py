@@ -15,9 +15,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from tests.e2e.omconnect_process import omconnect
-
-from .failing_pipeline import (
+from tests.support.failing_pipeline import (
     GOOD_ROWS,
     TOPIC,
     ServeProcess,
@@ -28,6 +26,7 @@ from .failing_pipeline import (
     wait_until,
     write_inputs,
 )
+from tests.support.omconnect_process import omconnect
 
 ATTEMPTS = 3
 

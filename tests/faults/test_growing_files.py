@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.e2e.omconnect_process import omconnect, spawn_omconnect
+from tests.support.omconnect_process import omconnect, spawn_omconnect
 
 
 def csv_rows(first: int, count: int) -> str:

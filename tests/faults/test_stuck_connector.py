@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .failing_pipeline import ServeProcess, wait_until
+from tests.support.failing_pipeline import ServeProcess, wait_until
 
 PLUGIN = '''
 import socket

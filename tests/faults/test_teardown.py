@@ -21,7 +21,7 @@ from pathlib import Path
 from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.runner import PipelineRunner
-from tests.worker import toy_connectors  # noqa: F401  (registers the toy connectors)
+from tests.support import toy_connectors  # noqa: F401  (registers the toy connectors)
 
 ENDS_WITHIN = 15.0
 

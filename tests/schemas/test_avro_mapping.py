@@ -3,6 +3,7 @@ exact round trips, Avro written by others, and values written and read by fastav
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 import random
@@ -20,7 +21,7 @@ from omconnect.schemas.arrow import rows_to_arrow as arrow_batch
 from omconnect.schemas.avro import from_avro_schema, to_avro_schema
 from omconnect.schemas.schema import Schema
 from omconnect.schemas.types import DataType, Field
-from tests.schemas.schema_strategies import (
+from tests.support.schema_strategies import (
     data_types,
     identifiers,
     random_value,
@@ -254,10 +255,21 @@ def to_avro_datum(dtype: DataType, avro: Any, value: Any) -> Any:
         return avro["symbols"][dtype.symbols.index(value)]
     if isinstance(dtype, t.Array):
         return [to_avro_datum(dtype.items, avro["items"], v) for v in value]
+    if isinstance(dtype, t.Map) and dtype.keys != t.string():
+        entry = avro["items"]["fields"]
+        return [
+            {
+                "key": to_avro_datum(dtype.keys, entry[0]["type"], k),
+                "value": to_avro_datum(dtype.values, entry[1]["type"], v),
+            }
+            for k, v in value
+        ]
     if isinstance(dtype, t.Map):
         return {k: to_avro_datum(dtype.values, avro["values"], v) for k, v in value}
     if dtype == t.uuid():
         return str(value)
+    if dtype == t.uint64():
+        return decimal.Decimal(value)
     return value
 
 
@@ -276,10 +288,21 @@ def from_avro_datum(dtype: DataType, avro: Any, value: Any) -> Any:
         return dtype.symbols[avro["symbols"].index(value)]
     if isinstance(dtype, t.Array):
         return [from_avro_datum(dtype.items, avro["items"], v) for v in value]
+    if isinstance(dtype, t.Map) and dtype.keys != t.string():
+        entry = avro["items"]["fields"]
+        return [
+            (
+                from_avro_datum(dtype.keys, entry[0]["type"], e["key"]),
+                from_avro_datum(dtype.values, entry[1]["type"], e["value"]),
+            )
+            for e in value
+        ]
     if isinstance(dtype, t.Map):
         return {k: from_avro_datum(dtype.values, avro["values"], v) for k, v in value.items()}
     if dtype == t.uuid():
         return uuid.UUID(str(value)).bytes
+    if dtype == t.uint64():
+        return int(value)
     return value
 
 
@@ -338,10 +361,18 @@ def test_every_type_survives_fastavro_including_wide_decimals_and_zones() -> Non
     avro_value_round_trip(schema, rows)
 
 
+def _python_datum_ok(dtype: DataType) -> bool:
+    """Types whose values ``to_pylist`` gives without pandas and compare equal: ns values
+    and float16 (NaN) go through the vectorised codec tests in tests/converters instead;
+    lists of the null type hit a pyarrow list-building error on the way back."""
+    text = str(dtype)
+    return not any(word in text for word in ("time_ns", "timestamp_ns", "float16", "null"))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(identifiers, data_types(identifiers), st.booleans()),
+        st.tuples(identifiers, data_types(identifiers).filter(_python_datum_ok), st.booleans()),
         min_size=1,
         max_size=4,
         unique_by=lambda x: x[0],

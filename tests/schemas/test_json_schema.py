@@ -14,7 +14,7 @@ from omconnect.schemas import types as t
 from omconnect.schemas.jsonschema import DRAFT, from_json_schema, to_json_schema
 from omconnect.schemas.schema import Schema
 from omconnect.schemas.types import DataType, Field
-from tests.schemas.schema_strategies import schemas
+from tests.support.schema_strategies import schemas
 
 EVERY_TYPE = [
     t.boolean(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.serve.served_worker import (
+from tests.support.served_worker import (
     ServedWorker,
     sink_ids,
     wait_until,

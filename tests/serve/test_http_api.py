@@ -6,7 +6,7 @@ import json
 import socket
 from pathlib import Path
 
-from tests.serve.served_worker import (
+from tests.support.served_worker import (
     ServedWorker,
     sink_ids,
     wait_until,

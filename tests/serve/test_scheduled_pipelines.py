@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from omconnect.runtime.serve import ScaledClock
-from tests.serve.served_worker import (
+from tests.support.served_worker import (
     ServedWorker,
     sink_ids,
     wait_until,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from omconnect.runtime.cli import serve_cmd
-from tests.serve.served_worker import sink_ids, wait_until, write_orders, write_pipeline
+from tests.support.served_worker import sink_ids, wait_until, write_orders, write_pipeline
 
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)/")
 

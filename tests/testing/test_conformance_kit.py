@@ -25,10 +25,14 @@ from omconnect.connectors.api import (
 from omconnect.connectors.files._source_connector import FileSourceConnector
 from omconnect.connectors.files.csv import CsvSource, CsvSourceTask
 from omconnect.connectors.files.parquet import ParquetSourceSpec, ParquetSourceTask
-from omconnect.runtime.testing import MemoryOffsetReader, sink_test_class, source_test_class
+from omconnect.runtime.testing import (
+    MemoryOffsetReader,
+    SourceConnectorTests,
+    sink_test_class,
+    source_test_class,
+)
 from omconnect.runtime.testing._memory_offsets import CollectingErrorReporter
-
-from ..connectors.files.formats import read_back, write_csv, write_parquet
+from tests.support.file_formats import read_back, write_csv, write_parquet
 
 
 class _ForgetfulCsvTask(CsvSourceTask):
@@ -158,11 +162,32 @@ def test_a_sink_that_is_not_idempotent_fails_the_replay_test(tmp_path: Path) -> 
         suite.test_replay_after_a_crash_leaves_no_duplicates(tmp_path)
 
 
-TestAsyncSourceThroughTheKit = source_test_class(
-    "kit-test-async-parquet",
-    make_config=lambda root: {"path": f"{root}/*.parquet"},
-    write_rows=write_parquet,
-)
+class TestAsyncSourceThroughTheKit(SourceConnectorTests):
+    connector = "kit-test-async-parquet"
+
+    def make_config(self, root: Path) -> dict[str, Any]:
+        return {"path": f"{root}/*.parquet"}
+
+    def write_rows(self, root: Path, rows: pa.Table) -> None:
+        write_parquet(root, rows)
+
+
+def test_the_factory_builds_the_same_tests_as_a_subclass(tmp_path: Path) -> None:
+    built = source_test_class(
+        "kit-test-async-parquet", make_config=lambda root: {"path": str(root)}
+    )
+    assert issubclass(built, SourceConnectorTests) and built.connector == "kit-test-async-parquet"
+    assert built.rows == TestAsyncSourceThroughTheKit.rows
+    with pytest.raises(pytest.skip.Exception, match="no write_rows given"):
+        built().test_stop_then_resume_reads_every_row_exactly_once(tmp_path)
+
+
+def test_a_subclass_without_make_config_says_what_to_define(tmp_path: Path) -> None:
+    class Incomplete(SourceConnectorTests):
+        connector = "csv"
+
+    with pytest.raises(NotImplementedError, match=r"Incomplete: define make_config\(root\)"):
+        Incomplete().test_spec_refuses_unknown_keys(tmp_path)
 
 
 def test_memory_offsets_keep_the_last_position_and_refuse_non_json() -> None:

@@ -25,14 +25,14 @@ from omconnect.connectors.api import (
     register,
 )
 from omconnect.runtime.testing import (
+    SinkConnectorTests,
     SinkDriver,
     partitions_of,
     sink_batches,
     sink_test_class,
     standard_rows,
 )
-
-from ..connectors.files.formats import read_back
+from tests.support.file_formats import read_back
 
 
 class _DirectorySpec(ConnectorSpec):
@@ -291,13 +291,18 @@ def test_deletes_are_checked_against_the_declared_behaviour(tmp_path: Path) -> N
         undeclared.test_deletes_follow_the_declared_behaviour(tmp_path / "undeclared")
 
 
-TestKeyValueSinkThroughTheKit = sink_test_class(
-    "kit-test-key-value",
-    make_config=lambda root: {"path": str(root)},
-    read_back=_key_value_rows,
-    dedupes_by_key=True,
-    deletes="apply",
-)
+class TestKeyValueSinkThroughTheKit(SinkConnectorTests):
+    connector = "kit-test-key-value"
+    dedupes_by_key = True
+    deletes = "apply"
+
+    def make_config(self, root: Path) -> dict[str, Any]:
+        return {"path": str(root)}
+
+    def read_back(self, config: dict[str, Any]) -> pa.Table:
+        return _key_value_rows(config)
+
+
 TestLedgerSinkThroughTheKit = sink_test_class(
     "kit-test-ledger",
     make_config=lambda root: {"path": str(root)},

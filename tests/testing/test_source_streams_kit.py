@@ -12,8 +12,7 @@ import pytest
 from omconnect.connectors.api import PollResult, Position, RecordBatch, register
 from omconnect.connectors.files.csv import CsvSource, CsvSourceTask
 from omconnect.runtime.testing import SourceDriver, source_test_class, standard_rows
-
-from ..connectors.files.formats import write_csv
+from tests.support.file_formats import write_csv
 
 
 class _StreamPerFileCsvTask(CsvSourceTask):

@@ -11,13 +11,13 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from omconnect.connectors.api import TransformRowErrors
 from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import lookup
-from omconnect.runtime.transforms.cast import CastSpec, CastTransform
-from omconnect.runtime.transforms.row_errors import TransformRowErrors
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.record import Position, PositionMark, RecordBatch
+from omconnect.transforms.cast import CastSpec, CastTransform
 
 
 def make(fields: dict[str, str]) -> CastTransform:

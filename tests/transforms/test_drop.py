@@ -6,8 +6,8 @@ import pytest
 
 from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import lookup
-from omconnect.runtime.transforms.drop import DropSpec, DropTransform
 from omconnect.schemas.record import RecordBatch
+from omconnect.transforms.drop import DropSpec, DropTransform
 
 
 def make(fields: list[str], **options: object) -> DropTransform:

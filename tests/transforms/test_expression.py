@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.runtime.transforms.expression import parse_expression
+from omconnect.transforms.expression import parse_expression
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 
 from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import lookup
-from omconnect.runtime.transforms.filter import FilterSpec, FilterTransform
 from omconnect.schemas.record import RecordBatch
+from omconnect.transforms.filter import FilterSpec, FilterTransform
 
 
 def make(where: str, mode: str = "keep") -> FilterTransform:

@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import lookup
-from omconnect.runtime.transforms.mask import MaskSpec, MaskTransform
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.record import RecordBatch
+from omconnect.transforms.mask import MaskSpec, MaskTransform
 
 EMAILS = ["ann@example.com", "bob@example.org", None, "cy@x.io", "d@e.f", "é@ü.de"]
 

@@ -6,9 +6,9 @@ import pytest
 
 from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import lookup
-from omconnect.runtime.transforms.rename import RenameSpec, RenameTransform
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.record import RecordBatch
+from omconnect.transforms.rename import RenameSpec, RenameTransform
 
 
 def make(fields: dict[str, str]) -> RenameTransform:

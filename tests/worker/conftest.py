@@ -11,8 +11,7 @@ from omconnect.runtime.brokers import Broker
 from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.runtime.worker.runner import PipelineRunner
-
-from . import toy_connectors
+from tests.support import toy_connectors
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ import pytest
 
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.testing.fault_broker import FaultInjectingBroker
+from tests.support.toy_connectors import COLLECTED
 
 from .conftest import run_pipeline
-from .toy_connectors import COLLECTED
 
 
 def _pipeline(tmp_path: Path, source: str, fmt: str, extra: str = "") -> str:

@@ -15,9 +15,9 @@ from omconnect.runtime.brokers.base import Capabilities
 from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.testing.fault_broker import FaultInjectingBroker
+from tests.support.toy_connectors import COLLECTED
 
 from .conftest import run_pipeline
-from .toy_connectors import COLLECTED
 
 
 def _pipeline(tmp_path: Path, source: str, extra: str = "", sink: str = "toy-collect") -> str:
@@ -80,7 +80,7 @@ def test_offsets_list_on_the_command_line_shows_every_topic(tmp_path: Path) -> N
 
 # The CLI with the toy connectors registered (they are plugins of the test package).
 _CLI = (
-    "import sys; sys.path.insert(0, '.'); import tests.worker.toy_connectors; "
+    "import sys; sys.path.insert(0, '.'); import tests.support.toy_connectors; "
     "from omconnect.runtime.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -12,9 +12,9 @@ import pytest
 from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.state import open_offset_store
 from omconnect.runtime.testing.fault_broker import FaultInjectingBroker, InjectedSendError
+from tests.support.toy_connectors import COLLECTED
 
 from .conftest import run_pipeline
-from .toy_connectors import COLLECTED
 
 ROWS = 400
 KEYS = 7

@@ -15,9 +15,9 @@ from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.pipeline_positions import sink_offsets
 from omconnect.runtime.worker.runner import PipelineRunner
 from omconnect.schemas.message_batch import MessageBatch
+from tests.support.toy_connectors import COLLECTED
 
 from .conftest import run_pipeline
-from .toy_connectors import COLLECTED
 
 
 def _pipeline(tmp_path: Path, sink: str, rows: int = 10, extra: str = "") -> str:
@@ -152,7 +152,7 @@ async def _until(condition, timeout: float = 20.0) -> None:  # type: ignore[no-u
 
 
 def test_on_a_queue_broker_the_sink_acknowledges_what_it_flushed(tmp_path: Path) -> None:
-    from .queue_broker import QueueBroker, QueueState
+    from tests.support.queue_broker import QueueBroker, QueueState
 
     state = QueueState()
     text = _pipeline(tmp_path, "{connector: toy-collect}", rows=25, extra="partitions: 1\n")
@@ -163,7 +163,7 @@ def test_on_a_queue_broker_the_sink_acknowledges_what_it_flushed(tmp_path: Path)
 
 
 def test_a_position_storing_sink_is_refused_on_a_broker_that_cannot_seek(tmp_path: Path) -> None:
-    from .queue_broker import QueueBroker, QueueState
+    from tests.support.queue_broker import QueueBroker, QueueState
 
     text = _pipeline(tmp_path, "{connector: toy-txn-sink}")
     with pytest.raises(ValueError, match="stores its own positions"):

@@ -18,7 +18,7 @@ from omconnect.connectors.api.plugins import (
 from omconnect.connectors.api.sink import SinkConnector, SinkTask, TopicPartition
 from omconnect.connectors.api.source import AsyncSourceTask, PollResult, SourceConnector, SourceTask
 from omconnect.connectors.api.spec import ConnectorSpec, SecretStr, secret_fields
-from omconnect.connectors.api.transform import Transform
+from omconnect.connectors.api.transform import Transform, TransformRowErrors
 from omconnect.schemas.record import Position, PositionMark, Record, RecordBatch
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "TaskContext",
     "TopicPartition",
     "Transform",
+    "TransformRowErrors",
     "UnknownPluginError",
     "load_plugins",
     "lookup",

@@ -1,11 +1,20 @@
-"""The connector conformance kit: the standard tests every connector runs, in one line.
+"""The connector conformance kit: the standard tests every connector runs.
 
-``TestCsvSource = source_test_class("csv", make_config=..., write_rows=...)`` in a test
-module gives the source the standard tests (config spec, emitted schema, stop -> resume ->
-exact count, position validity, schema change, missing key, duplicates);
-``sink_test_class`` does the same for sinks (round trip, replay idempotence, no torn writes,
-schema change, missing key, duplicates). Tasks are driven directly, with an in-memory offset
-reader and error reporter: no broker is needed.
+A test module subclasses ``SourceConnectorTests`` (config spec, emitted schema, stop ->
+resume -> exact count, position validity, schema change, missing key, duplicates) or
+``SinkConnectorTests`` (round trip, replay idempotence, no torn writes, schema change, missing
+key, duplicates, deletes, rebalances, durable positions), naming the connector and how to
+configure it in class attributes and methods::
+
+    class TestCsvSource(SourceConnectorTests):
+        connector = "csv"
+
+        def make_config(self, root: Path) -> dict[str, Any]:
+            return {"path": f"{root}/*.csv"}
+
+``source_test_class(...)`` and ``sink_test_class(...)`` build the same subclasses from
+callables, in one line. Tasks are driven directly, with an in-memory offset reader and error
+reporter: no broker is needed.
 """
 
 from omconnect.runtime.testing._memory_offsets import (
@@ -14,8 +23,8 @@ from omconnect.runtime.testing._memory_offsets import (
     ReportedRaw,
     ReportedRows,
 )
-from omconnect.runtime.testing._sink_suite import sink_test_class
-from omconnect.runtime.testing._source_suite import source_test_class
+from omconnect.runtime.testing._sink_suite import SinkConnectorTests, sink_test_class
+from omconnect.runtime.testing._source_suite import SourceConnectorTests, source_test_class
 from omconnect.runtime.testing._standard_rows import (
     STANDARD_COLUMNS,
     as_standard_table,
@@ -33,7 +42,9 @@ __all__ = [
     "MemoryOffsetReader",
     "ReportedRaw",
     "ReportedRows",
+    "SinkConnectorTests",
     "SinkDriver",
+    "SourceConnectorTests",
     "SourceDriver",
     "as_standard_table",
     "ids_of",

@@ -1,12 +1,26 @@
-"""``sink_test_class``: the standard tests of a sink connector, as one pytest class.
+"""``SinkConnectorTests``: the standard tests of a sink connector, as a pytest base class.
 
-Per-connector knowledge comes in as callables:
+A connector's test module subclasses it, and pytest collects the subclass (the base itself is
+not collected: its name does not start with ``Test``)::
+
+    class TestCsvSink(SinkConnectorTests):
+        connector = "csv"
+        deletes = "skip"
+
+        def make_config(self, root: Path) -> dict[str, Any]:
+            return {"path": str(root)}
+
+        def read_back(self, config: dict[str, Any]) -> pa.Table:
+            return read_csv_files(config["path"])
+
+Per-connector knowledge comes in as methods and class attributes:
 
 - ``make_config(root)`` gives the sink's options writing under ``root`` (a fresh directory,
   or a database/bucket named after it).
 - ``read_back(config)`` returns everything the sink has made visible, as one table (columns
   of differently shaped rows unified, missing values null). It must never see a half-written
   unit: the torn-write tests rely on it reading only what readers would read.
+- ``dedupes_by_key`` and ``deletes`` declare what the sink does with duplicates and deletes.
 
 Batches come from topic ``orders`` with marks ``{"topic", "partition"}`` ->
 ``{"offset": next}``, as the runtime sends them, and go through ``SinkDriver``, which opens
@@ -15,7 +29,8 @@ partitions before their first rows and passes only open partitions' positions to
 Beyond round trips and replays, the suite checks the parts of the lifecycle that keep
 delivery exact: deletes (tombstones) behave as declared (``deletes``); a closed partition's
 rows never become visible after the close; what ``flush`` returns as durable is visible; and a
-sink with ``stores_positions`` delivers exactly once from its stored positions.
+sink whose task has ``stores_positions`` delivers exactly once from its stored positions.
+``sink_test_class(...)`` builds the same subclass from callables.
 """
 
 from __future__ import annotations
@@ -23,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,35 +69,41 @@ TOPIC = "orders"
 DELETED_COLUMN = "__deleted"
 
 
-def sink_test_class(
-    connector_name: str,
-    *,
-    make_config: MakeConfig,
-    read_back: ReadBack,
-    dedupes_by_key: bool = False,
-    deletes: DeleteBehaviour | None = None,
-    rows: int = 1_000,
-    batch_rows: int = 100,
-) -> type:
-    """A pytest test class with the standard tests of the sink ``connector_name``.
+class SinkConnectorTests:
+    """The standard sink tests; subclass it with ``connector``, ``make_config`` and
+    ``read_back`` set."""
 
-    Args:
-        connector_name: the registered sink name.
-        make_config: options for writing under a fresh directory.
-        read_back: everything visible in the target, as one table.
-        dedupes_by_key: the sink upserts by key (one row per ``id`` survives duplicates);
-            otherwise it appends (every delivered row is kept).
-        deletes: what the sink, configured by ``make_config``, does with a delete
-            (tombstone) of a key: ``skip`` writes nothing for it; ``mark`` writes a row with
-            the key and a boolean ``__deleted`` column, true for deletes and false for every
-            other row (Debezium's rewrite); ``apply`` removes the key's rows. None: not
-            declared, so only "deletes do not fail the sink" is checked.
-        rows: how many rows each test writes.
-        batch_rows: rows per batch put.
-    """
+    connector: ClassVar[str]
+    """The registered sink name."""
+    dedupes_by_key: ClassVar[bool] = False
+    """The sink upserts by key (one row per ``id`` survives duplicates); otherwise it appends
+    (every delivered row is kept)."""
+    deletes: ClassVar[DeleteBehaviour | None] = None
+    """What the sink, configured by ``make_config``, does with a delete (tombstone) of a key:
+    ``skip`` writes nothing for it; ``mark`` writes a row with the key and a boolean
+    ``__deleted`` column, true for deletes and false for every other row (Debezium's
+    rewrite); ``apply`` removes the key's rows. None: not declared, so only "deletes do not
+    fail the sink" is checked."""
+    rows: ClassVar[int] = 1_000
+    """How many rows each test writes."""
+    batch_rows: ClassVar[int] = 100
+    """Rows per batch put."""
 
-    def batches(
-        first_id: int, count: int, partition: int, first_offset: int, **kw: Any
+    def make_config(self, root: Path) -> dict[str, Any]:
+        """The sink's options for writing under ``root``, a fresh directory."""
+        raise NotImplementedError(f"{type(self).__name__}: define make_config(root)")
+
+    def read_back(self, config: dict[str, Any]) -> pa.Table:
+        """Everything the sink configured by ``config`` has made visible, as one table."""
+        raise NotImplementedError(f"{type(self).__name__}: define read_back(config)")
+
+    def _config(self, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+        root = tmp_path / "sink"
+        root.mkdir(parents=True, exist_ok=True)
+        return {**self.make_config(root), **overrides}
+
+    def _batches(
+        self, first_id: int, count: int, partition: int, first_offset: int, **kw: Any
     ) -> list[RecordBatch]:
         table = standard_rows(first_id, count, extra_column=kw.pop("extra_column", False))
         return sink_batches(
@@ -90,18 +111,18 @@ def sink_test_class(
             topic=TOPIC,
             partition=partition,
             first_offset=first_offset,
-            batch_rows=batch_rows,
+            batch_rows=self.batch_rows,
             **kw,
         )
 
-    def with_deletes() -> tuple[list[RecordBatch], list[int], list[int], list[int]]:
+    def _with_deletes(self) -> tuple[list[RecordBatch], list[int], list[int], list[int]]:
         """Rows ``0 .. rows/2``, then new rows mixed with deletes of some of those and of
         two keys never written; returns the batches, the ids inserted, the ids deleted that
         had rows, and the ids deleted that had none."""
-        half = rows // 2
+        half = self.rows // 2
         deleted = list(range(2, half, 5))
-        unknown = [rows * 10, rows * 10 + 1]
-        new = list(range(half, rows))
+        unknown = [self.rows * 10, self.rows * 10 + 1]
+        new = list(range(half, self.rows))
         mixed = [
             pair
             for pairs in zip_longest(
@@ -115,247 +136,271 @@ def sink_test_class(
             topic=TOPIC,
             partition=0,
             first_offset=half,
-            batch_rows=batch_rows,
+            batch_rows=self.batch_rows,
             deletes=[d for _, d in mixed],
         )
-        return batches(0, half, 0, 0) + changes, list(range(rows)), deleted, unknown
+        return self._batches(0, half, 0, 0) + changes, list(range(self.rows)), deleted, unknown
 
-    class SinkConformance:
-        """The standard sink tests (generated by ``sink_test_class``)."""
+    def test_spec_fields_are_described(self) -> None:
+        check_spec_is_described(spec_class("sink", self.connector))
 
-        name = connector_name
+    def test_spec_refuses_unknown_keys(self, tmp_path: Path) -> None:
+        check_unknown_key_refused(spec_class("sink", self.connector), self._config(tmp_path))
 
-        def _config(self, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-            root = tmp_path / "sink"
-            root.mkdir(parents=True, exist_ok=True)
-            return {**make_config(root), **overrides}
+    def test_flushed_rows_read_back_unchanged(self, tmp_path: Path) -> None:
+        config = self._config(tmp_path)
+        half = self.rows // 2
+        sent = self._batches(0, half, 0, 0) + self._batches(half, self.rows - half, 1, 0)
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(sent)
+        sink.flush(sent)
+        sink.stop()
+        assert as_standard_table(self.read_back(config)).equals(
+            as_standard_table(standard_rows(0, self.rows))
+        )
 
-        def test_spec_fields_are_described(self) -> None:
-            check_spec_is_described(spec_class("sink", connector_name))
+    def test_replay_after_a_crash_leaves_no_duplicates(self, tmp_path: Path) -> None:
+        config = self._config(tmp_path)
+        sent = self._batches(0, self.rows, 0, 1_000)
+        committed, flushed_uncommitted, unflushed = sent[:3], sent[3:6], sent[6:]
+        crashed = SinkDriver(self.connector, config)
+        crashed.put_all(committed)
+        crashed.flush(committed)
+        crashed.put_all(flushed_uncommitted)
+        crashed.flush(flushed_uncommitted)
+        crashed.put_all(unflushed)
+        # The crash: no stop(), no flush. The runtime replays after the last commit (a
+        # sink that stores positions: after those), batched differently this time.
+        restarted = SinkDriver(self.connector, config)
+        replay = _rebatched(flushed_uncommitted + unflushed, self.batch_rows * 2 + 7)
+        if restarted.task.stores_positions:
+            replay = _replay_from(sent, restarted.stored_positions(), self.batch_rows * 2 + 7)
+        restarted.put_all(replay)
+        restarted.flush(replay)
+        restarted.stop()
+        got = ids_of(self.read_back(config))
+        assert sorted(got) == list(range(self.rows)), "replay left duplicates or lost rows"
 
-        def test_spec_refuses_unknown_keys(self, tmp_path: Path) -> None:
-            check_unknown_key_refused(spec_class("sink", connector_name), self._config(tmp_path))
+    def test_nothing_torn_is_visible_before_flush(self, tmp_path: Path) -> None:
+        config = self._config(tmp_path)
+        sent = self._batches(0, self.rows, 0, 0)
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(sent)
+        visible = ids_of(self.read_back(config))
+        assert len(set(visible)) == len(visible) and set(visible) <= set(range(self.rows))
+        sink.stop()
+        after_stop = ids_of(self.read_back(config))
+        assert len(set(after_stop)) == len(after_stop) and set(after_stop) <= set(range(self.rows))
+        again = SinkDriver(self.connector, config)
+        again.put_all(sent)
+        again.flush(sent)
+        again.stop()
+        assert sorted(ids_of(self.read_back(config))) == list(range(self.rows))
 
-        def test_flushed_rows_read_back_unchanged(self, tmp_path: Path) -> None:
-            config = self._config(tmp_path)
-            half = rows // 2
-            sent = batches(0, half, 0, 0) + batches(half, rows - half, 1, 0)
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(sent)
-            sink.flush(sent)
-            sink.stop()
-            assert as_standard_table(read_back(config)).equals(
-                as_standard_table(standard_rows(0, rows))
+    def test_schema_change_keeps_every_row(self, tmp_path: Path) -> None:
+        config = self._config(tmp_path)
+        half = self.rows // 2
+        sent = self._batches(0, half, 0, 0) + self._batches(
+            half, self.rows - half, 0, half, extra_column=True
+        )
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(sent)
+        sink.flush(sent)
+        sink.stop()
+        table = self.read_back(config)
+        assert sorted(ids_of(table)) == list(range(self.rows))
+        assert EXTRA_COLUMN in table.column_names, "the added column was lost"
+        with_note = table.filter(pc.is_valid(table.column(EXTRA_COLUMN)))
+        assert sorted(ids_of(with_note)) == list(range(half, self.rows))
+
+    def test_missing_key(self, tmp_path: Path) -> None:
+        """With a ``key`` option, a key column absent from the rows is a clear error;
+        without one, rows without any key are written in full."""
+        has_key_option = "key" in spec_class("sink", self.connector).model_fields
+        if has_key_option:
+            config = self._config(tmp_path, key=["no_such_column"])
+            sent = self._batches(0, self.rows, 0, 0)
+            with pytest.raises(ConnectorError, match="no_such_column"):
+                sink = SinkDriver(self.connector, config)
+                sink.put_all(sent)
+                sink.flush(sent)
+            return
+        config = self._config(tmp_path)
+        sent = self._batches(0, self.rows, 0, 0, key_fields=())
+        assert all(b.key_columns() is None for b in sent)
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(sent)
+        sink.flush(sent)
+        sink.stop()
+        assert sorted(ids_of(self.read_back(config))) == list(range(self.rows))
+
+    def test_duplicates(self, tmp_path: Path) -> None:
+        """The same rows delivered twice (at other offsets): an upserting sink keeps one
+        per key, an appending sink keeps both."""
+        config = self._config(tmp_path)
+        sent = self._batches(0, self.rows, 0, 0) + self._batches(0, self.rows, 0, self.rows)
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(sent)
+        sink.flush(sent)
+        sink.stop()
+        expected = (
+            list(range(self.rows)) if self.dedupes_by_key else sorted(list(range(self.rows)) * 2)
+        )
+        assert sorted(ids_of(self.read_back(config))) == expected
+
+    def test_deletes_do_not_fail_the_sink(self, tmp_path: Path) -> None:
+        """Batches where some rows are deletes (a key, null values) are accepted."""
+        config = self._config(tmp_path)
+        sent, *_ = self._with_deletes()
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(sent)
+        sink.flush(sent)
+        sink.stop()
+        assert not sink.errors.reports, (
+            f"the sink reported rows of a batch with deletes as failures: "
+            f"{[str(r.error) for r in sink.errors.reports][:3]}"
+        )
+
+    def test_deletes_follow_the_declared_behaviour(self, tmp_path: Path) -> None:
+        if self.deletes is None:
+            pytest.skip(f"sink {self.connector!r}: no deletes behaviour declared")
+        config = self._config(tmp_path)
+        sent, inserted, deleted, unknown = self._with_deletes()
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(sent)
+        sink.flush(sent)
+        sink.stop()
+        table = self.read_back(config)
+        ids = _visible_ids(table)
+        if self.deletes == "mark":
+            assert DELETED_COLUMN in table.column_names, f"no {DELETED_COLUMN} column"
+            flags = table.column(DELETED_COLUMN).cast(pa.bool_())
+            assert flags.null_count == 0, f"rows with a null {DELETED_COLUMN}"
+            marked = [i for i, f in zip(ids, flags.to_pylist(), strict=True) if f]
+            others = [i for i, f in zip(ids, flags.to_pylist(), strict=True) if not f]
+            kept = [i for i in inserted if not self.dedupes_by_key or i not in deleted]
+            assert sorted(marked) == sorted(deleted + unknown), (
+                f"rows with {DELETED_COLUMN} true are not the deleted keys"
+            )
+            assert sorted(others) == sorted(kept), (
+                f"rows with {DELETED_COLUMN} false are not the rows written"
+            )
+        elif self.deletes == "skip":
+            assert sorted(ids) == inserted, "deletes were written (deletes='skip')"
+        else:
+            gone = set(deleted)
+            assert sorted(ids) == [i for i in inserted if i not in gone], (
+                "deleted keys are still visible (deletes='apply')"
             )
 
-        def test_replay_after_a_crash_leaves_no_duplicates(self, tmp_path: Path) -> None:
-            config = self._config(tmp_path)
-            sent = batches(0, rows, 0, 1_000)
-            committed, flushed_uncommitted, unflushed = sent[:3], sent[3:6], sent[6:]
-            crashed = SinkDriver(connector_name, config)
-            crashed.put_all(committed)
-            crashed.flush(committed)
-            crashed.put_all(flushed_uncommitted)
-            crashed.flush(flushed_uncommitted)
-            crashed.put_all(unflushed)
-            # The crash: no stop(), no flush. The runtime replays after the last commit (a
-            # sink that stores positions: after those), batched differently this time.
-            restarted = SinkDriver(connector_name, config)
-            replay = _rebatched(flushed_uncommitted + unflushed, batch_rows * 2 + 7)
-            if restarted.task.stores_positions:
-                replay = _replay_from(sent, restarted.stored_positions(), batch_rows * 2 + 7)
-            restarted.put_all(replay)
-            restarted.flush(replay)
-            restarted.stop()
-            got = ids_of(read_back(config))
-            assert sorted(got) == list(range(rows)), "replay left duplicates or lost rows"
+    def test_a_closed_partition_is_dropped(self, tmp_path: Path) -> None:
+        """A rebalance: partition 1 is closed without a flush; what was buffered for it
+        never becomes visible, partition 0 goes on."""
+        config = self._config(tmp_path)
+        third = self.rows // 3
+        before = self._batches(0, third, 0, 0)
+        revoked = self._batches(third, third, 1, 0)
+        after = self._batches(2 * third, self.rows - 2 * third, 0, third)
+        sink = SinkDriver(self.connector, config)
+        sink.put_all([b for pair in zip_longest(before, revoked) for b in pair if b])
+        sink.close([TopicPartition(TOPIC, 1)])
+        visible_at_close = set(_visible_ids(self.read_back(config)))
+        sink.put_all(after)
+        sent = before + revoked + after
+        durable = sink.flush(sent)
+        visible = set(_visible_ids(self.read_back(config)))
+        _check_claims(durable, sink.flushed, sent, visible, "flush after a close")
+        sink.stop()
+        final = set(_visible_ids(self.read_back(config)))
+        leaked = sorted((final & set(ids_of(revoked))) - visible_at_close)
+        assert not leaked, (
+            f"{len(leaked)} row(s) of the closed partition became visible after the close "
+            f"(ids {leaked[:5]})"
+        )
+        missing = sorted(set(ids_of(before + after)) - final)
+        assert not missing, f"rows of the open partition are missing: {missing[:5]}"
 
-        def test_nothing_torn_is_visible_before_flush(self, tmp_path: Path) -> None:
-            config = self._config(tmp_path)
-            sent = batches(0, rows, 0, 0)
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(sent)
-            visible = ids_of(read_back(config))
-            assert len(set(visible)) == len(visible) and set(visible) <= set(range(rows))
-            sink.stop()
-            after_stop = ids_of(read_back(config))
-            assert len(set(after_stop)) == len(after_stop) and set(after_stop) <= set(range(rows))
-            again = SinkDriver(connector_name, config)
-            again.put_all(sent)
-            again.flush(sent)
-            again.stop()
-            assert sorted(ids_of(read_back(config))) == list(range(rows))
+    def test_flush_claims_only_what_is_visible(self, tmp_path: Path) -> None:
+        """What ``flush`` returns as durable is readable when it returns."""
+        config = self._config(tmp_path)
+        half = self.rows // 2
+        p0, p1 = self._batches(0, half, 0, 0), self._batches(half, self.rows - half, 1, 0)
+        first = p0[: len(p0) // 2] + p1[: len(p1) // 2]
+        second = p0[len(p0) // 2 :] + p1[len(p1) // 2 :]
+        sink = SinkDriver(self.connector, config)
+        sink.put_all(first)
+        durable = sink.flush(first)
+        visible = set(_visible_ids(self.read_back(config)))
+        _check_claims(durable, sink.flushed, first, visible, "first flush")
+        sink.put_all(second)
+        durable = sink.flush(first + second)
+        visible = set(_visible_ids(self.read_back(config)))
+        _check_claims(durable, sink.flushed, first + second, visible, "second flush")
+        sink.stop()
 
-        def test_schema_change_keeps_every_row(self, tmp_path: Path) -> None:
-            config = self._config(tmp_path)
-            half = rows // 2
-            sent = batches(0, half, 0, 0) + batches(half, rows - half, 0, half, extra_column=True)
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(sent)
-            sink.flush(sent)
-            sink.stop()
-            table = read_back(config)
-            assert sorted(ids_of(table)) == list(range(rows))
-            assert EXTRA_COLUMN in table.column_names, "the added column was lost"
-            with_note = table.filter(pc.is_valid(table.column(EXTRA_COLUMN)))
-            assert sorted(ids_of(with_note)) == list(range(half, rows))
+    def test_stored_positions_give_exactly_once(self, tmp_path: Path) -> None:
+        """A sink that stores positions: they are the flushed ones, and replays from them
+        (after a crash, after a rewind) leave every row exactly once."""
+        config = self._config(tmp_path)
+        crashed = SinkDriver(self.connector, config)
+        if not crashed.task.stores_positions:
+            pytest.skip(f"sink {self.connector!r} does not store positions")
+        sent = self._batches(0, self.rows, 0, 1_000)
+        flushed, unflushed = sent[:3], sent[3:6]
+        crashed.put_all(flushed)
+        durable = crashed.flush(flushed)
+        assert _offsets(crashed.stored_positions()) == _offsets(durable), (
+            "after a flush, stored_positions() is not what flush made durable"
+        )
+        crashed.put_all(unflushed)
+        # The crash: no flush, no stop. The runtime seeks to the stored positions.
+        restarted = SinkDriver(self.connector, config)
+        replay = _replay_from(sent, restarted.stored_positions(), self.batch_rows * 2 + 7)
+        restarted.put_all(replay[:2])
+        # A failed flush: close everything, redeliver from the stored positions.
+        restarted.close(list(restarted.opened))
+        replay = _replay_from(sent, restarted.stored_positions(), self.batch_rows + 3)
+        restarted.put_all(replay)
+        durable = restarted.flush(replay)
+        assert _offsets(restarted.stored_positions()) == _offsets(durable)
+        restarted.stop()
+        got = _visible_ids(self.read_back(config))
+        assert sorted(got) == list(range(self.rows)), (
+            "a replay from the stored positions left duplicates or lost rows"
+        )
 
-        def test_missing_key(self, tmp_path: Path) -> None:
-            """With a ``key`` option, a key column absent from the rows is a clear error;
-            without one, rows without any key are written in full."""
-            has_key_option = "key" in spec_class("sink", connector_name).model_fields
-            if has_key_option:
-                config = self._config(tmp_path, key=["no_such_column"])
-                sent = batches(0, rows, 0, 0)
-                with pytest.raises(ConnectorError, match="no_such_column"):
-                    sink = SinkDriver(connector_name, config)
-                    sink.put_all(sent)
-                    sink.flush(sent)
-                return
-            config = self._config(tmp_path)
-            sent = batches(0, rows, 0, 0, key_fields=())
-            assert all(b.key_columns() is None for b in sent)
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(sent)
-            sink.flush(sent)
-            sink.stop()
-            assert sorted(ids_of(read_back(config))) == list(range(rows))
 
-        def test_duplicates(self, tmp_path: Path) -> None:
-            """The same rows delivered twice (at other offsets): an upserting sink keeps one
-            per key, an appending sink keeps both."""
-            config = self._config(tmp_path)
-            sent = batches(0, rows, 0, 0) + batches(0, rows, 0, rows)
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(sent)
-            sink.flush(sent)
-            sink.stop()
-            expected = list(range(rows)) if dedupes_by_key else sorted(list(range(rows)) * 2)
-            assert sorted(ids_of(read_back(config))) == expected
+def sink_test_class(
+    connector_name: str,
+    *,
+    make_config: MakeConfig,
+    read_back: ReadBack,
+    dedupes_by_key: bool = False,
+    deletes: DeleteBehaviour | None = None,
+    rows: int = 1_000,
+    batch_rows: int = 100,
+) -> type[SinkConnectorTests]:
+    """A ``SinkConnectorTests`` subclass for the sink ``connector_name``.
 
-        def test_deletes_do_not_fail_the_sink(self, tmp_path: Path) -> None:
-            """Batches where some rows are deletes (a key, null values) are accepted."""
-            config = self._config(tmp_path)
-            sent, *_ = with_deletes()
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(sent)
-            sink.flush(sent)
-            sink.stop()
-            assert not sink.errors.reports, (
-                f"the sink reported rows of a batch with deletes as failures: "
-                f"{[str(r.error) for r in sink.errors.reports][:3]}"
-            )
-
-        def test_deletes_follow_the_declared_behaviour(self, tmp_path: Path) -> None:
-            if deletes is None:
-                pytest.skip(f"sink {connector_name!r}: no deletes behaviour declared")
-            config = self._config(tmp_path)
-            sent, inserted, deleted, unknown = with_deletes()
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(sent)
-            sink.flush(sent)
-            sink.stop()
-            table = read_back(config)
-            ids = _visible_ids(table)
-            if deletes == "mark":
-                assert DELETED_COLUMN in table.column_names, f"no {DELETED_COLUMN} column"
-                flags = table.column(DELETED_COLUMN).cast(pa.bool_())
-                assert flags.null_count == 0, f"rows with a null {DELETED_COLUMN}"
-                marked = [i for i, f in zip(ids, flags.to_pylist(), strict=True) if f]
-                others = [i for i, f in zip(ids, flags.to_pylist(), strict=True) if not f]
-                kept = [i for i in inserted if not dedupes_by_key or i not in deleted]
-                assert sorted(marked) == sorted(deleted + unknown), (
-                    f"rows with {DELETED_COLUMN} true are not the deleted keys"
-                )
-                assert sorted(others) == sorted(kept), (
-                    f"rows with {DELETED_COLUMN} false are not the rows written"
-                )
-            elif deletes == "skip":
-                assert sorted(ids) == inserted, "deletes were written (deletes='skip')"
-            else:
-                gone = set(deleted)
-                assert sorted(ids) == [i for i in inserted if i not in gone], (
-                    "deleted keys are still visible (deletes='apply')"
-                )
-
-        def test_a_closed_partition_is_dropped(self, tmp_path: Path) -> None:
-            """A rebalance: partition 1 is closed without a flush; what was buffered for it
-            never becomes visible, partition 0 goes on."""
-            config = self._config(tmp_path)
-            third = rows // 3
-            before = batches(0, third, 0, 0)
-            revoked = batches(third, third, 1, 0)
-            after = batches(2 * third, rows - 2 * third, 0, third)
-            sink = SinkDriver(connector_name, config)
-            sink.put_all([b for pair in zip_longest(before, revoked) for b in pair if b])
-            sink.close([TopicPartition(TOPIC, 1)])
-            visible_at_close = set(_visible_ids(read_back(config)))
-            sink.put_all(after)
-            sent = before + revoked + after
-            durable = sink.flush(sent)
-            visible = set(_visible_ids(read_back(config)))
-            _check_claims(durable, sink.flushed, sent, visible, "flush after a close")
-            sink.stop()
-            final = set(_visible_ids(read_back(config)))
-            leaked = sorted((final & set(ids_of(revoked))) - visible_at_close)
-            assert not leaked, (
-                f"{len(leaked)} row(s) of the closed partition became visible after the close "
-                f"(ids {leaked[:5]})"
-            )
-            missing = sorted(set(ids_of(before + after)) - final)
-            assert not missing, f"rows of the open partition are missing: {missing[:5]}"
-
-        def test_flush_claims_only_what_is_visible(self, tmp_path: Path) -> None:
-            """What ``flush`` returns as durable is readable when it returns."""
-            config = self._config(tmp_path)
-            half = rows // 2
-            p0, p1 = batches(0, half, 0, 0), batches(half, rows - half, 1, 0)
-            first = p0[: len(p0) // 2] + p1[: len(p1) // 2]
-            second = p0[len(p0) // 2 :] + p1[len(p1) // 2 :]
-            sink = SinkDriver(connector_name, config)
-            sink.put_all(first)
-            durable = sink.flush(first)
-            visible = set(_visible_ids(read_back(config)))
-            _check_claims(durable, sink.flushed, first, visible, "first flush")
-            sink.put_all(second)
-            durable = sink.flush(first + second)
-            visible = set(_visible_ids(read_back(config)))
-            _check_claims(durable, sink.flushed, first + second, visible, "second flush")
-            sink.stop()
-
-        def test_stored_positions_give_exactly_once(self, tmp_path: Path) -> None:
-            """A sink that stores positions: they are the flushed ones, and replays from them
-            (after a crash, after a rewind) leave every row exactly once."""
-            config = self._config(tmp_path)
-            crashed = SinkDriver(connector_name, config)
-            if not crashed.task.stores_positions:
-                pytest.skip(f"sink {connector_name!r} does not store positions")
-            sent = batches(0, rows, 0, 1_000)
-            flushed, unflushed = sent[:3], sent[3:6]
-            crashed.put_all(flushed)
-            durable = crashed.flush(flushed)
-            assert _offsets(crashed.stored_positions()) == _offsets(durable), (
-                "after a flush, stored_positions() is not what flush made durable"
-            )
-            crashed.put_all(unflushed)
-            # The crash: no flush, no stop. The runtime seeks to the stored positions.
-            restarted = SinkDriver(connector_name, config)
-            replay = _replay_from(sent, restarted.stored_positions(), batch_rows * 2 + 7)
-            restarted.put_all(replay[:2])
-            # A failed flush: close everything, redeliver from the stored positions.
-            restarted.close(list(restarted.opened))
-            replay = _replay_from(sent, restarted.stored_positions(), batch_rows + 3)
-            restarted.put_all(replay)
-            durable = restarted.flush(replay)
-            assert _offsets(restarted.stored_positions()) == _offsets(durable)
-            restarted.stop()
-            got = _visible_ids(read_back(config))
-            assert sorted(got) == list(range(rows)), (
-                "a replay from the stored positions left duplicates or lost rows"
-            )
-
-    SinkConformance.__name__ = f"SinkConformance_{connector_name}"
-    return SinkConformance
+    Args:
+        connector_name: the registered sink name.
+        make_config: options for writing under a fresh directory.
+        read_back: everything visible in the target, as one table.
+        dedupes_by_key: the sink upserts by key (see ``SinkConnectorTests.dedupes_by_key``).
+        deletes: what the sink does with a delete (see ``SinkConnectorTests.deletes``).
+        rows: how many rows each test writes.
+        batch_rows: rows per batch put.
+    """
+    attributes: dict[str, Any] = {
+        "connector": connector_name,
+        "make_config": staticmethod(make_config),
+        "read_back": staticmethod(read_back),
+        "dedupes_by_key": dedupes_by_key,
+        "deletes": deletes,
+        "rows": rows,
+        "batch_rows": batch_rows,
+    }
+    return type(f"SinkConformance_{connector_name}", (SinkConnectorTests,), attributes)
 
 
 def _rebatched(sent: list[RecordBatch], size: int) -> list[RecordBatch]:

@@ -6,9 +6,11 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
 from omconnect.connectors.api.context import TaskContext
+from omconnect.connectors.api.sink import SinkTask
+from omconnect.connectors.api.source import AsyncSourceTask, SourceTask
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers.base import Broker, Capabilities, TopicSettings
@@ -18,6 +20,9 @@ from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.runtime.worker.retry import retrying
 from omconnect.runtime.worker.settings import LoopSettings
 from omconnect.runtime.worker.task_thread import TaskThread
+
+SourceTaskType = SourceTask | AsyncSourceTask
+TaskT = TypeVar("TaskT", SourceTask | AsyncSourceTask, SinkTask)
 
 
 class PipelineTopics:
@@ -59,30 +64,34 @@ class PipelineParts:
 
 
 @dataclass
-class TaskSetup:
+class TaskSetup(Generic[TaskT]):
     """One connector task with its config, its context and the transforms its loop applies.
 
     ``factory`` builds a new task instance: a source that is rewound starts over with a fresh
     task, as after a restart.
     """
 
-    task: Any
+    task: TaskT
     config: ConnectorSpec
     context: TaskContext
     transforms: list[Transform] = field(default_factory=list)
-    factory: Callable[[], Any] | None = None
+    factory: Callable[[], TaskT] | None = None
 
-    def thread(self, kind: str, fresh: bool = False) -> TaskThread:
+    def thread(self, kind: str, fresh: bool = False) -> TaskThread[TaskT]:
         """The thread that calls the task; with ``fresh`` a new task instance replaces it."""
         if fresh and self.factory is not None:
             self.task = self.factory()
         return TaskThread(self.task, f"{self.context.pipeline}-{kind}-{self.context.task_id}")
 
 
-async def start_task(thread: TaskThread, setup: TaskSetup, settings: LoopSettings) -> None:
+async def start_task(
+    thread: TaskThread[SourceTaskType] | TaskThread[SinkTask],
+    setup: TaskSetup[SourceTaskType] | TaskSetup[SinkTask],
+    settings: LoopSettings,
+) -> None:
     """Call the task's ``start``, retrying ``RetriableError`` like every other task call."""
     await retrying(
-        lambda: thread.call("start", setup.config, setup.context),
+        lambda: thread.call(thread.task.start, setup.config, setup.context),
         "task start",
         settings.retry_timeout,
         settings.retry_max_delay,

@@ -16,7 +16,7 @@ import logging
 from typing import Any, cast
 
 from omconnect.connectors.api.context import OffsetReader, TaskContext
-from omconnect.connectors.api.sink import SinkConnector
+from omconnect.connectors.api.sink import SinkConnector, SinkTask
 from omconnect.connectors.api.source import SourceConnector
 from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers import open_broker
@@ -38,7 +38,12 @@ from omconnect.runtime.state import (
     open_schema_registry,
 )
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
-from omconnect.runtime.worker.loop_parts import PipelineParts, PipelineTopics, TaskSetup
+from omconnect.runtime.worker.loop_parts import (
+    PipelineParts,
+    PipelineTopics,
+    SourceTaskType,
+    TaskSetup,
+)
 from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.runtime.worker.offset_reader import (
     NamespaceOffsetReader,
@@ -251,7 +256,7 @@ class PipelineRunner:
 
     def _source_tasks(
         self, connector: SourceConnector, offsets: OffsetStore, parts: PipelineParts
-    ) -> list[TaskSetup]:
+    ) -> list[TaskSetup[SourceTaskType]]:
         """One setup per source task; transforms run on the source side."""
         setups = []
         for i, config in enumerate(connector.task_configs(self.loaded.config.tasks)):
@@ -271,7 +276,7 @@ class PipelineRunner:
             )
         return setups
 
-    def _sink_task(self, parts: PipelineParts, transformed: bool) -> TaskSetup:
+    def _sink_task(self, parts: PipelineParts, transformed: bool) -> TaskSetup[SinkTask]:
         """The sink task; it applies the transforms only when no source side did."""
         sink = self.loaded.sink
         assert sink is not None

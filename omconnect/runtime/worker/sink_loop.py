@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from omconnect.connectors.api.errors import RetriableError
+from omconnect.connectors.api.sink import SinkTask
 from omconnect.connectors.api.sink import TopicPartition as SinkPartition
 from omconnect.runtime.brokers.base import (
     ConsumedBatch,
@@ -106,11 +107,14 @@ class SinkLoop:
     ``until`` resolves to (``--once``)."""
 
     def __init__(
-        self, parts: PipelineParts, setup: TaskSetup, consumer_factory: ConsumerFactory
+        self,
+        parts: PipelineParts,
+        setup: TaskSetup[SinkTask],
+        consumer_factory: ConsumerFactory,
     ) -> None:
         self.parts = parts
         self.setup = setup
-        self.task = setup.thread("sink")
+        self.thread = setup.thread("sink")
         self.transforms = setup.transforms
         self.settings = parts.settings
         self.consumer_factory = consumer_factory
@@ -134,7 +138,7 @@ class SinkLoop:
         return self.consumer
 
     async def run(self, stop: asyncio.Event, until: EndCondition) -> None:
-        await start_task(self.task, self.setup, self.settings)
+        await start_task(self.thread, self.setup, self.settings)
         try:
             await self.open_consumer()
             delay = FIRST_DELAY
@@ -154,9 +158,9 @@ class SinkLoop:
                     delay *= 2
                     await self._rewind()
             if self.assigned:
-                await self.task.call("close", _sink_partitions(self.assigned))
+                await self.thread.call(self.thread.task.close, _sink_partitions(self.assigned))
         finally:
-            await self.task.stop_task()
+            await self.thread.stop_task()
 
     # -- the consumer group's callbacks (run inside ``consumer.poll``) --------------------
 
@@ -171,7 +175,7 @@ class SinkLoop:
                 if tp in committed:
                     self.committed[tp] = self.consumed[tp] = committed[tp]
         self.assigned |= new
-        await self.task.call("open", _sink_partitions(new))
+        await self.thread.call(self.thread.task.open, _sink_partitions(new))
         if self.stores_positions and self.parts.capabilities.log:
             await self._seek_to_stored_positions(new)
 
@@ -183,7 +187,7 @@ class SinkLoop:
             barrier = _Barrier()
             await self._queue.put(barrier)
             await barrier.done
-        await self.task.call("close", _sink_partitions(lost))
+        await self.thread.call(self.thread.task.close, _sink_partitions(lost))
         self.assigned -= lost
         for tp in lost:
             self.consumed.pop(tp, None)
@@ -199,15 +203,15 @@ class SinkLoop:
         """After a failed flush of a position-storing sink: the task drops what it buffered
         (``close``), the consumer goes back to the stored positions, the task reopens."""
         partitions = _sink_partitions(self.assigned)
-        await self.task.call("close", partitions)
+        await self.thread.call(self.thread.task.close, partitions)
         await self._seek_to_stored_positions(self.assigned)
-        await self.task.call("open", partitions)
+        await self.thread.call(self.thread.task.open, partitions)
 
     async def _seek_to_stored_positions(self, partitions: Set[TopicPartition]) -> None:
         """Seek ``partitions`` to the sink's stored positions (else the group's commits, else
         the partition's start)."""
         assert self.consumer is not None
-        stored = _broker_offsets(await self.task.call("stored_positions"))
+        stored = _broker_offsets(await self.thread.call(self.thread.task.stored_positions))
         committed = await self.consumer.committed()
         seek = {tp: stored.get(tp, committed.get(tp, 0)) for tp in partitions}
         for tp, offset in seek.items():
@@ -340,7 +344,10 @@ class SinkLoop:
     async def _put(self, batch: RecordBatch) -> None:
         s = self.settings
         await retrying(
-            lambda: self.task.call("put", batch), "sink put", s.retry_timeout, s.retry_max_delay
+            lambda: self.thread.call(self.thread.task.put, batch),
+            "sink put",
+            s.retry_timeout,
+            s.retry_max_delay,
         )
         self.parts.metrics.rows_written += batch.num_rows
 
@@ -425,12 +432,12 @@ class SinkLoop:
         s = self.settings
         if self.stores_positions:
             try:
-                result = await self.task.call("flush", positions)
+                result = await self.thread.call(self.thread.task.flush, positions)
             except Exception as error:
                 raise _Rewind() from error
         else:
             result = await retrying(
-                lambda: self.task.call("flush", positions),
+                lambda: self.thread.call(self.thread.task.flush, positions),
                 "sink flush",
                 s.retry_timeout,
                 s.retry_max_delay,

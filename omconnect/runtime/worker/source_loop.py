@@ -46,7 +46,12 @@ from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.runtime.worker.batching import BatchAccumulator
 from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.in_flight import InFlightBudget
-from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
+from omconnect.runtime.worker.loop_parts import (
+    PipelineParts,
+    SourceTaskType,
+    TaskSetup,
+    start_task,
+)
 from omconnect.runtime.worker.message_ids import MessageIdDeriver, message_headers
 from omconnect.runtime.worker.offset_reader import TransactionPositionReader
 from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
@@ -81,7 +86,7 @@ class _Prepared:
 class _Epoch:
     """One run of the three stages between two rewinds."""
 
-    task: TaskThread
+    thread: TaskThread[SourceTaskType]
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     failures: list[BaseException] = field(default_factory=list)
     committed_any: bool = False
@@ -100,7 +105,11 @@ class SourceLoop:
     """Runs one source task until it is done (``--once``) or ``stop`` is set."""
 
     def __init__(
-        self, parts: PipelineParts, setup: TaskSetup, producer: Producer, offsets: OffsetStore
+        self,
+        parts: PipelineParts,
+        setup: TaskSetup[SourceTaskType],
+        producer: Producer,
+        offsets: OffsetStore,
     ) -> None:
         self.parts = parts
         self.setup = setup
@@ -142,14 +151,14 @@ class SourceLoop:
                 raise error.__cause__ or error
 
     async def _run_epoch(self, stop: asyncio.Event) -> _Epoch:
-        task = self.setup.thread("source", fresh=self.rewinds > 0)
-        epoch = _Epoch(task)
+        thread = self.setup.thread("source", fresh=self.rewinds > 0)
+        epoch = _Epoch(thread)
         polled: asyncio.Queue[RecordBatch | None] = asyncio.Queue()
         prepared: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         try:
             if self.settings.exactly_once:
                 await self._load_transaction_positions()
-            await start_task(task, self.setup, self.settings)
+            await start_task(thread, self.setup, self.settings)
             ids = MessageIdDeriver(self.setup.context.offsets.get)
             if self.settings.exactly_once:
                 await self._begin_transaction(epoch)
@@ -160,7 +169,7 @@ class SourceLoop:
             if self.settings.exactly_once:
                 await self._end_transaction(epoch)
         finally:
-            await task.stop_task()
+            await thread.stop_task()
         return epoch
 
     async def _poll_stage(
@@ -181,7 +190,7 @@ class SourceLoop:
         def poll() -> asyncio.Future[Any]:
             return asyncio.ensure_future(
                 retrying(
-                    lambda: epoch.task.call("poll"),
+                    lambda: epoch.thread.call(epoch.thread.task.poll),
                     "source poll",
                     s.retry_timeout,
                     s.retry_max_delay,
@@ -363,7 +372,7 @@ class SourceLoop:
             acked.clear()
             epoch.committed_any = True
             self.parts.metrics.source_commits += 1
-            await epoch.task.call("commit", positions)
+            await epoch.thread.call(epoch.thread.task.commit, positions)
         except Exception as error:
             epoch.fail(error)
 
@@ -447,7 +456,7 @@ class SourceLoop:
         self.parts.metrics.source_commits += 1
         # The offset store mirrors them for ``offsets list``; the broker's copy is the truth.
         await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
-        await epoch.task.call("commit", positions)
+        await epoch.thread.call(epoch.thread.task.commit, positions)
 
 
 def _give_ids(ids: MessageIdDeriver, batches: list[RecordBatch]) -> None:

@@ -20,9 +20,18 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class _Task(Protocol):
+    """What every connector task has (sync or async): a ``stop``."""
+
+    def stop(self) -> object: ...
+
+
+TaskT = TypeVar("TaskT", bound=_Task)
 
 log = logging.getLogger("omconnect.worker")
 
@@ -34,10 +43,14 @@ _Call = tuple[concurrent.futures.Future[Any], str, Callable[..., Any], tuple[Any
 _live: weakref.WeakSet[TaskThread] = weakref.WeakSet()
 
 
-class TaskThread:
-    """Calls methods of ``task`` on its own single thread (or awaits them if async)."""
+class TaskThread(Generic[TaskT]):
+    """Calls methods of ``task`` on its own single thread (or awaits them if async).
 
-    def __init__(self, task: Any, name: str) -> None:
+    Calls name the method itself, ``thread.call(thread.task.poll)``, so that a renamed task
+    method is a type error, not a string that no longer matches.
+    """
+
+    def __init__(self, task: TaskT, name: str) -> None:
         self.task = task
         self.name = name
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
@@ -46,11 +59,12 @@ class TaskThread:
         self._closed = False
         _live.add(self)
 
-    async def call(self, method: str, *args: Any) -> Any:
-        bound = getattr(self.task, method)
-        if inspect.iscoroutinefunction(bound):
-            return await bound(*args)
-        return await self._on_thread(method, bound, args)
+    async def call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``method`` (a bound method of ``task``) on the task's thread, or awaited when the
+        task is async."""
+        if inspect.iscoroutinefunction(method):
+            return await method(*args)
+        return await self._on_thread(method.__name__, method, args)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function`` on the task's thread, in order with the task's own calls (work
@@ -76,11 +90,11 @@ class TaskThread:
         current = asyncio.current_task()
         try:
             if current is None or not current.cancelling():
-                await self.call("stop")
+                await self.call(self.task.stop)
                 return
             try:
                 async with asyncio.timeout(ABANDON_AFTER):
-                    await self.call("stop")
+                    await self.call(self.task.stop)
             except TimeoutError:
                 log.warning(
                     "task thread %s is stuck in %s: abandoned without calling stop()",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from omconnect.connectors.api.errors import RetriableError
-from omconnect.connectors.api.transform import Transform
+from omconnect.connectors.api.transform import Transform, TransformRowErrors
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.schemas.record import RecordBatch
 
@@ -16,9 +16,9 @@ def apply_transforms(
     """Run ``batch`` through ``transforms``; a transform that routes returns several batches,
     and the next transform runs on each of them.
 
-    A transform may raise an error carrying ``rows`` (row -> reason) and ``good`` (the batch
-    without them): those rows are dead-lettered and the good ones go on. Any other error
-    dead-letters the whole batch (stage ``transform``).
+    A transform may raise ``TransformRowErrors``: its ``rows`` are dead-lettered and its
+    ``good`` batch goes on. Any other error but ``RetriableError`` dead-letters the whole
+    batch (stage ``transform``).
     """
     batches = [batch]
     for transform in transforms:
@@ -33,19 +33,10 @@ def _apply_one(
         result = transform.apply(batch)
     except RetriableError:
         raise
+    except TransformRowErrors as errors:
+        dead_letters.report_rows(batch, errors.failures(), "transform")
+        return [errors.good]
     except Exception as exc:
-        rows = getattr(exc, "rows", None)
-        good = getattr(exc, "good", None)
-        if isinstance(rows, dict) and isinstance(good, RecordBatch):
-            failures = {row: _as_error(reason, exc) for row, reason in rows.items()}
-            dead_letters.report_rows(batch, failures, "transform")
-            return [good]
         dead_letters.report(batch, list(range(batch.num_rows)), exc, "transform")
         return []
     return result if isinstance(result, list) else [result]
-
-
-def _as_error(reason: object, fallback: Exception) -> BaseException:
-    if isinstance(reason, BaseException):
-        return reason
-    return ValueError(str(reason)) if reason else fallback

@@ -13,25 +13,18 @@ from omconnect.runtime.testing import (
     SourceDriver,
     ids_of,
     sink_batches,
-    sink_test_class,
-    source_test_class,
     standard_rows,
 )
+from tests.support.file_conformance import FileSinkTests, FileSourceTests
+from tests.support.file_formats import published_files, write_avro
 
-from .formats import published_files, read_back, write_avro
 
-TestAvroSource = source_test_class(
-    "avro",
-    make_config=lambda root: {"path": f"{root}/*.avro"},
-    write_rows=write_avro,
-    offset_order=lambda offset: offset["row"],
-)
-TestAvroSink = sink_test_class(
-    "avro",
-    make_config=lambda root: {"path": str(root)},
-    read_back=lambda config: read_back(Path(config["path"]), "avro"),
-    deletes="skip",
-)
+class TestAvroSource(FileSourceTests):
+    connector = "avro"
+
+
+class TestAvroSink(FileSinkTests):
+    connector = "avro"
 
 
 def test_resume_skips_whole_blocks(tmp_path: Path) -> None:

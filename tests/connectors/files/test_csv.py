@@ -17,25 +17,18 @@ from omconnect.runtime.testing import (
     SourceDriver,
     ids_of,
     sink_batches,
-    sink_test_class,
-    source_test_class,
     standard_rows,
 )
+from tests.support.file_conformance import FileSinkTests, FileSourceTests
+from tests.support.file_formats import write_csv
 
-from .formats import read_back, write_csv
 
-TestCsvSource = source_test_class(
-    "csv",
-    make_config=lambda root: {"path": f"{root}/*.csv"},
-    write_rows=write_csv,
-    offset_order=lambda offset: offset["row"],
-)
-TestCsvSink = sink_test_class(
-    "csv",
-    make_config=lambda root: {"path": str(root)},
-    read_back=lambda config: read_back(Path(config["path"]), "csv"),
-    deletes="skip",
-)
+class TestCsvSource(FileSourceTests):
+    connector = "csv"
+
+
+class TestCsvSink(FileSinkTests):
+    connector = "csv"
 
 
 def test_explicit_columns_read_decimals_timestamps_and_null_strings(tmp_path: Path) -> None:

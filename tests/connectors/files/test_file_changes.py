@@ -19,8 +19,7 @@ from omconnect.connectors.api import ConnectorError, Position, RecordBatch
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files.csv import CsvSourceTask
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver, ids_of, standard_rows
-
-from .formats import write_avro
+from tests.support.file_formats import write_avro
 
 
 def run(

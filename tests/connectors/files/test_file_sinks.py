@@ -32,8 +32,7 @@ from omconnect.runtime.testing import (
     standard_rows_of,
 )
 from omconnect.schemas.arrow import from_arrow_schema
-
-from .formats import published_files, read_back, read_file
+from tests.support.file_formats import published_files, read_back, read_file
 
 FORMATS = ["csv", "jsonl", "parquet", "avro"]
 

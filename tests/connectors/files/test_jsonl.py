@@ -7,27 +7,16 @@ import re
 from pathlib import Path
 
 from omconnect.connectors.api import ConnectorError
-from omconnect.runtime.testing import (
-    SourceDriver,
-    ids_of,
-    sink_test_class,
-    source_test_class,
-)
+from omconnect.runtime.testing import SourceDriver, ids_of
+from tests.support.file_conformance import FileSinkTests, FileSourceTests
 
-from .formats import read_back, write_jsonl
 
-TestJsonlSource = source_test_class(
-    "jsonl",
-    make_config=lambda root: {"path": f"{root}/*.jsonl"},
-    write_rows=write_jsonl,
-    offset_order=lambda offset: offset["row"],
-)
-TestJsonlSink = sink_test_class(
-    "jsonl",
-    make_config=lambda root: {"path": str(root)},
-    read_back=lambda config: read_back(Path(config["path"]), "jsonl"),
-    deletes="skip",
-)
+class TestJsonlSource(FileSourceTests):
+    connector = "jsonl"
+
+
+class TestJsonlSink(FileSinkTests):
+    connector = "jsonl"
 
 
 def test_fields_missing_from_some_lines_are_null(tmp_path: Path) -> None:

@@ -13,26 +13,19 @@ from omconnect.runtime.testing import (
     SourceDriver,
     ids_of,
     sink_batches,
-    sink_test_class,
-    source_test_class,
     standard_rows,
 )
 from omconnect.schemas.arrow import from_arrow_schema
+from tests.support.file_conformance import FileSinkTests, FileSourceTests
+from tests.support.file_formats import published_files
 
-from .formats import published_files, read_back, write_parquet
 
-TestParquetSource = source_test_class(
-    "parquet",
-    make_config=lambda root: {"path": f"{root}/*.parquet"},
-    write_rows=write_parquet,
-    offset_order=lambda offset: offset["row"],
-)
-TestParquetSink = sink_test_class(
-    "parquet",
-    make_config=lambda root: {"path": str(root)},
-    read_back=lambda config: read_back(Path(config["path"]), "parquet"),
-    deletes="skip",
-)
+class TestParquetSource(FileSourceTests):
+    connector = "parquet"
+
+
+class TestParquetSink(FileSinkTests):
+    connector = "parquet"
 
 
 def test_resume_starts_at_the_row_group_holding_the_next_row(tmp_path: Path) -> None:

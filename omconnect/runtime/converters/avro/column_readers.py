@@ -28,7 +28,7 @@ from omconnect.runtime.converters.avro.avro_types import (
     unwrap,
 )
 from omconnect.runtime.converters.avro.body_cursor import BodyCursor, Rows
-from omconnect.runtime.converters.avro.decimal_bytes import decode_decimals
+from omconnect.runtime.converters.avro.decimal_bytes import decode_decimals, decode_unsigned
 from omconnect.runtime.converters.avro.row_fallback import decode_rows
 from omconnect.runtime.converters.avro.span_reads import (
     all_ascii,
@@ -171,6 +171,10 @@ def _read_text(
     lengths = cursor.varints(rows, path)
     starts, lengths = cursor.take(rows, lengths, path)
     storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
+    if pa.types.is_uint64(kind):
+        array, bad = decode_unsigned(cursor.padded, starts, lengths)
+        cursor.fail_where(rows, bad, f"{path}: value does not fit Arrow uint64")
+        return array
     if pa.types.is_decimal(kind):
         array, bad = decode_decimals(cursor.padded, starts, lengths, kind)
         cursor.fail_where(rows, bad, f"{path}: decimal does not fit {kind}")

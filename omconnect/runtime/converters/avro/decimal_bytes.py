@@ -1,5 +1,8 @@
 """Avro ``decimal`` on ``bytes``: the unscaled value as big-endian two's complement.
 
+uint64 travels as decimal(20,0) (omconnect's convention, see ``omconnect.schemas.avro``): its
+values are widened to decimal128 words on the way out and narrowed back on the way in.
+
 The byte count matches fastavro's writer exactly: ``(bit_length(|v|) + 8) // 8``, which is
 minimal for positive values and can be one byte longer than minimal for some negatives
 (-128 -> ``ff 80``). Arrow stores decimal128/256 as little-endian two's complement words, so
@@ -95,3 +98,27 @@ def decode_decimals(
     words[bad] = 0
     array = pa.Array.from_buffers(kind, len(starts), [None, pa.py_buffer(words)])
     return array, bad
+
+
+def unsigned_as_decimal(array: pa.Array) -> pa.Array:
+    """A uint64 array as decimal128(20,0) with the same values (nulls kept)."""
+    n = len(array)
+    words = np.zeros((n, 2), dtype="<u8")
+    raw = np.frombuffer(array.buffers()[1], dtype="<u8", count=array.offset + n)
+    words[:, 0] = raw[array.offset :]
+    validity = array.buffers()[0] if array.null_count else None
+    if validity is not None and array.offset:
+        validity = pa.array(np.asarray(array.is_valid())).buffers()[1]
+    return pa.Array.from_buffers(
+        pa.decimal128(20, 0), n, [validity, pa.py_buffer(words)], null_count=array.null_count
+    )
+
+
+def decode_unsigned(padded: U8, starts: I64, byte_counts: I64) -> tuple[pa.Array, Mask]:
+    """decimal(20,0) values at ``starts`` -> a uint64 array, and the rows that are corrupt or
+    outside 0 .. 2**64-1."""
+    decimals, bad = decode_decimals(padded, starts, byte_counts, pa.decimal128(20, 0))
+    words = np.frombuffer(decimals.buffers()[1], dtype="<u8").reshape(-1, 2)
+    bad = bad | (words[:, 1] != 0)
+    values = np.where(bad, 0, words[:, 0]).astype("<u8")
+    return pa.Array.from_buffers(pa.uint64(), len(values), [None, pa.py_buffer(values)]), bad

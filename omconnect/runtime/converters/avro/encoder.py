@@ -45,7 +45,7 @@ from omconnect.runtime.converters.avro.byte_parts import (
     constant_part,
     fixed_bytes_part,
 )
-from omconnect.runtime.converters.avro.decimal_bytes import encode_decimals
+from omconnect.runtime.converters.avro.decimal_bytes import encode_decimals, unsigned_as_decimal
 from omconnect.runtime.converters.avro.errors import UnencodableRowsError
 from omconnect.runtime.converters.avro.row_failures import RowFailures
 from omconnect.runtime.converters.avro.row_fallback import encode_rows
@@ -154,12 +154,14 @@ def _encode_value(
             branch = byte_part(num_rows, codes.astype(np.uint8))
         inner_parts = _encode_value(array, inner, _both(present, valid), failures, path)
         return [branch.without(absent), *inner_parts]
+    name = type_name(schema)
+    if name == "null":
+        return []
     if valid is not None:
         nulls = ~valid if present is None else (~valid & present)
         failures.add(nulls, f"{path}: null in a field that is not nullable")
         present = _both(present, valid)
     absent = None if present is None else ~present
-    name = type_name(schema)
     if has_container(schema) or name in ("fixed", "union"):
         encoded, errors = encode_rows(array, schema, present)
         failures.add_each(errors, path)
@@ -170,8 +172,6 @@ def _encode_value(
         names = [array.type.field(i).name for i in range(array.type.num_fields)]
         children = [array.field(i) for i in range(array.type.num_fields)]
         return _encode_fields(num_rows, names, children, schema, present, failures, path)
-    if name == "null":
-        return []
     if name == "boolean":
         flags = fixed_width_values(array, np.uint8).view(np.uint8)
         return [byte_part(num_rows, flags, absent)]
@@ -246,6 +246,8 @@ def _encode_text(
     num_rows = len(array)
     absent = None if present is None else ~present
     kind = array.type
+    if logical_type(schema) == "decimal" and pa.types.is_uint64(kind):
+        array, kind = unsigned_as_decimal(array), pa.decimal128(20, 0)
     if logical_type(schema) == "decimal" and pa.types.is_decimal(kind):
         if not (pa.types.is_decimal128(kind) or pa.types.is_decimal256(kind)):
             array = array.cast(pa.decimal128(kind.precision, kind.scale))

@@ -8,9 +8,9 @@ from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import register
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
-from omconnect.runtime.transforms._column_names import require_columns
 from omconnect.schemas.record import RecordBatch
 from omconnect.schemas.schema import Schema
+from omconnect.transforms._column_names import require_columns
 
 
 class DropSpec(ConnectorSpec):

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.dataset as ds
 
-from tests.e2e.omconnect_process import omconnect
+from tests.support.omconnect_process import omconnect
 
 GOOD_ROWS = 100_000
 MAX_ROWS = 10_000

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from omconnect.connectors.api.errors import ConfigError
-from omconnect.runtime.transforms.expression_syntax import PythonSyntax, to_python_syntax
+from omconnect.transforms.expression_syntax import PythonSyntax, to_python_syntax
 
 Value: TypeAlias = pa.Array | pa.Scalar
 Evaluator: TypeAlias = Callable[[pa.RecordBatch], Value]

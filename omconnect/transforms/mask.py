@@ -14,14 +14,14 @@ from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import register
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
-from omconnect.runtime.transforms._arrow_columns import rebuild_values
-from omconnect.runtime.transforms._column_names import require_columns
-from omconnect.runtime.transforms._string_columns import as_text, is_bytes, is_text
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import to_arrow_type
 from omconnect.schemas.record import RecordBatch
 from omconnect.schemas.schema import Schema
 from omconnect.schemas.types import DataType, Kind
+from omconnect.transforms._arrow_columns import rebuild_values
+from omconnect.transforms._column_names import require_columns
+from omconnect.transforms._string_columns import as_text, is_bytes, is_text
 
 
 class MaskSpec(ConnectorSpec):

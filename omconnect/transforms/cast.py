@@ -12,15 +12,14 @@ from omconnect.codecs.type_names import format_type, parse_type
 from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import register
 from omconnect.connectors.api.spec import ConnectorSpec
-from omconnect.connectors.api.transform import Transform
-from omconnect.runtime.transforms._arrow_columns import rebuild_values
-from omconnect.runtime.transforms._column_names import require_columns
-from omconnect.runtime.transforms.column_cast import cast_column
-from omconnect.runtime.transforms.row_errors import TransformRowErrors
+from omconnect.connectors.api.transform import Transform, TransformRowErrors
 from omconnect.schemas.arrow import to_arrow_field, to_arrow_type
 from omconnect.schemas.record import RecordBatch
 from omconnect.schemas.schema import Schema
 from omconnect.schemas.types import DataType
+from omconnect.transforms._arrow_columns import rebuild_values
+from omconnect.transforms._column_names import require_columns
+from omconnect.transforms.column_cast import cast_column
 
 
 class CastSpec(ConnectorSpec):

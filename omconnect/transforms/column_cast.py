@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from omconnect.codecs.uuid_text import uuid_from_text
-from omconnect.runtime.transforms._string_columns import as_text, is_bytes, is_text
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import to_arrow_type
 from omconnect.schemas.types import DataType, Kind
+from omconnect.transforms._string_columns import as_text, is_bytes, is_text
 
 # Text ending in a zone offset (``Z``, ``+02``, ``+0200``, ``+02:00``) names its own instant.
 _ZONE_SUFFIX = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"

@@ -12,10 +12,10 @@ from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import register
 from omconnect.connectors.api.spec import ConnectorSpec
 from omconnect.connectors.api.transform import Transform
-from omconnect.runtime.transforms.expression import parse_expression
 from omconnect.schemas.arrow import to_arrow_schema
 from omconnect.schemas.record import RecordBatch
 from omconnect.schemas.schema import Schema
+from omconnect.transforms.expression import parse_expression
 
 
 class FilterSpec(ConnectorSpec):
