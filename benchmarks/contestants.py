@@ -11,9 +11,11 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 
@@ -133,8 +135,9 @@ def omconnect_at(ref: str, work_dir: Path) -> Contestant:
     code, so a change is measured against the code before it in the same run.
 
     The tree of ``ref`` is exported to ``work_dir/baseline-<commit>`` and put first on
-    ``PYTHONPATH``; its connectors load through the installed entry points, whose module names
-    both versions share.
+    ``PYTHONPATH``, with a ``dist-info`` holding the entry points of ``ref``'s pyproject: the
+    first distribution of a name on the path wins, so its plugins load from its own modules
+    even where the two versions name them differently.
     """
     repo = BENCHMARKS_DIR.parent
     commit = subprocess.run(
@@ -150,6 +153,10 @@ def omconnect_at(ref: str, work_dir: Path) -> Contestant:
             ["git", "archive", sha, "omconnect"], cwd=repo, capture_output=True, check=True
         )
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        pyproject = subprocess.run(
+            ["git", "show", f"{sha}:pyproject.toml"], cwd=repo, capture_output=True, check=True
+        )
+        _write_dist_info(tree, sha, tomllib.loads(pyproject.stdout.decode()))
 
     def prepare(csv_path: Path, run_dir: Path) -> Invocation:
         invocation = _prepare_omconnect(csv_path, run_dir)
@@ -164,3 +171,20 @@ def omconnect_at(ref: str, work_dir: Path) -> Contestant:
         prepare=prepare,
         inner_seconds=omconnect_inner_seconds,
     )
+
+
+def _write_dist_info(tree: Path, sha: str, pyproject: dict[str, Any]) -> None:
+    """``omconnect``'s distribution metadata as of ``sha`` in ``tree``: its name and its entry
+    points (connectors, transforms, brokers), as an installer would write them."""
+    info = tree / f"omconnect-0.0.0+{sha}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: omconnect\nVersion: 0.0.0+{sha}\n"
+    )
+    groups = pyproject.get("project", {}).get("entry-points", {})
+    lines = []
+    for group, entries in groups.items():
+        lines.append(f"[{group}]")
+        lines.extend(f"{name} = {target}" for name, target in entries.items())
+        lines.append("")
+    (info / "entry_points.txt").write_text("\n".join(lines))

@@ -183,7 +183,9 @@ class _CsvBlocks:
     def settle(self, first: pa.Table, data: bytes) -> dict[str, pa.DataType]:
         """The types of every column from the first block: an all-null column and one with
         invalid UTF-8 (which Arrow reads as binary) are strings, and so is a number column
-        whose text a number would change."""
+        whose text a number would change. Arrow reads every timestamp in nanoseconds; one
+        whose values are all whole microseconds (what almost every writer produces) is read in
+        microseconds, omconnect's usual unit, and only finer text keeps nanoseconds."""
         types: dict[str, pa.DataType] = {}
         numbers: list[str] = []
         for column in first.schema:
@@ -194,6 +196,8 @@ class _CsvBlocks:
                 kind = pa.string()
             elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
                 numbers.append(column.name)
+            elif isinstance(kind, pa.TimestampType) and _whole_microseconds(first[column.name]):
+                kind = pa.timestamp("us", kind.tz)
             types[column.name] = kind
         if numbers:
             text = self.parse(data, dict.fromkeys(numbers, pa.string()))
@@ -201,6 +205,15 @@ class _CsvBlocks:
                 if _changed_by(first[name], text[name]):
                     types[name] = pa.string()
         return types
+
+
+def _whole_microseconds(values: pa.ChunkedArray) -> bool:
+    """Whether a timestamp column in nanoseconds holds whole microseconds only."""
+    assert isinstance(values.type, pa.TimestampType)
+    if values.type.unit != "ns":
+        return False
+    ticks = values.cast(pa.int64())
+    return bool(pc.all(pc.equal(pc.multiply(pc.divide(ticks, 1000), 1000), ticks)).as_py())
 
 
 def _changed_by(values: pa.ChunkedArray, text: pa.ChunkedArray) -> bool:

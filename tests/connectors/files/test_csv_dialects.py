@@ -121,3 +121,18 @@ def test_a_configured_column_is_not_second_guessed(tmp_path: Path) -> None:
     path.write_text("id,zip\n1,08123\n2,10115\n")
     table, _ = read_all({"path": str(path), "columns": {"zip": "int64"}})
     assert table["zip"].to_pylist() == [8123, 10115]
+
+
+def test_timestamps_read_in_microseconds_unless_the_text_is_finer(tmp_path: Path) -> None:
+    # Arrow reads CSV timestamps in nanoseconds; omconnect keeps microseconds (its usual unit,
+    # and what a Parquet sink writes) unless a value has more than six fractional digits.
+    (tmp_path / "a.csv").write_text(
+        "id,micros,nanos\n"
+        "1,2024-01-01T00:00:00.123456Z,2024-01-01T00:00:00.123456789Z\n"
+        "2,2024-01-02T00:00:00Z,2024-01-02T00:00:00Z\n"
+    )
+    (batch,) = SourceDriver("csv", {"path": str(tmp_path / "a.csv")}).poll() or []
+    assert batch.values.schema.field("micros").type == pa.timestamp("us", "UTC")
+    assert batch.values.schema.field("nanos").type == pa.timestamp("ns", "UTC")
+    nanos = batch.values.column("nanos").cast(pa.int64()).to_pylist()
+    assert nanos[0] % 1000 == 789, "the nanoseconds are kept"
