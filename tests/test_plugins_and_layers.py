@@ -1,5 +1,5 @@
-"""Registry-wide checks: every registered connector has docs, a conformance test, canonical
-option names and described options; the package dependency direction holds.
+"""Checks over every plugin and layer: every registered connector has docs, a conformance test,
+canonical option names and described options; the package dependency direction holds.
 
 Exceptions to the option-name rule live in ``WAIVERS``, which may only shrink: a waiver that
 is no longer needed fails ``test_every_waiver_is_still_needed``.
