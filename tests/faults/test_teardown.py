@@ -19,8 +19,8 @@ import threading
 from pathlib import Path
 
 from omconnect.runtime.config.loader import load_pipeline
-from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.runner import PipelineRunner
+from omconnect.runtime.worker.waiting import wait_for_event
 from tests.support import toy_connectors  # noqa: F401  (registers the toy connectors)
 
 ENDS_WITHIN = 15.0

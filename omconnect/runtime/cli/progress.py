@@ -6,8 +6,8 @@ import asyncio
 import logging
 import sys
 
-from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.metrics import PipelineMetrics
+from omconnect.runtime.worker.waiting import wait_for_event
 
 LOG_PERIOD = 5.0
 

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from omconnect.runtime.worker.events import wait_for_event
+from omconnect.runtime.worker.waiting import wait_for_event
 
 
 class Clock(Protocol):

@@ -13,7 +13,7 @@ import logging
 from omconnect.runtime.serve.backoff import RestartBackoff
 from omconnect.runtime.serve.managed_pipeline import ManagedPipeline
 from omconnect.runtime.serve.pipeline_state import PipelineState, RunResult
-from omconnect.runtime.worker.events import wait_for_event
+from omconnect.runtime.worker.waiting import wait_for_event
 
 log = logging.getLogger("omconnect.serve")
 

@@ -1,4 +1,5 @@
-"""Batching by count, bytes and linger time.
+"""Shaping what a source sends: batching by count, bytes and linger time, and the budget of
+bytes in flight between a source's poll and the broker's ack (back-pressure).
 
 Sources poll batches of whatever size suits them; the runtime reshapes them into batches of at
 most ``max_rows`` rows and ``max_bytes`` bytes, and holds small ones back for up to ``linger``
@@ -7,6 +8,7 @@ seconds so a trickle of single records still travels in batches.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from omconnect.schemas.record import RecordBatch
@@ -79,3 +81,25 @@ def _compatible(a: RecordBatch, b: RecordBatch) -> bool:
         and (a.timestamps is None) == (b.timestamps is None)
         and a.headers == b.headers
     )
+
+
+class InFlightBudget:
+    """Waits while more than ``max_bytes`` are in flight, so memory stays bounded whatever the
+    size of the input. A single item larger than the budget is let through alone."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, nbytes: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.used == 0 or self.used + nbytes <= self.max_bytes
+            )
+            self.used += nbytes
+
+    async def release(self, nbytes: int) -> None:
+        async with self._changed:
+            self.used -= nbytes
+            self._changed.notify_all()

@@ -1,4 +1,5 @@
-"""What the loops of one pipeline run share, and what each loop's task needs."""
+"""What the loops of one pipeline run share (their settings, the converter, the dead letter
+queue, the counters, the topics), and what each loop's task needs."""
 
 from __future__ import annotations
 
@@ -17,12 +18,31 @@ from omconnect.runtime.brokers.base import Broker, Capabilities, TopicSettings
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.metrics import PipelineMetrics
-from omconnect.runtime.worker.retry import retrying
-from omconnect.runtime.worker.settings import LoopSettings
 from omconnect.runtime.worker.task_thread import TaskThread
+from omconnect.runtime.worker.waiting import retrying
 
 SourceTaskType = SourceTask | AsyncSourceTask
 TaskT = TypeVar("TaskT", SourceTask | AsyncSourceTask, SinkTask)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Batching, back-pressure, commit and retry settings shared by the source and sink loops."""
+
+    topic: str
+    once: bool = False
+    max_rows: int = 50_000
+    max_bytes: int = 16 * 1024 * 1024
+    linger: float = 0.2
+    max_in_flight_bytes: int = 128 * 1024 * 1024
+    commit_interval: float = 5.0
+    retry_timeout: float = 300.0
+    retry_max_delay: float = 60.0
+    exactly_once: bool = False
+
+    def topic_for(self, stream: str | None) -> str:
+        """The topic of a batch: ``<topic>.<stream>`` for multi-stream sources."""
+        return f"{self.topic}.{stream}" if stream else self.topic
 
 
 class PipelineTopics:

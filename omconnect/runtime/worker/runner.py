@@ -39,6 +39,7 @@ from omconnect.runtime.state import (
 )
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.loop_parts import (
+    LoopSettings,
     PipelineParts,
     PipelineTopics,
     SourceTaskType,
@@ -49,7 +50,6 @@ from omconnect.runtime.worker.offset_reader import (
     NamespaceOffsetReader,
     TransactionPositionReader,
 )
-from omconnect.runtime.worker.settings import LoopSettings
 from omconnect.runtime.worker.sink_loop import SinkLoop
 from omconnect.runtime.worker.source_loop import SourceLoop
 

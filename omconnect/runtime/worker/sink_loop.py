@@ -39,10 +39,9 @@ from omconnect.runtime.brokers.base import (
     RebalanceListener,
     TopicPartition,
 )
-from omconnect.runtime.worker.events import wait_for_event
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
-from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.transform_chain import apply_transforms
+from omconnect.runtime.worker.waiting import FIRST_DELAY, retrying, wait_for_event
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.message_ids import MessageIdRuns
 from omconnect.schemas.record import Position, PositionMark, RecordBatch

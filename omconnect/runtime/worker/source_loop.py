@@ -43,9 +43,7 @@ import pyarrow as pa
 
 from omconnect.runtime.brokers.base import Producer
 from omconnect.runtime.state.offsets import OffsetStore
-from omconnect.runtime.worker.batching import BatchAccumulator
-from omconnect.runtime.worker.events import wait_for_event
-from omconnect.runtime.worker.in_flight import InFlightBudget
+from omconnect.runtime.worker.batching import BatchAccumulator, InFlightBudget
 from omconnect.runtime.worker.loop_parts import (
     PipelineParts,
     SourceTaskType,
@@ -54,9 +52,9 @@ from omconnect.runtime.worker.loop_parts import (
 )
 from omconnect.runtime.worker.message_ids import MessageIdDeriver, message_headers
 from omconnect.runtime.worker.offset_reader import TransactionPositionReader
-from omconnect.runtime.worker.retry import FIRST_DELAY, retrying
 from omconnect.runtime.worker.task_thread import TaskThread
 from omconnect.runtime.worker.transform_chain import apply_transforms
+from omconnect.runtime.worker.waiting import FIRST_DELAY, retrying, wait_for_event
 from omconnect.schemas.message_batch import MessageBatch
 from omconnect.schemas.position_codec import encode_position_value
 from omconnect.schemas.record import Position, Record, RecordBatch, partition_id

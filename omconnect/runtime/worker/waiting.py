@@ -1,8 +1,11 @@
-"""Retrying ``RetriableError`` with exponential backoff, as Kafka Connect does (KIP-298)."""
+"""How the worker's loops wait: for an event with a timeout (the way every loop idles), and
+for a call that raised ``RetriableError``, with exponential backoff as Kafka Connect does
+(KIP-298)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -16,6 +19,18 @@ T = TypeVar("T")
 log = logging.getLogger("omconnect.retry")
 
 FIRST_DELAY = 0.3
+
+
+async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` pass; True if it was set.
+
+    Cancelling the caller always cancels the wait: ``asyncio.wait_for`` on Python 3.11 drops
+    a cancel that arrives as the event is set (the caller would run on after being torn down).
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
 
 
 async def retrying(
