@@ -3,6 +3,7 @@
 This layer sits below ``omconnect.connectors.api`` and imports only ``omconnect.schemas``
 (and third-party libraries), so a connector and the runtime use one implementation of each:
 
+- ``avro``: the vectorised Avro codec (Arrow batches <-> Avro bodies, container-file blocks);
 - ``json_text``: Arrow columns and record batches as JSON text (objects, JSON Lines);
 - ``uuid_text``: UUID columns to and from their ``8-4-4-4-12`` text;
 - ``type_names``: the type names users write in pipeline files (``decimal(12,2)``,

@@ -14,8 +14,8 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from omconnect.codecs.avro import encode_batch
 from omconnect.runtime.converters.avro import AvroConverter
-from omconnect.runtime.converters.avro.encoder import encode_batch
 from omconnect.runtime.state.schema_registry import SqliteSchemaRegistry
 from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.avro import to_avro_schema

@@ -11,7 +11,8 @@ import pyarrow.csv as arrow_csv
 import pyarrow.json as arrow_json
 import pyarrow.parquet as pq
 
-from omconnect.connectors.files._avro_arrow import avro_schema_of_arrow
+from omconnect.schemas.arrow import from_arrow_schema
+from omconnect.schemas.avro import to_avro_schema
 
 
 def next_name(root: Path, extension: str) -> Path:
@@ -34,7 +35,7 @@ def write_parquet(root: Path, rows: pa.Table) -> None:
 
 
 def write_avro(root: Path, rows: pa.Table) -> None:
-    schema = fastavro.parse_schema(avro_schema_of_arrow(rows.schema, "rows"))
+    schema = fastavro.parse_schema(to_avro_schema(from_arrow_schema(rows.schema, "rows")))
     with next_name(root, "avro").open("wb") as file:
         fastavro.writer(file, schema, rows.to_pylist(), codec="deflate", sync_interval=2000)
 

@@ -1,34 +1,42 @@
-"""The ``avro`` source and sink: Avro object container files, through fastavro.
+"""The ``avro`` source and sink: Avro object container files.
 
-Reading decodes fastavro's blocks into Python records and converts them to Arrow a batch at a
-time; resuming inside a file skips whole blocks by their record counts without decoding them.
-Writing turns each batch into Python records for fastavro's writer. Both convert one Python
-dict per row: Avro files are not the bulk path (prefer Parquet for that).
+Reading parses the header, skips whole blocks by their record counts when resuming inside a
+file, and decodes the blocks a few megabytes at a time with the vectorised codec
+(``omconnect.codecs.avro.container``), into the Arrow types of the writer schema as
+``omconnect.schemas`` maps them (the same types the ``avro`` converter reads). Writing turns
+each batch into Python records for fastavro's writer, one dict per row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import fastavro
 import pyarrow as pa
 from fastavro.write import Writer
 from pydantic import Field
 
-from omconnect.connectors.api import ConnectorError, ConnectorSpec, register
-from omconnect.connectors.files._avro_arrow import (
-    arrow_schema_of_avro,
-    avro_schema_of_arrow,
-    without_uuid_logical_type,
+from omconnect.codecs.avro.container import (
+    MAGIC,
+    Block,
+    decode_blocks,
+    read_blocks,
+    read_header,
 )
+from omconnect.connectors.api import ConnectorError, ConnectorSpec, register
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._rolling_writer import FormatWriter
 from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
 from omconnect.connectors.files._source_connector import FileSourceConnector, FileSourceSpec
 from omconnect.connectors.files._source_task import FileSourceTask
-from omconnect.schemas.arrow import SCHEMA_KEY, from_arrow_schema
+from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
+from omconnect.schemas.avro import from_avro_schema, to_avro_schema
+
+_CHUNK_BYTES = 8 << 20
+"""About how many bytes of (compressed) blocks are decoded together: many blocks side by side
+make the codec's steps long, and a few megabytes keep memory bounded."""
 
 
 class AvroSourceSpec(FileSourceSpec):
@@ -42,29 +50,36 @@ class AvroSourceTask(FileSourceTask):
 
     def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
         with path.open("rb") as file:
-            probe = fastavro.block_reader(file)
-            writer_schema = probe.writer_schema
-            if not isinstance(writer_schema, dict) or writer_schema.get("type") != "record":
+            header = read_header(file)
+            if not isinstance(header.schema, dict) or header.schema.get("type") != "record":
                 raise ConnectorError(f"{path}: the file's records are not Avro records")
-            arrow_schema = arrow_schema_of_avro(writer_schema)
-            file.seek(0)
-            blocks = fastavro.block_reader(
-                file, reader_schema=without_uuid_logical_type(writer_schema)
-            )
-            pending: list[dict[str, Any]] = []
+            arrow_schema = to_arrow_schema(from_avro_schema(header.schema))
+            pending: list[Block] = []
+            pending_bytes = 0
             skip = where.skip_rows
-            for block in blocks:
-                if skip >= block.num_records:
-                    skip -= block.num_records
+            blocks = read_blocks(file, header)
+            while True:
+                try:
+                    block = next(blocks, None)
+                except (EOFError, ValueError):
+                    # The whole blocks before a broken or unfinished one are delivered first.
+                    if pending:
+                        yield decode_blocks(pending, header.codec, header.schema, arrow_schema)[
+                            skip:
+                        ]
+                    raise
+                if block is None:
+                    break
+                if skip >= block.count and not pending:
+                    skip -= block.count
                     continue
-                records: list[dict[str, Any]] = list(block)  # type: ignore[arg-type]
-                pending.extend(records[skip:] if skip else records)
-                skip = 0
-                if len(pending) >= self.config.batch_size:
-                    yield pa.RecordBatch.from_pylist(pending, schema=arrow_schema)
-                    pending = []
+                pending.append(block)
+                pending_bytes += len(block.data)
+                if pending_bytes >= _CHUNK_BYTES:
+                    yield decode_blocks(pending, header.codec, header.schema, arrow_schema)[skip:]
+                    pending, pending_bytes, skip = [], 0, 0
             if pending:
-                yield pa.RecordBatch.from_pylist(pending, schema=arrow_schema)
+                yield decode_blocks(pending, header.codec, header.schema, arrow_schema)[skip:]
 
     def unfinished(self, path: Path, error: Exception) -> bool:
         """An Avro file is written header first, then block by block: one that ends inside
@@ -72,13 +87,10 @@ class AvroSourceTask(FileSourceTask):
         if isinstance(error, EOFError):
             return True
         with path.open("rb") as file:
-            start = file.read(len(_MAGIC))
-        if len(start) < len(_MAGIC):
-            return _MAGIC.startswith(start)
-        return start == _MAGIC and "header" in str(error)
-
-
-_MAGIC = b"Obj\x01"
+            start = file.read(len(MAGIC))
+        if len(start) < len(MAGIC):
+            return MAGIC.startswith(start)
+        return start == MAGIC and "header" in str(error)
 
 
 class AvroSource(FileSourceConnector):
@@ -103,14 +115,13 @@ class _AvroFormat:
     """fastavro's container writer; the record name is the omconnect schema's name."""
 
     def __init__(self, sink: pa.NativeFile, schema: pa.Schema, config: AvroSinkSpec) -> None:
-        name = "record"
-        if schema.metadata and SCHEMA_KEY in schema.metadata:
-            name = from_arrow_schema(schema, name).name
         try:
-            avro_schema = fastavro.parse_schema(avro_schema_of_arrow(schema, name))
+            avro_schema = fastavro.parse_schema(to_avro_schema(from_arrow_schema(schema, "record")))
         except (TypeError, fastavro.schema.SchemaParseException) as err:
             raise ConnectorError(f"cannot write Avro: {err}") from err
-        self._map_columns = [f.name for f in schema if pa.types.is_map(f.type)]
+        maps = [f for f in schema if pa.types.is_map(f.type)]
+        self._map_columns = [f.name for f in maps if pa.types.is_string(f.type.key_type)]
+        self._entry_columns = [f.name for f in maps if not pa.types.is_string(f.type.key_type)]
         self._writer = Writer(sink, avro_schema, codec=config.compression)
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -120,6 +131,11 @@ class _AvroFormat:
             for record in records:
                 if record[name] is not None:
                     record[name] = dict(record[name])
+        for name in self._entry_columns:
+            # Maps with keys that are not strings are Avro arrays of key/value records.
+            for record in records:
+                if record[name] is not None:
+                    record[name] = [{"key": k, "value": v} for k, v in record[name]]
         for record in records:
             self._writer.write(record)
 

@@ -16,7 +16,7 @@ class UnsupportedFormatError(ValueError):
 def make_converter(format_name: str, registry: Any) -> Converter:
     """The converter for ``format_name``; ``registry`` is the schema registry Avro uses."""
     if format_name == "avro":
-        from omconnect.runtime.converters.avro.converter import AvroConverter
+        from omconnect.runtime.converters.avro import AvroConverter
 
         return AvroConverter(registry)
     if format_name == "json":

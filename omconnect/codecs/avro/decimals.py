@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 
-from omconnect.runtime.converters.avro.byte_parts import MatrixPart
+from omconnect.codecs.avro.bodies import MatrixPart
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]

@@ -14,7 +14,8 @@ import fastavro
 import numpy as np
 import pyarrow as pa
 
-from omconnect.runtime.converters.avro import decode_batch, encode_batch, header
+from omconnect.codecs.avro import decode_batch, encode_batch
+from omconnect.runtime.converters.avro import header
 
 ROWS = 200_000
 FASTAVRO_ROWS = 20_000  # fastavro's rate is steady; a tenth of the rows keeps the test short

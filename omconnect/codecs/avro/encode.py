@@ -1,10 +1,10 @@
 """Vectorised Avro encoding of Arrow record batches: one schemaless datum per row.
 
-Each field is encoded for all rows at once into byte parts (see ``byte_parts``), in schema
-order, and the parts are then assembled into one body per row (see ``body_assembly``). The
-bytes are identical to ``fastavro.schemaless_writer`` on the same row. Fields holding arrays
-or maps take fastavro's per-row path for that field only. Batches of more than a few
-megabytes are encoded piece by piece (see ``batch_pieces``).
+Each field is encoded for all rows at once into byte parts (see ``bodies``), in schema
+order, and the parts are then assembled into one body per row. The bytes are identical to
+``fastavro.schemaless_writer`` on the same row. Fields holding arrays or maps take fastavro's
+per-row path for that field only (see ``per_row``). Batches of more than a few megabytes are
+encoded piece by piece.
 """
 
 from __future__ import annotations
@@ -16,40 +16,38 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omconnect.codecs.uuid_text import UUID_TEXT_LENGTH, uuid_bytes, uuid_text_matrix
-from omconnect.runtime.converters.avro.arrow_values import (
-    fixed_width_values,
-    integer_values,
-    storage_of,
-    valid_mask,
+from omconnect.codecs.avro.bodies import (
+    MatrixPart,
+    Part,
+    assemble,
+    binary_with_nulls,
+    byte_part,
+    concat_binary,
+    constant_part,
+    fixed_bytes_part,
+    rows_per_piece,
 )
-from omconnect.runtime.converters.avro.avro_types import (
+from omconnect.codecs.avro.decimals import encode_decimals, unsigned_as_decimal
+from omconnect.codecs.avro.errors import RowFailures, UnencodableRowsError
+from omconnect.codecs.avro.per_row import encode_rows
+from omconnect.codecs.avro.types import (
     AvroType,
     column_name,
     enum_symbols,
     expanded,
+    fixed_width_values,
     has_container,
+    integer_values,
     logical_type,
     nullable_branches,
     record_fields,
+    storage_of,
     type_name,
     unwrap,
-    zigzag_of_index,
+    valid_mask,
 )
-from omconnect.runtime.converters.avro.batch_pieces import concat_binary, rows_per_piece
-from omconnect.runtime.converters.avro.body_assembly import assemble, binary_with_nulls
-from omconnect.runtime.converters.avro.byte_parts import (
-    MatrixPart,
-    Part,
-    byte_part,
-    constant_part,
-    fixed_bytes_part,
-)
-from omconnect.runtime.converters.avro.decimal_bytes import encode_decimals, unsigned_as_decimal
-from omconnect.runtime.converters.avro.errors import UnencodableRowsError
-from omconnect.runtime.converters.avro.row_failures import RowFailures
-from omconnect.runtime.converters.avro.row_fallback import encode_rows
-from omconnect.runtime.converters.avro.varint import encode_varints
+from omconnect.codecs.avro.varints import encode_varints, zigzag_of_index
+from omconnect.codecs.uuid_text import UUID_TEXT_LENGTH, uuid_bytes, uuid_text_matrix
 
 Mask = npt.NDArray[np.bool_]
 

@@ -13,12 +13,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from omconnect.runtime.converters.avro import (
-    decode_batch,
-    encode_batch,
-    encode_batch_lenient,
-    header,
-)
+from omconnect.codecs.avro import decode_batch, encode_batch, encode_batch_lenient
+from omconnect.runtime.converters.avro import header
 from tests.support.avro_batch_strategies import (
     COLUMN_KINDS,
     VECTORISED_KINDS,
@@ -155,7 +151,7 @@ def test_timestamps_of_other_units_are_written_in_micros() -> None:
     ],
 )
 def test_corrupt_bodies_are_reported_with_their_reason(body: bytes, reason: str) -> None:
-    from omconnect.runtime.converters.avro import CorruptBodiesError, decode_batch_lenient
+    from omconnect.codecs.avro import CorruptBodiesError, decode_batch_lenient
 
     schema = {"type": "record", "name": "r", "fields": [{"name": "s", "type": "string"}]}
     arrow = pa.schema([pa.field("s", pa.string(), nullable=False)])
@@ -169,7 +165,7 @@ def test_corrupt_bodies_are_reported_with_their_reason(body: bytes, reason: str)
 
 
 def test_invalid_utf8_and_bad_union_branch_are_corrupt() -> None:
-    from omconnect.runtime.converters.avro import decode_batch_lenient
+    from omconnect.codecs.avro import decode_batch_lenient
 
     schema = {
         "type": "record",

@@ -8,6 +8,10 @@ reads elsewhere; the walk goes on for the others.
 
 Rows are given as ascending body indices, or as None for every body: the common case (no
 nulls above the field) then reads and moves the positions without gathering them first.
+
+Byte spans (Avro strings and bytes) become an Arrow binary array by describing the buffer as
+spans and gaps, alternately, and letting Arrow's ``take`` copy every other value; spans that
+all have one length are gathered as fixed-size items instead, which is faster.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from omconnect.runtime.converters.avro.errors import InvalidAvroValue
-from omconnect.runtime.converters.avro.varint import decode_varints
+from omconnect.codecs.avro.errors import InvalidAvroValue
+from omconnect.codecs.avro.varints import decode_varints, unaligned_values
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 Rows = I64 | None
 """Ascending body indices, or None for all bodies."""
+
+_INT32_LIMIT = 2**31 - 1
+_HIGH_BITS = 0x8080808080808080
 
 # Zero bytes around the data, so fixed-size windows (varints, doubles, decimals, UUID text)
 # can be read at any position, or ending at any position, unchecked.
@@ -165,3 +172,67 @@ class BodyCursor:
             self.pos = after
         else:
             self.pos[rows] = after
+
+
+def binary_of_spans(buffer: U8, starts: I64, lengths: I64) -> pa.Array:
+    """The bytes ``buffer[starts[i] : starts[i] + lengths[i]]`` as a binary array.
+
+    Spans must be in buffer order and must not overlap (each starts at or after the end of
+    the one before), which is how the fields of consecutive bodies lie.
+
+    Raises:
+        ValueError: the spans are out of order or overlap.
+    """
+    n = len(starts)
+    if n and int(lengths.min()) == int(lengths.max()):
+        return _binary_of_equal_spans(buffer, starts, int(lengths[0]))
+    large = len(buffer) > _INT32_LIMIT
+    index_type = np.int64 if large else np.int32
+    # Offsets of 2n values: span 0, the gap after it, span 1, ..., the last span, then an
+    # empty value. Spans are the even values.
+    offsets = np.empty(2 * n + 1, dtype=index_type)
+    offsets[0 : 2 * n : 2] = starts
+    ends = starts + lengths
+    offsets[1 : 2 * n : 2] = ends
+    offsets[2 * n] = ends[-1] if n else 0
+    if n and (np.diff(offsets) < 0).any():
+        raise ValueError("byte spans are out of order or overlap")
+    kind = pa.large_binary() if large else pa.binary()
+    spans_and_gaps = pa.Array.from_buffers(
+        kind, 2 * n, [None, pa.py_buffer(offsets), pa.py_buffer(buffer)]
+    )
+    return spans_and_gaps.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int64)))
+
+
+def _binary_of_equal_spans(buffer: U8, starts: I64, length: int) -> pa.Array:
+    """Spans of one ``length``: each copied as one opaque item of that size."""
+    n = len(starts)
+    if length == 0:
+        data = np.zeros(0, dtype=np.uint8)
+    else:
+        data = unaligned_values(buffer, f"V{length}")[starts].view(np.uint8)
+    large = n * length > _INT32_LIMIT
+    offsets = np.arange(n + 1, dtype=np.int64) * length
+    return pa.Array.from_buffers(
+        pa.large_binary() if large else pa.binary(),
+        n,
+        [None, pa.py_buffer(offsets if large else offsets.astype(np.int32)), pa.py_buffer(data)],
+    )
+
+
+def all_ascii(binary: pa.Array) -> bool:
+    """True when every byte of the values of a binary array is below 0x80 (ASCII text, which
+    is valid UTF-8 as it is)."""
+    if not len(binary):
+        return True
+    offset_type = np.int64 if binary.type == pa.large_binary() else np.int32
+    offsets = np.frombuffer(binary.buffers()[1], dtype=offset_type)
+    first, last = int(offsets[binary.offset]), int(offsets[binary.offset + len(binary)])
+    if last == first:
+        return True
+    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[first:last]
+    whole = len(data) // 8 * 8
+    # Eight bytes per step: OR everything together, then look at the high bits once.
+    high = int(np.bitwise_or.reduce(data[:whole].view(np.uint64))) if whole else 0
+    high |= int(np.bitwise_or.reduce(data[whole:])) if whole < len(data) else 0
+    return high & _HIGH_BITS == 0

@@ -4,7 +4,9 @@ A varint stores 7 bits per byte, low groups first, the high bit of each byte say
 follows". Both directions work on a uint64 per value: the first 8 varint bytes are the 8 bytes
 of that word, so spreading or gathering the 7-bit groups is three shift-and-mask steps (28-bit
 halves, then 14-bit quarters, then 7-bit eighths) over whole columns. Varints of 9 or 10 bytes
-(magnitudes of 2**55 and more) take a short second step.
+(magnitudes of 2**55 and more) take a short second step. The words are read through
+``unaligned_values``, a view with one item starting at every byte of a buffer, which the
+decoder also uses for doubles.
 
 Columns whose varints all have one length (timestamps, string lengths of fixed-size text) are
 common, so the encoder says so and the assembler can treat them as fixed-width bytes.
@@ -14,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-
-from omconnect.runtime.converters.avro.span_reads import unaligned_values
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -162,3 +162,22 @@ def _decode_long_tail(padded: U8, starts: I64) -> tuple[U64, I64, npt.NDArray[np
     zz[~ok] = 0
     lengths[~ok] = 1
     return zz, lengths, ok
+
+
+def zigzag_of_index(index: int) -> int:
+    """The single varint byte that encodes a small union or enum index."""
+    return (index << 1) ^ (index >> 63)
+
+
+def unaligned_values(buffer: U8, dtype: npt.DTypeLike) -> npt.NDArray[np.generic]:
+    """A read-only view of ``buffer`` as values of ``dtype`` starting at every byte: item i
+    is the value whose first byte is ``buffer[i]``."""
+    kind = np.dtype(dtype)
+    view: npt.NDArray[np.generic] = np.ndarray(
+        shape=(max(len(buffer) - kind.itemsize + 1, 0),),
+        dtype=kind,
+        buffer=buffer,
+        strides=(1,),
+    )
+    view.flags.writeable = False
+    return view

@@ -12,16 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from omconnect.runtime.converters.avro import (
-    batch_pieces,
+from omconnect.codecs.avro import bodies as body_pieces
+from omconnect.codecs.avro import (
     decode_batch,
     decode_batch_lenient,
     encode_batch,
     encode_batch_lenient,
-    header,
 )
-from omconnect.runtime.converters.avro.span_reads import binary_of_spans
-from omconnect.runtime.converters.avro.varint import decode_varints, encode_varints
+from omconnect.codecs.avro.cursor import binary_of_spans
+from omconnect.codecs.avro.varints import decode_varints, encode_varints
+from omconnect.runtime.converters.avro import header
 
 
 def _schema(fields: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def test_large_batches_decode_piece_by_piece_with_the_same_failures(monkeypatch)
         bodies[row] = body
     array = pa.array(bodies, pa.binary())
     whole, whole_failed = decode_batch_lenient(array, schema, batch.schema)
-    monkeypatch.setattr(batch_pieces, "PIECE_BYTES", 256)
+    monkeypatch.setattr(body_pieces, "PIECE_BYTES", 256)
     pieced, pieced_failed = decode_batch_lenient(array, schema, batch.schema)
     assert sorted(pieced_failed) == sorted(whole_failed) == sorted(corrupt)
     assert [str(e) for e in pieced_failed.values()] == [str(e) for e in whole_failed.values()]
@@ -188,7 +188,7 @@ def test_large_batches_encode_piece_by_piece_with_the_same_failures(monkeypatch)
         }
     )
     whole, whole_failed = encode_batch_lenient(batch, schema, header(2))
-    monkeypatch.setattr(batch_pieces, "PIECE_BYTES", 300)
+    monkeypatch.setattr(body_pieces, "PIECE_BYTES", 300)
     pieced, pieced_failed = encode_batch_lenient(batch, schema, header(2))
     assert len(whole_failed) > 4
     assert {row: str(e) for row, e in pieced_failed.items()} == {

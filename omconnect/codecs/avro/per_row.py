@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from omconnect.runtime.converters.avro.avro_types import AvroType, named_once
+from omconnect.codecs.avro.types import AvroType, named_once
 
 Mask = npt.NDArray[np.bool_]
 I64 = npt.NDArray[np.int64]

@@ -9,6 +9,8 @@ Deletes travel as Kafka tombstones: a null value body and the Avro key. A decode
 takes the value schema of its nearest neighbour with a body in the same call (the message
 before it, else after it); with none, the latest schema registered under ``<topic>-value``;
 with none registered, a schema of the key's fields.
+
+The Avro datums are encoded and decoded by the vectorised codec in ``omconnect.codecs.avro``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from omconnect.runtime.converters.avro.avro_types import AvroType, type_name
-from omconnect.runtime.converters.avro.body_assembly import binary_with_nulls
-from omconnect.runtime.converters.avro.decoder import decode_batch_lenient
-from omconnect.runtime.converters.avro.encoder import encode_batch_lenient
-from omconnect.runtime.converters.avro.wire_header import HEADER_SIZE, header, read_headers
+from omconnect.codecs.avro import (
+    AvroType,
+    binary_with_nulls,
+    decode_batch_lenient,
+    encode_batch_lenient,
+)
+from omconnect.codecs.avro.types import type_name
 from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
 from omconnect.runtime.converters.tombstones import (
     NO_KEY_ERROR,
@@ -42,6 +46,44 @@ from omconnect.schemas.record import RecordBatch
 from omconnect.schemas.schema import Schema
 
 I64 = npt.NDArray[np.int64]
+
+MAGIC_BYTE = 0
+HEADER_SIZE = 5
+
+
+def header(schema_id: int) -> bytes:
+    """The 5 bytes that start every body written with ``schema_id``."""
+    return bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
+
+
+def read_headers(bodies: pa.Array, allow_null: bool = False) -> tuple[I64, dict[int, Exception]]:
+    """The schema id of every body (-1 where there is none), and the bodies without a valid
+    header. Null bodies are errors unless ``allow_null`` (message keys may be absent)."""
+    n = len(bodies)
+    large = bodies.type in (pa.large_binary(), pa.large_string())
+    offsets = np.frombuffer(
+        bodies.buffers()[1], dtype=np.int64 if large else np.int32, count=bodies.offset + n + 1
+    )[bodies.offset :].astype(np.int64)
+    data = bodies.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    raw = np.concatenate([raw, np.zeros(HEADER_SIZE, dtype=np.uint8)])
+    starts = offsets[:-1]
+    window = raw[np.minimum(starts, len(raw) - HEADER_SIZE)[:, None] + np.arange(HEADER_SIZE)]
+    ids = window[:, 1:].astype(np.int64) @ np.array([1 << 24, 1 << 16, 1 << 8, 1])
+    present = (
+        np.ones(n, dtype=np.bool_)
+        if bodies.null_count == 0
+        else np.asarray(bodies.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    )
+    well_formed = present & (np.diff(offsets) >= HEADER_SIZE) & (window[:, 0] == MAGIC_BYTE)
+    errors: dict[int, Exception] = {}
+    broken = np.flatnonzero(present & ~well_formed)
+    if len(broken):
+        error = ValueError("not Confluent Avro: no magic byte 0 and 4-byte schema id")
+        errors.update(dict.fromkeys(broken.tolist(), error))
+    if not allow_null and not present.all():
+        errors.update(dict.fromkeys(np.flatnonzero(~present).tolist(), ValueError("null body")))
+    return np.where(well_formed, ids, -1), errors
 
 
 @dataclass(frozen=True)

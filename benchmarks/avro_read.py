@@ -1,0 +1,267 @@
+"""The avro source's read rate against fastavro's reader, over one Avro container file.
+
+    python benchmarks/avro_read.py                  # 1M rows, 1 warm-up + 3 runs
+    python benchmarks/avro_read.py --rows 100000 --runs 1
+
+The input is ``t1m`` written once as an Avro container file (deflate, fastavro's default
+block size of about 16 kB, the schema ``omconnect.schemas`` maps ``t1m`` to). Three readers:
+
+- ``omconnect``: the avro source alone (the task the pipeline runs, through the testing kit's
+  ``SourceDriver``: header, blocks decompressed and decoded by the vectorised codec, batches
+  of ``batch_size``; no broker, no sink);
+- ``fastavro``: ``fastavro.reader`` over the file, one Python dict per row, nothing more;
+- ``fastavro + Arrow``: the same dicts turned into record batches of 100,000 rows with
+  ``pa.RecordBatch.from_pylist`` (what the avro source did before the vectorised codec).
+
+Each run is a subprocess measured like every benchmark here (``process_meter.py``) and
+checked: the row count and key-set checksum of the ids it read (and, for the source, no bad
+row). Results go to ``benchmarks/README.md`` (its ``avro-read`` section) and
+``benchmarks/results/avro_read.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import generate
+import oracle
+import pyarrow as pa
+from contestants import BENCHMARKS_DIR
+from process_meter import run_measured
+from results_report import (
+    git_commit,
+    machine_facts,
+    markdown_table,
+    mib,
+    rate,
+    seconds,
+    update_readme,
+    write_json,
+)
+
+SECTION = "avro-read"
+READERS = {
+    "omconnect": "the avro source (vectorised codec)",
+    "fastavro": "`fastavro.reader`, a dict per row",
+    "fastavro + Arrow": "`fastavro.reader` + `RecordBatch.from_pylist`",
+}
+_ARROW_ROWS = 100_000
+
+
+def ensure_input(data_dir: Path, rows: int) -> Path:
+    """``t1m`` with ``rows`` rows as an Avro container file, written once and reused."""
+    from omconnect.schemas.arrow import from_arrow_schema
+    from omconnect.schemas.avro import to_avro_schema
+
+    path = data_dir / f"t1m-{rows}.avro"
+    if path.exists():
+        return path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    schema = fastavro.parse_schema(to_avro_schema(from_arrow_schema(generate.T1M_SCHEMA, "t1m")))
+    with partial.open("wb") as file:
+        writer = fastavro.write.Writer(file, schema, codec="deflate")
+        for batch in generate.generate_batches(rows):
+            for record in batch.to_pylist():
+                writer.write(record)
+        writer.flush()
+    partial.rename(path)
+    return path
+
+
+def read_once(path: Path, reader: str) -> dict[str, Any]:
+    """Read ``path`` with ``reader``; what a run prints (one JSON line)."""
+    from omconnect.runtime.testing import SourceDriver
+
+    started = time.perf_counter()
+    checksum = oracle.EMPTY
+    rows = bad_rows = 0
+    if reader == "omconnect":
+        source = SourceDriver("avro", {"path": str(path)})
+        while (polled := source.poll()) is not None:
+            for batch in polled:
+                rows += batch.values.num_rows
+                checksum = checksum + oracle.checksum_of_keys(batch.values.column("id"))
+        bad_rows = len(source.errors.raw_reports)
+    else:
+        with path.open("rb") as file:
+            records = fastavro.reader(file)
+            if reader == "fastavro":
+                ids = [record["id"] for record in records]  # type: ignore[call-overload,index]
+                rows, checksum = len(ids), oracle.checksum_of_keys(pa.array(ids, pa.int64()))
+            else:
+                pending: list[Any] = []
+                for record in records:
+                    pending.append(record)
+                    if len(pending) == _ARROW_ROWS:
+                        batch = pa.RecordBatch.from_pylist(pending)
+                        rows += batch.num_rows
+                        checksum = checksum + oracle.checksum_of_keys(batch.column("id"))
+                        pending = []
+                if pending:
+                    batch = pa.RecordBatch.from_pylist(pending)
+                    rows += batch.num_rows
+                    checksum = checksum + oracle.checksum_of_keys(batch.column("id"))
+    return {
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+        "checksum": [checksum.count, checksum.sum, checksum.xor],
+        "bad_rows": bad_rows,
+    }
+
+
+def run(path: Path, reader: str, rows: int, work_dir: Path) -> dict[str, Any]:
+    """One measured subprocess run of ``read_once``, verified."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    script = Path(__file__).resolve()
+    command = [sys.executable, str(script), "--read", str(path), "--reader", reader]
+    measured = run_measured(command, work_dir)
+    record: dict[str, Any] = {
+        "wall_seconds": round(measured.wall_seconds, 3),
+        "cpu_seconds": round(measured.cpu_seconds, 3),
+        "peak_rss_bytes": measured.peak_rss_bytes,
+        "read_seconds": None,
+        "failure": None,
+    }
+    if measured.returncode != 0:
+        record["failure"] = f"exit {measured.returncode}: {measured.stderr_tail[-300:]}"
+        return record
+    printed = json.loads(measured.stdout.strip().splitlines()[-1])
+    expected = oracle.expected_checksum(rows)
+    found = oracle.KeySetChecksum(*printed["checksum"])
+    if printed["rows"] != rows or found != expected or printed["bad_rows"]:
+        record["failure"] = (
+            f"wrong output: {printed['rows']} rows, {printed['bad_rows']} bad, "
+            f"checksum {found} != {expected}"
+        )
+    record["read_seconds"] = round(printed["seconds"], 3)
+    return record
+
+
+def summarise(records: dict[str, list[dict[str, Any]]], rows: int) -> list[dict[str, Any]]:
+    summary = []
+    for name, runs in records.items():
+        measured = [r for r in runs if r["phase"] == "measured"]
+        failed = [r for r in measured if r["failure"]]
+        read = statistics.median(r["read_seconds"] for r in measured) if not failed else None
+        summary.append(
+            {
+                "reader": name,
+                "status": "FAILED" if failed else "verified",
+                "failure": failed[0]["failure"] if failed else None,
+                "read_seconds_median": read,
+                "rows_per_second": round(rows / read) if read else None,
+                "wall_seconds_median": statistics.median(r["wall_seconds"] for r in measured),
+                "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in measured),
+                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in measured),
+            }
+        )
+    return summary
+
+
+def markdown_section(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        f"Run {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"load average at start {machine['load_average_at_start'][0]} (a shared machine). "
+        f"Python {results['python']}, pyarrow {results['pyarrow']}, fastavro "
+        f"{results['fastavro']}, omconnect at commit `{results['commit']}`.",
+        "",
+        f"`t1m` ({results['rows']:,} rows) as one Avro container file of "
+        f"{results['input']['bytes'] / 1e6:,.0f} MB (deflate, blocks of about 16 kB); "
+        f"{results['warmups']} warm-up + {results['runs']} measured runs per reader, median "
+        "reported; every run's rows verified (count + key-set checksum of the ids). `read` is "
+        "the time the reader took inside the process; `wall` includes the interpreter's start.",
+        "",
+    ]
+    by_name = {r["reader"]: r for r in results["readers"]}
+    ours = by_name.get("omconnect")
+    table = []
+    for reader in results["readers"]:
+        ratio = (
+            f"{reader['read_seconds_median'] / ours['read_seconds_median']:.2f}x"
+            if ours and ours["read_seconds_median"] and reader["read_seconds_median"]
+            else "-"
+        )
+        table.append(
+            [
+                f"`{reader['reader']}`",
+                READERS[reader["reader"]],
+                seconds(reader["read_seconds_median"]),
+                rate(reader["rows_per_second"]),
+                seconds(reader["wall_seconds_median"]),
+                seconds(reader["cpu_seconds_median"]),
+                mib(reader["peak_rss_bytes"]),
+                ratio,
+                reader["status"] if not reader["failure"] else f"FAILED: {reader['failure']}",
+            ]
+        )
+    header = ["reader", "what", "read", "rows/s", "wall", "CPU", "peak RSS"]
+    lines.append(markdown_table([*header, "read / omconnect", "output"], table))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmups", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=BENCHMARKS_DIR / "data")
+    parser.add_argument("--work-dir", type=Path, default=BENCHMARKS_DIR / "work")
+    parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
+    parser.add_argument("--json", type=Path, default=BENCHMARKS_DIR / "results" / "avro_read.json")
+    parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--read", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--reader", choices=list(READERS), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.read:
+        print(json.dumps(read_once(args.read, args.reader)))
+        return 0
+    if args.render_only:
+        update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))
+        return 0
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    machine = machine_facts()
+    path = ensure_input(args.data_dir, args.rows)
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in READERS}
+    for round_index in range(args.warmups + args.runs):
+        phase = "warm-up" if round_index < args.warmups else "measured"
+        for name in READERS:
+            record = run(path, name, args.rows, args.work_dir / "avro-read")
+            records[name].append({"phase": phase, **record})
+            print(f"  {phase:8} {name:16} {record['read_seconds']} s  {record['failure'] or 'ok'}")
+    results = {
+        "started": started,
+        "machine": machine,
+        "python": sys.version.split()[0],
+        "pyarrow": pa.__version__,
+        "fastavro": fastavro.__version__,
+        "commit": git_commit(),
+        "rows": args.rows,
+        "warmups": args.warmups,
+        "runs": args.runs,
+        "input": {"file": path.name, "bytes": os.path.getsize(path)},
+        "readers": summarise(records, args.rows),
+        "records": records,
+    }
+    write_json(args.json, results)
+    update_readme(args.readme, SECTION, markdown_section(results))
+    print(markdown_section(results))
+    return 1 if any(r["status"] == "FAILED" for r in results["readers"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
