@@ -153,6 +153,7 @@ def omconnect_at(ref: str, work_dir: Path) -> Contestant:
             ["git", "archive", sha, "omconnect"], cwd=repo, capture_output=True, check=True
         )
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    if not any(tree.glob("omconnect-*.dist-info")):  # also a tree exported by an older run
         pyproject = subprocess.run(
             ["git", "show", f"{sha}:pyproject.toml"], cwd=repo, capture_output=True, check=True
         )
