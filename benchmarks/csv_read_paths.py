@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from contestants import BENCHMARKS_DIR
-from process_meter import run_measured
 from results_report import (
     git_commit,
     machine_facts,
     markdown_table,
     mib,
     rate,
+    read_result,
+    run_rounds,
+    run_verified_read,
     seconds,
+    summarise_reads,
     update_readme,
     write_json,
 )
@@ -87,60 +90,7 @@ def read_once(path: Path) -> dict[str, Any]:
         for batch in polled:
             rows += batch.values.num_rows
             checksum = checksum + oracle.checksum_of_keys(batch.values.column("id"))
-    return {
-        "rows": rows,
-        "seconds": time.perf_counter() - started,
-        "checksum": [checksum.count, checksum.sum, checksum.xor],
-        "bad_rows": len(source.errors.raw_reports),
-    }
-
-
-def run(path: Path, rows: int, work_dir: Path) -> dict[str, Any]:
-    """One measured subprocess run of ``read_once``, verified."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    script = Path(__file__).resolve()
-    measured = run_measured([sys.executable, str(script), "--read", str(path)], work_dir)
-    record: dict[str, Any] = {
-        "wall_seconds": round(measured.wall_seconds, 3),
-        "cpu_seconds": round(measured.cpu_seconds, 3),
-        "peak_rss_bytes": measured.peak_rss_bytes,
-        "read_seconds": None,
-        "failure": None,
-    }
-    if measured.returncode != 0:
-        record["failure"] = f"exit {measured.returncode}: {measured.stderr_tail[-300:]}"
-        return record
-    printed = json.loads(measured.stdout.strip().splitlines()[-1])
-    expected = oracle.expected_checksum(rows)
-    found = oracle.KeySetChecksum(*printed["checksum"])
-    if printed["rows"] != rows or found != expected or printed["bad_rows"]:
-        record["failure"] = (
-            f"wrong output: {printed['rows']} rows, {printed['bad_rows']} bad, "
-            f"checksum {found} != {expected}"
-        )
-    record["read_seconds"] = round(printed["seconds"], 3)
-    return record
-
-
-def summarise(records: dict[str, list[dict[str, Any]]], rows: int) -> list[dict[str, Any]]:
-    summary = []
-    for name, runs in records.items():
-        measured = [r for r in runs if r["phase"] == "measured"]
-        failed = [r for r in measured if r["failure"]]
-        read = statistics.median(r["read_seconds"] for r in measured) if not failed else None
-        summary.append(
-            {
-                "path": name,
-                "status": "FAILED" if failed else "verified",
-                "failure": failed[0]["failure"] if failed else None,
-                "read_seconds_median": read,
-                "rows_per_second": round(rows / read) if read else None,
-                "wall_seconds_median": statistics.median(r["wall_seconds"] for r in measured),
-                "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in measured),
-                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in measured),
-            }
-        )
-    return summary
+    return read_result(rows, started, checksum, len(source.errors.raw_reports))
 
 
 def markdown_section(results: dict[str, Any]) -> str:
@@ -212,13 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_facts()
     inputs = {name: ensure_input(args.data_dir, args.rows, name) for name in PATHS}
-    records: dict[str, list[dict[str, Any]]] = {name: [] for name in PATHS}
-    for round_index in range(args.warmups + args.runs):
-        phase = "warm-up" if round_index < args.warmups else "measured"
-        for name, path in inputs.items():
-            record = run(path, args.rows, args.work_dir / "csv-read-paths")
-            records[name].append({"phase": phase, **record})
-            print(f"  {phase:8} {name:12} {record['read_seconds']} s  {record['failure'] or 'ok'}")
+    script = str(Path(__file__).resolve())
+    work_dir = args.work_dir / "csv-read-paths"
+    records = run_rounds(
+        {
+            name: partial(run_verified_read, [script, "--read", str(path)], args.rows, work_dir)
+            for name, path in inputs.items()
+        },
+        args.warmups,
+        args.runs,
+        width=12,
+    )
     results = {
         "started": started,
         "machine": machine,
@@ -232,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             name: {"file": path.name, "bytes": os.path.getsize(path)}
             for name, path in inputs.items()
         },
-        "paths": summarise(records, args.rows),
+        "paths": summarise_reads(records, args.rows, "path"),
         "records": records,
     }
     write_json(args.json, results)

@@ -1,5 +1,9 @@
 """Where a benchmark ran and how its results read: machine, versions, Markdown, README section.
 
+A read benchmark (``avro_read.py``, ``csv_read_paths.py``) runs each reader in rounds of
+measured subprocesses (``run_rounds``, ``run_verified_read``) that print ``read_result``, and
+reports the medians of the measured rounds (``summarise_reads``).
+
 Results are committed: the raw JSON under ``benchmarks/results/`` and a Markdown section in
 ``benchmarks/README.md`` between ``<!-- results:NAME:start -->`` and
 ``<!-- results:NAME:end -->``; the rest of the README is left as it is.
@@ -10,10 +14,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import oracle
+from process_meter import run_measured
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
@@ -113,3 +123,83 @@ def rate(value: float | None) -> str:
 
 def times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
+
+
+def read_result(
+    rows: int, started: float, checksum: oracle.KeySetChecksum, bad_rows: int
+) -> dict[str, Any]:
+    """What a reading subprocess prints (one JSON line) after reading since ``started``."""
+    return {
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+        "checksum": [checksum.count, checksum.sum, checksum.xor],
+        "bad_rows": bad_rows,
+    }
+
+
+def run_verified_read(command: Sequence[str], rows: int, work_dir: Path) -> dict[str, Any]:
+    """One measured run of ``command``, a reader printing ``read_result``, verified: its
+    ``failure`` says why when it failed or did not read the ``rows`` rows generated."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    measured = run_measured([sys.executable, *command], work_dir)
+    record: dict[str, Any] = {
+        "wall_seconds": round(measured.wall_seconds, 3),
+        "cpu_seconds": round(measured.cpu_seconds, 3),
+        "peak_rss_bytes": measured.peak_rss_bytes,
+        "read_seconds": None,
+        "failure": None,
+    }
+    if measured.returncode != 0:
+        record["failure"] = f"exit {measured.returncode}: {measured.stderr_tail[-300:]}"
+        return record
+    printed = json.loads(measured.stdout.strip().splitlines()[-1])
+    expected = oracle.expected_checksum(rows)
+    found = oracle.KeySetChecksum(*printed["checksum"])
+    if printed["rows"] != rows or found != expected or printed["bad_rows"]:
+        record["failure"] = (
+            f"wrong output: {printed['rows']} rows, {printed['bad_rows']} bad, "
+            f"checksum {found} != {expected}"
+        )
+    record["read_seconds"] = round(printed["seconds"], 3)
+    return record
+
+
+def run_rounds(
+    runs_of: Mapping[str, Callable[[], dict[str, Any]]], warmups: int, runs: int, width: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Each run of ``runs_of`` ``warmups + runs`` times, round by round, printing each run
+    (its name padded to ``width``): the records of each, by name, with their phase."""
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in runs_of}
+    for round_index in range(warmups + runs):
+        phase = "warm-up" if round_index < warmups else "measured"
+        for name, run in runs_of.items():
+            record = run()
+            records[name].append({"phase": phase, **record})
+            outcome = record["failure"] or "ok"
+            print(f"  {phase:8} {name:{width}} {record['read_seconds']} s  {outcome}")
+    return records
+
+
+def summarise_reads(
+    records: Mapping[str, list[dict[str, Any]]], rows: int, key: str
+) -> list[dict[str, Any]]:
+    """The medians of the measured runs of each reader (its name under ``key``); a reader
+    with a failed run has no read time."""
+    summary = []
+    for name, runs in records.items():
+        measured = [r for r in runs if r["phase"] == "measured"]
+        failed = [r for r in measured if r["failure"]]
+        read = statistics.median(r["read_seconds"] for r in measured) if not failed else None
+        summary.append(
+            {
+                key: name,
+                "status": "FAILED" if failed else "verified",
+                "failure": failed[0]["failure"] if failed else None,
+                "read_seconds_median": read,
+                "rows_per_second": round(rows / read) if read else None,
+                "wall_seconds_median": statistics.median(r["wall_seconds"] for r in measured),
+                "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in measured),
+                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in measured),
+            }
+        )
+    return summary
