@@ -38,6 +38,9 @@ class FaultInjectingBroker(Broker):
     Args:
         inner: the broker that stores the messages.
         fail_every: refuse send number ``fail_every``, ``2 * fail_every``, ... (0: never).
+        max_failures: refuse no more than this many sends (None: no limit). A fixed period can
+            line up with the sends a rewound source makes on every attempt (four batches left
+            and every fourth send refused): a limit guarantees the run ends.
         max_ack_delay: the longest random delay before a send reaches ``inner``.
         topics: only sends to these topics are disturbed (default: all).
         seed: for the random delays.
@@ -48,12 +51,14 @@ class FaultInjectingBroker(Broker):
         inner: Broker,
         fail_every: int = 0,
         max_ack_delay: float = 0.0,
+        max_failures: int | None = None,
         topics: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         self.inner = inner
         self.url = inner.url
         self.fail_every = fail_every
+        self.max_failures = max_failures
         self.max_ack_delay = max_ack_delay
         self.topics = set(topics) if topics is not None else None
         self.sends = 0
@@ -109,7 +114,8 @@ class _FaultyProducer(Producer):
             return await self.inner.send(topic, messages, partition)
         broker.sends += 1
         delay = broker._random.uniform(0, broker.max_ack_delay)
-        if broker.fail_every and broker.sends % broker.fail_every == 0:
+        limit_reached = broker.max_failures is not None and broker.failures >= broker.max_failures
+        if broker.fail_every and broker.sends % broker.fail_every == 0 and not limit_reached:
             broker.failures += 1
             await asyncio.sleep(delay)
             raise InjectedSendError(f"injected failure of send {broker.sends} to {topic}")
