@@ -22,6 +22,7 @@ row). Results go to ``benchmarks/README.md`` (its ``avro-read`` section) and
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -42,7 +43,9 @@ from results_report import (
     markdown_table,
     mib,
     rate,
+    read_benchmark_arguments,
     read_result,
+    read_with_source,
     run_rounds,
     run_verified_read,
     seconds,
@@ -83,38 +86,22 @@ def ensure_input(data_dir: Path, rows: int) -> Path:
 
 def read_once(path: Path, reader: str) -> dict[str, Any]:
     """Read ``path`` with ``reader``; what a run prints (one JSON line)."""
-    from omconnect.runtime.testing import SourceDriver
-
+    if reader == "omconnect":
+        return read_with_source("avro", path)
     started = time.perf_counter()
     checksum = oracle.EMPTY
-    rows = bad_rows = 0
-    if reader == "omconnect":
-        source = SourceDriver("avro", {"path": str(path)})
-        while (polled := source.poll()) is not None:
-            for batch in polled:
-                rows += batch.values.num_rows
-                checksum = checksum + oracle.checksum_of_keys(batch.values.column("id"))
-        bad_rows = len(source.errors.raw_reports)
-    else:
-        with path.open("rb") as file:
-            records = fastavro.reader(file)
-            if reader == "fastavro":
-                ids = [record["id"] for record in records]  # type: ignore[call-overload,index]
-                rows, checksum = len(ids), oracle.checksum_of_keys(pa.array(ids, pa.int64()))
-            else:
-                pending: list[Any] = []
-                for record in records:
-                    pending.append(record)
-                    if len(pending) == _ARROW_ROWS:
-                        batch = pa.RecordBatch.from_pylist(pending)
-                        rows += batch.num_rows
-                        checksum = checksum + oracle.checksum_of_keys(batch.column("id"))
-                        pending = []
-                if pending:
-                    batch = pa.RecordBatch.from_pylist(pending)
-                    rows += batch.num_rows
-                    checksum = checksum + oracle.checksum_of_keys(batch.column("id"))
-    return read_result(rows, started, checksum, bad_rows)
+    rows = 0
+    with path.open("rb") as file:
+        records = fastavro.reader(file)
+        if reader == "fastavro":
+            ids = [record["id"] for record in records]  # type: ignore[call-overload,index]
+            rows, checksum = len(ids), oracle.checksum_of_keys(pa.array(ids, pa.int64()))
+        else:
+            while chunk := list(itertools.islice(records, _ARROW_ROWS)):
+                batch = pa.RecordBatch.from_pylist(chunk)
+                rows += batch.num_rows
+                checksum = checksum + oracle.checksum_of_keys(batch.column("id"))
+    return read_result(rows, started, checksum, 0)
 
 
 def markdown_section(results: dict[str, Any]) -> str:
@@ -160,16 +147,7 @@ def markdown_section(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmups", type=int, default=1)
-    parser.add_argument("--data-dir", type=Path, default=BENCHMARKS_DIR / "data")
-    parser.add_argument("--work-dir", type=Path, default=BENCHMARKS_DIR / "work")
-    parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
-    parser.add_argument("--json", type=Path, default=BENCHMARKS_DIR / "results" / "avro_read.json")
-    parser.add_argument("--render-only", action="store_true")
-    parser.add_argument("--read", type=Path, help=argparse.SUPPRESS)
+    parser = read_benchmark_arguments(__doc__.split("\n")[0], BENCHMARKS_DIR, "avro_read.json")
     parser.add_argument("--reader", choices=list(READERS), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -24,14 +24,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import generate
-import oracle
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -42,7 +40,8 @@ from results_report import (
     markdown_table,
     mib,
     rate,
-    read_result,
+    read_benchmark_arguments,
+    read_with_source,
     run_rounds,
     run_verified_read,
     seconds,
@@ -76,21 +75,6 @@ def ensure_input(data_dir: Path, rows: int, path_name: str) -> Path:
             writer.write_batch(batch)
     partial.rename(path)
     return path
-
-
-def read_once(path: Path) -> dict[str, Any]:
-    """Read ``path`` with the csv source; what a run prints (one JSON line)."""
-    from omconnect.runtime.testing import SourceDriver
-
-    started = time.perf_counter()
-    source = SourceDriver("csv", {"path": str(path)})
-    checksum = oracle.EMPTY
-    rows = 0
-    while (polled := source.poll()) is not None:
-        for batch in polled:
-            rows += batch.values.num_rows
-            checksum = checksum + oracle.checksum_of_keys(batch.values.column("id"))
-    return read_result(rows, started, checksum, len(source.errors.raw_reports))
 
 
 def markdown_section(results: dict[str, Any]) -> str:
@@ -136,25 +120,14 @@ def markdown_section(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmups", type=int, default=1)
-    parser.add_argument("--data-dir", type=Path, default=BENCHMARKS_DIR / "data")
-    parser.add_argument("--work-dir", type=Path, default=BENCHMARKS_DIR / "work")
-    parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
-    parser.add_argument(
-        "--json", type=Path, default=BENCHMARKS_DIR / "results" / "csv_read_paths.json"
-    )
-    parser.add_argument("--render-only", action="store_true")
-    parser.add_argument("--read", type=Path, help=argparse.SUPPRESS)
+    parser = read_benchmark_arguments(__doc__.split("\n")[0], BENCHMARKS_DIR, "csv_read_paths.json")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.read:
-        print(json.dumps(read_once(args.read)))
+        print(json.dumps(read_with_source("csv", args.read)))
         return 0
     if args.render_only:
         update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))

@@ -11,6 +11,7 @@ Results are committed: the raw JSON under ``benchmarks/results/`` and a Markdown
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -135,6 +136,40 @@ def read_result(
         "checksum": [checksum.count, checksum.sum, checksum.xor],
         "bad_rows": bad_rows,
     }
+
+
+def read_with_source(connector: str, path: Path) -> dict[str, Any]:
+    """Read ``path`` with omconnect's ``connector`` source (no broker, no sink); what a run
+    prints (``read_result``)."""
+    from omconnect.runtime.testing import SourceDriver
+
+    started = time.perf_counter()
+    source = SourceDriver(connector, {"path": str(path)})
+    checksum = oracle.EMPTY
+    rows = 0
+    while (polled := source.poll()) is not None:
+        for batch in polled:
+            rows += batch.values.num_rows
+            checksum = checksum + oracle.checksum_of_keys(batch.values.column("id"))
+    return read_result(rows, started, checksum, len(source.errors.raw_reports))
+
+
+def read_benchmark_arguments(
+    description: str, benchmarks_dir: Path, json_name: str
+) -> argparse.ArgumentParser:
+    """The options every read benchmark takes (sizes, rounds, folders, outputs, and the hidden
+    ``--read`` of its measured subprocesses)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmups", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=benchmarks_dir / "data")
+    parser.add_argument("--work-dir", type=Path, default=benchmarks_dir / "work")
+    parser.add_argument("--readme", type=Path, default=benchmarks_dir / "README.md")
+    parser.add_argument("--json", type=Path, default=benchmarks_dir / "results" / json_name)
+    parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--read", type=Path, help=argparse.SUPPRESS)
+    return parser
 
 
 def run_verified_read(command: Sequence[str], rows: int, work_dir: Path) -> dict[str, Any]:
