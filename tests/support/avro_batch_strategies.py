@@ -150,8 +150,56 @@ COLUMN_KINDS = [
         pa.map_(pa.string(), pa.string()),
         st.dictionaries(st.text(max_size=4), st.none() | st.text(max_size=4), max_size=3),
     ),
+    ColumnKind(
+        "shapes",
+        {
+            "type": "array",
+            "items": {
+                "type": "record",
+                "name": "shape",
+                "fields": [
+                    {"name": "a", "type": "int"},
+                    {"name": "b", "type": {"type": "array", "items": ["null", "string"]}},
+                ],
+            },
+        },
+        pa.large_list(
+            pa.struct(
+                [
+                    pa.field("a", pa.int32(), nullable=False),
+                    pa.field("b", pa.list_(pa.string()), nullable=False),
+                ]
+            )
+        ),
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "a": st.integers(-(2**31), 2**31 - 1),
+                    "b": st.lists(st.none() | st.text(max_size=3), max_size=3),
+                }
+            ),
+            max_size=3,
+        ),
+    ),
+    ColumnKind(
+        "grid",
+        {"type": "array", "items": {"type": "array", "items": ["null", "double"]}},
+        pa.list_(pa.field("item", pa.list_(pa.float64()), nullable=False)),
+        st.lists(st.lists(st.none() | st.floats(allow_nan=False), max_size=5), max_size=3),
+    ),
+    ColumnKind(
+        "blanks",
+        {"type": "array", "items": "null"},
+        pa.list_(pa.null()),
+        st.lists(st.none(), max_size=5),
+    ),
+    ColumnKind(
+        "digests",
+        {"type": "map", "values": {"type": "fixed", "name": "digest", "size": 4}},
+        pa.map_(pa.string(), pa.field("value", pa.binary(), nullable=False)),
+        st.dictionaries(st.text(max_size=3), st.binary(min_size=4, max_size=4), max_size=3),
+    ),
 ]
-VECTORISED_KINDS = [k for k in COLUMN_KINDS if k.name not in ("longs", "tags")]
 
 
 def _arrow_value(kind: ColumnKind, value: Any) -> Any:

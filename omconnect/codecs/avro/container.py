@@ -1,14 +1,20 @@
-"""Avro object container files read block by block, with the vectorised decoder.
+"""Avro object container files, read block by block with the vectorised decoder and written
+block by block from the vectorised encoder's bodies.
 
 A file is ``Obj\\x01``, a metadata map (``avro.schema``, ``avro.codec``), a 16-byte sync marker,
 then blocks: a record count, a byte length, that many (compressed) bytes holding the records
-end to end, and the sync marker again.
+end to end, and the sync marker again. Reading and writing share that framing and the codecs
+(``null``, ``deflate``, ``snappy``, ``bzip2``, ``xz``).
 
 Records in a block have no boundaries: where one ends is known only by reading it. Blocks are
 independent, though, so ``records`` walks the records of many blocks side by side: step k
 moves every block's position over its k-th record, one field at a time, reading only lengths
 and varints (like ``decode``'s reads, for all blocks at once). The record starts found make a
 binary array of one body per record, which ``decode_batch_lenient`` decodes as usual.
+
+Writing needs none of that: the bodies ``encode_batch`` returns lie end to end in one Arrow
+buffer, so a block's records are a slice of it (``ContainerWriter``), and blocks are cut at
+about ``BLOCK_BYTES`` from the bodies' offsets alone.
 """
 
 from __future__ import annotations
@@ -16,33 +22,25 @@ from __future__ import annotations
 import bz2
 import json
 import lzma
+import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
+import cramjam
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 from omconnect.codecs.avro.cursor import BodyCursor, Rows
-from omconnect.codecs.avro.decode import decode_batch_lenient
-from omconnect.codecs.avro.per_row import decode_rows
-from omconnect.codecs.avro.types import (
-    AvroType,
-    expanded,
-    has_container,
-    nullable_branches,
-    record_fields,
-    type_name,
-    unwrap,
-)
+from omconnect.codecs.avro.decode import decode_batch_lenient, skip_value
+from omconnect.codecs.avro.types import AvroType, expanded
 
 I64 = npt.NDArray[np.int64]
 
 MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
-_FIXED_SIZES = {"null": 0, "boolean": 1, "float": 4, "double": 8}
 
 
 @dataclass(frozen=True)
@@ -140,31 +138,160 @@ def read_blocks(file: IO[bytes], header: ContainerHeader) -> Iterator[Block]:
         yield Block(count, data)
 
 
-def _snappy(data: bytes) -> bytes:
-    try:
-        import cramjam
-    except ImportError as err:
-        raise ValueError("snappy blocks need the cramjam package") from err
+def _long_bytes(value: int) -> bytes:
+    """``value`` as Avro writes a long: a zigzag varint (what ``_read_long`` reads)."""
+    zigzag = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while zigzag >= 0x80:
+        out.append(zigzag & 0x7F | 0x80)
+        zigzag >>= 7
+    out.append(zigzag)
+    return bytes(out)
+
+
+def _deflate(data: memoryview) -> bytes:
+    compressor = zlib.compressobj(wbits=-15)  # raw deflate: no zlib header or checksum
+    return compressor.compress(data) + compressor.flush()
+
+
+def _snappy_compress(data: memoryview) -> bytes:
+    """Avro's snappy: a raw snappy block, then the big-endian CRC32 of the uncompressed data."""
+    return bytes(cramjam.snappy.compress_raw(data)) + zlib.crc32(data).to_bytes(4, "big")
+
+
+def _snappy_decompress(data: bytes) -> bytes:
     raw = bytes(cramjam.snappy.decompress_raw(data[:-4]))
     if zlib.crc32(raw).to_bytes(4, "big") != data[-4:]:
-        raise ValueError("a snappy block fails its CRC check")
+        raise ValueError("the CRC32 of its records does not match")
     return raw
 
 
-_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
-    "null": lambda data: data,
-    "deflate": lambda data: zlib.decompress(data, -15),
-    "bzip2": bz2.decompress,
-    "xz": lzma.decompress,
-    "snappy": _snappy,
+@dataclass(frozen=True)
+class _Codec:
+    """How an Avro codec turns a block's records into the block's data, and back."""
+
+    compress: Callable[[memoryview], bytes | memoryview]
+    decompress: Callable[[bytes], bytes]
+
+
+_CODECS = {
+    "null": _Codec(lambda data: data, lambda data: data),
+    "deflate": _Codec(_deflate, lambda data: zlib.decompress(data, -15)),
+    "snappy": _Codec(_snappy_compress, _snappy_decompress),
+    "bzip2": _Codec(bz2.compress, bz2.decompress),
+    "xz": _Codec(lzma.compress, lzma.decompress),
 }
+_CORRUPT_DATA = (zlib.error, lzma.LZMAError, OSError, ValueError, cramjam.DecompressionError)
+
+
+def _codec(name: str) -> _Codec:
+    if name not in _CODECS:
+        raise ValueError(f"Avro codec {name!r} is not supported (supported: {', '.join(_CODECS)})")
+    return _CODECS[name]
 
 
 def decompress(codec: str, data: bytes) -> bytes:
-    """The records' bytes of a block written with ``codec``."""
-    if codec not in _DECOMPRESS:
-        raise ValueError(f"Avro codec {codec!r} is not supported")
-    return _DECOMPRESS[codec](data)
+    """The records' bytes of a block written with ``codec``.
+
+    Raises:
+        ValueError: the codec is not supported, or the data is not valid for it.
+    """
+    decoder = _codec(codec).decompress
+    try:
+        return decoder(data)
+    except _CORRUPT_DATA as err:
+        raise ValueError(f"a {codec} block is corrupt: {err}") from err
+
+
+BLOCK_BYTES = 16_000
+"""About how many bytes of records ``ContainerWriter.write_blocks`` puts in a block (fastavro's
+default too): ``records`` walks many blocks side by side, one record of each per step, so
+files of small blocks read back faster than files of few large ones, and deflate gains
+little from blocks much larger than its 32 kB window."""
+
+
+class BinaryOutput(Protocol):
+    """Where a container file is written: an open binary file or a pyarrow ``NativeFile``."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+class ContainerWriter:
+    """Writes one Avro object container file: the header when created, then blocks of the
+    bodies ``encode_batch`` returns.
+
+    Nothing is buffered: each call writes whole blocks, so a file cut short after a call
+    still reads up to its last block. The writer never closes ``file``.
+    """
+
+    def __init__(
+        self,
+        file: BinaryOutput,
+        schema: AvroType,
+        codec: str = "deflate",
+        metadata: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Write the header: ``metadata`` with ``avro.schema`` (``schema`` as JSON) and
+        ``avro.codec``, then a random sync marker.
+
+        Raises:
+            ValueError: ``codec`` is not supported.
+        """
+        self._codec = _codec(codec)
+        self._file = file
+        self.sync = os.urandom(SYNC_SIZE)
+        entries = {
+            **(metadata or {}),
+            "avro.schema": json.dumps(schema).encode(),
+            "avro.codec": codec.encode(),
+        }
+        header = [MAGIC, _long_bytes(len(entries))]
+        for key, value in entries.items():
+            name = key.encode()
+            header += [_long_bytes(len(name)), name, _long_bytes(len(value)), value]
+        file.write(b"".join([*header, _long_bytes(0), self.sync]))
+
+    def write_block(self, bodies: pa.Array) -> None:
+        """Write ``bodies`` (binary, one record per value, no nulls) as one block; nothing
+        when there are none."""
+        _, data = _records_of(bodies)
+        if len(bodies):
+            self._write_block(len(bodies), data)
+
+    def write_blocks(self, bodies: pa.Array, block_bytes: int = BLOCK_BYTES) -> None:
+        """Write ``bodies`` (binary, one record per value, no nulls) as blocks of about
+        ``block_bytes`` bytes of records each, in order; nothing when there are none."""
+        offsets, data = _records_of(bodies)
+        if not len(bodies):
+            return
+        # Block k holds the records starting in [k * block_bytes, (k + 1) * block_bytes).
+        marks = np.arange(0, max(len(data), 1), block_bytes)
+        bounds = np.append(np.unique(np.searchsorted(offsets[:-1], marks)), len(bodies))
+        edges = offsets[bounds].tolist()
+        for count, start, end in zip(np.diff(bounds).tolist(), edges[:-1], edges[1:], strict=True):
+            self._write_block(count, data[start:end])
+
+    def _write_block(self, count: int, records: memoryview) -> None:
+        data = self._codec.compress(records)
+        self._file.write(b"".join([_long_bytes(count), _long_bytes(len(data)), data, self.sync]))
+
+
+def _records_of(bodies: pa.Array) -> tuple[I64, memoryview]:
+    """The offsets of ``bodies`` (from 0, one more than there are bodies) and their bytes end
+    to end: a view of the array's data buffer, not a copy."""
+    if bodies.type not in (pa.binary(), pa.large_binary()):
+        raise TypeError(f"Avro bodies must be binary, not {bodies.type}")
+    if bodies.null_count:
+        raise ValueError("a block cannot hold a null body")
+    offset_type = np.int64 if bodies.type == pa.large_binary() else np.int32
+    _, offsets_buffer, data_buffer = bodies.buffers()
+    if not len(bodies) or data_buffer is None:
+        return np.zeros(len(bodies) + 1, dtype=np.int64), memoryview(b"")
+    offsets = np.frombuffer(
+        offsets_buffer, dtype=offset_type, count=bodies.offset + len(bodies) + 1
+    )[bodies.offset :].astype(np.int64)
+    first = int(offsets[0])
+    return offsets - first, memoryview(data_buffer)[first : int(offsets[-1])]
 
 
 def decode_blocks(
@@ -225,47 +352,12 @@ def records(data: bytes, sizes: I64, counts: I64, schema: AvroType) -> I64:
     return found.T[taken.T] - padding
 
 
-def skip_value(cursor: BodyCursor, rows: Rows, schema: AvroType, path: str) -> None:
-    """Move the positions of ``rows`` past one value of ``schema``."""
-    schema = unwrap(schema)
-    branches = nullable_branches(schema)
-    if branches is not None:
-        null_index, value_index, inner = branches
-        branch = cursor.varints(rows, path)
-        has_value = branch == value_index
-        cursor.fail_where(rows, ~has_value & (branch != null_index), f"{path}: bad union branch")
-        if has_value.all():
-            skip_value(cursor, rows, inner, path)
-        elif has_value.any():
-            skip_value(cursor, cursor.indices(rows)[has_value], inner, path)
-        return
-    name = type_name(schema)
-    if name == "record":
-        for field in record_fields(schema):
-            skip_value(cursor, rows, field["type"], f"{path}.{field['name']}")
-    elif name == "fixed":
-        cursor.take_fixed(rows, int(schema["size"]), path)
-    elif has_container(schema) or name == "union":
-        indices = cursor.indices(rows)
-        _, after, failures = decode_rows(
-            cursor.stream(), cursor.pos[indices], cursor.end[indices], schema, pa.null()
-        )
-        cursor.pos[indices] = after
-        for index, error in failures.items():
-            cursor.fail(indices[index : index + 1], f"{path}: {error}")
-    elif name in _FIXED_SIZES:
-        cursor.take_fixed(rows, _FIXED_SIZES[name], path)
-    elif name in ("int", "long", "enum"):
-        cursor.varints(rows, path)
-    elif name in ("string", "bytes"):
-        cursor.take(rows, cursor.varints(rows, path), path)
-    else:
-        raise TypeError(f"{path}: unsupported Avro type {name!r}")
-
-
 __all__ = [
+    "BLOCK_BYTES",
+    "BinaryOutput",
     "Block",
     "ContainerHeader",
+    "ContainerWriter",
     "decode_blocks",
     "decompress",
     "read_blocks",

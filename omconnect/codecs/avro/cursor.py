@@ -17,6 +17,7 @@ all have one length are gathered as fixed-size items instead, which is faster.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,9 @@ Rows = I64 | None
 
 _INT32_LIMIT = 2**31 - 1
 _HIGH_BITS = 0x8080808080808080
+# The most items of no bytes (nulls) one array block may claim: a handful of corrupt bytes
+# must not make the reader allocate without bound.
+_EMPTY_ITEMS_LIMIT = 1 << 24
 
 # Zero bytes around the data, so fixed-size windows (varints, doubles, decimals, UUID text)
 # can be read at any position, or ending at any position, unchecked.
@@ -152,6 +156,34 @@ class BodyCursor:
             after = starts + lengths
         self._move_to(rows, after)
         return starts, lengths
+
+    def item_steps(self, rows: Rows, item_size: int, path: str) -> Iterator[I64]:
+        """Walk one Avro array or map at each of ``rows``, an item at a time.
+
+        Yields ascending body indices whose next item starts at their position; the caller
+        reads (or skips) exactly one item for each before taking the next step. Blocks are
+        walked as Avro writes them: a count (negative: followed by the block's byte size),
+        that many items, and a count of 0 to close. ``item_size`` is the fewest bytes an item
+        takes: a count that cannot fit what is left of the body fails the body. Items of no
+        bytes at all (``null``) come in a single step, the body repeated once per item.
+        """
+        active = self.indices(rows)
+        while len(active):
+            counts = self.varints(active, path)
+            sized = counts < 0
+            if sized.any():
+                counts = np.abs(counts)
+                self.varints(active[sized], path)  # the block's byte size: not needed
+            left = self.end[active] - self.pos[active]
+            too_many = counts > (left // item_size if item_size else _EMPTY_ITEMS_LIMIT)
+            self.fail_where(active, too_many, f"{path}: block of more items than the body holds")
+            going = (counts > 0) & ~too_many & ~self.bad[active]
+            active, counts = active[going], counts[going]
+            if not item_size and len(active):
+                yield np.repeat(active, counts)
+                continue
+            for step in range(int(counts.max()) if len(counts) else 0):
+                yield active if step == 0 else active[counts > step]
 
     def stream(self) -> io.BytesIO:
         """The bodies' bytes as a file, for the per-row fastavro path."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.lib.stride_tricks import sliding_window_view
 
 from omconnect.codecs.avro.bodies import rows_per_piece
@@ -29,19 +30,26 @@ from omconnect.codecs.avro.types import (
     column_name,
     enum_symbols,
     expanded,
-    has_container,
     integer_array,
     integer_bounds,
+    least_size,
     logical_type,
     nullable_branches,
     record_fields,
     type_name,
     unwrap,
 )
-from omconnect.codecs.avro.varints import unaligned_values
+from omconnect.codecs.avro.varints import decode_varints, unaligned_values
 from omconnect.codecs.uuid_text import UUID_TEXT_LENGTH, uuids_from_text_matrix
 
 I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+# Arrays whose first block holds more items than this, in no more than this many rows, are
+# read row by row (see ``_read_long_arrays_apart``): a step costs about as much as 40 items
+# read by fastavro, so past a few dozen such rows the steps, shared by all rows, win again.
+_LONG_ARRAY = 1024
+_FEW_ROWS = 32
 
 # A second pass over the good bodies normally finds nothing; more passes only guard against
 # a failure that depends on neighbouring rows.
@@ -139,8 +147,15 @@ def read_value(
     if branches is not None:
         return _read_nullable(cursor, rows, branches, kind, path)
     name = type_name(schema)
-    if has_container(schema) or name in ("fixed", "union"):
+    if name == "union":  # of several types: rare, and fastavro knows how to pick a branch
         return _read_per_row(cursor, rows, schema, kind, path)
+    if name in ("array", "map"):
+        return _read_repeated(cursor, rows, schema, kind, path)
+    if name == "fixed":
+        size = int(schema["size"])
+        starts = cursor.take_fixed(rows, size, path)
+        lengths = np.full(len(starts), size, dtype=np.int64)
+        return _read_bytes(cursor, rows, starts, lengths, kind, path, uuid_text=False)
     if name == "record":
         return read_record(cursor, rows, schema, kind, path)
     if name == "null":
@@ -159,8 +174,44 @@ def read_value(
     if name == "enum":
         return _read_enum(cursor, rows, schema, kind, path)
     if name in ("string", "bytes"):
-        return _read_text(cursor, rows, schema, kind, path)
+        starts, lengths = cursor.take(rows, cursor.varints(rows, path), path)
+        return _read_bytes(cursor, rows, starts, lengths, kind, path, uuid_text=True)
     raise TypeError(f"{path}: unsupported Avro type {name!r}")
+
+
+def skip_value(cursor: BodyCursor, rows: Rows, schema: AvroType, path: str) -> None:
+    """Move the positions of ``rows`` past one value of ``schema`` without keeping it."""
+    schema = unwrap(schema)
+    branches = nullable_branches(schema)
+    if branches is not None:
+        null_index, value_index, inner = branches
+        branch = cursor.varints(rows, path)
+        has_value = branch == value_index
+        cursor.fail_where(rows, ~has_value & (branch != null_index), f"{path}: bad union branch")
+        if has_value.all():
+            skip_value(cursor, rows, inner, path)
+        elif has_value.any():
+            skip_value(cursor, cursor.indices(rows)[has_value], inner, path)
+        return
+    name = type_name(schema)
+    if name == "record":
+        for field in record_fields(schema):
+            skip_value(cursor, rows, field["type"], f"{path}.{field['name']}")
+    elif name in ("array", "map"):
+        items = schema["items"] if name == "array" else schema["values"]
+        size = least_size(items) + (1 if name == "map" else 0)
+        for step in cursor.item_steps(rows, size, path):
+            if name == "map":
+                cursor.take(step, cursor.varints(step, path), path)
+            skip_value(cursor, step, items, path)
+    elif name == "union":
+        _read_per_row(cursor, rows, schema, pa.null(), path)
+    elif name in ("int", "long", "enum"):
+        cursor.varints(rows, path)
+    elif name in ("string", "bytes"):
+        cursor.take(rows, cursor.varints(rows, path), path)
+    elif name != "null":
+        cursor.take_fixed(rows, least_size(schema), path)
 
 
 def read_record(
@@ -172,38 +223,15 @@ def read_record(
     for field in record_fields(schema):
         target = arrow_fields.get(column_name(field))
         field_path = f"{path}.{field['name']}" if path else field["name"]
-        field_kind = target.type if target is not None else _any_arrow_type(field["type"])
-        child = read_value(cursor, rows, field["type"], field_kind, field_path)
-        if target is not None:
-            read[column_name(field)] = child
+        if target is None:
+            skip_value(cursor, rows, field["type"], field_path)
+        else:
+            read[column_name(field)] = read_value(
+                cursor, rows, field["type"], target.type, field_path
+            )
     count = cursor.count(rows)
     children = [read.get(name, pa.nulls(count, f.type)) for name, f in arrow_fields.items()]
     return pa.StructArray.from_arrays(children, fields=list(arrow_fields.values()))
-
-
-def _any_arrow_type(schema: AvroType) -> pa.DataType:
-    """A throwaway Arrow type good enough to skip over a field nobody asked for."""
-    name = type_name(unwrap(schema))
-    simple = {
-        "boolean": pa.bool_(),
-        "int": pa.int64(),
-        "long": pa.int64(),
-        "float": pa.float64(),
-        "double": pa.float64(),
-        "string": pa.binary(),
-        "bytes": pa.binary(),
-        "enum": pa.string(),
-    }
-    if name in simple and logical_type(unwrap(schema)) != "decimal":
-        return simple[name]
-    if name == "record":
-        return pa.struct([(f["name"], _any_arrow_type(f["type"])) for f in record_fields(schema)])
-    branches = nullable_branches(schema)
-    if branches is not None:
-        return _any_arrow_type(branches[2])
-    if logical_type(unwrap(schema)) == "decimal":
-        return pa.decimal256(76, int(unwrap(schema).get("scale", 0)))
-    return pa.null()
 
 
 def _read_nullable(
@@ -256,11 +284,18 @@ def _read_enum(
     return symbols.take(pa.array(indices)).cast(kind)
 
 
-def _read_text(
-    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
+def _read_bytes(
+    cursor: BodyCursor,
+    rows: Rows,
+    starts: I64,
+    lengths: I64,
+    kind: pa.DataType,
+    path: str,
+    uuid_text: bool,
 ) -> pa.Array:
-    lengths = cursor.varints(rows, path)
-    starts, lengths = cursor.take(rows, lengths, path)
+    """The byte spans of ``rows`` (of an Avro string, bytes or fixed) as Arrow ``kind``: text,
+    binary, a decimal or uint64 (big-endian two's complement), or a UUID (its text when
+    ``uuid_text``, else its 16 bytes)."""
     storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
     if pa.types.is_uint64(kind):
         array, bad = decode_unsigned(cursor.padded, starts, lengths)
@@ -270,6 +305,13 @@ def _read_text(
         array, bad = decode_decimals(cursor.padded, starts, lengths, kind)
         cursor.fail_where(rows, bad, f"{path}: decimal does not fit {kind}")
         return array
+    if pa.types.is_fixed_size_binary(storage) and not uuid_text:
+        wrong_length = lengths != storage.byte_width
+        cursor.fail_where(rows, wrong_length, f"{path}: {storage.byte_width} bytes expected")
+        raw = binary_of_spans(cursor.padded, starts, np.where(wrong_length, 0, lengths))
+        spans = pc.if_else(pa.array(wrong_length), pa.scalar(bytes(storage.byte_width)), raw)
+        array = spans.cast(storage)
+        return pa.ExtensionArray.from_storage(kind, array) if kind != storage else array
     if pa.types.is_fixed_size_binary(storage) and storage.byte_width == 16:
         wrong_length = lengths != UUID_TEXT_LENGTH
         cursor.fail_where(rows, wrong_length, f"{path}: a UUID string has 36 characters")
@@ -313,6 +355,95 @@ def _as_text(
         binary.type,
     )
     return cleaned.cast(kind)
+
+
+def _read_repeated(
+    cursor: BodyCursor, rows: Rows, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    """An Avro array or map at each of ``rows`` as an Arrow list, large list or map.
+
+    Items are read a step at a time for every row that still has one (``item_steps``), so the
+    work per step is vectorised across rows; the pieces are then put in row order with one
+    stable sort (they are runs already sorted by row, which the sort merges). An Arrow map
+    comes from an Avro map (string keys) or from an array of key/value records (any key).
+    """
+    avro_map = type_name(schema) == "map"
+    items = schema["values"] if avro_map else schema["items"]
+    item_size = least_size(items) + avro_map
+    long = _long_arrays(cursor, rows, item_size)
+    if long is not None:
+        return _read_long_arrays_apart(cursor, rows, long, schema, kind, path)
+    if pa.types.is_map(kind):
+        entry = pa.struct([kind.key_field, kind.item_field])
+        item_kind = kind.item_type if avro_map else entry
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if avro_map:
+            raise TypeError(f"{path}: cannot read an Avro map as Arrow {kind}")
+        item_kind = kind.value_type
+    else:
+        raise TypeError(f"{path}: cannot read an Avro {type_name(schema)} as Arrow {kind}")
+    steps: list[I64] = []
+    keys: list[pa.Array] = []
+    values: list[pa.Array] = []
+    item_path = f"{path}[]"
+    for step in cursor.item_steps(rows, item_size, path):
+        steps.append(step)
+        if avro_map:
+            starts, lengths = cursor.take(step, cursor.varints(step, item_path), item_path)
+            key = _read_bytes(cursor, step, starts, lengths, kind.key_type, item_path, True)
+            keys.append(key)
+        values.append(read_value(cursor, step, items, item_kind, item_path))
+    indices = cursor.indices(rows)
+    owners = np.concatenate(steps) if steps else np.zeros(0, dtype=np.int64)
+    order = pa.array(np.argsort(owners, kind="stable"))
+    counts = np.bincount(np.searchsorted(indices, owners), minlength=len(indices))
+    offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    value_array = _joined(values, item_kind).take(order)
+    if pa.types.is_map(kind):
+        if avro_map:
+            key_array = _joined(keys, kind.key_type).take(order)
+        else:
+            key_array, value_array = value_array.field(0), value_array.field(1)
+        return pa.MapArray.from_arrays(
+            pa.array(offsets.astype(np.int32)), key_array, value_array, type=kind
+        )
+    if pa.types.is_large_list(kind):
+        return pa.LargeListArray.from_arrays(pa.array(offsets), value_array, type=kind)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), value_array, type=kind)
+
+
+def _long_arrays(cursor: BodyCursor, rows: Rows, item_size: int) -> Mask | None:
+    """Where (among ``rows``) an array starts with a block of more than ``_LONG_ARRAY``
+    items that fit the body, when at least one and at most ``_FEW_ROWS`` do; else None.
+    Items of no bytes never need this: they are read in one step."""
+    if not item_size:
+        return None
+    starts = cursor.starts(rows)
+    counts, _, _ = decode_varints(cursor.padded, starts)
+    counts = np.abs(counts)
+    fits = counts <= (cursor.end[cursor.indices(rows)] - starts) // item_size
+    long = (counts > _LONG_ARRAY) & fits
+    return long if 0 < int(long.sum()) <= _FEW_ROWS else None
+
+
+def _read_long_arrays_apart(
+    cursor: BodyCursor, rows: Rows, long: Mask, schema: AvroType, kind: pa.DataType, path: str
+) -> pa.Array:
+    """Arrays of thousands of items in a few rows would take as many steps (each vectorised
+    over those few rows): fastavro reads those rows' arrays one by one instead, faster."""
+    indices = cursor.indices(rows)
+    short_values = _read_repeated(cursor, indices[~long], schema, kind, path)
+    long_values = _read_per_row(cursor, indices[long], schema, kind, path)
+    order = np.argsort(np.concatenate([np.flatnonzero(~long), np.flatnonzero(long)]))
+    return pa.concat_arrays([short_values, long_values]).take(pa.array(order))
+
+
+def _joined(pieces: list[pa.Array], kind: pa.DataType) -> pa.Array:
+    """Arrays of one type end to end (an empty array of ``kind`` when there are none)."""
+    if not pieces:
+        return pa.array([], kind)
+    return pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
 
 
 def _read_per_row(

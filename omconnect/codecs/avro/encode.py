@@ -36,7 +36,6 @@ from omconnect.codecs.avro.types import (
     enum_symbols,
     expanded,
     fixed_width_values,
-    has_container,
     integer_values,
     logical_type,
     nullable_branches,
@@ -160,7 +159,9 @@ def _encode_value(
         failures.add(nulls, f"{path}: null in a field that is not nullable")
         present = _both(present, valid)
     absent = None if present is None else ~present
-    if has_container(schema) or name in ("fixed", "union"):
+    if name in ("array", "map"):
+        return _encode_repeated(array, schema, present, failures, path)
+    if name in ("fixed", "union"):  # written only for foreign schemas: fastavro, per row
         encoded, errors = encode_rows(array, schema, present)
         failures.add_each(errors, path)
         return [encoded]
@@ -183,6 +184,62 @@ def _encode_value(
     if name in ("string", "bytes"):
         return _encode_text(array, schema, present, failures, path)
     raise TypeError(f"{path}: unsupported Avro type {name!r}")
+
+
+def _encode_repeated(
+    array: pa.Array, schema: AvroType, present: Mask | None, failures: RowFailures, path: str
+) -> list[Part]:
+    """An Arrow list, large list or map per row as an Avro array or map: one block of all the
+    row's items (count, items, closing 0), or a lone 0 when the row has none.
+
+    The items of all rows are encoded together as bodies of their own; the bytes of a row's
+    items are then one span of those bodies' data, so a row's block is its count, that span
+    and the closing byte, without copying items per row.
+    """
+    storage = storage_of(array)
+    avro_map = type_name(schema) == "map"
+    if not (pa.types.is_list(storage.type) or pa.types.is_large_list(storage.type)) and not (
+        pa.types.is_map(storage.type)
+    ):
+        raise TypeError(f"{path}: cannot encode Arrow {array.type} as an Avro {type_name(schema)}")
+    if avro_map and not pa.types.is_map(storage.type):
+        raise TypeError(f"{path}: cannot encode Arrow {array.type} as an Avro map")
+    num_rows = len(array)
+    offsets = np.asarray(storage.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    first, last = int(offsets[0]), int(offsets[-1])
+    offsets = offsets - first
+    counts = np.diff(offsets)
+    items = storage.values.slice(first, last - first)
+    item_present = None if present is None else np.repeat(present, counts)
+    if present is not None:
+        counts = np.where(present, counts, 0)
+    item_failures = RowFailures(len(items))
+    item_path = f"{path}[]"
+    if avro_map:
+        keys, values = items.field(0), items.field(1)
+        parts = _encode_text(keys, "string", item_present, item_failures, item_path)
+        parts += _encode_value(values, schema["values"], item_present, item_failures, item_path)
+    else:
+        parts = _encode_value(items, schema["items"], item_present, item_failures, item_path)
+    item_bodies = assemble(parts, len(items))
+    if item_failures.mask.any():
+        failed_items = np.flatnonzero(item_failures.mask)
+        owners = np.searchsorted(offsets, failed_items, side="right") - 1
+        failures.add_each_of(owners, [item_failures.reasons[i] for i in failed_items.tolist()])
+    large = item_bodies.type == pa.large_binary()
+    item_ends = np.frombuffer(
+        item_bodies.buffers()[1],
+        dtype=np.int64 if large else np.int32,
+        count=item_bodies.offset + len(items) + 1,
+    )[item_bodies.offset :]
+    spans = item_ends[offsets].astype(np.int64 if large else np.int32)
+    row_items = pa.Array.from_buffers(
+        item_bodies.type, num_rows, [None, pa.py_buffer(spans), item_bodies.buffers()[2]]
+    )
+    absent = None if present is None else ~present
+    count_part = MatrixPart(*encode_varints(counts)).without(absent)
+    closing = byte_part(num_rows, np.zeros(num_rows, dtype=np.uint8), counts == 0)
+    return [count_part, row_items, closing]
 
 
 def _both(present: Mask | None, valid: Mask | None) -> Mask | None:

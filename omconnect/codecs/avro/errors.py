@@ -69,3 +69,11 @@ class RowFailures:
             if not self.mask[row]:
                 self.reasons[row] = InvalidAvroValue(f"{path}: {error}")
                 self.mask[row] = True
+
+    def add_each_of(self, rows: npt.NDArray[np.int64], errors: list[Exception]) -> None:
+        """Fail ``rows[i]`` with ``errors[i]`` (already naming the field); a row named more
+        than once keeps its first error."""
+        for row, error in zip(rows.tolist(), errors, strict=True):
+            if not self.mask[row]:
+                self.reasons[row] = error
+                self.mask[row] = True

@@ -1,7 +1,8 @@
-"""The per-row path for field types whose layout depends on per-row counts (arrays, maps,
-general unions): fastavro encodes or decodes that one field, row by row.
+"""The per-row path: fastavro encodes or decodes one field, row by row, for what the
+vectorised codec leaves to it: unions of several types, ``fixed`` values written to a foreign
+schema, and the rare arrays of thousands of items in a few rows (see ``decode``).
 
-Only the fields that need it take this path; the other columns of the batch stay vectorised.
+Only the fields (and rows) that need it take this path; the rest of the batch stays vectorised.
 """
 
 from __future__ import annotations
@@ -109,7 +110,13 @@ def arrow_ready(value: Any, kind: pa.DataType) -> Any:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return [arrow_ready(item, kind.value_type) for item in value]
     if pa.types.is_map(kind):
-        return [(key, arrow_ready(item, kind.item_type)) for key, item in value.items()]
+        pairs = (
+            value.items() if isinstance(value, dict) else [(e["key"], e["value"]) for e in value]
+        )
+        return [
+            (arrow_ready(key, kind.key_type), arrow_ready(item, kind.item_type))
+            for key, item in pairs
+        ]
     if pa.types.is_struct(kind):
         return {
             kind.field(i).name: arrow_ready(value.get(kind.field(i).name), kind.field(i).type)

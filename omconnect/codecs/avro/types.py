@@ -27,8 +27,6 @@ I64 = npt.NDArray[np.int64]
 AvroType = Any
 """A parsed Avro schema node: a primitive name (``"long"``), a dict, or a list (a union)."""
 
-_CONTAINER_TYPES = frozenset({"array", "map"})
-
 
 def expanded(schema: AvroType) -> AvroType:
     """``schema`` with every named reference replaced by its definition."""
@@ -107,21 +105,18 @@ def nullable_branches(schema: AvroType) -> tuple[int, int, AvroType] | None:
     return null_index, value_index, schema[value_index]
 
 
-def has_container(schema: AvroType) -> bool:
-    """True when an array, a map or a general union sits anywhere inside ``schema``.
-
-    Those need a per-row path: their byte layout depends on per-row counts.
-    """
+def least_size(schema: AvroType) -> int:
+    """The fewest bytes a value of ``schema`` takes (0 only for values that never take any:
+    ``null``, and records of such fields)."""
     schema = unwrap(schema)
     name = type_name(schema)
-    if name in _CONTAINER_TYPES:
-        return True
-    if name == "union":
-        branches = nullable_branches(schema)
-        return branches is None or has_container(branches[2])
+    if name == "null":
+        return 0
     if name == "record":
-        return any(has_container(f["type"]) for f in schema["fields"])
-    return False
+        return sum(least_size(f["type"]) for f in schema["fields"])
+    if name == "fixed":
+        return int(schema["size"])
+    return {"float": 4, "double": 8}.get(name, 1)  # varint, length, count or union branch
 
 
 def record_fields(schema: AvroType) -> list[dict[str, Any]]:

@@ -3,8 +3,11 @@
 Reading parses the header, skips whole blocks by their record counts when resuming inside a
 file, and decodes the blocks a few megabytes at a time with the vectorised codec
 (``omconnect.codecs.avro.container``), into the Arrow types of the writer schema as
-``omconnect.schemas`` maps them (the same types the ``avro`` converter reads). Writing turns
-each batch into Python records for fastavro's writer, one dict per row.
+``omconnect.schemas`` maps them (the same types the ``avro`` converter reads). Writing is the
+reverse: each batch is encoded by the vectorised codec (``encode_batch``, one body per row,
+no Python object per row) against the Avro schema ``omconnect.schemas`` maps its schema to,
+and the bodies are written as blocks of about ``BLOCK_BYTES`` by ``ContainerWriter``, straight
+to the file: nothing is buffered, so a batch that fails to encode leaves the file as it was.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import fastavro
 import pyarrow as pa
-from fastavro.write import Writer
 from pydantic import Field
 
+from omconnect.codecs.avro import AvroType, encode_batch
 from omconnect.codecs.avro.container import (
     MAGIC,
     Block,
+    ContainerWriter,
     decode_blocks,
     read_blocks,
     read_header,
@@ -112,38 +115,26 @@ class AvroSinkSpec(FileSinkSpec):
 
 
 class _AvroFormat:
-    """fastavro's container writer; the record name is the omconnect schema's name."""
+    """An Avro container file of one schema; the record name is the omconnect schema's name."""
 
     def __init__(self, sink: pa.NativeFile, schema: pa.Schema, config: AvroSinkSpec) -> None:
         try:
-            avro_schema = fastavro.parse_schema(to_avro_schema(from_arrow_schema(schema, "record")))
-        except (TypeError, fastavro.schema.SchemaParseException) as err:
+            self._avro_schema: AvroType = to_avro_schema(from_arrow_schema(schema, "record"))
+        except TypeError as err:
             raise ConnectorError(f"cannot write Avro: {err}") from err
-        maps = [f for f in schema if pa.types.is_map(f.type)]
-        self._map_columns = [f.name for f in maps if pa.types.is_string(f.type.key_type)]
-        self._entry_columns = [f.name for f in maps if not pa.types.is_string(f.type.key_type)]
-        self._writer = Writer(sink, avro_schema, codec=config.compression)
+        self._writer = ContainerWriter(sink, self._avro_schema, config.compression)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        records = batch.to_pylist()
-        for name in self._map_columns:
-            # Arrow gives maps as lists of pairs; fastavro wants dicts.
-            for record in records:
-                if record[name] is not None:
-                    record[name] = dict(record[name])
-        for name in self._entry_columns:
-            # Maps with keys that are not strings are Avro arrays of key/value records.
-            for record in records:
-                if record[name] is not None:
-                    record[name] = [{"key": k, "value": v} for k, v in record[name]]
-        for record in records:
-            self._writer.write(record)
+        """Encode the rows and write them as blocks; raises ``UnencodableRowsError`` (a
+        ``ValueError`` naming the rows) before writing anything when some rows cannot be
+        encoded."""
+        self._writer.write_blocks(encode_batch(batch, self._avro_schema))
 
     def buffered_bytes(self) -> int:
         return 0
 
     def close(self) -> None:
-        self._writer.flush()
+        """Nothing to add: an Avro container file has no footer, and no block is pending."""
 
 
 class AvroSinkTask(FileSinkTask):
