@@ -228,15 +228,38 @@ def rows_to_arrow(rows: list[dict[str, Any]], schema: Schema) -> pa.RecordBatch:
     """``rows`` as an Arrow batch of ``schema``.
 
     pyarrow cannot convert Python values nested inside lists, maps or structs into extension
-    types (uuid, json), so the rows are converted to the storage types first, then cast.
+    types (uuid, json), so the rows are converted to the storage types first, then wrapped.
     """
     target = to_arrow_schema(schema)
     storage = pa.schema([f.with_type(_storage_type(f.type)) for f in target])
     batch = pa.RecordBatch.from_pylist(rows, schema=storage)
-    return pa.RecordBatch.from_arrays(
-        [column.cast(f.type) for column, f in zip(batch.columns, target, strict=True)],
-        schema=target,
-    )
+    columns = [
+        _from_storage(column, f.type) for column, f in zip(batch.columns, target, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def _from_storage(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    """An array built with ``_storage_type(kind)`` as an array of ``kind``: extension arrays
+    wrapped around their storage, lists, maps and structs rebuilt around their converted
+    children. (pyarrow's ``cast`` would do it, but builds invalid arrays when the null type
+    sits inside a list of structs.)"""
+    if array.type == kind:
+        return array
+    if isinstance(kind, pa.BaseExtensionType):
+        return pa.ExtensionArray.from_storage(kind, array)
+    mask = array.is_null() if array.null_count else None
+    if pa.types.is_list(kind):
+        values = _from_storage(array.values, kind.value_type)
+        return pa.ListArray.from_arrays(array.offsets, values, type=kind, mask=mask)
+    if pa.types.is_map(kind):
+        keys = _from_storage(array.keys, kind.key_type)
+        items = _from_storage(array.items, kind.item_type)
+        return pa.MapArray.from_arrays(array.offsets, keys, items, type=kind, mask=mask)
+    if pa.types.is_struct(kind):
+        children = [_from_storage(array.field(i), kind.field(i).type) for i in range(len(kind))]
+        return pa.StructArray.from_arrays(children, fields=list(kind), mask=mask)
+    return array.cast(kind)
 
 
 def _storage_type(arrow: pa.DataType) -> pa.DataType:

@@ -442,7 +442,7 @@ def _read_long_arrays_apart(
 def _joined(pieces: list[pa.Array], kind: pa.DataType) -> pa.Array:
     """Arrays of one type end to end (an empty array of ``kind`` when there are none)."""
     if not pieces:
-        return pa.array([], kind)
+        return pa.nulls(0, kind)  # pa.array([], kind) refuses extension types
     return pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
 
 

@@ -44,6 +44,8 @@ class FileCursor:
         schema_name: the name given to the file's schema.
         key_fields: the configured key columns; each must be a column of the file.
         known_types: the Arrow schema of the file's first block, when an earlier pass read it.
+        inferred_types: whether the format's types are inferred from its text (csv, jsonl),
+            so that a column null in every row of the first block says nothing of its type.
 
     Attributes:
         error: why the pass ended early (the reader failed, a block did not fit the file's
@@ -64,8 +66,10 @@ class FileCursor:
         schema_name: str,
         key_fields: Sequence[str],
         known_types: pa.Schema | None = None,
+        inferred_types: bool = True,
     ) -> None:
         self.file = file
+        self._inferred_types = inferred_types
         self.error: ConnectorError | None = None
         self.first_types: pa.Schema | None = None
         self._start_offset = dict(start_offset) if start_offset is not None else None
@@ -190,9 +194,13 @@ class FileCursor:
                 f"(columns: {', '.join(arrow.names)})",
                 key="key",
             )
-        # A column that is null in every row of the first block has Arrow's null type, which
-        # no schema type matches: read it as strings.
-        fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in arrow]
+        # In a format whose types are inferred, a column that is null in every row of the
+        # first block has Arrow's null type for want of a value: read it as strings. A format
+        # that declares its types (Parquet, Avro) means the null type.
+        fields = [
+            f.with_type(pa.string()) if self._inferred_types and pa.types.is_null(f.type) else f
+            for f in arrow
+        ]
         try:
             schema = from_arrow_schema(
                 pa.schema(fields, metadata=arrow.metadata), self._schema_name, self._key_fields

@@ -218,6 +218,7 @@ class PassPlanner:
             schema_name=self._schema_name,
             key_fields=self.config.key,
             known_types=known,
+            inferred_types=self.lines,
         )
         return Pass(cursor, where, begin)
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from omconnect.connectors.api.plugins import registrations
 from omconnect.runtime.docs.connector_pages import render_connector_page
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("connectors", help="list and describe the installed connectors")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="every connector and transform, with its kind")
     listing.set_defaults(handler=list_command)

@@ -1,5 +1,10 @@
 """``omconnect``: the command line. Each command lives in its own module of this package.
 
+Start-up imports only the module of the command being run: ``COMMANDS`` lists every command
+with its one-line help, which is all ``omconnect --help`` shows, and the command named on the
+line adds its own arguments (``add_arguments(parser)``, which sets ``handler``). So ``run``
+does not load the HTTP server of ``serve``, nor ``--help`` the pipeline runner.
+
 Every command runs under ``failures.report_failure``: a failure is one line on stderr and a
 non-zero exit, never a traceback (``--log-level DEBUG`` prints it).
 """
@@ -7,23 +12,36 @@ non-zero exit, never a traceback (``--log-level DEBUG`` prints it).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from omconnect import __version__
-from omconnect.runtime.cli import (
-    connectors_cmd,
-    failures,
-    offsets_cmd,
-    run_cmd,
-    schema_cmd,
-    serve_cmd,
-    topics_cmd,
-    validate_cmd,
-)
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "run_cmd",
+        "run a pipeline until stopped, or with --once until what is there now is delivered",
+    ),
+    "validate": ("validate_cmd", "check pipeline files; non-zero exit on problems"),
+    "connectors": ("connectors_cmd", "list and describe the installed connectors"),
+    "topics": ("topics_cmd", "list topics, or print the messages of one"),
+    "offsets": ("offsets_cmd", "list, set or reset a pipeline's positions"),
+    "serve": (
+        "serve_cmd",
+        "run a folder of pipelines with an HTTP API, metrics and a status page",
+    ),
+    "schema": (
+        "schema_cmd",
+        "print the JSON Schema of pipeline files (for yaml-language-server)",
+    ),
+}
+"""Command name -> (its module in this package, its one-line help)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``omconnect`` parser, with the arguments of ``command`` only (its module is
+    imported); the other commands are their names and help, and accept anything."""
     parser = argparse.ArgumentParser(
         prog="omconnect",
         description="Move data from sources through a broker into sinks, as YAML pipelines.",
@@ -36,32 +54,32 @@ def build_parser() -> argparse.ArgumentParser:
         "of an unexpected error",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (
-        run_cmd,
-        validate_cmd,
-        connectors_cmd,
-        topics_cmd,
-        offsets_cmd,
-        serve_cmd,
-        schema_cmd,
-    ):
-        module.add_parser(commands)
+    for name, (module, summary) in COMMANDS.items():
+        chosen = name == command
+        subparser = commands.add_parser(name, help=summary, description=summary, add_help=chosen)
+        if chosen:
+            importlib.import_module(f"omconnect.runtime.cli.{module}").add_arguments(subparser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    # First only the global options and the command's name (--help and --version end there).
+    name = build_parser().parse_known_args(arguments)[0].command
+    args = build_parser(name).parse_args(arguments)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # the top of the program: one clear line, no traceback
+        # Imported here: the known failures name classes of the whole runtime.
+        from omconnect.runtime.cli.failures import report_failure
+
         command = " ".join(
             str(word) for word in (args.command, getattr(args, "action", None)) if word
         )
         debug = str(args.log_level).upper() == "DEBUG"
-        return failures.report_failure(error, command, debug)
+        return report_failure(error, command, debug)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,7 @@ from omconnect.schemas.position_codec import position_from_json
 from omconnect.schemas.record import Position
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("offsets", help="list, set or reset a pipeline's positions")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="source positions and sink consumer offsets")
     listing.add_argument("pipeline")

@@ -24,11 +24,7 @@ from omconnect.runtime.worker.runner import PipelineRunner
 log = logging.getLogger("omconnect.run")
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "run",
-        help="run a pipeline until stopped, or with --once until what is there now is delivered",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="the pipeline YAML file")
     parser.add_argument(
         "--once",

@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from omconnect.runtime.config.json_schema import pipeline_json_schema
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "schema", help="print the JSON Schema of pipeline files (for yaml-language-server)"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="write it to this file instead of printing it")
     parser.set_defaults(handler=schema_command)
 

@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from omconnect.runtime.cli.logging_setup import setup_logging
 from omconnect.runtime.cli.stop_signals import exit_abandoning, stop_on_signals
@@ -33,16 +32,8 @@ HOST_VARIABLE = "OMCONNECT_HTTP_HOST"
 PORT_VARIABLE = "OMCONNECT_HTTP_PORT"
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "serve",
-        help="run a folder of pipelines with an HTTP API, metrics and a status page",
-    )
-    _add_arguments(parser)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=serve_command)
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipelines_dir", metavar="PIPELINES_DIR", help="folder of *.yaml files")
     parser.add_argument(
         "--host",
@@ -103,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m omconnect.runtime.cli.serve_cmd PIPELINES_DIR [--host H] [--port P]``."""
     parser = argparse.ArgumentParser(prog="omconnect serve", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    _add_arguments(parser)
+    add_arguments(parser)
     return serve_command(parser.parse_args(argv))
 
 

@@ -23,8 +23,7 @@ DEFAULT_BROKER = "embedded://.omconnect"
 DEFAULT_STATE = ".omconnect"
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("topics", help="list topics, or print the messages of one")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="topics with partitions and message counts")
     listing.add_argument("--broker", default=DEFAULT_BROKER, help=f"default {DEFAULT_BROKER}")

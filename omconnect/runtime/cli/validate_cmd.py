@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from omconnect.runtime.config.loader import load_pipeline, redacted_config, validate_connectors
 from omconnect.runtime.config.problems import PipelineConfigError
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("validate", help="check pipeline files; non-zero exit on problems")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipelines", nargs="+", help="pipeline YAML files")
     parser.add_argument(
         "--print", action="store_true", help="print each resolved config (secrets redacted)"

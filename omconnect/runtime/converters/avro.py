@@ -10,12 +10,15 @@ takes the value schema of its nearest neighbour with a body in the same call (th
 before it, else after it); with none, the latest schema registered under ``<topic>-value``;
 with none registered, a schema of the key's fields.
 
-The Avro datums are encoded and decoded by the vectorised codec in ``omconnect.codecs.avro``.
+What is here is what the wire format and the registry add: the header, the subjects, the
+schema ids of a call's bodies and their grouping by id, tombstones. The Avro datums are encoded
+and decoded by the vectorised codec in ``omconnect.codecs.avro``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,7 @@ from omconnect.codecs.avro import (
     decode_batch_lenient,
     encode_batch_lenient,
 )
+from omconnect.codecs.avro.bodies import concat_binary
 from omconnect.codecs.avro.types import type_name
 from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
 from omconnect.runtime.converters.tombstones import (
@@ -36,8 +40,8 @@ from omconnect.runtime.converters.tombstones import (
     keyless_deletes,
     mask_array,
     nearest_labels,
-    null_batch,
     null_mask,
+    null_where,
 )
 from omconnect.runtime.state.schema_registry import SchemaRegistry, key_subject, value_subject
 from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
@@ -46,6 +50,8 @@ from omconnect.schemas.record import RecordBatch
 from omconnect.schemas.schema import Schema
 
 I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+Failures = dict[int, Exception]
 
 MAGIC_BYTE = 0
 HEADER_SIZE = 5
@@ -56,34 +62,20 @@ def header(schema_id: int) -> bytes:
     return bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
 
 
-def read_headers(bodies: pa.Array, allow_null: bool = False) -> tuple[I64, dict[int, Exception]]:
-    """The schema id of every body (-1 where there is none), and the bodies without a valid
-    header. Null bodies are errors unless ``allow_null`` (message keys may be absent)."""
-    n = len(bodies)
-    large = bodies.type in (pa.large_binary(), pa.large_string())
-    offsets = np.frombuffer(
-        bodies.buffers()[1], dtype=np.int64 if large else np.int32, count=bodies.offset + n + 1
-    )[bodies.offset :].astype(np.int64)
-    data = bodies.buffers()[2]
-    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    raw = np.concatenate([raw, np.zeros(HEADER_SIZE, dtype=np.uint8)])
-    starts = offsets[:-1]
-    window = raw[np.minimum(starts, len(raw) - HEADER_SIZE)[:, None] + np.arange(HEADER_SIZE)]
-    ids = window[:, 1:].astype(np.int64) @ np.array([1 << 24, 1 << 16, 1 << 8, 1])
-    present = (
-        np.ones(n, dtype=np.bool_)
-        if bodies.null_count == 0
-        else np.asarray(bodies.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-    )
-    well_formed = present & (np.diff(offsets) >= HEADER_SIZE) & (window[:, 0] == MAGIC_BYTE)
-    errors: dict[int, Exception] = {}
-    broken = np.flatnonzero(present & ~well_formed)
-    if len(broken):
-        error = ValueError("not Confluent Avro: no magic byte 0 and 4-byte schema id")
-        errors.update(dict.fromkeys(broken.tolist(), error))
-    if not allow_null and not present.all():
-        errors.update(dict.fromkeys(np.flatnonzero(~present).tolist(), ValueError("null body")))
-    return np.where(well_formed, ids, -1), errors
+def read_headers(bodies: pa.Array) -> tuple[I64, Failures]:
+    """The schema id of every body (-1 where there is none: a null or malformed body), and the
+    bodies that are not null but do not start with a header."""
+    lengths = pc.binary_length(bodies).fill_null(-1).to_numpy(zero_copy_only=False)
+    framed = lengths >= HEADER_SIZE
+    heads = pc.binary_slice(bodies, 0, HEADER_SIZE)  # the rest of a body is not copied
+    heads = pc.if_else(pa.array(framed), heads, pa.scalar(bytes(HEADER_SIZE), heads.type))
+    window = np.frombuffer(heads.cast(pa.binary(HEADER_SIZE)).buffers()[1], dtype=np.uint8)
+    window = window[: len(bodies) * HEADER_SIZE].reshape(-1, HEADER_SIZE)
+    framed &= window[:, 0] == MAGIC_BYTE
+    ids = np.ascontiguousarray(window[:, 1:]).view(">u4").ravel().astype(np.int64)
+    broken = np.flatnonzero((lengths >= 0) & ~framed).tolist()
+    error = ValueError("not Confluent Avro: no magic byte 0 and 4-byte schema id")
+    return np.where(framed, ids, -1), dict.fromkeys(broken, error)
 
 
 @dataclass(frozen=True)
@@ -118,11 +110,8 @@ class AvroConverter(Converter):
         columns are not encoded, so they may be null even where the schema says not-null.
         """
         value_id, value_avro = self._writer(value_subject(topic), batch.schema)
-        deletes = batch.delete_mask() if batch.tombstones is not None else None
-        if deletes is None or not deletes.any():
-            values, failed = _encode_narrowing(batch.values, value_avro, header(value_id))
-        else:
-            values, failed = _encode_live_rows(batch.values, ~deletes, value_avro, value_id)
+        deletes = batch.delete_mask()
+        values, failed = _encode_rows(batch.values, value_avro, header(value_id), ~deletes)
         keys = None
         key_columns = batch.key_columns()
         if key_columns is not None:
@@ -132,95 +121,57 @@ class AvroConverter(Converter):
                 or from_arrow_schema(key_columns.schema, f"{batch.schema.name}_key")
             )
             key_id, key_avro = self._writer(key_subject(topic), key_schema)
-            keys, key_failed = _encode_narrowing(key_columns, key_avro, header(key_id))
-            for row, error in key_failed.items():
-                failed.setdefault(row, error)
-        if deletes is not None:
-            for row, error in keyless_deletes(deletes, keys).items():
-                failed.setdefault(row, error)
+            keys, key_failed = _encode_rows(key_columns, key_avro, header(key_id))
+            _add_first(failed, key_failed)
+        _add_first(failed, keyless_deletes(deletes, keys))
         if failed:
-            keep = np.ones(batch.num_rows, dtype=np.bool_)
-            keep[list(failed)] = False
-            values = _nulls_where_not(values, keep)
-            keys = _nulls_where_not(keys, keep) if keys is not None else None
+            failed_rows = np.zeros(batch.num_rows, dtype=np.bool_)
+            failed_rows[list(failed)] = True
+            values = null_where(values, failed_rows)
+            keys = null_where(keys, failed_rows) if keys is not None else None
         return Encoded(values=values, keys=keys, failed=dict(sorted(failed.items())))
 
     def decode(self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None) -> Decoded:
         """Group bodies by (value schema id, key schema id) and decode each group at once."""
         n = len(values)
-        failed: dict[int, Exception] = {}
-        value_ids, value_errors = read_headers(values, allow_null=True)
-        failed.update(value_errors)
+        value_ids, failed = read_headers(values)
+        key_ids = np.full(n, -1, dtype=np.int64)
         if keys is not None:
-            key_ids, key_errors = read_headers(keys, allow_null=True)
-            for row, error in key_errors.items():
-                failed.setdefault(row, ValueError(f"message key: {error}"))
-        else:
-            key_ids = np.full(n, -1, dtype=np.int64)
+            key_ids, key_errors = read_headers(keys)
+            _add_first(failed, {r: ValueError(f"message key: {e}") for r, e in key_errors.items()})
         null_body = null_mask(values, n)
         deletes = null_body & ~null_mask(keys, n)
-        keyless = null_body & ~deletes
-        if keyless.any():
-            error = ValueError(NO_KEY_ERROR)
-            for row in np.flatnonzero(keyless).tolist():
-                failed.setdefault(row, error)
+        keyless = np.flatnonzero(null_body & ~deletes).tolist()
+        _add_first(failed, dict.fromkeys(keyless, ValueError(NO_KEY_ERROR)))
         usable = np.ones(n, dtype=np.bool_)
         usable[list(failed)] = False
         deletes &= usable
         if deletes.any():
             value_ids = self._delete_schema_ids(topic, value_ids, deletes, usable)
-        rows = np.flatnonzero(usable)
-        pairs = np.stack([value_ids[rows], key_ids[rows]], axis=1)
-        unique_pairs, first_seen, group_of = np.unique(
-            pairs, axis=0, return_index=True, return_inverse=True
-        )
         groups: list[DecodedGroup] = []
-        for group in np.argsort(first_seen, kind="stable").tolist():
-            members = rows[group_of.reshape(-1) == group]
-            value_id, key_id = (int(x) for x in unique_pairs[group])
-            decoded = self._decode_group(
-                topic, values, keys, members, value_id, key_id, deletes, failed
+        for members, value_id, key_id in _by_schema_ids(np.flatnonzero(usable), value_ids, key_ids):
+            group = self._decode_group(
+                topic, values, keys, members, value_id, key_id, deletes[members], failed
             )
-            if decoded is not None:
-                groups.append(decoded)
+            if group is not None:
+                groups.append(group)
         return Decoded(groups=groups, failed=dict(sorted(failed.items())))
 
-    def _delete_schema_ids(
-        self,
-        topic: str,
-        value_ids: I64,
-        deletes: npt.NDArray[np.bool_],
-        usable: npt.NDArray[np.bool_],
-    ) -> I64:
+    def _delete_schema_ids(self, topic: str, value_ids: I64, deletes: Mask, usable: Mask) -> I64:
         """``value_ids`` with the value schema id each delete takes: its nearest neighbour's,
         else the latest of ``<topic>-value``, else -1 (a schema of the key's fields)."""
         bodies = usable & ~deletes
         readable = np.zeros(len(value_ids), dtype=np.bool_)
         for schema_id in np.unique(value_ids[bodies]).tolist():
-            try:
-                self._reader(schema_id)
-            except Exception:  # its own rows fail with the reason when their group decodes
-                continue
-            readable |= bodies & (value_ids == schema_id)
-        nearest = nearest_labels(np.where(readable, value_ids, -1))
-        chosen = nearest[deletes]
+            if self._readable(schema_id):  # others fail with the reason when their group decodes
+                readable |= bodies & (value_ids == schema_id)
+        chosen = nearest_labels(np.where(readable, value_ids, -1))[deletes]
         if (chosen < 0).any():
-            chosen[chosen < 0] = self._latest_value_id(topic)
+            latest = self._registry.latest(value_subject(topic))
+            chosen[chosen < 0] = int(latest[0]) if latest and self._readable(latest[0]) else -1
         value_ids = value_ids.copy()
         value_ids[deletes] = chosen
         return value_ids
-
-    def _latest_value_id(self, topic: str) -> int:
-        """The id of the latest schema registered under ``<topic>-value`` that can be read,
-        or -1."""
-        latest = self._registry.latest(value_subject(topic))
-        if latest is None:
-            return -1
-        try:
-            self._reader(latest[0])
-        except Exception:  # a schema omconnect cannot map: fall back to the key's fields
-            return -1
-        return int(latest[0])
 
     def _decode_group(
         self,
@@ -230,9 +181,11 @@ class AvroConverter(Converter):
         members: I64,
         value_id: int,
         key_id: int,
-        deletes: npt.NDArray[np.bool_],
-        failed: dict[int, Exception],
+        deletes: Mask,
+        failed: Failures,
     ) -> DecodedGroup | None:
+        """The messages ``members`` (``deletes`` among them are tombstones), all written with
+        ``value_id`` and ``key_id``; those that cannot be decoded go to ``failed``."""
         try:
             key_reader = self._reader(key_id) if key_id >= 0 else None
             if value_id >= 0:
@@ -241,76 +194,60 @@ class AvroConverter(Converter):
                 assert key_reader is not None
                 value_reader = _key_shaped(topic, key_reader)
         except Exception as error:  # unknown id, or a schema omconnect cannot map
-            for row in members.tolist():
-                failed[row] = error
+            failed.update(dict.fromkeys(members.tolist(), error))
             return None
-        group_deletes = deletes[members]
-        live = np.flatnonzero(~group_deletes)
-        bad = np.zeros(len(members), dtype=np.bool_)
-        value_index = np.full(len(members), -1, dtype=np.int64)
-        if len(live):
-            bodies = values.take(pa.array(members if len(live) == len(members) else members[live]))
-            value_batch, value_bad = decode_batch_lenient(
-                bodies, value_reader.avro, value_reader.arrow, skip=HEADER_SIZE
-            )
-        else:
-            value_batch, value_bad = null_batch(value_reader.arrow, 0), {}
-        decoded_live = np.ones(len(live), dtype=np.bool_)
-        decoded_live[list(value_bad)] = False
-        value_index[live[decoded_live]] = np.arange(int(decoded_live.sum()), dtype=np.int64)
-        for index, reason in value_bad.items():
-            failed[int(members[live[index]])] = reason
-            bad[live[index]] = True
+        value_batch, value_at = _decode_rows(values, value_reader, members, ~deletes, failed)
+        good = deletes | (value_at >= 0)
         key_batch: pa.RecordBatch | None = None
-        key_bad: dict[int, Exception] = {}
         if key_reader is not None and keys is not None:
-            key_batch, key_bad = decode_batch_lenient(
-                keys.take(pa.array(members)), key_reader.avro, key_reader.arrow, skip=HEADER_SIZE
-            )
-        for index, reason in key_bad.items():
-            failed[int(members[index])] = reason
-            bad[index] = True
-        good = ~bad
+            every = np.ones(len(members), dtype=np.bool_)
+            key_batch, key_at = _decode_rows(keys, key_reader, members, every, failed)
+            good &= key_at >= 0
+            key_batch = _laid_out(key_batch, key_at[good])
         if not good.any():
             return None
-        if group_deletes.any() or not good.all():
-            kept = value_index[good]
-            value_batch = value_batch.take(pa.array(kept, mask=kept < 0))
-        key_batch = _keep_rows(key_batch, good, key_bad) if key_batch is not None else None
         return DecodedGroup(
             pa.array(members[good], pa.int64()),
-            value_batch,
+            _laid_out(value_batch, value_at[good]),
             value_reader.schema,
             key_batch,
-            mask_array(group_deletes[good]),
+            mask_array(deletes[good]),
         )
 
     def _writer(self, subject: str, schema: Schema) -> tuple[int, AvroType]:
         """The registered id and Avro schema of ``schema`` under ``subject`` (cached)."""
-        cache_key = (subject, schema)
         with self._lock:
-            cached = self._writers.get(cache_key)
-        if cached is not None:
-            return cached
-        avro = to_avro_schema(schema)
-        schema_id = self._registry.register(subject, avro)
-        with self._lock:
-            self._writers[cache_key] = (schema_id, avro)
-        return schema_id, avro
+            if (subject, schema) not in self._writers:
+                avro = to_avro_schema(schema)
+                self._writers[subject, schema] = (self._registry.register(subject, avro), avro)
+            return self._writers[subject, schema]
 
     def _reader(self, schema_id: int) -> _ReaderSchema:
+        """How to decode bodies written with ``schema_id`` (cached).
+
+        Raises:
+            Exception: the registry has no such id, or omconnect cannot map its schema.
+        """
         with self._lock:
-            cached = self._readers.get(schema_id)
-        if cached is not None:
-            return cached
-        avro = self._registry.get(schema_id)
-        schema = from_avro_schema(avro)
-        if type_name(avro) != "record":  # a bare type reads as a record of one field "value"
-            avro = {"type": "record", "name": "value", "fields": [{"name": "value", "type": avro}]}
-        reader = _ReaderSchema(avro=avro, schema=schema, arrow=to_arrow_schema(schema))
-        with self._lock:
-            self._readers[schema_id] = reader
-        return reader
+            if schema_id not in self._readers:
+                self._readers[schema_id] = _reader_schema(self._registry.get(schema_id))
+            return self._readers[schema_id]
+
+    def _readable(self, schema_id: int) -> bool:
+        try:
+            self._reader(schema_id)
+        except Exception:  # the reason is reported with the rows that need the schema
+            return False
+        return True
+
+
+def _reader_schema(avro: AvroType) -> _ReaderSchema:
+    """A registered schema as the codec reads it: a bare type reads as a record of one field
+    ``value``, as ``from_avro_schema`` maps it."""
+    schema = from_avro_schema(avro)
+    if type_name(avro) != "record":
+        avro = {"type": "record", "name": "value", "fields": [{"name": "value", "type": avro}]}
+    return _ReaderSchema(avro=avro, schema=schema, arrow=to_arrow_schema(schema))
 
 
 def _key_shaped(topic: str, key_reader: _ReaderSchema) -> _ReaderSchema:
@@ -320,45 +257,75 @@ def _key_shaped(topic: str, key_reader: _ReaderSchema) -> _ReaderSchema:
     return _ReaderSchema(avro=key_reader.avro, schema=schema, arrow=to_arrow_schema(schema))
 
 
-def _encode_live_rows(
-    batch: pa.RecordBatch, live: npt.NDArray[np.bool_], avro: AvroType, schema_id: int
-) -> tuple[pa.Array, dict[int, Exception]]:
-    """Bodies of the ``live`` rows only; the other rows (deletes) get null bodies."""
+def _add_first(failed: Failures, more: Mapping[int, Exception]) -> None:
+    """Add ``more`` to ``failed``; a row already there keeps its first reason."""
+    for row, error in more.items():
+        failed.setdefault(row, error)
+
+
+def _by_schema_ids(rows: I64, value_ids: I64, key_ids: I64) -> Iterator[tuple[I64, int, int]]:
+    """``rows`` grouped by (value schema id, key schema id), in order of first row."""
+    pairs = np.stack([value_ids[rows], key_ids[rows]], axis=1)
+    unique_pairs, first_seen, group_of = np.unique(
+        pairs, axis=0, return_index=True, return_inverse=True
+    )
+    for group in np.argsort(first_seen, kind="stable").tolist():
+        value_id, key_id = (int(x) for x in unique_pairs[group])
+        yield rows[group_of.reshape(-1) == group], value_id, key_id
+
+
+def _decode_rows(
+    bodies: pa.BinaryArray, reader: _ReaderSchema, members: I64, wanted: Mask, failed: Failures
+) -> tuple[pa.RecordBatch, I64]:
+    """Decode the bodies of ``members[wanted]``: the rows decoded, and for every member the
+    index of its row among them (-1 where not wanted, or corrupt: then the reason is put in
+    ``failed``)."""
+    rows = members[wanted]
+    batch, corrupt = decode_batch_lenient(
+        bodies.take(pa.array(rows)), reader.avro, reader.arrow, skip=HEADER_SIZE
+    )
+    decoded = np.ones(len(rows), dtype=np.bool_)
+    decoded[list(corrupt)] = False
+    at = np.full(len(members), -1, dtype=np.int64)
+    at[np.flatnonzero(wanted)[decoded]] = np.arange(batch.num_rows, dtype=np.int64)
+    failed.update((int(rows[index]), reason) for index, reason in corrupt.items())
+    return batch, at
+
+
+def _laid_out(batch: pa.RecordBatch, at: I64) -> pa.RecordBatch:
+    """Row ``at[i]`` of ``batch`` for every i, all null where ``at[i]`` is -1 (a tombstone)."""
+    if len(at) == batch.num_rows and (at >= 0).all():  # ascending, so every row in order
+        return batch
+    return batch.take(pa.array(at, mask=at < 0))
+
+
+def _encode_rows(
+    batch: pa.RecordBatch, avro: AvroType, prefix: bytes, live: Mask | None = None
+) -> tuple[pa.Array, Failures]:
+    """Bodies of the ``live`` rows (default: all), null bodies for the others (deletes); rows
+    that cannot be encoded get null bodies and a reason."""
+    if live is None or live.all():
+        return _encode_narrowing(batch, avro, prefix)
     rows = np.flatnonzero(live)
-    if not len(rows):
-        return pa.nulls(batch.num_rows, pa.binary()), {}
-    encoded, failed = _encode_narrowing(batch.filter(pa.array(live)), avro, header(schema_id))
+    encoded, failed = _encode_narrowing(batch.filter(pa.array(live)), avro, prefix)
     bodies = binary_with_nulls(encoded, live, batch.num_rows)
     return bodies, {int(rows[row]): error for row, error in failed.items()}
 
 
 def _encode_narrowing(
     batch: pa.RecordBatch, avro: AvroType, prefix: bytes
-) -> tuple[pa.Array, dict[int, Exception]]:
+) -> tuple[pa.Array, Failures]:
     """Encode ``batch``; when it fails as a whole, halve it until the failing rows are found."""
+    everything_failed = pa.nulls(batch.num_rows, pa.binary())
     try:
         return encode_batch_lenient(batch, avro, prefix)
-    except Exception as error:  # a column the vectorised path refuses; find the rows
+    except TypeError as error:  # a column type the schema cannot carry: no row can be encoded
+        return everything_failed, dict.fromkeys(range(batch.num_rows), error)
+    except Exception as error:  # some values break the batch as a whole; find their rows
         if batch.num_rows <= 1:
-            return pa.nulls(batch.num_rows, pa.binary()), dict.fromkeys(
-                range(batch.num_rows), error
-            )
+            return everything_failed, dict.fromkeys(range(batch.num_rows), error)
     half = batch.num_rows // 2
     head, head_failed = _encode_narrowing(batch.slice(0, half), avro, prefix)
     tail, tail_failed = _encode_narrowing(batch.slice(half), avro, prefix)
     failed = {**head_failed, **{half + row: e for row, e in tail_failed.items()}}
-    kind = pa.large_binary() if pa.large_binary() in (head.type, tail.type) else pa.binary()
-    return pa.concat_arrays([head.cast(kind), tail.cast(kind)]), failed
-
-
-def _nulls_where_not(array: pa.Array, keep: npt.NDArray[np.bool_]) -> pa.Array:
-    return pc.if_else(pa.array(keep), array, pa.scalar(None, array.type))
-
-
-def _keep_rows(
-    batch: pa.RecordBatch, good: npt.NDArray[np.bool_], own_bad: dict[int, Exception]
-) -> pa.RecordBatch:
-    """Rows of a decoded batch (which already lacks ``own_bad``) that are ``good`` overall."""
-    survived = np.ones(len(good), dtype=np.bool_)
-    survived[list(own_bad)] = False
-    return batch.filter(pa.array(good[survived]))
+    return concat_binary([head, tail]), failed

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,6 +67,8 @@ DeleteBehaviour = Literal["skip", "mark", "apply"]
 
 TOPIC = "orders"
 DELETED_COLUMN = "__deleted"
+
+_Item = TypeVar("_Item")
 
 
 class SinkConnectorTests:
@@ -103,17 +105,24 @@ class SinkConnectorTests:
         return {**self.make_config(root), **overrides}
 
     def _batches(
-        self, first_id: int, count: int, partition: int, first_offset: int, **kw: Any
+        self, rows: pa.Table, partition: int = 0, first_offset: int = 0, **options: Any
     ) -> list[RecordBatch]:
-        table = standard_rows(first_id, count, extra_column=kw.pop("extra_column", False))
+        """``rows`` as the runtime delivers them from ``TOPIC`` partition ``partition``, at
+        offsets from ``first_offset``, keyed by ``id`` (``options``: see ``sink_batches``)."""
         return sink_batches(
-            table,
+            rows,
             topic=TOPIC,
             partition=partition,
             first_offset=first_offset,
             batch_rows=self.batch_rows,
-            **kw,
+            **options,
         )
+
+    def _halves_on_two_partitions(self) -> tuple[list[RecordBatch], list[RecordBatch]]:
+        """The first half of the rows on partition 0, the rest on partition 1."""
+        half = self.rows // 2
+        first, rest = standard_rows(0, half), standard_rows(half, self.rows - half)
+        return self._batches(first), self._batches(rest, partition=1)
 
     def _with_deletes(self) -> tuple[list[RecordBatch], list[int], list[int], list[int]]:
         """Rows ``0 .. rows/2``, then new rows mixed with deletes of some of those and of
@@ -122,24 +131,37 @@ class SinkConnectorTests:
         half = self.rows // 2
         deleted = list(range(2, half, 5))
         unknown = [self.rows * 10, self.rows * 10 + 1]
-        new = list(range(half, self.rows))
-        mixed = [
-            pair
-            for pairs in zip_longest(
-                [(i, False) for i in new], [(i, True) for i in deleted + unknown]
-            )
-            for pair in pairs
-            if pair is not None
-        ]
-        changes = sink_batches(
-            standard_rows_of([i for i, _ in mixed]),
-            topic=TOPIC,
-            partition=0,
-            first_offset=half,
-            batch_rows=self.batch_rows,
-            deletes=[d for _, d in mixed],
+        changes = _interleaved(
+            [(i, False) for i in range(half, self.rows)], [(i, True) for i in deleted + unknown]
         )
-        return self._batches(0, half, 0, 0) + changes, list(range(self.rows)), deleted, unknown
+        mixed = self._batches(
+            standard_rows_of([i for i, _ in changes]),
+            first_offset=half,
+            deletes=[is_delete for _, is_delete in changes],
+        )
+        written = self._batches(standard_rows(0, half))
+        return written + mixed, list(range(self.rows)), deleted, unknown
+
+    def _read_ids(self, config: dict[str, Any]) -> list[int]:
+        """The id of every visible row, in the order ``read_back`` gives them."""
+        return _visible_ids(self.read_back(config))
+
+    def _assert_every_row_once(
+        self, ids: Sequence[int], problem: str = "rows are missing or duplicated"
+    ) -> None:
+        assert sorted(ids) == list(range(self.rows)), problem
+
+    def _assert_only_whole_rows(self, config: dict[str, Any]) -> None:
+        """No visible row twice, none that was not sent: nothing half-written shows."""
+        visible = ids_of(self.read_back(config))
+        assert len(set(visible)) == len(visible) and set(visible) <= set(range(self.rows))
+
+    def _flush_checked(
+        self, sink: SinkDriver, config: dict[str, Any], sent: list[RecordBatch], when: str
+    ) -> None:
+        """Flush ``sent`` and check that what ``flush`` says is durable is visible now."""
+        durable = sink.flush(sent)
+        _check_claims(durable, sink.flushed, sent, set(self._read_ids(config)), when)
 
     def test_spec_fields_are_described(self) -> None:
         check_spec_is_described(spec_class("sink", self.connector))
@@ -149,66 +171,49 @@ class SinkConnectorTests:
 
     def test_flushed_rows_read_back_unchanged(self, tmp_path: Path) -> None:
         config = self._config(tmp_path)
-        half = self.rows // 2
-        sent = self._batches(0, half, 0, 0) + self._batches(half, self.rows - half, 1, 0)
-        sink = SinkDriver(self.connector, config)
-        sink.put_all(sent)
-        sink.flush(sent)
-        sink.stop()
+        p0, p1 = self._halves_on_two_partitions()
+        _deliver(SinkDriver(self.connector, config), p0 + p1)
         assert as_standard_table(self.read_back(config)).equals(
             as_standard_table(standard_rows(0, self.rows))
         )
 
     def test_replay_after_a_crash_leaves_no_duplicates(self, tmp_path: Path) -> None:
         config = self._config(tmp_path)
-        sent = self._batches(0, self.rows, 0, 1_000)
+        sent = self._batches(standard_rows(0, self.rows), first_offset=1_000)
         committed, flushed_uncommitted, unflushed = sent[:3], sent[3:6], sent[6:]
         crashed = SinkDriver(self.connector, config)
-        crashed.put_all(committed)
-        crashed.flush(committed)
-        crashed.put_all(flushed_uncommitted)
-        crashed.flush(flushed_uncommitted)
+        _deliver(crashed, committed, stop=False)
+        _deliver(crashed, flushed_uncommitted, stop=False)
         crashed.put_all(unflushed)
         # The crash: no stop(), no flush. The runtime replays after the last commit (a
         # sink that stores positions: after those), batched differently this time.
         restarted = SinkDriver(self.connector, config)
-        replay = _rebatched(flushed_uncommitted + unflushed, self.batch_rows * 2 + 7)
-        if restarted.task.stores_positions:
-            replay = _replay_from(sent, restarted.stored_positions(), self.batch_rows * 2 + 7)
-        restarted.put_all(replay)
-        restarted.flush(replay)
-        restarted.stop()
-        got = ids_of(self.read_back(config))
-        assert sorted(got) == list(range(self.rows)), "replay left duplicates or lost rows"
+        stores = restarted.task.stores_positions
+        resume_at = restarted.stored_positions() if stores else committed[-1].positions
+        _deliver(restarted, _replay_from(sent, resume_at, self.batch_rows * 2 + 7))
+        self._assert_every_row_once(self._read_ids(config), "replay left duplicates or lost rows")
 
     def test_nothing_torn_is_visible_before_flush(self, tmp_path: Path) -> None:
         config = self._config(tmp_path)
-        sent = self._batches(0, self.rows, 0, 0)
+        sent = self._batches(standard_rows(0, self.rows))
         sink = SinkDriver(self.connector, config)
         sink.put_all(sent)
-        visible = ids_of(self.read_back(config))
-        assert len(set(visible)) == len(visible) and set(visible) <= set(range(self.rows))
+        self._assert_only_whole_rows(config)
         sink.stop()
-        after_stop = ids_of(self.read_back(config))
-        assert len(set(after_stop)) == len(after_stop) and set(after_stop) <= set(range(self.rows))
-        again = SinkDriver(self.connector, config)
-        again.put_all(sent)
-        again.flush(sent)
-        again.stop()
-        assert sorted(ids_of(self.read_back(config))) == list(range(self.rows))
+        self._assert_only_whole_rows(config)
+        _deliver(SinkDriver(self.connector, config), sent)
+        self._assert_every_row_once(self._read_ids(config))
 
     def test_schema_change_keeps_every_row(self, tmp_path: Path) -> None:
         config = self._config(tmp_path)
         half = self.rows // 2
-        sent = self._batches(0, half, 0, 0) + self._batches(
-            half, self.rows - half, 0, half, extra_column=True
+        before = self._batches(standard_rows(0, half))
+        after = self._batches(
+            standard_rows(half, self.rows - half, extra_column=True), first_offset=half
         )
-        sink = SinkDriver(self.connector, config)
-        sink.put_all(sent)
-        sink.flush(sent)
-        sink.stop()
+        _deliver(SinkDriver(self.connector, config), before + after)
         table = self.read_back(config)
-        assert sorted(ids_of(table)) == list(range(self.rows))
+        self._assert_every_row_once(ids_of(table))
         assert EXTRA_COLUMN in table.column_names, "the added column was lost"
         with_note = table.filter(pc.is_valid(table.column(EXTRA_COLUMN)))
         assert sorted(ids_of(with_note)) == list(range(half, self.rows))
@@ -216,46 +221,32 @@ class SinkConnectorTests:
     def test_missing_key(self, tmp_path: Path) -> None:
         """With a ``key`` option, a key column absent from the rows is a clear error;
         without one, rows without any key are written in full."""
-        has_key_option = "key" in spec_class("sink", self.connector).model_fields
-        if has_key_option:
+        if "key" in spec_class("sink", self.connector).model_fields:
             config = self._config(tmp_path, key=["no_such_column"])
-            sent = self._batches(0, self.rows, 0, 0)
             with pytest.raises(ConnectorError, match="no_such_column"):
                 sink = SinkDriver(self.connector, config)
-                sink.put_all(sent)
-                sink.flush(sent)
+                _deliver(sink, self._batches(standard_rows(0, self.rows)), stop=False)
             return
         config = self._config(tmp_path)
-        sent = self._batches(0, self.rows, 0, 0, key_fields=())
+        sent = self._batches(standard_rows(0, self.rows), key_fields=())
         assert all(b.key_columns() is None for b in sent)
-        sink = SinkDriver(self.connector, config)
-        sink.put_all(sent)
-        sink.flush(sent)
-        sink.stop()
-        assert sorted(ids_of(self.read_back(config))) == list(range(self.rows))
+        _deliver(SinkDriver(self.connector, config), sent)
+        self._assert_every_row_once(self._read_ids(config))
 
     def test_duplicates(self, tmp_path: Path) -> None:
         """The same rows delivered twice (at other offsets): an upserting sink keeps one
         per key, an appending sink keeps both."""
         config = self._config(tmp_path)
-        sent = self._batches(0, self.rows, 0, 0) + self._batches(0, self.rows, 0, self.rows)
-        sink = SinkDriver(self.connector, config)
-        sink.put_all(sent)
-        sink.flush(sent)
-        sink.stop()
-        expected = (
-            list(range(self.rows)) if self.dedupes_by_key else sorted(list(range(self.rows)) * 2)
-        )
-        assert sorted(ids_of(self.read_back(config))) == expected
+        rows = standard_rows(0, self.rows)
+        sent = self._batches(rows) + self._batches(rows, first_offset=self.rows)
+        _deliver(SinkDriver(self.connector, config), sent)
+        copies = 1 if self.dedupes_by_key else 2
+        assert sorted(self._read_ids(config)) == sorted(list(range(self.rows)) * copies)
 
     def test_deletes_do_not_fail_the_sink(self, tmp_path: Path) -> None:
         """Batches where some rows are deletes (a key, null values) are accepted."""
-        config = self._config(tmp_path)
         sent, *_ = self._with_deletes()
-        sink = SinkDriver(self.connector, config)
-        sink.put_all(sent)
-        sink.flush(sent)
-        sink.stop()
+        sink = _deliver(SinkDriver(self.connector, self._config(tmp_path)), sent)
         assert not sink.errors.reports, (
             f"the sink reported rows of a batch with deletes as failures: "
             f"{[str(r.error) for r in sink.errors.reports][:3]}"
@@ -266,30 +257,24 @@ class SinkConnectorTests:
             pytest.skip(f"sink {self.connector!r}: no deletes behaviour declared")
         config = self._config(tmp_path)
         sent, inserted, deleted, unknown = self._with_deletes()
-        sink = SinkDriver(self.connector, config)
-        sink.put_all(sent)
-        sink.flush(sent)
-        sink.stop()
+        _deliver(SinkDriver(self.connector, config), sent)
         table = self.read_back(config)
         ids = _visible_ids(table)
         if self.deletes == "mark":
             assert DELETED_COLUMN in table.column_names, f"no {DELETED_COLUMN} column"
             flags = table.column(DELETED_COLUMN).cast(pa.bool_())
             assert flags.null_count == 0, f"rows with a null {DELETED_COLUMN}"
-            marked = [i for i, f in zip(ids, flags.to_pylist(), strict=True) if f]
-            others = [i for i, f in zip(ids, flags.to_pylist(), strict=True) if not f]
             kept = [i for i in inserted if not self.dedupes_by_key or i not in deleted]
-            assert sorted(marked) == sorted(deleted + unknown), (
+            assert sorted(ids_of(table.filter(flags))) == sorted(deleted + unknown), (
                 f"rows with {DELETED_COLUMN} true are not the deleted keys"
             )
-            assert sorted(others) == sorted(kept), (
+            assert sorted(ids_of(table.filter(pc.invert(flags)))) == kept, (
                 f"rows with {DELETED_COLUMN} false are not the rows written"
             )
         elif self.deletes == "skip":
             assert sorted(ids) == inserted, "deletes were written (deletes='skip')"
         else:
-            gone = set(deleted)
-            assert sorted(ids) == [i for i in inserted if i not in gone], (
+            assert sorted(ids) == sorted(set(inserted) - set(deleted)), (
                 "deleted keys are still visible (deletes='apply')"
             )
 
@@ -298,20 +283,17 @@ class SinkConnectorTests:
         never becomes visible, partition 0 goes on."""
         config = self._config(tmp_path)
         third = self.rows // 3
-        before = self._batches(0, third, 0, 0)
-        revoked = self._batches(third, third, 1, 0)
-        after = self._batches(2 * third, self.rows - 2 * third, 0, third)
+        before = self._batches(standard_rows(0, third))
+        revoked = self._batches(standard_rows(third, third), partition=1)
+        after = self._batches(standard_rows(2 * third, self.rows - 2 * third), first_offset=third)
         sink = SinkDriver(self.connector, config)
-        sink.put_all([b for pair in zip_longest(before, revoked) for b in pair if b])
+        sink.put_all(_interleaved(before, revoked))
         sink.close([TopicPartition(TOPIC, 1)])
-        visible_at_close = set(_visible_ids(self.read_back(config)))
+        visible_at_close = set(self._read_ids(config))
         sink.put_all(after)
-        sent = before + revoked + after
-        durable = sink.flush(sent)
-        visible = set(_visible_ids(self.read_back(config)))
-        _check_claims(durable, sink.flushed, sent, visible, "flush after a close")
+        self._flush_checked(sink, config, before + revoked + after, "flush after a close")
         sink.stop()
-        final = set(_visible_ids(self.read_back(config)))
+        final = set(self._read_ids(config))
         leaked = sorted((final & set(ids_of(revoked))) - visible_at_close)
         assert not leaked, (
             f"{len(leaked)} row(s) of the closed partition became visible after the close "
@@ -323,19 +305,14 @@ class SinkConnectorTests:
     def test_flush_claims_only_what_is_visible(self, tmp_path: Path) -> None:
         """What ``flush`` returns as durable is readable when it returns."""
         config = self._config(tmp_path)
-        half = self.rows // 2
-        p0, p1 = self._batches(0, half, 0, 0), self._batches(half, self.rows - half, 1, 0)
+        p0, p1 = self._halves_on_two_partitions()
         first = p0[: len(p0) // 2] + p1[: len(p1) // 2]
         second = p0[len(p0) // 2 :] + p1[len(p1) // 2 :]
         sink = SinkDriver(self.connector, config)
         sink.put_all(first)
-        durable = sink.flush(first)
-        visible = set(_visible_ids(self.read_back(config)))
-        _check_claims(durable, sink.flushed, first, visible, "first flush")
+        self._flush_checked(sink, config, first, "first flush")
         sink.put_all(second)
-        durable = sink.flush(first + second)
-        visible = set(_visible_ids(self.read_back(config)))
-        _check_claims(durable, sink.flushed, first + second, visible, "second flush")
+        self._flush_checked(sink, config, first + second, "second flush")
         sink.stop()
 
     def test_stored_positions_give_exactly_once(self, tmp_path: Path) -> None:
@@ -345,13 +322,10 @@ class SinkConnectorTests:
         crashed = SinkDriver(self.connector, config)
         if not crashed.task.stores_positions:
             pytest.skip(f"sink {self.connector!r} does not store positions")
-        sent = self._batches(0, self.rows, 0, 1_000)
+        sent = self._batches(standard_rows(0, self.rows), first_offset=1_000)
         flushed, unflushed = sent[:3], sent[3:6]
         crashed.put_all(flushed)
-        durable = crashed.flush(flushed)
-        assert _offsets(crashed.stored_positions()) == _offsets(durable), (
-            "after a flush, stored_positions() is not what flush made durable"
-        )
+        _flush_storing(crashed, flushed)
         crashed.put_all(unflushed)
         # The crash: no flush, no stop. The runtime seeks to the stored positions.
         restarted = SinkDriver(self.connector, config)
@@ -361,12 +335,11 @@ class SinkConnectorTests:
         restarted.close(list(restarted.opened))
         replay = _replay_from(sent, restarted.stored_positions(), self.batch_rows + 3)
         restarted.put_all(replay)
-        durable = restarted.flush(replay)
-        assert _offsets(restarted.stored_positions()) == _offsets(durable)
+        _flush_storing(restarted, replay)
         restarted.stop()
-        got = _visible_ids(self.read_back(config))
-        assert sorted(got) == list(range(self.rows)), (
-            "a replay from the stored positions left duplicates or lost rows"
+        self._assert_every_row_once(
+            self._read_ids(config),
+            "a replay from the stored positions left duplicates or lost rows",
         )
 
 
@@ -403,19 +376,26 @@ def sink_test_class(
     return type(f"SinkConformance_{connector_name}", (SinkConnectorTests,), attributes)
 
 
-def _rebatched(sent: list[RecordBatch], size: int) -> list[RecordBatch]:
-    """The same rows and positions of one partition cut into batches of ``size`` rows."""
-    head = sent[0]
-    partition = head.marks[-1].position.partition
-    first_offset = int(head.marks[-1].position.offset["offset"]) - head.num_rows
-    table = pa.Table.from_batches([b.values for b in sent])
-    return sink_batches(
-        table,
-        topic=str(partition["topic"]),
-        partition=int(partition["partition"]),
-        first_offset=first_offset,
-        batch_rows=size,
+def _deliver(sink: SinkDriver, batches: list[RecordBatch], *, stop: bool = True) -> SinkDriver:
+    """``sink`` after it put ``batches`` and flushed them, then (``stop``) ended cleanly."""
+    sink.put_all(batches)
+    sink.flush(batches)
+    if stop:
+        sink.stop()
+    return sink
+
+
+def _flush_storing(sink: SinkDriver, batches: list[RecordBatch]) -> None:
+    """Flush ``batches``; the positions the sink stores must be those flush made durable."""
+    durable = sink.flush(batches)
+    assert _offsets(sink.stored_positions()) == _offsets(durable), (
+        "after a flush, stored_positions() is not what flush made durable"
     )
+
+
+def _interleaved(first: Sequence[_Item], second: Sequence[_Item]) -> list[_Item]:
+    """The items of ``first`` and ``second`` taken in turn, then the rest of the longer."""
+    return [item for pair in zip_longest(first, second) for item in pair if item is not None]
 
 
 def _visible_ids(table: pa.Table) -> list[int]:
@@ -448,8 +428,8 @@ def _check_claims(
                 f"{when}: flush returned offset {claimed} of {where}, beyond the "
                 f"{limits[key]} it was given"
             )
-        missing = sorted(i for offset, i in rows.get(key, []) if offset < claimed and i is not None)
-        missing = [i for i in missing if i not in visible]
+        before = [i for offset, i in rows.get(key, []) if offset < claimed and i is not None]
+        missing = sorted(i for i in before if i not in visible)
         assert not missing, (
             f"{when}: flush returned {where} -> offset {claimed} as durable, but "
             f"{len(missing)} row(s) before it are not visible (ids {missing[:5]})"
@@ -462,22 +442,18 @@ def _replay_from(
     """The rows of ``sent`` from the ``stored`` positions on (from the start of partitions
     without one), as the runtime redelivers them, in batches of ``size``."""
     start = _offsets(stored)
+    partitions = {
+        partition_id(m.position.partition): m.position.partition for b in sent for m in b.marks
+    }
     replay: list[RecordBatch] = []
     for key, rows in row_offsets(sent).items():
         kept = [(offset, i) for offset, i in rows if offset >= start.get(key, 0)]
-        if not kept:
-            continue
-        partition = next(
-            m.position.partition
-            for b in sent
-            for m in b.marks
-            if partition_id(m.position.partition) == key
-        )
-        replay += sink_batches(
-            standard_rows_of([i for _, i in kept if i is not None]),
-            topic=str(partition["topic"]),
-            partition=int(partition["partition"]),
-            first_offset=kept[0][0],
-            batch_rows=size,
-        )
+        if kept:
+            replay += sink_batches(
+                standard_rows_of([i for _, i in kept if i is not None]),
+                topic=str(partitions[key]["topic"]),
+                partition=int(partitions[key]["partition"]),
+                first_offset=kept[0][0],
+                batch_rows=size,
+            )
     return replay

@@ -2,27 +2,18 @@
 
 Wrap any driver and hand it to ``PipelineRunner(..., broker=...)`` (or to a driver test) to
 check that a pipeline keeps per-key order and loses nothing when sends fail in the middle of
-a stream. Only sends are disturbed; the wrapped broker does the real work.
+a stream. Only sends are disturbed; the wrapped broker does the real work (every other call
+is forwarded by ``ForwardingBroker`` and ``ForwardingProducer``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from omconnect.runtime.brokers.base import (
-    Broker,
-    BrokerError,
-    Capabilities,
-    Consumer,
-    ConsumerStart,
-    Producer,
-    RebalanceListener,
-    SendResult,
-    TopicInfo,
-    TopicSettings,
-)
+from omconnect.runtime.brokers.base import Broker, BrokerError, Producer, SendResult
+from omconnect.runtime.testing.forwarding import ForwardingBroker, ForwardingProducer
 from omconnect.schemas.message_batch import MessageBatch
 
 
@@ -30,7 +21,7 @@ class InjectedSendError(BrokerError):
     """The fault injected into a send."""
 
 
-class FaultInjectingBroker(Broker):
+class FaultInjectingBroker(ForwardingBroker):
     """``inner`` with every ``fail_every``-th send refused (it never reaches the broker) and
     acks delayed by up to ``max_ack_delay`` seconds after the broker stored the messages, so
     later sends are acknowledged before earlier ones.
@@ -55,8 +46,7 @@ class FaultInjectingBroker(Broker):
         topics: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self.fail_every = fail_every
         self.max_failures = max_failures
         self.max_ack_delay = max_ack_delay
@@ -65,46 +55,17 @@ class FaultInjectingBroker(Broker):
         self.failures = 0
         self._random = random.Random(seed)
 
-    @property
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
-        return self.inner.capabilities
-
     async def producer(self) -> Producer:
         return _FaultyProducer(self, await self.inner.producer())
-
-    async def consumer(
-        self,
-        group: str,
-        topics: Sequence[str] = (),
-        *,
-        pattern: str | None = None,
-        listener: RebalanceListener | None = None,
-        start: ConsumerStart = "earliest",
-    ) -> Consumer:
-        return await self.inner.consumer(
-            group, topics, pattern=pattern, listener=listener, start=start
-        )
-
-    async def create_topic(self, name: str, settings: TopicSettings | None = None) -> None:
-        await self.inner.create_topic(name, settings)
-
-    async def list_topics(self) -> list[TopicInfo]:
-        return await self.inner.list_topics()
-
-    async def transaction_positions(self, namespace: str) -> dict[str, str]:
-        return await self.inner.transaction_positions(namespace)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
     def _disturbs(self, topic: str) -> bool:
         return self.topics is None or topic in self.topics
 
 
-class _FaultyProducer(Producer):
+class _FaultyProducer(ForwardingProducer):
     def __init__(self, broker: FaultInjectingBroker, inner: Producer) -> None:
+        super().__init__(inner)
         self.broker = broker
-        self.inner = inner
 
     async def send(
         self, topic: str, messages: MessageBatch, partition: int | None = None
@@ -123,20 +84,3 @@ class _FaultyProducer(Producer):
         results = await self.inner.send(topic, messages, partition)
         await asyncio.sleep(delay)
         return results
-
-    async def flush(self) -> None:
-        await self.inner.flush()
-
-    async def begin_transaction(self) -> None:
-        await self.inner.begin_transaction()
-
-    async def commit_transaction(
-        self, namespace: str | None = None, positions: Mapping[str, str] | None = None
-    ) -> None:
-        await self.inner.commit_transaction(namespace, positions)
-
-    async def abort_transaction(self) -> None:
-        await self.inner.abort_transaction()
-
-    async def close(self) -> None:
-        await self.inner.close()
