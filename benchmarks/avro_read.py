@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,18 +37,16 @@ import oracle
 import pyarrow as pa
 from contestants import BENCHMARKS_DIR
 from results_report import (
-    git_commit,
-    machine_facts,
+    common_results,
     markdown_table,
-    mib,
-    rate,
     read_benchmark_arguments,
     read_result,
     read_with_source,
+    run_line,
     run_rounds,
     run_verified_read,
-    seconds,
     summarise_reads,
+    timing_row,
     update_readme,
     write_json,
 )
@@ -105,12 +102,8 @@ def read_once(path: Path, reader: str) -> dict[str, Any]:
 
 
 def markdown_section(results: dict[str, Any]) -> str:
-    machine = results["machine"]
     lines = [
-        f"Run {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"load average at start {machine['load_average_at_start'][0]} (a shared machine). "
-        f"Python {results['python']}, pyarrow {results['pyarrow']}, fastavro "
-        f"{results['fastavro']}, omconnect at commit `{results['commit']}`.",
+        run_line(results, f", fastavro {results['fastavro']}"),
         "",
         f"`t1m` ({results['rows']:,} rows) as one Avro container file of "
         f"{results['input']['bytes'] / 1e6:,.0f} MB (deflate, blocks of about 16 kB); "
@@ -119,28 +112,8 @@ def markdown_section(results: dict[str, Any]) -> str:
         "the time the reader took inside the process; `wall` includes the interpreter's start.",
         "",
     ]
-    by_name = {r["reader"]: r for r in results["readers"]}
-    ours = by_name.get("omconnect")
-    table = []
-    for reader in results["readers"]:
-        ratio = (
-            f"{reader['read_seconds_median'] / ours['read_seconds_median']:.2f}x"
-            if ours and ours["read_seconds_median"] and reader["read_seconds_median"]
-            else "-"
-        )
-        table.append(
-            [
-                f"`{reader['reader']}`",
-                READERS[reader["reader"]],
-                seconds(reader["read_seconds_median"]),
-                rate(reader["rows_per_second"]),
-                seconds(reader["wall_seconds_median"]),
-                seconds(reader["cpu_seconds_median"]),
-                mib(reader["peak_rss_bytes"]),
-                ratio,
-                reader["status"] if not reader["failure"] else f"FAILED: {reader['failure']}",
-            ]
-        )
+    ours = next((r for r in results["readers"] if r["reader"] == "omconnect"), None)
+    table = [timing_row(r, "reader", READERS[r["reader"]], ours) for r in results["readers"]]
     header = ["reader", "what", "read", "rows/s", "wall", "CPU", "peak RSS"]
     lines.append(markdown_table([*header, "read / omconnect", "output"], table))
     return "\n".join(lines)
@@ -160,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))
         return 0
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    machine = machine_facts()
+    results = common_results(args)
     path = ensure_input(args.data_dir, args.rows)
     script = str(Path(__file__).resolve())
     work_dir = args.work_dir / "avro-read"
@@ -179,16 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         args.runs,
         width=16,
     )
-    results = {
-        "started": started,
-        "machine": machine,
-        "python": sys.version.split()[0],
-        "pyarrow": pa.__version__,
+    results |= {
         "fastavro": fastavro.__version__,
-        "commit": git_commit(),
-        "rows": args.rows,
-        "warmups": args.warmups,
-        "runs": args.runs,
         "input": {"file": path.name, "bytes": os.path.getsize(path)},
         "readers": summarise_reads(records, args.rows, "reader"),
         "records": records,

@@ -29,7 +29,6 @@ import os
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,17 +38,15 @@ import generate
 import pyarrow as pa
 from contestants import BENCHMARKS_DIR
 from results_report import (
-    git_commit,
-    machine_facts,
+    common_results,
     markdown_table,
-    mib,
-    rate,
     read_benchmark_arguments,
     read_with_source,
+    run_line,
     run_rounds,
     run_verified_read,
-    seconds,
     summarise_reads,
+    timing_row,
     update_readme,
     write_json,
 )
@@ -126,12 +123,8 @@ def file_bytes(out: Path) -> int:
 
 
 def markdown_section(results: dict[str, Any]) -> str:
-    machine = results["machine"]
     lines = [
-        f"Run {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"load average at start {machine['load_average_at_start'][0]} (a shared machine). "
-        f"Python {results['python']}, pyarrow {results['pyarrow']}, fastavro "
-        f"{results['fastavro']}, omconnect at commit `{results['commit']}`.",
+        run_line(results, f", fastavro {results['fastavro']}"),
         "",
         f"`t1m` ({results['rows']:,} rows, generated in memory by each run) written as one Avro "
         "container file (deflate, blocks of about 16 kB, fsynced); "
@@ -142,29 +135,11 @@ def markdown_section(results: dict[str, Any]) -> str:
         "reading the file back.",
         "",
     ]
-    by_name = {w["writer"]: w for w in results["writers"]}
-    ours = by_name.get("omconnect")
+    ours = next((w for w in results["writers"] if w["writer"] == "omconnect"), None)
     table = []
     for writer in results["writers"]:
-        ratio = (
-            f"{writer['write_seconds_median'] / ours['write_seconds_median']:.2f}x"
-            if ours and ours["write_seconds_median"] and writer["write_seconds_median"]
-            else "-"
-        )
-        table.append(
-            [
-                f"`{writer['writer']}`",
-                WRITERS[writer["writer"]],
-                seconds(writer["write_seconds_median"]),
-                rate(writer["rows_per_second"]),
-                f"{writer['file_bytes'] / 1e6:,.1f} MB",
-                seconds(writer["wall_seconds_median"]),
-                seconds(writer["cpu_seconds_median"]),
-                mib(writer["peak_rss_bytes"]),
-                ratio,
-                writer["status"] if not writer["failure"] else f"FAILED: {writer['failure']}",
-            ]
-        )
+        row = timing_row(writer, "writer", WRITERS[writer["writer"]], ours, "write_seconds_median")
+        table.append([*row[:4], f"{writer['file_bytes'] / 1e6:,.1f} MB", *row[4:]])
     header = ["writer", "what", "write", "rows/s", "file", "wall", "CPU", "peak RSS"]
     lines.append(markdown_table([*header, "write / omconnect", "output"], table))
     return "\n".join(lines)
@@ -192,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))
         return 0
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    machine = machine_facts()
+    results = common_results(args)
     script = str(Path(__file__).resolve())
     work_dir = args.work_dir / "avro-write"
     outputs = {name: work_dir / name.replace(" + ", "-").lower() for name in WRITERS}
@@ -214,16 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     writers = _as_writes(summarise_reads(records, args.rows, "writer"))
     for writer in writers:
         writer["file_bytes"] = file_bytes(outputs[writer["writer"]])
-    results = {
-        "started": started,
-        "machine": machine,
-        "python": sys.version.split()[0],
-        "pyarrow": pa.__version__,
+    results |= {
         "fastavro": fastavro.__version__,
-        "commit": git_commit(),
-        "rows": args.rows,
-        "warmups": args.warmups,
-        "runs": args.runs,
         "writers": writers,
         "records": {name: _as_writes(runs) for name, runs in records.items()},
     }

@@ -24,28 +24,24 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import generate
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from contestants import BENCHMARKS_DIR
 from results_report import (
-    git_commit,
-    machine_facts,
+    common_results,
     markdown_table,
-    mib,
-    rate,
     read_benchmark_arguments,
     read_with_source,
+    run_line,
     run_rounds,
     run_verified_read,
-    seconds,
     summarise_reads,
+    timing_row,
     update_readme,
     write_json,
 )
@@ -78,12 +74,8 @@ def ensure_input(data_dir: Path, rows: int, path_name: str) -> Path:
 
 
 def markdown_section(results: dict[str, Any]) -> str:
-    machine = results["machine"]
     lines = [
-        f"Run {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"load average at start {machine['load_average_at_start'][0]} (a shared machine). "
-        f"Python {results['python']}, pyarrow {results['pyarrow']}, omconnect at commit "
-        f"`{results['commit']}`.",
+        run_line(results),
         "",
         f"The csv source alone (read + parse + batches, no broker, no sink) on "
         f"{results['rows']:,} rows; {results['warmups']} warm-up + {results['runs']} measured "
@@ -95,25 +87,9 @@ def markdown_section(results: dict[str, Any]) -> str:
     fast = next((p for p in results["paths"] if p["path"] == "fast"), None)
     table = []
     for path in results["paths"]:
-        ratio = (
-            f"{path['read_seconds_median'] / fast['read_seconds_median']:.2f}x"
-            if fast and fast["read_seconds_median"] and path["read_seconds_median"]
-            else "-"
-        )
-        table.append(
-            [
-                f"`{path['path']}`",
-                PATHS[path["path"]],
-                f"{results['inputs'][path['path']]['bytes'] / 1e6:,.0f} MB",
-                seconds(path["read_seconds_median"]),
-                rate(path["rows_per_second"]),
-                seconds(path["wall_seconds_median"]),
-                seconds(path["cpu_seconds_median"]),
-                mib(path["peak_rss_bytes"]),
-                ratio,
-                path["status"] if not path["failure"] else f"FAILED: {path['failure']}",
-            ]
-        )
+        row = timing_row(path, "path", PATHS[path["path"]], fast)
+        size = f"{results['inputs'][path['path']]['bytes'] / 1e6:,.0f} MB"
+        table.append([*row[:2], size, *row[2:]])
     header = ["path", "input", "size", "read", "rows/s", "wall", "CPU", "peak RSS"]
     lines.append(markdown_table([*header, "read / fast", "output"], table))
     return "\n".join(lines)
@@ -132,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))
         return 0
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    machine = machine_facts()
+    results = common_results(args)
     inputs = {name: ensure_input(args.data_dir, args.rows, name) for name in PATHS}
     script = str(Path(__file__).resolve())
     work_dir = args.work_dir / "csv-read-paths"
@@ -146,15 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         args.runs,
         width=12,
     )
-    results = {
-        "started": started,
-        "machine": machine,
-        "python": sys.version.split()[0],
-        "pyarrow": pa.__version__,
-        "commit": git_commit(),
-        "rows": args.rows,
-        "warmups": args.warmups,
-        "runs": args.runs,
+    results |= {
         "inputs": {
             name: {"file": path.name, "bytes": os.path.getsize(path)}
             for name, path in inputs.items()

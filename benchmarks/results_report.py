@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,58 @@ def rate(value: float | None) -> str:
 
 def times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
+
+
+def run_line(results: Mapping[str, Any], versions: str = "") -> str:
+    """The first line of a results section: when, on what machine, with which versions
+    (``versions`` names more libraries after pyarrow's, e.g. ``", fastavro 1.9"``)."""
+    machine = results["machine"]
+    return (
+        f"Run {results['started']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"load average at start {machine['load_average_at_start'][0]} (a shared machine). "
+        f"Python {results['python']}, pyarrow {results['pyarrow']}{versions}, omconnect at "
+        f"commit `{results['commit']}`."
+    )
+
+
+def timing_row(
+    entry: Mapping[str, Any],
+    name_key: str,
+    what: str,
+    reference: Mapping[str, Any] | None,
+    time_key: str = "read_seconds_median",
+) -> list[str]:
+    """A table row of one reader's (or writer's) medians: name, what it is, its time, rows/s,
+    wall, CPU, peak RSS, its time against ``reference``'s, and its outcome."""
+    median = entry[time_key]
+    base = reference[time_key] if reference else None
+    return [
+        f"`{entry[name_key]}`",
+        what,
+        seconds(median),
+        rate(entry["rows_per_second"]),
+        seconds(entry["wall_seconds_median"]),
+        seconds(entry["cpu_seconds_median"]),
+        mib(entry["peak_rss_bytes"]),
+        times(median / base) if median and base else "-",
+        entry["status"] if not entry["failure"] else f"FAILED: {entry['failure']}",
+    ]
+
+
+def common_results(args: argparse.Namespace) -> dict[str, Any]:
+    """The facts every results file starts with (taken as the run starts)."""
+    import pyarrow
+
+    return {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "python": sys.version.split()[0],
+        "pyarrow": pyarrow.__version__,
+        "commit": git_commit(),
+        "rows": args.rows,
+        "warmups": args.warmups,
+        "runs": args.runs,
+    }
 
 
 def read_result(
