@@ -20,6 +20,7 @@ import pytest
 from omconnect.codecs.avro import encode_batch
 from omconnect.codecs.avro.container import (
     BLOCK_BYTES,
+    Block,
     ContainerWriter,
     decode_blocks,
     decompress,
@@ -142,6 +143,42 @@ def test_one_block_of_many_rows(tmp_path: Path) -> None:
         assert block.num_records == 5_000
     assert _read_fastavro(path)[1] == batch.to_pylist()
     assert _same_rows(_read_ours(path), batch)
+
+
+def test_a_few_long_blocks_among_short_ones_keep_file_order(tmp_path: Path) -> None:
+    """Blocks of thousands of records are walked apart from the short ones (record after
+    record); the records still come back in file order."""
+    path = tmp_path / "rows.avro"
+    sizes = [5_000, 300, 6_000, 200]
+    firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    batches = [_rows(size, first) for size, first in zip(sizes, firsts, strict=True)]
+    schema = _avro_schema(batches[0])
+    with path.open("wb") as file:
+        writer = ContainerWriter(file, schema, "null")
+        for batch in batches:
+            writer.write_block(encode_batch(batch, schema))
+    assert _same_rows(
+        _read_ours(path), pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+    )
+
+
+def test_a_corrupt_long_block_is_named(tmp_path: Path) -> None:
+    batch = _rows(5_000)
+    schema = _avro_schema(batch)
+    bodies = encode_batch(batch, schema)
+    data = b"".join(bodies.to_pylist())
+    cut = data[: len(data) - 3]  # the last record is cut short
+    header = read_header(_header_only(tmp_path, schema))
+    block = Block(count=5_000, data=cut)
+    with pytest.raises(ValueError, match="block 0 of these blocks is corrupt"):
+        decode_blocks([block], "null", header.schema, to_arrow_schema(from_avro_schema(schema)))
+
+
+def _header_only(tmp_path: Path, schema: dict[str, Any]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    ContainerWriter(buffer, schema, "null")
+    buffer.seek(0)
+    return buffer
 
 
 def test_a_file_without_rows_is_a_header_only(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ about ``BLOCK_BYTES`` from the bodies' offsets alone.
 from __future__ import annotations
 
 import bz2
+import io
 import json
 import lzma
 import os
@@ -35,9 +36,16 @@ import pyarrow as pa
 
 from omconnect.codecs.avro.cursor import BodyCursor, Rows
 from omconnect.codecs.avro.decode import decode_batch_lenient, skip_value
+from omconnect.codecs.avro.per_row import value_starts
 from omconnect.codecs.avro.types import AvroType, expanded
 
 I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+# Blocks of more records than this, when no more than ``_FEW_BLOCKS`` of them are decoded
+# together, are walked record after record by fastavro (see ``records``).
+_LONG_BLOCK = 4096
+_FEW_BLOCKS = 8
 
 MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
@@ -327,28 +335,56 @@ def records(data: bytes, sizes: I64, counts: I64, schema: AvroType) -> I64:
     """Where each record starts in ``data`` (blocks of ``sizes`` bytes holding ``counts``
     records each, end to end), in file order.
 
+    The blocks are walked side by side, a record of every block per step. A few blocks of
+    thousands of records each (a writer that puts a whole file in one block) would take as
+    many steps, so those are walked by fastavro, record after record.
+
     Raises:
         ValueError: a block's records do not end exactly where the block ends.
     """
-    ends = np.cumsum(sizes)
-    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    long = counts > _LONG_BLOCK
+    if not long.any() or int(long.sum()) > _FEW_BLOCKS:
+        return _records_side_by_side(data, offsets, counts, schema, np.zeros_like(long))
+    stepped = _records_side_by_side(data, offsets, np.where(long, 0, counts), schema, long)
+    short_starts = iter(np.split(stepped, np.cumsum(counts[~long])[:-1]))
+    stream = io.BytesIO(data)
+    pieces = []
+    for block, is_long in enumerate(long.tolist()):
+        if not is_long:
+            pieces.append(next(short_starts))
+            continue
+        start, end = int(offsets[block]), int(offsets[block + 1])
+        try:
+            pieces.append(value_starts(stream, start, end, int(counts[block]), schema))
+        except ValueError as err:
+            raise ValueError(f"block {block} of these blocks is corrupt: {err}") from err
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+
+
+def _records_side_by_side(
+    data: bytes, offsets: I64, counts: I64, schema: AvroType, walked_apart: Mask
+) -> I64:
+    """``records`` of the blocks, a record of every block per step; blocks ``walked_apart``
+    (given a count of 0) are left alone."""
     lanes = pa.Array.from_buffers(
-        pa.large_binary(), len(sizes), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        pa.large_binary(), len(counts), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
     cursor = BodyCursor(lanes, 0)
     steps = int(counts.max()) if len(counts) else 0
-    found = np.zeros((steps, len(sizes)), dtype=np.int64)
+    found = np.zeros((steps, len(counts)), dtype=np.int64)
     for step in range(steps):
         active = counts > step
         rows: Rows = None if active.all() else np.flatnonzero(active)
         found[step] = cursor.pos
         skip_value(cursor, rows, schema, "")
+    cursor.pos[walked_apart] = cursor.end[walked_apart]
     cursor.check_all_consumed()
     if cursor.bad.any():
         block = int(np.flatnonzero(cursor.bad)[0])
         raise ValueError(f"block {block} of these blocks is corrupt: {cursor.reasons[block]}")
     taken = np.arange(steps)[:, None] < counts[None, :]
-    padding = int(cursor.end[-1]) - len(data) if len(sizes) else 0  # the cursor's positions
+    padding = int(cursor.end[-1]) - len(data) if len(counts) else 0  # the cursor's positions
     return found.T[taken.T] - padding
 
 

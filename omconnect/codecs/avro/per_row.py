@@ -123,3 +123,24 @@ def arrow_ready(value: Any, kind: pa.DataType) -> Any:
             for i in range(kind.num_fields)
         }
     return value
+
+
+def value_starts(body: io.BytesIO, start: int, end: int, count: int, schema: AvroType) -> I64:
+    """Where each of ``count`` values of ``schema`` written one after another from ``start``
+    begins; fastavro reads them in turn.
+
+    Raises:
+        ValueError: the values do not end exactly at ``end``.
+    """
+    parsed = fastavro.parse_schema(named_once(schema))
+    starts = np.empty(count, dtype=np.int64)
+    body.seek(start)
+    try:
+        for index in range(count):
+            starts[index] = body.tell()
+            fastavro.schemaless_reader(body, parsed, None)
+    except Exception as error:  # any reader error means the data is corrupt
+        raise ValueError(f"record {index}: {error}") from error
+    if body.tell() != end:
+        raise ValueError(f"{count} records end at byte {body.tell() - start}, not {end - start}")
+    return starts
