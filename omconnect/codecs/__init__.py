@@ -5,6 +5,9 @@ This layer sits below ``omconnect.connectors.api`` and imports only ``omconnect.
 
 - ``avro``: the vectorised Avro codec (Arrow batches <-> Avro bodies, container-file blocks);
 - ``json_text``: Arrow columns and record batches as JSON text (objects, JSON Lines);
+- ``json_scan``: finding the values in JSON bodies without a Python object per row
+  (``pyarrow.json`` parses, a numpy structural scan for maps, JSON documents and keys);
+- ``json_values``: JSON text back to typed Arrow columns, with the writer's schema;
 - ``uuid_text``: UUID columns to and from their ``8-4-4-4-12`` text;
 - ``type_names``: the type names users write in pipeline files (``decimal(12,2)``,
   ``varchar``, ``array<int64>`` ...), parsed into omconnect types and back.

@@ -2,14 +2,18 @@
 
 The grammar follows ``str()`` of the types in ``omconnect.schemas.types``::
 
-    int8 int16 int32 int64 float32 float64 boolean string bytes date time uuid json
+    int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 boolean
+    string bytes date time time_ns uuid json null
     decimal(12,2)    timestamp    timestamp(UTC)    timestamp(Europe/Paris)
-    array<int64>     array<string not null>     map<string,float64>
+    timestamp_ns     timestamp_ns(UTC)
+    array<int64>     array<string not null>     map<string,float64>     map<int64,string>
     struct<id:int64 not null,name:string>       enum<small,medium,large>
 
 ``timestamp`` alone is a local (zone-less) timestamp; ``timestamp(ZONE)`` is an instant shown
-in ``ZONE`` (an IANA name, ``UTC`` or an offset like ``+02:00``); every timestamp has
-microsecond precision. Keywords are read in any case, and the SQL spellings in ``ALIASES``
+in ``ZONE`` (an IANA name, ``UTC`` or an offset like ``+02:00``). ``timestamp`` and ``time``
+count microseconds, ``timestamp_ns`` and ``time_ns`` nanoseconds. A map names its key type
+first (any type; keys are never null), then its value type. Keywords are read in any case,
+and the SQL spellings in ``ALIASES``
 (``int``, ``bigint``, ``double``, ``varchar``, ``timestamptz`` ...) are accepted too;
 ``format_type`` always writes the canonical name. Names of structs and enums and field docs
 have no place in the text, so ``parse_type(format_type(t)) == t`` holds for types without
@@ -50,7 +54,9 @@ ALIASES: dict[str, DataType] = {
     "timestamptz": t.timestamp("UTC"),
 }
 
-_COMPOSITE = ("decimal", "timestamp", "array", "map", "struct", "enum")
+_COMPOSITE = ("decimal", "timestamp", "timestamp_ns", "array", "map", "struct", "enum")
+# The word of each timestamp unit, as ``str(t.Timestamp(...))`` writes it.
+_TIMESTAMP_WORDS = {"timestamp": "us", "timestamp_ns": "ns"}
 # Every word that starts a type: the canonical names, the aliases, the parameterised types.
 TYPE_WORDS: tuple[str, ...] = (*_PRIMITIVES, *ALIASES, *_COMPOSITE)
 _OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
@@ -78,7 +84,8 @@ def format_type(dtype: DataType) -> str:
     if isinstance(dtype, t.Array):
         return f"array<{format_type(dtype.items)}{_nullability(dtype.items_nullable)}>"
     if isinstance(dtype, t.Map):
-        return f"map<string,{format_type(dtype.values)}{_nullability(dtype.values_nullable)}>"
+        values = f"{format_type(dtype.values)}{_nullability(dtype.values_nullable)}"
+        return f"map<{format_type(dtype.keys)},{values}>"
     if isinstance(dtype, t.Struct):
         parts = [
             f"{_format_name(f.name)}:{format_type(f.type)}{_nullability(f.nullable)}"
@@ -159,8 +166,8 @@ class _TypeParser:
             return ALIASES[word]
         if word == "decimal":
             return self._decimal()
-        if word == "timestamp":
-            return self._timestamp()
+        if word in _TIMESTAMP_WORDS:
+            return self._timestamp(_TIMESTAMP_WORDS[word])
         if word == "array":
             self.expect("<")
             items = self.parse_type()
@@ -176,7 +183,8 @@ class _TypeParser:
         self.pos = start
         close = difflib.get_close_matches(word, TYPE_WORDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        known = ", ".join([*_PRIMITIVES, "decimal(p,s)", "timestamp(ZONE)", *_COMPOSITE])
+        zoned = ("decimal(p,s)", "timestamp(ZONE)", "timestamp_ns(ZONE)")
+        known = ", ".join([*_PRIMITIVES, *zoned, *_COMPOSITE])
         self.fail(f"unknown type {word!r}", f"{hint}; known: {known}")
 
     def _decimal(self) -> DataType:
@@ -197,9 +205,9 @@ class _TypeParser:
         self.pos = match.end()
         return int(match.group())
 
-    def _timestamp(self) -> DataType:
+    def _timestamp(self, unit: str) -> DataType:
         if not self.accept("("):
-            return t.Timestamp(None)
+            return t.Timestamp(None, unit)
         close = self.text.find(")", self.pos)
         if close < 0:
             self.fail("expected ')'")
@@ -210,17 +218,18 @@ class _TypeParser:
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                 self.fail(f"unknown time zone {zone!r}")
         self.pos = close + 1
-        return t.Timestamp(zone)
+        return t.Timestamp(zone, unit)
 
     def _map(self) -> DataType:
         self.expect("<")
-        if self.name().lower() not in ("string", "str", "text"):
-            self.fail("map keys must be string")
+        keys = self.parse_type()
+        if not self.nullable():
+            self.fail("map keys are never null: write the key type alone")
         self.expect(",")
         values = self.parse_type()
         values_nullable = self.nullable()
         self.expect(">")
-        return t.Map(values, values_nullable)
+        return t.Map(values, values_nullable, keys)
 
     def _struct(self) -> DataType:
         self.expect("<")

@@ -17,24 +17,37 @@ ROUND_TRIP = [
     t.int16(),
     t.int32(),
     t.int64(),
+    t.uint8(),
+    t.uint16(),
+    t.uint32(),
+    t.uint64(),
+    t.float16(),
     t.float32(),
     t.float64(),
     t.string(),
     t.binary(),
     t.date(),
     t.time(),
+    t.time_ns(),
     t.uuid(),
     t.json(),
+    t.null(),
     t.decimal(12, 2),
     t.decimal(76, 0),
     t.timestamp(None),
     t.timestamp("UTC"),
     t.timestamp("Europe/Paris"),
     t.timestamp("+02:00"),
+    t.timestamp(None, "ns"),
+    t.timestamp("UTC", "ns"),
+    t.timestamp("America/New_York", "ns"),
     t.array(t.int64()),
     t.array(t.string(), items_nullable=False),
     t.map_of(t.float64()),
     t.map_of(t.array(t.int32()), values_nullable=False),
+    t.map_of(t.string(), keys=t.int64()),
+    t.map_of(t.array(t.uint64(), False), False, keys=t.timestamp("UTC", "ns")),
+    t.map_of(t.map_of(t.date(), keys=t.uuid()), keys=t.struct(Field("a", t.int8()))),
     t.struct(Field("id", t.int64(), nullable=False), Field("tags", t.array(t.string()))),
     t.struct(Field("odd name", t.string())),
     t.struct(),
@@ -62,6 +75,12 @@ def test_round_trip(dtype: t.DataType) -> None:
         ("decimal(10)", t.decimal(10, 0)),
         ("decimal( 12 , 2 )", t.decimal(12, 2)),
         ("array< map<string, int64 not null> >", t.array(t.map_of(t.int64(), False))),
+        ("timestamp_ns", t.timestamp(None, "ns")),
+        ("TIMESTAMP_NS( UTC )", t.timestamp("UTC", "ns")),
+        ("timestamp_ns(+02:00)", t.timestamp("+02:00", "ns")),
+        ("time_ns", t.time_ns()),
+        ("map<bigint, text>", t.map_of(t.string(), keys=t.int64())),
+        ("map<text,int>", t.map_of(t.int32())),
     ],
 )
 def test_parse(text: str, expected: t.DataType) -> None:
@@ -72,6 +91,10 @@ def test_format_is_canonical() -> None:
     assert format_type(parse_type("bigint")) == "int64"
     assert format_type(t.timestamp(None)) == "timestamp"
     assert format_type(t.decimal(12, 2)) == "decimal(12,2)"
+    assert format_type(t.timestamp(None, "ns")) == "timestamp_ns"
+    assert format_type(t.timestamp("UTC", "ns")) == "timestamp_ns(UTC)"
+    assert format_type(parse_type("map<bigint,varchar not null>")) == "map<int64,string not null>"
+    assert format_type(t.map_of(t.int64())) == "map<string,int64>"
 
 
 @pytest.mark.parametrize(
@@ -82,7 +105,14 @@ def test_format_is_canonical() -> None:
         ("decimal(4,5)", "scale must be 0..precision"),
         ("decimal(x)", "expected a number at position 9"),
         ("timestamp(Mars/Olympus)", "unknown time zone 'Mars/Olympus'"),
-        ("map<int64,string>", "map keys must be string"),
+        ("timestamp_ns(Mars/Olympus)", "unknown time zone 'Mars/Olympus'"),
+        (
+            "timestamp_nz",
+            "unknown type 'timestamp_nz' at position 1 (did you mean 'timestamp_ns'?)",
+        ),
+        ("map<int64 not null,string>", "map keys are never null"),
+        ("map<int64>", "expected ','"),
+        ("map<int65,string>", "unknown type 'int65' at position 5"),
         ("array<int64", "expected '>'"),
         ("int64 extra", "unexpected text after the type at position 7"),
         ("", "expected a name"),
@@ -107,6 +137,10 @@ SPELLINGS = [
     "timestamp(+02:00)",
     "array<varchar not null>",
     "map<text,int>",
+    "map<bigint,timestamp_ns(UTC)>",
+    "timestamp_ns(Europe/Paris)",
+    "map<int64 not null,string>",
+    "timestamp_ns(Mars/Olympus)",
     "struct<id:bigint not null,name:varchar>",
     "enum<s,m,l>",
     "int65",

@@ -88,7 +88,12 @@ def test_sigterm_stops_cleanly_without_duplicates(tmp_path: Path) -> None:
     write_input(tmp_path / "data")
     (tmp_path / "crash.yaml").write_text(PIPELINE)
     process = spawn_omconnect("run", "crash.yaml", cwd=tmp_path)
-    time.sleep(1.5)
+    # Stop it once it is writing (a fixed sleep signalled a slow start before its handlers).
+    out = tmp_path / "out"
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
+        assert process.poll() is None, "a pipeline without --once keeps running"
+        time.sleep(0.05)
     assert process.poll() is None, "a pipeline without --once keeps running"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)

@@ -14,7 +14,8 @@ class UnsupportedFormatError(ValueError):
 
 
 def make_converter(format_name: str, registry: Any) -> Converter:
-    """The converter for ``format_name``; ``registry`` is the schema registry Avro uses."""
+    """The converter for ``format_name``; ``registry`` is the pipeline's schema registry
+    (``avro`` and ``json`` register the schemas they write in it and read with them)."""
     if format_name == "avro":
         from omconnect.runtime.converters.avro import AvroConverter
 
@@ -22,7 +23,7 @@ def make_converter(format_name: str, registry: Any) -> Converter:
     if format_name == "json":
         from omconnect.runtime.converters.json import JsonConverter
 
-        return JsonConverter()
+        return JsonConverter(registry)
     if format_name == "raw":
         from omconnect.runtime.converters.raw import RawConverter
 

@@ -77,6 +77,10 @@ class SchemaRegistry(Protocol):
         """(id, version, schema) of the subject's latest version, or None."""
         ...
 
+    def version(self, subject: str, version: int) -> tuple[int, AvroSchema] | None:
+        """(id, schema) of version ``version`` of the subject, or None when it has none."""
+        ...
+
     def subjects(self) -> list[str]:
         """Every subject with at least one version, sorted."""
         ...

@@ -142,7 +142,6 @@ class SqliteSchemaRegistry:
         return int(row[0]), int(row[1]), json.loads(row[2])
 
     def version(self, subject: str, version: int) -> tuple[int, AvroSchema] | None:
-        """(id, schema) of one version of a subject, or None."""
         with self._lock:
             row = self._db.execute(
                 "SELECT v.schema_id, s.canonical FROM subject_versions v "
