@@ -1,0 +1,390 @@
+"""One place for everything the sql source and sink say to a database through SQLAlchemy.
+
+- ``Database.open(url)`` builds the engine from the ``url:`` option; ``mask_url`` gives the URL
+  with its password replaced, the only form of it that ever reaches a message.
+- ``Database.errors(...)`` turns driver errors (unreachable host, wrong credentials, missing
+  database, permission denied, missing table or column) into one-line ``ConnectorError``s
+  that name the table and what to fix, without the password and without a traceback.
+- Reflection: ``resolve_tables`` expands ``tables:`` entries (``schema.table``, ``table``,
+  globs such as ``public.*``) against the tables that exist; ``reflect`` gives a table's
+  columns, their omconnect types (``omconnect.schemas.sql``) and its primary key.
+- Names: a table or column named in config is only ever used after it was found by
+  reflection, as an SQLAlchemy ``Table``/``Column`` whose name the dialect's identifier
+  preparer quotes when a statement is compiled. Config text is never pasted into SQL; an
+  unknown or hostile name is a ``ConfigError`` with the names that do exist.
+
+The API (``Database``, ``TableName``, ``TableInfo``, ``mask_url``, ``dialect_of``) is shared by
+the source and the sink and kept stable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from omconnect.connectors.api import ConfigError, ConnectorError, RetriableError
+from omconnect.schemas.schema import Schema
+from omconnect.schemas.sql import UnmappedSqlType, from_sql_type
+from omconnect.schemas.types import Field
+
+_MASK = "***"
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` with its password replaced by ``***`` (unparsable text is masked whole)."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except Exception:
+        return _MASK
+    return parsed.render_as_string(hide_password=True)
+
+
+def describe_url(url: str | URL) -> str:
+    """Where ``url`` points, for messages: ``postgresql database "shop" on db:5432 as
+    reader``. Holds neither the password nor the URL itself (which a pipeline may treat as a
+    secret and mask whole)."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except Exception:
+        return "the database"
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return f'sqlite database "{parsed.database or ":memory:"}"'
+    place = f"{parsed.host or 'localhost'}" + (f":{parsed.port}" if parsed.port else "")
+    user = f" as {parsed.username}" if parsed.username else ""
+    return f'{backend} database "{parsed.database or ""}" on {place}{user}'
+
+
+def dialect_of(url: str | URL) -> str:
+    """The dialect name of ``url``: ``postgresql``, ``mysql`` (also for MariaDB) or ``sqlite``.
+
+    Raises:
+        ConfigError: the URL cannot be parsed or names another database.
+    """
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except Exception:
+        raise ConfigError(
+            "not a database URL; expected e.g. postgresql://user@host:5432/db, "
+            "mysql://user@host:3306/db or sqlite:///path/to.db",
+            key="url",
+        ) from None
+    name = parsed.get_backend_name()
+    if name == "mariadb":
+        return "mysql"
+    if name not in ("postgresql", "mysql", "sqlite"):
+        raise ConfigError(
+            f"the sql connector reads PostgreSQL, MariaDB/MySQL and SQLite, not {name!r}",
+            key="url",
+        )
+    return name
+
+
+@dataclass(frozen=True, order=True)
+class TableName:
+    """A table as reflection found it: its schema (PostgreSQL schema, MySQL database, SQLite
+    ``main``) and its name."""
+
+    schema: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A reflected table: the SQLAlchemy ``Table`` (quoted by the dialect when compiled), its
+    omconnect fields in column order and its primary key columns."""
+
+    name: TableName
+    table: sa.Table
+    fields: tuple[Field, ...]
+    primary_key: tuple[str, ...]
+
+    def column(self, name: str, option: str) -> sa.Column[Any]:
+        """The reflected column ``name``; a ``ConfigError`` at ``option`` when there is none."""
+        if name in self.table.c:
+            return self.table.c[name]
+        raise ConfigError(
+            f"table {self.name} has no column {name!r}{_did_you_mean(name, self.table.c.keys())}",
+            key=option,
+        )
+
+    def schema(self, key_fields: Sequence[str], version: int = 1) -> Schema:
+        """The omconnect schema of the table's rows, named after the table."""
+        return Schema(
+            name=f"{self.name.schema}_{self.name.name}",
+            fields=self.fields,
+            version=version,
+            key_fields=tuple(key_fields),
+        )
+
+
+class Database:
+    """An SQLAlchemy engine for one ``url``, with reflection and error translation.
+
+    Build it with ``Database.open``; ``close()`` disposes of the engine's connections.
+    """
+
+    def __init__(self, engine: sa.Engine, url: URL) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = dialect_of(url)
+        self.masked_url = mask_url(url)
+        self.description = describe_url(url)
+
+    @classmethod
+    def open(cls, url: str) -> Database:
+        """An engine for ``url`` (no connection is made yet).
+
+        ``postgresql://`` uses psycopg and ``mysql://``/``mariadb://`` PyMySQL unless the URL
+        names a driver.
+
+        Raises:
+            ConfigError: the URL is not one of a supported database, or its driver is missing.
+        """
+        dialect_of(url)
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif parsed.drivername in ("mysql", "mariadb"):
+            parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
+        try:
+            engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=2)
+        except TypeError:  # SQLite's pool takes no size
+            engine = sa.create_engine(parsed)
+        except Exception as error:
+            raise ConfigError(
+                f"cannot use {mask_url(parsed)}: {_first_line(error)}", key="url"
+            ) from None
+        return cls(engine, parsed)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def errors(self, table: TableName | str | None = None, doing: str = "read") -> Iterator[None]:
+        """Turn driver errors raised inside into one-line ``ConnectorError``s naming ``table``.
+
+        Connection losses and lock timeouts become ``RetriableError``; errors that need a
+        person (credentials, a missing database, table or column, a permission) are
+        ``ConfigError`` at ``url`` or ``tables``.
+        """
+        try:
+            yield
+        except ConnectorError:
+            raise
+        except sa.exc.SQLAlchemyError as error:
+            raise self.translate(error, table, doing) from None
+
+    def translate(
+        self, error: BaseException, table: TableName | str | None = None, doing: str = "read"
+    ) -> ConnectorError:
+        """The one-line ``ConnectorError`` for a driver error (see ``errors``)."""
+        text = _first_line(getattr(error, "orig", None) or error)
+        text = text.replace(str(self.url.password or "\0"), _MASK) if self.url.password else text
+        lowered = text.lower()
+        where = f"table {table}" if table is not None else "the database"
+        at = self.description
+        for needles, advice, key, retriable in _ERROR_KINDS:
+            if any(n in lowered for n in needles):
+                message = f"cannot {doing} {where} at {at}: {text}; {advice}"
+                if retriable:
+                    return RetriableError(message)
+                return ConfigError(message, key=key)
+        return ConnectorError(f"cannot {doing} {where} at {at}: {text}")
+
+    def connect(self) -> sa.Connection:
+        """A connection, with connection failures translated."""
+        with self.errors(doing="connect to"):
+            return self.engine.connect()
+
+    def check_connection(self) -> None:
+        """Connect once and run ``SELECT 1``; raises a translated ``ConfigError`` otherwise."""
+        with self.errors(doing="connect to"), self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    @property
+    def default_schema(self) -> str:
+        """The schema a table named without one lives in (``public``, the URL's database,
+        ``main``)."""
+        with self.errors(doing="connect to"):
+            inspector = sa.inspect(self.engine)
+            return inspector.default_schema_name or "main"
+
+    def schemas(self) -> list[str]:
+        with self.errors(doing="list the schemas of"):
+            return list(sa.inspect(self.engine).get_schema_names())
+
+    def tables_in(self, schema: str) -> list[str]:
+        with self.errors(doing="list the tables of"):
+            return sorted(sa.inspect(self.engine).get_table_names(schema=schema))
+
+    def resolve_tables(self, patterns: Sequence[str], option: str = "tables") -> list[TableName]:
+        """The tables ``patterns`` name, in order, each once.
+
+        An entry is ``schema.table`` or ``table`` (in the default schema); either part may be
+        a glob (``public.*``, ``sales_*``). A name without glob characters must exist; a
+        glob must match at least one table.
+
+        Raises:
+            ConfigError: at ``tables[i]``, naming the table and the near matches.
+        """
+        found: dict[TableName, None] = {}
+        default = self.default_schema
+        schemas = self.schemas()
+        for index, pattern in enumerate(patterns):
+            schema_pattern, table_pattern = split_table_pattern(pattern)
+            schema_pattern = schema_pattern or default
+            matched_schemas = [s for s in schemas if fnmatch.fnmatchcase(s, schema_pattern)]
+            matches = [
+                TableName(schema, table)
+                for schema in matched_schemas
+                for table in self.tables_in(schema)
+                if fnmatch.fnmatchcase(table, table_pattern)
+            ]
+            if not matches:
+                known = [str(TableName(s, t)) for s in matched_schemas for t in self.tables_in(s)]
+                what = "no table matches" if _is_glob(pattern) else "there is no table"
+                raise ConfigError(
+                    f"{what} {pattern!r} in {self.description}{_did_you_mean(pattern, known)}",
+                    key=f"{option}[{index}]",
+                )
+            found.update(dict.fromkeys(matches))
+        return list(found)
+
+    def reflect(self, name: TableName) -> TableInfo:
+        """The columns, omconnect types and primary key of table ``name``.
+
+        Raises:
+            ConfigError: the table is gone, or a column has a type without an exact mapping
+                (the message names the table, the column and the type).
+        """
+        with self.errors(name, doing="reflect"):
+            metadata = sa.MetaData()
+            try:
+                with warnings.catch_warnings():
+                    # A type SQLAlchemy does not know reflects as NullType: refused below.
+                    warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+                    table = sa.Table(
+                        name.name, metadata, schema=name.schema, autoload_with=self.engine
+                    )
+            except sa.exc.NoSuchTableError:
+                raise ConfigError(
+                    f"table {name} does not exist (any more) in {self.description}", key="tables"
+                ) from None
+        fields = []
+        for column in table.columns:
+            try:
+                dtype = from_sql_type(column.type, self.dialect, f"{name}.{column.name}")
+            except UnmappedSqlType as error:
+                raise ConfigError(str(error), key="tables") from None
+            fields.append(Field(column.name, dtype, nullable=bool(column.nullable)))
+        primary_key = tuple(c.name for c in table.primary_key.columns)
+        return TableInfo(name, table, tuple(fields), primary_key)
+
+
+# (words in the driver's message, what to do, option to blame, retriable)
+_ERROR_KINDS: tuple[tuple[tuple[str, ...], str, str | None, bool], ...] = (
+    (
+        (
+            "password authentication failed",
+            "access denied for user",
+            "authentication failed",
+            'role "',
+        ),
+        "check the user name and password in `url`",
+        "url",
+        False,
+    ),
+    (
+        ("does not exist", "unknown database", "unable to open database"),
+        "check the database, table and column names (`url`, `tables`, `key`, `cursor`)",
+        "url",
+        False,
+    ),
+    (
+        ("permission denied", "command denied", "access denied"),
+        "grant the user SELECT on it, or use a user that has it",
+        "url",
+        False,
+    ),
+    (
+        ("doesn't exist", "no such table", "no such column", "unknown column"),
+        "check the table and column names (`tables`, `key`, `cursor`)",
+        "tables",
+        False,
+    ),
+    (
+        ("connection refused", "could not connect", "can't connect", "timeout expired"),
+        "check that the database server runs and that host and port in `url` are right",
+        "url",
+        False,
+    ),
+    (
+        ("could not translate host", "name or service not known", "unknown mysql server host"),
+        "check the host name in `url`",
+        "url",
+        False,
+    ),
+    (
+        (
+            "server closed the connection",
+            "lost connection",
+            "deadlock",
+            "lock wait timeout",
+            "database is locked",
+        ),
+        "retrying",
+        None,
+        True,
+    ),
+)
+
+
+def split_table_pattern(pattern: str) -> tuple[str, str]:
+    """``schema.table`` -> ``("schema", "table")``; ``table`` -> ``("", "table")``. The first
+    dot outside ``[...]`` separates them, so an escaped dot (``[.]``) belongs to a name."""
+    depth = 0
+    for index, char in enumerate(pattern):
+        if char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+        elif char == "." and depth == 0:
+            return pattern[:index], pattern[index + 1 :]
+    return "", pattern
+
+
+def _first_line(error: BaseException | str) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+__all__ = [
+    "Database",
+    "TableInfo",
+    "TableName",
+    "describe_url",
+    "dialect_of",
+    "mask_url",
+    "split_table_pattern",
+]

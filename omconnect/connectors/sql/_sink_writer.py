@@ -1,0 +1,229 @@
+"""The connection that carries the sql sink's transactions, and the statements each dialect
+runs in them: stage a batch in bulk, move it into the target table (append, upsert or delete)
+with one statement each, store the consumed positions, commit.
+
+A ``BulkWriter`` owns one driver connection (not SQLAlchemy's: the fast paths are driver
+features: ADBC's COPY for PostgreSQL, ADBC's bound Arrow ingest for SQLite, ``LOAD DATA LOCAL
+INFILE`` for MariaDB). Subclasses say how to connect, how to stage rows and how their dialect
+spells an upsert; the statements shared by every dialect live here. Names are always quoted by
+the dialect; values travel as bound parameters or staged rows, never as SQL text.
+
+Upserts overwrite a row only when the incoming row comes from another topic partition or from
+a later offset of the same one (the position columns, see ``_sink_rows``); deletes remove a
+row under the same condition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.schema import CreateTable
+
+from omconnect.connectors.sql._sink_database import TableName, quote, quote_table
+from omconnect.connectors.sql._sink_rows import DELETE_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN
+
+POSITION_KEY = ("pipeline", "target_table", "topic", "topic_partition")
+
+
+@dataclass(frozen=True)
+class WriteTarget:
+    """Where staged rows go: the table, the columns written (the position columns included
+    for upserts), the key, and each column's SQL type as the dialect spells it."""
+
+    table: TableName
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    types: Mapping[str, str]
+
+
+class BulkWriter(ABC):
+    """One connection of the driver's own, for the sink's transactions."""
+
+    dialect: ClassVar[str]
+
+    def __init__(self, url: URL, engine: Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.stage_name = f"omconnect_stage_{secrets.token_hex(4)}"
+        self._connection: Any = None
+
+    # -- the connection --------------------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new DB-API connection, not in autocommit mode."""
+
+    @abstractmethod
+    def placeholder(self, number: int) -> str:
+        """The driver's mark for bound parameter ``number`` (from 1)."""
+
+    @property
+    def connection(self) -> Any:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        cursor = self.connection.cursor()
+        try:
+            if parameters:
+                cursor.execute(sql, tuple(parameters))
+            else:
+                cursor.execute(sql)
+        finally:
+            cursor.close()
+
+    def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, tuple(parameters))
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def commit(self) -> None:
+        self.connection.commit()
+
+    def rollback(self) -> None:
+        """End the open transaction without keeping it; a connection that cannot even do that
+        is dropped (the next use opens a new one)."""
+        if self._connection is None:
+            return
+        try:
+            self._connection.rollback()
+        except Exception:
+            self.close()
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a dead connection has nothing to close
+                connection.close()
+
+    # -- names -----------------------------------------------------------------------------
+
+    def quote(self, name: str) -> str:
+        return quote(self.engine, name)
+
+    def table(self, table: TableName) -> str:
+        return quote_table(self.engine, table)
+
+    def compile_type(self, column_type: sa.types.TypeEngine[Any]) -> str:
+        return str(column_type.compile(dialect=self.engine.dialect))
+
+    # -- staging and moving rows -----------------------------------------------------------
+
+    @abstractmethod
+    def stage(self, rows: pa.Table, target: WriteTarget) -> None:
+        """Load ``rows`` into the temporary table ``stage_name``, in bulk."""
+
+    def stage_ref(self) -> str:
+        """The stage table's name in statements."""
+        return self.quote(self.stage_name)
+
+    def drop_stage(self) -> None:
+        self.execute(f"DROP TABLE {self.stage_ref()}")
+
+    def staged(self, column: str, target: WriteTarget) -> str:
+        """The expression reading ``column`` from the stage (aliased ``s``) as the target's
+        type."""
+        return f"s.{self.quote(column)}"
+
+    def append(self, target: WriteTarget) -> str:
+        """Insert every staged row that is not a delete."""
+        columns = ", ".join(self.quote(c) for c in target.columns)
+        values = ", ".join(self.staged(c, target) for c in target.columns)
+        return (
+            f"INSERT INTO {self.table(target.table)} ({columns}) SELECT {values} "
+            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted()}"
+        )
+
+    def upsert(self, target: WriteTarget) -> str:
+        """Insert the staged rows that are not deletes; a row whose key exists replaces it
+        when it is newer (``newer``). PostgreSQL's and SQLite's ``ON CONFLICT``."""
+        updated = [c for c in target.columns if c not in target.key]
+        assignments = ", ".join(f"{self.quote(c)} = excluded.{self.quote(c)}" for c in updated)
+        columns = ", ".join(self.quote(c) for c in target.columns)
+        values = ", ".join(self.staged(c, target) for c in target.columns)
+        return (
+            f"INSERT INTO {self.table(target.table)} AS t ({columns}) SELECT {values} "
+            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted()} "
+            f"ON CONFLICT ({', '.join(self.quote(k) for k in target.key)}) "
+            f"DO UPDATE SET {assignments} WHERE {self.newer('t', 'excluded')}"
+        )
+
+    @abstractmethod
+    def delete(self, target: WriteTarget) -> str:
+        """Delete the rows whose key a staged delete names, when the delete is newer."""
+
+    def _deleted(self) -> str:
+        return f"s.{self.quote(DELETE_COLUMN)}"
+
+    def _not_deleted(self) -> str:
+        return f"NOT s.{self.quote(DELETE_COLUMN)}"
+
+    def newer(self, stored: str, incoming: str) -> str:
+        """True when the row ``incoming`` (an alias) may replace the row ``stored``: it comes
+        from another topic partition (or the stored row has none), or from a later offset."""
+        partition, offset = self.quote(PARTITION_COLUMN), self.quote(OFFSET_COLUMN)
+        return (
+            f"({stored}.{partition} IS DISTINCT FROM {incoming}.{partition} "
+            f"OR {stored}.{offset} < {incoming}.{offset})"
+        )
+
+    def key_matches(self, target: WriteTarget, stored: str) -> str:
+        return " AND ".join(
+            f"{stored}.{self.quote(k)} = {self.staged(k, target)}" for k in target.key
+        )
+
+    # -- positions -------------------------------------------------------------------------
+
+    def create_positions_table(self, table: TableName) -> None:
+        metadata = sa.MetaData()
+        definition = sa.Table(
+            table.name,
+            metadata,
+            sa.Column("pipeline", sa.String(200), primary_key=True),
+            sa.Column("target_table", sa.String(200), primary_key=True),
+            sa.Column("topic", sa.String(200), primary_key=True),
+            sa.Column("topic_partition", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("next_offset", sa.BigInteger, nullable=False),
+            schema=table.schema,
+        )
+        ddl = CreateTable(definition, if_not_exists=True).compile(dialect=self.engine.dialect)
+        self.execute(str(ddl).strip())
+
+    def read_positions(
+        self, table: TableName, pipeline: str, target: TableName
+    ) -> list[tuple[str, int, int]]:
+        rows = self.fetch(
+            f"SELECT topic, topic_partition, next_offset FROM {self.table(table)} "
+            f"WHERE pipeline = {self.placeholder(1)} AND target_table = {self.placeholder(2)}",
+            (pipeline, str(target)),
+        )
+        return [(str(topic), int(partition), int(offset)) for topic, partition, offset in rows]
+
+    def store_position(
+        self, table: TableName, pipeline: str, target: TableName, where: tuple[str, int, int]
+    ) -> None:
+        columns = (*POSITION_KEY, "next_offset")
+        marks = ", ".join(self.placeholder(i + 1) for i in range(len(columns)))
+        self.execute(
+            f"INSERT INTO {self.table(table)} ({', '.join(columns)}) VALUES ({marks}) "
+            + self._position_conflict(),
+            (pipeline, str(target), *where),
+        )
+
+    def _position_conflict(self) -> str:
+        return (
+            f"ON CONFLICT ({', '.join(POSITION_KEY)}) "
+            "DO UPDATE SET next_offset = EXCLUDED.next_offset"
+        )

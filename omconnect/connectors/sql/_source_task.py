@@ -1,0 +1,261 @@
+"""The reading task of the ``sql`` source: its tables one after the other, a chunk per poll.
+
+On start the task reflects its tables and reads each one's committed offset. A snapshot
+table is read chunk by chunk until a chunk comes back short (its position then says
+``done``, and later runs skip it). An incremental table is read in *passes*: chunks until one
+comes back short, then (running continuously) again after ``poll_interval``. Before each pass
+the table is reflected again, so a column added meanwhile gives a new schema version (or a
+refusal, per ``schema_evolution``). Under ``run --once`` ``poll`` returns None once every
+table's snapshot or first pass is done.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from omconnect.connectors.api import (
+    ConnectorError,
+    ConnectorSpec,
+    PollResult,
+    Position,
+    PositionMark,
+    RecordBatch,
+    SourceTask,
+    TaskContext,
+)
+from omconnect.connectors.sql._arrow_reads import ArrowReader, conform, open_reader
+from omconnect.connectors.sql._database import Database, TableInfo, TableName
+from omconnect.connectors.sql._incremental import (
+    INCREMENTAL,
+    boundary_mask,
+    incremental_chunk,
+    next_incremental_offset,
+    upper_bound,
+)
+from omconnect.connectors.sql._snapshot import SNAPSHOT, snapshot_chunk, snapshot_offset
+from omconnect.connectors.sql._source_schema import EmittedShape, decide_shape
+from omconnect.schemas.arrow import to_arrow_field
+from omconnect.schemas.schema import Schema
+
+if TYPE_CHECKING:
+    from omconnect.connectors.sql.source import SqlSourceSpec
+
+# How long an idle continuous poll waits before returning None.
+_IDLE_WAIT_SECONDS = 0.5
+
+
+@dataclass
+class _TableRead:
+    """Where the task is in one table."""
+
+    name: TableName
+    key: tuple[str, ...]
+    offset: dict[str, Any] | None
+    info: TableInfo | None = None
+    shape: EmittedShape | None = None
+    in_pass: bool = False
+    done_this_run: bool = False
+    next_pass_at: float = 0.0
+    schema: Schema | None = field(default=None, repr=False)
+
+    @property
+    def partition(self) -> dict[str, Any]:
+        return {"table": str(self.name)}
+
+
+class SqlSourceTask(SourceTask):
+    """Reads its share of the ``sql`` source's tables (see the module docstring)."""
+
+    def start(self, config: ConnectorSpec, context: TaskContext) -> None:
+        from omconnect.connectors.sql.source import check_table
+
+        self.config: SqlSourceSpec = config  # type: ignore[assignment]
+        self.context = context
+        self._database = Database.open(self.config.url.get_secret_value())
+        self._reader: ArrowReader | None = None
+        self._row_values = self._database.dialect != "mysql"
+        self._tables: list[_TableRead] = []
+        for name in self._database.resolve_tables(self.config.tables):
+            key = check_table(self._database.reflect(name), self.config)
+            offset = context.offsets.get({"table": str(name)})
+            read = _TableRead(name, key, dict(offset) if offset is not None else None)
+            self._check_mode(read)
+            self._tables.append(read)
+        self._reader = open_reader(self._database)
+        self._current = 0
+
+    def poll(self) -> PollResult:
+        for _ in range(2 * len(self._tables) + 1):
+            read = self._tables[self._current]
+            if self._ready(read):
+                batch = self._read_chunk(read)
+                if batch is not None:
+                    return batch
+                continue
+            self._current = (self._current + 1) % len(self._tables)
+        if not self.context.once:
+            time.sleep(_IDLE_WAIT_SECONDS)
+        return None
+
+    def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._database.close()
+
+    def _check_mode(self, read: _TableRead) -> None:
+        stored = (read.offset or {}).get("mode")
+        if stored is not None and stored != self.config.mode:
+            raise ConnectorError(
+                f"table {read.name} was read in mode {stored} and the pipeline now says "
+                f"{self.config.mode}: reset its offsets (`omconnect offsets reset`) to start "
+                "over in the new mode"
+            )
+
+    def _ready(self, read: _TableRead) -> bool:
+        """Whether ``read`` has a chunk to read now (starting a pass when one is due)."""
+        if read.in_pass:
+            return True
+        if read.done_this_run and self.context.once:
+            return False
+        if self.config.mode == SNAPSHOT and (read.offset or {}).get("done"):
+            read.done_this_run = True
+            return False
+        if time.monotonic() < read.next_pass_at:
+            return False
+        self._begin_pass(read)
+        return True
+
+    def _begin_pass(self, read: _TableRead) -> None:
+        info = self._database.reflect(read.name)
+        stored = (read.offset or {}).get("schema")
+        shape = decide_shape(str(read.name), info.fields, stored, self.config.schema_evolution)
+        if read.shape is not None and shape.version != read.shape.version:
+            self.context.logger.info(
+                "table %s changed: schema version %d", read.name, shape.version
+            )
+        read.info, read.shape, read.in_pass = info, shape, True
+        read.schema = Schema(
+            name=f"{read.name.schema}_{read.name.name}",
+            fields=shape.fields,
+            version=shape.version,
+            key_fields=read.key,
+        )
+
+    def _end_pass(self, read: _TableRead) -> None:
+        read.in_pass = False
+        read.done_this_run = True
+        read.next_pass_at = time.monotonic() + self.config.poll_interval
+
+    def _read_chunk(self, read: _TableRead) -> RecordBatch | None:
+        info, shape, schema = read.info, read.shape, read.schema
+        assert info is not None and shape is not None and schema is not None
+        assert self._reader is not None
+        table = info.table
+        selected = [self._reader.select_column(table.c[f.name], f) for f in shape.fields]
+        key_columns = [table.c[k] for k in read.key]
+        offset = read.offset or {}
+        chunk = self.config.chunk_size
+        if self.config.mode == SNAPSHOT:
+            statement = snapshot_chunk(
+                table, selected, key_columns, offset.get("after"), chunk, self._row_values
+            )
+            limit = chunk
+        else:
+            delivered = offset.get("keys") or []
+            limit = chunk + len(delivered)
+            cursor = [table.c[c] for c in self.config.cursor]
+            first_type = (
+                schema.type_of(self.config.cursor[0]) if self._emits_cursor(schema) else None
+            )
+            upper = None
+            if first_type is not None:
+                upper = upper_bound(
+                    table, cursor[0], first_type, self.config.lag, self._database.dialect
+                )
+            statement = incremental_chunk(
+                table,
+                selected,
+                cursor,
+                key_columns,
+                offset.get("cursor"),
+                limit,
+                upper,
+                self._row_values,
+            )
+        values = self._fetch(statement, shape, read.name)
+        if self.config.mode == SNAPSHOT:
+            return self._snapshot_batch(read, values, schema, done=values.num_rows < limit)
+        return self._incremental_batch(read, values, schema, done=values.num_rows < limit)
+
+    def _emits_cursor(self, schema: Schema) -> bool:
+        return all(c in schema.names for c in self.config.cursor)
+
+    def _fetch(self, statement: Any, shape: EmittedShape, name: TableName) -> pa.RecordBatch:
+        assert self._reader is not None
+        with self._database.errors(name):
+            try:
+                parts = list(self._reader.read(statement))
+            except ConnectorError:
+                raise
+            except Exception as error:  # ADBC and ConnectorX raise their own error types
+                raise self._database.translate(error, name) from None
+        parts = [p for p in parts if p.num_rows]
+        if not parts:
+            return _empty(shape)
+        raw = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+        return conform(raw, shape.fields, str(name))
+
+    def _snapshot_batch(
+        self, read: _TableRead, values: pa.RecordBatch, schema: Schema, done: bool
+    ) -> RecordBatch | None:
+        offset = read.offset or {}
+        last_key = offset.get("after")
+        if values.num_rows:
+            row = values.slice(values.num_rows - 1, 1).select(list(read.key)).to_pylist()[0]
+            last_key = [row[k] for k in read.key]
+        new_offset = {**snapshot_offset(last_key, done), "schema": read.shape.record()}  # type: ignore[union-attr]
+        if done:
+            self._end_pass(read)
+        return self._emit(read, values, schema, new_offset)
+
+    def _incremental_batch(
+        self, read: _TableRead, values: pa.RecordBatch, schema: Schema, done: bool
+    ) -> RecordBatch | None:
+        offset = read.offset or {}
+        last_cursor = offset.get("cursor")
+        delivered = offset.get("keys") or []
+        if last_cursor is not None and self._emits_cursor(schema):
+            key_schema = schema.key_schema()
+            assert key_schema is not None
+            mask = boundary_mask(values, self.config.cursor, last_cursor, delivered, key_schema)
+            if mask is not None:
+                values = values.filter(mask)
+        if done:
+            self._end_pass(read)
+        if values.num_rows == 0:
+            return None
+        new_offset = {
+            **next_incremental_offset(values, self.config.cursor, read.key, last_cursor, delivered),
+            "schema": read.shape.record(),  # type: ignore[union-attr]
+        }
+        return self._emit(read, values, schema, new_offset)
+
+    def _emit(
+        self, read: _TableRead, values: pa.RecordBatch, schema: Schema, offset: dict[str, Any]
+    ) -> RecordBatch:
+        read.offset = offset
+        mark = PositionMark(values.num_rows, Position(read.partition, offset))
+        return RecordBatch(values=values, schema=schema, marks=(mark,), stream=str(read.name))
+
+
+def _empty(shape: EmittedShape) -> pa.RecordBatch:
+    schema = pa.schema([to_arrow_field(f) for f in shape.fields])
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
+__all__ = ["INCREMENTAL", "SqlSourceTask"]

@@ -1,0 +1,340 @@
+"""The ``sql`` sink: topic records into one table of PostgreSQL, MariaDB/MySQL or SQLite,
+appended or upserted by key, deletes applied, exactly once.
+
+Exactly once: ``flush`` writes the buffered rows and the consumed positions (topic,
+partition, next offset) into the positions table (``positions_table``, in the target's
+schema) in ONE database transaction, so either both are there or neither is; on start and on
+every assignment the runtime asks ``stored_positions()`` and resumes there. Rows are
+buffered per topic partition between flushes (``close`` drops a revoked partition's rows);
+past ``batch_size`` buffered rows the task asks the runtime to flush early.
+
+A flush writes each record schema's rows with one bulk load into a temporary table and one
+statement into the target (see ``_sink_writer``); within a flush the last row of each key
+wins, and an upsert never replaces a row that came from a later offset of the same partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from omconnect.connectors.api import (
+    ConfigError,
+    ConnectorError,
+    ConnectorSpec,
+    Position,
+    RecordBatch,
+    SecretStr,
+    SinkConnector,
+    SinkTask,
+    TaskContext,
+    TopicPartition,
+    register,
+)
+from omconnect.connectors.sql._sink_database import (
+    create_engine,
+    dialect_of,
+    parse_table_name,
+    parse_url,
+    translate_error,
+)
+from omconnect.connectors.sql._sink_mariadb import MariaDbWriter
+from omconnect.connectors.sql._sink_postgres import PostgresWriter
+from omconnect.connectors.sql._sink_rows import (
+    StagedRows,
+    last_per_key,
+    null_key_rows,
+    staged_rows,
+    topic_partition,
+)
+from omconnect.connectors.sql._sink_sqlite import SqliteWriter
+from omconnect.connectors.sql._sink_table import TargetTable
+from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget
+from omconnect.schemas.schema import Schema
+
+WRITERS: dict[str, type[BulkWriter]] = {
+    "postgresql": PostgresWriter,
+    "mysql": MariaDbWriter,
+    "sqlite": SqliteWriter,
+}
+
+
+class SqlSinkSpec(ConnectorSpec):
+    """Options of the ``sql`` sink."""
+
+    url: SecretStr = Field(
+        description=(
+            "SQLAlchemy URL of the database: `postgresql://user:password@host:5432/db`, "
+            "`mysql://user:password@host:3306/db` (MariaDB too) or `sqlite:///path/file.db`. "
+            "Secret: never shown in logs or errors."
+        )
+    )
+    table: str = Field(
+        description="The table written, `table` or `schema.table` (a MariaDB database).",
+        examples=["public.orders"],
+    )
+    mode: Literal["append", "upsert"] = Field(
+        default="append",
+        description=(
+            "`append` inserts every record; `upsert` inserts or replaces the row of each key "
+            "(the table needs a primary key or unique index on `key`). Upsert keeps each "
+            "row's source position in two columns, `__omconnect_topic_partition` and "
+            "`__omconnect_offset`, and never replaces a row with one from an earlier offset "
+            "of the same partition (a replay)."
+        ),
+    )
+    key: list[str] | None = Field(
+        default=None,
+        description=(
+            "The key columns of upserts and deletes. Default: the records' key (the message "
+            "key's fields, else the schema's key fields)."
+        ),
+    )
+    delete: bool = Field(
+        default=False,
+        description=(
+            "Apply deletes (tombstones: a key without a value, e.g. CDC deletes): the row of "
+            "that key is deleted. Needs `mode: upsert`. When false, deletes are skipped (and "
+            "counted in the log)."
+        ),
+    )
+    create: bool = Field(
+        default=False,
+        description=(
+            "Create the table from the first records' schema when it does not exist (in "
+            "upsert mode with `key` as its primary key)."
+        ),
+    )
+    evolve: bool = Field(
+        default=True,
+        description=(
+            "Add a nullable column for a new nullable field of the records (ALTER TABLE). A "
+            "new not-null field, or a field whose type the column cannot hold (narrower or "
+            "another kind), is refused with an error naming the table and column."
+        ),
+    )
+    positions_table: str = Field(
+        default="omconnect_sink_positions",
+        description=(
+            "The table (created if missing, in the target table's schema unless qualified) "
+            "where the sink stores its consumed positions in the same transaction as the rows."
+        ),
+    )
+    batch_size: int = Field(
+        default=500_000,
+        ge=1,
+        description=(
+            "Rows buffered before the sink asks the runtime to flush (commit) early; a flush "
+            "also happens every `commit_interval`."
+        ),
+    )
+
+
+class SqlSinkTask(SinkTask):
+    """Buffers rows per topic partition; each flush writes them and the positions in one
+    transaction."""
+
+    stores_positions = True
+    config: SqlSinkSpec
+
+    def start(self, config: ConnectorSpec, context: TaskContext) -> None:
+        """Connect, create the positions table if missing, and check that the target table
+        exists (unless ``create``).
+
+        Raises:
+            ConnectorError: one line naming the table and what to fix (``RetriableError``
+                when the server cannot be reached).
+        """
+        assert isinstance(config, SqlSinkSpec)
+        self.config = config
+        self.context = context
+        self.url = parse_url(config.url.get_secret_value())
+        self.name = parse_table_name(config.table)
+        positions = parse_table_name(config.positions_table, "positions_table")
+        if positions.schema is None and self.name.schema is not None:
+            positions = type(positions)(self.name.schema, positions.name)
+        self.positions = positions
+        self.upsert = config.mode == "upsert"
+        self.engine = create_engine(self.url)
+        self.writer: BulkWriter = WRITERS[dialect_of(self.url)](self.url, self.engine)
+        self.table = TargetTable(
+            self.writer, self.name, upsert=self.upsert, create=config.create, evolve=config.evolve
+        )
+        self._buffers: dict[TopicPartition, list[StagedRows]] = {}
+        self._buffered_rows = 0
+        self._closed: set[TopicPartition] = set()
+        self._skipped_deletes = 0
+        with self._translated():
+            self.writer.create_positions_table(self.positions)
+            self.writer.commit()
+            self.table.check_exists()
+
+    def open(self, partitions: Sequence[TopicPartition]) -> None:
+        self._closed.difference_update(TopicPartition(t, p) for t, p in partitions)
+
+    def close(self, partitions: Sequence[TopicPartition]) -> None:
+        """Drop what is buffered for ``partitions``; nothing of theirs is written."""
+        for topic, partition in partitions:
+            key = TopicPartition(topic, partition)
+            for staged in self._buffers.pop(key, []):
+                self._buffered_rows -= staged.rows.num_rows
+            self._closed.add(key)
+
+    def put(self, batch: RecordBatch) -> None:
+        """Buffer the rows of ``batch`` (as staged rows: columns only, no row objects).
+
+        Rows whose key has a null go to the dead letter topic (upsert mode). Raises
+        ``ConnectorError`` when a key column is not in the records.
+        """
+        if batch.num_rows == 0:
+            return
+        staged = staged_rows(batch, self.config.key)
+        rows = staged.rows
+        keep = np.ones(rows.num_rows, dtype=np.bool_)
+        if self.upsert:
+            if not staged.key:
+                raise ConnectorError(
+                    f"table {self.name}: mode: upsert needs a key: set key: [columns], or "
+                    "give the records a key"
+                )
+            missing = null_key_rows(rows, staged.key)
+            if len(missing):
+                error = ConnectorError(f"table {self.name}: a key column is null")
+                self.context.errors.report(batch, missing.tolist(), error, "sink")
+                keep[missing] = False
+        deleted = batch.delete_mask()
+        if deleted.any() and not (self.upsert and self.config.delete):
+            self._skipped_deletes += int((deleted & keep).sum())
+            keep &= ~deleted
+        if not keep.all():
+            rows = rows.filter(pa.array(keep))
+        if rows.num_rows == 0:
+            return
+        where = _partition_of(batch)
+        self._buffers.setdefault(where, []).append(StagedRows(staged.schema, staged.key, rows))
+        self._closed.discard(where)
+        self._buffered_rows += rows.num_rows
+        if self._buffered_rows >= self.config.batch_size:
+            self.context.request_commit()
+
+    def flush(self, positions: Sequence[Position]) -> list[Position]:
+        """Write every buffered row and store ``positions`` (but those of partitions closed
+        since) in one transaction; returns the positions stored.
+
+        Raises:
+            ConnectorError: the transaction was rolled back; nothing of it is stored, and
+                the buffers are dropped (the runtime redelivers from ``stored_positions``).
+        """
+        durable = [p for p in positions if topic_partition(p) not in self._closed]
+        groups = self._take_groups()
+        with self._translated():
+            targets = [self.table.target(schema, key) for (schema, key) in groups]
+            for target, rows in zip(targets, groups.values(), strict=True):
+                self._write(target, rows)
+            for position in durable:
+                where = topic_partition(position)
+                stored = (where.topic, where.partition, int(position.offset["offset"]))
+                self.writer.store_position(self.positions, self.context.pipeline, self.name, stored)
+            self.writer.commit()
+        if self._skipped_deletes:
+            self.context.logger.info(
+                "table %s: skipped %d delete(s) (tombstones) since the last flush (%s)",
+                self.name,
+                self._skipped_deletes,
+                "delete: false" if self.upsert else "mode: append",
+            )
+            self._skipped_deletes = 0
+        return durable
+
+    def stored_positions(self) -> list[Position]:
+        """The positions the last committed flush stored for this pipeline and table."""
+        with self._translated():
+            rows = self.writer.read_positions(self.positions, self.context.pipeline, self.name)
+            self.writer.rollback()
+        return [
+            Position({"topic": topic, "partition": partition}, {"offset": offset})
+            for topic, partition, offset in rows
+        ]
+
+    def stop(self) -> None:
+        """Roll back whatever is open and disconnect; nothing buffered is written."""
+        self._buffers = {}
+        writer: BulkWriter | None = getattr(self, "writer", None)  # None: start failed early
+        if writer is not None:
+            writer.rollback()
+            writer.close()
+            writer.engine.dispose()
+
+    def _take_groups(self) -> dict[tuple[Schema, tuple[str, ...]], pa.Table]:
+        """The buffered rows, joined per (schema, key) in first-seen order; the buffers are
+        emptied (a failed flush is redelivered, never retried from here)."""
+        parts: dict[tuple[Schema, tuple[str, ...]], list[pa.Table]] = {}
+        for buffered in self._buffers.values():
+            for staged in buffered:
+                parts.setdefault((staged.schema, staged.key), []).append(staged.rows)
+        self._buffers.clear()
+        self._buffered_rows = 0
+        return {group: pa.concat_tables(tables) for group, tables in parts.items()}
+
+    def _write(self, target: WriteTarget, rows: pa.Table) -> None:
+        writer = self.writer
+        if self.upsert:
+            rows = last_per_key(rows, target.key)
+        writer.stage(rows, target)
+        if not self.upsert:
+            writer.execute(writer.append(target))
+        else:
+            writer.execute(writer.upsert(target))
+            if self.config.delete:
+                writer.execute(writer.delete(target))
+        writer.drop_stage()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Any error inside rolls the transaction back and becomes the sink's one-line
+        error."""
+        try:
+            yield
+        except Exception as error:
+            self.writer.rollback()
+            raise translate_error(error, self.name, self.url) from None
+
+
+class SqlSink(SinkConnector):
+    """Writes topic records into a PostgreSQL, MariaDB/MySQL or SQLite table."""
+
+    name = "sql"
+    spec: ClassVar[type[ConnectorSpec]] = SqlSinkSpec
+    task_class = SqlSinkTask
+    description = (
+        "Append or upsert records into a SQL table (PostgreSQL, MariaDB, SQLite), deletes "
+        "applied, exactly once."
+    )
+
+    def validate(self) -> None:
+        config = self.config
+        assert isinstance(config, SqlSinkSpec)
+        parse_url(config.url.get_secret_value())
+        parse_table_name(config.table)
+        parse_table_name(config.positions_table, "positions_table")
+        if config.delete and config.mode != "upsert":
+            raise ConfigError(
+                "delete: true needs mode: upsert (appended rows have no key to delete by)",
+                key="delete",
+            )
+        if config.key is not None and not config.key:
+            raise ConfigError("key must name at least one column (or be left out)", key="key")
+
+
+def _partition_of(batch: RecordBatch) -> TopicPartition:
+    if batch.topic is not None and batch.partition is not None:
+        return TopicPartition(batch.topic, batch.partition)
+    return topic_partition(batch.marks[-1].position)
+
+
+register(SqlSink)

@@ -1,0 +1,217 @@
+"""The mapping between SQL column types (as SQLAlchemy reflects them) and omconnect types.
+
+One section per direction:
+
+- **SQL -> omconnect** (``from_sql_type``): what a source emits for a reflected column of
+  PostgreSQL, MySQL/MariaDB or SQLite. Exact: every value of the column has one omconnect
+  value and comes back unchanged.
+- **omconnect -> SQL** (DDL types for sinks that create and evolve tables): its own section
+  at the end of the module.
+
+Choices that are not forced by the SQL type:
+
+- An unconstrained ``numeric`` (PostgreSQL ``numeric`` without precision, SQLite ``NUMERIC``
+  without one) becomes ``decimal(38, 9)`` (``UNCONSTRAINED_NUMERIC``); a value that does not
+  fit fails the read with an error naming the column, never a rounded value.
+- MySQL ``TINYINT(1)`` (what ``BOOLEAN`` is in MySQL and MariaDB) is ``boolean``; a value other
+  than 0 and 1 fails the read. ``BIT(1)`` is ``boolean``; wider ``BIT(n)`` are big-endian bytes.
+- MySQL ``TIMESTAMP`` is an instant (``timestamp(UTC)``); ``DATETIME`` has no zone. PostgreSQL
+  ``timestamptz`` is ``timestamp(UTC)``, ``timestamp`` has no zone. SQLite stores datetimes as
+  text; they are zone-less timestamps.
+- MariaDB stores ``JSON`` as ``LONGTEXT`` (with a check), and reflection sees the text type:
+  such columns are ``string``.
+
+A type with no exact mapping (intervals, geometric and network types, ``SET``, multi-dimension
+arrays, ``time with time zone``) raises ``UnmappedSqlType`` naming the table, the column and
+the type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.sql.type_api import TypeEngine
+
+from omconnect.schemas import types as t
+from omconnect.schemas.types import DataType
+
+UNCONSTRAINED_NUMERIC = t.decimal(38, 9)
+"""The omconnect type of a ``numeric`` column declared without precision and scale."""
+
+DIALECTS = ("postgresql", "mysql", "sqlite")
+"""The dialect names this module maps (MariaDB reports itself as ``mysql``)."""
+
+
+class UnmappedSqlType(TypeError):
+    """A column type without an exact omconnect type; the message names the column."""
+
+    def __init__(self, where: str, sql_type: str, reason: str = "") -> None:
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"column {where} has type {sql_type}, which has no exact omconnect type{detail}; "
+            "leave the column out (cast it in a `query:`) or change its type"
+        )
+        self.where = where
+        self.sql_type = sql_type
+
+
+# ---------------------------------------------------------------------------------------
+# SQL -> omconnect
+# ---------------------------------------------------------------------------------------
+
+
+def from_sql_type(sql_type: TypeEngine[Any], dialect: str, where: str) -> DataType:
+    """The omconnect type of a column of ``sql_type`` reflected from ``dialect``.
+
+    Args:
+        sql_type: the type SQLAlchemy reflected (``Inspector.get_columns(...)["type"]``).
+        dialect: ``postgresql``, ``mysql`` (MySQL and MariaDB) or ``sqlite``.
+        where: ``schema.table.column``, for the error message.
+
+    Raises:
+        UnmappedSqlType: the type has no exact omconnect type.
+        ValueError: ``dialect`` is not one of ``DIALECTS``.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"no SQL type mapping for dialect {dialect!r}; known: {DIALECTS}")
+    found = _DIALECT_MAPPERS[dialect](sql_type, where)
+    if found is None:
+        found = _generic(sql_type, dialect)
+    if found is None:
+        raise UnmappedSqlType(where, _spelled(sql_type, dialect))
+    return found
+
+
+def _postgresql(sql_type: TypeEngine[Any], where: str) -> DataType | None:
+    if isinstance(sql_type, postgresql.ARRAY):
+        if sql_type.dimensions is not None and sql_type.dimensions > 1:
+            raise UnmappedSqlType(where, _spelled(sql_type, "postgresql"), "arrays of arrays")
+        return t.array(from_sql_type(sql_type.item_type, "postgresql", f"{where}[]"))
+    if isinstance(sql_type, postgresql.ENUM):
+        return t.enum(*sql_type.enums, name=sql_type.name)
+    if isinstance(sql_type, postgresql.TIME) and sql_type.timezone:
+        raise UnmappedSqlType(where, "time with time zone", "an offset without a date")
+    if isinstance(sql_type, postgresql.INTERVAL | postgresql.MONEY):
+        raise UnmappedSqlType(where, _spelled(sql_type, "postgresql"))
+    if isinstance(sql_type, postgresql.DOUBLE_PRECISION):
+        return t.float64()
+    if isinstance(sql_type, postgresql.REAL):
+        return t.float32()
+    return None
+
+
+def _mysql(sql_type: TypeEngine[Any], where: str) -> DataType | None:
+    unsigned = bool(getattr(sql_type, "unsigned", False))
+    if isinstance(sql_type, mysql.TINYINT):
+        if sql_type.display_width == 1 and not unsigned:
+            return t.boolean()
+        return t.uint8() if unsigned else t.int8()
+    for signed_type, plain, unsigned_type in _MYSQL_INTEGERS:
+        if isinstance(sql_type, signed_type):
+            return unsigned_type if unsigned else plain
+    if isinstance(sql_type, mysql.BIT):
+        return t.boolean() if (sql_type.length or 1) == 1 else t.binary()
+    if isinstance(sql_type, mysql.YEAR):
+        return t.int16()
+    if isinstance(sql_type, mysql.SET):
+        raise UnmappedSqlType(where, _spelled(sql_type, "mysql"), "a set of several symbols")
+    if isinstance(sql_type, mysql.ENUM):
+        return t.enum(*sql_type.enums)
+    if isinstance(sql_type, mysql.TIMESTAMP):
+        return t.timestamp("UTC")
+    if isinstance(sql_type, mysql.DATETIME):
+        return t.timestamp(None)
+    if isinstance(sql_type, mysql.DOUBLE):
+        return t.float64()
+    if isinstance(sql_type, mysql.FLOAT):
+        return t.float32()
+    return None
+
+
+_MYSQL_INTEGERS: tuple[tuple[type[TypeEngine[Any]], DataType, DataType], ...] = (
+    (mysql.SMALLINT, t.int16(), t.uint16()),
+    (mysql.MEDIUMINT, t.int32(), t.uint32()),
+    (mysql.INTEGER, t.int32(), t.uint32()),
+    (mysql.BIGINT, t.int64(), t.uint64()),
+)
+
+
+def _sqlite(sql_type: TypeEngine[Any], where: str) -> DataType | None:
+    # SQLite integers are 64-bit whatever the declared name; REAL is 8 bytes.
+    if isinstance(sql_type, sa.Integer):
+        return t.int64()
+    if isinstance(sql_type, sa.Float):
+        return t.float64()
+    if isinstance(sql_type, sa.DateTime):
+        return t.timestamp(None)
+    return None
+
+
+_DIALECT_MAPPERS = {"postgresql": _postgresql, "mysql": _mysql, "sqlite": _sqlite}
+
+
+def _generic(sql_type: TypeEngine[Any], dialect: str) -> DataType | None:
+    """The mapping SQLAlchemy's generic type hierarchy gives, for every dialect alike."""
+    if isinstance(sql_type, sa.Boolean):
+        return t.boolean()
+    if isinstance(sql_type, sa.SmallInteger):
+        return t.int16()
+    if isinstance(sql_type, sa.BigInteger):
+        return t.int64()
+    if isinstance(sql_type, sa.Integer):
+        return t.int32()
+    if isinstance(sql_type, sa.Float):
+        return t.float64() if (sql_type.precision or 53) > 24 else t.float32()
+    if isinstance(sql_type, sa.Numeric):
+        return _decimal(sql_type)
+    if isinstance(sql_type, sa.Uuid):
+        return t.uuid()
+    if isinstance(sql_type, sa.JSON):
+        return t.json()
+    if isinstance(sql_type, sa.Enum):
+        return t.enum(*sql_type.enums, name=sql_type.name)
+    if isinstance(sql_type, sa.String):  # Text, VARCHAR, CHAR, NVARCHAR ...
+        return t.string()
+    if isinstance(sql_type, sa.LargeBinary | sa.BINARY | sa.VARBINARY):
+        return t.binary()
+    if isinstance(sql_type, sa.DateTime):
+        return t.timestamp("UTC" if sql_type.timezone else None)
+    if isinstance(sql_type, sa.Date):
+        return t.date()
+    if isinstance(sql_type, sa.Time):
+        return t.time()
+    return None
+
+
+def _decimal(sql_type: sa.Numeric[Any]) -> DataType:
+    if sql_type.precision is None:
+        return UNCONSTRAINED_NUMERIC
+    return t.decimal(sql_type.precision, sql_type.scale or 0)
+
+
+def _spelled(sql_type: TypeEngine[Any], dialect: str) -> str:
+    """The type as the database spells it (``INTERVAL``, ``SET('a','b')``)."""
+    try:
+        return str(sql_type.compile(dialect=_dialect_objects()[dialect]))
+    except Exception:  # a type the dialect cannot print: its class name says enough
+        return type(sql_type).__name__
+
+
+def _dialect_objects() -> dict[str, sa.Dialect]:
+    from sqlalchemy.dialects import sqlite
+
+    return {
+        "postgresql": postgresql.dialect(),
+        "mysql": mysql.dialect(),
+        "sqlite": sqlite.dialect(),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# omconnect -> SQL (DDL types for sinks): added with the sql sink.
+# ---------------------------------------------------------------------------------------
+
+
+__all__ = ["DIALECTS", "UNCONSTRAINED_NUMERIC", "UnmappedSqlType", "from_sql_type"]

@@ -1,0 +1,158 @@
+"""The shared database layer of the sql connector: names from config are found by reflection
+(globs included) and quoted, hostile names are refused, and driver errors reach the user as
+one line without the password, through the real CLI."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from omconnect.connectors.api import ConfigError
+from omconnect.connectors.sql._database import Database, describe_url, mask_url
+from omconnect.runtime.testing import SourceDriver
+from tests.connectors.sql.conftest import SqlDatabase
+from tests.support.omconnect_process import omconnect
+
+PASSWORD = "s3cret-pw"
+
+
+def make_tables(database: SqlDatabase, *names: str) -> None:
+    metadata = database.metadata()
+    for name in names:
+        sa.Table(name, metadata, sa.Column("id", sa.Integer, primary_key=True))
+    metadata.create_all(database.engine)
+
+
+def test_mask_and_describe_never_show_the_password() -> None:
+    url = f"postgresql://reader:{PASSWORD}@db.example:5432/shop"
+    assert PASSWORD not in mask_url(url)
+    assert mask_url(url) == "postgresql://reader:***@db.example:5432/shop"
+    assert describe_url(url) == 'postgresql database "shop" on db.example:5432 as reader'
+    assert mask_url("not a url at all") == "***"
+
+
+def test_globs_expand_over_reflection(sql_database: SqlDatabase) -> None:
+    make_tables(sql_database, "orders", "order_lines", "customers")
+    database = Database.open(sql_database.url)
+    try:
+        found = database.resolve_tables(
+            [sql_database.table("order*"), sql_database.table("customers")]
+        )
+        every = database.resolve_tables([f"{sql_database.schema}.*"])
+    finally:
+        database.close()
+    assert [str(n) for n in found] == [
+        sql_database.table("order_lines"),
+        sql_database.table("orders"),
+        sql_database.table("customers"),
+    ]
+    assert sorted(n.name for n in every) == ["customers", "order_lines", "orders"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['orders"; DROP TABLE orders; --', "orders` ; DROP TABLE orders; #", "orders' OR '1'='1"],
+)
+def test_a_hostile_table_name_is_refused_and_nothing_runs(
+    sql_database: SqlDatabase, hostile: str
+) -> None:
+    make_tables(sql_database, "orders")
+    config = {"url": sql_database.url, "tables": [f"{sql_database.schema}.{hostile}"]}
+    with pytest.raises(ConfigError, match="no table") as refused:
+        SourceDriver("sql", config)
+    assert refused.value.key == "tables[0]"
+    assert sa.inspect(sql_database.engine).has_table(
+        "orders", schema=None if sql_database.dialect == "sqlite" else sql_database.schema
+    )
+
+
+def test_a_hostile_column_name_is_refused(sql_database: SqlDatabase) -> None:
+    make_tables(sql_database, "orders")
+    config = {
+        "url": sql_database.url,
+        "tables": [sql_database.table("orders")],
+        "mode": "incremental",
+        "cursor": "id; DELETE FROM orders",
+    }
+    with pytest.raises(ConfigError, match="has no column") as refused:
+        SourceDriver("sql", config)
+    assert refused.value.key == "cursor[0]"
+
+
+def test_a_quoted_name_with_odd_characters_is_read(sql_database: SqlDatabase) -> None:
+    odd = 'Odd "Name" ; x'
+    if sql_database.dialect == "mysql":
+        odd = "Odd `Name` ; x"
+    table = sa.Table(
+        odd,
+        sql_database.metadata(),
+        sa.Column("Key Col", sa.Integer, primary_key=True, autoincrement=False),
+    )
+    table.create(sql_database.engine)
+    with sql_database.engine.begin() as connection:
+        connection.execute(table.insert(), [{"Key Col": i} for i in range(1, 6)])
+    config = {
+        "url": sql_database.url,
+        "tables": [f"{sql_database.schema}.{odd}"],
+        "chunk_size": 2,
+    }
+    batches = SourceDriver("sql", config).read_to_end()
+    assert sorted(v for b in batches for v in b.values.column("Key Col").to_pylist()) == list(
+        range(1, 6)
+    )
+
+
+def run_pipeline(tmp_path: Path, url: str, table: str) -> tuple[int, str]:
+    (tmp_path / "p.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: sql-errors
+            source:
+              connector: sql
+              url: ${{SQL_URL}}
+              tables: ["{table}"]
+            topic: errors
+            """
+        )
+    )
+    ran = omconnect("run", "p.yaml", "--once", cwd=tmp_path, env={"SQL_URL": url}, timeout=120)
+    return ran.returncode, ran.stderr + ran.stdout
+
+
+def assert_one_line(output: str, *expected: str) -> None:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert PASSWORD not in output and "Traceback" not in output
+    for part in expected:
+        assert part in lines[0], lines[0]
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/test"
+    code, output = run_pipeline(tmp_path, url, "public.orders")
+    assert code != 0
+    assert_one_line(output, "source.url", "127.0.0.1:1", "server runs")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://omconnect_nobody:{PASSWORD}@127.0.0.1:5432/test",
+        f"mysql://root:{PASSWORD}@127.0.0.1:3306/test",
+    ],
+)
+def test_wrong_credentials_are_one_line(tmp_path: Path, url: str) -> None:
+    code, output = run_pipeline(tmp_path, url, "orders")
+    assert code != 0
+    assert_one_line(output, "source.url", "user name and password")
+
+
+def test_missing_table_is_one_line(tmp_path: Path, sql_database: SqlDatabase) -> None:
+    make_tables(sql_database, "orders")
+    url = sql_database.url
+    code, output = run_pipeline(tmp_path, url, sql_database.table("ordrs"))
+    assert code != 0
+    assert_one_line(output, "source.tables[0]", "ordrs", "did you mean")

@@ -1,0 +1,147 @@
+"""The sql sink in real ``omconnect run`` processes: SIGKILLed again and again while it
+writes a topic of the embedded broker into PostgreSQL, it ends with every row exactly once
+(appending) and the latest row of every key (upserting); and ``pipelines/topic-to-postgres.yaml``
+runs against the machine's PostgreSQL after setting its one variable."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pytest
+import sqlalchemy as sa
+
+from tests.support.omconnect_process import REPO, omconnect, spawn_omconnect
+
+from .conftest import SqlDatabase
+
+ROWS = 200_000
+KEYS = 20_000
+
+PUBLISH = """
+name: publish-events
+source: {connector: csv, path: data/*.csv, key: [k], batch_size: 5000}
+topic: events
+format: avro
+"""
+
+SINK = """
+name: events-to-sql
+topic: events
+format: avro
+sink: {{connector: sql, url: "{url}", table: "{table}", mode: {mode}, create: true}}
+batching: {{max_rows: 5000}}
+commit_interval: 0.05
+"""
+
+
+def count_rows(database: SqlDatabase, table: str) -> int:
+    with database.engine.connect() as connection:
+        if not sa.inspect(connection).has_table(table, schema=database.schema):
+            return 0
+        return int(
+            connection.execute(
+                sa.text(f'SELECT count(*) FROM "{database.schema}"."{table}"')
+            ).scalar()
+        )
+
+
+def kill_while_writing(
+    pipeline: str, cwd: Path, database: SqlDatabase, table: str, seed: int, attempts: int = 4
+) -> list[int]:
+    """Run ``pipeline --once`` up to ``attempts`` times, each SIGKILLed at a random moment
+    after its rows started to appear; returns the row counts seen at each kill."""
+    rng = random.Random(seed)
+    counts = []
+    for _ in range(attempts):
+        before = count_rows(database, table)
+        process = spawn_omconnect("run", pipeline, "--once", cwd=cwd)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if count_rows(database, table) > before:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.05, 0.4))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        counts.append(count_rows(database, table))
+    return counts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_sigkilled_runs_leave_every_row_exactly_once(
+    mode: str, postgres_database: SqlDatabase, tmp_path: Path
+) -> None:
+    database = postgres_database
+    seq = np.arange(ROWS, dtype=np.int64)
+    keys = (seq * 7919) % KEYS
+    (tmp_path / "data").mkdir()
+    pacsv.write_csv(
+        pa.table({"k": keys, "seq": seq, "payload": pa.array(np.char.add("p-", seq.astype(str)))}),
+        tmp_path / "data" / "events.csv",
+    )
+    (tmp_path / "publish.yaml").write_text(PUBLISH)
+    published = omconnect("run", "publish.yaml", "--once", cwd=tmp_path, timeout=300)
+    assert published.returncode == 0, published.stderr
+    table = f"events_{mode}"
+    (tmp_path / "sink.yaml").write_text(
+        SINK.format(url=database.url, table=f"{database.schema}.{table}", mode=mode)
+    )
+
+    counts = kill_while_writing("sink.yaml", tmp_path, database, table, seed=8)
+    finished = omconnect("run", "sink.yaml", "--once", cwd=tmp_path, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    expected_rows = ROWS if mode == "append" else KEYS
+    assert len(counts) >= 2, f"the sink finished before it could be killed twice: {counts}"
+    assert any(0 < c < expected_rows for c in counts), f"no kill hit mid-write: {counts}"
+
+    with database.engine.connect() as connection:
+        got = connection.execute(
+            sa.text(f'SELECT k, seq, payload FROM "{database.schema}"."{table}"')
+        ).all()
+    got_k = np.array([r[0] for r in got], dtype=np.int64)
+    got_seq = np.array([r[1] for r in got], dtype=np.int64)
+    assert len(got) == expected_rows, f"{len(got)} rows, expected {expected_rows}"
+    if mode == "append":
+        assert np.unique(got_seq).size == ROWS, "rows were duplicated"
+        assert int(got_seq.sum()) == int(seq.sum()), "the seq checksum differs"
+        assert np.array_equal(np.sort(got_seq), seq)
+    else:
+        latest = np.zeros(KEYS, dtype=np.int64)
+        latest[keys] = seq  # in order, so the last write of each key stays
+        assert np.unique(got_k).size == KEYS
+        assert int(got_k.sum()) == int(np.arange(KEYS).sum()), "the key checksum differs"
+        assert np.array_equal(got_seq, latest[got_k]), "a key does not hold its latest row"
+    assert all(r[2] == f"p-{r[1]}" for r in got)
+
+
+def test_the_topic_to_postgres_pipeline_upserts_the_quickstart_orders(
+    postgres_database: SqlDatabase, tmp_path: Path
+) -> None:
+    shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    published = omconnect("run", "pipelines/quickstart.yaml", "--once", cwd=tmp_path)
+    assert published.returncode == 0, published.stderr
+    options = urllib.parse.quote(f"-csearch_path={postgres_database.schema}")
+    env = {"OMCONNECT_POSTGRES_URL": f"{postgres_database.url}?options={options}"}
+    for _ in range(2):  # a second run finds nothing new and changes nothing
+        ran = omconnect("run", "pipelines/topic-to-postgres.yaml", "--once", cwd=tmp_path, env=env)
+        assert ran.returncode == 0, ran.stderr
+    parquet = ds.dataset(tmp_path / "out/orders", format="parquet").to_table()
+    with postgres_database.engine.connect() as connection:
+        schema = postgres_database.schema
+        query = f'SELECT order_id, amount FROM "{schema}".orders ORDER BY order_id'
+        rows = connection.execute(sa.text(query)).all()
+    expected = parquet.sort_by("order_id")
+    assert [r[0] for r in rows] == expected.column("order_id").to_pylist()
+    assert [r[1] for r in rows] == expected.column("amount").to_pylist()
