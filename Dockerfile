@@ -3,7 +3,7 @@
 FROM python:3.11-slim
 
 # Broker, database and orchestrator extras to install; docker-compose.yml passes its own list.
-ARG OMCONNECT_EXTRAS=kafka,nats,postgres,mysql,s3,mqtt,rabbitmq,redis
+ARG OMCONNECT_EXTRAS=kafka,nats,sql,s3,mqtt,rabbitmq,redis
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

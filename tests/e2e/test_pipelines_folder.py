@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from tests.connectors.sql.conftest import open_database
 from tests.support.omconnect_process import REPO, omconnect
+from tests.support.sql_databases import open_database
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 
@@ -28,7 +28,7 @@ RUN_FIRST = {
 
 @pytest.fixture
 def postgres_url(tmp_path: Path) -> Iterator[str]:
-    """``OMCONNECT_POSTGRES_URL`` (the one variable the database pipelines take) for a fresh
+    """``POSTGRES_URL`` (the one variable the database pipelines take) for a fresh
     schema of the machine's PostgreSQL, first in the search path."""
     for database in open_database("postgresql", tmp_path):
         yield f"{database.url}?options=-csearch_path%3D{database.schema}"
@@ -38,7 +38,7 @@ def postgres_url(tmp_path: Path) -> Iterator[str]:
 def test_pipeline_validates_and_runs_once(
     pipeline: Path, repo_copy: Path, postgres_url: str
 ) -> None:
-    env = {"OMCONNECT_POSTGRES_URL": postgres_url}
+    env = {"POSTGRES_URL": postgres_url}
     for first in RUN_FIRST.get(pipeline.name, []):
         ran = omconnect("run", f"pipelines/{first}", "--once", cwd=repo_copy, env=env)
         assert ran.returncode == 0, ran.stderr

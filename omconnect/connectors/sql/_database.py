@@ -12,6 +12,11 @@
   reflection, as an SQLAlchemy ``Table``/``Column`` whose name the dialect's identifier
   preparer quotes when a statement is compiled. Config text is never pasted into SQL; an
   unknown or hostile name is a ``ConfigError`` with the names that do exist.
+- For the sink (which names one table, maybe not there yet): ``parse_table_name`` checks a
+  ``table:`` option, ``quote``/``quote_table`` quote names for the dialect, ``reflect_shape``
+  says what a table holds (columns, unique keys), and ``write_error`` words a failed write.
+  ``Database.open(url, writes=True)`` gives the sink's engine (no pool; MariaDB with
+  ``local_infile`` for ``LOAD DATA LOCAL INFILE``).
 
 The API (``Database``, ``TableName``, ``TableInfo``, ``mask_url``, ``dialect_of``) is shared by
 the source and the sink and kept stable.
@@ -69,6 +74,17 @@ def dialect_of(url: str | URL) -> str:
     Raises:
         ConfigError: the URL cannot be parsed or names another database.
     """
+    return _dialect(parse_url(url))
+
+
+def parse_url(url: str | URL, writes: bool = False) -> URL:
+    """The SQLAlchemy URL of ``url``, refused (without echoing it) when it is not one of the
+    supported databases, or (``writes``) an in-memory SQLite database, which a sink cannot
+    write to.
+
+    Raises:
+        ConfigError: at ``url``.
+    """
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
     except Exception:
@@ -77,27 +93,62 @@ def dialect_of(url: str | URL) -> str:
             "mysql://user@host:3306/db or sqlite:///path/to.db",
             key="url",
         ) from None
-    name = parsed.get_backend_name()
-    if name == "mariadb":
-        return "mysql"
+    name = _dialect(parsed)
     if name not in ("postgresql", "mysql", "sqlite"):
         raise ConfigError(
-            f"the sql connector reads PostgreSQL, MariaDB/MySQL and SQLite, not {name!r}",
+            f"the sql connector reads and writes PostgreSQL, MariaDB/MySQL and SQLite, "
+            f"not {name!r}",
             key="url",
         )
-    return name
+    if writes and name == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError("an in-memory SQLite database cannot be written: name a file", key="url")
+    return parsed
+
+
+def _dialect(url: URL) -> str:
+    backend = url.get_backend_name()
+    return "mysql" if backend == "mariadb" else backend
 
 
 @dataclass(frozen=True, order=True)
 class TableName:
-    """A table as reflection found it: its schema (PostgreSQL schema, MySQL database, SQLite
-    ``main``) and its name."""
+    """A table: its schema (PostgreSQL schema, MySQL database, SQLite ``main``) and its name.
 
-    schema: str
+    Tables found by reflection always have their schema; the sink's ``table:`` may leave it
+    out (``None``: the database's default schema)."""
+
+    schema: str | None
     name: str
 
     def __str__(self) -> str:
-        return f"{self.schema}.{self.name}"
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+def parse_table_name(text: str, key: str = "table") -> TableName:
+    """``schema.table`` or ``table``; each part a plain name (it is quoted, never pasted).
+
+    Raises:
+        ConfigError: empty parts, more than one dot, or control characters.
+    """
+    parts = text.split(".")
+    if len(parts) > 2 or any(not p or not p.isprintable() or '"' in p or "`" in p for p in parts):
+        raise ConfigError(
+            f"{text!r} is not a table name: write `table` or `schema.table` (letters, digits, "
+            "underscores; no quotes)",
+            key=key,
+        )
+    return TableName(parts[0], parts[1]) if len(parts) == 2 else TableName(None, parts[0])
+
+
+def quote(engine: sa.Engine, name: str) -> str:
+    """``name`` quoted as an identifier of the engine's dialect."""
+    return engine.dialect.identifier_preparer.quote_identifier(name)
+
+
+def quote_table(engine: sa.Engine, table: TableName) -> str:
+    """The table's (schema-qualified) name, quoted for the engine's dialect."""
+    name = quote(engine, table.name)
+    return f"{quote(engine, table.schema)}.{name}" if table.schema else name
 
 
 @dataclass(frozen=True)
@@ -143,25 +194,36 @@ class Database:
         self.description = describe_url(url)
 
     @classmethod
-    def open(cls, url: str) -> Database:
+    def open(cls, url: str, writes: bool = False) -> Database:
         """An engine for ``url`` (no connection is made yet).
 
         ``postgresql://`` uses psycopg and ``mysql://``/``mariadb://`` PyMySQL unless the URL
-        names a driver.
+        names a driver. ``writes``: the sink's engine, for reflection and DDL beside its own
+        bulk connection: no pool, a connect timeout for PostgreSQL, and MariaDB/MySQL
+        connections allowed ``LOAD DATA LOCAL INFILE``; an in-memory SQLite URL is refused.
 
         Raises:
             ConfigError: the URL is not one of a supported database, or its driver is missing.
         """
-        dialect_of(url)
-        parsed = make_url(url)
+        parsed = parse_url(url, writes)
+        dialect = _dialect(parsed)
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         elif parsed.drivername in ("mysql", "mariadb"):
             parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
         try:
-            engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=2)
-        except TypeError:  # SQLite's pool takes no size
-            engine = sa.create_engine(parsed)
+            if writes:
+                connect_args = {
+                    "mysql": {"local_infile": True},
+                    "postgresql": {"connect_timeout": 10},
+                }.get(dialect, {})
+                engine = sa.create_engine(
+                    parsed, poolclass=sa.pool.NullPool, connect_args=connect_args
+                )
+            elif dialect == "sqlite":  # SQLite's pool takes no size
+                engine = sa.create_engine(parsed)
+            else:
+                engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=2)
         except Exception as error:
             raise ConfigError(
                 f"cannot use {mask_url(parsed)}: {_first_line(error)}", key="url"
@@ -293,6 +355,104 @@ class Database:
         return TableInfo(name, table, tuple(fields), primary_key)
 
 
+@dataclass(frozen=True)
+class TableShape:
+    """What reflection says a table holds: its columns (name -> SQLAlchemy type and
+    nullability, in table order) and the column sets with a unique index (the primary key
+    first)."""
+
+    columns: dict[str, tuple[sa.types.TypeEngine[Any], bool]]
+    unique_keys: list[tuple[str, ...]]
+
+
+def reflect_shape(engine: sa.Engine, table: TableName) -> TableShape | None:
+    """The shape of ``table``, or None when it does not exist."""
+    with engine.connect() as connection:
+        inspector = sa.inspect(connection)
+        if not inspector.has_table(table.name, schema=table.schema):
+            return None
+        columns = {
+            c["name"]: (c["type"], bool(c["nullable"]))
+            for c in inspector.get_columns(table.name, schema=table.schema)
+        }
+        unique: list[tuple[str, ...]] = []
+        primary = inspector.get_pk_constraint(table.name, schema=table.schema)
+        if primary and primary.get("constrained_columns"):
+            unique.append(tuple(primary["constrained_columns"]))
+        for constraint in inspector.get_unique_constraints(table.name, schema=table.schema):
+            unique.append(tuple(constraint["column_names"]))
+        for index in inspector.get_indexes(table.name, schema=table.schema):
+            names = index.get("column_names") or []
+            if index.get("unique") and all(isinstance(n, str) for n in names):
+                unique.append(tuple(str(n) for n in names))
+    return TableShape(columns, unique)
+
+
+def write_error(error: BaseException, table: TableName, url: URL) -> ConnectorError:
+    """The sink's one-line error for a failed write to ``table``: what to fix, with the
+    password masked.
+
+    Unreachable servers and dropped connections are ``RetriableError`` (the runtime retries,
+    and a sink that stores positions redelivers from them); wrong credentials, missing
+    privileges and anything else are not.
+    """
+    if isinstance(error, ConnectorError):
+        return error
+    original = getattr(error, "orig", None) or error
+    text = " ".join(str(original).split()) or type(original).__name__
+    detail = (text.replace(str(url.password), _MASK) if url.password else text)[:300]
+    lowered = detail.lower()
+    where = f"table {table} at {mask_url(url)}"
+    if _any_in(lowered, _CREDENTIALS) or ("role" in lowered and "does not exist" in lowered):
+        return ConnectorError(
+            f"{where}: the database refused the login ({detail}): check the user and password "
+            "in url"
+        )
+    if _any_in(lowered, _PERMISSION):
+        return ConnectorError(
+            f"{where}: permission denied ({detail}): grant the url's user SELECT, INSERT, "
+            "UPDATE, DELETE on the table (and CREATE for create: true and the positions table)"
+        )
+    if _any_in(lowered, _UNREACHABLE):
+        check = (
+            "does the file's directory exist, and may this user write there?"
+            if _dialect(url) == "sqlite"
+            else "is the server running, and are the host and port in url right?"
+        )
+        return RetriableError(f"{where}: cannot reach the database ({detail}): {check}")
+    if "database" in lowered and ("does not exist" in lowered or "unknown database" in lowered):
+        return ConnectorError(f"{where}: {detail}: check the database name in url")
+    return ConnectorError(f"{where}: {detail}")
+
+
+# The sink's classes of driver messages (``write_error``).
+_CREDENTIALS = ("password authentication failed", "(using password", "28p01")
+_PERMISSION = (
+    "permission denied",
+    "command denied",
+    "access denied",
+    "42501",
+    "attempt to write a readonly",
+)
+_UNREACHABLE = (
+    "connection refused",
+    "can't connect",
+    "could not connect",
+    "could not translate host",
+    "server closed the connection",
+    "lost connection",
+    "timeout expired",
+    "unable to open database file",
+    "failed to open",
+    "connection is closed",
+    "gone away",
+)
+
+
+def _any_in(text: str, needles: tuple[str, ...]) -> bool:
+    return any(needle in text for needle in needles)
+
+
 # (words in the driver's message, what to do, option to blame, retriable)
 _ERROR_KINDS: tuple[tuple[tuple[str, ...], str, str | None, bool], ...] = (
     (
@@ -383,8 +543,15 @@ __all__ = [
     "Database",
     "TableInfo",
     "TableName",
+    "TableShape",
     "describe_url",
     "dialect_of",
     "mask_url",
+    "parse_table_name",
+    "parse_url",
+    "quote",
+    "quote_table",
+    "reflect_shape",
     "split_table_pattern",
+    "write_error",
 ]

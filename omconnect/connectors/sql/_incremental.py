@@ -36,11 +36,10 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from omconnect.connectors.sql._snapshot import at_or_after
+from omconnect.connectors.sql._source_schema import INCREMENTAL
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import rows_to_arrow
 from omconnect.schemas.schema import Schema
-
-INCREMENTAL = "incremental"
 
 
 def incremental_chunk(

@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
 from omconnect.connectors.api import ConnectorError
-from omconnect.connectors.sql._sink_database import TableName, TableShape, reflect_table
+from omconnect.connectors.sql._database import TableName, TableShape, reflect_shape
 from omconnect.connectors.sql._sink_rows import OFFSET_COLUMN, PARTITION_COLUMN
-from omconnect.connectors.sql._sink_types import NoSqlTypeError, describe, holds, sql_type
 from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget
 from omconnect.schemas.schema import Schema
+from omconnect.schemas.sql import NoSqlTypeError, describe, holds, sql_type
 
 POSITION_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     PARTITION_COLUMN: sa.String(255),
@@ -54,7 +54,7 @@ class TargetTable:
 
     def shape(self, refresh: bool = False) -> TableShape | None:
         if self._shape is None or refresh:
-            self._shape = reflect_table(self.writer.engine, self.name)
+            self._shape = reflect_shape(self.writer.engine, self.name)
         return self._shape
 
     def check_exists(self) -> None:

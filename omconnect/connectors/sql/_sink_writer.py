@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.schema import CreateTable
 
-from omconnect.connectors.sql._sink_database import TableName, quote, quote_table
+from omconnect.connectors.sql._database import TableName, quote, quote_table
 from omconnect.connectors.sql._sink_rows import DELETE_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN
 
 POSITION_KEY = ("pipeline", "target_table", "topic", "topic_partition")

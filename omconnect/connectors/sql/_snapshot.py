@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-SNAPSHOT = "snapshot"
+from omconnect.connectors.sql._source_schema import SNAPSHOT
 
 
 def after(

@@ -23,6 +23,11 @@ from omconnect.schemas.types import Field
 
 Evolution = Literal["evolve", "freeze", "discard_column"]
 
+SNAPSHOT = "snapshot"
+"""The ``mode`` (and the ``mode`` of a stored offset) of a table read once, by key range."""
+INCREMENTAL = "incremental"
+"""The ``mode`` (and the ``mode`` of a stored offset) of a table read on a cursor."""
+
 
 @dataclass(frozen=True)
 class EmittedShape:

@@ -7,6 +7,9 @@ comes back short, then (running continuously) again after ``poll_interval``. Bef
 the table is reflected again, so a column added meanwhile gives a new schema version (or a
 refusal, per ``schema_evolution``). Under ``run --once`` ``poll`` returns None once every
 table's snapshot or first pass is done.
+
+SQLAlchemy and the Arrow drivers are imported when a task starts, not with this module: every
+``omconnect`` command imports the plugin modules, and most pipelines never touch a database.
 """
 
 from __future__ import annotations
@@ -27,21 +30,18 @@ from omconnect.connectors.api import (
     SourceTask,
     TaskContext,
 )
-from omconnect.connectors.sql._arrow_reads import ArrowReader, conform, open_reader
-from omconnect.connectors.sql._database import Database, TableInfo, TableName
-from omconnect.connectors.sql._incremental import (
+from omconnect.connectors.sql._source_schema import (
     INCREMENTAL,
-    boundary_mask,
-    incremental_chunk,
-    next_incremental_offset,
-    upper_bound,
+    SNAPSHOT,
+    EmittedShape,
+    decide_shape,
 )
-from omconnect.connectors.sql._snapshot import SNAPSHOT, snapshot_chunk, snapshot_offset
-from omconnect.connectors.sql._source_schema import EmittedShape, decide_shape
 from omconnect.schemas.arrow import to_arrow_field
 from omconnect.schemas.schema import Schema
 
 if TYPE_CHECKING:
+    from omconnect.connectors.sql._arrow_reads import ArrowReader
+    from omconnect.connectors.sql._database import Database, TableInfo, TableName
     from omconnect.connectors.sql.source import SqlSourceSpec
 
 # How long an idle continuous poll waits before returning None.
@@ -71,11 +71,13 @@ class SqlSourceTask(SourceTask):
     """Reads its share of the ``sql`` source's tables (see the module docstring)."""
 
     def start(self, config: ConnectorSpec, context: TaskContext) -> None:
+        from omconnect.connectors.sql._arrow_reads import open_reader
+        from omconnect.connectors.sql._database import Database
         from omconnect.connectors.sql.source import check_table
 
         self.config: SqlSourceSpec = config  # type: ignore[assignment]
         self.context = context
-        self._database = Database.open(self.config.url.get_secret_value())
+        self._database: Database = Database.open(self.config.url.get_secret_value())
         self._reader: ArrowReader | None = None
         self._row_values = self._database.dialect != "mysql"
         self._tables: list[_TableRead] = []
@@ -152,6 +154,9 @@ class SqlSourceTask(SourceTask):
         read.next_pass_at = time.monotonic() + self.config.poll_interval
 
     def _read_chunk(self, read: _TableRead) -> RecordBatch | None:
+        from omconnect.connectors.sql._incremental import incremental_chunk, upper_bound
+        from omconnect.connectors.sql._snapshot import snapshot_chunk
+
         info, shape, schema = read.info, read.shape, read.schema
         assert info is not None and shape is not None and schema is not None
         assert self._reader is not None
@@ -196,6 +201,8 @@ class SqlSourceTask(SourceTask):
         return all(c in schema.names for c in self.config.cursor)
 
     def _fetch(self, statement: Any, shape: EmittedShape, name: TableName) -> pa.RecordBatch:
+        from omconnect.connectors.sql._arrow_reads import conform
+
         assert self._reader is not None
         with self._database.errors(name):
             try:
@@ -213,6 +220,8 @@ class SqlSourceTask(SourceTask):
     def _snapshot_batch(
         self, read: _TableRead, values: pa.RecordBatch, schema: Schema, done: bool
     ) -> RecordBatch | None:
+        from omconnect.connectors.sql._snapshot import snapshot_offset
+
         offset = read.offset or {}
         last_key = offset.get("after")
         if values.num_rows:
@@ -226,6 +235,8 @@ class SqlSourceTask(SourceTask):
     def _incremental_batch(
         self, read: _TableRead, values: pa.RecordBatch, schema: Schema, done: bool
     ) -> RecordBatch | None:
+        from omconnect.connectors.sql._incremental import boundary_mask, next_incremental_offset
+
         offset = read.offset or {}
         last_cursor = offset.get("cursor")
         delivered = offset.get("keys") or []

@@ -1,6 +1,9 @@
 """The ``sql`` sink: topic records into one table of PostgreSQL, MariaDB/MySQL or SQLite,
 appended or upserted by key, deletes applied, exactly once.
 
+Every ``omconnect`` command imports this module (plugin loading), so SQLAlchemy and the
+drivers are imported by the methods that talk to the database, not here.
+
 Exactly once: ``flush`` writes the buffered rows and the consumed positions (topic,
 partition, next offset) into the positions table (``positions_table``, in the target's
 schema) in ONE database transaction, so either both are there or neither is; on start and on
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -36,15 +39,6 @@ from omconnect.connectors.api import (
     TopicPartition,
     register,
 )
-from omconnect.connectors.sql._sink_database import (
-    create_engine,
-    dialect_of,
-    parse_table_name,
-    parse_url,
-    translate_error,
-)
-from omconnect.connectors.sql._sink_mariadb import MariaDbWriter
-from omconnect.connectors.sql._sink_postgres import PostgresWriter
 from omconnect.connectors.sql._sink_rows import (
     StagedRows,
     last_per_key,
@@ -52,16 +46,25 @@ from omconnect.connectors.sql._sink_rows import (
     staged_rows,
     topic_partition,
 )
-from omconnect.connectors.sql._sink_sqlite import SqliteWriter
-from omconnect.connectors.sql._sink_table import TargetTable
-from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget
 from omconnect.schemas.schema import Schema
 
-WRITERS: dict[str, type[BulkWriter]] = {
-    "postgresql": PostgresWriter,
-    "mysql": MariaDbWriter,
-    "sqlite": SqliteWriter,
-}
+if TYPE_CHECKING:
+    from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget
+
+
+def writer_class(dialect: str) -> type[BulkWriter]:
+    """The bulk writer of ``dialect`` (imported now: the drivers are heavy to import)."""
+    if dialect == "postgresql":
+        from omconnect.connectors.sql._sink_postgres import PostgresWriter
+
+        return PostgresWriter
+    if dialect == "mysql":
+        from omconnect.connectors.sql._sink_mariadb import MariaDbWriter
+
+        return MariaDbWriter
+    from omconnect.connectors.sql._sink_sqlite import SqliteWriter
+
+    return SqliteWriter
 
 
 class SqlSinkSpec(ConnectorSpec):
@@ -150,18 +153,22 @@ class SqlSinkTask(SinkTask):
             ConnectorError: one line naming the table and what to fix (``RetriableError``
                 when the server cannot be reached).
         """
+        from omconnect.connectors.sql._database import Database, parse_table_name
+        from omconnect.connectors.sql._sink_table import TargetTable
+
         assert isinstance(config, SqlSinkSpec)
         self.config = config
         self.context = context
-        self.url = parse_url(config.url.get_secret_value())
+        database = Database.open(config.url.get_secret_value(), writes=True)
+        self.url = database.url
         self.name = parse_table_name(config.table)
         positions = parse_table_name(config.positions_table, "positions_table")
         if positions.schema is None and self.name.schema is not None:
             positions = type(positions)(self.name.schema, positions.name)
         self.positions = positions
         self.upsert = config.mode == "upsert"
-        self.engine = create_engine(self.url)
-        self.writer: BulkWriter = WRITERS[dialect_of(self.url)](self.url, self.engine)
+        self.engine = database.engine
+        self.writer: BulkWriter = writer_class(database.dialect)(self.url, self.engine)
         self.table = TargetTable(
             self.writer, self.name, upsert=self.upsert, create=config.create, evolve=config.evolve
         )
@@ -298,11 +305,13 @@ class SqlSinkTask(SinkTask):
     def _translated(self) -> Iterator[None]:
         """Any error inside rolls the transaction back and becomes the sink's one-line
         error."""
+        from omconnect.connectors.sql._database import write_error
+
         try:
             yield
         except Exception as error:
             self.writer.rollback()
-            raise translate_error(error, self.name, self.url) from None
+            raise write_error(error, self.name, self.url) from None
 
 
 class SqlSink(SinkConnector):
@@ -317,9 +326,11 @@ class SqlSink(SinkConnector):
     )
 
     def validate(self) -> None:
+        from omconnect.connectors.sql._database import parse_table_name, parse_url
+
         config = self.config
         assert isinstance(config, SqlSinkSpec)
-        parse_url(config.url.get_secret_value())
+        parse_url(config.url.get_secret_value(), writes=True)
         parse_table_name(config.table)
         parse_table_name(config.positions_table, "positions_table")
         if config.delete and config.mode != "upsert":

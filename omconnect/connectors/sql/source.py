@@ -6,22 +6,26 @@ tasks. ``mode: snapshot`` reads a table once in key-range chunks (``_snapshot``)
 per chunk; ``mode: incremental`` reads what is new on a cursor, correct at the boundary
 (``_incremental``). Reads take each dialect's Arrow fast path (``_arrow_reads``); names come
 from reflection (``_database``). The reading task lives in ``_source_task``.
+
+This module is imported by every ``omconnect`` command (plugin loading), so it imports only
+the spec and the connector classes; SQLAlchemy and the drivers are imported by the methods
+that talk to a database.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from omconnect.connectors.api import ConfigError, ConnectorSpec, SourceConnector, register
-from omconnect.connectors.sql._database import Database, TableInfo, TableName
-from omconnect.connectors.sql._incremental import INCREMENTAL
-from omconnect.connectors.sql._snapshot import SNAPSHOT
-from omconnect.connectors.sql._source_schema import Evolution
+from omconnect.connectors.sql._source_schema import INCREMENTAL, SNAPSHOT, Evolution
 from omconnect.connectors.sql._source_task import SqlSourceTask
+
+if TYPE_CHECKING:
+    from omconnect.connectors.sql._database import Database, TableInfo, TableName
 
 
 class SqlSourceSpec(ConnectorSpec):
@@ -148,7 +152,7 @@ class SqlSource(SourceConnector):
         assert isinstance(config, SqlSourceSpec)
         if config.mode == INCREMENTAL and not config.cursor:
             raise ConfigError("mode incremental needs a `cursor` column", key="cursor")
-        database = Database.open(config.url.get_secret_value())
+        database = _open(config)
         try:
             database.check_connection()
             for name in database.resolve_tables(config.tables):
@@ -180,7 +184,7 @@ class SqlSource(SourceConnector):
     def _tables(self) -> list[TableName]:
         config = self.config
         assert isinstance(config, SqlSourceSpec)
-        database = Database.open(config.url.get_secret_value())
+        database = _open(config)
         try:
             return database.resolve_tables(config.tables)
         finally:
@@ -207,9 +211,15 @@ def check_table(info: TableInfo, config: SqlSourceSpec) -> tuple[str, ...]:
     return key
 
 
+def _open(config: SqlSourceSpec) -> Database:
+    from omconnect.connectors.sql._database import Database
+
+    return Database.open(config.url.get_secret_value())
+
+
 def exact_pattern(name: TableName) -> str:
     """A ``tables`` entry matching exactly ``name``, whatever characters it holds."""
-    return f"{_escape(name.schema)}.{_escape(name.name)}"
+    return f"{_escape(name.schema or '')}.{_escape(name.name)}"
 
 
 def _escape(part: str) -> str:

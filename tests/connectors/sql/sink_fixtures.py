@@ -1,8 +1,5 @@
-"""What the sql sink tests share besides the databases of ``conftest.py``: reading a table
-back as Arrow, and driving the sink over one test database.
-
-(The fresh databases themselves come from ``conftest.open_database``, shared with the source
-tests.)
+"""What the sql sink tests share besides the databases of ``tests.support.sql_databases``:
+reading a table back as Arrow, and driving the sink over one test database.
 """
 
 from __future__ import annotations
@@ -13,8 +10,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from omconnect.runtime.testing import standard_rows
-
-from .conftest import SqlDatabase
+from tests.support.sql_databases import SqlDatabase
 
 TABLE = "orders"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.connectors.sql.conftest import SqlDatabase
 from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import REPO, omconnect, tail_topic
+from tests.support.sql_databases import SqlDatabase
 
 PIPELINE = "pipelines/postgres-to-topic.yaml"
 
@@ -27,7 +27,7 @@ def test_postgres_to_topic_snapshot_then_incremental(
     shutil.copy(REPO / PIPELINE, tmp_path / PIPELINE)
     # The one variable: this test's schema first in the search path.
     url = f"{postgres_database.url}?options=-csearch_path%3D{schema}"
-    env = {"OMCONNECT_POSTGRES_URL": url}
+    env = {"POSTGRES_URL": url}
     topic = f"orders-from-postgres.{schema}.orders"
 
     checked = omconnect("validate", PIPELINE, cwd=tmp_path, env=env)

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from omconnect.runtime.testing import SinkConnectorTests
+from tests.support.sql_databases import DIALECTS, SqlDatabase, open_database
 
-from .conftest import DIALECTS, SqlDatabase, open_database
 from .sink_fixtures import read_table, sink_config
 
 

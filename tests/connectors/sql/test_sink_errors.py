@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from omconnect.connectors.api import ConnectorError, RetriableError
 from omconnect.runtime.testing import SinkDriver, sink_batches
+from tests.support.sql_databases import SqlDatabase
 
-from .conftest import SqlDatabase
 from .sink_fixtures import TABLE, quoted_table, read_table, sink_config
 
 PASSWORD = "pw-Secret-7731"
@@ -66,7 +66,7 @@ def test_an_unreachable_server_is_retriable_and_says_what_to_check(
 def test_a_wrong_login_names_the_table_and_the_credentials(
     dialect: str, request: pytest.FixtureRequest, tmp_path
 ) -> None:
-    from .conftest import open_database
+    from tests.support.sql_databases import open_database
 
     for database in open_database(dialect, tmp_path):
         user = "omconnect_nobody" if dialect == "postgresql" else None
@@ -78,7 +78,7 @@ def test_a_wrong_login_names_the_table_and_the_credentials(
 @pytest.fixture(params=["postgresql", "mysql"])
 def server_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[SqlDatabase]:
     """A fresh database on each server (SQLite has no users to refuse anything)."""
-    from .conftest import open_database
+    from tests.support.sql_databases import open_database
 
     yield from open_database(request.param, tmp_path)
 

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from omconnect.connectors.api import ConnectorError
 from omconnect.runtime.testing import SinkDriver, sink_batches
+from tests.support.sql_databases import SqlDatabase
 
-from .conftest import SqlDatabase
 from .sink_fixtures import TABLE, read_table, sink_config
 
 TOPIC = "events"

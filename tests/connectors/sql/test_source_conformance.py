@@ -22,7 +22,7 @@ from omconnect.runtime.testing import (
     ids_of,
     standard_rows,
 )
-from tests.connectors.sql.conftest import DIALECTS, SqlDatabase, open_database
+from tests.support.sql_databases import DIALECTS, SqlDatabase, open_database
 
 TABLE = "conformance"
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
-from tests.connectors.sql.conftest import SqlDatabase
+from tests.support.sql_databases import SqlDatabase
 
 
 def events_table(database: SqlDatabase, autoincrement: bool = False) -> sa.Table:

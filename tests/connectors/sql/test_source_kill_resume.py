@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from tests.connectors.sql.conftest import SqlDatabase
 from tests.support.failing_pipeline import sink_ids, topic_messages
 from tests.support.omconnect_process import omconnect, spawn_omconnect
+from tests.support.sql_databases import SqlDatabase
 
 ROWS = 200_000
 CHUNK = 1_000

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from omconnect.connectors.api import ConnectorError
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
-from tests.connectors.sql.conftest import SqlDatabase
+from tests.support.sql_databases import SqlDatabase
 
 
 def read(database: SqlDatabase, offsets: MemoryOffsetReader, evolution: str) -> list[Any]:

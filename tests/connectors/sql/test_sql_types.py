@@ -14,7 +14,7 @@ import pytest
 from omconnect.connectors.api import ConfigError
 from omconnect.runtime.testing import SourceDriver
 from omconnect.schemas import types as t
-from tests.connectors.sql.conftest import SqlDatabase, open_database
+from tests.support.sql_databases import SqlDatabase, open_database
 
 UTC = dt.UTC
 AT = dt.datetime(2024, 2, 29, 23, 59, 58, 123456)
