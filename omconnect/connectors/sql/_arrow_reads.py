@@ -12,10 +12,12 @@ The fast path of each database, with no Python object per row:
   positions, never config text) are rendered as SQL literals by SQLAlchemy's MySQL dialect,
   which escapes them.
 
-Statements are SQLAlchemy ``Select``s built from reflected tables, so every identifier is
-quoted by the dialect. ``conform`` casts what a driver returns to the exact omconnect types
-(decimal precision and scale, timestamp zones, uuid, json, enums) and fails with the column's
-name when a value does not fit, never rounding it silently.
+Statements are SQLAlchemy ``Select``s built from reflected tables (or a ``query:`` as a
+subquery whose text is the user's), so every identifier is quoted by the dialect. ``conform``
+casts what a driver returns to the exact omconnect types (decimal precision and scale,
+timestamp zones, uuid, json, enums) and fails with the column's name when a value does not
+fit, never rounding it silently. ConnectorX statements are compiled with the named paramstyle
+so that no ``%`` (in a literal or in a query's text) is doubled.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class _ConnectorXReader(ArrowReader):
 
     def __init__(self, uri: str) -> None:
         self._uri = uri
-        self._dialect = mysql.pymysql.dialect()
+        # Named paramstyle: literals (and a query's text) keep their ``%`` undoubled.
+        self._dialect = mysql.pymysql.dialect(paramstyle="named")
 
     def read(self, statement: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         import connectorx

@@ -15,6 +15,11 @@
 - For the sink (which names one table, maybe not there yet): ``parse_table_name`` checks a
   ``table:`` option, ``quote``/``quote_table`` quote names for the dialect, ``reflect_shape``
   says what a table holds (columns, unique keys), and ``write_error`` words a failed write.
+- A source's ``query:`` (``reflect_query``): its result columns are reflected like a table's,
+  from a temporary view of it (PostgreSQL, SQLite) or an empty temporary table made from it
+  (MariaDB/MySQL, which has no temporary views), created and dropped on one connection in a
+  transaction that is rolled back; the query becomes a subquery ``(<query>) AS q`` whose
+  columns statements select, filter and order like a table's.
   ``Database.open(url, writes=True)`` gives the sink's engine (no pool; MariaDB with
   ``local_infile`` for ``LOAD DATA LOCAL INFILE``).
 
@@ -26,6 +31,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -151,22 +158,34 @@ def quote_table(engine: sa.Engine, table: TableName) -> str:
     return f"{quote(engine, table.schema)}.{name}" if table.schema else name
 
 
+QUERY = TableName(None, "query")
+"""The name of a source's ``query:`` (its stream, and what messages call it)."""
+
+
 @dataclass(frozen=True)
 class TableInfo:
     """A reflected table: the SQLAlchemy ``Table`` (quoted by the dialect when compiled), its
-    omconnect fields in column order and its primary key columns."""
+    omconnect fields in column order and its primary key columns. For a ``query:``, the
+    query as a subquery (``name`` is ``query``, without a schema, and there is no primary
+    key)."""
 
     name: TableName
-    table: sa.Table
+    table: sa.Table | sa.Subquery
     fields: tuple[Field, ...]
     primary_key: tuple[str, ...]
 
-    def column(self, name: str, option: str) -> sa.Column[Any]:
+    @property
+    def is_query(self) -> bool:
+        """Whether this is the result of a ``query:`` rather than a table."""
+        return isinstance(self.table, sa.Subquery)
+
+    def column(self, name: str, option: str) -> sa.ColumnElement[Any]:
         """The reflected column ``name``; a ``ConfigError`` at ``option`` when there is none."""
         if name in self.table.c:
             return self.table.c[name]
+        what = "the query's result" if self.is_query else f"table {self.name}"
         raise ConfigError(
-            f"table {self.name} has no column {name!r}{_did_you_mean(name, self.table.c.keys())}",
+            f"{what} has no column {name!r}{_did_you_mean(name, self.table.c.keys())}",
             key=option,
         )
 
@@ -255,7 +274,13 @@ class Database:
         text = _first_line(getattr(error, "orig", None) or error)
         text = text.replace(str(self.url.password or "\0"), _MASK) if self.url.password else text
         lowered = text.lower()
-        where = f"table {table}" if table is not None else "the database"
+        where = (
+            "the query"
+            if table == QUERY
+            else f"table {table}"
+            if table is not None
+            else "the database"
+        )
         at = self.description
         for needles, advice, key, retriable in _ERROR_KINDS:
             if any(n in lowered for n in needles):
@@ -353,6 +378,64 @@ class Database:
             fields.append(Field(column.name, dtype, nullable=bool(column.nullable)))
         primary_key = tuple(c.name for c in table.primary_key.columns)
         return TableInfo(name, table, tuple(fields), primary_key)
+
+    def reflect_query(self, query: str, name: TableName) -> TableInfo:
+        """The result columns of the SELECT ``query`` and their omconnect types, reflected
+        like a table's (see the module docstring), and the query as a subquery to select from.
+
+        Raises:
+            ConfigError: at ``query``: the database refuses the query (the driver's one-line
+                message), or a result column has a type without an exact mapping (an
+                expression SQLite cannot type, for instance: cast it in the query).
+        """
+        relation = f"omconnect_query_{uuid.uuid4().hex[:16]}"
+        self.check_connection()  # so that what fails below is the query's fault
+        try:
+            columns = self._query_columns(query, relation)
+        except Exception as error:  # the driver's own errors too (its cursor runs the query)
+            translated = self.translate(error, name, doing="run")
+            if isinstance(translated, RetriableError):
+                raise translated from None
+            raise ConfigError(str(translated), key="query") from None
+        fields = []
+        typed = []
+        for column in columns:
+            column_name = str(column["name"])
+            try:
+                dtype = from_sql_type(column["type"], self.dialect, f"query.{column_name}")
+            except UnmappedSqlType as error:
+                raise ConfigError(
+                    f"{error}; cast the column to a known type in the query", key="query"
+                ) from None
+            fields.append(Field(column_name, dtype, nullable=bool(column.get("nullable", True))))
+            typed.append(sa.column(column_name, column["type"]))
+        # Only what text() would take for a bind parameter is escaped: the SQL stays the user's.
+        text = _TEXT_BIND.sub(r"\\:\1", query)
+        subquery = sa.text(text).columns(*typed).subquery("q")
+        return TableInfo(name, subquery, tuple(fields), ())
+
+    def _query_columns(self, query: str, relation: str) -> list[Any]:
+        """The reflected columns of a temporary view (or table) of ``query``."""
+        with self.engine.connect() as connection, connection.begin() as transaction:
+            # The driver's own cursor, without parameters: a ``%`` in the text is the query's.
+            cursor = connection.connection.cursor()
+            try:
+                if self.dialect == "mysql":
+                    cursor.execute(
+                        f"CREATE TEMPORARY TABLE {relation} AS SELECT * FROM ({query}) AS q LIMIT 0"
+                    )
+                else:
+                    cursor.execute(f"CREATE TEMP VIEW {relation} AS {query}")
+                schema = "temp" if self.dialect == "sqlite" else None
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+                    columns = sa.inspect(connection).get_columns(relation, schema=schema)
+            finally:
+                if self.dialect == "mysql":
+                    cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {relation}")
+                cursor.close()
+                transaction.rollback()
+        return list(columns)
 
 
 @dataclass(frozen=True)
@@ -525,6 +608,10 @@ def split_table_pattern(pattern: str) -> tuple[str, str]:
     return "", pattern
 
 
+# What ``sa.text`` reads as a bind parameter (``:name``), to be escaped in query text.
+_TEXT_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
 def _first_line(error: BaseException | str) -> str:
     text = str(error).strip()
     return text.splitlines()[0].strip() if text else type(error).__name__
@@ -540,6 +627,7 @@ def _did_you_mean(name: str, known: Sequence[str]) -> str:
 
 
 __all__ = [
+    "QUERY",
     "Database",
     "TableInfo",
     "TableName",

@@ -43,10 +43,10 @@ from omconnect.schemas.schema import Schema
 
 
 def incremental_chunk(
-    table: sa.Table,
+    table: sa.FromClause,
     selected: Sequence[sa.ColumnElement[Any]],
-    cursor: Sequence[sa.Column[Any]],
-    key: Sequence[sa.Column[Any]],
+    cursor: Sequence[sa.ColumnElement[Any]],
+    key: Sequence[sa.ColumnElement[Any]],
     last_cursor: Sequence[Any] | None,
     limit: int,
     upper: sa.ColumnElement[Any] | None,
@@ -62,7 +62,11 @@ def incremental_chunk(
 
 
 def upper_bound(
-    table: sa.Table, cursor: sa.Column[Any], cursor_type: t.DataType, lag: float, dialect: str
+    table: sa.FromClause,
+    cursor: sa.ColumnElement[Any],
+    cursor_type: t.DataType,
+    lag: float,
+    dialect: str,
 ) -> sa.ColumnElement[Any] | None:
     """The highest cursor value to read: None without lag (the statement's own snapshot
     bounds it), else ``MAX(cursor) - lag`` or ``now() - lag`` (see the module docstring)."""

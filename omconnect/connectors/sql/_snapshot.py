@@ -54,9 +54,9 @@ def at_or_after(
 
 
 def snapshot_chunk(
-    table: sa.Table,
+    table: sa.FromClause,
     selected: Sequence[sa.ColumnElement[Any]],
-    key: Sequence[sa.Column[Any]],
+    key: Sequence[sa.ColumnElement[Any]],
     last_key: Sequence[Any] | None,
     chunk_size: int,
     row_values: bool,

@@ -6,7 +6,13 @@ table is read chunk by chunk until a chunk comes back short (its position then s
 comes back short, then (running continuously) again after ``poll_interval``. Before each pass
 the table is reflected again, so a column added meanwhile gives a new schema version (or a
 refusal, per ``schema_evolution``). Under ``run --once`` ``poll`` returns None once every
-table's snapshot or first pass is done.
+table's snapshot or first pass is done; running continuously, a caught-up task waits
+``_IDLE_WAIT_SECONDS`` per empty poll until a table's next pass is due.
+
+A ``query:`` is read the same way, as the one "table" ``query`` whose ``TableInfo`` is the
+query's reflected result as a subquery. A snapshot of a query without ``key`` has no range to
+chunk by: it is one statement whose Arrow batches are emitted as the driver streams them (a
+stopped run reads the query again from the start).
 
 SQLAlchemy and the Arrow drivers are imported when a task starts, not with this module: every
 ``omconnect`` command imports the plugin modules, and most pipelines never touch a database.
@@ -15,6 +21,7 @@ SQLAlchemy and the Arrow drivers are imported when a task starts, not with this 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +68,22 @@ class _TableRead:
     done_this_run: bool = False
     next_pass_at: float = 0.0
     schema: Schema | None = field(default=None, repr=False)
+    is_query: bool = False
+    parts: Iterator[pa.RecordBatch] | None = field(default=None, repr=False)
 
     @property
     def partition(self) -> dict[str, Any]:
-        return {"table": str(self.name)}
+        return {"query": self.name.name} if self.is_query else {"table": str(self.name)}
+
+    @property
+    def schema_name(self) -> str:
+        return self.name.name if self.is_query else f"{self.name.schema}_{self.name.name}"
+
+    def close_parts(self) -> None:
+        close = getattr(self.parts, "close", None)
+        if close is not None:
+            close()
+        self.parts = None
 
 
 class SqlSourceTask(SourceTask):
@@ -72,7 +91,7 @@ class SqlSourceTask(SourceTask):
 
     def start(self, config: ConnectorSpec, context: TaskContext) -> None:
         from omconnect.connectors.sql._arrow_reads import open_reader
-        from omconnect.connectors.sql._database import Database
+        from omconnect.connectors.sql._database import QUERY, Database
         from omconnect.connectors.sql.source import check_table
 
         self.config: SqlSourceSpec = config  # type: ignore[assignment]
@@ -81,12 +100,17 @@ class SqlSourceTask(SourceTask):
         self._reader: ArrowReader | None = None
         self._row_values = self._database.dialect != "mysql"
         self._tables: list[_TableRead] = []
-        for name in self._database.resolve_tables(self.config.tables):
-            key = check_table(self._database.reflect(name), self.config)
-            offset = context.offsets.get({"table": str(name)})
-            read = _TableRead(name, key, dict(offset) if offset is not None else None)
+        if self.config.query is not None:
+            key = check_table(self._reflect(QUERY, True), self.config)
+            self._tables.append(_TableRead(QUERY, key, None, is_query=True))
+        else:
+            for name in self._database.resolve_tables(self.config.tables):
+                key = check_table(self._database.reflect(name), self.config)
+                self._tables.append(_TableRead(name, key, None))
+        for read in self._tables:
+            offset = context.offsets.get(read.partition)
+            read.offset = dict(offset) if offset is not None else None
             self._check_mode(read)
-            self._tables.append(read)
         self._reader = open_reader(self._database)
         self._current = 0
 
@@ -104,6 +128,8 @@ class SqlSourceTask(SourceTask):
         return None
 
     def stop(self) -> None:
+        for read in getattr(self, "_tables", []):
+            read.close_parts()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -132,8 +158,14 @@ class SqlSourceTask(SourceTask):
         self._begin_pass(read)
         return True
 
+    def _reflect(self, name: TableName, is_query: bool) -> TableInfo:
+        if is_query:
+            assert self.config.query is not None
+            return self._database.reflect_query(self.config.query, name)
+        return self._database.reflect(name)
+
     def _begin_pass(self, read: _TableRead) -> None:
-        info = self._database.reflect(read.name)
+        info = self._reflect(read.name, read.is_query)
         stored = (read.offset or {}).get("schema")
         shape = decide_shape(str(read.name), info.fields, stored, self.config.schema_evolution)
         if read.shape is not None and shape.version != read.shape.version:
@@ -142,7 +174,7 @@ class SqlSourceTask(SourceTask):
             )
         read.info, read.shape, read.in_pass = info, shape, True
         read.schema = Schema(
-            name=f"{read.name.schema}_{read.name.name}",
+            name=read.schema_name,
             fields=shape.fields,
             version=shape.version,
             key_fields=read.key,
@@ -165,6 +197,8 @@ class SqlSourceTask(SourceTask):
         key_columns = [table.c[k] for k in read.key]
         offset = read.offset or {}
         chunk = self.config.chunk_size
+        if self.config.mode == SNAPSHOT and not read.key:
+            return self._stream_batch(read, selected, shape, schema)
         if self.config.mode == SNAPSHOT:
             statement = snapshot_chunk(
                 table, selected, key_columns, offset.get("after"), chunk, self._row_values
@@ -196,6 +230,41 @@ class SqlSourceTask(SourceTask):
         if self.config.mode == SNAPSHOT:
             return self._snapshot_batch(read, values, schema, done=values.num_rows < limit)
         return self._incremental_batch(read, values, schema, done=values.num_rows < limit)
+
+    def _stream_batch(
+        self, read: _TableRead, selected: list[Any], shape: EmittedShape, schema: Schema
+    ) -> RecordBatch | None:
+        """The next batch of a snapshot read in one streamed statement (a query without
+        ``key``): no position to resume from but the start, until the last batch."""
+        import sqlalchemy as sa
+
+        from omconnect.connectors.sql._arrow_reads import conform
+        from omconnect.connectors.sql._snapshot import snapshot_offset
+
+        assert self._reader is not None and read.info is not None
+        with self._database.errors(read.name):
+            try:
+                if read.parts is None:
+                    statement = sa.select(*selected).select_from(read.info.table)
+                    read.parts = iter(self._reader.read(statement))
+                raw = next(read.parts, None)
+                while raw is not None and raw.num_rows == 0:
+                    raw = next(read.parts, None)
+            except ConnectorError:
+                read.close_parts()
+                raise
+            except Exception as error:  # ADBC and ConnectorX raise their own error types
+                read.close_parts()
+                raise self._database.translate(error, read.name) from None
+        done = raw is None
+        if done:
+            read.close_parts()
+            self._end_pass(read)
+            values = _empty(shape)
+        else:
+            values = conform(raw, shape.fields, str(read.name))
+        new_offset = {**snapshot_offset(None, done), "schema": shape.record()}
+        return self._emit(read, values, schema, new_offset)
 
     def _emits_cursor(self, schema: Schema) -> bool:
         return all(c in schema.names for c in self.config.cursor)

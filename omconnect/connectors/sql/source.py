@@ -2,10 +2,14 @@
 
 Each table is its own stream (``<schema>.<table>``, published to ``<topic>.<schema>.<table>``)
 and its own position partition ``{"table": "<schema>.<table>"}``; tables are split across
-tasks. ``mode: snapshot`` reads a table once in key-range chunks (``_snapshot``), resumable
-per chunk; ``mode: incremental`` reads what is new on a cursor, correct at the boundary
-(``_incremental``). Reads take each dialect's Arrow fast path (``_arrow_reads``); names come
-from reflection (``_database``). The reading task lives in ``_source_task``.
+tasks. A ``query:`` instead of ``tables:`` is one stream, ``query`` (published to
+``<topic>.query``, partition ``{"query": "query"}``), read by one task through the same code
+as a table: its result columns are reflected (``Database.reflect_query``) and statements
+select from it as a subquery, ``SELECT ... FROM (<query>) AS q WHERE ... ORDER BY ... LIMIT``.
+``mode: snapshot`` reads a table once in key-range chunks (``_snapshot``), resumable per chunk;
+``mode: incremental`` reads what is new on a cursor, correct at the boundary (``_incremental``).
+Reads take each dialect's Arrow fast path (``_arrow_reads``); names come from reflection
+(``_database``). The reading task lives in ``_source_task``.
 
 This module is imported by every ``omconnect`` command (plugin loading), so it imports only
 the spec and the connector classes; SQLAlchemy and the drivers are imported by the methods
@@ -18,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from omconnect.connectors.api import ConfigError, ConnectorSpec, SourceConnector, register
 from omconnect.connectors.sql._source_schema import INCREMENTAL, SNAPSHOT, Evolution
@@ -41,13 +45,29 @@ class SqlSourceSpec(ConnectorSpec):
         )
     )
     tables: list[str] = Field(
-        min_length=1,
+        default_factory=list,
         description=(
             "The tables to read, as `schema.table` or `table` (in the default schema: "
             "`public`, the URL's database, `main`); either part may be a glob "
             "(`public.*`, `sales.order_*`). Names are checked against the database and quoted "
             "by it. Each table is its own stream, published to `<topic>.<schema>.<table>`; "
-            "tables are split across tasks."
+            "tables are split across tasks. Give `tables` or `query`, not both."
+        ),
+    )
+    query: str | None = Field(
+        default=None,
+        description=(
+            "Instead of `tables`: one SELECT (a join, a filter, computed columns) whose rows "
+            "are one stream, published to `<topic>.query`. The text is trusted like a view "
+            "definition; the values the source adds (last cursor, keys) are bound as "
+            "parameters, the query being wrapped as a subquery: "
+            "`SELECT * FROM (<query>) AS q WHERE <key or cursor> > :last ORDER BY ... "
+            "LIMIT :chunk_size`. Columns and types come from the query's result (a column "
+            "whose type the database cannot tell, such as an SQLite expression, needs a "
+            "CAST). There is no primary key: `mode: incremental` needs `cursor` and `key`; "
+            "`mode: snapshot` with `key` is chunked and resumable, without `key` it streams "
+            "the result in one statement and a stopped run starts the query over. Changing "
+            "the query keeps the position: reset the offsets to start over."
         ),
     )
     mode: Literal["snapshot", "incremental"] = Field(
@@ -114,6 +134,24 @@ class SqlSourceSpec(ConnectorSpec):
         ),
     )
 
+    @field_validator("query")
+    @classmethod
+    def _one_statement(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip().rstrip(";").strip()
+        if not text:
+            raise ValueError("the query is empty")
+        return text
+
+    @model_validator(mode="after")
+    def _tables_or_query(self) -> SqlSourceSpec:
+        if self.tables and self.query is not None:
+            raise ValueError("give `tables` or `query`, not both")
+        if not self.tables and self.query is None:
+            raise ValueError("give `tables` (the tables to read) or `query` (a SELECT)")
+        return self
+
     @field_validator("cursor", "key", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
@@ -135,19 +173,21 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class SqlSource(SourceConnector):
-    """Reads tables of PostgreSQL, MariaDB/MySQL and SQLite: chunked, resumable snapshots and
-    boundary-correct incremental reads, as Arrow batches."""
+    """Reads tables (or one query) of PostgreSQL, MariaDB/MySQL and SQLite: chunked,
+    resumable snapshots and boundary-correct incremental reads, as Arrow batches."""
 
     name = "sql"
     spec: ClassVar[type[ConnectorSpec]] = SqlSourceSpec
     task_class = SqlSourceTask
     description = (
-        "Read database tables (PostgreSQL via ADBC binary COPY, SQLite via ADBC, MariaDB/MySQL "
-        "via ConnectorX) as resumable key-range snapshots or boundary-correct incremental reads."
+        "Read database tables or a query (PostgreSQL via ADBC binary COPY, SQLite via ADBC, "
+        "MariaDB/MySQL via ConnectorX) as resumable key-range snapshots or boundary-correct "
+        "incremental reads."
     )
 
     def validate(self) -> None:
-        """Connect, find every table, and check ``key`` and ``cursor`` against each."""
+        """Connect, find every table (or run the query for its columns), and check ``key``
+        and ``cursor`` against each."""
         config = self.config
         assert isinstance(config, SqlSourceSpec)
         if config.mode == INCREMENTAL and not config.cursor:
@@ -155,23 +195,34 @@ class SqlSource(SourceConnector):
         database = _open(config)
         try:
             database.check_connection()
-            for name in database.resolve_tables(config.tables):
-                check_table(database.reflect(name), config)
+            for info in reflect_sources(database, config):
+                check_table(info, config)
         finally:
             database.close()
 
     def validate_offset(self, partition: Mapping[str, Any], offset: Mapping[str, Any]) -> None:
-        if not isinstance(partition.get("table"), str):
-            raise ConfigError('expected {"table": "<schema>.<table>"}', key="partition")
+        if not isinstance(partition.get("table"), str) and partition.get("query") != "query":
+            raise ConfigError(
+                'expected {"table": "<schema>.<table>"} or {"query": "query"}', key="partition"
+            )
         if offset.get("mode") not in (SNAPSHOT, INCREMENTAL):
             raise ConfigError('expected "mode": "snapshot" or "incremental"', key="offset.mode")
 
     def streams(self) -> list[str]:
+        config = self.config
+        assert isinstance(config, SqlSourceSpec)
+        if config.query is not None:
+            return [QUERY_STREAM]
         return [str(name) for name in self._tables()]
 
     def task_configs(self, max_tasks: int) -> list[ConnectorSpec]:
         """One task per group of tables, round-robin over at most ``max_tasks`` tasks; each
-        task config names its tables exactly (glob characters escaped)."""
+        task config names its tables exactly (glob characters escaped). A query is one
+        task."""
+        config = self.config
+        assert isinstance(config, SqlSourceSpec)
+        if config.query is not None:
+            return [config]
         names = self._tables()
         count = max(1, min(max_tasks, len(names)))
         groups = [names[i::count] for i in range(count)]
@@ -191,9 +242,23 @@ class SqlSource(SourceConnector):
             database.close()
 
 
+QUERY_STREAM = "query"
+"""The stream (and ``<topic>.query`` topic suffix) of a ``query:``."""
+
+
+def reflect_sources(database: Database, config: SqlSourceSpec) -> list[TableInfo]:
+    """The reflected tables of ``tables:``, or the reflected result of ``query:``."""
+    if config.query is not None:
+        from omconnect.connectors.sql._database import QUERY
+
+        return [database.reflect_query(config.query, QUERY)]
+    return [database.reflect(name) for name in database.resolve_tables(config.tables)]
+
+
 def check_table(info: TableInfo, config: SqlSourceSpec) -> tuple[str, ...]:
     """The key columns of ``info`` under ``config``, after checking that ``key`` and
-    ``cursor`` name columns of the table and that a key exists.
+    ``cursor`` name columns of the table (or query result) and that a key exists (a query
+    read as a snapshot may have none: it is then read in one statement).
 
     Raises:
         ConfigError: naming the option, the table and the column.
@@ -203,6 +268,14 @@ def check_table(info: TableInfo, config: SqlSourceSpec) -> tuple[str, ...]:
     for index, name in enumerate(config.cursor):
         info.column(name, f"cursor[{index}]")
     key = tuple(config.key) or info.primary_key
+    if not key and info.is_query:
+        if config.mode == INCREMENTAL:
+            raise ConfigError(
+                "an incremental query needs `key`: the columns of its result whose values are "
+                "unique (rows at the last cursor value are told apart by them)",
+                key="key",
+            )
+        return ()
     if not key:
         raise ConfigError(
             f"table {info.name} has no primary key: set `key` to columns whose values are unique",

@@ -1,18 +1,29 @@
 """Incremental reads at the boundary, on every dialect: rows sharing a cursor value, a late
-commit behind the position, and writers inserting while the source reads."""
+commit behind the position, and writers inserting while the source reads; the lag of a time
+cursor (PostgreSQL, MariaDB); and ``omconnect run`` running continuously (PostgreSQL)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from omconnect.connectors.api import Position
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
+from omconnect.schemas.position_codec import decode_position_value, encode_position_value
+from omconnect.schemas.record import partition_id
+from tests.support.failing_pipeline import topic_messages
+from tests.support.omconnect_process import spawn_omconnect, tail_topic
 from tests.support.sql_databases import SqlDatabase
 
 
@@ -148,3 +159,115 @@ def test_concurrent_writers_lose_and_repeat_nothing(sql_database: SqlDatabase) -
     assert not repeated, f"rows delivered twice: {repeated[:10]}"
     assert sorted(delivered) == expected_ids
     assert len(expected_ids) > 100, "the writers wrote too little to test anything"
+
+
+class TaggedOffsetReader(MemoryOffsetReader):
+    """Offsets through the runtime's position codec (tagged JSON, which holds the datetimes
+    of a time cursor), as the real offset store keeps them; the kit's reader takes plain
+    JSON only."""
+
+    def commit(self, positions: Iterable[Position]) -> None:
+        for position in positions:
+            partition = decode_position_value(encode_position_value(position.partition))
+            offset = decode_position_value(encode_position_value(position.offset))
+            self._offsets[partition_id(partition)] = (partition, offset)
+
+
+TIME_COLUMNS = [
+    ("postgresql", "timestamptz", "now()"),
+    ("postgresql", "timestamp", "localtimestamp"),
+    ("mysql", "DATETIME(6)", "NOW(6)"),
+    ("mysql", "TIMESTAMP(6)", "NOW(6)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("sql_database", "column_type", "now"),
+    TIME_COLUMNS,
+    indirect=["sql_database"],
+    ids=[f"{d}-{c}" for d, c, _ in TIME_COLUMNS],
+)
+def test_the_lag_of_a_time_cursor_holds_back_rows_newer_than_now_minus_lag(
+    sql_database: SqlDatabase, column_type: str, now: str
+) -> None:
+    """With a timestamp cursor the upper bound is the database's now() - lag: a row stamped
+    just now waits for a read after the lag has passed; older rows are read at once."""
+    events = sql_database.table("events")
+    interval = (
+        "INTERVAL '1 minute'" if sql_database.dialect == "postgresql" else "INTERVAL 1 MINUTE"
+    )
+    sql_database.execute(
+        f"CREATE TABLE {events} (id integer PRIMARY KEY, at {column_type} NOT NULL)",
+        f"INSERT INTO {events} VALUES (1, {now} - {interval}), (2, {now} - {interval})",
+        f"INSERT INTO {events} VALUES (3, {now})",
+    )
+    offsets = TaggedOffsetReader()
+    lag = 3.0
+    started = time.monotonic()
+    first = run_once(sql_database, offsets, cursor="at", lag=lag)
+    assert time.monotonic() - started < lag, "the read was too slow for the test to mean much"
+    assert sorted(first) == [1, 2], "the row stamped just now is newer than now() - lag"
+    time.sleep(lag + 0.5)
+    assert run_once(sql_database, offsets, cursor="at", lag=lag) == [3]
+    assert run_once(sql_database, offsets, cursor="at", lag=lag) == []
+
+
+def test_a_continuous_run_delivers_new_rows_and_stops_on_sigterm(
+    postgres_database: SqlDatabase, tmp_path: Path
+) -> None:
+    """``omconnect run`` without ``--once``: rows inserted while it runs reach the topic
+    within a few seconds (``poll_interval``), and SIGTERM ends it with exit status 0."""
+    table = events_table(postgres_database)
+    insert(postgres_database, table, [{"id": i, "seq": i, "body": "a"} for i in range(1, 11)])
+    (tmp_path / "p.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: continuous
+            source:
+              connector: sql
+              url: {postgres_database.url}
+              tables: ["{postgres_database.table("events")}"]
+              mode: incremental
+              cursor: seq
+              poll_interval: 0.5
+            topic: continuous
+            commit_interval: 0.2
+            """
+        )
+    )
+    topic = f"continuous.{postgres_database.table('events')}"
+    run = spawn_omconnect("run", "p.yaml", cwd=tmp_path)
+    try:
+        wait_for_messages(run, tmp_path, topic, 10)
+        for n in range(3):  # three more writes, each seen while the run goes on
+            first = 11 + 5 * n
+            rows = [{"id": i, "seq": i, "body": "b"} for i in range(first, first + 5)]
+            insert(postgres_database, table, rows)
+            wait_for_messages(run, tmp_path, topic, first + 4)
+        assert run.poll() is None, "the run ended by itself: " + (
+            run.stderr.read() if run.stderr else ""
+        )
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+    assert code == 0, run.stderr.read() if run.stderr else ""
+    ids = [m["value"]["id"] for m in tail_topic(topic, tmp_path)]
+    assert sorted(ids) == list(range(1, 26))
+
+
+def wait_for_messages(
+    run: subprocess.Popen[str], cwd: Path, topic: str, count: int, within: float = 15.0
+) -> None:
+    deadline = time.monotonic() + within
+    seen = 0
+    while time.monotonic() < deadline:
+        assert run.poll() is None, "the run stopped: " + (run.stderr.read() if run.stderr else "")
+        if (cwd / ".omconnect" / "broker.sqlite").exists():
+            seen = topic_messages(cwd, topic)
+            if seen >= count:
+                return
+        time.sleep(0.3)
+    raise AssertionError(f"{seen} of {count} messages on {topic} after {within} s")
