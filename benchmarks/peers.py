@@ -7,6 +7,10 @@ with its extensions copied where DuckDB looks for them (under a private ``HOME``
 
 A peer that cannot be installed or found is returned with ``not_run`` set to the reason, so
 the benchmark reports it instead of failing.
+
+The SQL benchmarks (``sql_snapshot.py``, ``sql_upsert.py``) add dlt's Postgres extras and the
+connectorx backend to the same virtualenv (``SQL_PEER_REQUIREMENTS``); their dlt code lives in
+hidden modes of those scripts, run with the peers' Python.
 """
 
 from __future__ import annotations
@@ -28,6 +32,24 @@ PEER_REQUIREMENTS = [
     "duckdb-ext-json==1.4.4.20260205",
 ]
 PEER_DISTRIBUTIONS = ["dlt", "pandas", "pyarrow", "sling-linux-amd64", "duckdb-cli"]
+# B1 and B4 (Postgres): dlt's sql_database source (pyarrow and connectorx backends) and its
+# postgres destination, plus sling reading Postgres; pinned as the field notes say.
+SQL_PEER_REQUIREMENTS = [
+    "dlt[parquet,filesystem,postgres]==1.31.0",
+    "connectorx==0.4.6",
+    "psycopg2-binary",
+    "sqlalchemy",
+    *PEER_REQUIREMENTS[2:],  # sling and the DuckDB CLI it writes Parquet with
+]
+SQL_PEER_DISTRIBUTIONS = [
+    "dlt",
+    "connectorx",
+    "psycopg2-binary",
+    "sqlalchemy",
+    "pyarrow",
+    "sling-linux-amd64",
+    "duckdb-cli",
+]
 DUCKDB_VERSION = "1.4.4"
 INSTALL_TIMEOUT_SECONDS = 900.0
 # sling writes one folder of files; a single-file Parquet target lost rows in the field notes.
@@ -49,9 +71,15 @@ class PeerEnvironment:
         found = sorted(self.venv.glob("lib/python3*/site-packages"))
         return found[-1] if found else self.venv / "lib" / "site-packages"
 
-    def ensure_installed(self, install: bool) -> str | None:
-        """Create the venv and install the pinned peers when missing; the failure reason or None."""
-        if self.python.exists() and not self._missing():
+    def ensure_installed(
+        self,
+        install: bool,
+        requirements: list[str] = PEER_REQUIREMENTS,
+        distributions: list[str] = PEER_DISTRIBUTIONS,
+    ) -> str | None:
+        """Create the venv and install the pinned peers when missing (``requirements``, checked
+        by ``distributions``); the failure reason or None."""
+        if self.python.exists() and not self._missing(distributions):
             return None
         if not install:
             return "peers not installed (run without --no-install-peers)"
@@ -59,7 +87,7 @@ class PeerEnvironment:
             if not self.python.exists():
                 subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
             subprocess.run(
-                [str(self.python), "-m", "pip", "install", "--quiet", *PEER_REQUIREMENTS],
+                [str(self.python), "-m", "pip", "install", "--quiet", *requirements],
                 check=True,
                 timeout=INSTALL_TIMEOUT_SECONDS,
                 capture_output=True,
@@ -69,11 +97,11 @@ class PeerEnvironment:
             return f"pip install failed: {(error.stderr or '').strip().splitlines()[-1:]}"
         except (subprocess.TimeoutExpired, OSError) as error:
             return f"install failed: {error}"
-        missing = self._missing()
+        missing = self._missing(distributions)
         return f"not installed after pip: {', '.join(missing)}" if missing else None
 
-    def _missing(self) -> list[str]:
-        return [name for name in PEER_DISTRIBUTIONS if self.version(name) is None]
+    def _missing(self, distributions: list[str] = PEER_DISTRIBUTIONS) -> list[str]:
+        return [name for name in distributions if self.version(name) is None]
 
     def version(self, distribution: str) -> str | None:
         """The installed version of ``distribution`` in the peers' venv, or None."""
@@ -82,9 +110,9 @@ class PeerEnvironment:
             return info.name[len(folder) + 1 : -len(".dist-info")]
         return None
 
-    def versions(self) -> dict[str, str]:
+    def versions(self, distributions: list[str] = PEER_DISTRIBUTIONS) -> dict[str, str]:
         """The versions of the peer distributions that are installed."""
-        found = {name: self.version(name) for name in PEER_DISTRIBUTIONS}
+        found = {name: self.version(name) for name in distributions}
         return {name: version for name, version in found.items() if version}
 
     def sling_binary(self) -> Path:
@@ -134,26 +162,36 @@ class PeerEnvironment:
         name = "dlt-read_csv" if reader == "read_csv" else f"dlt-{reader}"
         return Contestant(name=name, description=description, prepare=prepare)
 
+    def sling_missing(self) -> str | None:
+        """Why sling cannot run (its binary or the DuckDB CLI missing), or None."""
+        missing = [p for p in (self.sling_binary(), self.duckdb_cli()) if not p.exists()]
+        return f"missing {', '.join(p.name for p in missing)}" if missing else None
+
+    def sling_env(self, run_dir: Path) -> dict[str, str]:
+        """The environment of one sling run in ``run_dir``: offline, Parquet via the DuckDB CLI
+        of the wheel and its extensions."""
+        self._install_duckdb_extensions()
+        env = self.base_env()
+        env.update(
+            SLING_HOME_DIR=str(run_dir / ".sling"),
+            DUCKDB_PATH=str(self.duckdb_cli()),
+            DUCKDB_VERSION=DUCKDB_VERSION,
+            DUCKDB_USE_INSTALLED_EXTENSIONS="true",
+        )
+        return env
+
     def sling(self) -> Contestant:
         """sling CSV file -> folder of Parquet files, through its DuckDB CLI."""
         description = (
             f"sling `run --src-stream file://... --tgt-object file://DIR/` "
             f"(parquet, file_max_rows={SLING_FILE_MAX_ROWS:,}), DuckDB CLI {DUCKDB_VERSION}"
         )
-        missing = [p for p in (self.sling_binary(), self.duckdb_cli()) if not p.exists()]
-        if missing:
-            reason = f"missing {', '.join(p.name for p in missing)}"
+        reason = self.sling_missing()
+        if reason is not None:
             return Contestant("sling", description, lambda *_: _never(reason), not_run=reason)
 
         def prepare(csv_path: Path, run_dir: Path) -> Invocation:
-            self._install_duckdb_extensions()
-            env = self.base_env()
-            env.update(
-                SLING_HOME_DIR=str(run_dir / ".sling"),
-                DUCKDB_PATH=str(self.duckdb_cli()),
-                DUCKDB_VERSION=DUCKDB_VERSION,
-                DUCKDB_USE_INSTALLED_EXTENSIONS="true",
-            )
+            env = self.sling_env(run_dir)
             out = run_dir / "out"
             return Invocation(
                 argv=[
