@@ -179,6 +179,29 @@ def common_results(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def chosen_contestants(
+    parser: argparse.ArgumentParser, listed: str, known: Sequence[str]
+) -> list[str]:
+    """The comma-separated contestants of an option, each one of ``known`` (else a usage
+    error naming the unknown ones)."""
+    chosen = [name.strip() for name in listed.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        parser.error(f"unknown contestants: {', '.join(unknown)}; known: {list(known)}")
+    return chosen
+
+
+def write_results(
+    results: dict[str, Any], json_path: Path, readme: Path, section: str, title: str, body: str
+) -> None:
+    """``results`` as JSON, ``body`` (its Markdown) under ``title`` next to it and as the
+    README's ``section``; the Markdown is printed too."""
+    write_json(json_path, results)
+    json_path.with_suffix(".md").write_text(f"# {title}\n\n{body}\n")
+    update_readme(readme, section, body)
+    print(body)
+
+
 def read_result(
     rows: int, started: float, checksum: oracle.KeySetChecksum, bad_rows: int
 ) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from csv_to_parquet import verify
 from peers import SQL_PEER_DISTRIBUTIONS, SQL_PEER_REQUIREMENTS, PeerEnvironment
 from process_meter import run_measured
 from results_report import (
+    chosen_contestants,
     common_results,
     markdown_table,
     mib,
@@ -59,8 +60,7 @@ from results_report import (
     seconds,
     summarise_reads,
     times,
-    update_readme,
-    write_json,
+    write_results,
 )
 
 SECTION = "sql-snapshot"
@@ -607,21 +607,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rows < 1 or args.runs < 1 or args.warmups < 0:
         parser.error("--rows and --runs must be >= 1, --warmups >= 0")
-    args.contestants = [name.strip() for name in args.contestants.split(",") if name.strip()]
-    unknown = sorted(set(args.contestants) - set(ALL_CONTESTANTS))
-    if unknown:
-        parser.error(f"unknown contestants: {', '.join(unknown)}; known: {ALL_CONTESTANTS}")
+    args.contestants = chosen_contestants(parser, args.contestants, ALL_CONTESTANTS)
     args.table = args.table or default_table(args.rows)
     return args
-
-
-def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """The JSON, the Markdown next to it, and the README section."""
-    section = markdown_section(results)
-    write_json(args.json, results)
-    args.json.with_suffix(".md").write_text(f"# B1: PostgreSQL snapshot\n\n{section}\n")
-    update_readme(args.readme, SECTION, section)
-    print(section)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -631,7 +619,14 @@ def main(argv: list[str] | None = None) -> int:
         print(run_dlt(args.dlt_backend, args.url, args.table, args.dlt_out))
         return 0
     if args.render_only:
-        write_results(args, json.loads(args.json.read_text()))
+        write_results(
+            json.loads(args.json.read_text()),
+            args.json,
+            args.readme,
+            SECTION,
+            "B1: PostgreSQL snapshot",
+            markdown_section(json.loads(args.json.read_text())),
+        )
         return 0
     results = common_results(args)
     loaded = ensure_table(args.url, args.table, args.rows)
@@ -656,7 +651,14 @@ def main(argv: list[str] | None = None) -> int:
         "records": records,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    write_results(args, results)
+    write_results(
+        results,
+        args.json,
+        args.readme,
+        SECTION,
+        "B1: PostgreSQL snapshot",
+        markdown_section(results),
+    )
     ours = [e for e in results["contestants"] if e["contestant"].startswith("omconnect")]
     return 1 if any(e["status"] == "FAILED" for e in ours) else 0
 

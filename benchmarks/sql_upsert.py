@@ -50,11 +50,11 @@ from contestants import BENCHMARKS_DIR, Invocation, omconnect_inner_seconds
 from contestants import _omconnect_command as omconnect_command
 from peers import SQL_PEER_DISTRIBUTIONS, SQL_PEER_REQUIREMENTS, PeerEnvironment
 from results_report import (
+    chosen_contestants,
     common_results,
     markdown_table,
     run_rounds,
-    update_readme,
-    write_json,
+    write_results,
 )
 from sql_snapshot import (
     BENCH_SCHEMA,
@@ -401,20 +401,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rows < 10 or args.runs < 1 or args.warmups < 0:
         parser.error("--rows must be >= 10, --runs >= 1, --warmups >= 0")
-    args.contestants = [name.strip() for name in args.contestants.split(",") if name.strip()]
-    unknown = sorted(set(args.contestants) - set(ALL_CONTESTANTS))
-    if unknown:
-        parser.error(f"unknown contestants: {', '.join(unknown)}; known: {ALL_CONTESTANTS}")
+    args.contestants = chosen_contestants(parser, args.contestants, ALL_CONTESTANTS)
     return args
-
-
-def write_results(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """The JSON, the Markdown next to it, and the README section."""
-    section = markdown_section(results)
-    write_json(args.json, results)
-    args.json.with_suffix(".md").write_text(f"# B4: topic -> PostgreSQL upsert\n\n{section}\n")
-    update_readme(args.readme, SECTION, section)
-    print(section)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,7 +412,14 @@ def main(argv: list[str] | None = None) -> int:
         print(run_dlt_merge(args.dlt_merge, args.url, args.table))
         return 0
     if args.render_only:
-        write_results(args, json.loads(args.json.read_text()))
+        write_results(
+            json.loads(args.json.read_text()),
+            args.json,
+            args.readme,
+            SECTION,
+            "B4: topic -> PostgreSQL upsert",
+            markdown_section(json.loads(args.json.read_text())),
+        )
         return 0
     results = common_results(args)
     parquet = ensure_input(args.data_dir, args.rows)
@@ -469,7 +464,14 @@ def main(argv: list[str] | None = None) -> int:
         "records": records,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    write_results(args, results)
+    write_results(
+        results,
+        args.json,
+        args.readme,
+        SECTION,
+        "B4: topic -> PostgreSQL upsert",
+        markdown_section(results),
+    )
     ours = [e for e in results["contestants"] if e["contestant"] == "omconnect"]
     return 1 if any(e["status"] == "FAILED" for e in ours) else 0
 
