@@ -46,6 +46,7 @@ class SqlSourceSpec(ConnectorSpec):
     )
     tables: list[str] = Field(
         default_factory=list,
+        examples=[["public.orders"]],
         description=(
             "The tables to read, as `schema.table` or `table` (in the default schema: "
             "`public`, the URL's database, `main`); either part may be a glob "

@@ -1,4 +1,5 @@
-"""The smallest valid-looking options of a spec: its required fields with example values.
+"""The smallest valid-looking options of a spec: its required fields (and optional ones that
+declare examples) with example values.
 
 A field's own ``examples`` win; otherwise a placeholder by type (``<path>`` for a string
 called ``path``). Secrets become ``${CONNECTOR_FIELD}`` so the example also shows how a
@@ -18,7 +19,9 @@ from omconnect.connectors.api.spec import secret_fields
 
 
 def example_options(spec: type[BaseModel], env_prefix: str) -> dict[str, Any]:
-    """Example values for the required fields of ``spec`` (and of its required nested models).
+    """Example values for the required fields of ``spec`` (and of its required nested models),
+    and for the optional fields that declare ``examples`` (one of several alternatives, such as
+    the sql source's ``tables`` or ``query``).
 
     Args:
         spec: A connector spec.
@@ -30,7 +33,7 @@ def example_options(spec: type[BaseModel], env_prefix: str) -> dict[str, Any]:
     secrets = secret_fields(spec)
     options: dict[str, Any] = {}
     for name, info in spec.model_fields.items():
-        if not info.is_required():
+        if not info.is_required() and not info.examples:
             continue
         if name in secrets:
             options[name] = "${" + environment_name(env_prefix, name) + "}"
