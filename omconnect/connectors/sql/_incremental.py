@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from omconnect.connectors.sql._snapshot import at_or_after
+from omconnect.connectors.sql._snapshot import at_or_after, last_values
 from omconnect.connectors.sql._source_schema import INCREMENTAL
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import rows_to_arrow
@@ -142,8 +142,7 @@ def next_incremental_offset(
 ) -> dict[str, Any]:
     """The offset after ``emitted`` (rows in cursor order, non-empty): its last cursor value
     and every key delivered at that value (those of earlier reads too, when it did not move)."""
-    last_row = emitted.slice(emitted.num_rows - 1, 1).select(list(cursor)).to_pylist()[0]
-    new_cursor = [last_row[name] for name in cursor]
+    new_cursor = last_values(emitted, cursor)
     at_new = emitted.filter(rows_at(emitted, cursor, new_cursor)).select(list(key))
     keys = [list(row.values()) for row in at_new.to_pylist()]
     if last_cursor is not None and list(last_cursor) == new_cursor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 
 from omconnect.connectors.sql._source_schema import SNAPSHOT
@@ -66,6 +67,13 @@ def snapshot_chunk(
     if last_key is not None:
         statement = statement.where(after(key, last_key, row_values))
     return statement.order_by(*key).limit(chunk_size)
+
+
+def last_values(batch: pa.RecordBatch, columns: Sequence[str]) -> list[Any]:
+    """The values of ``columns`` in the last row of ``batch`` (not empty): where a read
+    ordered by those columns got to."""
+    row = batch.slice(batch.num_rows - 1, 1).select(list(columns)).to_pylist()[0]
+    return [row[name] for name in columns]
 
 
 def snapshot_offset(last_key: Sequence[Any] | None, done: bool) -> dict[str, Any]:

@@ -289,13 +289,12 @@ class SqlSourceTask(SourceTask):
     def _snapshot_batch(
         self, read: _TableRead, values: pa.RecordBatch, schema: Schema, done: bool
     ) -> RecordBatch | None:
-        from omconnect.connectors.sql._snapshot import snapshot_offset
+        from omconnect.connectors.sql._snapshot import last_values, snapshot_offset
 
         offset = read.offset or {}
         last_key = offset.get("after")
         if values.num_rows:
-            row = values.slice(values.num_rows - 1, 1).select(list(read.key)).to_pylist()[0]
-            last_key = [row[k] for k in read.key]
+            last_key = last_values(values, read.key)
         new_offset = {**snapshot_offset(last_key, done), "schema": read.shape.record()}  # type: ignore[union-attr]
         if done:
             self._end_pass(read)
