@@ -16,7 +16,7 @@ from tests.support.failing_pipeline import sink_ids, topic_messages
 from tests.support.omconnect_process import omconnect, spawn_omconnect
 from tests.support.sql_databases import SqlDatabase
 
-ROWS = 200_000
+ROWS = 600_000
 CHUNK = 1_000
 # One batch in flight, committed at every acknowledgement: what a kill can repeat is the
 # chunk in flight and the one acknowledged but not committed yet.
