@@ -5,6 +5,13 @@ with its one-line help, which is all ``omconnect --help`` shows, and the command
 line adds its own arguments (``add_arguments(parser)``, which sets ``handler``). So ``run``
 does not load the HTTP server of ``serve``, nor ``--help`` the pipeline runner.
 
+The process is tuned for batch work before anything heavy is imported: OpenBLAS gets one
+thread (omconnect calls no BLAS routine, and numpy's import alone had its idle threads spin for
+0.1 CPU-second), and Python's cycle collector runs every 100,000 allocations instead of 700
+and skips the objects that exist once the command is loaded (``gc.freeze``); batches are Arrow
+buffers, not object graphs, and on B1 (1M rows, PostgreSQL -> Parquet) the collector had cost
+about 5% of the process's CPU.
+
 Every command runs under ``failures.report_failure``: a failure is one line on stderr and a
 non-zero exit, never a traceback (``--log-level DEBUG`` prints it).
 """
@@ -12,7 +19,9 @@ non-zero exit, never a traceback (``--log-level DEBUG`` prints it).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,11 +71,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def tune_process() -> None:
+    """One OpenBLAS thread and a rarer cycle collector (see the module docstring)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    gc.set_threshold(_GC_YOUNG_ALLOCATIONS, *gc.get_threshold()[1:])
+
+
+# Allocations (net of frees) between two collections of the youngest generation.
+_GC_YOUNG_ALLOCATIONS = 100_000
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_process()
     arguments = sys.argv[1:] if argv is None else list(argv)
     # First only the global options and the command's name (--help and --version end there).
     name = build_parser().parse_known_args(arguments)[0].command
     args = build_parser(name).parse_args(arguments)
+    gc.freeze()  # what the command's modules made lives as long as the process
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
