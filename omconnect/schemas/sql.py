@@ -19,8 +19,12 @@ Choices that are not forced by the SQL type:
 - MySQL ``TIMESTAMP`` is an instant (``timestamp(UTC)``); ``DATETIME`` has no zone. PostgreSQL
   ``timestamptz`` is ``timestamp(UTC)``, ``timestamp`` has no zone. SQLite stores datetimes as
   text; they are zone-less timestamps.
-- MariaDB stores ``JSON`` as ``LONGTEXT`` (with a check), and reflection sees the text type:
-  such columns are ``string``.
+- MariaDB stores ``JSON`` as ``LONGTEXT`` with the check ``json_valid(col)``, and
+  reflection sees the text type: the caller says which columns have that check
+  (``json_checked_columns`` reads them from the table's check clauses), and those are
+  ``json``, holding the JSON text as it was stored. Other ``LONGTEXT`` columns, and columns
+  whose check is anything but exactly ``json_valid(col)`` (MariaDB drops its own check when
+  ``JSON`` is declared with another one), are ``string``.
 
 A type with no exact mapping (intervals, geometric and network types, ``SET``, multi-dimension
 arrays, ``time with time zone``) raises ``UnmappedSqlType`` naming the table, the column and
@@ -29,6 +33,8 @@ the type.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,13 +69,17 @@ class UnmappedSqlType(TypeError):
 # ---------------------------------------------------------------------------------------
 
 
-def from_sql_type(sql_type: TypeEngine[Any], dialect: str, where: str) -> DataType:
+def from_sql_type(
+    sql_type: TypeEngine[Any], dialect: str, where: str, *, json_checked: bool = False
+) -> DataType:
     """The omconnect type of a column of ``sql_type`` reflected from ``dialect``.
 
     Args:
         sql_type: the type SQLAlchemy reflected (``Inspector.get_columns(...)["type"]``).
         dialect: ``postgresql``, ``mysql`` (MySQL and MariaDB) or ``sqlite``.
         where: ``schema.table.column``, for the error message.
+        json_checked: the column has MariaDB's ``json_valid(col)`` check (see
+            ``json_checked_columns``): a ``LONGTEXT`` one is MariaDB's ``JSON``, ``json``.
 
     Raises:
         UnmappedSqlType: the type has no exact omconnect type.
@@ -77,12 +87,40 @@ def from_sql_type(sql_type: TypeEngine[Any], dialect: str, where: str) -> DataTy
     """
     if dialect not in DIALECTS:
         raise ValueError(f"no SQL type mapping for dialect {dialect!r}; known: {DIALECTS}")
+    if json_checked and dialect == "mysql" and isinstance(sql_type, mysql.LONGTEXT):
+        return t.json()
     found = _DIALECT_MAPPERS[dialect](sql_type, where)
     if found is None:
         found = _generic(sql_type, dialect)
     if found is None:
         raise UnmappedSqlType(where, _spelled(sql_type, dialect))
     return found
+
+
+def json_checked_columns(check_clauses: Iterable[str]) -> frozenset[str]:
+    """The columns that MariaDB check clauses (``information_schema.CHECK_CONSTRAINTS
+    .CHECK_CLAUSE`` of one table) constrain to JSON: those of the clauses that are exactly
+    ``json_valid(col)``, which is what MariaDB adds to a column declared ``JSON``.
+
+    MariaDB prints a clause in its own normal form: ``json_valid(`doc`)``, or
+    ``json_valid("doc")`` when the session's ``sql_mode`` has ``ANSI_QUOTES``; both are read.
+    """
+    found = set()
+    for clause in check_clauses:
+        match = _JSON_VALID_CHECK.fullmatch(clause.strip())
+        if match is None:
+            continue
+        if match["backticked"] is not None:
+            found.add(match["backticked"].replace("``", "`"))
+        else:
+            found.add(match["quoted"].replace('""', '"'))
+    return frozenset(found)
+
+
+_JSON_VALID_CHECK = re.compile(
+    r'json_valid\((?:`(?P<backticked>(?:[^`]|``)+)`|"(?P<quoted>(?:[^"]|"")+)")\)',
+    re.IGNORECASE,
+)
 
 
 def _postgresql(sql_type: TypeEngine[Any], where: str) -> DataType | None:
@@ -367,5 +405,6 @@ __all__ = [
     "describe",
     "from_sql_type",
     "holds",
+    "json_checked_columns",
     "sql_type",
 ]

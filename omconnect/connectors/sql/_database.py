@@ -7,7 +7,9 @@
   that name the table and what to fix, without the password and without a traceback.
 - Reflection: ``resolve_tables`` expands ``tables:`` entries (``schema.table``, ``table``,
   globs such as ``public.*``) against the tables that exist; ``reflect`` gives a table's
-  columns, their omconnect types (``omconnect.schemas.sql``) and its primary key.
+  columns, their omconnect types (``omconnect.schemas.sql``) and its primary key. On MariaDB
+  it also reads the table's check clauses (one query), which tell its ``JSON`` columns from
+  other ``LONGTEXT`` ones.
 - Names: a table or column named in config is only ever used after it was found by
   reflection, as an SQLAlchemy ``Table``/``Column`` whose name the dialect's identifier
   preparer quotes when a statement is compiled. Config text is never pasted into SQL; an
@@ -44,7 +46,7 @@ from sqlalchemy.engine import URL, make_url
 
 from omconnect.connectors.api import ConfigError, ConnectorError, RetriableError
 from omconnect.schemas.schema import Schema
-from omconnect.schemas.sql import UnmappedSqlType, from_sql_type
+from omconnect.schemas.sql import UnmappedSqlType, from_sql_type, json_checked_columns
 from omconnect.schemas.types import Field
 
 _MASK = "***"
@@ -356,23 +358,31 @@ class Database:
             ConfigError: the table is gone, or a column has a type without an exact mapping
                 (the message names the table, the column and the type).
         """
-        with self.errors(name, doing="reflect"):
+        with self.errors(name, doing="reflect"), self.engine.connect() as connection:
             metadata = sa.MetaData()
             try:
                 with warnings.catch_warnings():
                     # A type SQLAlchemy does not know reflects as NullType: refused below.
                     warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
                     table = sa.Table(
-                        name.name, metadata, schema=name.schema, autoload_with=self.engine
+                        name.name, metadata, schema=name.schema, autoload_with=connection
                     )
             except sa.exc.NoSuchTableError:
                 raise ConfigError(
                     f"table {name} does not exist (any more) in {self.description}", key="tables"
                 ) from None
+            json_checked = (
+                _mariadb_json_columns(connection, name) if self.dialect == "mysql" else frozenset()
+            )
         fields = []
         for column in table.columns:
             try:
-                dtype = from_sql_type(column.type, self.dialect, f"{name}.{column.name}")
+                dtype = from_sql_type(
+                    column.type,
+                    self.dialect,
+                    f"{name}.{column.name}",
+                    json_checked=column.name in json_checked,
+                )
             except UnmappedSqlType as error:
                 raise ConfigError(str(error), key="tables") from None
             fields.append(Field(column.name, dtype, nullable=bool(column.nullable)))
@@ -436,6 +446,23 @@ class Database:
                 cursor.close()
                 transaction.rollback()
         return list(columns)
+
+
+def _mariadb_json_columns(connection: sa.Connection, name: TableName) -> frozenset[str]:
+    """The columns of table ``name`` declared ``JSON`` on a MariaDB/MySQL ``connection``:
+    on MariaDB, which stores them as ``LONGTEXT`` with a ``json_valid`` check
+    (``json_checked_columns``), found with one query of the table's check clauses; none on
+    MySQL, whose ``JSON`` is a type of its own that reflection sees."""
+    if not getattr(connection.dialect, "is_mariadb", False):
+        return frozenset()
+    clauses = connection.execute(
+        sa.text(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table"
+        ),
+        {"schema": name.schema, "table": name.name},
+    ).scalars()
+    return json_checked_columns(str(clause) for clause in clauses)
 
 
 @dataclass(frozen=True)

@@ -3,39 +3,54 @@ pipeline's real offset store and dead letter topic."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from omconnect.connectors.api import Position, RecordBatch
 from omconnect.connectors.api.errors import per_payload
+from omconnect.schemas.position_codec import decode_position_value, encode_position_value
 from omconnect.schemas.record import partition_id
 
 
 class MemoryOffsetReader:
     """Offsets kept in a dict; ``commit`` plays the runtime storing acknowledged positions.
 
-    Offsets go through JSON on the way in, as they do in every real store, so a connector
-    whose offsets are not JSON-able fails here too.
+    Positions are kept as the runtime's offset store keeps them: as tagged JSON text
+    (``omconnect.schemas.position_codec``), written on commit and read back on every ``get``
+    and ``all``. So datetimes, dates, times, decimals, bytes and UUIDs come back as they went
+    in (tuples as lists), and a connector whose positions hold anything else fails here with
+    the store's ``TypeError``.
     """
 
     def __init__(self) -> None:
-        self._offsets: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # partition id (the partition's tagged JSON) -> the offset's tagged JSON
+        self._offsets: dict[str, str] = {}
 
     def commit(self, positions: Iterable[Position]) -> None:
-        """Store ``positions`` (later ones of a partition replace earlier ones)."""
-        for position in positions:
-            partition = json.loads(json.dumps(dict(position.partition)))
-            offset = json.loads(json.dumps(dict(position.offset)))
-            self._offsets[partition_id(partition)] = (partition, offset)
+        """Store ``positions`` (later ones of a partition replace earlier ones), all or none.
+
+        Raises:
+            TypeError: a partition or offset holds a value positions cannot hold (see
+                ``position_codec``); nothing is stored.
+        """
+        encoded = [
+            (partition_id(position.partition), encode_position_value(position.offset))
+            for position in positions
+        ]
+        self._offsets.update(encoded)
 
     def get(self, partition: Mapping[str, Any]) -> Mapping[str, Any] | None:
         found = self._offsets.get(partition_id(partition))
-        return found[1] if found is not None else None
+        return decode_position_value(found) if found is not None else None
 
     def all(self) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-        return list(self._offsets.values())
+        """Every committed (partition, offset), ordered by partition id as the store lists
+        them."""
+        return [
+            (decode_position_value(partition), decode_position_value(offset))
+            for partition, offset in sorted(self._offsets.items())
+        ]
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Every mapped column type of each dialect: its omconnect type, and values that come back
-from the sql source exactly as they were written (through each dialect's Arrow fast path)."""
+from the sql source exactly as they were written (through each dialect's Arrow fast path).
+MariaDB's JSON columns (``LONGTEXT`` with a ``json_valid`` check) are json both ways: read by
+the source and created by the sink."""
 
 from __future__ import annotations
 
@@ -9,12 +11,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
 from omconnect.connectors.api import ConfigError
-from omconnect.runtime.testing import SourceDriver
+from omconnect.connectors.sql._database import Database, TableName
+from omconnect.runtime.testing import SinkDriver, SourceDriver, sink_batches
 from omconnect.schemas import types as t
+from omconnect.schemas.sql import json_checked_columns
 from tests.support.sql_databases import SqlDatabase, open_database
+
+from .sink_fixtures import TABLE, sink_config
 
 UTC = dt.UTC
 AT = dt.datetime(2024, 2, 29, 23, 59, 58, 123456)
@@ -94,6 +102,8 @@ CASES: dict[str, dict[str, Case]] = {
         "bit1": ("bit(1)", t.boolean(), "b'1'", True),
         "bits": ("bit(12)", t.binary(), "b'101000000001'", b"\x0a\x01"),
         "mood": ("enum('sad','ok')", t.enum("sad", "ok"), "'ok'", "ok"),
+        "doc": ("json", t.json(), """'{"a": [1, 2]}'""", '{"a": [1, 2]}'),
+        "ltxt": ("longtext", t.string(), """'{"a": [1, 2]}'""", '{"a": [1, 2]}'),
     },
     "sqlite": {
         "i": ("integer", t.int64(), "-9223372036854775808", -9223372036854775808),
@@ -152,3 +162,119 @@ def test_a_type_without_mapping_names_table_column_and_type(
         config = {"url": database.url, "tables": [database.table("odd")]}
         with pytest.raises(ConfigError, match=rf"{database.schema}\.odd\.strange has type"):
             SourceDriver("sql", config)
+
+
+# JSON documents of every kind, as MariaDB keeps them: the text as it was written.
+JSON_DOCUMENTS = [
+    '{"a": [1, 2.5, {"b": null}], "é": "✓"}',
+    '[1, "two", [3], {}]',
+    '"text with \\"quotes\\""',
+    "-12.5e3",
+    "42",
+    "true",
+    "null",
+    '  { "spaced" :  1 }  ',
+]
+
+
+def test_mariadb_json_columns_are_json_holding_their_text(tmp_path: Path) -> None:
+    for database in open_database("mysql", tmp_path):
+        database.execute(
+            "CREATE TABLE docs (k int PRIMARY KEY, doc json, plain longtext, "
+            "other longtext CHECK (char_length(other) < 100))"
+        )
+        rows = [
+            {"k": k, "doc": document, "plain": document, "other": document}
+            for k, document in enumerate(JSON_DOCUMENTS)
+        ]
+        rows.append({"k": len(rows), "doc": None, "plain": None, "other": None})
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO docs VALUES (:k, :doc, :plain, :other)"), rows)
+
+        config = {"url": database.url, "tables": [database.table("docs")]}
+        batches = SourceDriver("sql", config).read_to_end()
+        schema = batches[0].schema
+        assert schema.type_of("doc") == t.json()
+        assert schema.type_of("plain") == t.string()  # LONGTEXT without json_valid
+        assert schema.type_of("other") == t.string()  # a check, but not json_valid
+        values = pa.Table.from_batches([b.values for b in batches]).sort_by("k")
+        assert values.schema.field("doc").type == pa.json_()
+        assert values.column("doc").to_pylist() == [*JSON_DOCUMENTS, None]
+        assert values.column("plain").to_pylist() == [*JSON_DOCUMENTS, None]
+
+
+def test_mariadb_json_columns_are_found_by_their_quoted_names(tmp_path: Path) -> None:
+    for database in open_database("mysql", tmp_path):
+        database.execute(
+            'CREATE TABLE docs (k int PRIMARY KEY, `say "hi"` json, `Mixed Case` json, '
+            "`json_valid` longtext, `d2` json CHECK (json_length(`d2`) > 0))"
+        )
+        db = Database.open(database.url)
+        try:
+            info = db.reflect(TableName(database.schema, "docs"))
+        finally:
+            db.close()
+        types = {field.name: field.type for field in info.fields}
+        # MariaDB drops its own json_valid check from a JSON column declared with another.
+        assert types == {
+            "k": t.int32(),
+            'say "hi"': t.json(),
+            "Mixed Case": t.json(),
+            "json_valid": t.string(),
+            "d2": t.string(),
+        }
+
+
+@pytest.mark.parametrize("sql_mode", ["DEFAULT", "'ANSI_QUOTES'"])
+def test_mariadb_check_clauses_name_json_columns_in_either_quoting(
+    tmp_path: Path, sql_mode: str
+) -> None:
+    for database in open_database("mysql", tmp_path):
+        database.execute(
+            'CREATE TABLE docs (k int PRIMARY KEY, `say "hi"` json, plain longtext, '
+            "CONSTRAINT either CHECK (json_valid(plain) OR plain = ''))"
+        )
+        with database.engine.connect() as connection:
+            connection.execute(sa.text(f"SET SESSION sql_mode = {sql_mode}"))
+            clauses = connection.execute(
+                sa.text(
+                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                    "WHERE CONSTRAINT_SCHEMA = :schema"
+                ),
+                {"schema": database.schema},
+            ).scalars()
+            assert json_checked_columns(clauses) == {'say "hi"'}
+
+
+def test_a_json_field_is_written_to_a_mariadb_json_column(tmp_path: Path) -> None:
+    documents = [*JSON_DOCUMENTS, None]
+    rows = pa.table(
+        {
+            "id": pa.array(range(len(documents)), pa.int64()),
+            "doc": pa.array(documents, pa.json_()),
+        }
+    )
+    for database in open_database("mysql", tmp_path):
+        sink = SinkDriver("sql", sink_config(database))
+        batches = sink_batches(rows, topic="events", partition=0, first_offset=0, batch_rows=100)
+        sink.put_all(batches)
+        sink.flush(batches)
+        sink.stop()
+
+        with database.engine.connect() as connection:
+            checks = connection.execute(
+                sa.text(
+                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                    "WHERE CONSTRAINT_SCHEMA = :schema AND TABLE_NAME = :table"
+                ),
+                {"schema": database.schema, "table": TABLE},
+            ).scalars()
+            assert list(checks) == ["json_valid(`doc`)"]  # what MariaDB's JSON type is
+            with pytest.raises(sa.exc.OperationalError, match="CONSTRAINT"):
+                connection.execute(sa.text(f"INSERT INTO {TABLE} (id, doc) VALUES (99, '{{')"))
+
+        config = {"url": database.url, "tables": [database.table(TABLE)]}
+        batches = SourceDriver("sql", config).read_to_end()
+        assert batches[0].schema.type_of("doc") == t.json()
+        values = pa.Table.from_batches([b.values for b in batches]).sort_by("id")
+        assert values.column("doc").to_pylist() == documents
