@@ -8,6 +8,10 @@ The file is MySQL's default text format: fields escaped with backslashes (``\\\\
 KEY UPDATE`` has no WHERE, so every assignment is ``IF(<newer>, VALUES(c), c)``; the position
 columns are assigned last, since MySQL evaluates assignments left to right on the updated row.
 (``executemany`` of multi-row INSERTs was the alternative; it formats every value in Python.)
+
+DDL runs under a named lock (``GET_LOCK``) derived from ``database.table``; MariaDB commits
+each DDL statement at once, so the lock is released (``RELEASE_LOCK``) only after them, and
+ending the session releases it too.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from omconnect.connectors.api import RetriableError
+from omconnect.connectors.sql._database import TableName
 from omconnect.connectors.sql._sink_rows import (
     DELETE_COLUMN,
     OFFSET_COLUMN,
     PARTITION_COLUMN,
     sql_text_column,
 )
-from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget
+from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget, lock_key
 
 _STAGE_ONLY_TYPES = {
     PARTITION_COLUMN: "VARCHAR(255)",
@@ -36,16 +42,48 @@ _STAGE_ONLY_TYPES = {
 _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 _CHUNK_ROWS = 100_000
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_LOCK_WAIT_SECONDS = 300
+# ER_TABLE_EXISTS_ERROR, ER_DUP_FIELDNAME
+_ALREADY_EXISTS = frozenset({1050, 1060})
 
 
 class MariaDbWriter(BulkWriter):
     dialect = "mysql"
+    current_schema_query = "SELECT DATABASE()"
 
     def _connect(self) -> Any:
         return self.engine.raw_connection()
 
     def placeholder(self, number: int) -> str:
         return "%s"
+
+    def server_lock_name(self, table: TableName) -> str:
+        """The ``GET_LOCK`` name of ``table``'s DDL lock (a hash: names are at most 64
+        characters)."""
+        return f"omconnect.ddl.{lock_key(self.lock_name(table)) & (2**64 - 1):016x}"
+
+    def _lock_ddl(self, table: TableName) -> None:
+        got = self.fetch(
+            "SELECT GET_LOCK(%s, %s)", (self.server_lock_name(table), _LOCK_WAIT_SECONDS)
+        )
+        if got[0][0] != 1:
+            raise RetriableError(
+                f"table {table}: waited {_LOCK_WAIT_SECONDS} s for the lock sinks take to "
+                f"change the table; SELECT IS_USED_LOCK('{self.server_lock_name(table)}') "
+                "gives the connection id of the session holding it"
+            )
+
+    def _unlock_ddl(self, table: TableName) -> None:
+        if self._connection is None:
+            return  # the session ended (a failed rollback closed it), and its locks with it
+        try:
+            self.fetch("SELECT RELEASE_LOCK(%s)", (self.server_lock_name(table),))
+            self.commit()
+        except Exception:
+            self.close()  # ending the session releases the lock
+
+    def already_exists(self, error: BaseException) -> bool:
+        return bool(error.args) and error.args[0] in _ALREADY_EXISTS
 
     def stage(self, rows: pa.Table, target: WriteTarget) -> None:
         definitions = ", ".join(

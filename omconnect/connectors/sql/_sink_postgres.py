@@ -1,7 +1,11 @@
 """PostgreSQL: rows are staged with ADBC's bulk ingest (``COPY ... FROM STDIN`` in binary,
 straight from Arrow buffers) into a temporary table, then moved with one
 ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE ... WHERE <newer>`` (or one
-``DELETE ... USING``) per batch, in the same transaction as the positions."""
+``DELETE ... USING``) per batch, in the same transaction as the positions.
+
+DDL runs under a transaction-level advisory lock (``pg_advisory_xact_lock``) keyed on a
+64-bit hash of ``schema.table``: it ends with the transaction that created the table or added
+the columns, so the next task to take it reflects them."""
 
 from __future__ import annotations
 
@@ -10,8 +14,13 @@ from typing import Any
 import adbc_driver_postgresql.dbapi as adbc_postgresql
 import pyarrow as pa
 
+from omconnect.connectors.sql._database import TableName
 from omconnect.connectors.sql._sink_rows import portable_column
-from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget
+from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget, lock_key
+
+# duplicate_column, duplicate_table, and unique_violation: what a CREATE TABLE that lost a
+# race for the catalog (pg_type's unique index) reports.
+_ALREADY_EXISTS = frozenset({"42701", "42P07", "23505"})
 
 
 class PostgresWriter(BulkWriter):
@@ -23,6 +32,15 @@ class PostgresWriter(BulkWriter):
 
     def placeholder(self, number: int) -> str:
         return f"${number}"
+
+    def _lock_ddl(self, table: TableName) -> None:
+        self.fetch("SELECT pg_advisory_xact_lock($1)", (lock_key(self.lock_name(table)),))
+
+    def _unlock_ddl(self, table: TableName) -> None:
+        """Nothing: the lock ended with the transaction."""
+
+    def already_exists(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) in _ALREADY_EXISTS
 
     def stage(self, rows: pa.Table, target: WriteTarget) -> None:
         portable = pa.table(

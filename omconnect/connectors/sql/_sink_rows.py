@@ -169,14 +169,20 @@ def last_per_key(rows: pa.Table, key: Sequence[str]) -> pa.Table:
     return rows if len(kept) == rows.num_rows else rows.take(pa.array(kept))
 
 
-def null_key_rows(rows: pa.Table, key: Sequence[str]) -> np.ndarray:
-    """Indexes of the rows with a null in a key column."""
-    missing = np.zeros(rows.num_rows, dtype=np.bool_)
+def null_key_rows(rows: pa.Table, key: Sequence[str]) -> dict[str, np.ndarray]:
+    """The rows with a null in a key column, by the first such column of their key: key
+    column -> row indexes (only columns that are the first null of some row)."""
+    found: dict[str, np.ndarray] = {}
+    seen = np.zeros(rows.num_rows, dtype=np.bool_)
     for name in key:
         column = rows.column(name)
-        if column.null_count:
-            missing |= np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False))
-    return np.flatnonzero(missing)
+        if not column.null_count:
+            continue
+        null = np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False)) & ~seen
+        if null.any():
+            found[name] = np.flatnonzero(null)
+            seen |= null
+    return found
 
 
 def portable_column(column: pa.ChunkedArray | pa.Array) -> pa.Array:

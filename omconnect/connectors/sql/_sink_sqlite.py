@@ -2,7 +2,15 @@
 object per row) into a temporary table, then moved with one ``INSERT ... SELECT ... ON
 CONFLICT (key) DO UPDATE ... WHERE <newer>`` (or one ``DELETE``) per batch, in the same
 transaction as the positions. Dates, times, timestamps and decimals are staged as the text
-SQLAlchemy's SQLite types read back."""
+SQLAlchemy's SQLite types read back.
+
+SQLite lets one connection write at a time: a sink that finds the file locked by another
+waits for it (``busy_timeout``) rather than failing. DDL takes no lock of its own: holding
+SQLite's write lock while the table is reflected would not do, since reflection goes through
+Python's copy of the SQLite library, whose closing of the file drops the locks this process
+holds through ADBC's copy. So two tasks may both find a column missing; the second ALTER
+TABLE then fails with "duplicate column name", which the table treats as done
+(``already_exists``)."""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from typing import Any
 import adbc_driver_sqlite.dbapi as adbc_sqlite
 import pyarrow as pa
 
+from omconnect.connectors.sql._database import TableName
 from omconnect.connectors.sql._sink_rows import (
     OFFSET_COLUMN,
     PARTITION_COLUMN,
@@ -19,12 +28,32 @@ from omconnect.connectors.sql._sink_rows import (
 )
 from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget
 
+BUSY_TIMEOUT_MS = 60_000
+_ALREADY_EXISTS = ("duplicate column name", "already exists")
+
 
 class SqliteWriter(BulkWriter):
     dialect = "sqlite"
+    current_schema_query = "SELECT 'main'"
 
     def _connect(self) -> Any:
-        return adbc_sqlite.connect(str(self.url.database))
+        connection = adbc_sqlite.connect(str(self.url.database))
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+        return connection
+
+    def _lock_ddl(self, table: TableName) -> None:
+        """Nothing (see the module docstring): SQLite runs one writer's DDL at a time."""
+
+    def _unlock_ddl(self, table: TableName) -> None:
+        """Nothing: no lock was taken."""
+
+    def already_exists(self, error: BaseException) -> bool:
+        text = str(error).lower()
+        return any(phrase in text for phrase in _ALREADY_EXISTS)
 
     def placeholder(self, number: int) -> str:
         return "?"

@@ -11,14 +11,21 @@ the dialect; values travel as bound parameters or staged rows, never as SQL text
 Upserts overwrite a row only when the incoming row comes from another topic partition or from
 a later offset of the same one (the position columns, see ``_sink_rows``); deletes remove a
 row under the same condition.
+
+DDL (creating a table, adding a column) runs inside ``ddl_lock``: a lock every sink task of
+every pipeline and process takes before it reflects a table it may change, so two tasks that
+see a new field at once add its column once. Each dialect says how it locks (an advisory lock
+on PostgreSQL, a named lock on MariaDB, none on SQLite, which runs one writer at a time) and
+which errors mean "it is already there" (``already_exists``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -48,12 +55,15 @@ class BulkWriter(ABC):
     """One connection of the driver's own, for the sink's transactions."""
 
     dialect: ClassVar[str]
+    current_schema_query: ClassVar[str] = "SELECT current_schema()"
+    """The query of the schema (MariaDB: the database) an unqualified table name means."""
 
     def __init__(self, url: URL, engine: Engine) -> None:
         self.url = url
         self.engine = engine
         self.stage_name = f"omconnect_stage_{secrets.token_hex(4)}"
         self._connection: Any = None
+        self._default_schema: str | None = None
 
     # -- the connection --------------------------------------------------------------------
 
@@ -118,6 +128,48 @@ class BulkWriter(ABC):
 
     def compile_type(self, column_type: sa.types.TypeEngine[Any]) -> str:
         return str(column_type.compile(dialect=self.engine.dialect))
+
+    # -- DDL among several sinks -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def ddl_lock(self, table: TableName) -> Iterator[None]:
+        """A transaction that holds the DDL lock of ``table`` (see the module docstring):
+        committed when the block ends, rolled back when it raises, and the lock released
+        either way. Statements inside must not commit (PostgreSQL's lock ends with the
+        transaction)."""
+        self._lock_ddl(table)
+        try:
+            yield
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        finally:
+            self._unlock_ddl(table)
+
+    @abstractmethod
+    def _lock_ddl(self, table: TableName) -> None:
+        """Wait for the DDL lock of ``table``, in the open transaction."""
+
+    @abstractmethod
+    def _unlock_ddl(self, table: TableName) -> None:
+        """Release what ``_lock_ddl`` took, after the transaction ended."""
+
+    def default_schema(self) -> str:
+        """The schema (MariaDB: the database) an unqualified table name means."""
+        if self._default_schema is None:
+            self._default_schema = str(self.fetch(self.current_schema_query)[0][0])
+        return self._default_schema
+
+    def lock_name(self, table: TableName) -> str:
+        """The name of ``table``'s DDL lock: the same text for every sink that writes the
+        table, however its ``table`` option spells it (qualified or not)."""
+        return f"omconnect.sink.ddl:{table.schema or self.default_schema()}.{table.name}"
+
+    @abstractmethod
+    def already_exists(self, error: BaseException) -> bool:
+        """Whether ``error`` (of a CREATE TABLE or ADD COLUMN) says the table or column is
+        already there."""
 
     # -- staging and moving rows -----------------------------------------------------------
 
@@ -227,3 +279,10 @@ class BulkWriter(ABC):
             f"ON CONFLICT ({', '.join(POSITION_KEY)}) "
             "DO UPDATE SET next_offset = EXCLUDED.next_offset"
         )
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit hash of ``name`` (a lock name; the same in every process and
+    release: BLAKE2b, not Python's salted ``hash``)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

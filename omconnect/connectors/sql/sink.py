@@ -177,8 +177,8 @@ class SqlSinkTask(SinkTask):
         self._closed: set[TopicPartition] = set()
         self._skipped_deletes = 0
         with self._translated():
-            self.writer.create_positions_table(self.positions)
-            self.writer.commit()
+            with self.writer.ddl_lock(self.positions):  # tasks starting at once create it once
+                self.writer.create_positions_table(self.positions)
             self.table.check_exists()
 
     def open(self, partitions: Sequence[TopicPartition]) -> None:
@@ -195,8 +195,10 @@ class SqlSinkTask(SinkTask):
     def put(self, batch: RecordBatch) -> None:
         """Buffer the rows of ``batch`` (as staged rows: columns only, no row objects).
 
-        Rows whose key has a null go to the dead letter topic (upsert mode). Raises
-        ``ConnectorError`` when a key column is not in the records.
+        Rows whose key has a null go to the dead letter topic (upsert mode), each with a
+        reason naming the table and the null key column (with ``errors.tolerance: none`` the
+        report raises: nothing of ``batch`` is buffered). Raises ``ConnectorError`` when a
+        key column is not in the records.
         """
         if batch.num_rows == 0:
             return
@@ -209,9 +211,12 @@ class SqlSinkTask(SinkTask):
                     f"table {self.name}: mode: upsert needs a key: set key: [columns], or "
                     "give the records a key"
                 )
-            missing = null_key_rows(rows, staged.key)
-            if len(missing):
-                error = ConnectorError(f"table {self.name}: a key column is null")
+            for column, missing in null_key_rows(rows, staged.key).items():
+                error = ConnectorError(
+                    f"table {self.name}: key column {column!r} is null, and mode: upsert "
+                    f"writes every record by its key ({', '.join(staged.key)}): give the "
+                    "records a key, or set key: to columns that are never null"
+                )
                 self.context.errors.report(batch, missing.tolist(), error, "sink")
                 keep[missing] = False
         deleted = batch.delete_mask()
