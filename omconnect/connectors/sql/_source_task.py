@@ -14,6 +14,16 @@ query's reflected result as a subquery. A snapshot of a query without ``key`` ha
 chunk by: it is one statement whose Arrow batches are emitted as the driver streams them (a
 stopped run reads the query again from the start).
 
+A row holding a value that does not fit its column's type (see ``_arrow_reads``) is a bad
+row: it goes to the dead letter topic (``ErrorReporter.report_raw``: the row as JSON text, the
+reason, and where: table, key values and column) and the chunk's other rows are emitted, under
+a position that covers the whole chunk (the runtime delivers a report before it commits the
+positions after it). When the first bad row of a chunk comes after good ones, those good rows
+are emitted first, under the position of the last of them, and the rest of the chunk at the
+next poll, after the report: under ``errors.tolerance: none`` the report fails the task there,
+and what is committed covers exactly the rows delivered. A value that does not fit in a key or
+cursor column stops the read (its row cannot be skipped: the position would need the value).
+
 SQLAlchemy and the Arrow drivers are imported when a task starts, not with this module: every
 ``omconnect`` command imports the plugin modules, and most pipelines never touch a database.
 """
@@ -47,7 +57,7 @@ from omconnect.schemas.arrow import to_arrow_field
 from omconnect.schemas.schema import Schema
 
 if TYPE_CHECKING:
-    from omconnect.connectors.sql._arrow_reads import ArrowReader
+    from omconnect.connectors.sql._arrow_reads import ArrowReader, BadRows
     from omconnect.connectors.sql._database import Database, TableInfo, TableName
     from omconnect.connectors.sql.source import SqlSourceSpec
 
@@ -56,8 +66,24 @@ _IDLE_WAIT_SECONDS = 0.5
 
 
 @dataclass
+class _Chunk:
+    """Rows read by one statement (or one streamed part), on their way to be emitted.
+
+    Attributes:
+        values: every row read, conformed (a value that did not fit is null).
+        bad: the rows of ``values`` that hold a value that did not fit (None: no such row).
+        done: whether the read (the snapshot, or the pass) ends with these rows.
+    """
+
+    values: pa.RecordBatch
+    bad: BadRows | None
+    done: bool
+
+
+@dataclass
 class _TableRead:
-    """Where the task is in one table."""
+    """Where the task is in one table; ``held`` is the rest of a chunk whose good rows
+    before its first bad row were emitted alone (emitted at the next poll)."""
 
     name: TableName
     key: tuple[str, ...]
@@ -70,6 +96,7 @@ class _TableRead:
     schema: Schema | None = field(default=None, repr=False)
     is_query: bool = False
     parts: Iterator[pa.RecordBatch] | None = field(default=None, repr=False)
+    held: _Chunk | None = field(default=None, repr=False)
 
     @property
     def partition(self) -> dict[str, Any]:
@@ -192,6 +219,8 @@ class SqlSourceTask(SourceTask):
         info, shape, schema = read.info, read.shape, read.schema
         assert info is not None and shape is not None and schema is not None
         assert self._reader is not None
+        if read.held is not None:
+            return self._deliver(read, read.held, schema)
         table = info.table
         selected = [self._reader.select_column(table.c[f.name], f) for f in shape.fields]
         key_columns = [table.c[k] for k in read.key]
@@ -226,10 +255,11 @@ class SqlSourceTask(SourceTask):
                 upper,
                 self._row_values,
             )
-        values = self._fetch(statement, shape, read.name)
+        values, bad = self._fetch(statement, shape, read)
+        rows = _Chunk(values, bad, done=values.num_rows < limit)
         if self.config.mode == SNAPSHOT:
-            return self._snapshot_batch(read, values, schema, done=values.num_rows < limit)
-        return self._incremental_batch(read, values, schema, done=values.num_rows < limit)
+            return self._deliver(read, rows, schema)
+        return self._incremental_batch(read, rows, schema)
 
     def _stream_batch(
         self, read: _TableRead, selected: list[Any], shape: EmittedShape, schema: Schema
@@ -238,7 +268,7 @@ class SqlSourceTask(SourceTask):
         ``key``): no position to resume from but the start, until the last batch."""
         import sqlalchemy as sa
 
-        from omconnect.connectors.sql._arrow_reads import conform
+        from omconnect.connectors.sql._arrow_reads import conform_rows
         from omconnect.connectors.sql._snapshot import snapshot_offset
 
         assert self._reader is not None and read.info is not None
@@ -256,23 +286,25 @@ class SqlSourceTask(SourceTask):
             except Exception as error:  # ADBC and ConnectorX raise their own error types
                 read.close_parts()
                 raise self._database.translate(error, read.name) from None
-        done = raw is None
-        if done:
+        if raw is None:
             read.close_parts()
             self._end_pass(read)
-            values = _empty(shape)
-        else:
-            values = conform(raw, shape.fields, str(read.name))
-        new_offset = {**snapshot_offset(None, done), "schema": shape.record()}
-        return self._emit(read, values, schema, new_offset)
+            new_offset = {**snapshot_offset(None, True), "schema": shape.record()}
+            return self._emit(read, _empty(shape), schema, new_offset)
+        values, bad = conform_rows(raw, shape.fields, str(read.name), read.partition)
+        return self._deliver(read, _Chunk(values, bad, done=False), schema)
 
     def _emits_cursor(self, schema: Schema) -> bool:
         return all(c in schema.names for c in self.config.cursor)
 
-    def _fetch(self, statement: Any, shape: EmittedShape, name: TableName) -> pa.RecordBatch:
-        from omconnect.connectors.sql._arrow_reads import conform
+    def _fetch(
+        self, statement: Any, shape: EmittedShape, read: _TableRead
+    ) -> tuple[pa.RecordBatch, BadRows | None]:
+        """The rows of ``statement``, conformed (every row), and the bad ones among them."""
+        from omconnect.connectors.sql._arrow_reads import conform_rows
 
         assert self._reader is not None
+        name = read.name
         with self._database.errors(name):
             try:
                 parts = list(self._reader.read(statement))
@@ -282,28 +314,19 @@ class SqlSourceTask(SourceTask):
                 raise self._database.translate(error, name) from None
         parts = [p for p in parts if p.num_rows]
         if not parts:
-            return _empty(shape)
+            return _empty(shape), None
         raw = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
-        return conform(raw, shape.fields, str(name))
-
-    def _snapshot_batch(
-        self, read: _TableRead, values: pa.RecordBatch, schema: Schema, done: bool
-    ) -> RecordBatch | None:
-        from omconnect.connectors.sql._snapshot import last_values, snapshot_offset
-
-        offset = read.offset or {}
-        last_key = offset.get("after")
-        if values.num_rows:
-            last_key = last_values(values, read.key)
-        new_offset = {**snapshot_offset(last_key, done), "schema": read.shape.record()}  # type: ignore[union-attr]
-        if done:
-            self._end_pass(read)
-        return self._emit(read, values, schema, new_offset)
+        positions = list(read.key)
+        if self.config.mode == INCREMENTAL:
+            positions += self.config.cursor
+        return conform_rows(raw, shape.fields, str(name), read.partition, read.key, positions)
 
     def _incremental_batch(
-        self, read: _TableRead, values: pa.RecordBatch, schema: Schema, done: bool
+        self, read: _TableRead, chunk: _Chunk, schema: Schema
     ) -> RecordBatch | None:
-        from omconnect.connectors.sql._incremental import boundary_mask, next_incremental_offset
+        """``chunk`` without the rows at the last cursor value that were delivered already
+        (read again by the closed range), then delivered."""
+        from omconnect.connectors.sql._incremental import boundary_mask
 
         offset = read.offset or {}
         last_cursor = offset.get("cursor")
@@ -311,18 +334,69 @@ class SqlSourceTask(SourceTask):
         if last_cursor is not None and self._emits_cursor(schema):
             key_schema = schema.key_schema()
             assert key_schema is not None
-            mask = boundary_mask(values, self.config.cursor, last_cursor, delivered, key_schema)
+            mask = boundary_mask(
+                chunk.values, self.config.cursor, last_cursor, delivered, key_schema
+            )
             if mask is not None:
-                values = values.filter(mask)
-        if done:
+                bad = chunk.bad
+                if bad is not None:
+                    bad = bad.kept(mask.to_numpy(zero_copy_only=False))
+                chunk = _Chunk(chunk.values.filter(mask), bad, chunk.done)
+        return self._deliver(read, chunk, schema)
+
+    def _deliver(self, read: _TableRead, chunk: _Chunk, schema: Schema) -> RecordBatch | None:
+        """The batch that emits ``chunk``: its good rows, its bad rows reported first, under
+        the position after all its rows. When good rows come before its first bad row, only
+        they, under the position after them; the rest is held for the next poll."""
+        values, bad = chunk.values, chunk.bad
+        if bad is not None and bad.rows[0] > 0:
+            first = int(bad.rows[0])
+            read.held = _Chunk(values.slice(first), bad.after(first), chunk.done)
+            before = values.slice(0, first)
+            return self._emit_rows(read, before, before, schema, done=False)
+        read.held = None
+        emitted = values
+        if bad is not None:
+            self.context.errors.report_raw(bad.payloads, bad.errors, bad.places, stage="read")
+            emitted = values.filter(bad.good(values.num_rows))
+        if chunk.done:
             self._end_pass(read)
-        if values.num_rows == 0:
-            return None
-        new_offset = {
-            **next_incremental_offset(values, self.config.cursor, read.key, last_cursor, delivered),
-            "schema": read.shape.record(),  # type: ignore[union-attr]
-        }
-        return self._emit(read, values, schema, new_offset)
+        return self._emit_rows(read, emitted, values, schema, chunk.done)
+
+    def _emit_rows(
+        self,
+        read: _TableRead,
+        emitted: pa.RecordBatch,
+        covered: pa.RecordBatch,
+        schema: Schema,
+        done: bool,
+    ) -> RecordBatch | None:
+        """``emitted`` under the position after ``covered`` (the rows read: those emitted and
+        those reported); None when an incremental read covered no row."""
+        from omconnect.connectors.sql._incremental import next_incremental_offset
+        from omconnect.connectors.sql._snapshot import last_values, snapshot_offset
+
+        assert read.shape is not None
+        offset = read.offset or {}
+        if self.config.mode == SNAPSHOT:
+            last_key = offset.get("after")
+            if not read.key:  # a streamed query: no position but the start, until done
+                last_key = None
+            elif covered.num_rows:
+                last_key = last_values(covered, read.key)
+            new_offset = snapshot_offset(last_key, done)
+        else:
+            if covered.num_rows == 0:
+                return None
+            new_offset = next_incremental_offset(
+                covered,
+                self.config.cursor,
+                read.key,
+                offset.get("cursor"),
+                offset.get("keys") or [],
+            )
+        new_offset["schema"] = read.shape.record()
+        return self._emit(read, emitted, schema, new_offset)
 
     def _emit(
         self, read: _TableRead, values: pa.RecordBatch, schema: Schema, offset: dict[str, Any]
