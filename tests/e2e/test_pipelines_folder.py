@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+import sqlalchemy as sa
 
 from tests.support.omconnect_process import REPO, omconnect
-from tests.support.sql_databases import open_database
+from tests.support.sql_databases import open_database, sqlalchemy_url
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 
@@ -23,6 +25,7 @@ def test_there_are_pipelines() -> None:
 RUN_FIRST = {
     "topic-to-postgres.yaml": ["quickstart.yaml"],
     "postgres-to-topic.yaml": ["quickstart.yaml", "topic-to-postgres.yaml"],
+    "postgres-cdc.yaml": ["quickstart.yaml", "topic-to-postgres.yaml"],
 }
 
 
@@ -34,11 +37,31 @@ def postgres_url(tmp_path: Path) -> Iterator[str]:
         yield f"{database.url}?options=-csearch_path%3D{database.schema}"
 
 
+@pytest.fixture
+def cdc_slot(postgres_url: str) -> Iterator[str]:
+    """``CDC_SLOT`` for the CDC pipeline: a slot of this test's own, dropped after (a slot
+    left behind would keep WAL on the server), with its publication."""
+    slot = f"omc_test_{uuid.uuid4().hex[:12]}"
+    yield slot
+    engine = sa.create_engine(sqlalchemy_url(postgres_url.split("?")[0]))
+    with engine.connect() as connection:
+        connection.execute(
+            sa.text(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = :slot AND NOT active"
+            ),
+            {"slot": slot},
+        )
+        connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{slot}"'))
+        connection.commit()
+    engine.dispose()
+
+
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.name)
 def test_pipeline_validates_and_runs_once(
-    pipeline: Path, repo_copy: Path, postgres_url: str
+    pipeline: Path, repo_copy: Path, postgres_url: str, cdc_slot: str
 ) -> None:
-    env = {"POSTGRES_URL": postgres_url}
+    env = {"POSTGRES_URL": postgres_url, "CDC_SLOT": cdc_slot}
     for first in RUN_FIRST.get(pipeline.name, []):
         ran = omconnect("run", f"pipelines/{first}", "--once", cwd=repo_copy, env=env)
         assert ran.returncode == 0, ran.stderr

@@ -76,7 +76,7 @@ class ArrowReader(ABC):
     def close(self) -> None: ...
 
 
-class _AdbcReader(ArrowReader):
+class AdbcReader(ArrowReader):
     """PostgreSQL and SQLite through ADBC: streamed batches; on PostgreSQL, statements with
     only plain literal values are sent as text so that ADBC reads them with COPY."""
 
@@ -147,14 +147,14 @@ def open_reader(database: Database) -> ArrowReader:
                 uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
                 connection = adbc_postgresql.connect(uri, autocommit=True)
                 dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")
-                return _AdbcReader(connection, dialect, copies=True)
+                return AdbcReader(connection, dialect, copies=True)
             if database.dialect == "sqlite":
                 import adbc_driver_sqlite.dbapi as adbc_sqlite
 
                 connection = adbc_sqlite.connect(url.database or ":memory:", autocommit=True)
                 with connection.cursor() as cursor:  # wait for writers instead of failing
                     cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-                return _AdbcReader(connection, sqlite.dialect(), copies=False)
+                return AdbcReader(connection, sqlite.dialect(), copies=False)
         except Exception as error:
             raise database.translate(error, doing="connect to") from None
     uri = url.set(drivername="mysql").render_as_string(hide_password=False)

@@ -22,6 +22,8 @@ tests as files:
   that need data are skipped.
 - ``offset_order(offset)`` is a sort key of the connector's offsets; overridden, marks of one
   partition must strictly increase by it.
+- ``emitted_rows(batch)`` is what the tests check of an emitted batch (by default the batch):
+  a CDC source gives the rows inside its change events.
 
 A source may emit several streams (batches with ``stream`` set, several batches per poll):
 counts are then checked per stream, and no partition of a position may be shared by two
@@ -84,6 +86,17 @@ class SourceConnectorTests:
         """A sort key of ``offset``; None (the default): offsets have no order to check."""
         return None
 
+    def emitted_rows(self, batch: RecordBatch) -> RecordBatch:
+        """What the tests check of an emitted batch: its rows. The default is the batch
+        itself; a CDC source gives the rows inside its change events (the ``after`` images,
+        with the batch's marks and stream)."""
+        return batch
+
+    def _driver(
+        self, config: Mapping[str, Any], offsets: MemoryOffsetReader | None = None
+    ) -> SourceDriver:
+        return SourceDriver(self.connector, config, offsets, project=self.emitted_rows)
+
     def _root(self, tmp_path: Path) -> Path:
         root = tmp_path / "source"
         root.mkdir(parents=True, exist_ok=True)
@@ -111,7 +124,7 @@ class SourceConnectorTests:
     def test_emitted_batches_match_their_schema_and_the_input(self, tmp_path: Path) -> None:
         root = self._root(tmp_path)
         self._write_standard(root)
-        source = SourceDriver(self.connector, self._config(root))
+        source = self._driver(self._config(root))
         batches = source.read_to_end()
         source.stop()
         assert batches, "the source emitted nothing"
@@ -123,13 +136,13 @@ class SourceConnectorTests:
         root = self._root(tmp_path)
         self._write_standard(root)
         config = self._config(root)
-        everything = SourceDriver(self.connector, config).read_to_end()
+        everything = self._driver(config).read_to_end()
         expected = _rows_per_stream(everything)
         assert sorted(ids_of(everything)) == list(range(self.rows)), "a full read is not exact"
         total_batches = len(everything)
         for committed_batches in sorted({1, total_batches // 2, total_batches - 1}):
             offsets = MemoryOffsetReader()
-            first = SourceDriver(self.connector, config, offsets)
+            first = self._driver(config, offsets)
             delivered: list[RecordBatch] = []
             for _ in range(committed_batches):
                 polled = first.poll()
@@ -140,7 +153,7 @@ class SourceConnectorTests:
             # Polled but never acknowledged: lost in the crash, so read again on resume.
             first.poll()
             first.stop()
-            second = SourceDriver(self.connector, config, offsets)
+            second = self._driver(config, offsets)
             delivered.extend(second.read_to_end())
             second.stop()
             assert sorted(ids_of(delivered)) == list(range(self.rows)), (
@@ -152,11 +165,11 @@ class SourceConnectorTests:
                 "deliver every row of every stream exactly once"
             )
         offsets = MemoryOffsetReader()
-        done = SourceDriver(self.connector, config, offsets)
+        done = self._driver(config, offsets)
         for batch in done.read_to_end():
             done.commit(batch.positions)
         done.stop()
-        again = SourceDriver(self.connector, config, offsets).read_to_end()
+        again = self._driver(config, offsets).read_to_end()
         assert not again, "a run after everything was committed read rows again"
 
     def test_streams_keep_their_own_positions(self, tmp_path: Path) -> None:
@@ -164,7 +177,7 @@ class SourceConnectorTests:
         must not move another."""
         root = self._root(tmp_path)
         self._write_standard(root)
-        batches = SourceDriver(self.connector, self._config(root)).read_to_end()
+        batches = self._driver(self._config(root)).read_to_end()
         stream_of: dict[str, str | None] = {}
         for batch in batches:
             assert batch.stream is None or isinstance(batch.stream, str)
@@ -186,7 +199,7 @@ class SourceConnectorTests:
         self._write_standard(root)
         config = self._config(root)
         offsets = MemoryOffsetReader()
-        task = SourceDriver(self.connector, config, offsets)
+        task = self._driver(config, offsets)
         polled: list[RecordBatch] = []
         for _ in range(3):
             more = task.poll()
@@ -200,7 +213,7 @@ class SourceConnectorTests:
         assert sorted(ids_of(polled + rest)) == list(range(self.rows)), (
             "after commit(), the task did not go on exactly where it was"
         )
-        resumed = SourceDriver(self.connector, config, offsets)
+        resumed = self._driver(config, offsets)
         after = resumed.read_to_end()
         resumed.stop()
         assert _rows_per_stream(after) == _rows_per_stream(rest), (
@@ -210,7 +223,7 @@ class SourceConnectorTests:
     def test_positions_are_valid(self, tmp_path: Path) -> None:
         root = self._root(tmp_path)
         self._write_standard(root)
-        batches = SourceDriver(self.connector, self._config(root)).read_to_end()
+        batches = self._driver(self._config(root)).read_to_end()
         last_offsets: dict[str, Mapping[str, Any]] = {}
         for batch in batches:
             _check_marks(batch, last_offsets, self.offset_order)
@@ -220,7 +233,7 @@ class SourceConnectorTests:
         half = self.rows // 2
         self.write_rows(root, standard_rows(0, half))
         self.write_rows(root, standard_rows(half, self.rows - half, extra_column=True))
-        batches = SourceDriver(self.connector, self._config(root)).read_to_end()
+        batches = self._driver(self._config(root)).read_to_end()
         for batch in batches:
             _check_values_follow_schema(batch)
         assert sorted(ids_of(batches)) == list(range(self.rows))
@@ -238,7 +251,7 @@ class SourceConnectorTests:
         if "key" not in spec_class("source", self.connector).model_fields:
             pytest.skip(f"source {self.connector!r} has no key option")
         self._write_standard(root)
-        batches = SourceDriver(self.connector, self._config(root, key=["id"])).read_to_end()
+        batches = self._driver(self._config(root, key=["id"])).read_to_end()
         assert batches
         for batch in batches:
             assert batch.schema.key_fields == ("id",)
@@ -252,13 +265,13 @@ class SourceConnectorTests:
         self._write_standard(root)
         config = self._config(root, key=["no_such_column"])
         with pytest.raises(ConnectorError, match="no_such_column"):
-            SourceDriver(self.connector, config).read_to_end()
+            self._driver(config).read_to_end()
 
     def test_duplicate_input_is_emitted_with_distinct_positions(self, tmp_path: Path) -> None:
         root = self._root(tmp_path)
         self.write_rows(root, standard_rows(0, self.rows // 2))
         self.write_rows(root, standard_rows(0, self.rows // 2))
-        batches = SourceDriver(self.connector, self._config(root)).read_to_end()
+        batches = self._driver(self._config(root)).read_to_end()
         assert sorted(ids_of(batches)) == sorted(list(range(self.rows // 2)) * 2)
         seen = set()
         for batch in batches:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from omconnect.connectors.api import (
@@ -43,7 +43,11 @@ class SourceDriver:
         config: Mapping[str, Any],
         offsets: MemoryOffsetReader | None = None,
         once: bool = True,
+        project: Callable[[RecordBatch], RecordBatch] | None = None,
     ) -> None:
+        """``project``: what the tests see of each emitted batch (the rows inside a change
+        event, for a CDC source); by default the batch itself."""
+        self._project = project
         registration = lookup("source", name)
         spec = registration.spec.model_validate(dict(config))
         connector = registration.cls(spec)
@@ -75,14 +79,19 @@ class SourceDriver:
         if result is None:
             return None
         if isinstance(result, RecordBatch):
-            return [result]
-        assert isinstance(result, list), f"poll returned a {type(result).__name__}"
-        if all(isinstance(item, RecordBatch) for item in result):
-            return list(result)
-        assert all(isinstance(item, Record) for item in result), (
-            "poll returned a list mixing RecordBatch and Record (or other objects)"
-        )
-        return RecordBatch.from_records(result)
+            batches = [result]
+        else:
+            assert isinstance(result, list), f"poll returned a {type(result).__name__}"
+            if all(isinstance(item, RecordBatch) for item in result):
+                batches = list(result)
+            else:
+                assert all(isinstance(item, Record) for item in result), (
+                    "poll returned a list mixing RecordBatch and Record (or other objects)"
+                )
+                batches = RecordBatch.from_records(result)
+        if self._project is not None:
+            batches = [self._project(batch) for batch in batches]
+        return batches
 
     def read_to_end(self) -> list[RecordBatch]:
         """Every batch until the task returns None (run under ``once``)."""

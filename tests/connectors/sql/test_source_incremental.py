@@ -11,17 +11,13 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from omconnect.connectors.api import Position
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
-from omconnect.schemas.position_codec import decode_position_value, encode_position_value
-from omconnect.schemas.record import partition_id
 from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import spawn_omconnect, tail_topic
 from tests.support.sql_databases import SqlDatabase
@@ -161,18 +157,6 @@ def test_concurrent_writers_lose_and_repeat_nothing(sql_database: SqlDatabase) -
     assert len(expected_ids) > 100, "the writers wrote too little to test anything"
 
 
-class TaggedOffsetReader(MemoryOffsetReader):
-    """Offsets through the runtime's position codec (tagged JSON, which holds the datetimes
-    of a time cursor), as the real offset store keeps them; the kit's reader takes plain
-    JSON only."""
-
-    def commit(self, positions: Iterable[Position]) -> None:
-        for position in positions:
-            partition = decode_position_value(encode_position_value(position.partition))
-            offset = decode_position_value(encode_position_value(position.offset))
-            self._offsets[partition_id(partition)] = (partition, offset)
-
-
 TIME_COLUMNS = [
     ("postgresql", "timestamptz", "now()"),
     ("postgresql", "timestamp", "localtimestamp"),
@@ -201,7 +185,7 @@ def test_the_lag_of_a_time_cursor_holds_back_rows_newer_than_now_minus_lag(
         f"INSERT INTO {events} VALUES (1, {now} - {interval}), (2, {now} - {interval})",
         f"INSERT INTO {events} VALUES (3, {now})",
     )
-    offsets = TaggedOffsetReader()
+    offsets = MemoryOffsetReader()
     lag = 3.0
     started = time.monotonic()
     first = run_once(sql_database, offsets, cursor="at", lag=lag)
