@@ -320,7 +320,7 @@ class PostgresCdcTask(SourceTask):
                 )
                 for oid in oids:
                     transaction.seen += 1
-                    if 0 <= transaction.skip < transaction.seen or transaction.skip == 0:
+                    if 0 <= transaction.skip < transaction.seen:
                         table = self._by_oid.get(oid)
                         if table is None:
                             continue
@@ -331,7 +331,7 @@ class PostgresCdcTask(SourceTask):
                         if run_table is not table:
                             end_run()
                             run_table = table
-                        run.append(decoded)
+                        run.extend(_as_events(table, decoded))
             elif isinstance(decoded, Commit):
                 end_run(decoded)
                 if self._transaction is not None and self._transaction.skip >= 0:
@@ -503,6 +503,22 @@ class PostgresCdcTask(SourceTask):
         source = SourceInfo(self.context.pipeline, self._db_name, _now_ms(), None, None, None)
         empty = null_rows(table, 0)
         return self._emit(table, [], empty, empty, source, None, offset)
+
+
+def _as_events(table: TableEvents, change: Change) -> list[Change]:
+    """``change`` as Debezium publishes it: an update that changed the key is a delete of the
+    old key (and its tombstone) and a create of the new one, so a compacted topic forgets
+    the old key."""
+    if change.op != "u" or change.old is None or change.new is None:
+        return [change]
+    names = [name for name, _, _ in table.columns]
+    key_at = [names.index(k) for k in table.key]
+    if all(change.old[i] == change.new[i] for i in key_at):
+        return [change]
+    return [
+        Change("d", change.relation_oid, change.old, change.old_is_full, None),
+        Change("c", change.relation_oid, None, False, change.new),
+    ]
 
 
 def _delete_keys(

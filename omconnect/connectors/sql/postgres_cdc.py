@@ -12,11 +12,17 @@ table's primary key (``REPLICA IDENTITY``); after a delete a tombstone follows (
 Start: the publication (``publication``, default the slot's name) is created for the tables,
 or extended with those it lacks; the slot (``slot``, default ``omconnect_<pipeline>``) is
 created when missing. ``snapshot: initial`` (and ``when_needed`` when the slot is new or
-gone) creates the slot exporting its snapshot and reads every table inside that snapshot
-(Arrow, through ADBC's binary COPY) before streaming from the slot: rows committed before
-the slot are read, rows after it are streamed, none twice. A run killed during that snapshot
-starts it over (the exported snapshot dies with its connection): the slot is dropped and
-created again, and the rows already published come again.
+gone) creates the slot exporting its snapshot and reads every table inside that snapshot, in
+key order (Arrow, through ADBC's binary COPY), before streaming from the slot: rows committed
+before the slot are read, rows after it are streamed, none twice. Each snapshot batch's
+position is the last key read: a run stopped inside the snapshot keeps the slot and reads on
+from there in a snapshot of that moment (the exported one died with its connection); the
+changes made meanwhile were kept by the slot and are streamed after, so a consumer applying
+the events in order ends with the table as it is (some rows come as ``r`` already changed,
+then as the changes that led there).
+
+An update that changes a row's key is published as Debezium does: a delete of the old key
+(with its tombstone) and a create of the new one.
 
 Positions: the partition ``{"slot": <slot>}``; the offset is the last transaction delivered,
 ``commit_lsn`` and ``end_lsn``, with ``index``, the count of its changes delivered, and

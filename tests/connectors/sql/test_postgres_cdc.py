@@ -291,3 +291,36 @@ def test_a_slot_streamed_by_another_process_is_one_line(cdc: Cdc) -> None:
             holder.wait(timeout=30)
         except subprocess.TimeoutExpired:
             holder.kill()
+
+
+def test_full_before_images_key_changes_and_a_transaction_over_two_tables(cdc: Cdc) -> None:
+    schema = cdc.schema
+    cdc.database.execute(
+        f'CREATE TABLE "{schema}".a (id int PRIMARY KEY, v text)',
+        f'ALTER TABLE "{schema}".a REPLICA IDENTITY FULL',
+        f'CREATE TABLE "{schema}".b (id int PRIMARY KEY, w int)',
+    )
+    cdc.pipeline(["a", "b"], snapshot="never")
+    cdc.run_once()
+    with cdc.database.engine.begin() as connection:  # one transaction
+        for statement in (
+            f"INSERT INTO \"{schema}\".a VALUES (1, 'x')",
+            f'INSERT INTO "{schema}".b VALUES (1, 10)',
+            f"UPDATE \"{schema}\".a SET v = 'y' WHERE id = 1",
+            f'UPDATE "{schema}".a SET id = 2 WHERE id = 1',
+            f'DELETE FROM "{schema}".b WHERE id = 1',
+        ):
+            connection.execute(sa.text(statement))
+    cdc.run_once()
+    a, b = cdc.events("a"), cdc.events("b")
+    assert [(e["value"] or {}).get("op") for e in a] == ["c", "u", "d", None, "c"]
+    assert a[1]["value"]["before"] == {"id": 1, "v": "x"}  # FULL: the whole old row
+    assert a[2]["value"]["before"] == {"id": 1, "v": "y"} and a[2]["key"] == {"id": 1}
+    assert a[3]["key"] == {"id": 1} and a[3]["value"] is None  # the old key's tombstone
+    assert a[4]["value"]["after"] == {"id": 2, "v": "y"} and a[4]["key"] == {"id": 2}
+    assert [(e["value"] or {}).get("op") for e in b] == ["c", "d", None]
+    assert b[1]["value"]["before"]["id"] == 1 and b[1]["value"]["before"]["w"] is None
+    sources = [e["value"]["source"] for e in a + b if e["value"]]
+    assert len({(s["txId"], s["lsn"]) for s in sources}) == 1, "one transaction, one source"
+    assert apply_debezium(a, "id") == {2: {"id": 2, "v": "y"}}
+    assert apply_debezium(b, "id") == {}
