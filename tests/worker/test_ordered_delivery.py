@@ -75,7 +75,8 @@ def test_failed_sends_never_leave_an_older_version_last(tmp_path: Path, fail_eve
     )
     metrics = run_pipeline(tmp_path / "p.yaml", _pipeline(tmp_path), broker=faulty)
     assert faulty.failures >= 3
-    assert metrics.source_rewinds >= 3
+    # Failures of sends in flight together are one rewind: at least one happened.
+    assert metrics.source_rewinds >= 1
     per_key = _versions_on_topic(tmp_path, "toy")
     newest = (ROWS - 1) // KEYS
     for key, versions in per_key.items():

@@ -32,11 +32,14 @@ topic: events
 format: avro
 """
 
+# Flushes of 10,000 rows: a run spans about twenty of them, so a kill a moment after the first
+# lands mid-write however fast the machine is.
 SINK = """
 name: events-to-sql
 topic: events
 format: avro
-sink: {{connector: sql, url: "{url}", table: "{table}", mode: {mode}, create: true}}
+sink: {{connector: sql, url: "{url}", table: "{table}", mode: {mode}, create: true,
+       batch_size: 10000}}
 batching: {{max_rows: 5000}}
 commit_interval: 0.05
 """
@@ -66,20 +69,22 @@ def stored_progress(database: SqlDatabase, table: str) -> int:
 def kill_while_writing(
     pipeline: str, cwd: Path, database: SqlDatabase, table: str, seed: int, attempts: int = 4
 ) -> list[int]:
-    """Run ``pipeline --once`` up to ``attempts`` times, each SIGKILLed at a random moment
-    after its first flush committed (the stored positions grew); returns the stored progress
-    (``stored_progress``) seen after each kill."""
+    """Run ``pipeline --once`` up to ``attempts`` times, each SIGKILLed once its committed
+    flushes passed a random share (10-50 %) of what was left, plus a random moment (so the
+    kill lands in a flush as well as between two, however fast the machine writes); returns
+    the stored progress (``stored_progress``) seen after each kill."""
     rng = random.Random(seed)
     progress = []
     for _ in range(attempts):
         before = stored_progress(database, table)
+        target = before + rng.uniform(0.1, 0.5) * (ROWS - before)
         process = spawn_omconnect("run", pipeline, "--once", cwd=cwd)
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
-            if stored_progress(database, table) > before:
+            if stored_progress(database, table) >= target:
                 break
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.05, 0.4))
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.05))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
