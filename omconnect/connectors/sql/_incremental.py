@@ -20,6 +20,14 @@ Each statement reads a closed range of the cursor, in cursor then key order::
   ``now() - lag`` seconds for time cursors; rows of writers that commit within the lag are
   read.
 
+- **A crowded boundary.** When more than ``MAX_BOUNDARY_KEYS`` rows share the last cursor
+  value (a bulk load stamping one ``updated_at`` on a million rows), listing their keys would
+  make every position, and every read, grow with them. The position then holds the last key
+  delivered at that value instead (``after_key``) and reads go on after it in key order,
+  ``(cursor, key) > (:last_cursor, :after_key)``, until the cursor moves on. A row committed
+  late at that very value with a key below ``after_key`` is then not read: ``lag`` is what
+  covers late commits there.
+
 With ``cursor`` a list of columns, order and boundary are lexicographic over them, and the
 upper bound applies to the first.
 """
@@ -35,11 +43,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from omconnect.connectors.sql._snapshot import at_or_after, last_values
+from omconnect.connectors.sql._snapshot import after, at_or_after, last_values
 from omconnect.connectors.sql._source_schema import INCREMENTAL
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import rows_to_arrow
 from omconnect.schemas.schema import Schema
+
+# Keys listed in a position at most; past it the boundary is crowded (module docstring).
+MAX_BOUNDARY_KEYS = 1_000
 
 
 def incremental_chunk(
@@ -51,10 +62,15 @@ def incremental_chunk(
     limit: int,
     upper: sa.ColumnElement[Any] | None,
     row_values: bool,
+    after_key: Sequence[Any] | None = None,
 ) -> sa.Select[Any]:
-    """The statement reading the next rows at or after ``last_cursor``, up to ``upper``."""
+    """The statement reading the next rows at or after ``last_cursor`` (after ``after_key``
+    at that value, when the boundary is crowded), up to ``upper``."""
     statement = sa.select(*selected).select_from(table)
-    if last_cursor is not None:
+    if last_cursor is not None and after_key is not None:
+        columns = [*cursor, *key]
+        statement = statement.where(after(columns, [*last_cursor, *after_key], row_values))
+    elif last_cursor is not None:
         statement = statement.where(at_or_after(cursor, last_cursor, row_values))
     if upper is not None:
         statement = statement.where(cursor[0] <= upper)
@@ -139,13 +155,20 @@ def next_incremental_offset(
     key: Sequence[str],
     last_cursor: Sequence[Any] | None,
     delivered: Sequence[Sequence[Any]],
+    after_key: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
-    """The offset after ``emitted`` (rows in cursor order, non-empty): its last cursor value
-    and every key delivered at that value (those of earlier reads too, when it did not move)."""
+    """The offset after ``emitted`` (rows in cursor then key order, non-empty): its last
+    cursor value and every key delivered at that value (those of earlier reads too, when it
+    did not move), or, at a crowded boundary, the last key delivered there (``after_key``)."""
     new_cursor = last_values(emitted, cursor)
+    same = last_cursor is not None and list(last_cursor) == new_cursor
     at_new = emitted.filter(rows_at(emitted, cursor, new_cursor)).select(list(key))
+    earlier = len(delivered) if same else 0
+    if (same and after_key is not None) or at_new.num_rows + earlier > MAX_BOUNDARY_KEYS:
+        crowded = {"mode": INCREMENTAL, "cursor": new_cursor, "keys": []}
+        return {**crowded, "after_key": last_values(emitted, key)}
     keys = [list(row.values()) for row in at_new.to_pylist()]
-    if last_cursor is not None and list(last_cursor) == new_cursor:
+    if same:
         keys = [list(k) for k in delivered] + keys
     return {"mode": INCREMENTAL, "cursor": new_cursor, "keys": keys}
 
@@ -178,6 +201,7 @@ def _scalar(value: Any, kind: pa.DataType) -> pa.Scalar:
 
 __all__ = [
     "INCREMENTAL",
+    "MAX_BOUNDARY_KEYS",
     "boundary_mask",
     "incremental_chunk",
     "next_incremental_offset",

@@ -254,6 +254,7 @@ class SqlSourceTask(SourceTask):
                 limit,
                 upper,
                 self._row_values,
+                offset.get("after_key"),
             )
         values, bad = self._fetch(statement, shape, read)
         rows = _Chunk(values, bad, done=values.num_rows < limit)
@@ -394,6 +395,7 @@ class SqlSourceTask(SourceTask):
                 read.key,
                 offset.get("cursor"),
                 offset.get("keys") or [],
+                offset.get("after_key"),
             )
         new_offset["schema"] = read.shape.record()
         return self._emit(read, emitted, schema, new_offset)

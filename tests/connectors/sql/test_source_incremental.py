@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from omconnect.connectors.sql._incremental import MAX_BOUNDARY_KEYS
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
 from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import spawn_omconnect, tail_topic
@@ -81,6 +82,40 @@ def test_rows_sharing_the_boundary_cursor_value_are_read_once(sql_database: SqlD
     second = run_once(sql_database, offsets, chunk_size=7)
     assert sorted(second) == [*range(500, 510), 600]
     assert run_once(sql_database, offsets, chunk_size=7) == []
+
+
+def test_a_crowded_cursor_value_keeps_positions_small_and_reads_each_row_once(
+    sql_database: SqlDatabase,
+) -> None:
+    """5,000 rows share one cursor value (a bulk load's timestamp): positions hold the last
+    key there instead of 5,000 keys, every row is read once across runs, and the read goes
+    on normally once the cursor moves on."""
+    crowd = MAX_BOUNDARY_KEYS * 5
+    table = events_table(sql_database)
+    insert(sql_database, table, [{"id": i, "seq": 7, "body": "bulk"} for i in range(crowd)])
+    offsets = MemoryOffsetReader()
+    config = {"url": sql_database.url, "tables": [sql_database.table("events")]}
+    source = SourceDriver(
+        "sql", {"mode": "incremental", "cursor": "seq", "chunk_size": 700, **config}, offsets
+    )
+    ids: list[int] = []
+    for index, batch in enumerate(source.read_to_end()):
+        ids.extend(batch.values.column("id").to_pylist())
+        if index < 3:  # a run that stops after three batches
+            source.commit(batch.positions)
+        for mark in batch.marks:
+            assert len(mark.position.offset["keys"]) <= MAX_BOUNDARY_KEYS
+    source.stop()
+    assert sorted(ids) == list(range(crowd))
+    resumed = run_once(sql_database, offsets, chunk_size=700)
+    assert sorted(resumed) == list(range(2100, crowd)), "resumed after the third batch"
+    (_, offset), *_ = offsets.all()
+    assert offset["after_key"] == [crowd - 1] and offset["keys"] == []
+    insert(
+        sql_database, table, [{"id": crowd + i, "seq": 8 + i % 2, "body": "n"} for i in range(5)]
+    )
+    assert sorted(run_once(sql_database, offsets, chunk_size=700)) == list(range(crowd, crowd + 5))
+    assert run_once(sql_database, offsets, chunk_size=700) == []
 
 
 def test_a_late_commit_within_the_lag_is_read(sql_database: SqlDatabase) -> None:
