@@ -88,7 +88,9 @@ class SqlSourceSpec(ConnectorSpec):
             "as rows are added or changed, such as `updated_at` or an id from a sequence. "
             "The read range is closed at the last cursor value and rows delivered at that "
             "value are skipped by key, so rows sharing a cursor value are neither lost nor "
-            "repeated."
+            "repeated. Past 1,000 rows at one value the position keeps the last key read "
+            "there and reads on in key order: a row committed late at that value with a "
+            "lower key needs `lag` to be read."
         ),
     )
     key: list[str] = Field(
