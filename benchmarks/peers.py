@@ -37,6 +37,7 @@ PEER_DISTRIBUTIONS = ["dlt", "pandas", "pyarrow", "sling-linux-amd64", "duckdb-c
 SQL_PEER_REQUIREMENTS = [
     "dlt[parquet,filesystem,postgres]==1.31.0",
     "connectorx==0.4.6",
+    "numpy",  # dlt's sql_database needs it for Arrow rows and does not ask for it
     "psycopg2-binary",
     "sqlalchemy",
     *PEER_REQUIREMENTS[2:],  # sling and the DuckDB CLI it writes Parquet with
@@ -44,6 +45,7 @@ SQL_PEER_REQUIREMENTS = [
 SQL_PEER_DISTRIBUTIONS = [
     "dlt",
     "connectorx",
+    "numpy",
     "psycopg2-binary",
     "sqlalchemy",
     "pyarrow",

@@ -12,8 +12,15 @@ identity under the default identity). ``unchanged`` is omconnect's addition: the
 columns. Names follow Debezium's: ``<schema>_<table>_Value`` (the row), ``..._Envelope``,
 ``..._Key``.
 
-A table's changes arrive as tuples of texts (``_pgoutput``); each column of a batch of them
-becomes one typed Arrow column (``_pg_text.column``), not a Python value per row.
+A table's changes arrive as rows of texts left in their messages: a list of changes decoded
+one by one (``_pgoutput.TupleData``, ``rows_from_texts``), or a poll's run of them decoded at
+once (``_pgoutput.Changes``, ``rows_of``, ``key_changes``: no Python per change at all). The
+rows of a batch are read column by column in one pass (``_pgoutput.tuple_texts``) into one
+string array holding every value, the columns of one type end to end; each type is parsed by
+one Arrow cast (``_pg_text.parse``) and cut into its columns by zero-copy slices: no Python
+per value. Before, a Python loop per row and per column gathered the texts and each column had
+its own casts; with a batch per single-row transaction those casts were most of the cost. The
+schemas and Arrow types a batch needs are built once per table version (``rebuild``).
 """
 
 from __future__ import annotations
@@ -21,16 +28,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
 
 from omconnect.connectors.sql import _pg_text
-from omconnect.connectors.sql._pgoutput import UNCHANGED, Value
+from omconnect.connectors.sql._pgoutput import (
+    Changes,
+    Row,
+    TupleTexts,
+    changes_texts,
+    tuple_texts,
+)
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import to_arrow_field, to_arrow_schema
 from omconnect.schemas.schema import Schema
-from omconnect.schemas.types import Field
+from omconnect.schemas.types import DataType, Field
 
 VERSION = "omconnect-0.1"
 
@@ -61,6 +75,18 @@ class TableEvents:
     row_fields: tuple[Field, ...] = field(init=False)
     value_schema: Schema = field(init=False, repr=False)
     key_schema: Schema = field(init=False, repr=False)
+    # Built with the schemas: their Arrow forms, and the columns grouped by type (``_order``:
+    # the columns of the first type, then of the next...), as ``rows_from_texts`` parses them.
+    arrow_schema: pa.Schema = field(init=False, repr=False, compare=False)
+    _row_type: pa.StructType = field(init=False, repr=False, compare=False)
+    _row_fields: list[pa.Field] = field(init=False, repr=False, compare=False)
+    _unchanged_type: pa.DataType = field(init=False, repr=False, compare=False)
+    _source_type: pa.StructType = field(init=False, repr=False, compare=False)
+    _groups: tuple[tuple[DataType, tuple[int, ...]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _order: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _names: pa.StringArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.rebuild()
@@ -99,9 +125,20 @@ class TableEvents:
                 Field(f.name, f.type, False) for f in self.row_fields if f.name in self.key
             ),
         )
+        self.arrow_schema = to_arrow_schema(self.value_schema)
+        self._row_type = to_arrow_field(self.value_schema.fields[0]).type
+        self._row_fields = list(self._row_type)
+        self._unchanged_type = self.arrow_schema.field("unchanged").type
+        self._source_type = self.arrow_schema.field("source").type
+        groups: dict[DataType, list[int]] = {}
+        for index, f in enumerate(self.row_fields):
+            groups.setdefault(f.type, []).append(index)
+        self._groups = tuple((dtype, tuple(members)) for dtype, members in groups.items())
+        self._order = tuple(index for _, members in self._groups for index in members)
+        self._names = pa.array([f.name for f in self.row_fields], pa.string())
 
     def row_type(self) -> pa.StructType:
-        return to_arrow_field(self.value_schema.fields[0]).type
+        return self._row_type
 
 
 @dataclass(frozen=True)
@@ -116,29 +153,143 @@ class SourceInfo:
     lsn: int | None
 
 
+class Unchanged(Sequence[Sequence[str]]):
+    """Per row of a batch, the columns whose TOASTed value the server did not send (null in
+    ``after``), held as the envelope's ``unchanged`` column: a list of names, null for a row
+    without any."""
+
+    __slots__ = ("column",)
+
+    def __init__(self, column: pa.ListArray) -> None:
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    @overload
+    def __getitem__(self, index: int) -> list[str]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[list[str]]: ...
+
+    def __getitem__(self, index: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(index, slice):
+            return [names or [] for names in self.column[index].to_pylist()]
+        return self.column[index].as_py() or []
+
+
 def rows_from_texts(
-    table: TableEvents, rows: Sequence[tuple[Value, ...] | None]
-) -> tuple[pa.StructArray, list[list[str]]]:
-    """A ``Row`` struct column of tuples of texts (None: no row), and per row the columns
-    that were ``UNCHANGED`` (null in the struct)."""
-    count = len(rows)
-    unchanged: list[list[str]] = [[] for _ in range(count)]
-    columns = []
-    for index, f in enumerate(table.row_fields):
-        texts: list[bytes | None] = []
-        for row_number, row in enumerate(rows):
-            value = None if row is None or index >= len(row) else row[index]
-            if value is UNCHANGED:
-                unchanged[row_number].append(f.name)
-                value = None
-            texts.append(value)  # type: ignore[arg-type]
+    table: TableEvents, rows: Sequence[Row | None]
+) -> tuple[pa.StructArray, Unchanged]:
+    """A ``Row`` struct column of rows of texts (None: no row), and per row the columns
+    that were ``UNCHANGED`` (null in the struct).
+
+    Raises:
+        ValueError: a value is not one of its column's type (names the table and column).
+        ProtocolError: a row is not valid pgoutput.
+    """
+    if all(row is None for row in rows):  # the old rows of inserts and of most updates
+        return _no_rows(table, len(rows))
+    texts = tuple_texts(rows, len(table.row_fields), table._order)
+    return _rows(table, texts, len(rows))
+
+
+def rows_of(
+    table: TableEvents, changes: Changes, old: bool = False
+) -> tuple[pa.StructArray, Unchanged]:
+    """``rows_from_texts`` of the new rows of ``changes`` (the old ones with ``old``)."""
+    if ((changes.old_at if old else changes.new_at) < 0).all():
+        return _no_rows(table, len(changes))
+    texts = changes_texts(changes, old, len(table.row_fields), table._order)
+    return _rows(table, texts, len(changes))
+
+
+def key_changes(table: TableEvents, changes: Changes) -> Changes:
+    """``changes`` as Debezium publishes them: an update that changed the row's key is a
+    delete of the old key (and its tombstone) and a create of the new one, so a compacted
+    topic forgets the old key. Only an update that carries its old row can have changed the
+    key (the server sends the old key then); those few are compared in Python."""
+    with_old = changes.old_at >= 0
+    if not with_old.any():
+        return changes
+    candidates = np.flatnonzero(with_old & (changes.ops == "u"))
+    if not len(candidates):
+        return changes
+    names = [f.name for f in table.row_fields]
+    key_at = [names.index(k) for k in table.key]
+    moved = []
+    for index in candidates.tolist():
+        before, after = changes.row(index, old=True), changes.row(index)
+        assert before is not None and after is not None
+        if any(before[i] != after[i] for i in key_at):
+            moved.append(index)
+    if not moved:
+        return changes
+    repeats = np.ones(len(changes), np.int64)
+    repeats[moved] = 2
+    indices = np.repeat(np.arange(len(changes)), repeats)
+    ops = changes.ops[indices]
+    first = np.ones(len(indices), np.bool_)  # the first of each pair: the delete
+    first[1:] = indices[1:] != indices[:-1]
+    split = np.isin(indices, moved)
+    ops[split & first] = "d"
+    ops[split & ~first] = "c"
+    return changes.take(indices, ops, old=~split | first, new=~split | ~first)
+
+
+def _no_rows(table: TableEvents, count: int) -> tuple[pa.StructArray, Unchanged]:
+    return null_rows(table, count), Unchanged(pa.nulls(count, table._unchanged_type))
+
+
+def _rows(table: TableEvents, texts: TupleTexts, count: int) -> tuple[pa.StructArray, Unchanged]:
+    """The ``Row`` column of ``texts`` (laid out in ``table._order``): one cast of the texts
+    to strings (UTF-8 checked), one parse per type, a zero-copy slice per column."""
+    try:
+        strings = texts.values.cast(pa.string())
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"table {table.stream}: a value is not UTF-8 text: {error}") from None
+    columns: list[Any] = [None] * len(table.row_fields)
+    at = 0
+    for dtype, members in table._groups:
+        part = strings.slice(at * count, len(members) * count)
+        at += len(members)
         try:
-            columns.append(_pg_text.column(texts, f.type))
+            parsed = _pg_text.parse(part, dtype)
+        except ValueError:
+            raise _bad_column(table, dtype, members, part, count) from None
+        for place, index in enumerate(members):
+            columns[index] = parsed if len(members) == 1 else parsed.slice(place * count, count)
+    mask = None if texts.missing is None else pa.array(texts.missing)
+    struct = pa.StructArray.from_arrays(columns, fields=table._row_fields, mask=mask)
+    unchanged_type = table._unchanged_type
+    if texts.unchanged is None:
+        return struct, Unchanged(pa.nulls(count, unchanged_type))
+    # Per row, the names of its unchanged columns (row by row, in column order).
+    per_row = texts.unchanged.sum(axis=0)
+    offsets = np.zeros(count + 1, np.int32)
+    np.cumsum(per_row, out=offsets[1:])
+    _, named = np.nonzero(texts.unchanged.T)
+    unchanged = pa.ListArray.from_arrays(
+        pa.array(offsets),
+        table._names.take(pa.array(named, pa.int64())),
+        type=unchanged_type,
+        mask=pa.array(per_row == 0),
+    )
+    return struct, Unchanged(unchanged)
+
+
+def _bad_column(
+    table: TableEvents, dtype: DataType, members: tuple[int, ...], texts: pa.Array, count: int
+) -> ValueError:
+    """The error of the first column of ``members`` (laid end to end in ``texts``) that has a
+    value that is not a ``dtype``."""
+    for place, index in enumerate(members):
+        try:
+            _pg_text.parse(texts.slice(place * count, count), dtype)
         except ValueError as error:
-            raise ValueError(f"table {table.stream}, column {f.name}: {error}") from None
-    mask = pa.array([row is None for row in rows], pa.bool_())
-    row_type = table.row_type()
-    return pa.StructArray.from_arrays(columns, fields=list(row_type), mask=mask), unchanged
+            name = table.row_fields[index].name
+            return ValueError(f"table {table.stream}, column {name}: {error}")
+    return ValueError(f"table {table.stream}: a value is not a {dtype}")
 
 
 def rows_from_batch(table: TableEvents, batch: pa.RecordBatch) -> pa.StructArray:
@@ -150,17 +301,74 @@ def rows_from_batch(table: TableEvents, batch: pa.RecordBatch) -> pa.StructArray
 
 def envelopes(
     table: TableEvents,
-    ops: Sequence[str],
+    ops: Sequence[str] | np.ndarray,
     before: pa.Array,
     after: pa.Array,
-    source: SourceInfo,
+    source: SourceInfo | Sequence[tuple[SourceInfo, int]],
     unchanged: Sequence[Sequence[str]] | None = None,
 ) -> pa.RecordBatch:
-    """The envelope batch of ``ops`` (``before``/``after``: ``Row`` structs or nulls)."""
+    """The envelope batch of ``ops`` (``before``/``after``: ``Row`` structs or nulls; ``ops``
+    a list or a numpy array of one-letter strings, as ``Changes.ops``).
+
+    ``source`` is what ``source`` says of every event, or of runs of them: ``(info, count)``
+    for the first ``count`` events, then the next (several transactions in one batch).
+    """
     count = len(ops)
-    arrow_schema = to_arrow_schema(table.value_schema)
-    source_type = arrow_schema.field("source").type
-    source_values = {
+    unchanged_type = table._unchanged_type
+    if isinstance(unchanged, Unchanged):
+        unchanged_column = unchanged.column
+    elif unchanged is not None:
+        unchanged_column = pa.array([list(u) if u else None for u in unchanged], unchanged_type)
+    else:
+        unchanged_column = pa.nulls(count, unchanged_type)
+    now = int(time.time() * 1000)
+    return pa.RecordBatch.from_arrays(
+        [
+            before,
+            after,
+            _source_column(table, source, count),
+            pa.array(ops, pa.string()),
+            pa.repeat(pa.scalar(now, pa.int64()), count),
+            unchanged_column,
+        ],
+        schema=table.arrow_schema,
+    )
+
+
+def _source_column(
+    table: TableEvents, source: SourceInfo | Sequence[tuple[SourceInfo, int]], count: int
+) -> pa.StructArray:
+    source_type = table._source_type
+    if isinstance(source, SourceInfo):
+        return pa.repeat(pa.scalar(_source_values(table, source), source_type), count)
+    runs = np.fromiter((rows for _, rows in source), np.int64, len(source))
+    if int(runs.sum()) != count:
+        raise ValueError(f"source runs of {int(runs.sum())} events for {count} events")
+    infos = [info for info, _ in source]
+    per_run: dict[str, list[Any]] = {  # per run, the fields that are not the table's
+        "name": [info.name for info in infos],
+        "db": [info.db for info in infos],
+        "ts_ms": [info.commit_time_ms for info in infos],
+        "snapshot": [info.snapshot for info in infos],
+        "txId": [info.xid for info in infos],
+        "lsn": [info.lsn for info in infos],
+    }
+    constant = _source_values(table, infos[0])
+    run_of_row: pa.Array | None = None
+    children = []
+    for f in source_type:
+        values = per_run.get(f.name)
+        if values is None or all(v == values[0] for v in values):
+            children.append(pa.repeat(pa.scalar(constant[f.name], f.type), count))
+            continue
+        if run_of_row is None:
+            run_of_row = pa.array(np.repeat(np.arange(len(runs)), runs))
+        children.append(pa.array(values, f.type).take(run_of_row))
+    return pa.StructArray.from_arrays(children, fields=list(source_type))
+
+
+def _source_values(table: TableEvents, source: SourceInfo) -> dict[str, Any]:
+    return {
         "version": VERSION,
         "connector": "postgresql",
         "name": source.name,
@@ -172,28 +380,6 @@ def envelopes(
         "txId": source.xid,
         "lsn": source.lsn,
     }
-    source_column = pa.StructArray.from_arrays(
-        [pa.repeat(pa.scalar(source_values[f.name], f.type), count) for f in source_type],
-        fields=list(source_type),
-    )
-    unchanged_type = arrow_schema.field("unchanged").type
-    unchanged_column = (
-        pa.array([list(u) if u else None for u in unchanged], unchanged_type)
-        if unchanged is not None
-        else pa.nulls(count, unchanged_type)
-    )
-    now = int(time.time() * 1000)
-    return pa.RecordBatch.from_arrays(
-        [
-            before,
-            after,
-            source_column,
-            pa.array(ops, pa.string()),
-            pa.repeat(pa.scalar(now, pa.int64()), count),
-            unchanged_column,
-        ],
-        schema=arrow_schema,
-    )
 
 
 def null_rows(table: TableEvents, count: int) -> pa.Array:
@@ -223,10 +409,13 @@ def with_tombstones(
 __all__ = [
     "SourceInfo",
     "TableEvents",
+    "Unchanged",
     "envelopes",
+    "key_changes",
     "keys_of",
     "null_rows",
     "rows_from_batch",
     "rows_from_texts",
+    "rows_of",
     "with_tombstones",
 ]

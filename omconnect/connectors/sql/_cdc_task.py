@@ -5,6 +5,22 @@ slot and returns their events as a list of batches in stream order, one per run 
 one table; each batch's mark is where the transaction got to (its ``commit_lsn`` and the count
 of its changes so far, ``complete`` at its commit). psycopg2 and ADBC are imported when the
 task starts, not with this module (every ``omconnect`` command imports the plugins).
+
+Faults: the runtime retries ``start`` and ``poll`` on ``RetriableError`` (on the same task) and
+fails the task on anything else. So a server that cannot be reached (down, restarting, a
+dropped connection) is always ``RetriableError`` here, whatever the ``sql`` connector's
+translation called it; ``start`` first releases what a failed attempt opened; a ``poll`` after
+the stream failed connects again and streams from the slot's confirmed position (the server
+sends each transaction after it again; those this task delivered already are skipped by their
+commit LSN and change count); a snapshot whose connection was lost reads on from its last key
+in a snapshot of now (as a new run would). ``commit`` never raises for a lost stream: the
+position is kept and confirmed to the next connection. Nothing raises inside ``_decoded``
+once positions moved, or delivered events would be lost to a retried poll.
+
+Lag: every minute (``_LAG_LOG_SECONDS``) the task logs at INFO how many bytes of WAL the
+server wrote past the slot's confirmed position and how long ago this task last moved it (the
+runtime has no gauge a connector could report, so it is a log line). Idle: a small lag
+confirmed about a heartbeat ago; stalled: both growing.
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ from omconnect.connectors.api import (
     Position,
     PositionMark,
     RecordBatch,
+    RetriableError,
     SourceTask,
     TaskContext,
 )
@@ -52,6 +69,7 @@ from omconnect.connectors.sql._pgoutput import (
 )
 from omconnect.connectors.sql._replication import (
     ReplicationStream,
+    SlotInUseError,
     StreamedMessage,
     catalog_tables,
     check_server,
@@ -60,8 +78,11 @@ from omconnect.connectors.sql._replication import (
     ensure_publication,
     libpq_dsn,
     open_database,
+    retriable_when_unreachable,
     slot_exists,
+    slot_lag,
     snapshot_name,
+    unreachable,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +93,9 @@ _MESSAGE_PREFIX = "omconnect"
 
 # Under --once, how long the stream may stay silent before the watermark came back.
 _WATERMARK_WAIT_SECONDS = 120.0
+
+# How often the slot's lag is logged (at INFO) while streaming.
+_LAG_LOG_SECONDS = 60.0
 
 
 @dataclass
@@ -89,31 +113,49 @@ class _Transaction:
 class PostgresCdcTask(SourceTask):
     """Snapshots (when asked) and then streams one slot (see the module docstring)."""
 
+    # What start opens (None before it, and after stop).
+    _snapshot_connection: Any = None
+    _snapshot_reader: Any = None
+    _stream: ReplicationStream | None = None
+
     def start(self, config: ConnectorSpec, context: TaskContext) -> None:
+        self._release()  # a retried start: what the failed attempt opened
         self.config: PostgresCdcSpec = config  # type: ignore[assignment]
         self.context = context
         self._database = open_database(self.config.url.get_secret_value())
-        self._snapshot_connection: Any = None
-        self._stream: ReplicationStream | None = None
-        check_server(self._database)
         self._slot = self.config.slot or default_slot(context.pipeline)
         self._publication = self.config.publication or self._slot
         self._partition = {"slot": self._slot}
         stored = context.offsets.get(self._partition)
         self._offset: dict[str, Any] = dict(stored) if stored is not None else {}
-        self._tables, self._reflected = catalog_tables(self._database, self.config.tables)
         self._by_oid: dict[int, TableEvents] = {}
-        ensure_publication(self._database, self._publication, self._tables)
-        self._stream = ReplicationStream(libpq_dsn(self._database), self._slot, self._publication)
-        self._stream.open()
         self._transaction: _Transaction | None = None
         self._in_flight: list[int] = []  # end LSNs delivered and not yet stored
         self._last_heartbeat = time.monotonic()
+        self._quiet = False  # whether the last read of the stream found nothing
         self._watermark: str | None = None
         self._caught_up = False
         self._snapshot_left: list[tuple[TableEvents, list[Any] | None, Any]] = []
-        self._snapshot_reader: Any = None
+        self._streamed = False  # whether this task streamed the slot (a start is a reconnect)
+        self._confirmed_lsn = 0
+        self._confirmed_at = time.monotonic()
+        self._next_lag_log = time.monotonic() + _LAG_LOG_SECONDS
+        with retriable_when_unreachable():
+            self._open()
+
+    def _open(self) -> None:
+        """Check the server, publish the tables, and snapshot or stream the slot."""
+        check_server(self._database)
+        self._tables, self._reflected = catalog_tables(self._database, self.config.tables)
         exists = slot_exists(self._database, self._slot)
+        if ensure_publication(self._database, self._publication, self._tables) and exists:
+            # Dropped while the slot lived: changes made meanwhile cannot be decoded (the
+            # stream says so, with what to do, if there were any).
+            self.context.logger.debug(
+                "publication %s was missing: created it again", self._publication
+            )
+        self._stream = ReplicationStream(libpq_dsn(self._database), self._slot, self._publication)
+        self._stream.open()
         if self._needs_snapshot(exists):
             if exists and self._offset.get("snapshot") == "running":
                 # A run stopped inside the snapshot: the slot still holds every change since
@@ -133,7 +175,32 @@ class PostgresCdcTask(SourceTask):
                     "reset`) to start again with a snapshot, or use `snapshot: when_needed`"
                 )
             self._stream.create_slot()
-        self._stream.start()
+        self._ensure_streaming()
+
+    def _ensure_streaming(self) -> None:
+        """Stream the slot; after a lost connection, connect again and stream from the slot's
+        confirmed position: the transaction that was being read comes again from its start
+        (``_delivered_before`` skips what was delivered)."""
+        stream = self._stream
+        assert stream is not None
+        if stream.streaming:
+            return
+        self._transaction = None
+        with retriable_when_unreachable():
+            try:
+                if not stream.is_open:
+                    stream.open()
+                stream.start()
+            except SlotInUseError as error:
+                if not self._streamed:
+                    raise
+                # The walsender of the lost connection has not let go of the slot yet.
+                raise RetriableError(str(error)) from None
+        if self._streamed:
+            self.context.logger.info(
+                "slot %s: connected again, streaming from its confirmed position", self._slot
+            )
+        self._streamed = True
 
     def _needs_snapshot(self, slot_exists: bool) -> bool:
         state = self._offset.get("snapshot")
@@ -191,7 +258,12 @@ class PostgresCdcTask(SourceTask):
                     self._snapshot_left[0] = (table, after, parts)
                 raw = next(parts, None)
             except Exception as error:  # ADBC raises its own error types
-                raise self._database.translate(error, table.stream, doing="snapshot") from None
+                translated = self._database.translate(error, table.stream, doing="snapshot")
+                if not unreachable(error):
+                    raise translated from None
+                # The next poll reads on after the last key delivered, in a snapshot of then.
+                self._close_snapshot()
+                raise RetriableError(str(translated)) from None
             if raw is None:
                 self._snapshot_left.pop(0)
                 continue
@@ -210,12 +282,17 @@ class PostgresCdcTask(SourceTask):
             return self._emit(
                 table, ["r"] * len(after_rows), nulls, after_rows, source, None, offset
             )
-        self._snapshot_connection.close()
-        self._snapshot_connection = None
-        assert self._stream is not None
-        self._stream.start()
+        self._close_snapshot()
+        # The stream starts with the next poll (a failure to start it is then retried there).
         self._offset = {"snapshot": "done", "commit_lsn": 0, "index": 0, "complete": True}
         return self._position_only(self._offset)
+
+    def _close_snapshot(self) -> None:
+        connection, self._snapshot_connection = self._snapshot_connection, None
+        self._snapshot_reader = None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # lost already, or abandoned: nothing to keep
+                connection.close()
 
     def _snapshot_statement(self, table: TableEvents, after: list[Any] | None) -> Any:
         """The rows of ``table`` after the key ``after`` in key order; columns of a type
@@ -240,13 +317,22 @@ class PostgresCdcTask(SourceTask):
     # -- the stream ----------------------------------------------------------------------
 
     def poll(self) -> PollResult:
+        if self._snapshot_connection is None and self._offset.get("snapshot") == "running":
+            # The snapshot's connection was lost: read on in a snapshot of now.
+            with retriable_when_unreachable():
+                self._begin_snapshot(None)
         if self._snapshot_connection is not None:
             return self._poll_snapshot()
+        self._ensure_streaming()
+        self._log_lag()
         assert self._stream is not None
         if not self.context.once:
-            messages = self._stream.read(self.config.batch_size, wait_seconds=0.5)
-            if not messages:
+            if self._quiet:
+                # Written before the read, so that it comes back (and is confirmed) within it.
                 self._heartbeat()
+            messages = self._stream.read(self.config.batch_size, wait_seconds=0.5)
+            self._quiet = not messages
+            if not messages:
                 return None
             return self._decoded(messages)
         # Under --once an empty poll ends the run: read until there are events or the
@@ -256,6 +342,7 @@ class PostgresCdcTask(SourceTask):
             self._watermark = self._write_message()
             self._watermark_at = time.monotonic()
         while not self._caught_up or self._transaction is not None:
+            self._ensure_streaming()  # a forced confirmation may have lost the connection
             messages = self._stream.read(self.config.batch_size, wait_seconds=0.5)
             if messages:
                 self._watermark_at = time.monotonic()
@@ -278,7 +365,9 @@ class PostgresCdcTask(SourceTask):
         def end_run(commit: Commit | None = None) -> None:
             nonlocal run, run_table
             transaction = self._transaction
-            if transaction is None or transaction.skip < 0:
+            if transaction is None or transaction.skip < 0 or (commit is None and not run):
+                # Nothing to deliver: the position stays (a transaction sent again after a
+                # reconnect must not move it back to before what was delivered).
                 run, run_table = [], None
                 return
             offset = {
@@ -379,15 +468,19 @@ class PostgresCdcTask(SourceTask):
             return
         if self._watermark is not None and message.content.decode() == self._watermark:
             self._caught_up = True
-        if not self._in_flight and self._transaction is None and self._stream is not None:
-            self._stream.confirm(message.lsn)  # a heartbeat: nothing before it is pending
+        if not self._in_flight and self._transaction is None:
+            self._confirm(message.lsn, force=True)  # a heartbeat: nothing before it is pending
 
     def _write_message(self) -> str:
         """Write a non-transactional logical decoding message; returns its token."""
         import sqlalchemy as sa
 
         token = uuid.uuid4().hex
-        with self._database.errors(doing="write a heartbeat into"), self._database.connect() as c:
+        with (
+            retriable_when_unreachable(),
+            self._database.errors(doing="write a heartbeat into"),
+            self._database.connect() as c,
+        ):
             c.execute(
                 sa.text("SELECT pg_logical_emit_message(false, :prefix, :token)"),
                 {"prefix": _MESSAGE_PREFIX, "token": token},
@@ -401,6 +494,38 @@ class PostgresCdcTask(SourceTask):
             self._last_heartbeat = now
             self._write_message()
 
+    def _confirm(self, lsn: int, force: bool = False) -> None:
+        """Confirm the slot up to ``lsn``. Never raises for a lost connection: the position is
+        kept and confirmed when the next poll connects again."""
+        if lsn > self._confirmed_lsn:
+            self._confirmed_lsn = lsn
+            self._confirmed_at = time.monotonic()
+        if self._stream is None:
+            return
+        with contextlib.suppress(RetriableError):
+            self._stream.confirm(lsn, force=force)
+
+    def _log_lag(self) -> None:
+        """Every ``_LAG_LOG_SECONDS``: how far the slot's confirmed position is behind the
+        server's WAL, and since when this task has not moved it."""
+        now = time.monotonic()
+        if now < self._next_lag_log:
+            return
+        self._next_lag_log = now + _LAG_LOG_SECONDS
+        try:
+            lag = slot_lag(self._database, self._slot)
+        except ConnectorError:  # the stream's own errors say what is wrong
+            return
+        if lag is None:
+            return
+        self.context.logger.info(
+            "slot %s: lag %d bytes (the server's WAL past the slot's confirmed position), "
+            "position last confirmed %.1f s ago",
+            self._slot,
+            lag,
+            now - self._confirmed_at,
+        )
+
     def commit(self, positions: Sequence[Position]) -> None:
         """Confirm the slot up to the end of the last complete transaction stored."""
         ends = [
@@ -412,17 +537,20 @@ class PostgresCdcTask(SourceTask):
             return
         flush = max(ends)
         self._in_flight = [end for end in self._in_flight if end > flush]
-        self._stream.confirm(flush)
+        self._confirm(flush)
 
     def stop(self) -> None:
-        if getattr(self, "_snapshot_connection", None) is not None:
-            with contextlib.suppress(Exception):  # the snapshot is abandoned either way
-                self._snapshot_connection.close()
-        stream = getattr(self, "_stream", None)
-        if stream is not None:
-            stream.close()
-        if getattr(self, "_database", None) is not None:
-            self._database.close()
+        self._release()
+
+    def _release(self) -> None:
+        """Close what ``start`` opened (also what a failed ``start`` had opened)."""
+        self._close_snapshot()
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = None
+        database = getattr(self, "_database", None)
+        if database is not None:
+            database.close()
 
     # -- batches -------------------------------------------------------------------------
 

@@ -3,8 +3,10 @@
 pgoutput sends every value as its type's text output, which depends on the session's
 settings; the replication connection pins them (``DATESTYLE=ISO``, ``TIMEZONE=UTC``,
 ``INTERVALSTYLE=postgres``, ``EXTRA_FLOAT_DIGITS=3``, ``BYTEA_OUTPUT=hex``), so each type has
-one text form, parsed here with Arrow's casts over the whole column: no Python per value but
-for building the column of texts itself.
+one text form, parsed here with Arrow's casts over a whole column (``parse``), no Python per
+value. The stream hands over the texts of a batch's columns of one type end to end in one
+string array (``_cdc_events``), so a batch of changes costs one cast per type, not one per
+column: what a batch of a single row costs is mostly such calls.
 
 Types are chosen from the relation message's type OIDs and modifiers, matching what the
 ``sql`` connector reflects for the same column (``schemas.sql``), so snapshot rows and
@@ -14,7 +16,8 @@ geometric and network types, domains, enums) is carried as its text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +49,12 @@ _BY_OID: dict[int, DataType] = {
     3802: t.json(),
 }
 _NUMERIC = 1700
+
+# Compute functions' text arguments, made once: a Python str argument is converted on every
+# call, which costs more than the call itself on a batch of one row.
+_TRUE = pa.scalar("t", pa.string())
+_EPOCH_DAY = pa.scalar("1970-01-01 ", pa.string())
+_NO_TEXT = pa.scalar("", pa.string())
 
 # Session settings under which every value has the one text form parsed here.
 SESSION_SETTINGS = (
@@ -79,31 +88,75 @@ def column(texts: Sequence[bytes | None], dtype: DataType) -> pa.Array:
         ValueError: a text is not a value of ``dtype`` (a numeric ``NaN`` or one with more
             digits than ``decimal(38, 9)``, an infinite date); says which.
     """
-    raw = pa.array(texts, pa.binary()).cast(pa.string())
-    target = to_arrow_type(dtype)
     try:
-        return _parsed(raw, dtype, target)
+        raw = pa.array(texts, pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"a value is not UTF-8 text: {error}") from None
+    return parse(raw, dtype)
+
+
+def parse(raw: pa.StringArray, dtype: DataType) -> pa.Array:
+    """``column`` of texts already in an Arrow string array: the values of several columns
+    of one type are parsed by one call (``_cdc_events`` lays them end to end).
+
+    Raises:
+        ValueError: as ``column``.
+    """
+    parser = _parser(dtype)
+    if parser is None:  # text carried as it is
+        return raw
+    try:
+        return parser(raw)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise ValueError(f"a value is not a {dtype}: {error}") from None
 
 
-def _parsed(raw: pa.StringArray, dtype: DataType, target: pa.DataType) -> pa.Array:
+Parser = Callable[[pa.StringArray], pa.Array]
+
+
+@functools.cache
+def _parser(dtype: DataType) -> Parser | None:
+    """How texts become values of ``dtype`` (None: they are kept as text); chosen once per
+    type, as a batch of one row costs little more than this choice."""
+    target = to_arrow_type(dtype)
+    if target == pa.string():
+        return None
     if dtype == t.boolean():
-        return pc.equal(raw, "t")
+        return lambda raw: pc.equal(raw, _TRUE)
     if dtype == t.binary():
-        return _hex_bytes(raw)
+        return _hex_bytes
     if dtype == t.uuid():
-        uuids, invalid = uuid_from_text(raw)
-        if pc.any(invalid).as_py():
-            raise ValueError("a value is not a UUID")
-        return uuids
+        return _uuids
     if dtype == t.time():
-        midnight = pc.binary_join_element_wise("1970-01-01 ", raw, "")
-        micros = midnight.cast(pa.timestamp("us")).cast(pa.int64())
-        return micros.cast(pa.time64("us")).cast(target)
+        return functools.partial(_times, target=target)
     if isinstance(target, pa.BaseExtensionType):  # json: the text as it is
-        return pa.ExtensionArray.from_storage(target, raw.cast(target.storage_type))
-    return raw.cast(target)
+        storage = target.storage_type
+        return lambda raw: pa.ExtensionArray.from_storage(target, _cast(raw, storage))
+    return functools.partial(_cast, target=target)
+
+
+@functools.cache
+def _cast_options(target: pa.DataType) -> pc.CastOptions:
+    return pc.CastOptions.safe(target)
+
+
+def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """``array.cast(target)`` without building the cast's options again (a third of a cast
+    of one value)."""
+    return pc.call_function("cast", [array], _cast_options(target))
+
+
+def _uuids(raw: pa.StringArray) -> pa.Array:
+    uuids, invalid = uuid_from_text(raw)
+    if pc.any(invalid).as_py():
+        raise ValueError("a value is not a UUID")
+    return uuids
+
+
+def _times(raw: pa.StringArray, target: pa.DataType) -> pa.Array:
+    midnight = pc.binary_join_element_wise(_EPOCH_DAY, raw, _NO_TEXT)
+    micros = midnight.cast(pa.timestamp("us")).cast(pa.int64())
+    return micros.cast(pa.time64("us")).cast(target)
 
 
 def _hex_bytes(raw: pa.StringArray) -> pa.Array:
@@ -128,4 +181,4 @@ def _hex_bytes(raw: pa.StringArray) -> pa.Array:
     )
 
 
-__all__ = ["SESSION_SETTINGS", "carried_as_text", "column", "type_of"]
+__all__ = ["SESSION_SETTINGS", "carried_as_text", "column", "parse", "type_of"]

@@ -8,6 +8,15 @@ SQLAlchemy engine.
 The slot's flush position is moved only by ``confirm``: the server keeps every transaction
 after it, so a run that dies before its positions were stored gets them again. The stream is
 started at the slot's own position (``0/0``), never past it.
+
+Failures: a stream whose connection fails closes it and raises; a dropped connection (a
+terminated walsender, a server shutting down or restarting, no pgcode) is ``RetriableError``,
+and ``open`` and ``start`` again resume from the slot's position, telling the new connection
+the highest position confirmed so far. ``unreachable`` says whether any error (SQLAlchemy's,
+ADBC's, psycopg2's) comes from a server that cannot be reached now, and
+``retriable_when_unreachable`` turns those into ``RetriableError`` whatever they were
+translated to (the ``sql`` connector's translation calls a refused connection a ``ConfigError``,
+right before a run, not once the run is streaming).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import contextlib
 import re
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +42,42 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 _UNDEFINED_OBJECT = "42704"
 _CONNECTION_FAILURES = ("08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03")
 
+# Words of the drivers' messages for a server that cannot be reached now (down, starting up,
+# shutting down, a connection it dropped), lower-cased.
+_UNREACHABLE_TEXT = (
+    "connection refused",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+    "terminating connection",
+    "server closed the connection",
+    "connection already closed",
+    "the connection is closed",
+    "the connection is lost",
+    "no copy in progress",  # psycopg2, once a walsender that shut down ended the stream
+    "could not receive data from server",
+    "could not send data to server",
+    "ssl syscall error",
+    "connection reset by peer",
+    "broken pipe",
+    "timeout expired",
+    "consuming input failed",
+)
+
+# Words of a refused login (libpq gives no SQLSTATE for failures while connecting).
+_LOGIN_REFUSED_TEXT = (
+    "password authentication failed",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+)
+
+
+class SlotInUseError(ConnectorError):
+    """Another connection streams the slot (SQLSTATE 55006)."""
+
 
 @dataclass(frozen=True)
 class StreamedMessage:
@@ -43,7 +88,11 @@ class StreamedMessage:
 
 
 class ReplicationStream:
-    """A replication connection to one database, streaming one slot."""
+    """A replication connection to one database, streaming one slot.
+
+    After a failure of its connection (``read``, ``start``, a forced ``confirm``) the stream is
+    closed: ``open`` and ``start`` again to stream from the slot's confirmed position.
+    """
 
     def __init__(self, dsn: str, slot: str, publication: str) -> None:
         self.slot = slot
@@ -52,19 +101,43 @@ class ReplicationStream:
         self._connection: Any = None
         self._cursor: Any = None
         self._streaming = False
+        # The highest position confirmed: told to every connection the stream starts.
+        self._confirmed = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection is there (it may still be dead: ``read`` finds out)."""
+        return self._connection is not None and not self._connection.closed
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the slot is being streamed on an open connection."""
+        return self._streaming and self.is_open
+
+    @property
+    def user(self) -> str | None:
+        """The user the connection logs in as (from the DSN), for the advice of errors."""
+        import psycopg2.extensions
+
+        try:
+            return psycopg2.extensions.parse_dsn(self._dsn).get("user")
+        except psycopg2.Error:
+            return None
 
     def open(self) -> None:
         import psycopg2
         import psycopg2.extras
 
+        self.close()
         try:
             self._connection = psycopg2.connect(
                 self._dsn,
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
                 options=SESSION_SETTINGS,
+                connect_timeout=_CONNECT_TIMEOUT_SECONDS,
             )
         except psycopg2.Error as error:
-            raise _translated(
+            raise self._failed(
                 error, f"open a replication connection for slot {self.slot}"
             ) from None
         self._cursor = self._connection.cursor()
@@ -81,7 +154,7 @@ class ReplicationStream:
             )
             row = self._cursor.fetchone()
         except psycopg2.Error as error:
-            raise _translated(error, f"create replication slot {self.slot}") from None
+            raise self._failed(error, f"create replication slot {self.slot}") from None
         return str(row[2])
 
     def start(self) -> None:
@@ -100,8 +173,13 @@ class ReplicationStream:
                 },
                 status_interval=10,
             )
+            if self._confirmed:
+                # Confirmed while the connection was down (or by the one before it).
+                self._cursor.send_feedback(
+                    write_lsn=self._confirmed, flush_lsn=self._confirmed, force=True
+                )
         except psycopg2.Error as error:
-            raise _translated(error, f"stream replication slot {self.slot}") from None
+            raise self._failed(error, f"stream replication slot {self.slot}") from None
         self._streaming = True
 
     def read(self, limit: int, wait_seconds: float) -> list[StreamedMessage]:
@@ -109,6 +187,8 @@ class ReplicationStream:
         ``wait_seconds`` and those with it."""
         import psycopg2
 
+        if not self.streaming:
+            raise RetriableError(f"slot {self.slot} is not being streamed: its connection was lost")
         messages: list[StreamedMessage] = []
         deadline = time.monotonic() + wait_seconds
         try:
@@ -122,23 +202,25 @@ class ReplicationStream:
                     break
                 select.select([self._connection], [], [], min(left, 1.0))
         except psycopg2.Error as error:
-            raise _translated(error, f"stream replication slot {self.slot}") from None
+            raise self._failed(error, f"stream replication slot {self.slot}") from None
         return messages
 
-    @property
-    def server_wal_end(self) -> int:
-        """The end of the server's WAL as its last message or keepalive said."""
-        return int(self._cursor.wal_end or 0)
-
-    def confirm(self, flush_lsn: int) -> None:
+    def confirm(self, flush_lsn: int, force: bool = False) -> None:
         """Tell the server that everything up to ``flush_lsn`` is stored: the slot may let go
-        of the WAL before it."""
+        of the WAL before it. psycopg2 sends it with its next status update (every
+        ``status_interval``), at once with ``force``. While the stream is down the position
+        is kept and told to the next connection when it starts."""
         import psycopg2
 
+        self._confirmed = max(self._confirmed, flush_lsn)
+        if not self.streaming:
+            return
         try:
-            self._cursor.send_feedback(write_lsn=flush_lsn, flush_lsn=flush_lsn, reply=False)
+            self._cursor.send_feedback(
+                write_lsn=flush_lsn, flush_lsn=flush_lsn, reply=False, force=force
+            )
         except psycopg2.Error as error:
-            raise _translated(error, f"confirm position of slot {self.slot}") from None
+            raise self._failed(error, f"confirm position of slot {self.slot}") from None
 
     def close(self) -> None:
         if self._connection is not None:
@@ -147,28 +229,99 @@ class ReplicationStream:
         self._connection = self._cursor = None
         self._streaming = False
 
+    def _failed(self, error: Any, doing: str) -> ConnectorError:
+        """``error`` translated; the connection is closed (a retry opens a new one)."""
+        self.close()
+        return _translated(error, doing, self.slot, self.user)
 
-def _translated(error: Any, doing: str) -> ConnectorError:
+
+# How long opening a replication connection may take.
+_CONNECT_TIMEOUT_SECONDS = 10
+
+
+def _translated(
+    error: Any, doing: str, slot: str | None = None, user: str | None = None
+) -> ConnectorError:
     """A psycopg2 error as one line saying what to change."""
     code = getattr(error, "pgcode", None)
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    lowered = first.lower()
     if code == _OBJECT_IN_USE:
-        return ConnectorError(
+        return SlotInUseError(
             f"cannot {doing}: {first}; another process is streaming this slot (stop it, or "
             "give this pipeline its own `slot`)"
         )
     if code == _INSUFFICIENT_PRIVILEGE or "must be superuser or replication role" in first:
         return ConnectorError(
-            f"cannot {doing}: {first}; grant it with ALTER ROLE <user> WITH REPLICATION"
+            f"cannot {doing}: {first}; grant it with ALTER ROLE {sql_name(user or '<user>')} "
+            "WITH REPLICATION"
         )
     if code == _UNDEFINED_OBJECT and "publication" in first:
+        slot_name = slot or "<slot>"
         return ConnectorError(
-            f"cannot {doing}: {first}; the publication was dropped: restart the pipeline to "
-            "create it again"
+            f"cannot {doing}: {first}; the publication was dropped while the slot still had "
+            "changes to send, and PostgreSQL cannot decode the changes made before it was "
+            f"created again: drop the slot (SELECT pg_drop_replication_slot('{slot_name}')) "
+            "and run again to start over from a snapshot (with `snapshot: when_needed`, or "
+            "after `omconnect offsets reset <pipeline.yaml>`)"
         )
-    if code in _CONNECTION_FAILURES or code is None:
+    if code == _UNDEFINED_OBJECT and "replication slot" in first:
+        return ConnectorError(
+            f"cannot {doing}: {first}; the slot was dropped while the pipeline ran: run it "
+            "again to create it (it says whether the changes made meanwhile need a snapshot)"
+        )
+    if code in _CONNECTION_FAILURES:
+        return RetriableError(f"cannot {doing}: {first}")
+    if code is None and not any(words in lowered for words in _LOGIN_REFUSED_TEXT):
+        # No SQLSTATE: libpq's own failure (connection refused, closed, lost, ended).
         return RetriableError(f"cannot {doing}: {first}")
     return ConnectorError(f"cannot {doing}: {first}")
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from or while handling, or the driver's
+    error SQLAlchemy wrapped) says the server cannot be reached now: a refused or dropped
+    connection, a server starting up or shutting down, a terminated backend."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        code = getattr(current, "pgcode", None) or getattr(current, "sqlstate", None)
+        if isinstance(code, str) and (code.startswith("08") or code in _CONNECTION_FAILURES):
+            return True
+        text = str(current).lower()
+        if any(words in text for words in _UNREACHABLE_TEXT):
+            return True
+        orig = getattr(current, "orig", None)
+        pending += [
+            current.__cause__,
+            current.__context__,
+            orig if isinstance(orig, BaseException) else None,
+        ]
+    return False
+
+
+@contextlib.contextmanager
+def retriable_when_unreachable() -> Iterator[None]:
+    """Errors raised inside that come from a server that cannot be reached now
+    (``unreachable``) become ``RetriableError`` with the same message; others pass."""
+    try:
+        yield
+    except RetriableError:
+        raise
+    except Exception as error:
+        if not unreachable(error):
+            raise
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RetriableError(text) from error
+
+
+def sql_name(name: str) -> str:
+    """``name`` as it is written in SQL: as is when it needs no quotes."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*|<\w+>", name) else quoted(name)
 
 
 def quoted(name: str) -> str:
@@ -213,38 +366,71 @@ def catalog_tables(
     return [tables[i] for i in order], reflected
 
 
-def ensure_publication(database: Database, publication: str, tables: Sequence[TableEvents]) -> None:
-    """Create ``publication`` for ``tables``, or add the tables it lacks."""
+def ensure_publication(database: Database, publication: str, tables: Sequence[TableEvents]) -> bool:
+    """Create ``publication`` for ``tables``, or add the tables it lacks. Returns whether it
+    was missing (and is now created).
+
+    Raises:
+        ConnectorError: the user may not create or change it; the message gives the statement
+            to run as the tables' owner.
+    """
     import sqlalchemy as sa
 
     wanted = {(x.schema_name, x.name) for x in tables}
-    with database.errors(doing="create publication on"), database.connect() as connection:
-        exists = connection.execute(
-            sa.text("SELECT 1 FROM pg_publication WHERE pubname = :name"), {"name": publication}
-        ).first()
-        names = ", ".join(f"{quoted(s)}.{quoted(n)}" for s, n in sorted(wanted))
-        if exists is None:
-            connection.execute(
-                sa.text(f"CREATE PUBLICATION {quoted(publication)} FOR TABLE {names}")
-            )
-        else:
-            present = {
-                (str(r[0]), str(r[1]))
-                for r in connection.execute(
-                    sa.text(
-                        "SELECT schemaname, tablename FROM pg_publication_tables "
-                        "WHERE pubname = :name"
-                    ),
-                    {"name": publication},
-                )
-            }
-            missing = sorted(wanted - present)
-            if missing:
-                added = ", ".join(f"{quoted(s)}.{quoted(n)}" for s, n in missing)
-                connection.execute(
-                    sa.text(f"ALTER PUBLICATION {quoted(publication)} ADD TABLE {added}")
-                )
-        connection.commit()
+    statement: str | None = None
+    try:
+        with database.errors(doing="create publication on"), database.connect() as connection:
+            exists = connection.execute(
+                sa.text("SELECT 1 FROM pg_publication WHERE pubname = :name"),
+                {"name": publication},
+            ).first()
+            names = ", ".join(f"{quoted(s)}.{quoted(n)}" for s, n in sorted(wanted))
+            if exists is None:
+                statement = f"CREATE PUBLICATION {quoted(publication)} FOR TABLE {names}"
+            else:
+                present = {
+                    (str(r[0]), str(r[1]))
+                    for r in connection.execute(
+                        sa.text(
+                            "SELECT schemaname, tablename FROM pg_publication_tables "
+                            "WHERE pubname = :name"
+                        ),
+                        {"name": publication},
+                    )
+                }
+                missing = sorted(wanted - present)
+                if missing:
+                    added = ", ".join(f"{quoted(s)}.{quoted(n)}" for s, n in missing)
+                    statement = f"ALTER PUBLICATION {quoted(publication)} ADD TABLE {added}"
+            if statement is not None:
+                connection.execute(sa.text(statement))
+            connection.commit()
+    except ConnectorError as error:
+        driver = _driver_error(error)
+        code = getattr(driver, "sqlstate", None) or getattr(driver, "pgcode", None)
+        if statement is None or code != _INSUFFICIENT_PRIVILEGE:
+            raise
+        first = (str(driver).strip().splitlines() or [""])[0]
+        raise ConnectorError(
+            f"cannot create publication {publication} at {database.description}: {first}; "
+            f"the user may not publish these tables: run, as their owner or a superuser, "
+            f"{statement}"
+        ) from None
+    return exists is None
+
+
+def _driver_error(error: BaseException) -> BaseException | None:
+    """The driver's error (one with a SQLSTATE) behind ``error``, a translated one."""
+    current: BaseException | None = error
+    for _ in range(8):
+        if current is None:
+            return None
+        for candidate in (current, getattr(current, "orig", None)):
+            code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+            if isinstance(code, str) and isinstance(candidate, BaseException):
+                return candidate
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def slot_exists(database: Database, slot: str) -> bool:
@@ -325,20 +511,40 @@ def check_server(database: Database) -> None:
 
     with database.errors(doing="check"), database.connect() as connection:
         level = connection.execute(sa.text("SHOW wal_level")).scalar()
-        role = connection.execute(
-            sa.text("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
-        ).scalar()
+        user, may = connection.execute(
+            sa.text(
+                "SELECT current_user, rolreplication OR rolsuper FROM pg_roles "
+                "WHERE rolname = current_user"
+            )
+        ).one()
     if level != "logical":
         raise ConnectorError(
             f"{database.description} has wal_level = {level}; logical replication needs "
             "wal_level = logical: run ALTER SYSTEM SET wal_level = logical; and restart "
             "PostgreSQL"
         )
-    if not role:
+    if not may:
         raise ConnectorError(
-            f"the user of {database.description} may not replicate: run ALTER ROLE <user> "
-            "WITH REPLICATION (or use a superuser)"
+            f"the user {user} of {database.description} may not replicate (it lacks the "
+            f"REPLICATION attribute): run ALTER ROLE {sql_name(str(user))} WITH REPLICATION; "
+            "as a superuser, or use a user that has it"
         )
+
+
+def slot_lag(database: Database, slot: str) -> int | None:
+    """How many bytes of WAL the server wrote past the slot's confirmed flush position (None:
+    no such slot)."""
+    import sqlalchemy as sa
+
+    with database.errors(doing="measure the lag of slot in"), database.connect() as connection:
+        lag = connection.execute(
+            sa.text(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                "FROM pg_replication_slots WHERE slot_name = :slot"
+            ),
+            {"slot": slot},
+        ).scalar()
+    return None if lag is None else int(lag)
 
 
 def libpq_dsn(database: Database) -> str:
@@ -348,6 +554,7 @@ def libpq_dsn(database: Database) -> str:
 
 __all__ = [
     "ReplicationStream",
+    "SlotInUseError",
     "StreamedMessage",
     "catalog_tables",
     "check_server",
@@ -357,6 +564,10 @@ __all__ = [
     "libpq_dsn",
     "open_database",
     "quoted",
+    "retriable_when_unreachable",
     "slot_exists",
+    "slot_lag",
     "snapshot_name",
+    "sql_name",
+    "unreachable",
 ]

@@ -35,9 +35,19 @@ before it may be recycled.
 ``run --once``: after start the task writes a logical decoding message into the WAL (a
 watermark, ``pg_logical_emit_message``) and streams until it comes back: every transaction
 committed before the run started is then delivered. Heartbeats: running continuously and
-idle, the task writes such a message every ``heartbeat_interval`` and confirms its position
-when nothing is in flight, so a slot on a quiet (or busy but unpublished) database keeps
-advancing and the server keeps no WAL for it.
+idle, the task writes such a message every ``heartbeat_interval`` and, when it comes back
+with nothing in flight, confirms its position at once, so a slot on a quiet (or busy but
+unpublished) database keeps advancing and the server keeps no WAL for it. Every minute the
+task logs the slot's lag at INFO: the bytes of WAL past its confirmed position and the seconds
+since it last moved (idle: small, about a heartbeat ago; stalled: both growing).
+
+Faults: a lost connection (the server restarting or shutting down, a terminated walsender, a
+server that is not up yet when the task starts) is retried: the task connects again and
+streams from the slot's confirmed position, skipping what it delivered already. A publication
+dropped while the slot still had changes to send makes PostgreSQL refuse to decode the changes
+made before it was created again: the error says to drop the slot and start over from a
+snapshot. A publication dropped with nothing written to the database meanwhile is simply
+created again.
 
 Types come from the relation messages (``_pg_text``), the same for snapshot and stream.
 """
