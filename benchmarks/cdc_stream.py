@@ -57,6 +57,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -390,6 +391,50 @@ def read_topic(folder: Path, topic: str, timeout: float = 600.0) -> dict[str, An
     return asyncio.run(_read_topic(folder, topic, lambda _count, idle: idle, deadline))
 
 
+def check_topic(folder: Path, topic: str, expected: int) -> dict[str, Any]:
+    """``--check-topic``: the events on ``topic`` against the ids 1..``expected``."""
+    events = read_topic(folder, topic)
+    return {
+        "events": events["count"],
+        "checksum": _checksum_dict(events["id"]),
+        "failure": verify_events(events, oracle.expected_checksum(expected)),
+    }
+
+
+def check_recvlogical(path: Path, expected: int) -> dict[str, Any]:
+    """``--check-recvlogical``: ``pg_recvlogical``'s file against the ids 1..``expected``."""
+    try:
+        ids = recvlogical_update_ids(path.read_bytes())
+    except (OSError, ValueError, IndexError, struct.error) as error:
+        return {"events": None, "checksum": None, "failure": f"output unreadable: {error}"}
+    found = oracle.checksum_of_keys(ids)
+    wanted = oracle.expected_checksum(expected)
+    return {
+        "events": len(ids),
+        "checksum": _checksum_dict(ids),
+        "failure": None if found == wanted else f"wrong output: {found} != {wanted}",
+    }
+
+
+def checked(*argv: str) -> dict[str, Any]:
+    """A step of this file's (``--check-topic``, ``--check-recvlogical``, ``--load-table``)
+    in a subprocess: a measured process's peak RSS includes the most this process ever held
+    (the kernel counts it at the child's exec), so big data never lives here."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "check.json"
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), *argv, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+        )
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1][-300:]
+            return {"events": None, "checksum": None, "failure": f"check failed: {tail}"}
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+
 def verify_events(events: dict[str, Any], expected: oracle.KeySetChecksum) -> str | None:
     """None when the events are exactly the updates of the expected ids, else what is wrong."""
     if events["tombstones"]:
@@ -417,10 +462,9 @@ def drain_omconnect(
     record = _measured_record(measured)
     record["inner_seconds"] = omconnect_inner_seconds(measured.stdout + measured.stderr_tail)
     if record["failure"] is None:
-        events = read_topic(run_dir, names.topic)
-        record["events"] = events["count"]
-        record["checksum"] = _checksum_dict(events["id"])
-        record["failure"] = verify_events(events, oracle.expected_checksum(expected))
+        record |= checked(
+            *("--check-topic", str(run_dir), "--topic", names.topic, "--expect", str(expected))
+        )
     shutil.rmtree(run_dir, ignore_errors=True)
     return record
 
@@ -446,16 +490,7 @@ def drain_recvlogical(
     record = _measured_record(measured)
     record["inner_seconds"] = None
     if record["failure"] is None:
-        try:
-            ids = recvlogical_update_ids(out.read_bytes())
-        except (OSError, ValueError, IndexError, struct.error) as error:
-            record["failure"] = f"output unreadable: {error}"
-        else:
-            record["events"] = len(ids)
-            record["checksum"] = _checksum_dict(ids)
-            found = oracle.checksum_of_keys(ids)
-            if found != oracle.expected_checksum(expected):
-                record["failure"] = f"wrong output: {found} != {oracle.expected_checksum(expected)}"
+        record |= checked("--check-recvlogical", str(out), "--expect", str(expected))
         if keep is not None and record["failure"] is None:
             keep.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(out, keep)
@@ -989,6 +1024,8 @@ def summarise_lag(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
     for key in ("lag_p50_ms", "lag_p90_ms", "lag_p99_ms", "lag_p999_ms", "lag_max_ms"):
         entry[key] = median_of(measured, key) if not failed else None
+    for key in ("made_p50_ms", "made_p99_ms", "published_p50_ms", "published_p99_ms"):
+        entry[key] = median_of(measured, key) if not failed else None
     return entry
 
 
@@ -1011,7 +1048,9 @@ def markdown_section(results: dict[str, Any]) -> str:
         "",
         "Backlogs read through a fresh slot each, wall time of the whole process (interpreter "
         "start included) and, for omconnect, its own run summary (`elapsed`, the pipeline "
-        "alone):",
+        "alone). Peak RSS as `process_meter.py` takes it: a process started by this script "
+        "counts at least what the script held then (the kernel keeps the high-water mark "
+        "across exec), about 100 MiB here, as `pg_recvlogical`'s row shows:",
         "",
     ]
     header = [
@@ -1074,6 +1113,24 @@ def markdown_section(results: dict[str, Any]) -> str:
             for e in lag
         ]
         lines += [markdown_table(header, rows), ""]
+        lines += [
+            "Where the time goes (medians of the runs' p50 / p99): from the commit to the "
+            "message the runtime made of the change (the slot, the source task, the batching "
+            "linger), and from there to readable on the topic (encoding, the broker's append, "
+            "the reader's poll):",
+            "",
+        ]
+        for e in lag:
+            linger = "default linger" if e["linger"] is None else f"linger {e['linger']:g} s"
+            made = f"{_ms(e.get('made_p50_ms'))} / {_ms(e.get('made_p99_ms'))}"
+            readable = f"{_ms(e.get('published_p50_ms'))} / {_ms(e.get('published_p99_ms'))}"
+            lines.append(f"- {linger}: commit -> message {made}; message -> readable {readable}")
+        lines += [
+            "",
+            "The writer commits on a schedule; it falls behind it (achieved < offered) when "
+            "the machine's 2 CPUs are taken (omconnect, PostgreSQL, the reader).",
+            "",
+        ]
     decode = results["summary"].get("decode", [])
     if decode:
         reference = next((e for e in decode if "@" in e["reader"]), None)
@@ -1083,7 +1140,7 @@ def markdown_section(results: dict[str, Any]) -> str:
             "transaction's messages:",
             "",
         ]
-        header = ["decode path", "time", "changes/s", "wall", "vs before", "output"]
+        header = ["decode path", "time", "changes/s", "wall", "speed-up on before", "output"]
         rows = []
         for e in decode:
             inner = e["inner_seconds_median"]
@@ -1094,7 +1151,7 @@ def markdown_section(results: dict[str, Any]) -> str:
                     seconds(inner),
                     rate(e["changes_per_second_inner"]),
                     seconds(e["wall_seconds_median"]),
-                    f"{base / inner:.2f}x faster" if inner and base else "-",
+                    times(base / inner) if inner and base else "-",
                     _output(e),
                 ]
             )
@@ -1169,16 +1226,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--expect", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--load-table", help=argparse.SUPPRESS)
+    parser.add_argument("--check-topic", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--check-recvlogical", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--decode", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="per-message", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.table = args.table or default_table(args.rows)
+    if args.out is not None or args.write or args.decode:  # a step of a run: checked there
+        return args
     if args.rows < 1 or args.runs < 1 or args.warmups < 0 or args.writers < 1:
         parser.error("--rows, --runs and --writers must be >= 1, --warmups >= 0")
     if not 1 <= args.commits <= args.rows:
         parser.error("--commits must be between 1 and --rows (each commit updates its own id)")
     if args.rate < 1 or args.lag_seconds <= 0:
         parser.error("--rate and --lag-seconds must be > 0")
-    args.table = args.table or default_table(args.rows)
     return args
 
 
@@ -1192,7 +1254,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "lag_seconds": args.lag_seconds,
         "writers": args.writers,
     }
-    results["input"] = ensure_table(args.url, args.table, args.rows)
+    # Loaded in a subprocess too: generating the table would grow this process.
+    loaded = checked("--load-table", args.url, "--table", args.table, "--rows", str(args.rows))
+    if loaded.get("failure"):
+        raise SystemExit(f"loading {quoted(args.table)} failed: {loaded['failure']}")
+    results["input"] = loaded["input"]
     results["postgres"] = server_facts(args.url)
     print(f"B2 {quoted(args.table)}: {args.rows:,} rows ({results['input']})", flush=True)
     work = args.work_dir / "cdc-stream"
@@ -1244,14 +1310,20 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         drop_everything(args.url, names)
         shutil.rmtree(work, ignore_errors=True)
     results["records"] = records
-    results["summary"] = {
-        "commits": summarise(records["commits"], args.commits),
-        "transaction": summarise(records["transaction"], args.rows),
-        "lag": [summarise_lag(runs) for runs in records["lag"].values()],
-        "decode": summarise(records["decode"], args.rows),
-    }
+    results["summary"] = summaries(results)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
+
+
+def summaries(results: dict[str, Any]) -> dict[str, Any]:
+    """The medians of a run's records (also made again by ``--render-only``)."""
+    records = results["records"]
+    return {
+        "commits": summarise(records["commits"], results["commits"]),
+        "transaction": summarise(records["transaction"], results["rows"]),
+        "lag": [summarise_lag(runs) for runs in records["lag"].values()],
+        "decode": summarise(records["decode"], results["rows"]),
+    }
 
 
 def _recvlogical_version() -> str:
@@ -1286,10 +1358,25 @@ def main(argv: list[str] | None = None) -> int:
         result = run_lag_reader(args.read_lag, args.topic, args.expect, args.timeout)
         args.out.write_text(json.dumps(result))  # a file: a pipe would fill and block
         return 0
+    if args.load_table:
+        args.out.write_text(
+            json.dumps({"input": ensure_table(args.load_table, args.table, args.rows)})
+        )
+        return 0
+    if args.check_topic:
+        args.out.write_text(json.dumps(check_topic(args.check_topic, args.topic, args.expect)))
+        return 0
+    if args.check_recvlogical:
+        args.out.write_text(json.dumps(check_recvlogical(args.check_recvlogical, args.expect)))
+        return 0
     if args.decode:
         print(json.dumps(run_decode(args.decode, args.variant)))
         return 0
-    results = json.loads(args.json.read_text()) if args.render_only else run_benchmark(args)
+    if args.render_only:
+        results = json.loads(args.json.read_text())
+        results["summary"] = summaries(results)
+    else:
+        results = run_benchmark(args)
     write_results_files(results, args.json, args.readme, SECTION, TITLE, markdown_section(results))
     failed = [
         entry

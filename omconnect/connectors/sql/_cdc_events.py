@@ -20,7 +20,11 @@ string array holding every value, the columns of one type end to end; each type 
 one Arrow cast (``_pg_text.parse``) and cut into its columns by zero-copy slices: no Python
 per value. Before, a Python loop per row and per column gathered the texts and each column had
 its own casts; with a batch per single-row transaction those casts were most of the cost. The
-schemas and Arrow types a batch needs are built once per table version (``rebuild``).
+schemas and Arrow types a batch needs are built once per table version (``rebuild``). The
+numbers, before and after, are in ``_pgoutput``'s docstring: the decode path of a 1M-row
+transaction went from 81,000 to 258,000 changes/s (762,000 a poll at once); the batch of one
+single-row transaction (``rows_from_texts`` of its new and old rows, ``envelopes``,
+``keys_of``) from about 700 to 110 µs on the same machine.
 """
 
 from __future__ import annotations
