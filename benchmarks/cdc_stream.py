@@ -69,7 +69,7 @@ from typing import Any, TypeVar
 import generate
 import numpy as np
 import oracle
-from contestants import BENCHMARKS_DIR, _write_dist_info, omconnect_inner_seconds
+from contestants import BENCHMARKS_DIR, export_baseline, omconnect_inner_seconds
 from contestants import _omconnect_command as omconnect_command
 from process_meter import run_measured
 from results_report import common_results, markdown_table, mib, rate, run_line, seconds, times
@@ -275,27 +275,10 @@ def current_omconnect() -> Omconnect:
 
 def baseline_omconnect(ref: str, work_dir: Path) -> Omconnect | str:
     """omconnect as of git ``ref`` (as ``contestants.omconnect_at`` exports it), or why not."""
-    repo = BENCHMARKS_DIR.parent
-    found = subprocess.run(
-        ["git", "rev-parse", "--short", ref], cwd=repo, capture_output=True, text=True
-    )
-    if found.returncode != 0:
-        return found.stderr.strip() or f"no git ref {ref}"
-    sha = found.stdout.strip()
-    tree = work_dir / f"baseline-{sha}"
-    if not (tree / "omconnect").is_dir():
-        tree.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "archive", sha, "omconnect"], cwd=repo, capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    if not any(tree.glob("omconnect-*.dist-info")):
-        import tomllib
-
-        pyproject = subprocess.run(
-            ["git", "show", f"{sha}:pyproject.toml"], cwd=repo, capture_output=True, check=True
-        )
-        _write_dist_info(tree, sha, tomllib.loads(pyproject.stdout.decode()))
+    exported = export_baseline(ref, work_dir)
+    if isinstance(exported, str):
+        return exported
+    sha, tree = exported
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     argv = [sys.executable, "-m", "omconnect.runtime.cli.main"]

@@ -153,25 +153,10 @@ def omconnect_at(ref: str, work_dir: Path) -> Contestant:
     first distribution of a name on the path wins, so its plugins load from its own modules
     even where the two versions name them differently.
     """
-    repo = BENCHMARKS_DIR.parent
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", ref], cwd=repo, capture_output=True, text=True
-    )
-    if commit.returncode != 0:
-        return Contestant(f"omconnect@{ref}", "", _prepare_omconnect, not_run=commit.stderr)
-    sha = commit.stdout.strip()
-    tree = work_dir / f"baseline-{sha}"
-    if not (tree / "omconnect").is_dir():
-        tree.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "archive", sha, "omconnect"], cwd=repo, capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    if not any(tree.glob("omconnect-*.dist-info")):  # also a tree exported by an older run
-        pyproject = subprocess.run(
-            ["git", "show", f"{sha}:pyproject.toml"], cwd=repo, capture_output=True, check=True
-        )
-        _write_dist_info(tree, sha, tomllib.loads(pyproject.stdout.decode()))
+    exported = export_baseline(ref, work_dir)
+    if isinstance(exported, str):
+        return Contestant(f"omconnect@{ref}", "", _prepare_omconnect, not_run=exported)
+    sha, tree = exported
 
     def prepare(csv_path: Path, run_dir: Path) -> Invocation:
         invocation = _prepare_omconnect(csv_path, run_dir)
@@ -186,6 +171,31 @@ def omconnect_at(ref: str, work_dir: Path) -> Contestant:
         prepare=prepare,
         inner_seconds=omconnect_inner_seconds,
     )
+
+
+def export_baseline(ref: str, work_dir: Path) -> tuple[str, Path] | str:
+    """The short commit of git ``ref`` and its ``omconnect`` tree exported under ``work_dir``
+    (``baseline-<commit>``, with the ``dist-info`` of its entry points), or why not."""
+    repo = BENCHMARKS_DIR.parent
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=repo, capture_output=True, text=True
+    )
+    if commit.returncode != 0:
+        return commit.stderr.strip() or f"no git ref {ref}"
+    sha = commit.stdout.strip()
+    tree = work_dir / f"baseline-{sha}"
+    if not (tree / "omconnect").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha, "omconnect"], cwd=repo, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    if not any(tree.glob("omconnect-*.dist-info")):  # also a tree exported by an older run
+        pyproject = subprocess.run(
+            ["git", "show", f"{sha}:pyproject.toml"], cwd=repo, capture_output=True, check=True
+        )
+        _write_dist_info(tree, sha, tomllib.loads(pyproject.stdout.decode()))
+    return sha, tree
 
 
 def _write_dist_info(tree: Path, sha: str, pyproject: dict[str, Any]) -> None:

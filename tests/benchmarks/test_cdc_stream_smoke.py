@@ -28,22 +28,15 @@ import cdc_stream  # noqa: E402
 import oracle  # noqa: E402
 import sql_snapshot  # noqa: E402
 
+from tests.benchmarks.test_sql_benchmarks_smoke import bench_postgres  # noqa: E402
+
 ROWS = 300
 COMMITS = 200
 
 
 @pytest.fixture(scope="module")
 def url() -> str:
-    try:
-        with sql_snapshot.connect(sql_snapshot.DEFAULT_URL) as conn:
-            level = conn.execute("SHOW wal_level").fetchone()[0]
-    except Exception as error:  # psycopg missing or no server: nothing to run against
-        pytest.fail(
-            f"no PostgreSQL at {sql_snapshot.DEFAULT_URL} ({type(error).__name__}: {error}); "
-            "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main "
-            "start` or set POSTGRES_URL",
-            pytrace=False,
-        )
+    level = bench_postgres("SHOW wal_level")
     if level != "logical":
         pytest.fail(f"wal_level is {level}: B2 needs logical (.ci/run sets it)", pytrace=False)
     return sql_snapshot.DEFAULT_URL

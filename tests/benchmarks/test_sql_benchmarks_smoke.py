@@ -28,11 +28,12 @@ import sql_upsert  # noqa: E402
 ROWS = 2_000
 
 
-@pytest.fixture(scope="module")
-def url() -> str:
+def bench_postgres(query: str = "SELECT 1") -> object:
+    """The value of ``query`` on the benchmarks' PostgreSQL; the test fails saying how to
+    start it when it cannot be reached."""
     try:
         with sql_snapshot.connect(sql_snapshot.DEFAULT_URL) as conn:
-            conn.execute("SELECT 1")
+            return conn.execute(query).fetchone()[0]
     except Exception as error:  # psycopg missing or no server: nothing to run against
         pytest.fail(
             f"no PostgreSQL at {sql_snapshot.DEFAULT_URL} ({type(error).__name__}: {error}); "
@@ -40,6 +41,11 @@ def url() -> str:
             "start` or set POSTGRES_URL",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="module")
+def url() -> str:
+    bench_postgres()
     return sql_snapshot.DEFAULT_URL
 
 

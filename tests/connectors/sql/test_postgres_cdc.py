@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.support.failing_pipeline import topic_messages
+from tests.support.failing_pipeline import topic_messages, wait_until
 from tests.support.omconnect_process import omconnect, tail_topic
 from tests.support.sql_databases import SqlDatabase
 
@@ -104,6 +104,47 @@ def cdc(postgres_database: SqlDatabase, tmp_path: Path) -> Iterator[Cdc]:
         )
         connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{slot}"'))
         connection.commit()
+
+
+class Pipeline:
+    """``omconnect run cdc.yaml`` running continuously, its stderr in ``run.log``."""
+
+    def __init__(self, cdc: Cdc) -> None:
+        self.cdc = cdc
+        self.log = cdc.folder / "run.log"
+        self._stderr = self.log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "omconnect.runtime.cli.main", "run", "cdc.yaml"],
+            cwd=cdc.folder,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def alive(self) -> bool:
+        assert self.process.poll() is None, f"the pipeline exited:\n{self.stderr()}"
+        return True
+
+    def stderr(self) -> str:
+        return self.log.read_text()
+
+    def wait_until(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
+        return wait_until(lambda: self.alive() and condition(), timeout, what)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self._stderr.close()
 
 
 def apply_debezium(events: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
@@ -267,13 +308,7 @@ def test_a_slot_streamed_by_another_process_is_one_line(cdc: Cdc) -> None:
     cdc.database.execute(f'CREATE TABLE "{cdc.schema}".t (id int PRIMARY KEY)')
     cdc.pipeline(["t"], snapshot="never")
     cdc.run_once()
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "omconnect.runtime.cli.main", "run", "cdc.yaml"],
-        cwd=cdc.folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with Pipeline(cdc):
         with cdc.database.engine.connect() as connection:
             for _ in range(100):
                 active = connection.execute(
@@ -290,12 +325,6 @@ def test_a_slot_streamed_by_another_process_is_one_line(cdc: Cdc) -> None:
         assert ran.returncode != 0
         assert "another process is streaming this slot" in ran.stderr, ran.stderr
         assert "Traceback" not in ran.stderr
-    finally:
-        holder.send_signal(signal.SIGTERM)
-        try:
-            holder.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            holder.kill()
 
 
 def test_full_before_images_key_changes_and_a_transaction_over_two_tables(cdc: Cdc) -> None:

@@ -18,9 +18,7 @@ import functools
 import logging
 import random
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -44,7 +42,7 @@ from omconnect.connectors.sql._replication import _translated, unreachable
 from omconnect.connectors.sql.postgres_cdc import PostgresCdcSpec
 from omconnect.runtime.testing import CollectingErrorReporter, MemoryOffsetReader
 from tests.connectors.sql import test_postgres_cdc
-from tests.connectors.sql.test_postgres_cdc import Cdc, apply_debezium, table_rows
+from tests.connectors.sql.test_postgres_cdc import Cdc, Pipeline, apply_debezium, table_rows
 from tests.support.failing_pipeline import topic_messages, wait_until
 from tests.support.omconnect_process import omconnect
 from tests.support.sql_databases import POSTGRES_URL, SqlDatabase, sqlalchemy_url
@@ -168,47 +166,6 @@ def _terminate_walsender(cdc: Cdc) -> None:
 
 def _current_lsn(database: SqlDatabase) -> str:
     return str(_scalar(database, "SELECT pg_current_wal_lsn()::text"))
-
-
-class Pipeline:
-    """``omconnect run cdc.yaml`` running continuously, its stderr in ``run.log``."""
-
-    def __init__(self, cdc: Cdc) -> None:
-        self.cdc = cdc
-        self.log = cdc.folder / "run.log"
-        self._stderr = self.log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "omconnect.runtime.cli.main", "run", "cdc.yaml"],
-            cwd=cdc.folder,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-        )
-
-    def __enter__(self) -> Pipeline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def alive(self) -> bool:
-        assert self.process.poll() is None, f"the pipeline exited:\n{self.stderr()}"
-        return True
-
-    def stderr(self) -> str:
-        return self.log.read_text()
-
-    def wait_until(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
-        return wait_until(lambda: self.alive() and condition(), timeout, what)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self._stderr.close()
 
 
 def _ids(events: list[dict[str, Any]]) -> list[int]:
