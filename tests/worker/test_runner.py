@@ -38,6 +38,8 @@ class CounterSpec(ConnectorSpec):
     """How many records to emit."""
     fail_first_poll: bool = False
     """Raise a RetriableError on the first poll."""
+    fail_first_commit: bool = False
+    """Raise a RetriableError on the first commit (a replication slot's server restarting)."""
 
 
 class AsyncCounterTask(AsyncSourceTask):
@@ -47,6 +49,7 @@ class AsyncCounterTask(AsyncSourceTask):
         last = context.offsets.get({"counter": "c"})
         self.next = int(last["n"]) if last else 0
         self.failed = False
+        self.commit_failed = False
 
     async def poll(self) -> list[Record] | None:
         if self.config.fail_first_poll and not self.failed:
@@ -63,6 +66,9 @@ class AsyncCounterTask(AsyncSourceTask):
         return records
 
     async def commit(self, positions: Sequence[Position]) -> None:
+        if self.config.fail_first_commit and not self.commit_failed:
+            self.commit_failed = True
+            raise RetriableError("slot busy")
         EVENTS["commits"].append([dict(p.offset) for p in positions])
 
     async def stop(self) -> None:
@@ -162,11 +168,13 @@ def test_async_source_records_reach_the_sink_and_commits_follow_acks(tmp_path: P
 def test_retriable_errors_are_retried(tmp_path: Path) -> None:
     text = pipeline(
         tmp_path,
-        "{connector: test-async-counter, count: 4, fail_first_poll: true}",
+        "{connector: test-async-counter, count: 4, fail_first_poll: true, "
+        "fail_first_commit: true}",
         "{connector: test-recording, flaky_flush: true}",
     )
     run(tmp_path / "p.yaml", text)
     assert EVENTS["puts"] == [0, 1, 2, 3]
+    assert EVENTS["commits"][-1] == [{"n": 4}], "the commit hook is called again"
 
 
 def test_a_sink_that_stores_positions_is_sought_to_them(tmp_path: Path) -> None:

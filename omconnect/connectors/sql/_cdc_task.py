@@ -29,7 +29,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,20 +52,21 @@ from omconnect.connectors.sql._cdc_events import (
     SourceInfo,
     TableEvents,
     envelopes,
+    key_changes,
     keys_of,
     null_rows,
     rows_from_batch,
-    rows_from_texts,
+    rows_of,
     with_tombstones,
 )
 from omconnect.connectors.sql._pgoutput import (
     Begin,
-    Change,
+    Changes,
     Commit,
     LogicalMessage,
     Relation,
     Truncate,
-    decode,
+    decode_all,
 )
 from omconnect.connectors.sql._replication import (
     ReplicationStream,
@@ -279,9 +280,8 @@ class PostgresCdcTask(SourceTask):
             after_rows = rows_from_batch(table, rows)
             source = SourceInfo(self.context.pipeline, self._db_name, _now_ms(), "true", None, None)
             nulls = null_rows(table, len(after_rows))
-            return self._emit(
-                table, ["r"] * len(after_rows), nulls, after_rows, source, None, offset
-            )
+            ops = np.full(len(after_rows), "r")
+            return self._emit(table, ops, nulls, after_rows, source, None, [(len(ops), offset)])
         self._close_snapshot()
         # The stream starts with the next poll (a failure to start it is then retried there).
         self._offset = {"snapshot": "done", "commit_lsn": 0, "index": 0, "complete": True}
@@ -357,79 +357,100 @@ class PostgresCdcTask(SourceTask):
         return None
 
     def _decoded(self, messages: Sequence[StreamedMessage]) -> PollResult:
-        """The events of ``messages``, in order: a batch per run of one table's changes."""
+        """The events of ``messages`` in stream order: one batch per run of one table's
+        changes, across transactions, with a mark at each transaction's commit (see
+        ``_Run``)."""
         out: list[RecordBatch] = []
-        run: list[Change] = []
-        run_table: TableEvents | None = None
+        run: _Run | None = None
 
-        def end_run(commit: Commit | None = None) -> None:
-            nonlocal run, run_table
-            transaction = self._transaction
-            if transaction is None or transaction.skip < 0 or (commit is None and not run):
-                # Nothing to deliver: the position stays (a transaction sent again after a
-                # reconnect must not move it back to before what was delivered).
-                run, run_table = [], None
+        def close_run() -> None:
+            """End the run: a mark where the open transaction got to, if it has rows in it
+            after the last mark, and the run's batch."""
+            nonlocal run
+            if run is None:
                 return
-            offset = {
-                "snapshot": self._offset.get("snapshot", "never"),
-                "commit_lsn": transaction.commit_lsn,
-                "end_lsn": commit.end_lsn if commit is not None else None,
-                "index": transaction.seen,
-                "complete": commit is not None,
-            }
-            if run_table is not None and run:
-                out.append(self._change_batch(run_table, run, transaction, offset))
-            elif commit is not None and out:
-                out[-1] = _with_last_offset(out[-1], Position(self._partition, offset))
-            elif commit is not None:
-                out.append(self._position_only(offset))
-            self._offset = offset
-            run, run_table = [], None
+            transaction = self._transaction
+            if transaction is not None and run.events > run.marked:
+                self._mark(run, out, self._transaction_offset(transaction, None))
+            if run.events or run.marks:
+                out.append(self._run_batch(run))
+            run = None
 
-        for message in messages:
-            decoded = decode(message.payload)
-            if isinstance(decoded, Begin):
-                self._transaction = _Transaction(
-                    decoded.final_lsn,
-                    decoded.commit_time_us // 1000,
-                    decoded.xid,
-                    self._delivered_before(decoded.final_lsn),
-                )
-            elif isinstance(decoded, Relation):
-                end_run()
-                self._on_relation(decoded)
-            elif isinstance(decoded, Change | Truncate):
+        for item in decode_all([message.payload for message in messages]):
+            if isinstance(item, Changes):
                 transaction = self._transaction
                 if transaction is None:
                     raise ConnectorError("a change arrived outside a transaction")
-                oids = (
-                    decoded.relation_oids
-                    if isinstance(decoded, Truncate)
-                    else (decoded.relation_oid,)
+                table = self._by_oid.get(item.relation_oid)
+                if table is not None and run is not None and run.table is not table:
+                    close_run()
+                first = transaction.seen  # how many changes of the transaction came before
+                transaction.seen += len(item)
+                start = transaction.skip - first  # of these, how many were delivered
+                if table is None or transaction.skip < 0 or start >= len(item):
+                    continue
+                if run is None:
+                    run = _Run(table)
+                run.add(key_changes(table, item.slice(start) if start > 0 else item), transaction)
+            elif isinstance(item, Begin):
+                self._transaction = _Transaction(
+                    item.final_lsn,
+                    item.commit_time_us // 1000,
+                    item.xid,
+                    self._delivered_before(item.final_lsn),
                 )
-                for oid in oids:
-                    transaction.seen += 1
-                    if 0 <= transaction.skip < transaction.seen:
-                        table = self._by_oid.get(oid)
-                        if table is None:
-                            continue
-                        if isinstance(decoded, Truncate):
-                            end_run()
-                            out.append(self._truncate_batch(table, transaction))
-                            continue
-                        if run_table is not table:
-                            end_run()
-                            run_table = table
-                        run.extend(_as_events(table, decoded))
-            elif isinstance(decoded, Commit):
-                end_run(decoded)
-                if self._transaction is not None and self._transaction.skip >= 0:
-                    self._in_flight.append(decoded.end_lsn)
+            elif isinstance(item, Commit):
+                transaction = self._transaction
+                if transaction is not None and transaction.skip >= 0:
+                    self._mark(run, out, self._transaction_offset(transaction, item))
+                    self._in_flight.append(item.end_lsn)
                 self._transaction = None
-            elif isinstance(decoded, LogicalMessage):
-                self._on_message(decoded)
-        end_run()
+            elif isinstance(item, Relation):
+                if self._relation_changed(item):
+                    close_run()  # its rows are built with the columns they were sent with
+                self._on_relation(item)
+            elif isinstance(item, Truncate):
+                transaction = self._transaction
+                if transaction is None:
+                    raise ConnectorError("a truncate arrived outside a transaction")
+                close_run()
+                for oid in item.relation_oids:
+                    transaction.seen += 1
+                    table = self._by_oid.get(oid)
+                    if table is not None and 0 <= transaction.skip < transaction.seen:
+                        out.append(self._truncate_batch(table, transaction))
+            elif isinstance(item, LogicalMessage):
+                self._on_message(item)
+        close_run()
         return out or None
+
+    def _transaction_offset(
+        self, transaction: _Transaction, commit: Commit | None
+    ) -> dict[str, Any]:
+        """The offset of having delivered ``transaction`` up to here (whole at ``commit``)."""
+        return {
+            "snapshot": self._offset.get("snapshot", "never"),
+            "commit_lsn": transaction.commit_lsn,
+            "end_lsn": commit.end_lsn if commit is not None else None,
+            "index": transaction.seen,
+            "complete": commit is not None,
+        }
+
+    def _mark(self, run: _Run | None, out: list[RecordBatch], offset: dict[str, Any]) -> None:
+        """Mark ``offset`` after the last event polled: in the open run, on the last batch
+        of the poll, or on a batch of its own (a transaction without captured rows first in
+        a poll). A mark at the same row as the one before replaces it."""
+        self._offset = offset
+        if run is not None:
+            if run.marks and run.marks[-1][0] == run.events:
+                run.marks[-1] = (run.events, offset)
+            else:
+                run.marks.append((run.events, offset))
+            run.marked = run.events
+        elif out:
+            out[-1] = _with_last_offset(out[-1], Position(self._partition, offset))
+        else:
+            out.append(self._position_only(offset))
 
     def _delivered_before(self, commit_lsn: int) -> int:
         """How many changes of the transaction committing at ``commit_lsn`` an earlier run
@@ -442,8 +463,9 @@ class PostgresCdcTask(SourceTask):
             return int(self._offset.get("index") or 0)
         return 0
 
-    def _on_relation(self, relation: Relation) -> None:
-        table = next(
+    def _table_of(self, relation: Relation) -> TableEvents | None:
+        """The captured table ``relation`` describes (None: not captured)."""
+        return next(
             (
                 x
                 for x in self._tables
@@ -451,9 +473,17 @@ class PostgresCdcTask(SourceTask):
             ),
             None,
         )
+
+    def _relation_changed(self, relation: Relation) -> bool:
+        """Whether ``relation`` gives a captured table other columns than it has."""
+        table = self._table_of(relation)
+        return table is not None and _columns(relation) != table.columns
+
+    def _on_relation(self, relation: Relation) -> None:
+        table = self._table_of(relation)
         if table is None:
             return
-        columns = tuple((c.name, c.type_oid, c.type_modifier) for c in relation.columns)
+        columns = _columns(relation)
         if columns != table.columns:
             table.columns = columns
             table.version += 1
@@ -558,22 +588,22 @@ class PostgresCdcTask(SourceTask):
     def _db_name(self) -> str:
         return self._database.url.database or ""
 
-    def _change_batch(
-        self,
-        table: TableEvents,
-        changes: Sequence[Change],
-        transaction: _Transaction,
-        offset: dict[str, Any],
-    ) -> RecordBatch:
-        before, _ = rows_from_texts(table, [c.old for c in changes])
-        after, unchanged = rows_from_texts(table, [c.new for c in changes])
-        source = self._streamed_source(transaction)
-        return self._emit(table, [c.op for c in changes], before, after, source, unchanged, offset)
+    def _run_batch(self, run: _Run) -> RecordBatch:
+        """The batch of ``run``: its events, a ``source`` per transaction, its marks."""
+        table = run.table
+        changes = Changes.concat(run.parts)
+        before, _ = rows_of(table, changes, old=True)
+        after, unchanged = rows_of(table, changes)
+        sources = [(self._streamed_source(t), count) for t, count in run.sources]
+        return self._emit(table, changes.ops, before, after, sources, unchanged, run.marks)
 
     def _truncate_batch(self, table: TableEvents, transaction: _Transaction) -> RecordBatch:
+        """A truncate's event: it concerns no row, so it has no key (and no mark: it is
+        delivered again after a restart, which is harmless)."""
         nulls = null_rows(table, 1)
         source = self._streamed_source(transaction)
-        return self._emit(table, ["t"], nulls, nulls, source, None, None)
+        values = envelopes(table, ["t"], nulls, nulls, source)
+        return RecordBatch(values=values, schema=table.value_schema, stream=table.stream)
 
     def _streamed_source(self, transaction: _Transaction) -> SourceInfo:
         """``source`` of the events of ``transaction``."""
@@ -589,38 +619,36 @@ class PostgresCdcTask(SourceTask):
     def _emit(
         self,
         table: TableEvents,
-        ops: Sequence[str],
+        ops: np.ndarray,
         before: pa.Array,
         after: pa.Array,
-        source: SourceInfo,
+        source: SourceInfo | Sequence[tuple[SourceInfo, int]],
         unchanged: Sequence[Sequence[str]] | None,
-        offset: dict[str, Any] | None,
+        marks: Sequence[tuple[int, dict[str, Any]]],
     ) -> RecordBatch:
+        """The batch of events ``ops`` (a numpy array of one-letter strings) with ``marks``
+        (after how many events, which offset); with tombstones, the marks move past them."""
         values = envelopes(table, ops, before, after, source, unchanged)
-        marks = (
-            ()
-            if offset is None
-            else (PositionMark(values.num_rows, Position(self._partition, dict(offset))),)
-        )
-        if list(ops) == ["t"]:  # a truncate concerns no row: its event has no key
-            return RecordBatch(
-                values=values, schema=table.value_schema, marks=marks, stream=table.stream
-            )
         keys = keys_of(table, after)
-        deletes = np.array([op == "d" for op in ops], dtype=np.bool_)
+        deletes = ops == "d"
+        ends = np.fromiter((end for end, _ in marks), np.int64, len(marks))
+        tombstones = None
         if deletes.any():
             keys = _delete_keys(keys, keys_of(table, before), deletes)
-        tombstones = None
-        if self.config.tombstones:
-            values, keys, tombstones = with_tombstones(values, keys, deletes)
-            if marks:
-                marks = (PositionMark(values.num_rows, marks[0].position),)
+            if self.config.tombstones:
+                values, keys, tombstones = with_tombstones(values, keys, deletes)
+                before_end = np.zeros(len(deletes) + 1, np.int64)
+                np.cumsum(deletes, out=before_end[1:])
+                ends = ends + before_end[ends]  # each delete before a mark adds a row
         return RecordBatch(
             values=values,
             schema=table.value_schema,
             keys=keys,
             key_schema=table.key_schema,
-            marks=marks,
+            marks=tuple(
+                PositionMark(int(end), Position(self._partition, offset))
+                for end, (_, offset) in zip(ends.tolist(), marks, strict=True)
+            ),
             stream=table.stream,
             tombstones=tombstones,
         )
@@ -630,23 +658,40 @@ class PostgresCdcTask(SourceTask):
         table = self._tables[0]
         source = SourceInfo(self.context.pipeline, self._db_name, _now_ms(), None, None, None)
         empty = null_rows(table, 0)
-        return self._emit(table, [], empty, empty, source, None, offset)
+        return self._emit(table, np.array([], "<U1"), empty, empty, source, None, [(0, offset)])
 
 
-def _as_events(table: TableEvents, change: Change) -> list[Change]:
-    """``change`` as Debezium publishes it: an update that changed the key is a delete of the
-    old key (and its tombstone) and a create of the new one, so a compacted topic forgets
-    the old key."""
-    if change.op != "u" or change.old is None or change.new is None:
-        return [change]
-    names = [name for name, _, _ in table.columns]
-    key_at = [names.index(k) for k in table.key]
-    if all(change.old[i] == change.new[i] for i in key_at):
-        return [change]
-    return [
-        Change("d", change.relation_oid, change.old, change.old_is_full, None),
-        Change("c", change.relation_oid, None, False, change.new),
-    ]
+@dataclass
+class _Run:
+    """Consecutive changes of one table in a poll, across transactions: one batch.
+
+    Attributes:
+        parts: the changes as Debezium publishes them (``key_changes``), in order.
+        events: how many events they are.
+        sources: per transaction in the run, in order, how many of the events are its.
+        marks: (events before it, offset): one per transaction's commit, and one where the
+            open transaction got to when the run ends before its commit.
+        marked: the events before the last mark.
+    """
+
+    table: TableEvents
+    parts: list[Changes] = field(default_factory=list)
+    events: int = 0
+    sources: list[tuple[_Transaction, int]] = field(default_factory=list)
+    marks: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    marked: int = 0
+
+    def add(self, changes: Changes, transaction: _Transaction) -> None:
+        self.parts.append(changes)
+        self.events += len(changes)
+        if self.sources and self.sources[-1][0] is transaction:
+            self.sources[-1] = (transaction, self.sources[-1][1] + len(changes))
+        else:
+            self.sources.append((transaction, len(changes)))
+
+
+def _columns(relation: Relation) -> tuple[tuple[str, int, int], ...]:
+    return tuple((c.name, c.type_oid, c.type_modifier) for c in relation.columns)
 
 
 def _delete_keys(

@@ -370,7 +370,12 @@ class SourceLoop:
             acked.clear()
             epoch.committed_any = True
             self.parts.metrics.source_commits += 1
-            await epoch.thread.call(epoch.thread.task.commit, positions)
+            await retrying(
+                lambda: epoch.thread.call(epoch.thread.task.commit, positions),
+                "source commit",
+                self.settings.retry_timeout,
+                self.settings.retry_max_delay,
+            )
         except Exception as error:
             epoch.fail(error)
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
 from tests.support.failing_pipeline import topic_messages, wait_until
 from tests.support.omconnect_process import omconnect, tail_topic
 from tests.support.sql_databases import SqlDatabase
@@ -358,3 +359,76 @@ def test_full_before_images_key_changes_and_a_transaction_over_two_tables(cdc: C
     assert len({(s["txId"], s["lsn"]) for s in sources}) == 1, "one transaction, one source"
     assert apply_debezium(a, "id") == {2: {"id": 2, "v": "y"}}
     assert apply_debezium(b, "id") == {}
+
+
+def test_a_task_resumed_at_any_mark_delivers_exactly_what_came_after_it(cdc: Cdc) -> None:
+    """Polls of three messages cut transactions over two tables anywhere (inside a run of
+    one table, between tables, at commits); a task started from any mark's offset, with the
+    slot not confirmed, must deliver exactly the events after that mark: none skipped (the
+    change that opened the next table's run counted too early), none twice."""
+    schema = cdc.schema
+    cdc.database.execute(
+        f'CREATE TABLE "{schema}".a (id int PRIMARY KEY, v text)',
+        f'CREATE TABLE "{schema}".b (id int PRIMARY KEY, w int)',
+    )
+    config = {
+        "url": cdc.database.url,
+        "tables": [f"{schema}.a", f"{schema}.b"],
+        "slot": cdc.slot,
+        "snapshot": "never",
+        "batch_size": 3,
+    }
+    SourceDriver("postgres-cdc", config).stop()  # creates the slot
+    statements = [
+        [  # a transaction over both tables, interleaved
+            f"INSERT INTO \"{schema}\".a VALUES (1, 'x'), (2, 'y')",
+            f'INSERT INTO "{schema}".b VALUES (1, 10)',
+            f"INSERT INTO \"{schema}\".a VALUES (3, 'z')",
+            f'INSERT INTO "{schema}".b VALUES (2, 20), (3, 30)',
+        ],
+        [f"UPDATE \"{schema}\".a SET v = 'w' WHERE id = 1"],
+        [f'DELETE FROM "{schema}".b WHERE id = 2'],
+        [f'UPDATE "{schema}".a SET id = 4 WHERE id = 2', f'UPDATE "{schema}".b SET w = 0'],
+    ]
+    statements += [[f"INSERT INTO \"{schema}\".a VALUES ({i}, 's')"] for i in range(10, 16)]
+    for transaction in statements:
+        with cdc.database.engine.begin() as connection:
+            for statement in transaction:
+                connection.execute(sa.text(statement))
+
+    def events_and_marks(offsets: MemoryOffsetReader) -> tuple[list[Any], list[Any]]:
+        driver = SourceDriver("postgres-cdc", config, offsets)
+        try:
+            batches = driver.read_to_end()
+        finally:
+            driver.stop()
+        events: list[Any] = []
+        marks: list[Any] = []
+        for batch in batches:
+            ops = batch.values.column("op").to_pylist()
+            keys = batch.keys.to_pylist() if batch.keys is not None else [None] * len(ops)
+            dead = (
+                batch.tombstones.to_pylist() if batch.tombstones is not None else [False] * len(ops)
+            )
+            row_events = [
+                (batch.stream, None if tomb else op, key)
+                for op, key, tomb in zip(ops, keys, dead, strict=True)
+            ]
+            at = 0
+            for mark in batch.marks:
+                events += row_events[at : mark.end_row]
+                at = mark.end_row
+                marks.append((len(events), mark.position))
+            events += row_events[at:]
+        return events, marks
+
+    everything, marks = events_and_marks(MemoryOffsetReader())
+    # 6 inserts; an update; a delete and its tombstone; a key moved (delete, tombstone,
+    # create) and two updates; 6 inserts
+    assert len(everything) == 6 + 1 + 2 + 5 + 6
+    assert len(marks) > len(statements), "polls of three messages must mark inside transactions"
+    for before, position in marks:
+        offsets = MemoryOffsetReader()
+        offsets.commit([position])
+        rest, _ = events_and_marks(offsets)
+        assert rest == everything[before:], f"resumed at {dict(position.offset)}"
