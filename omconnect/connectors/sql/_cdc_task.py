@@ -59,6 +59,17 @@ from omconnect.connectors.sql._cdc_events import (
     rows_of,
     with_tombstones,
 )
+from omconnect.connectors.sql._cdc_incremental import (
+    EXECUTE,
+    HIGH,
+    LOW,
+    STOP,
+    Progress,
+    Window,
+    new_token,
+    parse_signal,
+    signal_table_statement,
+)
 from omconnect.connectors.sql._pgoutput import (
     Begin,
     Changes,
@@ -79,6 +90,7 @@ from omconnect.connectors.sql._replication import (
     ensure_publication,
     libpq_dsn,
     open_database,
+    quoted,
     retriable_when_unreachable,
     slot_exists,
     slot_lag,
@@ -118,6 +130,7 @@ class PostgresCdcTask(SourceTask):
     _snapshot_connection: Any = None
     _snapshot_reader: Any = None
     _stream: ReplicationStream | None = None
+    _chunk_reader: Any = None
 
     def start(self, config: ConnectorSpec, context: TaskContext) -> None:
         self._release()  # a retried start: what the failed attempt opened
@@ -141,6 +154,11 @@ class PostgresCdcTask(SourceTask):
         self._confirmed_lsn = 0
         self._confirmed_at = time.monotonic()
         self._next_lag_log = time.monotonic() + _LAG_LOG_SECONDS
+        self._incremental = Progress.from_offset(self._offset.get("incremental"))
+        self._window: Window | None = None
+        self._signal = _schema_and_name(self.config.signal_table)
+        self._signal_oid: int | None = None
+        self._signal_columns: dict[str, int] = {}
         with retriable_when_unreachable():
             self._open()
 
@@ -148,8 +166,12 @@ class PostgresCdcTask(SourceTask):
         """Check the server, publish the tables, and snapshot or stream the slot."""
         check_server(self._database)
         self._tables, self._reflected = catalog_tables(self._database, self.config.tables)
+        published = [(x.schema_name, x.name) for x in self._tables]
+        if self._signal is not None:
+            self._ensure_signal_table()
+            published.append(self._signal)
         exists = slot_exists(self._database, self._slot)
-        if ensure_publication(self._database, self._publication, self._tables) and exists:
+        if ensure_publication(self._database, self._publication, published) and exists:
             # Dropped while the slot lived: changes made meanwhile cannot be decoded (the
             # stream says so, with what to do, if there were any).
             self.context.logger.debug(
@@ -327,6 +349,7 @@ class PostgresCdcTask(SourceTask):
         self._log_lag()
         assert self._stream is not None
         if not self.context.once:
+            self._open_window()
             if self._quiet:
                 # Written before the read, so that it comes back (and is confirmed) within it.
                 self._heartbeat()
@@ -341,8 +364,14 @@ class PostgresCdcTask(SourceTask):
         if self._watermark is None:
             self._watermark = self._write_message()
             self._watermark_at = time.monotonic()
-        while not self._caught_up or self._transaction is not None:
+        while (
+            not self._caught_up
+            or self._transaction is not None
+            or self._incremental is not None
+            or self._window is not None
+        ):
             self._ensure_streaming()  # a forced confirmation may have lost the connection
+            self._open_window()
             messages = self._stream.read(self.config.batch_size, wait_seconds=0.5)
             if messages:
                 self._watermark_at = time.monotonic()
@@ -372,8 +401,12 @@ class PostgresCdcTask(SourceTask):
             transaction = self._transaction
             if transaction is not None and run.events > run.marked:
                 self._mark(run, out, self._transaction_offset(transaction, None))
-            if run.events or run.marks:
-                out.append(self._run_batch(run))
+            batch = self._run_batch(run)
+            window = self._window
+            if window is not None and window.open and window.table is run.table:
+                assert batch.keys is not None
+                window.seen.append(batch.keys)  # streamed inside the window: these rows win
+            out.append(batch)
             run = None
 
         for item in decode_all([message.payload for message in messages]):
@@ -387,11 +420,17 @@ class PostgresCdcTask(SourceTask):
                 first = transaction.seen  # how many changes of the transaction came before
                 transaction.seen += len(item)
                 start = transaction.skip - first  # of these, how many were delivered
-                if table is None or transaction.skip < 0 or start >= len(item):
+                if transaction.skip < 0 or start >= len(item):
+                    continue
+                changes = item.slice(start) if start > 0 else item
+                if item.relation_oid == self._signal_oid:
+                    self._on_signals(changes)
+                    continue
+                if table is None:
                     continue
                 if run is None:
                     run = _Run(table)
-                run.add(key_changes(table, item.slice(start) if start > 0 else item), transaction)
+                run.add(key_changes(table, changes), transaction)
             elif isinstance(item, Begin):
                 self._transaction = _Transaction(
                     item.final_lsn,
@@ -408,6 +447,8 @@ class PostgresCdcTask(SourceTask):
             elif isinstance(item, Relation):
                 if self._relation_changed(item):
                     close_run()  # its rows are built with the columns they were sent with
+                    if self._window is not None and self._window.table is self._table_of(item):
+                        self._window = None  # the chunk has the old columns: read it again
                 self._on_relation(item)
             elif isinstance(item, Truncate):
                 transaction = self._transaction
@@ -419,7 +460,17 @@ class PostgresCdcTask(SourceTask):
                     table = self._by_oid.get(oid)
                     if table is not None and 0 <= transaction.skip < transaction.seen:
                         out.append(self._truncate_batch(table, transaction))
+                        if self._window is not None and self._window.table is table:
+                            self._window.truncated = True
             elif isinstance(item, LogicalMessage):
+                window = self._window
+                if window is not None and item.prefix == _MESSAGE_PREFIX:
+                    if item.content == window.message(LOW).encode():
+                        close_run()
+                        window.open = True
+                    elif item.content == window.message(HIGH).encode() and window.open:
+                        close_run()
+                        out.append(self._chunk_batch(window))
                 self._on_message(item)
         close_run()
         return out or None
@@ -428,13 +479,22 @@ class PostgresCdcTask(SourceTask):
         self, transaction: _Transaction, commit: Commit | None
     ) -> dict[str, Any]:
         """The offset of having delivered ``transaction`` up to here (whole at ``commit``)."""
-        return {
-            "snapshot": self._offset.get("snapshot", "never"),
-            "commit_lsn": transaction.commit_lsn,
-            "end_lsn": commit.end_lsn if commit is not None else None,
-            "index": transaction.seen,
-            "complete": commit is not None,
-        }
+        return self._with_progress(
+            {
+                "snapshot": self._offset.get("snapshot", "never"),
+                "commit_lsn": transaction.commit_lsn,
+                "end_lsn": commit.end_lsn if commit is not None else None,
+                "index": transaction.seen,
+                "complete": commit is not None,
+            }
+        )
+
+    def _with_progress(self, offset: dict[str, Any]) -> dict[str, Any]:
+        """``offset`` with the incremental snapshot's progress, if one is under way."""
+        offset.pop("incremental", None)
+        if self._incremental is not None:
+            offset["incremental"] = self._incremental.to_offset()
+        return offset
 
     def _mark(self, run: _Run | None, out: list[RecordBatch], offset: dict[str, Any]) -> None:
         """Mark ``offset`` after the last event polled: in the open run, on the last batch
@@ -480,6 +540,10 @@ class PostgresCdcTask(SourceTask):
         return table is not None and _columns(relation) != table.columns
 
     def _on_relation(self, relation: Relation) -> None:
+        if (relation.schema, relation.name) == self._signal:
+            self._signal_oid = relation.oid
+            self._signal_columns = {c.name: i for i, c in enumerate(relation.columns)}
+            return
         table = self._table_of(relation)
         if table is None:
             return
@@ -501,11 +565,12 @@ class PostgresCdcTask(SourceTask):
         if not self._in_flight and self._transaction is None:
             self._confirm(message.lsn, force=True)  # a heartbeat: nothing before it is pending
 
-    def _write_message(self) -> str:
-        """Write a non-transactional logical decoding message; returns its token."""
+    def _write_message(self, token: str | None = None) -> str:
+        """Write a non-transactional logical decoding message (``token``, default a new
+        one); returns it."""
         import sqlalchemy as sa
 
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
         with (
             retriable_when_unreachable(),
             self._database.errors(doing="write a heartbeat into"),
@@ -575,12 +640,183 @@ class PostgresCdcTask(SourceTask):
     def _release(self) -> None:
         """Close what ``start`` opened (also what a failed ``start`` had opened)."""
         self._close_snapshot()
+        self._close_chunk_reader()
         if self._stream is not None:
             self._stream.close()
         self._stream = None
         database = getattr(self, "_database", None)
         if database is not None:
             database.close()
+
+    # -- incremental snapshots (see _cdc_incremental) -------------------------------------
+
+    def _ensure_signal_table(self) -> None:
+        """Create the signal table when it is missing."""
+        import sqlalchemy as sa
+
+        assert self._signal is not None
+        schema, name = self._signal
+        statement = signal_table_statement(schema, name, quoted)
+        with (
+            self._database.errors(f"{schema}.{name}", doing="create the signal table"),
+            self._database.connect() as connection,
+        ):
+            exists = connection.execute(
+                sa.text("SELECT to_regclass(:name) IS NOT NULL"),
+                {"name": f"{quoted(schema)}.{quoted(name)}"},
+            ).scalar()
+            if not exists:
+                connection.execute(sa.text(statement))
+                connection.commit()
+                self.context.logger.info("created the signal table %s.%s", schema, name)
+
+    def _on_signals(self, changes: Changes) -> None:
+        """Act on the signal rows inserted (a bad signal is logged and ignored: it must not
+        stop the stream)."""
+        streams = {table.stream: table for table in self._tables}
+        for index in range(len(changes)):
+            if changes.ops[index] != "c":
+                continue
+            values = changes.row(index)
+            assert values is not None
+            try:
+                signal = parse_signal(values, self._signal_columns)
+            except ConnectorError as error:
+                self.context.logger.warning("ignoring a signal: %s", error)
+                continue
+            if signal.type == STOP:
+                stopped = set(signal.tables or streams)
+                if self._incremental is not None:
+                    left = [x for x in self._incremental.tables if _stream_of(x) not in stopped]
+                    if not left or left[0] != self._incremental.tables[0]:
+                        self._incremental.after = None
+                        self._window = None
+                    self._incremental.tables = left
+                    if not left:
+                        self._incremental = None
+                self.context.logger.info("signal %s: incremental snapshot stopped", signal.id)
+                continue
+            if signal.type != EXECUTE:
+                self.context.logger.warning(
+                    "ignoring signal %s of type %r (known: %s, %s)",
+                    signal.id,
+                    signal.type,
+                    EXECUTE,
+                    STOP,
+                )
+                continue
+            wanted = []
+            for name in signal.tables or []:
+                stream = _stream_of(name)
+                if stream not in streams:
+                    self.context.logger.warning(
+                        "signal %s: %s is not one of the captured tables (%s): not read",
+                        signal.id,
+                        name,
+                        ", ".join(streams),
+                    )
+                    continue
+                wanted.append(stream)
+            if not wanted:
+                continue
+            if self._incremental is None:
+                self._incremental = Progress(signal.id, wanted)
+            else:
+                queued = self._incremental.tables
+                queued.extend(x for x in wanted if x not in queued)
+            self.context.logger.info(
+                "signal %s: incremental snapshot of %s", signal.id, ", ".join(wanted)
+            )
+
+    def _open_window(self) -> None:
+        """If an incremental snapshot is under way and no chunk is: write the low
+        watermark, read the next chunk, write the high watermark."""
+        progress = self._incremental
+        if progress is None or self._window is not None:
+            return
+        streams = {table.stream: table for table in self._tables}
+        while progress.tables and progress.tables[0] not in streams:  # no longer captured
+            self.context.logger.warning(
+                "incremental snapshot: %s is no longer captured: not read", progress.tables[0]
+            )
+            progress.tables.pop(0)
+            progress.after = None
+        if not progress.tables:
+            self._incremental = None
+            return
+        table = streams[progress.tables[0]]
+        token = new_token()
+        self._write_message(f"{LOW}:{token}")
+        rows, last_key, full = self._read_chunk(table, progress.after)
+        self._write_message(f"{HIGH}:{token}")
+        self._window = Window(token, table, rows, last_key, full)
+
+    def _read_chunk(
+        self, table: TableEvents, after: list[Any] | None
+    ) -> tuple[pa.StructArray, list[Any] | None, bool]:
+        """The next ``incremental_chunk_size`` rows of ``table`` after the key ``after``
+        (in a snapshot of now), their last key and whether the chunk is full."""
+        import adbc_driver_postgresql.dbapi as adbc_postgresql
+        from sqlalchemy.dialects import postgresql
+
+        from omconnect.connectors.sql._arrow_reads import AdbcReader, conform
+        from omconnect.connectors.sql._snapshot import last_values
+
+        size = self.config.incremental_chunk_size
+        statement = self._snapshot_statement(table, after).limit(size)
+        try:
+            with retriable_when_unreachable():
+                if self._chunk_reader is None:
+                    connection = adbc_postgresql.connect(libpq_dsn(self._database), autocommit=True)
+                    self._chunk_reader = AdbcReader(
+                        connection, postgresql.psycopg.dialect(paramstyle="numeric_dollar"), True
+                    )
+                batches = list(self._chunk_reader.read(statement))
+        except Exception as error:  # ADBC raises its own error types
+            self._close_chunk_reader()
+            translated = self._database.translate(error, table.stream, doing="snapshot")
+            if unreachable(error) or isinstance(error, RetriableError):
+                raise RetriableError(str(translated)) from None
+            raise translated from None
+        rows = [conform(b, table.row_fields, table.stream) for b in batches if b.num_rows]
+        if not rows:
+            return null_rows(table, 0), after, False
+        chunk = pa.Table.from_batches(rows).combine_chunks().to_batches()[0]
+        count = chunk.num_rows
+        return rows_from_batch(table, chunk), last_values(chunk, table.key), count >= size
+
+    def _close_chunk_reader(self) -> None:
+        reader, self._chunk_reader = self._chunk_reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                reader.close()
+
+    def _chunk_batch(self, window: Window) -> RecordBatch:
+        """At the high watermark: the chunk's rows that no streamed change touched, as
+        ``op: r`` events, and the progress past them."""
+        self._window = None
+        progress = self._incremental
+        table = window.table
+        rows = window.remaining()
+        if progress is not None and progress.tables and progress.tables[0] == table.stream:
+            if window.full:
+                progress.after = window.last_key
+            else:
+                progress.tables.pop(0)
+                progress.after = None
+                self.context.logger.info("incremental snapshot of %s: done", table.stream)
+            if not progress.tables:
+                self._incremental = None
+        offset = self._with_progress(
+            {**self._offset, "snapshot": self._offset.get("snapshot", "never")}
+        )
+        self._offset = offset
+        source = SourceInfo(
+            self.context.pipeline, self._db_name, _now_ms(), "incremental", None, None
+        )
+        nulls = null_rows(table, len(rows))
+        ops = np.full(len(rows), "r")
+        return self._emit(table, ops, nulls, rows, source, None, [(len(rows), offset)])
 
     # -- batches -------------------------------------------------------------------------
 
@@ -688,6 +924,20 @@ class _Run:
             self.sources[-1] = (transaction, self.sources[-1][1] + len(changes))
         else:
             self.sources.append((transaction, len(changes)))
+
+
+def _schema_and_name(name: str | None) -> tuple[str, str] | None:
+    """``schema.table`` (``table``: in ``public``) as a pair; None for None."""
+    if name is None:
+        return None
+    schema, _, table = name.rpartition(".")
+    return (schema or "public", table)
+
+
+def _stream_of(name: str) -> str:
+    """A table named in a signal as its stream (``schema.table``; ``table`` is in
+    ``public``)."""
+    return name if "." in name else f"public.{name}"
 
 
 def _columns(relation: Relation) -> tuple[tuple[str, int, int], ...]:

@@ -366,9 +366,11 @@ def catalog_tables(
     return [tables[i] for i in order], reflected
 
 
-def ensure_publication(database: Database, publication: str, tables: Sequence[TableEvents]) -> bool:
-    """Create ``publication`` for ``tables``, or add the tables it lacks. Returns whether it
-    was missing (and is now created).
+def ensure_publication(
+    database: Database, publication: str, tables: Sequence[tuple[str, str]]
+) -> bool:
+    """Create ``publication`` for ``tables`` (schema, name), or add the tables it lacks.
+    Returns whether it was missing (and is now created).
 
     Raises:
         ConnectorError: the user may not create or change it; the message gives the statement
@@ -376,7 +378,7 @@ def ensure_publication(database: Database, publication: str, tables: Sequence[Ta
     """
     import sqlalchemy as sa
 
-    wanted = {(x.schema_name, x.name) for x in tables}
+    wanted = set(tables)
     statement: str | None = None
     try:
         with database.errors(doing="create publication on"), database.connect() as connection:

@@ -49,6 +49,10 @@ made before it was created again: the error says to drop the slot and start over
 snapshot. A publication dropped with nothing written to the database meanwhile is simply
 created again.
 
+Incremental snapshots: with ``signal_table`` set, a row inserted there asks for tables to be
+read again in chunks while streaming goes on, with Debezium's signal format and watermark
+de-duplication (streamed changes win over stale snapshot rows); see ``_cdc_incremental``.
+
 Types come from the relation messages (``_pg_text``), the same for snapshot and stream.
 """
 
@@ -121,6 +125,23 @@ class PostgresCdcSpec(ConnectorSpec):
             "After a delete event, also publish a tombstone (the key with no value), so "
             "compacted topics drop the row."
         ),
+    )
+    signal_table: str | None = Field(
+        default=None,
+        pattern=r"^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$",
+        examples=["public.omconnect_signal"],
+        description=(
+            "A table (`schema.table`) through which incremental snapshots are asked for, "
+            "with Debezium's columns `id`, `type`, `data`: insert `('<id>', "
+            "'execute-snapshot', '{\"data-collections\": [\"public.orders\"]}')` to read "
+            "those tables again in chunks while streaming goes on, or `stop-snapshot`. "
+            "Created when missing and added to the publication. Default: no signals."
+        ),
+    )
+    incremental_chunk_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Rows per chunk of an incremental snapshot (each between two watermarks).",
     )
     batch_size: int = Field(
         default=10_000,
