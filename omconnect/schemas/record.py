@@ -197,8 +197,13 @@ class RecordBatch:
     def positions(self) -> list[Position]:
         """The last position reached for each source partition, in first-seen order."""
         last: dict[str, Position] = {}
+        ids: dict[int, str] = {}  # a source marks its rows with one partition dict, mostly
         for mark in self.marks:
-            last[partition_id(mark.position.partition)] = mark.position
+            partition = mark.position.partition
+            pid = ids.get(id(partition))
+            if pid is None:
+                pid = ids[id(partition)] = partition_id(partition)
+            last[pid] = mark.position
         return list(last.values())
 
     def delete_mask(self) -> npt.NDArray[np.bool_]:

@@ -97,6 +97,7 @@ from omconnect.connectors.sql._replication import (
     snapshot_name,
     unreachable,
 )
+from omconnect.schemas.message_ids import MessageIdRuns
 
 if TYPE_CHECKING:
     from omconnect.connectors.sql.postgres_cdc import PostgresCdcSpec
@@ -114,13 +115,15 @@ _LAG_LOG_SECONDS = 60.0
 @dataclass
 class _Transaction:
     """The transaction being decoded: ``seen`` changes so far, of which the first ``skip``
-    were delivered by an earlier run (-1: all of them)."""
+    were delivered by an earlier run (-1: all of them); ``events``: the events (tombstones
+    included) given message ids so far, the next one's index."""
 
     commit_lsn: int
     commit_time_ms: int
     xid: int
     skip: int
     seen: int = 0
+    events: int = 0
 
 
 class PostgresCdcTask(SourceTask):
@@ -430,13 +433,15 @@ class PostgresCdcTask(SourceTask):
                     continue
                 if run is None:
                     run = _Run(table)
-                run.add(key_changes(table, changes), transaction)
+                run.add(key_changes(table, changes), transaction, self.config.tombstones)
             elif isinstance(item, Begin):
+                skip = self._delivered_before(item.final_lsn)
                 self._transaction = _Transaction(
                     item.final_lsn,
                     item.commit_time_us // 1000,
                     item.xid,
-                    self._delivered_before(item.final_lsn),
+                    skip,
+                    events=int(self._offset.get("events") or 0) if skip > 0 else 0,
                 )
             elif isinstance(item, Commit):
                 transaction = self._transaction
@@ -485,6 +490,7 @@ class PostgresCdcTask(SourceTask):
                 "commit_lsn": transaction.commit_lsn,
                 "end_lsn": commit.end_lsn if commit is not None else None,
                 "index": transaction.seen,
+                "events": transaction.events,
                 "complete": commit is not None,
             }
         )
@@ -830,8 +836,10 @@ class PostgresCdcTask(SourceTask):
         changes = Changes.concat(run.parts)
         before, _ = rows_of(table, changes, old=True)
         after, unchanged = rows_of(table, changes)
-        sources = [(self._streamed_source(t), count) for t, count in run.sources]
-        return self._emit(table, changes.ops, before, after, sources, unchanged, run.marks)
+        sources = [(self._streamed_source(t), count) for t, count, _, _ in run.sources]
+        return self._emit(
+            table, changes.ops, before, after, sources, unchanged, run.marks, run.message_ids()
+        )
 
     def _truncate_batch(self, table: TableEvents, transaction: _Transaction) -> RecordBatch:
         """A truncate's event: it concerns no row, so it has no key (and no mark: it is
@@ -861,9 +869,12 @@ class PostgresCdcTask(SourceTask):
         source: SourceInfo | Sequence[tuple[SourceInfo, int]],
         unchanged: Sequence[Sequence[str]] | None,
         marks: Sequence[tuple[int, dict[str, Any]]],
+        message_ids: MessageIdRuns | None = None,
     ) -> RecordBatch:
         """The batch of events ``ops`` (a numpy array of one-letter strings) with ``marks``
-        (after how many events, which offset); with tombstones, the marks move past them."""
+        (after how many events, which offset); with tombstones, the marks move past them.
+        ``message_ids``: the messages' own ids (tombstones included); by default the
+        runtime derives them from the marks."""
         values = envelopes(table, ops, before, after, source, unchanged)
         keys = keys_of(table, after)
         deletes = ops == "d"
@@ -887,6 +898,7 @@ class PostgresCdcTask(SourceTask):
             ),
             stream=table.stream,
             tombstones=tombstones,
+            message_ids=message_ids,
         )
 
     def _position_only(self, offset: dict[str, Any]) -> RecordBatch:
@@ -903,8 +915,10 @@ class _Run:
 
     Attributes:
         parts: the changes as Debezium publishes them (``key_changes``), in order.
-        events: how many events they are.
-        sources: per transaction in the run, in order, how many of the events are its.
+        events: how many events they are (tombstones not counted).
+        sources: per transaction in the run, in order: how many of the events are its, the
+            message id index of its first one and how many messages they are (tombstones
+            counted).
         marks: (events before it, offset): one per transaction's commit, and one where the
             open transaction got to when the run ends before its commit.
         marked: the events before the last mark.
@@ -913,17 +927,30 @@ class _Run:
     table: TableEvents
     parts: list[Changes] = field(default_factory=list)
     events: int = 0
-    sources: list[tuple[_Transaction, int]] = field(default_factory=list)
+    sources: list[list[Any]] = field(default_factory=list)
     marks: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     marked: int = 0
 
-    def add(self, changes: Changes, transaction: _Transaction) -> None:
+    def add(self, changes: Changes, transaction: _Transaction, tombstones: bool) -> None:
         self.parts.append(changes)
-        self.events += len(changes)
+        count = len(changes)
+        messages = count + (int(np.count_nonzero(changes.ops == "d")) if tombstones else 0)
+        self.events += count
         if self.sources and self.sources[-1][0] is transaction:
-            self.sources[-1] = (transaction, self.sources[-1][1] + len(changes))
+            self.sources[-1][1] += count
+            self.sources[-1][3] += messages
         else:
-            self.sources.append((transaction, len(changes)))
+            self.sources.append([transaction, count, transaction.events, messages])
+        transaction.events += messages
+
+    def message_ids(self) -> MessageIdRuns:
+        """Each message's id: its transaction's commit LSN (16 hex digits) and its index
+        among the transaction's messages, the same whenever the transaction is read."""
+        return MessageIdRuns.derived(
+            [f"{t.commit_lsn:016x}" for t, _, _, _ in self.sources],
+            [first for _, _, first, _ in self.sources],
+            [messages for _, _, _, messages in self.sources],
+        )
 
 
 def _schema_and_name(name: str | None) -> tuple[str, str] | None:

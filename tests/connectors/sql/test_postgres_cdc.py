@@ -364,8 +364,9 @@ def test_full_before_images_key_changes_and_a_transaction_over_two_tables(cdc: C
 def test_a_task_resumed_at_any_mark_delivers_exactly_what_came_after_it(cdc: Cdc) -> None:
     """Polls of three messages cut transactions over two tables anywhere (inside a run of
     one table, between tables, at commits); a task started from any mark's offset, with the
-    slot not confirmed, must deliver exactly the events after that mark: none skipped (the
-    change that opened the next table's run counted too early), none twice."""
+    slot not confirmed, must deliver exactly the events after that mark, with the same
+    message ids: none skipped (the change that opened the next table's run counted too
+    early), none twice."""
     schema = cdc.schema
     cdc.database.execute(
         f'CREATE TABLE "{schema}".a (id int PRIMARY KEY, v text)',
@@ -410,9 +411,11 @@ def test_a_task_resumed_at_any_mark_delivers_exactly_what_came_after_it(cdc: Cdc
             dead = (
                 batch.tombstones.to_pylist() if batch.tombstones is not None else [False] * len(ops)
             )
+            ids = batch.message_ids.to_pylist() if batch.message_ids is not None else []
+            assert len(ids) == len(ops), "the task gives its events their ids"
             row_events = [
-                (batch.stream, None if tomb else op, key)
-                for op, key, tomb in zip(ops, keys, dead, strict=True)
+                (batch.stream, None if tomb else op, key, ident)
+                for op, key, tomb, ident in zip(ops, keys, dead, ids, strict=True)
             ]
             at = 0
             for mark in batch.marks:
@@ -427,6 +430,7 @@ def test_a_task_resumed_at_any_mark_delivers_exactly_what_came_after_it(cdc: Cdc
     # create) and two updates; 6 inserts
     assert len(everything) == 6 + 1 + 2 + 5 + 6
     assert len(marks) > len(statements), "polls of three messages must mark inside transactions"
+    assert len({event[3] for event in everything}) == len(everything), "message ids are unique"
     for before, position in marks:
         offsets = MemoryOffsetReader()
         offsets.commit([position])
