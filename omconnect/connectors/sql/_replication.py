@@ -87,6 +87,10 @@ class StreamedMessage:
     data_start: int
 
 
+# How long a read gathers messages after the first (see ``ReplicationStream.read``).
+_READ_SECONDS = 0.05
+
+
 class ReplicationStream:
     """A replication connection to one database, streaming one slot.
 
@@ -184,18 +188,26 @@ class ReplicationStream:
 
     def read(self, limit: int, wait_seconds: float) -> list[StreamedMessage]:
         """Up to ``limit`` messages: those at hand, or the first to arrive within
-        ``wait_seconds`` and those with it."""
+        ``wait_seconds`` and those with it; reading stops ``_READ_SECONDS`` after the first
+        (a steady stream always has a message at hand: without it a poll would gather a
+        whole ``limit`` of a slow stream while its first changes wait)."""
         import psycopg2
 
         if not self.streaming:
             raise RetriableError(f"slot {self.slot} is not being streamed: its connection was lost")
         messages: list[StreamedMessage] = []
         deadline = time.monotonic() + wait_seconds
+        enough = 0.0  # when reading stops, once there are messages
         try:
             while len(messages) < limit:
                 message = self._cursor.read_message()
                 if message is not None:
                     messages.append(StreamedMessage(message.payload, message.data_start))
+                    if len(messages) & 255 == 1:  # the clock every 256 messages is enough
+                        now = time.monotonic()
+                        enough = enough or now + _READ_SECONDS
+                        if now >= enough:
+                            break
                     continue
                 left = deadline - time.monotonic()
                 if messages or left <= 0:
