@@ -12,19 +12,26 @@ identity under the default identity). ``unchanged`` is omconnect's addition: the
 columns. Names follow Debezium's: ``<schema>_<table>_Value`` (the row), ``..._Envelope``,
 ``..._Key``.
 
-A table's changes arrive as rows of texts left in their messages: a list of changes decoded
-one by one (``_pgoutput.TupleData``, ``rows_from_texts``), or a poll's run of them decoded at
-once (``_pgoutput.Changes``, ``rows_of``, ``key_changes``: no Python per change at all). The
-rows of a batch are read column by column in one pass (``_pgoutput.tuple_texts``) into one
-string array holding every value, the columns of one type end to end; each type is parsed by
-one Arrow cast (``_pg_text.parse``) and cut into its columns by zero-copy slices: no Python
-per value. Before, a Python loop per row and per column gathered the texts and each column had
-its own casts; with a batch per single-row transaction those casts were most of the cost. The
-schemas and Arrow types a batch needs are built once per table version (``rebuild``). The
-numbers, before and after, are in ``_pgoutput``'s docstring: the decode path of a 1M-row
-transaction went from 81,000 to 258,000 changes/s (762,000 a poll at once); the batch of one
-single-row transaction (``rows_from_texts`` of its new and old rows, ``envelopes``,
-``keys_of``) from about 700 to 110 µs on the same machine.
+A table's changes arrive as rows of texts left in their messages: a list of changes decoded one
+by one (``_pgoutput.TupleData``, ``rows_from_texts``), or a poll's run of them decoded at once
+(``_pgoutput.Changes``, ``rows_of``, ``key_changes``: no Python per change at all). The rows of
+a batch are read column by column in one pass (``_pgoutput.tuple_texts``) into one string array
+holding every value, the columns of one type end to end; each type is parsed by one Arrow cast
+(``_pg_text.parse_masked``) and cut into its columns by zero-copy slices: no Python per value.
+Before, a Python loop per row and per column gathered the texts and each column had its own
+casts; with a batch per single-row transaction those casts were most of the cost. The schemas
+and Arrow types a batch needs are built once per table version (``rebuild``). The numbers,
+before and after, are in ``_pgoutput``'s docstring: the decode path of a 1M-row transaction
+went from 81,000 to 258,000 changes/s (762,000 a poll at once); the batch of one single-row
+transaction (``rows_from_texts`` of its new and old rows, ``envelopes``, ``keys_of``) from
+about 700 to 110 µs on the same machine.
+
+A value that does not fit its column's type (a numeric ``NaN`` in a decimal column, an
+``infinity`` date: see ``_pg_text``) fails ``rows_from_texts`` and ``rows_of`` with a
+``ValueError`` naming the table, the column and the value. With ``tolerant=True`` they return
+the rows instead, that value null in its row and its other columns as they came, and
+``BadValues``: which rows, and why, one line each, so that those rows can be set aside (a dead
+letter) and the others flow on. Either way a batch whose values all fit costs what it did.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -157,6 +164,20 @@ class SourceInfo:
     lsn: int | None
 
 
+@dataclass(frozen=True)
+class SourceRuns:
+    """What ``source`` says of runs of streamed events, a transaction each, as columns: the
+    first ``counts[0]`` events are of the transaction committed at ``lsns[0]``
+    (``times_ms[0]``, ``xids[0]``), the next ``counts[1]`` of the next, and so on."""
+
+    name: str
+    db: str
+    times_ms: np.ndarray
+    xids: np.ndarray
+    lsns: np.ndarray
+    counts: np.ndarray
+
+
 class Unchanged(Sequence[Sequence[str]]):
     """Per row of a batch, the columns whose TOASTed value the server did not send (null in
     ``after``), held as the envelope's ``unchanged`` column: a list of names, null for a row
@@ -182,30 +203,124 @@ class Unchanged(Sequence[Sequence[str]]):
         return self.column[index].as_py() or []
 
 
+@dataclass(frozen=True)
+class BadValues:
+    """The rows of a batch that hold a value that does not fit its column's type (what
+    ``rows_from_texts`` and ``rows_of`` return with ``tolerant``). Such a value is null in its
+    row; the row's other columns are as they came.
+
+    Attributes:
+        rows: The rows' indices in the batch, ascending (a numpy int64 array).
+        columns: Per row, the names of its columns whose value does not fit, in the table's
+            column order.
+        reasons: Per row, one line naming the table, and each such column with its value's
+            text: ``table public.events, column day: "infinity" does not fit date``.
+    """
+
+    rows: np.ndarray
+    columns: list[tuple[str, ...]]
+    reasons: list[str]
+
+    def good(self, count: int) -> np.ndarray:
+        """A numpy mask over the batch's ``count`` rows, true for the rows not here."""
+        keep = np.ones(count, np.bool_)
+        keep[self.rows] = False
+        return keep
+
+    def union(self, other: BadValues | None) -> BadValues:
+        """These rows and ``other``'s, rows of the same batch (its old rows' and its new
+        rows'), in order; a row in both has both's columns and reasons."""
+        if other is None:
+            return self
+        merged: dict[int, tuple[tuple[str, ...], list[str]]] = {}
+        for bad in (self, other):
+            for row, columns, reason in zip(
+                bad.rows.tolist(), bad.columns, bad.reasons, strict=True
+            ):
+                before, reasons = merged.get(row, ((), []))
+                merged[row] = (before + columns, [*reasons, reason])
+        rows = sorted(merged)
+        return BadValues(
+            np.array(rows, np.int64),
+            [merged[row][0] for row in rows],
+            ["; ".join(merged[row][1]) for row in rows],
+        )
+
+
+Parsed = tuple[pa.StructArray, Unchanged]
+"""A ``Row`` struct column, and per row the columns that were ``UNCHANGED``."""
+
+ParsedWithBad = tuple[pa.StructArray, Unchanged, BadValues | None]
+"""``Parsed``, and the rows holding a value that does not fit (None when there is none)."""
+
+
+@overload
 def rows_from_texts(
-    table: TableEvents, rows: Sequence[Row | None]
-) -> tuple[pa.StructArray, Unchanged]:
+    table: TableEvents, rows: Sequence[Row | None], *, tolerant: Literal[False] = False
+) -> Parsed: ...
+
+
+@overload
+def rows_from_texts(
+    table: TableEvents, rows: Sequence[Row | None], *, tolerant: Literal[True]
+) -> ParsedWithBad: ...
+
+
+def rows_from_texts(
+    table: TableEvents, rows: Sequence[Row | None], *, tolerant: bool = False
+) -> Parsed | ParsedWithBad:
     """A ``Row`` struct column of rows of texts (None: no row), and per row the columns
     that were ``UNCHANGED`` (null in the struct).
 
+    Args:
+        tolerant: Return, third, the rows holding a value that does not fit its column's type
+            (``BadValues``; None when there is none), instead of raising.
+
     Raises:
-        ValueError: a value is not one of its column's type (names the table and column).
+        ValueError: a value does not fit its column's type (names the table, the column and
+            the value), unless ``tolerant``.
         ProtocolError: a row is not valid pgoutput.
     """
     if all(row is None for row in rows):  # the old rows of inserts and of most updates
-        return _no_rows(table, len(rows))
-    texts = tuple_texts(rows, len(table.row_fields), table._order)
-    return _rows(table, texts, len(rows))
+        found: tuple[Parsed, BadValues | None] = _no_rows(table, len(rows)), None
+    else:
+        texts = tuple_texts(rows, len(table.row_fields), table._order)
+        found = _rows(table, texts, len(rows))
+    return _tolerated(found, tolerant)
+
+
+@overload
+def rows_of(
+    table: TableEvents, changes: Changes, old: bool = False, *, tolerant: Literal[False] = False
+) -> Parsed: ...
+
+
+@overload
+def rows_of(
+    table: TableEvents, changes: Changes, old: bool = False, *, tolerant: Literal[True]
+) -> ParsedWithBad: ...
 
 
 def rows_of(
-    table: TableEvents, changes: Changes, old: bool = False
-) -> tuple[pa.StructArray, Unchanged]:
+    table: TableEvents, changes: Changes, old: bool = False, *, tolerant: bool = False
+) -> Parsed | ParsedWithBad:
     """``rows_from_texts`` of the new rows of ``changes`` (the old ones with ``old``)."""
     if ((changes.old_at if old else changes.new_at) < 0).all():
-        return _no_rows(table, len(changes))
-    texts = changes_texts(changes, old, len(table.row_fields), table._order)
-    return _rows(table, texts, len(changes))
+        found: tuple[Parsed, BadValues | None] = _no_rows(table, len(changes)), None
+    else:
+        texts = changes_texts(changes, old, len(table.row_fields), table._order)
+        found = _rows(table, texts, len(changes))
+    return _tolerated(found, tolerant)
+
+
+def _tolerated(found: tuple[Parsed, BadValues | None], tolerant: bool) -> Parsed | ParsedWithBad:
+    """What ``rows_from_texts`` returns of the rows and bad values found (or raises)."""
+    (struct, unchanged), bad = found
+    if tolerant:
+        return struct, unchanged, bad
+    if bad is not None:
+        raise ValueError(bad.reasons[0])
+    return struct, unchanged
 
 
 def key_changes(table: TableEvents, changes: Changes) -> Changes:
@@ -241,33 +356,33 @@ def key_changes(table: TableEvents, changes: Changes) -> Changes:
     return changes.take(indices, ops, old=~split | first, new=~split | ~first)
 
 
-def _no_rows(table: TableEvents, count: int) -> tuple[pa.StructArray, Unchanged]:
+def _no_rows(table: TableEvents, count: int) -> Parsed:
     return null_rows(table, count), Unchanged(pa.nulls(count, table._unchanged_type))
 
 
-def _rows(table: TableEvents, texts: TupleTexts, count: int) -> tuple[pa.StructArray, Unchanged]:
+def _rows(table: TableEvents, texts: TupleTexts, count: int) -> tuple[Parsed, BadValues | None]:
     """The ``Row`` column of ``texts`` (laid out in ``table._order``): one cast of the texts
-    to strings (UTF-8 checked), one parse per type, a zero-copy slice per column."""
-    try:
-        strings = texts.values.cast(pa.string())
-    except pa.ArrowInvalid as error:
-        raise ValueError(f"table {table.stream}: a value is not UTF-8 text: {error}") from None
+    to strings (UTF-8 checked), one parse per type, a zero-copy slice per column; and the rows
+    holding a value that does not fit (null in the column)."""
+    strings, misfits = _pg_text.utf8_masked(texts.values)
     columns: list[Any] = [None] * len(table.row_fields)
     at = 0
     for dtype, members in table._groups:
         part = strings.slice(at * count, len(members) * count)
+        parsed, found = _pg_text.parse_masked(part, dtype)
+        if found is not None:
+            if misfits is None:
+                misfits = np.zeros(len(strings), np.bool_)
+            misfits[at * count : (at + len(members)) * count] |= found
         at += len(members)
-        try:
-            parsed = _pg_text.parse(part, dtype)
-        except ValueError:
-            raise _bad_column(table, dtype, members, part, count) from None
         for place, index in enumerate(members):
             columns[index] = parsed if len(members) == 1 else parsed.slice(place * count, count)
     mask = None if texts.missing is None else pa.array(texts.missing)
     struct = pa.StructArray.from_arrays(columns, fields=table._row_fields, mask=mask)
+    bad = None if misfits is None else _bad_values(table, texts.values, misfits, count)
     unchanged_type = table._unchanged_type
     if texts.unchanged is None:
-        return struct, Unchanged(pa.nulls(count, unchanged_type))
+        return (struct, Unchanged(pa.nulls(count, unchanged_type))), bad
     # Per row, the names of its unchanged columns (row by row, in column order).
     per_row = texts.unchanged.sum(axis=0)
     offsets = np.zeros(count + 1, np.int32)
@@ -279,21 +394,30 @@ def _rows(table: TableEvents, texts: TupleTexts, count: int) -> tuple[pa.StructA
         type=unchanged_type,
         mask=pa.array(per_row == 0),
     )
-    return struct, Unchanged(unchanged)
+    return (struct, Unchanged(unchanged)), bad
 
 
-def _bad_column(
-    table: TableEvents, dtype: DataType, members: tuple[int, ...], texts: pa.Array, count: int
-) -> ValueError:
-    """The error of the first column of ``members`` (laid end to end in ``texts``) that has a
-    value that is not a ``dtype``."""
-    for place, index in enumerate(members):
-        try:
-            _pg_text.parse(texts.slice(place * count, count), dtype)
-        except ValueError as error:
-            name = table.row_fields[index].name
-            return ValueError(f"table {table.stream}, column {name}: {error}")
-    return ValueError(f"table {table.stream}: a value is not a {dtype}")
+def _bad_values(table: TableEvents, texts: pa.Array, misfits: np.ndarray, count: int) -> BadValues:
+    """The rows of the values of ``texts`` (laid out as ``_rows`` has them) that ``misfits``
+    marks: Python objects for those values only."""
+    grid = misfits.reshape(len(table._order), count)
+    rows = np.flatnonzero(grid.any(axis=0))
+    found, places = np.nonzero(grid[:, rows].T)  # row by row
+    values = texts.take(pa.array(places * count + rows[found])).to_pylist()
+    per_row: list[list[tuple[int, bytes]]] = [[] for _ in range(len(rows))]
+    for row, place, value in zip(found.tolist(), places.tolist(), values, strict=True):
+        per_row[row].append((table._order[place], value))
+    columns, reasons = [], []
+    for misfit in per_row:
+        misfit.sort()
+        fields = [table.row_fields[index] for index, _ in misfit]
+        columns.append(tuple(f.name for f in fields))
+        said = (
+            f"column {f.name}: {_pg_text.misfit_reason(value, f.type)}"
+            for f, (_, value) in zip(fields, misfit, strict=True)
+        )
+        reasons.append(f"table {table.stream}, {'; '.join(said)}")
+    return BadValues(rows.astype(np.int64), columns, reasons)
 
 
 def rows_from_batch(table: TableEvents, batch: pa.RecordBatch) -> pa.StructArray:
@@ -308,14 +432,14 @@ def envelopes(
     ops: Sequence[str] | np.ndarray,
     before: pa.Array,
     after: pa.Array,
-    source: SourceInfo | Sequence[tuple[SourceInfo, int]],
+    source: SourceInfo | SourceRuns,
     unchanged: Sequence[Sequence[str]] | None = None,
 ) -> pa.RecordBatch:
     """The envelope batch of ``ops`` (``before``/``after``: ``Row`` structs or nulls; ``ops``
     a list or a numpy array of one-letter strings, as ``Changes.ops``).
 
-    ``source`` is what ``source`` says of every event, or of runs of them: ``(info, count)``
-    for the first ``count`` events, then the next (several transactions in one batch).
+    ``source`` is what ``source`` says of every event, or of runs of them, a streamed
+    transaction each (several transactions in one batch).
     """
     count = len(ops)
     unchanged_type = table._unchanged_type
@@ -340,34 +464,24 @@ def envelopes(
 
 
 def _source_column(
-    table: TableEvents, source: SourceInfo | Sequence[tuple[SourceInfo, int]], count: int
+    table: TableEvents, source: SourceInfo | SourceRuns, count: int
 ) -> pa.StructArray:
     source_type = table._source_type
     if isinstance(source, SourceInfo):
         return pa.repeat(pa.scalar(_source_values(table, source), source_type), count)
-    runs = np.fromiter((rows for _, rows in source), np.int64, len(source))
+    runs = source.counts
     if int(runs.sum()) != count:
         raise ValueError(f"source runs of {int(runs.sum())} events for {count} events")
-    infos = [info for info, _ in source]
-    per_run: dict[str, list[Any]] = {  # per run, the fields that are not the table's
-        "name": [info.name for info in infos],
-        "db": [info.db for info in infos],
-        "ts_ms": [info.commit_time_ms for info in infos],
-        "snapshot": [info.snapshot for info in infos],
-        "txId": [info.xid for info in infos],
-        "lsn": [info.lsn for info in infos],
-    }
-    constant = _source_values(table, infos[0])
-    run_of_row: pa.Array | None = None
+    constant = _source_values(table, SourceInfo(source.name, source.db, 0, None, None, None))
+    per_run = {"ts_ms": source.times_ms, "txId": source.xids, "lsn": source.lsns}
+    run_of_row = np.repeat(np.arange(len(runs)), runs)
     children = []
     for f in source_type:
         values = per_run.get(f.name)
-        if values is None or all(v == values[0] for v in values):
+        if values is None:
             children.append(pa.repeat(pa.scalar(constant[f.name], f.type), count))
-            continue
-        if run_of_row is None:
-            run_of_row = pa.array(np.repeat(np.arange(len(runs)), runs))
-        children.append(pa.array(values, f.type).take(run_of_row))
+        else:
+            children.append(pa.array(values[run_of_row], f.type))
     return pa.StructArray.from_arrays(children, fields=list(source_type))
 
 
@@ -411,7 +525,9 @@ def with_tombstones(
 
 
 __all__ = [
+    "BadValues",
     "SourceInfo",
+    "SourceRuns",
     "TableEvents",
     "Unchanged",
     "envelopes",

@@ -26,6 +26,7 @@ confirmed about a heartbeat ago; stalled: both growing.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,7 +50,9 @@ from omconnect.connectors.api import (
 )
 from omconnect.connectors.sql import _pg_text
 from omconnect.connectors.sql._cdc_events import (
+    BadValues,
     SourceInfo,
+    SourceRuns,
     TableEvents,
     envelopes,
     key_changes,
@@ -78,6 +81,7 @@ from omconnect.connectors.sql._pgoutput import (
     Relation,
     Truncate,
     decode_all,
+    format_lsn,
 )
 from omconnect.connectors.sql._replication import (
     ReplicationStream,
@@ -412,7 +416,20 @@ class PostgresCdcTask(SourceTask):
             out.append(batch)
             run = None
 
-        for item in decode_all([message.payload for message in messages]):
+        items = decode_all([message.payload for message in messages])
+        at = 0
+        while at < len(items):
+            simple, captured = self._simple_transactions(items, at)
+            if captured is not None:
+                if run is not None and run.table is not captured:
+                    close_run()
+                if run is None:
+                    run = _Run(captured)
+                if self._add_transactions(run, out, items[at:simple]):
+                    at = simple
+                    continue
+            item = items[at]
+            at += 1
             if isinstance(item, Changes):
                 transaction = self._transaction
                 if transaction is None:
@@ -479,6 +496,70 @@ class PostgresCdcTask(SourceTask):
                 self._on_message(item)
         close_run()
         return out or None
+
+    def _simple_transactions(self, items: Sequence[Any], at: int) -> tuple[int, TableEvents | None]:
+        """Where the transactions at ``items[at:]`` stop being simple (a ``Begin``, the
+        ``Changes`` of one captured table, the same for all of them, and a ``Commit``, none
+        delivered before), and that table (None when the first is not simple)."""
+        stored = int(self._offset.get("commit_lsn") or 0)
+        oid = None
+        table = None
+        end = at
+        while end + 2 < len(items):
+            begin, changes, commit = items[end], items[end + 1], items[end + 2]
+            if type(begin) is not Begin or type(changes) is not Changes:
+                break
+            if type(commit) is not Commit or begin.final_lsn <= stored:
+                break
+            if oid is None:
+                oid = changes.relation_oid
+                table = self._by_oid.get(oid)
+                if table is None or oid == self._signal_oid:
+                    return at, None
+            elif changes.relation_oid != oid:
+                break
+            end += 3
+        return end, table
+
+    def _add_transactions(self, run: _Run, out: list[RecordBatch], items: Sequence[Any]) -> bool:
+        """Add simple transactions (see ``_simple_transactions``) to ``run`` at once, with
+        one mark after the last. False when one changed a row's key (they are then added
+        one by one)."""
+        begins, parts, commits = items[0::3], items[1::3], items[2::3]
+        count = len(begins)
+        changes = Changes.concat(parts)
+        keyed = key_changes(run.table, changes)
+        if len(keyed) != len(changes):
+            return False
+        sizes = np.fromiter(map(len, parts), np.int64, count)
+        messages = sizes
+        if self.config.tombstones:
+            deletes = (keyed.ops == "d").astype(np.int64)
+            messages = sizes + np.add.reduceat(deletes, np.cumsum(sizes) - sizes)
+        lsns = np.fromiter((b.final_lsn for b in begins), np.int64, count)
+        run.add_transactions(
+            keyed,
+            lsns,
+            np.fromiter((b.commit_time_us for b in begins), np.int64, count) // 1000,
+            np.fromiter((b.xid for b in begins), np.int64, count),
+            sizes,
+            messages,
+        )
+        last = commits[-1]
+        offset = self._with_progress(
+            {
+                "snapshot": self._offset.get("snapshot", "never"),
+                "commit_lsn": int(lsns[-1]),
+                "end_lsn": last.end_lsn,
+                "index": int(sizes[-1]),
+                "events": int(messages[-1]),
+                "complete": True,
+            }
+        )
+        self._mark(run, out, offset)
+        self._in_flight.append(last.end_lsn)
+        self._transaction = None
+        return True
 
     def _transaction_offset(
         self, transaction: _Transaction, commit: Commit | None
@@ -831,14 +912,67 @@ class PostgresCdcTask(SourceTask):
         return self._database.url.database or ""
 
     def _run_batch(self, run: _Run) -> RecordBatch:
-        """The batch of ``run``: its events, a ``source`` per transaction, its marks."""
+        """The batch of ``run``: its events, a ``source`` per transaction, its marks. An
+        event with a value that does not fit its column's type (a numeric ``NaN``, an
+        ``infinity`` date) is dead-lettered instead (under ``errors.tolerance: none`` that
+        fails the pipeline, before its position is stored)."""
         table = run.table
         changes = Changes.concat(run.parts)
-        before, _ = rows_of(table, changes, old=True)
-        after, unchanged = rows_of(table, changes)
-        sources = [(self._streamed_source(t), count) for t, count, _, _ in run.sources]
+        before, _, bad_before = rows_of(table, changes, old=True, tolerant=True)
+        after, unchanged, bad = rows_of(table, changes, tolerant=True)
+        if bad_before is not None:
+            bad = bad_before.union(bad)
+        sources = run.sources(self.context.pipeline, self._db_name)
+        if bad is not None:
+            self._report_bad(table, changes, bad, sources)
         return self._emit(
-            table, changes.ops, before, after, sources, unchanged, run.marks, run.message_ids()
+            table,
+            changes.ops,
+            before,
+            after,
+            sources,
+            unchanged,
+            run.marks,
+            run.message_ids(),
+            dropped=None if bad is None else bad.rows,
+        )
+
+    def _report_bad(
+        self, table: TableEvents, changes: Changes, bad: BadValues, sources: SourceRuns
+    ) -> None:
+        """Dead-letter the events of ``bad``: each change as the server sent it (its op and
+        its rows' column texts, as JSON), where (slot, table, commit LSN) and why."""
+        names = [name for name, _, _ in table.columns]
+        commit_lsns = np.repeat(sources.lsns, sources.counts)[bad.rows]
+
+        def texts(values: tuple[Any, ...] | None) -> dict[str, Any] | None:
+            if values is None:
+                return None
+            return {
+                name: value.decode(errors="replace")
+                if isinstance(value, bytes)
+                else None
+                if value is None
+                else "(unchanged TOAST value)"
+                for name, value in zip(names, values, strict=False)
+            }
+
+        payloads = []
+        for row in bad.rows.tolist():
+            change = {
+                "op": str(changes.ops[row]),
+                "before": texts(changes.row(row, old=True)),
+                "after": texts(changes.row(row)),
+            }
+            payloads.append(json.dumps(change).encode())
+        self.context.errors.report_raw(
+            payloads,
+            [ValueError(reason) for reason in bad.reasons],
+            [
+                {"slot": self._slot, "table": table.stream, "commit_lsn": format_lsn(int(lsn))}
+                for lsn in commit_lsns.tolist()
+            ],
+            stage="read",
         )
 
     def _truncate_batch(self, table: TableEvents, transaction: _Transaction) -> RecordBatch:
@@ -866,15 +1000,17 @@ class PostgresCdcTask(SourceTask):
         ops: np.ndarray,
         before: pa.Array,
         after: pa.Array,
-        source: SourceInfo | Sequence[tuple[SourceInfo, int]],
+        source: SourceInfo | SourceRuns,
         unchanged: Sequence[Sequence[str]] | None,
         marks: Sequence[tuple[int, dict[str, Any]]],
         message_ids: MessageIdRuns | None = None,
+        dropped: np.ndarray | None = None,
     ) -> RecordBatch:
         """The batch of events ``ops`` (a numpy array of one-letter strings) with ``marks``
         (after how many events, which offset); with tombstones, the marks move past them.
         ``message_ids``: the messages' own ids (tombstones included); by default the
-        runtime derives them from the marks."""
+        runtime derives them from the marks. ``dropped``: events left out (with their
+        tombstones), the marks moved back over them."""
         values = envelopes(table, ops, before, after, source, unchanged)
         keys = keys_of(table, after)
         deletes = ops == "d"
@@ -887,6 +1023,19 @@ class PostgresCdcTask(SourceTask):
                 before_end = np.zeros(len(deletes) + 1, np.int64)
                 np.cumsum(deletes, out=before_end[1:])
                 ends = ends + before_end[ends]  # each delete before a mark adds a row
+        ids: MessageIdRuns | pa.StringArray | None = message_ids
+        if dropped is not None and len(dropped):
+            keep = np.ones(len(ops), np.bool_)
+            keep[dropped] = False
+            if tombstones is not None:
+                keep = np.repeat(keep, np.where(deletes, 2, 1))
+            kept_before = np.zeros(len(keep) + 1, np.int64)
+            np.cumsum(keep, out=kept_before[1:])
+            ends = kept_before[ends]
+            mask = pa.array(keep)
+            values, keys = values.filter(mask), keys.filter(mask)
+            tombstones = None if tombstones is None else tombstones.filter(mask)
+            ids = None if message_ids is None else message_ids.filter(mask)
         return RecordBatch(
             values=values,
             schema=table.value_schema,
@@ -898,7 +1047,7 @@ class PostgresCdcTask(SourceTask):
             ),
             stream=table.stream,
             tombstones=tombstones,
-            message_ids=message_ids,
+            message_ids=ids,
         )
 
     def _position_only(self, offset: dict[str, Any]) -> RecordBatch:
@@ -927,29 +1076,71 @@ class _Run:
     table: TableEvents
     parts: list[Changes] = field(default_factory=list)
     events: int = 0
-    sources: list[list[Any]] = field(default_factory=list)
     marks: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     marked: int = 0
+    # Per transaction in the run (the columns of ``sources``): its commit LSN, time and xid,
+    # its events in the run, the message id index of the first, its messages.
+    lsns: list[int] = field(default_factory=list)
+    times_ms: list[int] = field(default_factory=list)
+    xids: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    first_ids: list[int] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
+    _last: _Transaction | None = None
 
     def add(self, changes: Changes, transaction: _Transaction, tombstones: bool) -> None:
         self.parts.append(changes)
         count = len(changes)
         messages = count + (int(np.count_nonzero(changes.ops == "d")) if tombstones else 0)
         self.events += count
-        if self.sources and self.sources[-1][0] is transaction:
-            self.sources[-1][1] += count
-            self.sources[-1][3] += messages
+        if self._last is transaction:
+            self.counts[-1] += count
+            self.messages[-1] += messages
         else:
-            self.sources.append([transaction, count, transaction.events, messages])
+            self._last = transaction
+            self.lsns.append(transaction.commit_lsn)
+            self.times_ms.append(transaction.commit_time_ms)
+            self.xids.append(transaction.xid)
+            self.counts.append(count)
+            self.first_ids.append(transaction.events)
+            self.messages.append(messages)
         transaction.events += messages
+
+    def add_transactions(
+        self,
+        changes: Changes,
+        lsns: np.ndarray,
+        times_ms: np.ndarray,
+        xids: np.ndarray,
+        counts: np.ndarray,
+        messages: np.ndarray,
+    ) -> None:
+        """Whole transactions at once, new ones (their message ids start at 0)."""
+        self.parts.append(changes)
+        self.events += len(changes)
+        self._last = None
+        self.lsns += lsns.tolist()
+        self.times_ms += times_ms.tolist()
+        self.xids += xids.tolist()
+        self.counts += counts.tolist()
+        self.first_ids += [0] * len(lsns)
+        self.messages += messages.tolist()
+
+    def sources(self, name: str, db: str) -> SourceRuns:
+        return SourceRuns(
+            name,
+            db,
+            np.array(self.times_ms, np.int64),
+            np.array(self.xids, np.int64),
+            np.array(self.lsns, np.int64),
+            np.array(self.counts, np.int64),
+        )
 
     def message_ids(self) -> MessageIdRuns:
         """Each message's id: its transaction's commit LSN (16 hex digits) and its index
         among the transaction's messages, the same whenever the transaction is read."""
         return MessageIdRuns.derived(
-            [f"{t.commit_lsn:016x}" for t, _, _, _ in self.sources],
-            [first for _, _, first, _ in self.sources],
-            [messages for _, _, _, messages in self.sources],
+            [f"{lsn:016x}" for lsn in self.lsns], self.first_ids, self.messages
         )
 
 

@@ -11,12 +11,25 @@ column: what a batch of a single row costs is mostly such calls.
 Types are chosen from the relation message's type OIDs and modifiers, matching what the
 ``sql`` connector reflects for the same column (``schemas.sql``), so snapshot rows and
 streamed rows of a table have one schema. A type without a mapping here (arrays, ranges,
-geometric and network types, domains, enums) is carried as its text.
+geometric and network types, domains, enums, ``interval``) is carried as its text.
+
+Some values PostgreSQL writes do not fit their column's type (checked against PostgreSQL 15):
+a numeric ``NaN``, ``Infinity`` or ``-Infinity``, or one with more digits than its decimal
+holds (an unconstrained ``numeric`` is ``decimal(38,9)``); a date or timestamp ``infinity`` or
+``-infinity``, before year 1 (``4713-01-01 BC``) or after 9999 (``294276-12-31``: Arrow's
+parse and Python's ``datetime`` stop there); the time ``24:00:00``. Floats take ``NaN``,
+``Infinity``, ``-Infinity`` and ``-0``; integers, booleans, UUIDs and ``bytea`` always fit.
+``parse`` fails for such a value; ``parse_masked`` returns the column with it null and a mask
+of the values that did not fit, so that the others flow on. Both cost one parse when every
+value fits; only when that parse fails are the values looked at: vectorised checks mask the
+forms above, and what they miss is found by parsing halves of the column down to the values
+that fail alone.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -85,8 +98,8 @@ def column(texts: Sequence[bytes | None], dtype: DataType) -> pa.Array:
     """The Arrow column of ``dtype`` holding ``texts`` (None is SQL NULL).
 
     Raises:
-        ValueError: a text is not a value of ``dtype`` (a numeric ``NaN`` or one with more
-            digits than ``decimal(38, 9)``, an infinite date); says which.
+        ValueError: a text is not UTF-8, or does not fit ``dtype`` (a numeric ``NaN``, an
+            infinite date: see the module docstring); says which.
     """
     try:
         raw = pa.array(texts, pa.binary()).cast(pa.string())
@@ -100,18 +113,138 @@ def parse(raw: pa.StringArray, dtype: DataType) -> pa.Array:
     of one type are parsed by one call (``_cdc_events`` lays them end to end).
 
     Raises:
-        ValueError: as ``column``.
+        ValueError: a value does not fit ``dtype``; names the first such value.
+    """
+    values, misfits = parse_masked(raw, dtype)
+    if misfits is not None:
+        first = raw[int(np.flatnonzero(misfits)[0])].as_py()
+        raise ValueError(misfit_reason(first, dtype))
+    return values
+
+
+def parse_masked(raw: pa.StringArray, dtype: DataType) -> tuple[pa.Array, np.ndarray | None]:
+    """``parse`` that does not fail for the values that do not fit ``dtype``.
+
+    Returns:
+        The column, those values null in it, and a numpy mask over ``raw`` that is true for
+        them; None when every value fits (then the cost is one parse, as ``parse``'s).
     """
     parser = _parser(dtype)
     if parser is None:  # text carried as it is
-        return raw
+        return raw, None
     try:
-        return parser(raw)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise ValueError(f"a value is not a {dtype}: {error}") from None
+        return parser(raw), None
+    except ValueError:  # (ArrowInvalid too) some value does not fit
+        pass
+    if isinstance(dtype, t.Decimal):
+        from omconnect.connectors.sql._arrow_reads import _FRACTION_TRAILING_ZEROS
+
+        # Arrow counts a fraction's trailing zeros against the precision; PostgreSQL keeps
+        # them (``1.000000000000`` in a numeric fits a decimal(38,9) all the same).
+        raw = pc.replace_substring_regex(raw, _FRACTION_TRAILING_ZEROS, r"\1")
+    known = _never_fitting(raw, dtype)
+    if known is not None:
+        raw = pc.if_else(pa.array(known), pa.scalar(None, raw.type), raw)
+    values, found = _by_halves(raw, parser)
+    if known is not None:
+        found = known if found is None else found | known
+    return values, found
+
+
+def utf8_masked(
+    raw: pa.BinaryArray | pa.LargeBinaryArray,
+) -> tuple[pa.StringArray, np.ndarray | None]:
+    """``raw`` as a string array, the values that are not UTF-8 null in it, and a numpy mask
+    that is true for those (None when every value is UTF-8: one cast then)."""
+    return _by_halves(raw, _as_strings)
+
+
+def misfit_reason(text: str | bytes, dtype: DataType) -> str:
+    """One line: ``text`` (quoted, cut short when long) does not fit ``dtype``, or, bytes that
+    do not decode, is not UTF-8 text."""
+    if isinstance(text, bytes):
+        try:
+            return misfit_reason(text.decode(), dtype)
+        except UnicodeDecodeError:
+            cut = "..." if len(text) > _SHOWN_CHARACTERS else ""
+            return f"{text[:_SHOWN_CHARACTERS]!r}{cut} is not UTF-8 text"
+    return f"{_shown(text)} does not fit {dtype}"
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted as JSON, cut short when long; on one line whatever it holds."""
+    cut = text if len(text) <= _SHOWN_CHARACTERS else text[:_SHOWN_CHARACTERS] + "..."
+    return json.dumps(cut, ensure_ascii=False).translate(_LINE_BREAKS)
 
 
 Parser = Callable[[pa.StringArray], pa.Array]
+
+# How many characters of a value that does not fit its reason shows.
+_SHOWN_CHARACTERS = 80
+# The line breaks (for ``str.splitlines``) that JSON leaves as they are.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+# The texts PostgreSQL writes for values that never fit a type, by type: infinite and BC
+# dates and times, years after 9999 (five digits or more), the time 24:00:00.
+_DATE_OUTSIDE = r"infinity|BC$|^[0-9]{5}"
+_NEVER_FIT: dict[DataType, str] = {
+    t.date(): _DATE_OUTSIDE,
+    t.timestamp(None): _DATE_OUTSIDE,
+    t.timestamp("UTC"): _DATE_OUTSIDE,
+    t.time(): r"^24:",
+}
+
+
+def _never_fitting(raw: pa.StringArray, dtype: DataType) -> np.ndarray | None:
+    """True for the texts of ``raw`` that the vectorised checks find never fit ``dtype``
+    (None: no check for ``dtype``, or none found). The checks need not be complete: what
+    they miss, ``_by_halves`` finds.
+
+    Decimal text is checked as the ``sql`` source checks what its drivers read (NaN and
+    infinities, digits before and after the point), by its own function: imported here, when
+    needed, as that module imports SQLAlchemy and every plugin loads this one."""
+    if isinstance(dtype, t.Decimal):
+        from omconnect.connectors.sql._arrow_reads import _decimal_text_checks
+
+        checks = [mask for mask, _ in _decimal_text_checks(raw, dtype)]
+    elif dtype in _NEVER_FIT:
+        checks = [pc.match_substring_regex(raw, _NEVER_FIT[dtype])]
+    else:
+        return None
+    found = np.zeros(len(raw), np.bool_)
+    for mask in checks:
+        found |= pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+    return found if found.any() else None
+
+
+def _by_halves(
+    raw: pa.Array, convert: Callable[[pa.Array], pa.Array]
+) -> tuple[pa.Array, np.ndarray | None]:
+    """``convert(raw)`` in one call when it succeeds; otherwise converted in pieces (each half
+    the same way), down to the values it fails on alone, which are null in the result and
+    true in the mask."""
+    try:
+        return convert(raw), None
+    except ValueError:  # (ArrowInvalid too)
+        pass
+    misfits = np.zeros(len(raw), np.bool_)
+    pieces: list[pa.Array] = []
+
+    def walk(start: int, length: int) -> None:
+        try:
+            pieces.append(convert(raw.slice(start, length)))
+            return
+        except ValueError:
+            if length == 1:
+                misfits[start] = True
+                pieces.append(convert(pa.nulls(1, raw.type)))
+                return
+        half = length // 2
+        walk(start, half)
+        walk(start + half, length - half)
+
+    walk(0, len(raw))
+    return pa.concat_arrays(pieces), misfits if misfits.any() else None
 
 
 @functools.cache
@@ -144,6 +277,9 @@ def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
     """``array.cast(target)`` without building the cast's options again (a third of a cast
     of one value)."""
     return pc.call_function("cast", [array], _cast_options(target))
+
+
+_as_strings = functools.partial(_cast, target=pa.string())
 
 
 def _uuids(raw: pa.StringArray) -> pa.Array:
@@ -181,4 +317,13 @@ def _hex_bytes(raw: pa.StringArray) -> pa.Array:
     )
 
 
-__all__ = ["SESSION_SETTINGS", "carried_as_text", "column", "parse", "type_of"]
+__all__ = [
+    "SESSION_SETTINGS",
+    "carried_as_text",
+    "column",
+    "misfit_reason",
+    "parse",
+    "parse_masked",
+    "type_of",
+    "utf8_masked",
+]

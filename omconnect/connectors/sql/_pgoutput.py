@@ -110,10 +110,7 @@ class TupleData(Sequence[Value]):
 
     def values(self) -> tuple[Value, ...]:
         if self._values is None:
-            try:
-                self._values, _ = _tuple(memoryview(self.payload), self.at)
-            except (IndexError, struct.error):
-                raise ProtocolError("a tuple value runs past the end of its message") from None
+            self._values, _ = _tuple(memoryview(self.payload), self.at)
         return self._values
 
     def end(self) -> int:
@@ -121,7 +118,8 @@ class TupleData(Sequence[Value]):
         return _tuple_end(self.payload, self.at)
 
     def __len__(self) -> int:
-        return int(_INT16.unpack_from(self.payload, self.at)[0])
+        # The parsed values' count, not the header's: a row cut short has no length.
+        return len(self.values())
 
     @overload
     def __getitem__(self, index: int) -> Value: ...
@@ -203,7 +201,13 @@ _TEXT, _NULL, _TOAST = 0x74, 0x6E, 0x75  # t, n, u
 
 
 def decode(payload: bytes) -> Message:
-    """One pgoutput message; None for the kinds omconnect does not act on (``Origin``)."""
+    """One pgoutput message; None for the kinds omconnect does not act on (``Origin``).
+
+    A change's rows are read when used (``TupleData``); a row cut short raises then.
+
+    Raises:
+        ProtocolError: a message that is cut short or not valid pgoutput.
+    """
     try:
         kind = payload[0]
         if kind == 0x55:  # U, the most frequent
@@ -225,6 +229,8 @@ def decode(payload: bytes) -> Message:
             return Change("c", oid, None, False, TupleData(payload, 6))
         if kind == 0x44:  # D
             oid = _UINT32.unpack_from(payload, 1)[0]
+            if payload[5] not in (0x4B, 0x4F):  # K, O
+                raise ProtocolError("a delete without an old tuple")
             old = TupleData(payload, 6)
             old.end()  # a truncated message fails here, not later
             return Change("d", oid, old, payload[5] == 0x4F, None)
@@ -260,9 +266,13 @@ def _decode_other(data: memoryview) -> Message:
         flags, lsn = _MESSAGE_HEAD.unpack_from(data, 1)
         prefix, at = _string(data, 1 + _MESSAGE_HEAD.size)
         length = _INT32.unpack_from(data, at)[0]
+        if length < 0 or at + 4 + length > len(data):
+            raise ProtocolError("a logical decoding message longer than its pgoutput message")
         content = bytes(data[at + 4 : at + 4 + length])
         return LogicalMessage(bool(flags & 1), lsn, prefix, content)
-    if kind == 0x4F:  # O: the origin of a replicated transaction
+    if kind == 0x4F:  # O: the origin of a replicated transaction (LSN, name), not acted on
+        if len(data) < 10 or data[-1] != 0:
+            raise ProtocolError("an origin message cut short")
         return None
     raise ProtocolError(f"unknown pgoutput message kind {chr(kind)!r}")
 
@@ -273,6 +283,8 @@ def _relation(data: memoryview) -> Relation:
     name, at = _string(data, at)
     identity = chr(data[at])
     count = _INT16.unpack_from(data, at + 1)[0]
+    if count < 0:
+        raise ProtocolError(f"a relation of {count} columns")
     at += 3
     columns = []
     for _ in range(count):
@@ -291,43 +303,69 @@ def _string(data: memoryview, at: int) -> tuple[str, int]:
     return bytes(data[at:end]).decode("utf-8"), end + 1
 
 
+_PAST_THE_END = "a tuple value runs past the end of its message"
+
+
 def _tuple(data: memoryview, at: int) -> tuple[tuple[Value, ...], int]:
-    count = _INT16.unpack_from(data, at)[0]
-    at += 2
-    values: list[Value] = []
-    for _ in range(count):
-        kind = data[at]
-        if kind == _TEXT:
-            length = _INT32.unpack_from(data, at + 1)[0]
-            if length < 0 or at + 5 + length > len(data):
-                raise IndexError("a value runs past the end of its message")
-            values.append(bytes(data[at + 5 : at + 5 + length]))
-            at += 5 + length
-        elif kind == _NULL:
-            values.append(None)
-            at += 1
-        elif kind == _TOAST:
-            values.append(UNCHANGED)
-            at += 1
-        else:
-            raise ProtocolError(f"a tuple value of kind {chr(kind)!r} (binary mode is off)")
+    """The values of the tuple at ``at`` in ``data`` (which ends where its message ends), and
+    where the tuple ends.
+
+    Raises:
+        ProtocolError: a tuple that is cut short or not valid pgoutput.
+    """
+    try:
+        count = _INT16.unpack_from(data, at)[0]
+        if count < 0:
+            raise ProtocolError(f"a tuple of {count} columns")
+        at += 2
+        values: list[Value] = []
+        for _ in range(count):
+            kind = data[at]
+            if kind == _TEXT:
+                length = _INT32.unpack_from(data, at + 1)[0]
+                if length < 0 or at + 5 + length > len(data):
+                    raise ProtocolError(_PAST_THE_END)
+                values.append(bytes(data[at + 5 : at + 5 + length]))
+                at += 5 + length
+            elif kind == _NULL:
+                values.append(None)
+                at += 1
+            elif kind == _TOAST:
+                values.append(UNCHANGED)
+                at += 1
+            else:
+                raise ProtocolError(f"a tuple value of kind {chr(kind)!r} (binary mode is off)")
+    except (IndexError, struct.error):
+        raise ProtocolError(_PAST_THE_END) from None
     return tuple(values), at
 
 
 def _tuple_end(payload: bytes, at: int) -> int:
-    """Where the tuple at ``at`` ends, its values skipped, not copied."""
-    count = _INT16.unpack_from(payload, at)[0]
-    at += 2
-    for _ in range(count):
-        kind = payload[at]
-        if kind == _TEXT:
-            at += 5 + _INT32.unpack_from(payload, at + 1)[0]
-        elif kind in (_NULL, _TOAST):
-            at += 1
-        else:
-            raise ProtocolError(f"a tuple value of kind {chr(kind)!r} (binary mode is off)")
+    """Where the tuple at ``at`` ends, its values skipped, not copied.
+
+    Raises:
+        ProtocolError: as ``_tuple``.
+    """
+    try:
+        count = _INT16.unpack_from(payload, at)[0]
+        if count < 0:
+            raise ProtocolError(f"a tuple of {count} columns")
+        at += 2
+        for _ in range(count):
+            kind = payload[at]
+            if kind == _TEXT:
+                length = _INT32.unpack_from(payload, at + 1)[0]
+                if length < 0:
+                    raise ProtocolError(_PAST_THE_END)
+                at += 5 + length
+            elif kind in (_NULL, _TOAST):
+                at += 1
+            else:
+                raise ProtocolError(f"a tuple value of kind {chr(kind)!r} (binary mode is off)")
+    except (IndexError, struct.error):
+        raise ProtocolError(_PAST_THE_END) from None
     if at > len(payload):
-        raise IndexError("a value runs past the end of its message")
+        raise ProtocolError(_PAST_THE_END)
     return at
 
 
@@ -476,14 +514,13 @@ def decode_all(payloads: Sequence[bytes]) -> list[Message | Changes]:
         raise ProtocolError("an insert without a new tuple")
     if (update & ~keyed & (marks != _NEW)).any():
         raise ProtocolError("an update without a new tuple")
+    if (delete & ~keyed).any():
+        raise ProtocolError("a delete without an old tuple")
     has_old = delete | (update & keyed)
     old_at = np.where(has_old, starts + 6, -1)
     new_at = np.where(delete | ~change, -1, starts + 6)
     for index in np.flatnonzero(update & keyed).tolist():  # the new row follows the old
-        try:
-            at = _tuple_end(buffer, int(old_at[index]))
-        except (IndexError, struct.error):
-            raise ProtocolError("a tuple value runs past the end of its message") from None
+        at = _tuple_end(buffer, int(old_at[index]))
         if at >= ends[index] or buffer[at] != _NEW:
             raise ProtocolError("an update without a new tuple")
         new_at[index] = at + 1
@@ -571,7 +608,7 @@ def tuple_texts(rows: Sequence[Row | None], columns: int, order: Sequence[int]) 
         ]
         return _texts_of_values(parsed, columns, order, missing)
     except (IndexError, struct.error):
-        raise ProtocolError("a tuple value runs past the end of its message") from None
+        raise ProtocolError(_PAST_THE_END) from None
 
 
 def changes_texts(changes: Changes, old: bool, columns: int, order: Sequence[int]) -> TupleTexts:
@@ -588,7 +625,7 @@ def changes_texts(changes: Changes, old: bool, columns: int, order: Sequence[int
             return _texts_of_values(parsed, columns, order, missing)
         texts = _texts_at_once(changes.buffer, at[present], changes.ends[present], columns, order)
     except (IndexError, struct.error):
-        raise ProtocolError("a tuple value runs past the end of its message") from None
+        raise ProtocolError(_PAST_THE_END) from None
     return _spread(texts, missing, columns) if len(present) < len(at) else texts
 
 
@@ -622,6 +659,8 @@ def _texts_at_once(
     count = len(position)
     data = np.frombuffer(buffer, np.uint8)
     widths = data[position].astype(np.int64) << 8 | data[position + 1]
+    if (widths >= 0x8000).any():  # an Int16 below zero
+        raise ProtocolError("a tuple of a negative number of columns")
     position = position + 2
     starts = np.empty((columns, count), np.int64)
     lengths = np.empty((columns, count), np.int64)
@@ -646,7 +685,7 @@ def _texts_at_once(
         bad = int(kinds[~known][0])
         raise ProtocolError(f"a tuple value of kind {chr(bad)!r} (binary mode is off)")
     if (lengths < 0).any() or (position > ends).any():
-        raise ProtocolError("a tuple value runs past the end of its message")
+        raise ProtocolError(_PAST_THE_END)
     # The buffer as one binary array whose elements are, in turn, the bytes between two
     # values and a value; ``take`` of the values' elements copies them, column by column.
     flat_starts = starts.T.ravel()  # row by row, as they lie in the buffer
