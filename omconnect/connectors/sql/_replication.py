@@ -235,6 +235,13 @@ class ReplicationStream:
             raise self._failed(error, f"confirm position of slot {self.slot}") from None
 
     def close(self) -> None:
+        """Close the connection, first telling the server the last confirmed position (sent
+        with the next status update otherwise, which a stopping run would not wait for)."""
+        if self._streaming and self._confirmed:
+            with contextlib.suppress(Exception):  # lost: the next connection tells it
+                self._cursor.send_feedback(
+                    write_lsn=self._confirmed, flush_lsn=self._confirmed, force=True
+                )
         if self._connection is not None:
             with contextlib.suppress(Exception):  # already broken: nothing left to release
                 self._connection.close()

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from omconnect.connectors.sql._pgoutput import format_lsn
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
 from tests.support.failing_pipeline import topic_messages, wait_until
 from tests.support.omconnect_process import omconnect, tail_topic
@@ -211,6 +212,17 @@ def test_snapshot_then_changes_rebuild_the_table(cdc: Cdc) -> None:
     assert update["value"]["source"]["lsn"] > 0 and update["value"]["source"]["txId"] > 0
     assert delete["value"]["before"]["id"] == 2 and delete["value"]["after"] is None
     assert tombstone["key"] == {"id": 2} and tombstone["value"] is None
+    # The run confirmed the slot past what it delivered: the server keeps no WAL of the
+    # last change for it (the slot's confirmed position is past that change's commit).
+    with cdc.database.engine.connect() as connection:
+        confirmed_past = connection.execute(
+            sa.text(
+                "SELECT confirmed_flush_lsn > CAST(:lsn AS pg_lsn) FROM pg_replication_slots "
+                "WHERE slot_name = :slot"
+            ),
+            {"lsn": format_lsn(streamed[-1]["value"]["source"]["lsn"]), "slot": cdc.slot},
+        ).scalar()
+    assert confirmed_past, "run --once left the slot behind what it delivered"
 
     rebuilt = apply_debezium(events, "id")
     expected = table_rows(cdc.database, "orders", "id")
