@@ -32,8 +32,9 @@ written after the workload: what the server sends, the limit). Then:
 - **decode**: the decode path alone, no server, no broker, no runtime: the messages of the
   1M-row transaction (``pg_recvlogical``'s file of round 1) through ``_pgoutput`` and
   ``_cdc_events`` into envelope batches, in polls of 10,000 messages as the task reads them:
-  ``per-message`` (``decode`` per message, ``rows_from_texts``: what the task calls today),
-  ``batch`` (``decode_all``, ``rows_of``: a poll at once) and ``per-message@REF``.
+  ``per-message`` (``decode`` per message, ``rows_from_texts``: what the task called until
+  it took a poll at once), ``batch`` (``decode_all``, ``rows_of``: what the task calls now)
+  and ``per-message@REF``.
 
 Every run is verified: the topic is read back (off the clock) and must hold exactly the
 changes made (count, key-set checksum of the ids, every ``op`` ``u``); ``pg_recvlogical``'s
@@ -1141,9 +1142,10 @@ def markdown_section(results: dict[str, Any]) -> str:
         lines += [markdown_table(header, rows), ""]
         lines += [
             "- `per-message`: `_pgoutput.decode` per message, `_cdc_events.rows_from_texts` "
-            "and `envelopes` per poll: what the task calls today",
+            "and `envelopes` per poll: what the task called before it took a poll at once",
             "- `batch`: `decode_all` (a poll's changes of one table at once), `key_changes`, "
-            "`rows_of`, `envelopes`: the same batches with no Python per change",
+            "`rows_of`, `envelopes`: the same batches with no Python per change, what the "
+            "task calls now",
             "",
         ]
     lines += ["Targets (the issue):", "", *target_lines(results)]

@@ -24,9 +24,9 @@ Turning the texts into typed columns is ``_pg_text``'s job.
 Measured on a 1,000,000-row UPDATE (``benchmarks/cdc_stream.py``: the decode path alone, the
 transaction's messages into envelope batches in polls of 10,000, median of 3 runs on 2
 shared CPUs): before, with a Python loop per value building a tuple per row, a frozen
-dataclass per message and casts per column, 12.3 s (81,000 changes/s); now, one message at
-a time as the task calls it (``decode``, ``rows_from_texts``), 3.9 s (258,000 changes/s);
-a poll at once (``decode_all``, ``rows_of``), 1.3 s (762,000 changes/s). End to end
+dataclass per message and casts per column, 12.3 s (81,000 changes/s); one message at a
+time (``decode``, ``rows_from_texts``), 3.9 s (258,000 changes/s); a poll at once
+(``decode_all``, ``rows_of``, what the task calls), 1.3 s (762,000 changes/s). End to end
 (``omconnect run --once`` into the topic) the transaction drained in 16.5 s before and 8.9 s
 now, as fast as ``pg_recvlogical`` reads it (9.9 s): the server's decoding is the limit.
 """

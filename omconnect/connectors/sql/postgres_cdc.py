@@ -25,8 +25,12 @@ An update that changes a row's key is published as Debezium does: a delete of th
 (with its tombstone) and a create of the new one.
 
 Positions: the partition ``{"slot": <slot>}``; the offset is the last transaction delivered,
-``commit_lsn`` and ``end_lsn``, with ``index``, the count of its changes delivered, and
-``complete``. A transaction is delivered in several batches when it is large; a run that
+``commit_lsn`` and ``end_lsn``, with ``index``, the count of its changes delivered,
+``events``, the count of its messages published (tombstones and the extra events of a key
+change included), and ``complete``. Each message's id (``oms.message_id``) is the commit LSN
+(16 hex digits) and its index among the transaction's messages, the same however often the
+transaction is read: a broker or consumer that drops repeated ids drops the duplicates of a
+resumed run. A transaction is delivered in several batches when it is large; a run that
 stops inside one is sent the whole transaction again by the server and skips the changes it
 delivered. The slot's flush position is confirmed to the server (``commit``) only up to the
 end of a transaction whose every change the runtime has stored: nothing is skipped, and WAL
@@ -48,6 +52,11 @@ dropped while the slot still had changes to send makes PostgreSQL refuse to deco
 made before it was created again: the error says to drop the slot and start over from a
 snapshot. A publication dropped with nothing written to the database meanwhile is simply
 created again.
+
+Bad values: a streamed value that does not fit its column's type (a numeric ``NaN`` or
+``Infinity``, an ``infinity`` or BC date, a year past 9999, time ``24:00``) is dead-lettered
+with the change as the server sent it, the table, column and commit LSN; the transaction's
+other events go on (under ``errors.tolerance: none`` the run fails with that one line).
 
 Incremental snapshots: with ``signal_table`` set, a row inserted there asks for tables to be
 read again in chunks while streaming goes on, with Debezium's signal format and watermark
