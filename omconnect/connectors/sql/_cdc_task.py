@@ -671,10 +671,23 @@ class PostgresCdcTask(SourceTask):
         return token
 
     def _heartbeat(self) -> None:
+        """Every ``heartbeat_interval`` while quiet: ``heartbeat_query`` (if set), then a
+        logical decoding message."""
+        import sqlalchemy as sa
+
         now = time.monotonic()
-        if not self.context.once and now - self._last_heartbeat >= self.config.heartbeat_interval:
-            self._last_heartbeat = now
-            self._write_message()
+        if self.context.once or now - self._last_heartbeat < self.config.heartbeat_interval:
+            return
+        self._last_heartbeat = now
+        if self.config.heartbeat_query:
+            with (
+                retriable_when_unreachable(),
+                self._database.errors(doing="run heartbeat_query on"),
+                self._database.connect() as connection,
+            ):
+                connection.execute(sa.text(self.config.heartbeat_query))
+                connection.commit()
+        self._write_message()
 
     def _confirm(self, lsn: int, force: bool = False) -> None:
         """Confirm the slot up to ``lsn``. Never raises for a lost connection: the position is

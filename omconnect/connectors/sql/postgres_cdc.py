@@ -128,6 +128,18 @@ class PostgresCdcSpec(ConnectorSpec):
             "confirmed, so the slot advances on a quiet database."
         ),
     )
+    heartbeat_query: str | None = Field(
+        default=None,
+        examples=[
+            "INSERT INTO public.heartbeat (id, ts) VALUES (1, now()) ON CONFLICT (id) "
+            "DO UPDATE SET ts = now()"
+        ],
+        description=(
+            "A statement run with every heartbeat (Debezium's `heartbeat.action.query`), for "
+            "example an upsert into a captured table so that consumers see the source alive "
+            "in its topic. Its failure stops the pipeline with the database's message."
+        ),
+    )
     tombstones: bool = Field(
         default=True,
         description=(

@@ -512,3 +512,39 @@ def test_values_that_do_not_fit_are_dead_lettered_and_good_rows_go_on(
     place = json.loads(dead[1]["headers"]["omconnect.error.position"])
     assert place["table"] == f"{schema}.m" and place["slot"] == cdc.slot
     assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", place["commit_lsn"]), place
+
+
+def test_heartbeat_query_runs_with_every_heartbeat(cdc: Cdc) -> None:
+    """A quiet database: each heartbeat runs ``heartbeat_query``, here an upsert into a
+    captured table, whose changes reach its topic; a query that fails stops the pipeline
+    with the database's one line."""
+    schema = cdc.schema
+    cdc.database.execute(
+        f'CREATE TABLE "{schema}".hb (id int PRIMARY KEY, beats int NOT NULL)',
+        f'CREATE TABLE "{schema}".quiet (id int PRIMARY KEY)',
+    )
+    query = (
+        f'INSERT INTO "{schema}".hb VALUES (1, 1) '
+        "ON CONFLICT (id) DO UPDATE SET beats = hb.beats + 1"
+    )
+    cdc.pipeline(["hb", "quiet"], snapshot="never", heartbeat_interval=0.3, heartbeat_query=query)
+    cdc.run_once()  # the slot (no heartbeats under --once)
+    assert cdc.events("hb") == []
+    with Pipeline(cdc) as running:
+        running.wait_until(lambda: len(cdc.events("hb")) >= 3, 60, "three heartbeats")
+    beats = [e["value"]["after"]["beats"] for e in cdc.events("hb")]
+    assert beats[:3] == [1, 2, 3]
+
+    cdc.pipeline(
+        ["hb"], snapshot="never", heartbeat_interval=0.3, heartbeat_query="SELECT * FROM nowhere"
+    )
+    failed = subprocess.run(
+        [sys.executable, "-m", "omconnect.runtime.cli.main", "run", "cdc.yaml"],
+        cwd=cdc.folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode != 0
+    assert "heartbeat_query" in failed.stderr and "nowhere" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
