@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence, Set
+from collections.abc import Callable, Coroutine, Iterator, Sequence, Set
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
@@ -36,10 +36,11 @@ from omconnect.runtime.brokers import (
 )
 from omconnect.runtime.brokers.base import ConsumerStart, RebalanceListener
 from omconnect.schemas.message_batch import MessageBatch
+from tests.support.nats_server import delete_test_namespaces, nats_test_url
 
 T = TypeVar("T")
 
-BROKER_BACKENDS = ["embedded"]
+BROKER_BACKENDS = ["embedded", "nats"]
 
 Capability = Literal[
     "log", "end_offsets", "acks", "transactions", "partitions", "groups", "retention", "compaction"
@@ -51,13 +52,24 @@ def _embedded_url(tmp_path: Path) -> str:
     return f"embedded://{tmp_path / 'broker'}"
 
 
-_URL_BUILDERS: dict[str, Callable[[Path], str]] = {"embedded": _embedded_url}
+_URL_BUILDERS: dict[str, Callable[[Path], str]] = {
+    "embedded": _embedded_url,
+    "nats": nats_test_url,  # the shared server, a namespace per test (tests/support)
+}
 
 
 @pytest.fixture(params=BROKER_BACKENDS)
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL of an empty broker (or of a shared server, with fresh topic names)."""
     return _URL_BUILDERS[request.param](tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _delete_nats_test_streams() -> Iterator[None]:
+    """After each test, delete the streams and groups bucket its nats URLs made on the shared
+    server (each URL has a namespace of its own)."""
+    yield
+    delete_test_namespaces()
 
 
 @pytest.fixture

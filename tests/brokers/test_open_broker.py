@@ -37,7 +37,6 @@ def test_embedded_urls_open_the_embedded_broker() -> None:
     ("url", "extra"),
     [
         ("kafka://localhost:9092", "kafka"),
-        ("oms:nats://localhost:4222", "nats"),
         ("amqp://user:s3cret@localhost:5672/vhost", "rabbitmq"),
         ("redis://localhost:6379", "redis"),
         ("mqtt://localhost:1883", "mqtt"),

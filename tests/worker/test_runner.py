@@ -168,8 +168,7 @@ def test_async_source_records_reach_the_sink_and_commits_follow_acks(tmp_path: P
 def test_retriable_errors_are_retried(tmp_path: Path) -> None:
     text = pipeline(
         tmp_path,
-        "{connector: test-async-counter, count: 4, fail_first_poll: true, "
-        "fail_first_commit: true}",
+        "{connector: test-async-counter, count: 4, fail_first_poll: true, fail_first_commit: true}",
         "{connector: test-recording, flaky_flush: true}",
     )
     run(tmp_path / "p.yaml", text)

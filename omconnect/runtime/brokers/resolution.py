@@ -13,12 +13,12 @@ from omconnect.runtime.brokers.url import BrokerUrl, parse_broker_url
 # library is needed only by pipelines that use it.
 _DRIVERS: dict[str, str] = {
     "embedded": "omconnect.runtime.brokers.embedded:open_embedded_broker",
+    "nats": "omconnect.runtime.brokers.nats:open_nats_broker",
 }
 
 # Schemes the design promises, with the extra that will carry each driver's client.
 _PLANNED: dict[str, str] = {
     "kafka": "kafka",
-    "nats": "nats",
     "amqp": "rabbitmq",
     "redis": "redis",
     "mqtt": "mqtt",

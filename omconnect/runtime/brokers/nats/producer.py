@@ -1,0 +1,160 @@
+"""``NatsProducer``: publishes message batches to JetStream, pipelined, acks awaited."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats.errors
+import nats.js.errors
+import numpy as np
+
+from omconnect.runtime.brokers.base import BrokerError, Producer, SendResult
+from omconnect.runtime.brokers.key_partitioning import partitions_for_keys
+from omconnect.runtime.brokers.nats._acks import AckInbox
+from omconnect.runtime.brokers.nats._catalog import TopicCatalog
+from omconnect.runtime.brokers.nats._connection import NatsConnection, describe
+from omconnect.runtime.brokers.nats._message_codec import encode_rows
+from omconnect.schemas.message_batch import MessageBatch
+
+
+class NatsProducer(Producer):
+    """Publishes through the broker's connection.
+
+    A send partitions the batch (Kafka's murmur2 of the key, as every driver does; messages
+    without a key all go to one partition, rotating per send), publishes every message
+    without waiting for the previous one's acknowledgement and returns once the server
+    acknowledged them all (a ``PubAck`` is sent after the message is stored; ``_acks``).
+    Concurrent
+    sends of one producer publish one after the other, so each partition stores them in call
+    order, while their acknowledgements are awaited together.
+
+    Every message with a message id carries it as ``Nats-Msg-Id``: within the topic's
+    duplicate window (``duplicate_window``, 2 minutes by default) the server drops a message
+    whose id it stored already and acknowledges it as a duplicate, with the first copy's
+    sequence. A send that failed (no acknowledgement within ``ack_timeout``, a server restart)
+    can therefore be repeated as a whole without storing anything twice. One thing a failure
+    can change is order: a message lost with the connection while later ones of the same
+    send got through is stored after them when the send is repeated.
+    """
+
+    def __init__(self, connection: NatsConnection, catalog: TopicCatalog) -> None:
+        self._connection = connection
+        self._catalog = catalog
+        self._order = asyncio.Lock()
+        self._acks = AckInbox()
+        self._null_key_turn = 0
+        self._closed = False
+
+    async def send(
+        self, topic: str, messages: MessageBatch, partition: int | None = None
+    ) -> list[SendResult]:
+        """Publish ``messages`` to ``topic`` (created with one partition if it does not
+        exist); returns once every message is acknowledged.
+
+        Raises:
+            ValueError: ``partition`` does not exist in ``topic``.
+            BrokerError: a message was refused, or not acknowledged within ``ack_timeout``
+                seconds; some of the others may be stored (send it again: the ids make the
+                server drop the copies).
+        """
+        if self._closed:
+            raise BrokerError("the producer is closed")
+        if len(messages) == 0:
+            return []
+        count = await self._catalog.partitions(topic, create=True)
+        assert count is not None
+        parts = self._split(messages, count, partition)
+        client = await self._connection.client()
+        await self._acks.open(client)
+        naming = self._connection.naming
+        number, pending = self._acks.expect(len(messages))
+        sizes: list[tuple[int, int]] = []
+        try:
+            async with self._order:
+                index = 0
+                for target, part in parts:
+                    subject = naming.subject(topic, target)
+                    for payload, headers in encode_rows(part):
+                        reply = self._acks.reply(number, index)
+                        await client.publish(subject, payload, reply=reply, headers=headers)
+                        index += 1
+                    sizes.append((target, len(part)))
+            async with asyncio.timeout(self._connection.options.ack_timeout):
+                await pending.done
+        except TimeoutError:
+            raise BrokerError(
+                f"NATS {self._connection.display}: {pending.left} of {len(messages)} messages "
+                f"to topic {topic!r} were not acknowledged within "
+                f"{self._connection.options.ack_timeout:g} s (ack_timeout); sent again, those "
+                "with message ids are not stored twice"
+            ) from None
+        except nats.js.errors.NoStreamResponseError:
+            self._catalog.forget(topic)
+            raise BrokerError(
+                f"NATS {self._connection.display}: no stream takes the messages of topic "
+                f"{topic!r} (were its streams deleted?)"
+            ) from None
+        except nats.errors.MaxPayloadError:
+            raise BrokerError(
+                f"NATS {self._connection.display}: a message to topic {topic!r} is larger than "
+                "the server's max_payload (1 MB by default; raise it in the server "
+                "configuration)"
+            ) from None
+        except (nats.errors.Error, OSError) as exc:
+            raise BrokerError(
+                f"NATS {self._connection.display}: publishing to topic {topic!r} failed: "
+                f"{describe(exc)}"
+            ) from None
+        finally:
+            self._acks.forget(number)
+        return _results(topic, sizes, pending.sequences)
+
+    def _split(
+        self, messages: MessageBatch, partitions: int, partition: int | None
+    ) -> list[tuple[int, MessageBatch]]:
+        if partition is not None:
+            if not 0 <= partition < partitions:
+                raise ValueError(
+                    f"partition {partition} does not exist: the topic has {partitions}"
+                )
+            return [(partition, messages)]
+        keys = messages.keys
+        null_key_partition = self._null_key_turn % partitions
+        if keys.null_count:
+            self._null_key_turn += 1
+        if partitions == 1:
+            return [(0, messages)]
+        targets = partitions_for_keys(keys, partitions, null_key_partition)
+        numbers = np.unique(targets)
+        if len(numbers) == 1:
+            return [(int(numbers[0]), messages)]
+        # The rows of each partition in send order (a stable selection, not a sort).
+        return [(int(n), messages.take(np.flatnonzero(targets == n))) for n in numbers]
+
+    async def flush(self) -> None:
+        """Wait until every send so far is acknowledged (or failed)."""
+        waiting = self._acks.waiting
+        if waiting:
+            await asyncio.wait(waiting)
+
+    async def close(self) -> None:
+        """Stop waiting for acknowledgements; the connection belongs to the broker."""
+        self._closed = True
+        await self._acks.close()
+
+
+def _results(topic: str, sizes: list[tuple[int, int]], sequences: list[int]) -> list[SendResult]:
+    """One result per run of consecutive sequences of a partition (a duplicate takes its
+    first copy's sequence, so a partly repeated send makes several runs)."""
+    results: list[SendResult] = []
+    at = 0
+    for number, size in sizes:
+        first = previous = sequences[at]
+        for sequence in sequences[at + 1 : at + size]:
+            if sequence != previous + 1:
+                results.append(SendResult(topic, number, first - 1, previous - first + 1))
+                first = sequence
+            previous = sequence
+        results.append(SendResult(topic, number, first - 1, previous - first + 1))
+        at += size
+    return results
