@@ -2,9 +2,15 @@
 
 - ``Database.open(url)`` builds the engine from the ``url:`` option; ``mask_url`` gives the URL
   with its password replaced, the only form of it that ever reaches a message.
-- ``Database.errors(...)`` turns driver errors (unreachable host, wrong credentials, missing
-  database, permission denied, missing table or column) into one-line ``ConnectorError``s
-  that name the table and what to fix, without the password and without a traceback.
+- Errors: one table, ``ERROR_KINDS``, sorts driver errors (by SQLSTATE or error number,
+  else by the driver's words) into wrong credentials, a lock held by another session, a
+  server that cannot be reached now (down, starting up or shutting down, the connection
+  refused or lost), an SQLite file that cannot be opened, a missing privilege, a missing
+  database, a missing table or column. ``classify`` finds the kind; the source's
+  ``Database.errors``/``translate`` and the sink's ``write_error`` word it as one line that
+  names the table and what to check, without the password and without a traceback, and
+  both make the kinds that pass ``RetriableError`` (the runtime retries them with backoff
+  until ``errors.retry_timeout``), so a read and a write of one database fail alike.
 - Reflection: ``resolve_tables`` expands ``tables:`` entries (``schema.table``, ``table``,
   globs such as ``public.*``) against the tables that exist; ``reflect`` gives a table's
   columns, their omconnect types (``omconnect.schemas.sql``) and its primary key. On MariaDB
@@ -16,7 +22,7 @@
   unknown or hostile name is a ``ConfigError`` with the names that do exist.
 - For the sink (which names one table, maybe not there yet): ``parse_table_name`` checks a
   ``table:`` option, ``quote``/``quote_table`` quote names for the dialect, ``reflect_shape``
-  says what a table holds (columns, unique keys), and ``write_error`` words a failed write.
+  says what a table holds (columns, unique keys).
 - A source's ``query:`` (``reflect_query``): its result columns are reflected like a table's,
   from a temporary view of it (PostgreSQL, SQLite) or an empty temporary table made from it
   (MariaDB/MySQL, which has no temporary views), created and dropped on one connection in a
@@ -34,6 +40,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -258,9 +265,10 @@ class Database:
     def errors(self, table: TableName | str | None = None, doing: str = "read") -> Iterator[None]:
         """Turn driver errors raised inside into one-line ``ConnectorError``s naming ``table``.
 
-        Connection losses and lock timeouts become ``RetriableError``; errors that need a
-        person (credentials, a missing database, table or column, a permission) are
-        ``ConfigError`` at ``url`` or ``tables``.
+        By their kind (``classify``): a server that cannot be reached now (down, restarting,
+        the connection lost) and a lock held by another session become ``RetriableError``;
+        errors that need a person (credentials, a missing database, table or column, a
+        permission) are ``ConfigError`` at ``url`` or ``tables``; others ``ConnectorError``.
         """
         try:
             yield
@@ -272,10 +280,9 @@ class Database:
     def translate(
         self, error: BaseException, table: TableName | str | None = None, doing: str = "read"
     ) -> ConnectorError:
-        """The one-line ``ConnectorError`` for a driver error (see ``errors``)."""
-        text = _first_line(getattr(error, "orig", None) or error)
-        text = text.replace(str(self.url.password or "\0"), _MASK) if self.url.password else text
-        lowered = text.lower()
+        """The one-line ``ConnectorError`` for a driver error (see ``errors``): what was done
+        to what, where, the driver's words (the password masked) and what to check."""
+        text = _masked(_first_line(getattr(error, "orig", None) or error), self.url)
         where = (
             "the query"
             if table == QUERY
@@ -283,14 +290,12 @@ class Database:
             if table is not None
             else "the database"
         )
-        at = self.description
-        for needles, advice, key, retriable in _ERROR_KINDS:
-            if any(n in lowered for n in needles):
-                message = f"cannot {doing} {where} at {at}: {text}; {advice}"
-                if retriable:
-                    return RetriableError(message)
-                return ConfigError(message, key=key)
-        return ConnectorError(f"cannot {doing} {where} at {at}: {text}")
+        message = f"cannot {doing} {where} at {self.description}: {text}"
+        kind = classify(error)
+        if kind is None:
+            return ConnectorError(message)
+        message = f"{message}; {kind.read_advice}"
+        return RetriableError(message) if kind.retriable else ConfigError(message, key=kind.key)
 
     def connect(self) -> sa.Connection:
         """A connection, with connection failures translated."""
@@ -298,7 +303,12 @@ class Database:
             return self.engine.connect()
 
     def check_connection(self) -> None:
-        """Connect once and run ``SELECT 1``; raises a translated ``ConfigError`` otherwise."""
+        """Connect once and run ``SELECT 1``.
+
+        Raises:
+            RetriableError: the server cannot be reached now (see ``errors``).
+            ConfigError: it refused the login, or the database is not there.
+        """
         with self.errors(doing="connect to"), self.engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
 
@@ -499,126 +509,199 @@ def reflect_shape(engine: sa.Engine, table: TableName) -> TableShape | None:
 
 
 def write_error(error: BaseException, table: TableName, url: URL) -> ConnectorError:
-    """The sink's one-line error for a failed write to ``table``: what to fix, with the
-    password masked.
+    """The sink's one-line error for a failed write to ``table``: where (``describe_url``),
+    what happened, the driver's words (the password masked) and what to fix.
 
-    Unreachable servers and dropped connections are ``RetriableError`` (the runtime retries,
-    and a sink that stores positions redelivers from them); wrong credentials, missing
-    privileges and anything else are not.
+    Errors whose cause passes (``ErrorKind.retriable``: a server down or restarting, a lost
+    connection, a lock held by another session) are ``RetriableError``: the runtime retries,
+    and the sink, which stores positions, is redelivered from them. Others are not.
     """
     if isinstance(error, ConnectorError):
         return error
     original = getattr(error, "orig", None) or error
     text = " ".join(str(original).split()) or type(original).__name__
-    detail = (text.replace(str(url.password), _MASK) if url.password else text)[:300]
-    lowered = detail.lower()
-    where = f"table {table} at {mask_url(url)}"
-    if _any_in(lowered, _CREDENTIALS) or ("role" in lowered and "does not exist" in lowered):
-        return ConnectorError(
-            f"{where}: the database refused the login ({detail}): check the user and password "
-            "in url"
-        )
-    if _any_in(lowered, _PERMISSION):
-        return ConnectorError(
-            f"{where}: permission denied ({detail}): grant the url's user SELECT, INSERT, "
-            "UPDATE, DELETE on the table (and CREATE for create: true and the positions table)"
-        )
-    if _any_in(lowered, _UNREACHABLE):
-        check = (
-            "does the file's directory exist, and may this user write there?"
-            if _dialect(url) == "sqlite"
-            else "is the server running, and are the host and port in url right?"
-        )
-        return RetriableError(f"{where}: cannot reach the database ({detail}): {check}")
-    if "database" in lowered and ("does not exist" in lowered or "unknown database" in lowered):
-        return ConnectorError(f"{where}: {detail}: check the database name in url")
-    return ConnectorError(f"{where}: {detail}")
+    detail = _masked(text, url)[:300]
+    where = f"table {table} at {describe_url(url)}"
+    kind = classify(error)
+    if kind is None:
+        return ConnectorError(f"{where}: {detail}")
+    said = f"{kind.write_summary} ({detail})" if kind.write_summary else detail
+    message = f"{where}: {said}" + (f": {kind.write_advice}" if kind.write_advice else "")
+    return RetriableError(message) if kind.retriable else ConnectorError(message)
 
 
-# The sink's classes of driver messages (``write_error``).
-_CREDENTIALS = ("password authentication failed", "(using password", "28p01")
-_PERMISSION = (
-    "permission denied",
-    "command denied",
-    "access denied",
-    "42501",
-    "attempt to write a readonly",
-)
-_UNREACHABLE = (
-    "connection refused",
-    "can't connect",
-    "could not connect",
-    "could not translate host",
-    "server closed the connection",
-    "lost connection",
-    "timeout expired",
-    "unable to open database file",
-    "failed to open",
-    "connection is closed",
-    "gone away",
-)
+@dataclass(frozen=True)
+class ErrorKind:
+    """One class of driver errors: how to know it, whether it passes, and what the source and
+    the sink say about it.
+
+    Attributes:
+        retriable: the cause is expected to pass (a server down or restarting, a lock held by
+            another session): ``RetriableError``, retried by the runtime.
+        key: the option a source's ``ConfigError`` of this kind names (None for the kinds
+            that pass).
+        read_advice: what the source's message says to check (after the driver's words).
+        write_summary: what the sink's message calls it (None: the driver's words alone).
+        write_advice: what the sink's message says to check (None: nothing more).
+        codes: SQLSTATEs (PostgreSQL), error numbers (MariaDB/MySQL) and SQLite result names
+            of the kind.
+        words: what the drivers' messages of the kind say (lower case), for the errors that
+            carry no code (a refused connect, a connection that broke, ConnectorX).
+    """
+
+    retriable: bool
+    key: str | None
+    read_advice: str
+    write_summary: str | None
+    write_advice: str | None
+    codes: frozenset[str | int]
+    words: re.Pattern[str]
 
 
-def _any_in(text: str, needles: tuple[str, ...]) -> bool:
-    return any(needle in text for needle in needles)
-
-
-# (words in the driver's message, what to do, option to blame, retriable)
-_ERROR_KINDS: tuple[tuple[tuple[str, ...], str, str | None, bool], ...] = (
-    (
-        (
-            "password authentication failed",
-            "access denied for user",
-            "authentication failed",
-            'role "',
+# The classes of driver errors, first match wins (a refused login is not a missing object).
+ERROR_KINDS: tuple[ErrorKind, ...] = (
+    ErrorKind(  # wrong credentials, unknown role
+        retriable=False,
+        key="url",
+        read_advice="check the user name and password in `url`",
+        write_summary="the database refused the login",
+        write_advice="check the user and password in url",
+        codes=frozenset({"28P01", "28000", 1045, 1698}),
+        words=re.compile(
+            r"password authentication failed|\(using password|authentication failed"
+            r'|role ".*" does not exist'
         ),
-        "check the user name and password in `url`",
-        "url",
-        False,
     ),
-    (
-        ("does not exist", "unknown database", "unable to open database"),
-        "check the database, table and column names (`url`, `tables`, `key`, `cursor`)",
-        "url",
-        False,
-    ),
-    (
-        ("permission denied", "command denied", "access denied"),
-        "grant the user SELECT on it, or use a user that has it",
-        "url",
-        False,
-    ),
-    (
-        ("doesn't exist", "no such table", "no such column", "unknown column"),
-        "check the table and column names (`tables`, `key`, `cursor`)",
-        "tables",
-        False,
-    ),
-    (
-        ("connection refused", "could not connect", "can't connect", "timeout expired"),
-        "check that the database server runs and that host and port in `url` are right",
-        "url",
-        False,
-    ),
-    (
-        ("could not translate host", "name or service not known", "unknown mysql server host"),
-        "check the host name in `url`",
-        "url",
-        False,
-    ),
-    (
-        (
-            "server closed the connection",
-            "lost connection",
-            "deadlock",
-            "lock wait timeout",
-            "database is locked",
+    ErrorKind(  # a lock held by another session: deadlock, lock wait or lock timeout
+        retriable=True,
+        key=None,
+        read_advice="another session holds a lock this read needs (retried)",
+        write_summary="another session holds a lock the write needs",
+        write_advice=(
+            "retried; if it lasts, look for long transactions on the table "
+            "(pg_stat_activity, SHOW PROCESSLIST)"
         ),
-        "retrying",
-        None,
-        True,
+        codes=frozenset({"40P01", "40001", "55P03", 1205, 1213, "SQLITE_BUSY", "SQLITE_LOCKED"}),
+        words=re.compile(
+            r"deadlock|lock wait timeout|lock timeout|could not obtain lock"
+            r"|could not serialize access|database is locked|database table is locked"
+        ),
+    ),
+    ErrorKind(  # the server cannot be reached now: down, restarting, the connection lost
+        retriable=True,
+        key=None,
+        read_advice="check that the database server runs and that host and port in `url` are right",
+        write_summary="cannot reach the database",
+        write_advice="is the server running, and are the host and port in url right?",
+        codes=frozenset(
+            {"08000", "08001", "08003", "08004", "08006", "08007", "57P01", "57P02", "57P03"}
+            | {"53300", 1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031}
+        ),
+        words=re.compile(
+            r"connection refused|could not connect|can't connect|timeout expired|timed out"
+            r"|could not translate host|name or service not known|unknown mysql server host"
+            r"|temporary failure in name resolution|server closed the connection|lost connection"
+            r"|gone away|connection reset|broken pipe|connection is closed|connection is lost"
+            r"|connection already closed|no connection to the server|terminating connection"
+            r"|could not (receive|send) data (from|to) server|ssl syscall error|eof detected"
+            r"|the database system is (starting up|shutting down|in recovery mode|not yet"
+            r" accepting connections|not accepting connections)|server shutdown in progress"
+            r"|too many connections|remaining connection slots"
+        ),
+    ),
+    ErrorKind(  # an SQLite file that cannot be opened (its directory is not there, yet)
+        retriable=True,
+        key=None,
+        read_advice="check that the file's directory exists and that this user may open it",
+        write_summary="cannot reach the database",
+        write_advice="does the file's directory exist, and may this user write there?",
+        codes=frozenset({"SQLITE_CANTOPEN"}),
+        words=re.compile(r"unable to open database file|failed to open"),
+    ),
+    ErrorKind(  # a privilege missing
+        retriable=False,
+        key="url",
+        read_advice="grant the user SELECT on it, or use a user that has it",
+        write_summary="permission denied",
+        write_advice=(
+            "grant the url's user SELECT, INSERT, UPDATE, DELETE on the table (and CREATE for "
+            "create: true and the positions table)"
+        ),
+        codes=frozenset({"42501", 1044, 1142, 1143, 1227, "SQLITE_READONLY", "SQLITE_PERM"}),
+        words=re.compile(
+            r"permission denied|command denied|access denied|attempt to write a readonly"
+        ),
+    ),
+    ErrorKind(  # the URL names a database that is not there
+        retriable=False,
+        key="url",
+        read_advice="check the database name in `url`",
+        write_summary=None,
+        write_advice="check the database name in url",
+        codes=frozenset({"3D000", 1049}),
+        words=re.compile(r'database ".*" does not exist|unknown database'),
+    ),
+    ErrorKind(  # a table or column that is not there
+        retriable=False,
+        key="tables",
+        read_advice="check the table and column names (`tables`, `key`, `cursor`)",
+        write_summary=None,
+        write_advice=None,
+        codes=frozenset({"42P01", "42703", "3F000", 1054, 1146}),
+        words=re.compile(
+            r"does not exist|doesn't exist|no such table|no such column|unknown column"
+        ),
     ),
 )
+
+
+def classify(error: BaseException) -> ErrorKind | None:
+    """The kind of a driver error (``ERROR_KINDS``), or None for any other error.
+
+    The driver's codes decide when the error (or one it was raised from, or the driver's error
+    SQLAlchemy wrapped) carries one, since a message may quote SQL text; the words of the
+    messages only for errors without a code."""
+    chain = _error_chain(error)
+    codes = {code for e in chain for code in _driver_codes(e)}
+    if codes:
+        return next((kind for kind in ERROR_KINDS if kind.codes & codes), None)
+    text = " ".join(str(e) for e in chain).lower()
+    return next((kind for kind in ERROR_KINDS if kind.words.search(text)), None)
+
+
+def _error_chain(error: BaseException) -> list[BaseException]:
+    """``error``, the driver's error it wraps (SQLAlchemy's ``orig``) and the errors it was
+    raised from or while handling."""
+    found: list[BaseException] = []
+    pending: list[Any] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or any(current is e for e in found):
+            continue
+        found.append(current)
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return found
+
+
+# A SQLSTATE that says what happened: not "no error" (00000), nor MySQL's "general error"
+# (HY000), which it gives for most errors (the error number says what).
+_SQLSTATE = re.compile(r"(?!00000|HY)[0-9A-Z]{5}")
+
+
+def _driver_codes(error: BaseException) -> list[str | int]:
+    """The codes a driver gave ``error``: psycopg's and ADBC's ``sqlstate``, psycopg2's
+    ``pgcode``, PyMySQL's error number, sqlite3's primary result name."""
+    codes: list[str | int] = []
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if isinstance(state, str) and _SQLSTATE.fullmatch(state):
+        codes.append(state)
+    name = getattr(error, "sqlite_errorname", None)
+    if isinstance(name, str):  # SQLITE_BUSY_SNAPSHOT -> SQLITE_BUSY
+        codes.append("_".join(name.split("_")[:2]))
+    number = error.args[0] if error.args else None
+    if type(error).__module__.startswith("pymysql") and isinstance(number, int) and number > 0:
+        codes.append(number)
+    return codes
 
 
 def split_table_pattern(pattern: str) -> tuple[str, str]:
@@ -639,6 +722,16 @@ def split_table_pattern(pattern: str) -> tuple[str, str]:
 _TEXT_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
+def _masked(text: str, url: URL) -> str:
+    """``text`` without the URL's password (as written, and percent-encoded as in a URL)."""
+    password = url.password
+    if not password:
+        return text
+    for form in {str(password), urllib.parse.quote(str(password), safe="")}:
+        text = text.replace(form, _MASK)
+    return text
+
+
 def _first_line(error: BaseException | str) -> str:
     text = str(error).strip()
     return text.splitlines()[0].strip() if text else type(error).__name__
@@ -654,11 +747,14 @@ def _did_you_mean(name: str, known: Sequence[str]) -> str:
 
 
 __all__ = [
+    "ERROR_KINDS",
     "QUERY",
     "Database",
+    "ErrorKind",
     "TableInfo",
     "TableName",
     "TableShape",
+    "classify",
     "describe_url",
     "dialect_of",
     "mask_url",

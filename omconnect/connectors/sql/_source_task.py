@@ -14,6 +14,16 @@ query's reflected result as a subquery. A snapshot of a query without ``key`` ha
 chunk by: it is one statement whose Arrow batches are emitted as the driver streams them (a
 stopped run reads the query again from the start).
 
+Faults: a lost connection, a server restarting and a lock held by another session are
+``RetriableError`` (``_database.classify``), which the runtime answers by calling the same
+method again, with backoff, until ``errors.retry_timeout``. ``start`` may be called again on
+a task whose ``start`` failed (it lets go of what the failed one opened). A read that failed
+so drops its reader (the connection of the database's fast path): the next ``poll`` opens a
+new one and reads the same chunk again, from the position of the last chunk emitted (its key
+position in a snapshot, its cursor and keys in an incremental pass), so nothing is lost and
+nothing is emitted twice. A query streamed without ``key`` has no such position: it is read
+again from its start, as after a stopped run.
+
 A row holding a value that does not fit its column's type (see ``_arrow_reads``) is a bad
 row: it goes to the dead letter topic (``ErrorReporter.report_raw``: the row as JSON text, the
 reason, and where: table, key values and column) and the chunk's other rows are emitted, under
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +55,7 @@ from omconnect.connectors.api import (
     Position,
     PositionMark,
     RecordBatch,
+    RetriableError,
     SourceTask,
     TaskContext,
 )
@@ -116,30 +128,43 @@ class _TableRead:
 class SqlSourceTask(SourceTask):
     """Reads its share of the ``sql`` source's tables (see the module docstring)."""
 
-    def start(self, config: ConnectorSpec, context: TaskContext) -> None:
-        from omconnect.connectors.sql._arrow_reads import open_reader
-        from omconnect.connectors.sql._database import QUERY, Database
-        from omconnect.connectors.sql.source import check_table
+    def __init__(self) -> None:
+        self._database: Database | None = None
+        self._reader: ArrowReader | None = None
+        self._tables: list[_TableRead] = []
 
+    def start(self, config: ConnectorSpec, context: TaskContext) -> None:
+        from omconnect.connectors.sql._database import Database
+
+        self.stop()  # what an earlier, failed start opened
         self.config: SqlSourceSpec = config  # type: ignore[assignment]
         self.context = context
-        self._database: Database = Database.open(self.config.url.get_secret_value())
-        self._reader: ArrowReader | None = None
-        self._row_values = self._database.dialect != "mysql"
-        self._tables: list[_TableRead] = []
+        self._database = Database.open(self.config.url.get_secret_value())
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        from omconnect.connectors.sql._database import QUERY
+        from omconnect.connectors.sql.source import check_table
+
+        database = self.database
+        self._row_values = database.dialect != "mysql"
         if self.config.query is not None:
             key = check_table(self._reflect(QUERY, True), self.config)
             self._tables.append(_TableRead(QUERY, key, None, is_query=True))
         else:
-            for name in self._database.resolve_tables(self.config.tables):
-                key = check_table(self._database.reflect(name), self.config)
+            for name in database.resolve_tables(self.config.tables):
+                key = check_table(database.reflect(name), self.config)
                 self._tables.append(_TableRead(name, key, None))
         for read in self._tables:
-            offset = context.offsets.get(read.partition)
+            offset = self.context.offsets.get(read.partition)
             read.offset = dict(offset) if offset is not None else None
             self._check_mode(read)
-        self._reader = open_reader(self._database)
         self._current = 0
+        self._open_reader()
 
     def poll(self) -> PollResult:
         for _ in range(2 * len(self._tables) + 1):
@@ -155,12 +180,53 @@ class SqlSourceTask(SourceTask):
         return None
 
     def stop(self) -> None:
-        for read in getattr(self, "_tables", []):
+        for read in self._tables:
             read.close_parts()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        self._database.close()
+        self._tables = []
+        self._close_reader()
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
+    def _open_reader(self) -> ArrowReader:
+        """The reader of the database's fast path, opened when there is none (at start, and
+        after a read that failed with a retriable error dropped it)."""
+        from omconnect.connectors.sql._arrow_reads import open_reader
+
+        assert self._database is not None
+        if self._reader is None:
+            self._reader = open_reader(self._database)
+        return self._reader
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with suppress(Exception):  # a connection that broke has nothing left to close
+                reader.close()
+
+    @contextmanager
+    def _reading(self, name: TableName) -> Iterator[ArrowReader]:
+        """The reader, for one read of ``name``: a driver error inside becomes the translated
+        one; a retriable one also drops the reader, so that the poll retried reads again on a
+        new connection (see the module docstring)."""
+        database = self.database
+        reader = self._open_reader()
+        try:
+            with database.errors(name):
+                try:
+                    yield reader
+                except ConnectorError:
+                    raise
+                except Exception as error:  # ADBC and ConnectorX raise their own error types
+                    raise database.translate(error, name) from None
+        except RetriableError:
+            self._close_reader()
+            raise
+
+    @property
+    def database(self) -> Database:
+        assert self._database is not None, "the task is not started"
+        return self._database
 
     def _check_mode(self, read: _TableRead) -> None:
         stored = (read.offset or {}).get("mode")
@@ -188,8 +254,8 @@ class SqlSourceTask(SourceTask):
     def _reflect(self, name: TableName, is_query: bool) -> TableInfo:
         if is_query:
             assert self.config.query is not None
-            return self._database.reflect_query(self.config.query, name)
-        return self._database.reflect(name)
+            return self.database.reflect_query(self.config.query, name)
+        return self.database.reflect(name)
 
     def _begin_pass(self, read: _TableRead) -> None:
         info = self._reflect(read.name, read.is_query)
@@ -218,11 +284,11 @@ class SqlSourceTask(SourceTask):
 
         info, shape, schema = read.info, read.shape, read.schema
         assert info is not None and shape is not None and schema is not None
-        assert self._reader is not None
         if read.held is not None:
             return self._deliver(read, read.held, schema)
         table = info.table
-        selected = [self._reader.select_column(table.c[f.name], f) for f in shape.fields]
+        reader = self._open_reader()
+        selected = [reader.select_column(table.c[f.name], f) for f in shape.fields]
         key_columns = [table.c[k] for k in read.key]
         offset = read.offset or {}
         chunk = self.config.chunk_size
@@ -243,7 +309,7 @@ class SqlSourceTask(SourceTask):
             upper = None
             if first_type is not None:
                 upper = upper_bound(
-                    table, cursor[0], first_type, self.config.lag, self._database.dialect
+                    table, cursor[0], first_type, self.config.lag, self.database.dialect
                 )
             statement = incremental_chunk(
                 table,
@@ -272,21 +338,18 @@ class SqlSourceTask(SourceTask):
         from omconnect.connectors.sql._arrow_reads import conform_rows
         from omconnect.connectors.sql._snapshot import snapshot_offset
 
-        assert self._reader is not None and read.info is not None
-        with self._database.errors(read.name):
+        assert read.info is not None
+        with self._reading(read.name) as reader:
             try:
                 if read.parts is None:
                     statement = sa.select(*selected).select_from(read.info.table)
-                    read.parts = iter(self._reader.read(statement))
+                    read.parts = iter(reader.read(statement))
                 raw = next(read.parts, None)
                 while raw is not None and raw.num_rows == 0:
                     raw = next(read.parts, None)
-            except ConnectorError:
-                read.close_parts()
+            except Exception:
+                read.close_parts()  # its cursor before its connection; the next poll starts over
                 raise
-            except Exception as error:  # ADBC and ConnectorX raise their own error types
-                read.close_parts()
-                raise self._database.translate(error, read.name) from None
         if raw is None:
             read.close_parts()
             self._end_pass(read)
@@ -304,15 +367,9 @@ class SqlSourceTask(SourceTask):
         """The rows of ``statement``, conformed (every row), and the bad ones among them."""
         from omconnect.connectors.sql._arrow_reads import conform_rows
 
-        assert self._reader is not None
         name = read.name
-        with self._database.errors(name):
-            try:
-                parts = list(self._reader.read(statement))
-            except ConnectorError:
-                raise
-            except Exception as error:  # ADBC and ConnectorX raise their own error types
-                raise self._database.translate(error, name) from None
+        with self._reading(name) as reader:
+            parts = list(reader.read(statement))
         parts = [p for p in parts if p.num_rows]
         if not parts:
             return _empty(shape), None

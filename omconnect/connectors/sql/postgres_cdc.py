@@ -67,15 +67,18 @@ Types come from the relation messages (``_pg_text``), the same for snapshot and 
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from omconnect.connectors.api import ConnectorSpec, SourceConnector, register
+from omconnect.connectors.api import ConnectorSpec, RetriableError, SourceConnector, register
 from omconnect.connectors.sql._cdc_task import PostgresCdcTask
 from omconnect.connectors.sql._replication import check_server, open_database
 
 _NAME = r"^[a-z0-9_]{1,63}$"
+
+log = logging.getLogger("omconnect.connectors.sql")
 
 
 class PostgresCdcSpec(ConnectorSpec):
@@ -184,6 +187,9 @@ class PostgresCdc(SourceConnector):
     )
 
     def validate(self) -> None:
+        """Connect, check the server's settings and find the tables; a server that cannot
+        be reached now (down, restarting) is not a mistake in the config: it is logged and
+        the task's start, which the runtime retries, checks them."""
         config = self.config
         assert isinstance(config, PostgresCdcSpec)
         database = open_database(config.url.get_secret_value())
@@ -192,15 +198,21 @@ class PostgresCdc(SourceConnector):
             check_server(database)
             for name in database.resolve_tables(config.tables):
                 database.reflect(name)
+        except RetriableError as error:
+            log.warning("%s (the tables are checked when the task starts)", error)
         finally:
             database.close()
 
     def streams(self) -> list[str]:
+        """The tables' streams (none yet while the server cannot be reached: their topics
+        are made as their events come)."""
         config = self.config
         assert isinstance(config, PostgresCdcSpec)
         database = open_database(config.url.get_secret_value())
         try:
             return [str(name) for name in database.resolve_tables(config.tables)]
+        except RetriableError:
+            return []
         finally:
             database.close()
 

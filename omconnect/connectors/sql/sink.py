@@ -11,6 +11,12 @@ every assignment the runtime asks ``stored_positions()`` and resumes there. Rows
 buffered per topic partition between flushes (``close`` drops a revoked partition's rows);
 past ``batch_size`` buffered rows the task asks the runtime to flush early.
 
+Faults: a lost connection, a server restarting and a lock held by another session (a
+deadlock, a lock wait timeout) are ``RetriableError`` (``_database.classify``). A flush that
+fails so was rolled back, positions included, and dropped its connection (the next
+statement opens a new one); the runtime waits, rewinds the consumer to ``stored_positions()``
+and delivers those records again, so the table ends with every record once.
+
 A flush writes each record schema's rows with one bulk load into a temporary table and one
 statement into the target (see ``_sink_writer``); within a flush the last row of each key
 wins, and an upsert never replaces a row that came from a later offset of the same partition.
@@ -32,6 +38,7 @@ from omconnect.connectors.api import (
     ConnectorSpec,
     Position,
     RecordBatch,
+    RetriableError,
     SecretStr,
     SinkConnector,
     SinkTask,
@@ -147,16 +154,25 @@ class SqlSinkTask(SinkTask):
 
     def start(self, config: ConnectorSpec, context: TaskContext) -> None:
         """Connect, create the positions table if missing, and check that the target table
-        exists (unless ``create``).
+        exists (unless ``create``). A start that fails lets go of its connection; the runtime
+        may call ``start`` again (after a ``RetriableError``).
 
         Raises:
             ConnectorError: one line naming the table and what to fix (``RetriableError``
-                when the server cannot be reached).
+                when the server cannot be reached now or a lock is in the way).
         """
+        assert isinstance(config, SqlSinkSpec)
+        self.stop()  # what an earlier, failed start opened
+        try:
+            self._start(config, context)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, config: SqlSinkSpec, context: TaskContext) -> None:
         from omconnect.connectors.sql._database import Database, parse_table_name
         from omconnect.connectors.sql._sink_table import TargetTable
 
-        assert isinstance(config, SqlSinkSpec)
         self.config = config
         self.context = context
         database = Database.open(config.url.get_secret_value(), writes=True)
@@ -315,8 +331,11 @@ class SqlSinkTask(SinkTask):
         try:
             yield
         except Exception as error:
+            translated = write_error(error, self.name, self.url)
             self.writer.rollback()
-            raise write_error(error, self.name, self.url) from None
+            if isinstance(translated, RetriableError):
+                self.writer.close()  # maybe broken: the retry opens a new connection
+            raise translated from None
 
 
 class SqlSink(SinkConnector):

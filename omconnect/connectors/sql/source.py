@@ -11,6 +11,12 @@ select from it as a subquery, ``SELECT ... FROM (<query>) AS q WHERE ... ORDER B
 Reads take each dialect's Arrow fast path (``_arrow_reads``); names come from reflection
 (``_database``). The reading task lives in ``_source_task``.
 
+A database that cannot be reached now (down, restarting, the connection refused) is not a
+mistake in the config: ``validate`` then leaves the checks to the tasks, ``streams`` names
+none yet (their topics are made as they come) and ``task_configs`` gives one task for every
+table. The tasks' ``start`` raises ``RetriableError``, which the runtime retries until
+``errors.retry_timeout`` passes, then fails with the one line that says what to check.
+
 This module is imported by every ``omconnect`` command (plugin loading), so it imports only
 the spec and the connector classes; SQLAlchemy and the drivers are imported by the methods
 that talk to a database.
@@ -18,18 +24,27 @@ that talk to a database.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from omconnect.connectors.api import ConfigError, ConnectorSpec, SourceConnector, register
+from omconnect.connectors.api import (
+    ConfigError,
+    ConnectorSpec,
+    RetriableError,
+    SourceConnector,
+    register,
+)
 from omconnect.connectors.sql._source_schema import INCREMENTAL, SNAPSHOT, Evolution
 from omconnect.connectors.sql._source_task import SqlSourceTask
 
 if TYPE_CHECKING:
     from omconnect.connectors.sql._database import Database, TableInfo, TableName
+
+log = logging.getLogger("omconnect.connectors.sql")
 
 
 class SqlSourceSpec(ConnectorSpec):
@@ -190,7 +205,8 @@ class SqlSource(SourceConnector):
 
     def validate(self) -> None:
         """Connect, find every table (or run the query for its columns), and check ``key``
-        and ``cursor`` against each."""
+        and ``cursor`` against each; when the database cannot be reached now, log it and
+        leave the checks to the tasks (see the module docstring)."""
         config = self.config
         assert isinstance(config, SqlSourceSpec)
         if config.mode == INCREMENTAL and not config.cursor:
@@ -200,6 +216,8 @@ class SqlSource(SourceConnector):
             database.check_connection()
             for info in reflect_sources(database, config):
                 check_table(info, config)
+        except RetriableError as error:
+            log.warning("%s (the tables are checked when the tasks start)", error)
         finally:
             database.close()
 
@@ -216,17 +234,19 @@ class SqlSource(SourceConnector):
         assert isinstance(config, SqlSourceSpec)
         if config.query is not None:
             return [QUERY_STREAM]
-        return [str(name) for name in self._tables()]
+        return [str(name) for name in self._tables() or ()]
 
     def task_configs(self, max_tasks: int) -> list[ConnectorSpec]:
         """One task per group of tables, round-robin over at most ``max_tasks`` tasks; each
         task config names its tables exactly (glob characters escaped). A query is one
-        task."""
+        task, and so are the tables of a database that cannot be reached now."""
         config = self.config
         assert isinstance(config, SqlSourceSpec)
         if config.query is not None:
             return [config]
         names = self._tables()
+        if names is None:
+            return [config]
         count = max(1, min(max_tasks, len(names)))
         groups = [names[i::count] for i in range(count)]
         return [
@@ -235,12 +255,15 @@ class SqlSource(SourceConnector):
             if group
         ] or [self.config]
 
-    def _tables(self) -> list[TableName]:
+    def _tables(self) -> list[TableName] | None:
+        """The tables ``tables:`` names; None when the database cannot be reached now."""
         config = self.config
         assert isinstance(config, SqlSourceSpec)
         database = _open(config)
         try:
             return database.resolve_tables(config.tables)
+        except RetriableError:
+            return None
         finally:
             database.close()
 

@@ -16,6 +16,9 @@ its place in the group.
 A sink that stores its positions itself is sought to them on every assignment; when its flush
 fails, its transaction rolled back, so the loop rewinds the consumer to the stored positions
 and delivers those rows again rather than retrying a flush that has nothing left to write.
+A ``RetriableError`` rewinds with backoff until ``errors.retry_timeout`` passes without a
+committed flush; reading the stored positions is retried the same way (the database that
+failed the flush may not be back yet).
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ class SinkLoop:
             await self.open_consumer()
             delay = FIRST_DELAY
             deadline: float | None = None
+            commits = self.parts.metrics.sink_commits
             while True:
                 try:
                     await self._consume(stop, until)
@@ -149,7 +153,12 @@ class SinkLoop:
                     break
                 except _Rewind as rewind:
                     cause = rewind.__cause__
-                    deadline = deadline or time.monotonic() + self.settings.retry_timeout
+                    if deadline is None or self.parts.metrics.sink_commits > commits:
+                        # The first failure since the last committed flush: errors.retry_timeout
+                        # counts the time without progress, not since the first failure ever.
+                        deadline = time.monotonic() + self.settings.retry_timeout
+                        delay = FIRST_DELAY
+                        commits = self.parts.metrics.sink_commits
                     if time.monotonic() >= deadline or not isinstance(cause, RetriableError):
                         raise (cause or rewind) from None
                     log.warning("sink flush failed, redelivering from stored positions: %s", cause)
@@ -210,7 +219,17 @@ class SinkLoop:
         """Seek ``partitions`` to the sink's stored positions (else the group's commits, else
         the partition's start)."""
         assert self.consumer is not None
-        stored = _broker_offsets(await self.thread.call(self.thread.task.stored_positions))
+        s = self.settings
+        # Read from the sink's own database, which may be why the flush failed (down, not
+        # back yet): retried like every task call.
+        stored = _broker_offsets(
+            await retrying(
+                lambda: self.thread.call(self.thread.task.stored_positions),
+                "sink stored positions",
+                s.retry_timeout,
+                s.retry_max_delay,
+            )
+        )
         committed = await self.consumer.committed()
         seek = {tp: stored.get(tp, committed.get(tp, 0)) for tp in partitions}
         for tp, offset in seek.items():
@@ -228,7 +247,9 @@ class SinkLoop:
         except BaseExceptionGroup as errors:
             rewind = errors.subgroup(_Rewind)
             if rewind is not None:
-                raise rewind.exceptions[0] from None
+                failed = rewind.exceptions[0]
+                # With the flush's error as its cause: ``run`` retries a RetriableError.
+                raise failed from failed.__cause__
             raise
         finally:
             self._queue = None

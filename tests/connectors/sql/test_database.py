@@ -137,7 +137,9 @@ def test_a_quoted_name_with_odd_characters_is_read(sql_database: SqlDatabase) ->
     )
 
 
-def run_pipeline(tmp_path: Path, url: str, table: str) -> tuple[int, str]:
+def pipeline_file(tmp_path: Path, table: str, retry_timeout: str = "2s") -> str:
+    """``p.yaml`` in ``tmp_path``: table ``table`` of the database ``${SQL_URL}`` to a topic,
+    retrying for ``retry_timeout``."""
     (tmp_path / "p.yaml").write_text(
         textwrap.dedent(
             f"""\
@@ -147,10 +149,16 @@ def run_pipeline(tmp_path: Path, url: str, table: str) -> tuple[int, str]:
               url: ${{SQL_URL}}
               tables: ["{table}"]
             topic: errors
+            errors: {{retry_timeout: {retry_timeout}, retry_max_delay: 0.5s}}
             """
         )
     )
-    ran = omconnect("run", "p.yaml", "--once", cwd=tmp_path, env={"SQL_URL": url}, timeout=120)
+    return "p.yaml"
+
+
+def run_pipeline(tmp_path: Path, url: str, table: str) -> tuple[int, str]:
+    pipeline = pipeline_file(tmp_path, table)
+    ran = omconnect("run", pipeline, "--once", cwd=tmp_path, env={"SQL_URL": url}, timeout=120)
     return ran.returncode, ran.stderr + ran.stdout
 
 
@@ -162,11 +170,22 @@ def assert_one_line(output: str, *expected: str) -> None:
         assert part in lines[0], lines[0]
 
 
-def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+def assert_failed_after_retries(output: str, *expected: str) -> None:
+    """The run retried (warning lines say so), then failed with one error line holding
+    ``expected``; no traceback, no password."""
+    assert "retrying" in output, output
+    failure = "\n".join(line for line in output.splitlines() if " ERROR " in line)
+    assert_one_line(failure, *expected)
+    assert PASSWORD not in output and "Traceback" not in output
+
+
+def test_unreachable_database_is_retried_then_one_line(tmp_path: Path) -> None:
+    """A server that is down may come back: the run retries for ``errors.retry_timeout``,
+    then fails with one line saying what to check."""
     url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/test"
     code, output = run_pipeline(tmp_path, url, "public.orders")
     assert code != 0
-    assert_one_line(output, "source.url", "127.0.0.1:1", "server runs")
+    assert_failed_after_retries(output, "127.0.0.1:1", "server runs", "`url`")
 
 
 @pytest.mark.parametrize(
