@@ -558,6 +558,33 @@ class ErrorKind:
     words: re.Pattern[str]
 
 
+# The server cannot be reached now: down, restarting, the connection lost (``unreachable``).
+UNREACHABLE = ErrorKind(
+    retriable=True,
+    key=None,
+    read_advice="check that the database server runs and that host and port in `url` are right",
+    write_summary="cannot reach the database",
+    write_advice="is the server running, and are the host and port in url right?",
+    codes=frozenset(
+        {"08000", "08001", "08003", "08004", "08006", "08007", "57P01", "57P02", "57P03"}
+        | {"53300", 1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031}
+    ),
+    words=re.compile(
+        r"connection refused|could not connect|can't connect|timeout expired|timed out"
+        r"|could not translate host|name or service not known|unknown mysql server host"
+        r"|temporary failure in name resolution|server closed the connection|lost connection"
+        r"|gone away|connection reset|broken pipe|connection is closed|connection is lost"
+        r"|connection already closed|no connection to the server|terminating connection"
+        r"|could not (receive|send) data (from|to) server|ssl syscall error|eof detected"
+        r"|the database system is (starting up|shutting down|in recovery mode|not yet"
+        r" accepting connections|not accepting connections)|server shutdown in progress"
+        r"|too many connections|remaining connection slots"
+        # psycopg2 on a replication stream whose walsender ended
+        r"|no copy in progress|consuming input failed"
+    ),
+)
+
+
 # The classes of driver errors, first match wins (a refused login is not a missing object).
 ERROR_KINDS: tuple[ErrorKind, ...] = (
     ErrorKind(  # wrong credentials, unknown role
@@ -587,28 +614,7 @@ ERROR_KINDS: tuple[ErrorKind, ...] = (
             r"|could not serialize access|database is locked|database table is locked"
         ),
     ),
-    ErrorKind(  # the server cannot be reached now: down, restarting, the connection lost
-        retriable=True,
-        key=None,
-        read_advice="check that the database server runs and that host and port in `url` are right",
-        write_summary="cannot reach the database",
-        write_advice="is the server running, and are the host and port in url right?",
-        codes=frozenset(
-            {"08000", "08001", "08003", "08004", "08006", "08007", "57P01", "57P02", "57P03"}
-            | {"53300", 1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031}
-        ),
-        words=re.compile(
-            r"connection refused|could not connect|can't connect|timeout expired|timed out"
-            r"|could not translate host|name or service not known|unknown mysql server host"
-            r"|temporary failure in name resolution|server closed the connection|lost connection"
-            r"|gone away|connection reset|broken pipe|connection is closed|connection is lost"
-            r"|connection already closed|no connection to the server|terminating connection"
-            r"|could not (receive|send) data (from|to) server|ssl syscall error|eof detected"
-            r"|the database system is (starting up|shutting down|in recovery mode|not yet"
-            r" accepting connections|not accepting connections)|server shutdown in progress"
-            r"|too many connections|remaining connection slots"
-        ),
-    ),
+    UNREACHABLE,
     ErrorKind(  # an SQLite file that cannot be opened (its directory is not there, yet)
         retriable=True,
         key=None,
@@ -667,6 +673,13 @@ def classify(error: BaseException) -> ErrorKind | None:
         return next((kind for kind in ERROR_KINDS if kind.codes & codes), None)
     text = " ".join(str(e) for e in chain).lower()
     return next((kind for kind in ERROR_KINDS if kind.words.search(text)), None)
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (any driver's, SQLAlchemy's, ADBC's, psycopg2's, or one raised from
+    them) says the server cannot be reached now: refused, dropped, starting up, shutting
+    down."""
+    return classify(error) is UNREACHABLE
 
 
 def _error_chain(error: BaseException) -> list[BaseException]:

@@ -12,11 +12,10 @@ started at the slot's own position (``0/0``), never past it.
 Failures: a stream whose connection fails closes it and raises; a dropped connection (a
 terminated walsender, a server shutting down or restarting, no pgcode) is ``RetriableError``,
 and ``open`` and ``start`` again resume from the slot's position, telling the new connection
-the highest position confirmed so far. ``unreachable`` says whether any error (SQLAlchemy's,
-ADBC's, psycopg2's) comes from a server that cannot be reached now, and
-``retriable_when_unreachable`` turns those into ``RetriableError`` whatever they were
-translated to (the ``sql`` connector's translation calls a refused connection a ``ConfigError``,
-right before a run, not once the run is streaming).
+the highest position confirmed so far. ``unreachable`` (``_database``'s, the one
+classification of driver errors) says whether any error (SQLAlchemy's, ADBC's, psycopg2's)
+comes from a server that cannot be reached now, and ``retriable_when_unreachable`` turns
+those into ``RetriableError`` whatever they were translated to.
 """
 
 from __future__ import annotations
@@ -40,31 +39,6 @@ if TYPE_CHECKING:
 _OBJECT_IN_USE = "55006"
 _INSUFFICIENT_PRIVILEGE = "42501"
 _UNDEFINED_OBJECT = "42704"
-_CONNECTION_FAILURES = ("08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03")
-
-# Words of the drivers' messages for a server that cannot be reached now (down, starting up,
-# shutting down, a connection it dropped), lower-cased.
-_UNREACHABLE_TEXT = (
-    "connection refused",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "the database system is not yet accepting connections",
-    "the database system is not accepting connections",
-    "terminating connection",
-    "server closed the connection",
-    "connection already closed",
-    "the connection is closed",
-    "the connection is lost",
-    "no copy in progress",  # psycopg2, once a walsender that shut down ended the stream
-    "could not receive data from server",
-    "could not send data to server",
-    "ssl syscall error",
-    "connection reset by peer",
-    "broken pipe",
-    "timeout expired",
-    "consuming input failed",
-)
 
 # Words of a refused login (libpq gives no SQLSTATE for failures while connecting).
 _LOGIN_REFUSED_TEXT = (
@@ -289,7 +263,7 @@ def _translated(
             f"cannot {doing}: {first}; the slot was dropped while the pipeline ran: run it "
             "again to create it (it says whether the changes made meanwhile need a snapshot)"
         )
-    if code in _CONNECTION_FAILURES:
+    if unreachable(error):
         return RetriableError(f"cannot {doing}: {first}")
     if code is None and not any(words in lowered for words in _LOGIN_REFUSED_TEXT):
         # No SQLSTATE: libpq's own failure (connection refused, closed, lost, ended).
@@ -298,29 +272,11 @@ def _translated(
 
 
 def unreachable(error: BaseException) -> bool:
-    """Whether ``error`` (or an error it was raised from or while handling, or the driver's
-    error SQLAlchemy wrapped) says the server cannot be reached now: a refused or dropped
-    connection, a server starting up or shutting down, a terminated backend."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        code = getattr(current, "pgcode", None) or getattr(current, "sqlstate", None)
-        if isinstance(code, str) and (code.startswith("08") or code in _CONNECTION_FAILURES):
-            return True
-        text = str(current).lower()
-        if any(words in text for words in _UNREACHABLE_TEXT):
-            return True
-        orig = getattr(current, "orig", None)
-        pending += [
-            current.__cause__,
-            current.__context__,
-            orig if isinstance(orig, BaseException) else None,
-        ]
-    return False
+    """``_database.unreachable``, imported when first needed (SQLAlchemy with it: every
+    ``omconnect`` command imports this module with the plugins)."""
+    from omconnect.connectors.sql import _database
+
+    return _database.unreachable(error)
 
 
 @contextlib.contextmanager
