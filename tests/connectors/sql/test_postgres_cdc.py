@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -25,7 +26,7 @@ from omconnect.connectors.sql._pgoutput import format_lsn
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
 from tests.support.failing_pipeline import topic_messages, wait_until
 from tests.support.omconnect_process import omconnect, tail_topic
-from tests.support.sql_databases import SqlDatabase
+from tests.support.sql_databases import POSTGRES_URL, SqlDatabase
 
 LOGICAL = (
     "PostgreSQL on 127.0.0.1:5432 has wal_level = {level}; the postgres-cdc tests need "
@@ -239,14 +240,26 @@ def test_snapshot_then_changes_rebuild_the_table(cdc: Cdc) -> None:
 BIG = 300_000
 
 
-def test_a_kill_inside_a_large_transaction_loses_nothing(cdc: Cdc) -> None:
+@pytest.mark.parametrize("written_by", ["insert", "copy"])
+def test_a_kill_inside_a_large_transaction_loses_nothing(cdc: Cdc, written_by: str) -> None:
+    """The large transaction is an ``INSERT ... SELECT`` or a ``COPY ... FROM STDIN``."""
     schema = cdc.schema
     cdc.database.execute(f'CREATE TABLE "{schema}".big (id bigint PRIMARY KEY, v text)')
     cdc.pipeline(["big"], snapshot="never", batch_size=2000)
     cdc.run_once()  # creates the slot: changes from here on are kept
-    cdc.database.execute(
-        f"INSERT INTO \"{schema}\".big SELECT i, repeat('x', 20) FROM generate_series(1, {BIG}) i"
-    )
+    if written_by == "insert":
+        cdc.database.execute(
+            f"INSERT INTO \"{schema}\".big SELECT i, repeat('x', 20) "
+            f"FROM generate_series(1, {BIG}) i"
+        )
+    else:
+        with (
+            psycopg.connect(POSTGRES_URL) as connection,
+            connection.cursor() as cursor,
+            cursor.copy(f'COPY "{schema}".big (id, v) FROM STDIN') as copy,
+        ):
+            for i in range(1, BIG + 1):
+                copy.write_row((i, "x" * 20))
     running = subprocess.Popen(
         [sys.executable, "-m", "omconnect.runtime.cli.main", "run", "cdc.yaml"],
         cwd=cdc.folder,
