@@ -37,10 +37,11 @@ from omconnect.runtime.brokers import (
 from omconnect.runtime.brokers.base import ConsumerStart, RebalanceListener
 from omconnect.schemas.message_batch import MessageBatch
 from tests.support.nats_server import delete_test_namespaces, nats_test_url
+from tests.support.redis_server import delete_test_prefixes, redis_test_url
 
 T = TypeVar("T")
 
-BROKER_BACKENDS = ["embedded", "nats"]
+BROKER_BACKENDS = ["embedded", "nats", "redis"]
 
 Capability = Literal[
     "log", "end_offsets", "acks", "transactions", "partitions", "groups", "retention", "compaction"
@@ -55,6 +56,7 @@ def _embedded_url(tmp_path: Path) -> str:
 _URL_BUILDERS: dict[str, Callable[[Path], str]] = {
     "embedded": _embedded_url,
     "nats": nats_test_url,  # the shared server, a namespace per test (tests/support)
+    "redis": redis_test_url,  # the shared server, a key prefix per test
 }
 
 
@@ -70,6 +72,14 @@ def _delete_nats_test_streams() -> Iterator[None]:
     server (each URL has a namespace of its own)."""
     yield
     delete_test_namespaces()
+
+
+@pytest.fixture(autouse=True)
+def _delete_redis_test_keys() -> Iterator[None]:
+    """After each test, delete the keys its redis URLs made on the shared server (each URL
+    has a key prefix of its own)."""
+    yield
+    delete_test_prefixes()
 
 
 @pytest.fixture

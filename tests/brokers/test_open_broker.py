@@ -38,7 +38,6 @@ def test_embedded_urls_open_the_embedded_broker() -> None:
     [
         ("kafka://localhost:9092", "kafka"),
         ("amqp://user:s3cret@localhost:5672/vhost", "rabbitmq"),
-        ("redis://localhost:6379", "redis"),
         ("mqtt://localhost:1883", "mqtt"),
     ],
 )

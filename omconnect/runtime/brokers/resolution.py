@@ -14,13 +14,13 @@ from omconnect.runtime.brokers.url import BrokerUrl, parse_broker_url
 _DRIVERS: dict[str, str] = {
     "embedded": "omconnect.runtime.brokers.embedded:open_embedded_broker",
     "nats": "omconnect.runtime.brokers.nats:open_nats_broker",
+    "redis": "omconnect.runtime.brokers.redis:open_redis_broker",
 }
 
 # Schemes the design promises, with the extra that will carry each driver's client.
 _PLANNED: dict[str, str] = {
     "kafka": "kafka",
     "amqp": "rabbitmq",
-    "redis": "redis",
     "mqtt": "mqtt",
 }
 
