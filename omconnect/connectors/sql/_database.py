@@ -52,9 +52,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from omconnect.connectors.api import ConfigError, ConnectorError, RetriableError
+from omconnect.schemas import types as t
 from omconnect.schemas.schema import Schema
 from omconnect.schemas.sql import UnmappedSqlType, from_sql_type, json_checked_columns
-from omconnect.schemas.types import Field
+from omconnect.schemas.types import DataType, Field
 
 _MASK = "***"
 
@@ -395,7 +396,8 @@ class Database:
                 )
             except UnmappedSqlType as error:
                 raise ConfigError(str(error), key="tables") from None
-            fields.append(Field(column.name, dtype, nullable=bool(column.nullable)))
+            nullable = bool(column.nullable) or _reads_as_null(self.dialect, dtype)
+            fields.append(Field(column.name, dtype, nullable=nullable))
         primary_key = tuple(c.name for c in table.primary_key.columns)
         return TableInfo(name, table, tuple(fields), primary_key)
 
@@ -427,7 +429,8 @@ class Database:
                 raise ConfigError(
                     f"{error}; cast the column to a known type in the query", key="query"
                 ) from None
-            fields.append(Field(column_name, dtype, nullable=bool(column.get("nullable", True))))
+            nullable = bool(column.get("nullable", True)) or _reads_as_null(self.dialect, dtype)
+            fields.append(Field(column_name, dtype, nullable=nullable))
             typed.append(sa.column(column_name, column["type"]))
         # Only what text() would take for a bind parameter is escaped: the SQL stays the user's.
         text = _TEXT_BIND.sub(r"\\:\1", query)
@@ -715,6 +718,12 @@ def _driver_codes(error: BaseException) -> list[str | int]:
     if type(error).__module__.startswith("pymysql") and isinstance(number, int) and number > 0:
         codes.append(number)
     return codes
+
+
+def _reads_as_null(dialect: str, dtype: DataType) -> bool:
+    """Whether a NOT NULL column of ``dtype`` may still read as null: a MariaDB/MySQL date or
+    datetime, whose zero date (``0000-00-00``) is read as null (see ``_arrow_reads``)."""
+    return dialect == "mysql" and (dtype == t.date() or isinstance(dtype, t.Timestamp))
 
 
 def split_table_pattern(pattern: str) -> tuple[str, str]:

@@ -8,6 +8,10 @@ it"; the rows between two marks of a partition get consecutive offsets from the 
 messages in a partition even where rows were dropped on the way. Upserts compare them: a row
 replayed from an older offset of the same partition never overwrites a newer one.
 
+Keys: a row's key columns come from its message key, and where that has none (a message
+without a key on a keyed topic) from its value: such a row is keyed, not refused. A key
+column in neither (records of a schema without it) is a ``MissingKeyColumn`` naming it.
+
 Everything here is vectorised over Arrow columns; no Python object is made per row.
 """
 
@@ -33,6 +37,16 @@ DELETE_COLUMN = "__omconnect_delete"
 POSITION_COLUMNS = (PARTITION_COLUMN, OFFSET_COLUMN)
 
 
+class MissingKeyColumn(ConnectorError):
+    """A key column is in neither the keys nor the values of a batch's records (``column``)."""
+
+    def __init__(self, column: str, known: Sequence[str]) -> None:
+        super().__init__(
+            f"key column {column!r} is not in the records (their columns: {', '.join(known)})"
+        )
+        self.column = column
+
+
 @dataclass(frozen=True)
 class StagedRows:
     """Rows of one schema ready to write: ``rows`` holds the fields of ``schema`` (keys
@@ -48,11 +62,11 @@ def staged_rows(batch: RecordBatch, key: Sequence[str] | None) -> StagedRows:
 
     The key is ``key`` if given, else the batch's key (explicit keys, else the schema's key
     fields). Key columns are taken from the explicit keys where the batch has them (a
-    delete's value columns are null), else from the values.
+    delete's value columns are null), and from the values where the keys have none.
 
     Raises:
-        ConnectorError: the batch has rows after its last mark, or a key column is in
-            neither the keys nor the values.
+        MissingKeyColumn: a key column is in neither the keys nor the values.
+        ConnectorError: the batch has rows after its last mark.
     """
     names = list(key) if key is not None else _batch_key_names(batch)
     schema = batch.schema
@@ -61,14 +75,15 @@ def staged_rows(batch: RecordBatch, key: Sequence[str] | None) -> StagedRows:
     fields = list(schema.fields)
     for name in names:
         if keys is not None and name in keys.schema.names:
-            columns[name] = keys.column(name)
+            column = keys.column(name)
+            if name in columns and column.null_count:
+                column = _key_or_value(column, columns[name])
+            columns[name] = column
             if name not in schema.names:
                 fields.insert(0, _key_field(batch, name))
         elif name not in columns:
             known = sorted(set(schema.names) | set(keys.schema.names if keys else ()))
-            raise ConnectorError(
-                f"key column {name!r} is not in the records (their columns: {', '.join(known)})"
-            )
+            raise MissingKeyColumn(name, known)
     schema = schema.with_fields(fields)
     schema = Schema(schema.name, schema.fields, schema.version, tuple(names), schema.doc)
     labels, offsets = row_positions(batch)
@@ -82,6 +97,16 @@ def staged_rows(batch: RecordBatch, key: Sequence[str] | None) -> StagedRows:
         }
     )
     return StagedRows(schema, tuple(names), table)
+
+
+def _key_or_value(key: pa.Array, value: pa.Array) -> pa.Array:
+    """A key column with its nulls filled from the value's column of the same name (as the
+    key's type; the key column as it is when the value's does not cast to it)."""
+    try:
+        value = value.cast(key.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return key
+    return pc.coalesce(key, value)
 
 
 def _batch_key_names(batch: RecordBatch) -> list[str]:

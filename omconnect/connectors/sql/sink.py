@@ -47,6 +47,7 @@ from omconnect.connectors.api import (
     register,
 )
 from omconnect.connectors.sql._sink_rows import (
+    MissingKeyColumn,
     StagedRows,
     last_per_key,
     null_key_rows,
@@ -211,30 +212,34 @@ class SqlSinkTask(SinkTask):
     def put(self, batch: RecordBatch) -> None:
         """Buffer the rows of ``batch`` (as staged rows: columns only, no row objects).
 
-        Rows whose key has a null go to the dead letter topic (upsert mode), each with a
-        reason naming the table and the null key column (with ``errors.tolerance: none`` the
-        report raises: nothing of ``batch`` is buffered). Raises ``ConnectorError`` when a
-        key column is not in the records.
+        In upsert mode, records that cannot be keyed go to the dead letter topic, each with a
+        reason naming the table and the key column: a null key, records without a key at all,
+        records whose schema lacks a ``key:`` column the table has (with
+        ``errors.tolerance: none`` the report raises: nothing of ``batch`` is buffered).
+        Raises ``ConnectorError`` when a ``key:`` column is neither in the records nor in the
+        table (a mistake in the config).
         """
         if batch.num_rows == 0:
             return
-        staged = staged_rows(batch, self.config.key)
+        try:
+            staged = staged_rows(batch, self.config.key)
+        except MissingKeyColumn as missing:
+            if not (self.upsert and self._has_column(missing.column)):
+                raise ConnectorError(f"table {self.name}: {missing}") from None
+            rows = np.arange(batch.num_rows)
+            self._report_unkeyable(batch, rows, str(missing), self.config.key or ())
+            return
         rows = staged.rows
         keep = np.ones(rows.num_rows, dtype=np.bool_)
         if self.upsert:
             if not staged.key:
-                raise ConnectorError(
-                    f"table {self.name}: mode: upsert needs a key: set key: [columns], or "
-                    "give the records a key"
-                )
-            for column, missing in null_key_rows(rows, staged.key).items():
-                error = ConnectorError(
-                    f"table {self.name}: key column {column!r} is null, and mode: upsert "
-                    f"writes every record by its key ({', '.join(staged.key)}): give the "
-                    "records a key, or set key: to columns that are never null"
-                )
-                self.context.errors.report(batch, missing.tolist(), error, "sink")
-                keep[missing] = False
+                everything = np.arange(batch.num_rows)
+                self._report_unkeyable(batch, everything, "the records have no key", ())
+                return
+            for column, missing_rows in null_key_rows(rows, staged.key).items():
+                why = f"key column {column!r} is null"
+                self._report_unkeyable(batch, missing_rows, why, staged.key)
+                keep[missing_rows] = False
         deleted = batch.delete_mask()
         if deleted.any() and not (self.upsert and self.config.delete):
             self._skipped_deletes += int((deleted & keep).sum())
@@ -249,6 +254,22 @@ class SqlSinkTask(SinkTask):
         self._buffered_rows += rows.num_rows
         if self._buffered_rows >= self.config.batch_size:
             self.context.request_commit()
+
+    def _report_unkeyable(
+        self, batch: RecordBatch, rows: np.ndarray, why: str, key: Sequence[str]
+    ) -> None:
+        """Dead-letter ``rows`` of ``batch``, which upsert cannot write: ``why``."""
+        columns = f" ({', '.join(key)})" if key else ""
+        error = ConnectorError(
+            f"table {self.name}: {why}, and mode: upsert writes every record by its "
+            f"key{columns}: give the records a key, or set key: to columns that are never null"
+        )
+        self.context.errors.report(batch, rows.tolist(), error, "sink")
+
+    def _has_column(self, column: str) -> bool:
+        """Whether the target table exists and has ``column``."""
+        shape = self.table.shape()
+        return shape is not None and column in shape.columns
 
     def flush(self, positions: Sequence[Position]) -> list[Position]:
         """Write every buffered row and store ``positions`` (but those of partitions closed

@@ -56,7 +56,15 @@ class SqlSourceSpec(ConnectorSpec):
             "`mysql://user:password@host:3306/db` (MariaDB too) or `sqlite:///path/to.db`. "
             "Secret: its password is never shown in logs or errors. Reads use each "
             "database's Arrow fast path: ADBC (binary COPY) for PostgreSQL, ADBC for SQLite, "
-            "ConnectorX for MariaDB/MySQL."
+            "ConnectorX for MariaDB/MySQL. MariaDB/MySQL's zero date (`0000-00-00`, which "
+            "MariaDB keeps when `sql_mode` lacks `NO_ZERO_DATE`) is read as null in `DATE`, "
+            "`DATETIME` and `TIMESTAMP` columns, as Debezium and Connector/J's "
+            "`zeroDateTimeBehavior=CONVERT_TO_NULL` read it, in a `NOT NULL` column too "
+            "(whose field is nullable for that reason); a value that is no calendar date "
+            "(`2024-00-10`, `2024-02-31`) is a bad row. SQLite keeps any value in any "
+            "column: a value of another storage class than the column's (text in a `REAL` "
+            "column) is a bad row, and floats keep every digit. A bad row goes to the dead "
+            "letter topic under `errors.tolerance: all` and stops the run under `none`."
         )
     )
     tables: list[str] = Field(

@@ -3,16 +3,26 @@ on every dialect: with ``errors.tolerance: all`` each goes to the dead letter to
 reason naming the table and the null key column, every other record of its batch is written,
 and the positions are stored once (a second run finds nothing to do); with ``none`` the run
 stops with one line naming the pipeline, the table and the key column, and no position past
-the record is stored, in the table or in the consumer group."""
+the record is stored, in the table or in the consumer group.
+
+The same for ``json`` messages of every shape on one topic: keyed, without a message key but
+with the key in the value (keyed by it and written), with the key only in the message key,
+with a null key field, with a value that is not an object (refused by the converter).
+
+Records of a schema without a column ``key:`` names (that the table has) and records with no
+key at all are dead-lettered too, not the run failed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from omconnect.runtime.brokers import open_broker
+from omconnect.schemas.message_batch import MessageBatch
 from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import omconnect, tail_topic
 from tests.support.sql_databases import SqlDatabase
@@ -37,18 +47,25 @@ format: avro
 """
 
 
-def sink_pipeline(database: SqlDatabase, tolerance: str) -> str:
-    """The pipeline upserting ``TOPIC`` (keyed by its messages' key, ``shop, id``) into
-    ``TABLE``, flushing after every consumed batch of at most 100 records."""
+def sink_pipeline(
+    database: SqlDatabase,
+    tolerance: str,
+    key: list[str] | None = None,
+    message_format: str = "avro",
+) -> str:
+    """The pipeline upserting ``TOPIC`` (keyed by ``key``, by default by its messages' key,
+    ``shop, id``) into ``TABLE``, flushing after every consumed batch of at most 100
+    records."""
     sink = {
         "connector": "sql",
         "url": database.url,
         "table": database.table(TABLE),
         "mode": "upsert",
         "create": True,
+        **({"key": key} if key is not None else {}),
     }
     return (
-        f"name: {SINK}\ntopic: {TOPIC}\nformat: avro\nsink: {json.dumps(sink)}\n"
+        f"name: {SINK}\ntopic: {TOPIC}\nformat: {message_format}\nsink: {json.dumps(sink)}\n"
         "batching: {max_rows: 100}\ncommit_interval: 0\n"
         f"errors: {{tolerance: {tolerance}}}\n"
     )
@@ -63,11 +80,58 @@ def publish(directory: Path, null_keys: dict[int, str]) -> None:
         shop = "" if null in ("shop", "both") else f"s{i % 3}"
         key = "" if null in ("id", "both") else str(i)
         lines.append(f"{shop},{key},n{i}")
-    (directory / "in").mkdir()
+    (directory / "in").mkdir(exist_ok=True)
     (directory / "in" / "orders.csv").write_text("\n".join(lines) + "\n")
     (directory / "publish.yaml").write_text(PUBLISH)
     published = omconnect("run", "publish.yaml", "--once", cwd=directory)
     assert published.returncode == 0, published.stderr
+
+
+UNKEYED = 50
+
+PUBLISH_UNKEYED = f"""
+name: publish-unkeyed
+source:
+  connector: csv
+  path: in/unkeyed/orders.csv
+  batch_size: 100
+  columns: {{shop: string, name: string}}
+topic: {TOPIC}
+format: avro
+"""
+
+
+def publish_unkeyed(directory: Path) -> None:
+    """Put ``UNKEYED`` more orders on ``TOPIC`` (after those of ``publish``), of a schema
+    with no ``id`` column and without a message key."""
+    lines = ["shop,name"] + [f"s{i % 3},u{i}" for i in range(UNKEYED)]
+    (directory / "in" / "unkeyed").mkdir(parents=True)
+    # orders.csv, as the file of ``publish``: a file's name names its records' schema.
+    (directory / "in" / "unkeyed" / "orders.csv").write_text("\n".join(lines) + "\n")
+    (directory / "publish-unkeyed.yaml").write_text(PUBLISH_UNKEYED)
+    published = omconnect("run", "publish-unkeyed.yaml", "--once", cwd=directory)
+    assert published.returncode == 0, published.stderr
+
+
+def produce(directory: Path, messages: list[tuple[bytes | None, bytes]]) -> None:
+    """Put ``messages`` (key, value bodies) on ``TOPIC`` of the embedded broker as they are."""
+
+    async def send() -> None:
+        broker = open_broker(f"embedded://{directory / '.omconnect'}")
+        producer = await broker.producer()
+        keys = [key for key, _ in messages]
+        values = [value for _, value in messages]
+        await producer.send(TOPIC, MessageBatch.build(values=values, keys=keys))
+        await producer.close()
+        await broker.close()
+
+    asyncio.run(send())
+
+
+def dead_letters(directory: Path) -> list[dict]:
+    if topic_messages(directory, f"{TOPIC}.dlq") == 0:
+        return []
+    return tail_topic(f"{TOPIC}.dlq", directory)
 
 
 def stored_positions(database: SqlDatabase) -> list[tuple[str, str, int, int]]:
@@ -175,3 +239,112 @@ def test_tolerance_none_stops_at_a_null_key_naming_pipeline_table_and_column(
         assert group_offsets(tmp_path) == [stored]
         assert table_rows(sql_database) == {(f"s{i % 3}", i): f"n{i}" for i in range(stored)}
         assert topic_messages(tmp_path, f"{TOPIC}.dlq") == 0
+
+
+def test_records_without_the_key_column_are_dead_lettered_naming_it(
+    sql_database: SqlDatabase, tmp_path: Path
+) -> None:
+    publish(tmp_path, {})
+    publish_unkeyed(tmp_path)  # offsets ROWS on: no id column, no message key
+    (tmp_path / "sink.yaml").write_text(sink_pipeline(sql_database, "all", key=["shop", "id"]))
+    ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+
+    assert table_rows(sql_database) == {(f"s{i % 3}", i): f"n{i}" for i in range(ROWS)}
+    dead = dead_letters(tmp_path)
+    assert sorted(item["value"]["name"] for item in dead) == sorted(f"u{i}" for i in range(UNKEYED))
+    for item in dead:
+        headers = item["headers"]
+        reason = headers["omconnect.error.reason"]
+        assert f"table {sql_database.table(TABLE)}: key column 'id' is not in the" in reason
+        assert headers["omconnect.error.stage"] == "sink"
+    assert stored_positions(sql_database) == [(SINK, TOPIC, 0, ROWS + UNKEYED)]
+
+
+def test_tolerance_none_stops_at_a_record_without_the_key_column(
+    sql_database: SqlDatabase, tmp_path: Path
+) -> None:
+    publish(tmp_path, {})
+    publish_unkeyed(tmp_path)
+    (tmp_path / "sink.yaml").write_text(sink_pipeline(sql_database, "none", key=["shop", "id"]))
+    ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr
+    assert "Traceback" not in ran.stderr
+    (error,) = [line for line in ran.stderr.splitlines() if " ERROR " in line]
+    assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+    assert f"table {sql_database.table(TABLE)}: key column 'id' is not in the" in error
+    ((_pipeline, _topic, _partition, stored),) = stored_positions(sql_database)
+    assert 0 < stored <= ROWS, f"stored position {stored}"
+    assert table_rows(sql_database) == {(f"s{i % 3}", i): f"n{i}" for i in range(stored)}
+    assert dead_letters(tmp_path) == []
+
+
+# ``json`` messages of every shape, as (message key, value) bodies, in offset order.
+SHAPES: list[tuple[bytes | None, bytes]] = [
+    (b'{"shop": "s0", "id": 0}', b'{"shop": "s0", "id": 0, "name": "keyed"}'),
+    (None, b'{"shop": "s1", "id": 1, "name": "no message key"}'),
+    (b'{"shop": "s2", "id": 2}', b'{"name": "key only in the message key"}'),
+    (b'{"shop": "s3", "id": null}', b'{"shop": "s3", "id": null, "name": "null id"}'),
+    (None, b'{"shop": "s4", "name": "no id at all"}'),
+    (b'{"shop": "s5", "id": 5}', b"42"),
+    (b'{"shop": "s6", "id": 6}', b'{"shop": "s6", "id": 6, "name": "keyed again"}'),
+]
+NOT_AN_OBJECT = 5  # the offset of SHAPES whose value the converter refuses
+
+
+def test_json_messages_of_every_shape_are_written_or_dead_lettered(
+    sql_database: SqlDatabase, tmp_path: Path
+) -> None:
+    produce(tmp_path, SHAPES)
+    sink = sink_pipeline(sql_database, "all", key=["shop", "id"], message_format="json")
+    (tmp_path / "sink.yaml").write_text(sink)
+    ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+
+    assert table_rows(sql_database) == {
+        ("s0", 0): "keyed",
+        ("s1", 1): "no message key",
+        ("s2", 2): "key only in the message key",
+        ("s6", 6): "keyed again",
+    }
+    dead = dead_letters(tmp_path)
+    unkeyable = [item for item in dead if item["headers"]["omconnect.error.stage"] == "sink"]
+    assert sorted(item["value"]["name"] for item in unkeyable) == ["no id at all", "null id"]
+    for item in unkeyable:
+        reason = item["headers"]["omconnect.error.reason"]
+        assert f"table {sql_database.table(TABLE)}: key column 'id' is null" in reason
+    (not_an_object,) = [item for item in dead if item not in unkeyable]
+    assert not_an_object["value"] == 42
+    assert not_an_object["headers"]["omconnect.error.stage"] == "convert"
+    assert stored_positions(sql_database) == [(SINK, TOPIC, 0, len(SHAPES))]
+
+
+def test_tolerance_none_stops_at_the_first_json_message_that_cannot_be_keyed(
+    sql_database: SqlDatabase, tmp_path: Path
+) -> None:
+    # Without the value that is not an object, which its decoding (before the sink) refuses.
+    produce(tmp_path, SHAPES[:NOT_AN_OBJECT])
+    sink = sink_pipeline(sql_database, "none", key=["shop", "id"], message_format="json")
+    (tmp_path / "sink.yaml").write_text(sink)
+    ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
+    assert ran.returncode == 1, ran.stderr
+    assert "Traceback" not in ran.stderr
+    (error,) = [line for line in ran.stderr.splitlines() if " ERROR " in line]
+    assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+    assert f"table {sql_database.table(TABLE)}: key column 'id' is null" in error
+    assert stored_positions(sql_database) == []  # the messages before it were in its batch
+    assert dead_letters(tmp_path) == []
+
+
+def test_a_topic_without_keys_is_dead_lettered_under_tolerance_all(
+    postgres_database: SqlDatabase, tmp_path: Path
+) -> None:
+    publish_unkeyed(tmp_path)  # no message key, no key field, and no key: in the sink
+    (tmp_path / "sink.yaml").write_text(sink_pipeline(postgres_database, "all"))
+    ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    dead = dead_letters(tmp_path)
+    assert len(dead) == UNKEYED
+    reason = dead[0]["headers"]["omconnect.error.reason"]
+    assert f"table {postgres_database.table(TABLE)}: the records have no key" in reason
+    assert stored_positions(postgres_database) == [(SINK, TOPIC, 0, UNKEYED)]
