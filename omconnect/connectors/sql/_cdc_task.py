@@ -259,6 +259,8 @@ class PostgresCdcTask(SourceTask):
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 if exported is not None:
                     cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_name(exported)}'")
+                for statement in _pg_text.SESSION_STATEMENTS:  # the stream's text forms
+                    cursor.execute(statement)
         except Exception as error:  # ADBC raises its own error types
             raise self._database.translate(error, doing="snapshot") from None
         self._snapshot_connection = connection
@@ -299,7 +301,7 @@ class PostgresCdcTask(SourceTask):
                 continue
             if raw.num_rows == 0:
                 continue
-            rows = conform(raw, table.row_fields, table.stream)
+            rows = conform(_selected(raw, table), table.row_fields, table.stream)
             offset = {
                 "snapshot": "running",
                 "table": table.stream,
@@ -868,6 +870,9 @@ class PostgresCdcTask(SourceTask):
             with retriable_when_unreachable():
                 if self._chunk_reader is None:
                     connection = adbc_postgresql.connect(libpq_dsn(self._database), autocommit=True)
+                    with connection.cursor() as cursor:
+                        for setting in _pg_text.SESSION_STATEMENTS:  # the stream's text forms
+                            cursor.execute(setting)
                     self._chunk_reader = AdbcReader(
                         connection, postgresql.psycopg.dialect(paramstyle="numeric_dollar"), True
                     )
@@ -878,7 +883,11 @@ class PostgresCdcTask(SourceTask):
             if unreachable(error) or isinstance(error, RetriableError):
                 raise RetriableError(str(translated)) from None
             raise translated from None
-        rows = [conform(b, table.row_fields, table.stream) for b in batches if b.num_rows]
+        rows = [
+            conform(_selected(b, table), table.row_fields, table.stream)
+            for b in batches
+            if b.num_rows
+        ]
         if not rows:
             return null_rows(table, 0), after, False
         chunk = pa.Table.from_batches(rows).combine_chunks().to_batches()[0]
@@ -1155,6 +1164,15 @@ class _Run:
         return MessageIdRuns.derived(
             [f"{lsn:016x}" for lsn in self.lsns], self.first_ids, self.messages
         )
+
+
+def _selected(batch: pa.RecordBatch, table: TableEvents) -> pa.RecordBatch:
+    """A snapshot's ``batch`` of ``table`` with the columns selected as text parsed as the
+    stream parses them (arrays: lists)."""
+    try:
+        return _pg_text.parse_selected(batch, table.columns)
+    except ValueError as error:
+        raise ConnectorError(f"table {table.stream}, {error}") from None
 
 
 def _schema_and_name(name: str | None) -> tuple[str, str] | None:

@@ -10,8 +10,24 @@ column: what a batch of a single row costs is mostly such calls.
 
 Types are chosen from the relation message's type OIDs and modifiers, matching what the
 ``sql`` connector reflects for the same column (``schemas.sql``), so snapshot rows and
-streamed rows of a table have one schema. A type without a mapping here (arrays, ranges,
-geometric and network types, domains, enums, ``interval``) is carried as its text.
+streamed rows of a table have one schema. A type without a mapping here (ranges, geometric
+and network types, domains, ``interval``, enums: a string, as Debezium's
+``io.debezium.data.Enum``; arrays of all these) is carried as its text.
+
+One-dimensional arrays of the types above are lists of them (``array<int32>``; an element may
+be NULL). A snapshot selects arrays as text too (``carried_as_text``, ``parse_selected``), so
+that snapshot and stream parse the same text: ADBC's binary read of an array would flatten a
+multi-dimensional one, fail the whole read on one that does not start at index 1 and spell a
+numeric ``NaN`` ``nan``. Array texts (``{1,2,NULL}``, ``{"a b","",NULL,"x\\"y"}``, ``{}``) are
+split a column at a time: numpy finds the braces, commas, quotes and backslashes of every
+text at once and which of them delimit (not escaped; outside quotes, by a running count of
+the quotes), gathers the elements' bytes without them, and the elements are parsed by one
+parse of their type. No Python per value, quoted or not: 100k ``int4[]`` of 5 elements take
+about 60 ms of CPU, 100k ``text[]`` of 5 quoted and escaped ones about 105 ms. Fewer than
+``_FEW_ARRAYS`` texts are split in Python (``re``), which costs less than numpy's calls: a
+batch of one row of one array column about 30 µs instead of 200. A multi-dimensional array
+(``{{1,2},{3,4}}``), one with explicit bounds (``[2:3]={1,2}``) and one holding an element
+that does not fit its type do not fit a list.
 
 Some values PostgreSQL writes do not fit their column's type (checked against PostgreSQL 15):
 a numeric ``NaN``, ``Infinity`` or ``-Infinity``, or one with more digits than its decimal
@@ -30,7 +46,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +80,27 @@ _BY_OID: dict[int, DataType] = {
     3802: t.json(),
 }
 _NUMERIC = 1700
+# The array types of those (pg_type.typarray -> its typelem), as stable as they are.
+_ELEMENT_OF: dict[int, int] = {
+    1000: 16,
+    1001: 17,
+    1016: 20,
+    1005: 21,
+    1007: 23,
+    1009: 25,
+    199: 114,
+    1021: 700,
+    1022: 701,
+    1014: 1042,
+    1015: 1043,
+    1182: 1082,
+    1183: 1083,
+    1115: 1114,
+    1185: 1184,
+    2951: 2950,
+    3807: 3802,
+    1231: _NUMERIC,
+}
 
 # Compute functions' text arguments, made once: a Python str argument is converted on every
 # call, which costs more than the call itself on a batch of one row.
@@ -69,15 +108,26 @@ _TRUE = pa.scalar("t", pa.string())
 _EPOCH_DAY = pa.scalar("1970-01-01 ", pa.string())
 _NO_TEXT = pa.scalar("", pa.string())
 
-# Session settings under which every value has the one text form parsed here.
-SESSION_SETTINGS = (
-    "-c datestyle=ISO -c timezone=UTC -c intervalstyle=postgres "
-    "-c extra_float_digits=3 -c bytea_output=hex"
-)
+# The session settings under which every value has the one text form parsed here: as the
+# options of a connection (``SESSION_SETTINGS``), or statements run on one opened without
+# them (``SESSION_STATEMENTS``: a snapshot's, before it reads).
+_SETTINGS = {
+    "datestyle": "ISO",
+    "timezone": "UTC",
+    "intervalstyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+}
+SESSION_SETTINGS = " ".join(f"-c {name}={value}" for name, value in _SETTINGS.items())
+SESSION_STATEMENTS = tuple(f"SET {name} = '{value}'" for name, value in _SETTINGS.items())
 
 
 def type_of(type_oid: int, modifier: int) -> DataType:
-    """The omconnect type of a column of PostgreSQL type ``type_oid`` with ``modifier``."""
+    """The omconnect type of a column of PostgreSQL type ``type_oid`` with ``modifier`` (of an
+    array column, its elements' modifier: ``numeric(10,2)[]``)."""
+    element = _ELEMENT_OF.get(type_oid)
+    if element is not None:
+        return t.array(type_of(element, modifier))
     if type_oid == _NUMERIC:
         if modifier < 4:
             # Imported here: schemas.sql imports SQLAlchemy, and plugins load this module.
@@ -90,8 +140,34 @@ def type_of(type_oid: int, modifier: int) -> DataType:
 
 
 def carried_as_text(type_oid: int) -> bool:
-    """Whether a column of ``type_oid`` has no mapping here and is carried as its text."""
-    return type_oid != _NUMERIC and type_oid not in _BY_OID
+    """Whether a snapshot selects a column of ``type_oid`` as text (``col::text``), read then
+    by ``parse`` as the stream's: types without a mapping here (kept as text) and arrays."""
+    return type_oid in _ELEMENT_OF or (type_oid != _NUMERIC and type_oid not in _BY_OID)
+
+
+def parse_selected(
+    batch: pa.RecordBatch, columns: Sequence[tuple[str, int, int]]
+) -> pa.RecordBatch:
+    """``batch``, a snapshot's read of ``columns`` (name, type OID, modifier; in this order),
+    with the columns it selected as text (``carried_as_text``) parsed as the stream parses
+    them: arrays become lists, the text of other types stays as it is.
+
+    Raises:
+        ValueError: a value does not fit its column's type; names the column and the value.
+    """
+    arrays = list(batch.columns)
+    for index, (name, type_oid, modifier) in enumerate(columns):
+        dtype = type_of(type_oid, modifier)
+        if not carried_as_text(type_oid) or dtype == t.string():
+            continue
+        raw = arrays[index]
+        if raw.type != pa.string():
+            raw = _as_strings(raw)
+        try:
+            arrays[index] = parse(raw, dtype)
+        except ValueError as error:
+            raise ValueError(f"column {name}: {error}") from None
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def column(texts: Sequence[bytes | None], dtype: DataType) -> pa.Array:
@@ -129,6 +205,8 @@ def parse_masked(raw: pa.StringArray, dtype: DataType) -> tuple[pa.Array, np.nda
         The column, those values null in it, and a numpy mask over ``raw`` that is true for
         them; None when every value fits (then the cost is one parse, as ``parse``'s).
     """
+    if isinstance(dtype, t.Array):
+        return _arrays(raw, dtype)
     parser = _parser(dtype)
     if parser is None:  # text carried as it is
         return raw, None
@@ -168,7 +246,8 @@ def misfit_reason(text: str | bytes, dtype: DataType) -> str:
         except UnicodeDecodeError:
             cut = "..." if len(text) > _SHOWN_CHARACTERS else ""
             return f"{text[:_SHOWN_CHARACTERS]!r}{cut} is not UTF-8 text"
-    return f"{_shown(text)} does not fit {dtype}"
+    why = _array_misfit(text, dtype) if isinstance(dtype, t.Array) else ""
+    return f"{_shown(text)} does not fit {dtype}{why}"
 
 
 def _shown(text: str) -> str:
@@ -317,13 +396,237 @@ def _hex_bytes(raw: pa.StringArray) -> pa.Array:
     )
 
 
+# -- arrays --------------------------------------------------------------------------------
+
+_OPEN, _CLOSE, _COMMA, _QUOTE, _BACKSLASH = b'{},"\\'
+_NULL = tuple(b"NULL")
+_EMPTY_ARRAY = pa.scalar("{}", pa.string())
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A column of array texts split into elements."""
+
+    offsets: np.ndarray  # int32, a row's elements: elements[offsets[i] : offsets[i + 1]]
+    elements: pa.StringArray  # unquoted and unescaped; null: NULL, or in a row not a list
+    lists: np.ndarray  # per row, whether it is a one-dimensional array from index 1 (or NULL)
+
+
+def _arrays(raw: pa.StringArray, dtype: t.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """``parse_masked`` of array texts: split, their elements parsed as one column, a row
+    that is not a list, or holds an element that does not fit, null and masked."""
+    split = _split_arrays(raw)
+    items, misfits = parse_masked(split.elements, dtype.items)
+    bad = ~split.lists
+    if misfits is not None:
+        rows = np.repeat(np.arange(len(raw)), np.diff(split.offsets))
+        bad[rows[misfits]] = True
+    nulls = bad | raw.is_null().to_numpy(zero_copy_only=False) if raw.null_count else bad
+    lists = pa.ListArray.from_arrays(
+        pa.array(split.offsets),
+        items,
+        type=_arrow_type(dtype),
+        mask=pa.array(nulls) if nulls.any() else None,
+    )
+    return lists, bad if bad.any() else None
+
+
+_arrow_type = functools.cache(to_arrow_type)
+
+
+def _split_arrays(raw: pa.StringArray) -> _Split:
+    """The elements of array texts: of a few (``_FEW_ARRAYS``) text by text in Python, of
+    more over the bytes of every text at once (``_split_lists``).
+
+    PostgreSQL's array output: ``{a,b}``, an element double-quoted when it is empty, spells
+    NULL or holds a brace, comma, quote, backslash or white space, and inside the quotes a
+    backslash before each quote and backslash; an unquoted ``NULL`` is SQL NULL. A text of
+    any other shape (``{{1,2},{3,4}}``, ``[2:3]={1,2}``) is not a list: false in ``lists``,
+    split as ``{}`` (in another pass: the texts after it are split on the way, and it may
+    have left a quote open)."""
+    if raw.type != pa.string():
+        raw = _as_strings(raw)
+    if len(raw) < _FEW_ARRAYS:
+        return _split_few(raw.to_pylist())
+    if raw.null_count:
+        raw = pc.fill_null(raw, _EMPTY_ARRAY)
+    bad = np.zeros(len(raw), np.bool_)
+    while True:
+        split = _split_lists(pc.if_else(pa.array(bad), _EMPTY_ARRAY, raw) if bad.any() else raw)
+        if isinstance(split, _Split):
+            return _Split(split.offsets, split.elements, ~bad)
+        bad |= split
+
+
+def _split_lists(raw: pa.StringArray) -> _Split | np.ndarray:
+    """``_split_arrays`` of texts without nulls, or a numpy mask true for some that are not
+    lists (at least one, perhaps not all).
+
+    Only braces, commas, quotes and backslashes are looked at, as numpy arrays of their
+    positions: a quote delimits unless a backslash escapes it (the odd ones of a run of
+    backslashes escape the next character); a brace or comma delimits when an even number of
+    quotes come before it (once every text is found to hold its quotes in pairs)."""
+    rows = len(raw)
+    offsets = np.frombuffer(raw.buffers()[1], np.int32)[raw.offset : raw.offset + rows + 1]
+    data_buffer = raw.buffers()[2]
+    data = (
+        np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
+        if data_buffer is not None
+        else np.zeros(0, np.uint8)
+    )
+    starts = offsets[:-1] - np.int64(offsets[0])
+    ends = offsets[1:] - np.int64(offsets[0])
+    bad = ends - starts < 2
+    shaped = ~bad
+    bad[shaped] = (data[starts[shaped]] != _OPEN) | (data[ends[shaped] - 1] != _CLOSE)
+    if bad.any():
+        return bad
+
+    quoting = data == _QUOTE
+    backslashes = np.flatnonzero(data == _BACKSLASH)
+    escapers = _escapers(backslashes)
+    quoting[escapers + 1] = False  # (a text ends with a brace: never with an escaper)
+    special = np.flatnonzero((data == _OPEN) | (data == _CLOSE) | (data == _COMMA) | quoting)
+    kinds = data[special]
+    is_quote = kinds == _QUOTE
+    quotes_so_far = np.cumsum(is_quote)
+    # A text's first and last characters are braces, among the special ones.
+    quotes_in = quotes_so_far[np.searchsorted(special, ends - 1)]
+    quotes_in -= quotes_so_far[np.searchsorted(special, starts)]
+    bad |= quotes_in % 2 == 1
+    if bad.any():
+        return bad
+    if len(backslashes):  # outside quotes? PostgreSQL quotes an element with a backslash
+        quotes = special[is_quote]
+        loose = backslashes[np.searchsorted(quotes, backslashes) % 2 == 0]
+        bad[np.searchsorted(starts, loose, "right") - 1] = True
+    outside = ~is_quote & (quotes_so_far % 2 == 0)
+    marks, kinds, quotes_before = special[outside], kinds[outside], quotes_so_far[outside]
+    opens = kinds == _OPEN
+    braces = marks[opens | (kinds == _CLOSE)]
+    if len(braces) != 2 * rows or not (
+        np.array_equal(braces[0::2], starts) and np.array_equal(braces[1::2], ends - 1)
+    ):  # a brace inside, or one missing: which texts?
+        bad |= np.bincount(np.searchsorted(starts, braces, "right") - 1, minlength=rows) != 2
+    if bad.any():
+        return bad
+
+    # An element lies between two marks: its text's opening brace or a comma before it, a
+    # comma or the closing brace after it; ``{}`` has none. Each text has one opening brace.
+    before, after = marks[:-1], marks[1:]
+    empty = (after - before == 1) & opens[:-1] & (kinds[1:] == _CLOSE)
+    opening = (kinds[:-1] != _CLOSE) & ~empty
+    first = before[opening] + 1
+    last = after[opening]
+    element_rows = (np.cumsum(opens) - 1)[:-1][opening]
+    length = last - first
+    quoted = data[first] == _QUOTE
+    within = np.diff(quotes_before)[opening]
+    closed = (within == 2) & (length >= 2) & (data[last - 1] == _QUOTE)
+    fine = np.where(quoted, closed, (within == 0) & (length > 0))
+    if not fine.all():
+        bad[element_rows[~fine]] = True
+        return bad
+
+    # The elements' text: every byte but the marks, the quotes and the escaping backslashes.
+    keep = np.ones(len(data), np.bool_)
+    keep[marks] = False
+    keep[quoting] = False
+    keep[escapers] = False
+    lengths = length - 2 * quoted
+    if len(escapers):
+        lengths -= np.bincount(np.searchsorted(first, escapers, "right") - 1, minlength=len(first))
+    element_offsets = np.zeros(len(first) + 1, np.int32)
+    np.cumsum(lengths, out=element_offsets[1:])
+    null = (length == 4) & ~quoted
+    candidates = first[null]
+    null[null] = (
+        (data[candidates] == _NULL[0])
+        & (data[candidates + 1] == _NULL[1])
+        & (data[candidates + 2] == _NULL[2])
+        & (data[candidates + 3] == _NULL[3])
+    )
+    validity = pa.py_buffer(np.packbits(~null, bitorder="little")) if null.any() else None
+    elements = pa.Array.from_buffers(
+        pa.string(),
+        len(first),
+        [validity, pa.py_buffer(element_offsets), pa.py_buffer(data[keep])],
+    )
+    row_offsets = np.zeros(rows + 1, np.int32)
+    np.cumsum(np.bincount(element_rows, minlength=rows), out=row_offsets[1:])
+    return _Split(row_offsets, elements, np.ones(rows, np.bool_))
+
+
+# Below this many texts, splitting each in Python costs less than numpy's calls.
+_FEW_ARRAYS = 16
+# An element of an array's text: quoted (group 1, escaped) or not (group 2); the whole text.
+_ELEMENT = r'"((?:[^"\\]|\\.)*)"|([^",{}\\]+)'
+_ELEMENTS = re.compile(rf"\{{(?:(?:{_ELEMENT})(?:,(?:{_ELEMENT}))*)?\}}", re.DOTALL)
+_ONE_ELEMENT = re.compile(_ELEMENT, re.DOTALL)
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _split_few(texts: list[str | None]) -> _Split:
+    """``_split_arrays`` of a few texts, each split in Python (``_FEW_ARRAYS``)."""
+    elements: list[str | None] = []
+    offsets = [0]
+    lists = []
+    for text in texts:
+        shaped = text is None or _ELEMENTS.fullmatch(text) is not None
+        lists.append(shaped)
+        if text is not None and shaped:
+            for quoted, plain in _ONE_ELEMENT.findall(text):
+                if plain:
+                    elements.append(None if plain == "NULL" else plain)
+                else:
+                    elements.append(_ESCAPED.sub(r"\1", quoted))
+        offsets.append(len(elements))
+    return _Split(
+        np.array(offsets, np.int32), pa.array(elements, pa.string()), np.array(lists, np.bool_)
+    )
+
+
+def _escapers(backslashes: np.ndarray) -> np.ndarray:
+    """Of the (sorted) positions of backslashes, those that escape the next character: the
+    first, third... of each run of them."""
+    if not len(backslashes):
+        return backslashes
+    index = np.arange(len(backslashes))
+    starts_run = np.ones(len(backslashes), np.bool_)
+    starts_run[1:] = backslashes[1:] != backslashes[:-1] + 1
+    run_start = np.maximum.accumulate(np.where(starts_run, index, 0))
+    return backslashes[(index - run_start) % 2 == 0]
+
+
+def _array_misfit(text: str, dtype: t.Array) -> str:
+    """Why the array ``text`` does not fit ``dtype``, as ``: ...`` ("" when not found)."""
+    body, lower = text, None
+    if text.startswith("["):
+        bounds, _, body = text.partition("=")
+        lower = bounds[1:].partition(":")[0]
+    dimensions = len(body) - len(body.lstrip("{"))
+    if dimensions > 1:
+        return f": it has {dimensions} dimensions, a list one"
+    if lower is not None:
+        return f": its first index is {lower}, a list's 1"
+    split = _split_arrays(pa.array([text], pa.string()))
+    if split.lists[0]:
+        _, misfits = parse_masked(split.elements, dtype.items)
+        if misfits is not None:
+            element = split.elements[int(np.flatnonzero(misfits)[0])].as_py()
+            return f": its element {misfit_reason(element, dtype.items)}"
+    return ""
+
+
 __all__ = [
     "SESSION_SETTINGS",
+    "SESSION_STATEMENTS",
     "carried_as_text",
     "column",
     "misfit_reason",
     "parse",
     "parse_masked",
+    "parse_selected",
     "type_of",
     "utf8_masked",
 ]
