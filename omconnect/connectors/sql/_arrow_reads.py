@@ -416,6 +416,14 @@ def _misfit_message(table: str, field: Field, detail: str, key: str = "") -> str
     )
 
 
+def _readable(column: pa.Array) -> list[Any]:
+    """``column``'s values as Python objects; dates and timestamps as Arrow's text of them
+    (Python's cannot hold a date outside years 1 to 9999, which is why such a row is bad)."""
+    if pa.types.is_date(column.type) or pa.types.is_timestamp(column.type):
+        return pc.cast(column, pa.string()).to_pylist()
+    return column.to_pylist()
+
+
 def _bad_rows(
     raw: pa.RecordBatch,
     values: pa.RecordBatch,
@@ -429,7 +437,7 @@ def _bad_rows(
     rows only."""
     rows = np.array(sorted({row for found in misfits.values() for row in found}), np.int64)
     picked = pa.array(rows)
-    as_read = [_storage_of(column).take(picked).to_pylist() for column in raw.columns]
+    as_read = [_readable(_storage_of(column).take(picked)) for column in raw.columns]
     conformed = [column.take(picked).to_pylist() for column in values.columns]
     payloads, errors, places = [], [], []
     for i, row in enumerate(rows.tolist()):
@@ -482,13 +490,46 @@ def _conform_or_find(
         pyarrow.ArrowNotImplementedError: no cast from the driver's type to ``target``.
     """
     try:
-        return _conform_column(column, dtype, target), {}
+        return _in_calendar(_conform_column(column, dtype, target), {})
     except ValueError:  # (ArrowInvalid too) some value does not fit
         pass
     checked, found = _checked(column, dtype)
     pieces, rest = _conform_halves(checked, dtype, target, 0)
     array = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
-    return array, {**rest, **found}
+    return _in_calendar(array, {**rest, **found})
+
+
+# The dates a record may hold: years 1 to 9999, as Python, JSON Schema's date format and
+# the CDC stream's parser take them (PostgreSQL's infinite dates and timestamps arrive from
+# ADBC as the extremes of their integer storage).
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
+# (Nanosecond timestamps cannot leave those years: int64 nanoseconds end in 2262.)
+_DAY_UNITS = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000}
+
+
+def _in_calendar(array: pa.Array, found: dict[int, str]) -> tuple[pa.Array, dict[int, str]]:
+    """``array`` with its dates and timestamps outside years 1 to 9999 null, and their rows
+    added to ``found`` (row -> why); other types as they are. One min/max pass when every
+    value is inside."""
+    kind = array.type
+    if pa.types.is_date32(kind):
+        stored, first, last = array.cast(pa.int32()), _FIRST_DAY, _LAST_DAY
+    elif pa.types.is_timestamp(kind) and kind.unit in _DAY_UNITS:
+        day = _DAY_UNITS[kind.unit]
+        stored, first, last = array.cast(pa.int64()), _FIRST_DAY * day, (_LAST_DAY + 1) * day - 1
+    else:
+        return array, found
+    extremes = pc.min_max(stored)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if low is None or (low >= first and high <= last):
+        return array, found
+    outside = pc.or_(pc.less(stored, first), pc.greater(stored, last))
+    rows = np.flatnonzero(outside.to_numpy(zero_copy_only=False) == True)  # noqa: E712
+    reason = "it is outside the years 1 to 9999 (an infinite date or timestamp?)"
+    return pc.if_else(outside, pa.nulls(len(array), kind), array), {
+        **found,
+        **{int(row): reason for row in rows},
+    }
 
 
 def _conform_halves(

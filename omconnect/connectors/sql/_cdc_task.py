@@ -279,8 +279,6 @@ class PostgresCdcTask(SourceTask):
         self._offset = {**self._offset, "snapshot": "running"}
 
     def _poll_snapshot(self) -> PollResult:
-        from omconnect.connectors.sql._arrow_reads import conform
-        from omconnect.connectors.sql._snapshot import last_values
 
         while self._snapshot_left:
             table, after, parts = self._snapshot_left[0]
@@ -301,11 +299,11 @@ class PostgresCdcTask(SourceTask):
                 continue
             if raw.num_rows == 0:
                 continue
-            rows = conform(_selected(raw, table), table.row_fields, table.stream)
+            rows = self._conformed(raw, table)
             offset = {
                 "snapshot": "running",
                 "table": table.stream,
-                "after": last_values(rows, table.key),
+                "after": self._last_key,
             }
             self._offset = offset
             after_rows = rows_from_batch(table, rows)
@@ -861,8 +859,7 @@ class PostgresCdcTask(SourceTask):
         import adbc_driver_postgresql.dbapi as adbc_postgresql
         from sqlalchemy.dialects import postgresql
 
-        from omconnect.connectors.sql._arrow_reads import AdbcReader, conform
-        from omconnect.connectors.sql._snapshot import last_values
+        from omconnect.connectors.sql._arrow_reads import AdbcReader
 
         size = self.config.incremental_chunk_size
         statement = self._snapshot_statement(table, after).limit(size)
@@ -883,16 +880,33 @@ class PostgresCdcTask(SourceTask):
             if unreachable(error) or isinstance(error, RetriableError):
                 raise RetriableError(str(translated)) from None
             raise translated from None
-        rows = [
-            conform(_selected(b, table), table.row_fields, table.stream)
-            for b in batches
-            if b.num_rows
-        ]
-        if not rows:
+        read = [b for b in batches if b.num_rows]
+        if not read:
             return null_rows(table, 0), after, False
-        chunk = pa.Table.from_batches(rows).combine_chunks().to_batches()[0]
-        count = chunk.num_rows
-        return rows_from_batch(table, chunk), last_values(chunk, table.key), count >= size
+        whole = pa.Table.from_batches(read).combine_chunks().to_batches()[0]
+        chunk = self._conformed(whole, table)
+        return rows_from_batch(table, chunk), self._last_key, whole.num_rows >= size
+
+    def _conformed(self, raw: pa.RecordBatch, table: TableEvents) -> pa.RecordBatch:
+        """A snapshot read of ``table`` as its row fields type it, its rows with a value
+        that does not fit dead-lettered and left out (``_last_key``: the key of its last row,
+        left out or not, where the next read starts)."""
+        from omconnect.connectors.sql._arrow_reads import conform_rows
+        from omconnect.connectors.sql._snapshot import last_values
+
+        rows, bad = conform_rows(
+            _selected(raw, table),
+            table.row_fields,
+            table.stream,
+            {"slot": self._slot, "table": table.stream},
+            key=table.key,
+            positions=table.key,
+        )
+        self._last_key = last_values(rows, table.key)
+        if bad is None:
+            return rows
+        self.context.errors.report_raw(bad.payloads, bad.errors, bad.places, stage="read")
+        return rows.filter(bad.good(rows.num_rows))
 
     def _close_chunk_reader(self) -> None:
         reader, self._chunk_reader = self._chunk_reader, None

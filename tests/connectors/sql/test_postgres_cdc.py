@@ -561,3 +561,31 @@ def test_heartbeat_query_runs_with_every_heartbeat(cdc: Cdc) -> None:
     assert failed.returncode != 0
     assert "heartbeat_query" in failed.stderr and "nowhere" in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_snapshot_rows_that_do_not_fit_are_dead_lettered(cdc: Cdc) -> None:
+    """The initial snapshot under ``errors.tolerance: all``: a numeric ``NaN`` and an
+    ``infinity`` date go to the dead letter topic naming table, key and column; the other
+    rows are read, and the stream goes on after the snapshot."""
+    schema = cdc.schema
+    cdc.database.execute(
+        f'CREATE TABLE "{schema}".s (id int PRIMARY KEY, amount numeric(10,2), day date)',
+        f"INSERT INTO \"{schema}\".s VALUES (1, 1.5, '2026-01-01'), (2, 'NaN', '2026-01-02'), "
+        f"(3, 3, 'infinity'), (4, 4, '2026-01-04')",
+    )
+    cdc.pipeline(["s"])
+    with (cdc.folder / "cdc.yaml").open("a") as pipeline:
+        pipeline.write("errors: {tolerance: all}\n")
+    cdc.run_once()
+    cdc.database.execute(f"INSERT INTO \"{schema}\".s VALUES (5, 5, '2026-01-05')")
+    cdc.run_once()
+    events = cdc.events("s")
+    assert [(e["value"]["op"], e["key"]["id"]) for e in events] == [
+        ("r", 1),
+        ("r", 4),
+        ("c", 5),
+    ]
+    reasons = [d["headers"]["omconnect.error.reason"] for d in tail_topic("cdc.dlq", cdc.folder)]
+    assert len(reasons) == 2
+    assert "column amount" in reasons[0] and '"id": 2' in reasons[0]
+    assert "column day" in reasons[1] and '"id": 3' in reasons[1]

@@ -368,3 +368,29 @@ def test_text_that_is_not_a_uuid_makes_its_row_bad() -> None:
     assert [json.loads(p) for p in bad.payloads] == [{"id": 2, "u": "not-a-uuid"}]
     assert bad.places == [{"table": "s.t", "key": {"id": 2}, "column": "u"}]
     assert "column u: a value does not fit uuid (not a UUID)" in str(bad.errors[0])
+
+
+def test_infinite_dates_and_timestamps_make_their_rows_bad(
+    postgres_database: SqlDatabase,
+) -> None:
+    """PostgreSQL's ``infinity`` and ``-infinity`` (no year 1 to 9999 holds them) in a date
+    and a timestamptz column: their rows are reported, the others read."""
+    schema = postgres_database.schema
+    postgres_database.execute(
+        f'CREATE TABLE "{schema}".days (id int PRIMARY KEY, d date, ts timestamptz)',
+        f"INSERT INTO \"{schema}\".days SELECT i, date '2026-01-01' + i, "
+        f"timestamptz '2026-01-01 00:00:00+00' + i * interval '1 hour' "
+        "FROM generate_series(1, 6) i",
+        f"UPDATE \"{schema}\".days SET d = 'infinity' WHERE id = 2",
+        f"UPDATE \"{schema}\".days SET ts = '-infinity' WHERE id = 4",
+    )
+    config = {"url": postgres_database.url, "tables": [postgres_database.table("days")]}
+    source = SourceDriver("sql", config)
+    ids = [i for b in source.read_to_end() for i in b.values.column("id").to_pylist()]
+    assert ids == [1, 3, 5, 6]
+    reports = source.errors.raw_reports
+    assert [(r.where["key"], r.where["column"]) for r in reports] == [
+        ({"id": 2}, "d"),
+        ({"id": 4}, "ts"),
+    ]
+    assert "outside the years 1 to 9999" in str(reports[0].error)
