@@ -14,7 +14,13 @@ For each chunk the task writes a low watermark (a non-transactional logical deco
 message), reads the chunk (in a snapshot of that moment), and writes a high watermark. Every
 change of the table streamed between the two watermarks may be newer than the chunk's copy
 of its row, so the chunk drops the rows of those keys; at the high watermark the rest of the
-chunk is emitted as ``op: r`` events with ``source.snapshot`` ``incremental``. Streamed
+chunk is emitted as ``op: r`` events with ``source.snapshot`` ``incremental``. The window
+opens earlier than Debezium's, when the task writes the low watermark rather than when it
+comes back: a transaction whose commit is in the WAL just before the low watermark can
+still be invisible to the chunk's snapshot (a commit becomes visible after its WAL flush),
+and its changes, streamed before the watermark, would otherwise lose to the stale chunk row.
+Dropping a chunk row for a key streamed meanwhile is always safe: the streamed event carries
+the row as it is after that change. Streamed
 changes thus always win over stale snapshot rows, and a consumer applying the events in
 order ends with the table as it is.
 
@@ -72,8 +78,8 @@ class Progress:
 @dataclass
 class Window:
     """One chunk between its watermarks: ``rows`` (``Row`` structs, key order) read after
-    the low watermark was written; ``seen`` holds the keys of the changes streamed since the
-    low watermark came back (``open``)."""
+    the low watermark was written; ``seen`` holds the keys of the changes streamed while it
+    is ``open`` (from when the low watermark was written, see the module docstring)."""
 
     token: str
     table: TableEvents

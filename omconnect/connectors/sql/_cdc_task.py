@@ -849,7 +849,11 @@ class PostgresCdcTask(SourceTask):
         self._write_message(f"{LOW}:{token}")
         rows, last_key, full = self._read_chunk(table, progress.after)
         self._write_message(f"{HIGH}:{token}")
-        self._window = Window(token, table, rows, last_key, full)
+        # Open from now on, not only from the low watermark: a transaction whose commit is
+        # in the WAL before the low watermark may become visible only after the chunk's
+        # snapshot was taken (a commit waits for its WAL flush before it is visible), so its
+        # changes, streamed before the low watermark, may be missing from the chunk.
+        self._window = Window(token, table, rows, last_key, full, open=True)
 
     def _read_chunk(
         self, table: TableEvents, after: list[Any] | None
