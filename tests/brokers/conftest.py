@@ -36,12 +36,13 @@ from omconnect.runtime.brokers import (
 )
 from omconnect.runtime.brokers.base import ConsumerStart, RebalanceListener
 from omconnect.schemas.message_batch import MessageBatch
+from tests.support.kafka_server import kafka_test_url
 from tests.support.nats_server import delete_test_namespaces, nats_test_url
 from tests.support.redis_server import delete_test_prefixes, redis_test_url
 
 T = TypeVar("T")
 
-BROKER_BACKENDS = ["embedded", "nats", "redis"]
+BROKER_BACKENDS = ["embedded", "kafka", "nats", "redis"]
 
 Capability = Literal[
     "log", "end_offsets", "acks", "transactions", "partitions", "groups", "retention", "compaction"
@@ -55,6 +56,7 @@ def _embedded_url(tmp_path: Path) -> str:
 
 _URL_BUILDERS: dict[str, Callable[[Path], str]] = {
     "embedded": _embedded_url,
+    "kafka": kafka_test_url,  # one Tansu for the session (tests/support/kafka_server.py)
     "nats": nats_test_url,  # the shared server, a namespace per test (tests/support)
     "redis": redis_test_url,  # the shared server, a key prefix per test
 }

@@ -36,7 +36,6 @@ def test_embedded_urls_open_the_embedded_broker() -> None:
 @pytest.mark.parametrize(
     ("url", "extra"),
     [
-        ("kafka://localhost:9092", "kafka"),
         ("amqp://user:s3cret@localhost:5672/vhost", "rabbitmq"),
         ("mqtt://localhost:1883", "mqtt"),
     ],

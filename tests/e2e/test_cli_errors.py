@@ -138,13 +138,27 @@ def test_read_only_commands_create_nothing(tmp_path: Path) -> None:
 
 
 def test_a_broker_that_is_not_supported_yet(tmp_path: Path) -> None:
-    result = omconnect("topics", "list", "--broker", f"kafka://u:{SECRET}@h:9092", cwd=tmp_path)
-    assert_clean_failure(result, 2, "the kafka:// broker driver is not available yet")
+    result = omconnect("topics", "list", "--broker", f"amqp://u:{SECRET}@h:5672", cwd=tmp_path)
+    assert_clean_failure(result, 2, "the amqp:// broker driver is not available yet")
     assert SECRET not in result.stderr
     debug = omconnect(
-        "--log-level", "DEBUG", "topics", "list", "--broker", "kafka://h:9092", cwd=tmp_path
+        "--log-level", "DEBUG", "topics", "list", "--broker", "amqp://h:5672", cwd=tmp_path
     )
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["kafka://127.0.0.1:1", f"redis://:{SECRET}@127.0.0.1:1", f"nats://u:{SECRET}@127.0.0.1:1"],
+)
+def test_a_broker_that_cannot_be_reached_fails_in_seconds_saying_what_to_check(
+    tmp_path: Path, url: str
+) -> None:
+    result = omconnect("topics", "list", "--broker", url, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "127.0.0.1:1" in last and "check" in last, result.stderr
+    assert "Traceback" not in result.stderr and SECRET not in result.stderr
 
 
 def test_serve_with_a_port_out_of_range(tmp_path: Path) -> None:

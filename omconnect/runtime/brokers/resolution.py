@@ -13,13 +13,13 @@ from omconnect.runtime.brokers.url import BrokerUrl, parse_broker_url
 # library is needed only by pipelines that use it.
 _DRIVERS: dict[str, str] = {
     "embedded": "omconnect.runtime.brokers.embedded:open_embedded_broker",
+    "kafka": "omconnect.runtime.brokers.kafka:open_kafka_broker",
     "nats": "omconnect.runtime.brokers.nats:open_nats_broker",
     "redis": "omconnect.runtime.brokers.redis:open_redis_broker",
 }
 
 # Schemes the design promises, with the extra that will carry each driver's client.
 _PLANNED: dict[str, str] = {
-    "kafka": "kafka",
     "amqp": "rabbitmq",
     "mqtt": "mqtt",
 }

@@ -18,6 +18,7 @@ import sys
 import traceback
 
 from omconnect.runtime.brokers import BrokerNotFoundError, UnsupportedBrokerError
+from omconnect.runtime.brokers.base import BrokerError
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.config.redaction import Redactor
 from omconnect.runtime.state import OffsetStoreError, PipelineRunningError, StateUnavailableError
@@ -32,6 +33,7 @@ _KNOWN: dict[type[BaseException], int] = {
     BrokerNotFoundError: FAILURE_EXIT,
     OffsetStoreError: FAILURE_EXIT,
     PipelineRunningError: FAILURE_EXIT,
+    BrokerError: FAILURE_EXIT,  # the drivers' one-line errors (unreachable, refused)
 }
 
 _noted: list[Redactor] = []
