@@ -23,8 +23,8 @@ import pytest
 from omconnect.runtime.brokers import Broker, ConsumedBatch, Consumer, TopicPartition, open_broker
 from omconnect.runtime.brokers.base import CommitFencedError, TopicSettings
 from omconnect.runtime.brokers.embedded import EmbeddedBroker
-from omconnect.runtime.brokers.embedded._range_assignor import Subscription, range_assignment
 from omconnect.runtime.brokers.embedded.consumer import EmbeddedConsumer
+from omconnect.runtime.brokers.groups import Subscription, range_assignment
 
 from .conftest import numbered_messages, run
 

@@ -12,48 +12,37 @@ file in a temporary directory, for tests that kill and restart the server.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from pathlib import Path
 
-import pytest
+from tests.support.local_servers import ServerProcess, SharedServer, free_port
 
-SHARED_ADDRESS = os.environ.get("OMCONNECT_TEST_REDIS", "127.0.0.1:6379")
+__all__ = [
+    "RedisServerProcess",
+    "delete_test_prefixes",
+    "free_port",
+    "new_prefix",
+    "redis_test_url",
+]
+
+SHARED = SharedServer(
+    "Redis",
+    "OMCONNECT_TEST_REDIS",
+    "127.0.0.1:6379",
+    "redis-server --bind {host} --port {port} --save ''",
+)
 # Short enough that a test waiting for a dead member's partitions stays quick, long enough
 # that a busy machine does not expel live members.
 TEST_CLAIM_IDLE = 2
 
 _prefixes: list[str] = []
-_reachable: bool | None = None
-
-
-def shared_server() -> str:
-    """``host:port`` of the shared test server; fails the test (never skips) when nothing
-    listens there."""
-    global _reachable
-    if _reachable is None:
-        _reachable = _listening(SHARED_ADDRESS)
-    if not _reachable:
-        host, _, port = SHARED_ADDRESS.rpartition(":")
-        pytest.fail(
-            f"no Redis server answers on {SHARED_ADDRESS}: start one, e.g. "
-            f"`redis-server --bind {host} --port {port} --save ''` "
-            "(or set OMCONNECT_TEST_REDIS=host:port to use another)",
-            pytrace=False,
-        )
-    return SHARED_ADDRESS
 
 
 def redis_test_url(tmp_path: Path | None = None, **options: object) -> str:
     """A ``redis://`` URL of the shared server with a key prefix of its own (its keys are
     deleted after the test by ``delete_test_prefixes``); ``options`` add URL options."""
     del tmp_path
-    address = shared_server()
+    address = SHARED.address_or_fail()
     prefix = new_prefix()
     query = {"prefix": prefix, "claim_idle": TEST_CLAIM_IDLE, **options}
     return f"redis://{address}?" + "&".join(f"{k}={v}" for k, v in query.items())
@@ -74,7 +63,7 @@ def delete_test_prefixes() -> None:
 
     prefixes = list(_prefixes)
     _prefixes.clear()
-    host, _, port = SHARED_ADDRESS.rpartition(":")
+    host, _, port = SHARED.address.rpartition(":")
     client = redis.Redis(host=host, port=int(port), socket_timeout=5, socket_connect_timeout=2)
     try:
         for prefix in prefixes:
@@ -87,56 +76,13 @@ def delete_test_prefixes() -> None:
         client.close()
 
 
-def _listening(address: str, timeout: float = 1.0) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RedisServerProcess:
+class RedisServerProcess(ServerProcess):
     """A private ``redis-server`` on a free port, persisting every write to an append-only
-    file (``appendfsync always``) under ``directory``."""
+    file (``appendfsync always``) under ``directory``; it logs to ``server.log``."""
 
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not on PATH: install it to run this test", pytrace=False)
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+    binary = "redis-server"
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [self.binary, *self._arguments()],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _listening(self.address, timeout=0.2):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                log = self.directory / "redis.log"
-                pytest.fail(
-                    f"redis-server did not start: {log.read_text() if log.exists() else ''}",
-                    pytrace=False,
-                )
-            time.sleep(0.05)
-
-    def _arguments(self) -> list[str]:
+    def arguments(self) -> list[str]:
         options = {
             "bind": "127.0.0.1",
             "port": str(self.port),
@@ -144,23 +90,5 @@ class RedisServerProcess:
             "appendonly": "yes",
             "appendfsync": "always",
             "save": "",
-            "logfile": str(self.directory / "redis.log"),
         }
         return [part for name, value in options.items() for part in (f"--{name}", value)]
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, what is not in the append-only file is gone."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-            self.process = None

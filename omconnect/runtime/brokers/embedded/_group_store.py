@@ -28,14 +28,14 @@ from dataclasses import dataclass
 
 from omconnect.runtime.brokers.base import CommitFencedError, TopicPartition
 from omconnect.runtime.brokers.embedded._owner_lock import MEMBERS, OwnerLock, owner_is_alive
-from omconnect.runtime.brokers.embedded._range_assignor import (
+from omconnect.runtime.brokers.embedded._sqlite_transaction import write_transaction
+from omconnect.runtime.brokers.embedded._transactions import log_path
+from omconnect.runtime.brokers.groups import (
     Subscription,
     partitions_digest,
     range_assignment,
-    subscribed_partition_counts,
+    subscribed_counts,
 )
-from omconnect.runtime.brokers.embedded._sqlite_transaction import write_transaction
-from omconnect.runtime.brokers.embedded._transactions import log_path
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def sync_member(
                 (group, me.member_id, now, now, session_ms, json.dumps(me.topics), me.pattern),
             )
         members = _members(connection, group)
-        counts = subscribed_partition_counts(members, topic_partition_counts(connection))
+        counts = subscribed_counts(members, topic_partition_counts(connection))
         digest = partitions_digest(counts)
         generation, stored_digest = connection.execute(
             "SELECT generation, digest FROM consumer_groups WHERE group_id = ?", (group,)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Mapping, Sequence, Set
 
 from omconnect.runtime.brokers.base import (
@@ -22,13 +19,9 @@ from omconnect.runtime.brokers.base import (
 from omconnect.runtime.brokers.embedded import _group_store, _log_store
 from omconnect.runtime.brokers.embedded._append_signal import AppendSignal
 from omconnect.runtime.brokers.embedded._owner_lock import OwnerLock
-from omconnect.runtime.brokers.embedded._range_assignor import (
-    Subscription,
-    partitions_digest,
-    subscribed_partition_counts,
-)
 from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
 from omconnect.runtime.brokers.embedded._sqlite_thread import SqliteThread
+from omconnect.runtime.brokers.groups import Subscription, partitions_digest, subscribed_counts
 from omconnect.schemas.message_batch import MessageBatch
 
 log = logging.getLogger("omconnect.broker.embedded")
@@ -88,23 +81,13 @@ class EmbeddedConsumer(Consumer):
         start: ConsumerStart = "earliest",
         session_timeout: float = 10.0,
     ) -> None:
-        if not topics and pattern is None:
-            raise ValueError("a consumer needs at least one topic or a pattern")
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(
-                    f"topic pattern {pattern!r} is not a regular expression: {exc}"
-                ) from None
+        subscription = Subscription.new(topics, pattern)
         if session_timeout <= 0:
             raise ValueError(f"session_timeout must be positive, got {session_timeout}")
         self.group = group
-        self.topics = tuple(dict.fromkeys(topics))
+        self.topics = subscription.topics
         self.pattern = pattern
-        self._subscription = Subscription(
-            f"{time.time_ns():016x}-{os.getpid()}-{uuid.uuid4().hex[:8]}", self.topics, pattern
-        )
+        self._subscription = subscription
         self._listener = listener
         self._thread = thread
         self._signal = signal
@@ -223,7 +206,7 @@ class EmbeddedConsumer(Consumer):
         token = _group_store.topics_token(connection)
         if token != self._topics_token:
             counts = _group_store.topic_partition_counts(connection)
-            digest = partitions_digest(subscribed_partition_counts(self._members, counts))
+            digest = partitions_digest(subscribed_counts(self._members, counts))
             if digest != state[1]:
                 return True
             self._topics_token = token
@@ -383,11 +366,7 @@ class EmbeddedConsumer(Consumer):
     def _seek_on_thread(
         self, connection: sqlite3.Connection, offsets: dict[TopicPartition, int]
     ) -> None:
-        for tp, offset in offsets.items():
-            if not self._subscription.topics_among([tp[0]]):
-                raise ValueError(f"cannot seek {tp[0]!r}: the consumer does not subscribe to it")
-            if offset < 0:
-                raise ValueError(f"cannot seek {tp} to a negative offset ({offset})")
+        self._subscription.check_seek(offsets)
         for tp, offset in offsets.items():
             if tp in self._owned:
                 self._positions[tp] = offset

@@ -22,15 +22,17 @@ How the contract maps onto JetStream, and why:
   and timestamps map to NATS headers losslessly (``_message_codec``).
 - **Offsets and groups live in a key-value bucket** (``OMC_groups``), one document per
   group: members, the partition owners, committed offsets, changed by compare-and-set
-  (``_group_document``). A JetStream durable consumer cannot hold a Kafka-style position:
-  its ack floor only moves forward (``omconnect offsets reset`` commits 0), it would move on
-  ``seek`` (a seek must not commit), and two members of one durable compete for messages
-  instead of splitting partitions. So a member reads each partition it owns through its
-  own ephemeral pull consumer (no acks) created at its position (``_reader``), and
-  ``commit`` stores "the next offset" in the group document, checking atomically that the
-  member is current and owns the partition (``CommitFencedError`` otherwise).
+  (``_group_storage``; the document and the membership protocol are shared with the other
+  drivers, ``omconnect.runtime.brokers.groups``). A JetStream durable consumer cannot hold a
+  Kafka-style position: its ack floor only moves forward (``omconnect offsets reset``
+  commits 0), it would move on ``seek`` (a seek must not commit), and two members of one
+  durable compete for messages instead of splitting partitions. So a member reads each
+  partition it owns through its own ephemeral pull consumer (no acks) created at its
+  position (``_reader``), and ``commit`` stores "the next offset" in the group document,
+  checking atomically that the member is current and owns the partition
+  (``CommitFencedError`` otherwise).
 - **Groups** split partitions with Kafka's range assignor and rebalance callbacks
-  (``consumer``, ``_membership``). A member whose process dies is noticed within about two
+  (``consumer``, ``groups``). A member whose process dies is noticed within about two
   seconds (it no longer answers pings, ``_liveness``), one that hangs after
   ``session_timeout`` seconds: that is this driver's "ack wait". Its partitions go to the
   others, which read on from the last committed offsets, so everything it had not committed

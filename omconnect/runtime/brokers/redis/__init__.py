@@ -27,18 +27,20 @@ What maps to what, and why:
   once the server replied; what that is worth depends on the server's persistence
   (``appendonly yes`` with ``appendfsync always`` for no loss; ``everysec``, the default,
   can lose about a second of acknowledged messages in a crash).
-* **Consumer groups** (``consumer``, ``_membership``, ``_reader``): members of a group split
-  the partitions with Kafka's range assignor, agreeing through a group document changed by
-  WATCH/MULTI compare-and-set, with rebalance callbacks and generation fencing. Each owned
-  partition is read through a Redis consumer group of the same name on its stream
-  (``XGROUP CREATE ... MKSTREAM``, ``XREADGROUP ... >``): its last delivered id is the
-  member's read position, and its pending entries list (PEL) holds exactly what was read and
-  not committed, because ``commit`` stores the next offset (``<prefix>:group:<g>:offsets``)
-  and ``XACK``s every entry below it in one atomic step. A member that dies stops its
-  heartbeats; after ``claim_idle`` seconds (and a little) the others drop it, and the new
-  owner of each of its partitions first ``XAUTOCLAIM``s its pending entries idle for
-  ``claim_idle`` (immediately for a member that left cleanly) and delivers them, in order,
-  before reading on: what it had not committed is delivered again, once.
+* **Consumer groups** (``consumer``, ``_group_storage``, ``_heartbeats``, ``_reader``):
+  members of a group split the partitions with Kafka's range assignor, agreeing through a
+  group document changed by WATCH/MULTI compare-and-set, with rebalance callbacks and
+  generation fencing (the protocol is shared with nats://,
+  ``omconnect.runtime.brokers.groups``). Each owned partition is read through a Redis
+  consumer group of the same name on its stream (``XGROUP CREATE ... MKSTREAM``,
+  ``XREADGROUP ... >``): its last delivered id is the member's read position, and its
+  pending entries list (PEL) holds exactly what was read and not committed, because
+  ``commit`` stores the next offset (``<prefix>:group:<g>:offsets``) and ``XACK``s every
+  entry below it in one atomic step. A member that dies stops its heartbeats; after
+  ``claim_idle`` seconds (and a little) the others drop it, and the new owner of each of its
+  partitions first ``XAUTOCLAIM``s its pending entries idle for ``claim_idle`` (immediately
+  for a member that left cleanly) and delivers them, in order, before reading on: what it
+  had not committed is delivered again, once.
 * **log, not acks**: the runtime's sink loop commits offsets after each flush, reads the
   committed offsets when it gains a partition, seeks a sink that stores its own positions
   (exactly-once), and under ``--once`` waits for the ``end_offsets`` and for the other

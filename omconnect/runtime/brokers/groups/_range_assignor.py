@@ -1,12 +1,18 @@
 """Which member of a consumer group reads which partition: Kafka's range assignor.
 
-Every member computes it from the same group document (its members and the partition counts
-stored in it at one generation), so they agree without a leader.
+Every member runs it on the same inputs (the group's members and the partition counts of the
+topics they subscribe to, as stored at one generation), so they agree on the assignment
+without a leader.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +27,36 @@ class Subscription:
     member_id: str
     topics: tuple[str, ...]
     pattern: str | None = None
+
+    @classmethod
+    def new(cls, topics: Sequence[str], pattern: str | None) -> Subscription:
+        """The subscription of a new member, under a fresh id that starts with the creation
+        time (members are sorted by id, so older members keep the lower ranges).
+
+        Raises:
+            ValueError: neither topics nor a pattern, or a pattern that is not a regular
+                expression.
+        """
+        if not topics and pattern is None:
+            raise ValueError("a consumer needs at least one topic or a pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"topic pattern {pattern!r} is not a regular expression: {exc}"
+                ) from None
+        member_id = f"{time.time_ns():016x}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        return cls(member_id, tuple(dict.fromkeys(topics)), pattern)
+
+    def check_seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Raises ValueError: a partition of ``offsets`` is of a topic this member does not
+        subscribe to, or its offset is negative."""
+        for tp, offset in offsets.items():
+            if not self.topics_among([tp[0]]):
+                raise ValueError(f"cannot seek {tp[0]!r}: the consumer does not subscribe to it")
+            if offset < 0:
+                raise ValueError(f"cannot seek {tp} to a negative offset ({offset})")
 
     def topics_among(self, existing: Iterable[str]) -> set[str]:
         """The topics of ``existing`` this member subscribes to."""
@@ -41,6 +77,12 @@ def subscribed_counts(
     for member in members:
         topics |= member.topics_among(partition_counts)
     return {t: partition_counts[t] for t in sorted(topics)}
+
+
+def partitions_digest(counts: Mapping[str, int]) -> str:
+    """A short fingerprint of a group's subscribed partitions, to store with its generation."""
+    text = json.dumps(sorted(counts.items()), separators=(",", ":"))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def range_assignment(
