@@ -1,10 +1,13 @@
 """The reading task of the ``postgres-cdc`` source: snapshot, then the slot's stream.
 
 See ``postgres_cdc`` for what it promises. A poll reads up to ``batch_size`` messages from the
-slot and returns their events as a list of batches in stream order, one per run of changes of
-one table; each batch's mark is where the transaction got to (its ``commit_lsn`` and the count
-of its changes so far, ``complete`` at its commit). psycopg2 and ADBC are imported when the
-task starts, not with this module (every ``omconnect`` command imports the plugins).
+slot (for at most 50 ms once the first came) and returns their events as a list of batches in
+stream order, one per run of one table's changes, across transactions (``_Run``): a mark at
+each transaction's commit (its ``commit_lsn``, the count of its changes, ``complete``), or,
+for a run of simple single-table transactions taken at once, after the last of them; and one
+where an open transaction got to when a run ends inside it. The events carry their own
+message ids (commit LSN and index). psycopg2 and ADBC are imported when the task starts, not
+with this module (every ``omconnect`` command imports the plugins).
 
 Faults: the runtime retries ``start`` and ``poll`` on ``RetriableError`` (on the same task) and
 fails the task on anything else. So a server that cannot be reached (down, restarting, a
@@ -1105,9 +1108,6 @@ class _Run:
     Attributes:
         parts: the changes as Debezium publishes them (``key_changes``), in order.
         events: how many events they are (tombstones not counted).
-        sources: per transaction in the run, in order: how many of the events are its, the
-            message id index of its first one and how many messages they are (tombstones
-            counted).
         marks: (events before it, offset): one per transaction's commit, and one where the
             open transaction got to when the run ends before its commit.
         marked: the events before the last mark.
@@ -1118,8 +1118,9 @@ class _Run:
     events: int = 0
     marks: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     marked: int = 0
-    # Per transaction in the run (the columns of ``sources``): its commit LSN, time and xid,
-    # its events in the run, the message id index of the first, its messages.
+    # Per transaction in the run, in order (what ``sources`` and ``message_ids`` read): its
+    # commit LSN, time and xid, its events in the run, the message id index of the first of
+    # them and how many messages they are (tombstones counted).
     lsns: list[int] = field(default_factory=list)
     times_ms: list[int] = field(default_factory=list)
     xids: list[int] = field(default_factory=list)
