@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from omconnect.schemas.message_batch import MessageBatch
+
 _SEED = np.uint32(0x9747B28C)
 _M = np.uint32(0x5BD1E995)
 
@@ -98,3 +100,51 @@ def partitions_for_keys(keys: pa.Array, partitions: int, null_key_partition: int
         nulls = keys.is_null().to_numpy(zero_copy_only=False)
         result[nulls] = null_key_partition
     return result
+
+
+class KeyPartitioner:
+    """A producer's partitioning of its batches: by key hash (``partitions_for_keys``), the
+    messages without a key going to the next partition in turn with each batch that has any
+    (Kafka's sticky rotation per batch), or all to an explicit partition."""
+
+    def __init__(self) -> None:
+        self._null_key_turn = 0
+
+    def targets(self, messages: MessageBatch, partitions: int) -> np.ndarray:
+        """The partition of every message of ``messages`` (an int64 array)."""
+        keys = messages.keys
+        null_key_partition = self._null_key_turn % partitions
+        if keys.null_count:
+            self._null_key_turn += 1
+        return partitions_for_keys(keys, partitions, null_key_partition)
+
+    def split(
+        self, messages: MessageBatch, partitions: int, partition: int | None = None
+    ) -> list[tuple[int, MessageBatch]]:
+        """``messages`` as (partition, its messages in send order) pairs, in partition order.
+
+        Raises:
+            ValueError: ``partition`` is not one of the topic's ``partitions``.
+        """
+        if partition is not None:
+            if not 0 <= partition < partitions:
+                raise ValueError(
+                    f"partition {partition} does not exist: the topic has {partitions}"
+                )
+            return [(partition, messages)]
+        targets = self.targets(messages, partitions)
+        if partitions == 1:
+            return [(0, messages)]
+        first = int(targets[0])
+        if bool((targets == first).all()):
+            return [(first, messages)]
+        # One gather for the whole batch, then zero-copy slices; the stable sort keeps each
+        # partition's messages in send order.
+        order = np.argsort(targets, kind="stable")
+        ordered = messages.take(order)
+        numbers, starts = np.unique(targets[order], return_index=True)
+        ends = [*starts[1:].tolist(), len(messages)]
+        return [
+            (int(number), ordered.slice(int(start), int(end) - int(start)))
+            for number, start, end in zip(numbers, starts, ends, strict=True)
+        ]

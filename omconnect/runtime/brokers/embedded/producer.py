@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import Mapping
 
-import numpy as np
 import pyarrow.compute as pc
 
 from omconnect.runtime.brokers.base import BrokerError, Producer, SendResult, TopicSettings
@@ -23,7 +22,7 @@ from omconnect.runtime.brokers.embedded._transactions import (
     OpenTransaction,
     TransactionAbortedError,
 )
-from omconnect.runtime.brokers.key_partitioning import partitions_for_keys
+from omconnect.runtime.brokers.key_partitioning import KeyPartitioner
 from omconnect.schemas.message_batch import MessageBatch
 
 log = logging.getLogger("omconnect.broker.embedded")
@@ -72,7 +71,7 @@ class EmbeddedProducer(Producer):
         self.producer_id = f"{os.getpid()}-{uuid.uuid4().hex}"
         # Only touched on the connection's thread.
         self._topics: dict[str, TopicSettings] = {}
-        self._null_key_turn = 0
+        self._partitioner = KeyPartitioner()
         self._upkeep_due: dict[str, float] = {}
         self._transaction: OpenTransaction | None = None
         self._owner_lock: OwnerLock | None = None
@@ -107,7 +106,7 @@ class EmbeddedProducer(Producer):
             settings = _log_store.ensure_topic(connection, topic, TopicSettings())
             self._topics[topic] = settings
         segments: list[PendingSegment] = []
-        for number, group in self._split_by_partition(messages, settings.partitions, partition):
+        for number, group in self._partitioner.split(messages, settings.partitions, partition):
             segments.extend(self._encode(number, group))
         appended = _log_store.append(connection, topic, segments, self._transaction)
         if time.monotonic() >= self._upkeep_due.get(topic, 0.0):
@@ -189,37 +188,6 @@ class EmbeddedProducer(Producer):
         if transaction is not None and transaction.id is not None:
             _transactions.abort(connection, transaction.id)
         self._transaction = None
-
-    def _split_by_partition(
-        self, messages: MessageBatch, partitions: int, partition: int | None
-    ) -> list[tuple[int, MessageBatch]]:
-        if partition is not None:
-            if not 0 <= partition < partitions:
-                raise ValueError(
-                    f"partition {partition} does not exist: the topic has {partitions}"
-                )
-            return [(partition, messages)]
-        keys = messages.keys
-        null_key_partition = self._null_key_turn % partitions
-        if keys.null_count:
-            self._null_key_turn += 1
-        if partitions == 1:
-            return [(0, messages)]
-        targets = partitions_for_keys(keys, partitions, null_key_partition)
-        first = int(targets[0])
-        if bool((targets == first).all()):
-            return [(first, messages)]
-        # One gather for the whole batch, then zero-copy slices; the stable sort keeps each
-        # partition's messages in send order.
-        order = np.argsort(targets, kind="stable")
-        ordered = messages.take(order)
-        sorted_targets = targets[order]
-        numbers, starts = np.unique(sorted_targets, return_index=True)
-        ends = [*starts[1:].tolist(), len(messages)]
-        return [
-            (int(number), ordered.slice(int(start), int(end) - int(start)))
-            for number, start, end in zip(numbers, starts, ends, strict=True)
-        ]
 
     def _encode(self, partition: int, messages: MessageBatch) -> list[PendingSegment]:
         rows = len(messages)

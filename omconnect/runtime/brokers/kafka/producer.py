@@ -21,7 +21,7 @@ from omconnect.runtime.brokers.kafka._admin import KafkaAdmin
 from omconnect.runtime.brokers.kafka._delivery import Delivery, ProducerClient
 from omconnect.runtime.brokers.kafka._errors import ConnectionProblems, broker_error
 from omconnect.runtime.brokers.kafka._librdkafka import BlockingCalls, producer_config
-from omconnect.runtime.brokers.key_partitioning import partitions_for_keys
+from omconnect.runtime.brokers.key_partitioning import KeyPartitioner
 from omconnect.schemas.message_batch import MessageBatch
 
 
@@ -64,7 +64,7 @@ class KafkaProducer(Producer):
         self._in_transaction = False
         self._enqueue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omconnect-kafka-send")
         self._ordering = asyncio.Lock()
-        self._null_key_turn = 0
+        self._partitioner = KeyPartitioner()
         self._known_positions_topics: set[str] = set()
         self._timeout = self._options.request_timeout_ms / 1000
         self._closed = False
@@ -98,11 +98,7 @@ class KafkaProducer(Producer):
     def _targets(self, messages: MessageBatch, count: int, partition: int | None) -> np.ndarray:
         if partition is not None:
             return np.full(len(messages), partition, dtype=np.int64)
-        keys = messages.keys
-        null_key_partition = self._null_key_turn % count
-        if keys.null_count:
-            self._null_key_turn += 1
-        return partitions_for_keys(keys, count, null_key_partition)
+        return self._partitioner.targets(messages, count)
 
     def _plain_client(self) -> ProducerClient:
         if self._plain is None:

@@ -6,10 +6,9 @@ import asyncio
 
 import nats.errors
 import nats.js.errors
-import numpy as np
 
 from omconnect.runtime.brokers.base import BrokerError, Producer, SendResult
-from omconnect.runtime.brokers.key_partitioning import partitions_for_keys
+from omconnect.runtime.brokers.key_partitioning import KeyPartitioner
 from omconnect.runtime.brokers.nats._acks import AckInbox
 from omconnect.runtime.brokers.nats._catalog import TopicCatalog
 from omconnect.runtime.brokers.nats._connection import NatsConnection, describe
@@ -42,7 +41,7 @@ class NatsProducer(Producer):
         self._catalog = catalog
         self._order = asyncio.Lock()
         self._acks = AckInbox()
-        self._null_key_turn = 0
+        self._partitioner = KeyPartitioner()
         self._closed = False
 
     async def send(
@@ -63,7 +62,7 @@ class NatsProducer(Producer):
             return []
         count = await self._catalog.partitions(topic, create=True)
         assert count is not None
-        parts = self._split(messages, count, partition)
+        parts = self._partitioner.split(messages, count, partition)
         client = await self._connection.client()
         await self._acks.open(client)
         naming = self._connection.naming
@@ -108,28 +107,6 @@ class NatsProducer(Producer):
         finally:
             self._acks.forget(number)
         return _results(topic, sizes, pending.sequences)
-
-    def _split(
-        self, messages: MessageBatch, partitions: int, partition: int | None
-    ) -> list[tuple[int, MessageBatch]]:
-        if partition is not None:
-            if not 0 <= partition < partitions:
-                raise ValueError(
-                    f"partition {partition} does not exist: the topic has {partitions}"
-                )
-            return [(partition, messages)]
-        keys = messages.keys
-        null_key_partition = self._null_key_turn % partitions
-        if keys.null_count:
-            self._null_key_turn += 1
-        if partitions == 1:
-            return [(0, messages)]
-        targets = partitions_for_keys(keys, partitions, null_key_partition)
-        numbers = np.unique(targets)
-        if len(numbers) == 1:
-            return [(int(numbers[0]), messages)]
-        # The rows of each partition in send order (a stable selection, not a sort).
-        return [(int(n), messages.take(np.flatnonzero(targets == n))) for n in numbers]
 
     async def flush(self) -> None:
         """Wait until every send so far is acknowledged (or failed)."""

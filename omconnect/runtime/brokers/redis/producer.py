@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-
 from omconnect.runtime.brokers.base import BrokerError, Producer, SendResult, TopicSettings
-from omconnect.runtime.brokers.key_partitioning import partitions_for_keys
+from omconnect.runtime.brokers.key_partitioning import KeyPartitioner
 from omconnect.runtime.brokers.redis._catalog import TopicCatalog
 from omconnect.runtime.brokers.redis._connection import (
     RedisConnection,
@@ -45,7 +43,7 @@ class RedisProducer(Producer):
         self._connection = connection
         self._catalog = catalog
         self._order = asyncio.Lock()
-        self._null_key_turn = 0
+        self._partitioner = KeyPartitioner()
         self._closed = False
 
     async def send(
@@ -64,7 +62,7 @@ class RedisProducer(Producer):
             return []
         async with self._order:
             settings = await self._catalog.settings_for_send(topic)
-            parts = self._split_by_partition(messages, settings.partitions, partition)
+            parts = self._partitioner.split(messages, settings.partitions, partition)
             return await self._append(topic, settings, parts)
 
     async def _append(
@@ -99,35 +97,6 @@ class RedisProducer(Producer):
             else:
                 results.append(SendResult(topic, number, first_offset, count))
         return results
-
-    def _split_by_partition(
-        self, messages: MessageBatch, partitions: int, partition: int | None
-    ) -> list[tuple[int, MessageBatch]]:
-        if partition is not None:
-            if not 0 <= partition < partitions:
-                raise ValueError(
-                    f"partition {partition} does not exist: the topic has {partitions}"
-                )
-            return [(partition, messages)]
-        keys = messages.keys
-        null_key_partition = self._null_key_turn % partitions
-        if keys.null_count:
-            self._null_key_turn += 1
-        if partitions == 1:
-            return [(0, messages)]
-        targets = partitions_for_keys(keys, partitions, null_key_partition)
-        first = int(targets[0])
-        if bool((targets == first).all()):
-            return [(first, messages)]
-        # One gather, then zero-copy slices; the stable sort keeps each partition's order.
-        order = np.argsort(targets, kind="stable")
-        ordered = messages.take(order)
-        numbers, starts = np.unique(targets[order], return_index=True)
-        ends = [*starts[1:].tolist(), len(messages)]
-        return [
-            (int(number), ordered.slice(int(start), int(end) - int(start)))
-            for number, start, end in zip(numbers, starts, ends, strict=True)
-        ]
 
     async def close(self) -> None:
         """Nothing is buffered: every send returned after the server replied."""
