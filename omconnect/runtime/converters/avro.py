@@ -131,6 +131,41 @@ class AvroConverter(Converter):
             keys = null_where(keys, failed_rows) if keys is not None else None
         return Encoded(values=values, keys=keys, failed=dict(sorted(failed.items())))
 
+    def decoded_form(self, topic: str, batch: RecordBatch) -> DecodedGroup | None:
+        """The rows of ``batch`` as ``decode`` reads its bodies back: its columns cast to the
+        registered schema's Arrow types. A safe cast changes no value that the Avro round trip
+        keeps (``encode`` refused the rows whose values it could not carry), and one that
+        would fails: then, and for batches with deletes, None."""
+        if batch.delete_mask().any():
+            return None
+        try:
+            values, schema = self._as_read(value_subject(topic), batch.schema, batch.values)
+            keys = None
+            key_columns = batch.key_columns()
+            if key_columns is not None:
+                key_schema = (
+                    batch.key_schema
+                    or batch.schema.key_schema()
+                    or from_arrow_schema(key_columns.schema, f"{batch.schema.name}_key")
+                )
+                keys, _ = self._as_read(key_subject(topic), key_schema, key_columns)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError):
+            return None
+        rows = pa.array(np.arange(batch.num_rows, dtype=np.int64))
+        return DecodedGroup(rows, values, schema, keys)
+
+    def _as_read(
+        self, subject: str, schema: Schema, columns: pa.RecordBatch
+    ) -> tuple[pa.RecordBatch, Schema]:
+        """``columns`` (written under ``subject`` with ``schema``) as decoding reads them."""
+        with self._lock:
+            schema_id, _ = self._writers[subject, schema]
+        reader = self._reader(schema_id)
+        if columns.schema.types != reader.arrow.types:
+            columns = columns.cast(reader.arrow, safe=True)
+        # The reader's schema, metadata and nullability included, over the same buffers.
+        return pa.RecordBatch.from_arrays(columns.columns, schema=reader.arrow), reader.schema
+
     def decode(self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None) -> Decoded:
         """Group bodies by (value schema id, key schema id) and decode each group at once."""
         n = len(values)

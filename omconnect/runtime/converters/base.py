@@ -75,3 +75,9 @@ class Converter(ABC):
     def decode(
         self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None
     ) -> Decoded: ...
+
+    def decoded_form(self, topic: str, batch: RecordBatch) -> DecodedGroup | None:
+        """What ``decode`` gives for the bodies ``encode(topic, batch)`` made, when every row
+        of ``batch`` was encoded, without decoding them; None when the converter cannot say
+        (the runtime then decodes the bodies). See ``runtime/worker/published_batches.py``."""
+        return None

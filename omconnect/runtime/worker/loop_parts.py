@@ -18,6 +18,7 @@ from omconnect.runtime.brokers.base import Broker, Capabilities, TopicSettings
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.metrics import PipelineMetrics
+from omconnect.runtime.worker.published_batches import PublishedBatches
 from omconnect.runtime.worker.task_thread import TaskThread
 from omconnect.runtime.worker.waiting import retrying
 
@@ -67,7 +68,8 @@ class PipelineTopics:
 @dataclass(frozen=True)
 class PipelineParts:
     """Shared by every loop of a run: the converter, the dead letter queue, the settings, the
-    counters, the worker pool that transforms and converts batches, and the topics."""
+    counters, the worker pool that transforms and converts batches, the topics and, when the
+    run has a source and a sink, what the one published for the other."""
 
     pipeline: str
     converter: Converter
@@ -76,6 +78,8 @@ class PipelineParts:
     metrics: PipelineMetrics
     pool: concurrent.futures.Executor
     topics: PipelineTopics
+    published: PublishedBatches | None = None
+    """The rows the source side published, decoded, for the sink side (both run here)."""
 
     @property
     def capabilities(self) -> Capabilities:

@@ -50,6 +50,7 @@ from omconnect.runtime.worker.offset_reader import (
     NamespaceOffsetReader,
     TransactionPositionReader,
 )
+from omconnect.runtime.worker.published_batches import PublishedBatches
 from omconnect.runtime.worker.sink_loop import SinkLoop
 from omconnect.runtime.worker.source_loop import SourceLoop
 
@@ -184,6 +185,7 @@ class PipelineRunner:
             self.metrics,
             pool,
             topics,
+            PublishedBatches() if self.loaded.source and self.loaded.sink else None,
         )
         source = self._source_connector()
         source_loops = []

@@ -374,14 +374,19 @@ class SinkLoop:
     def _to_records(self, consumed: ConsumedBatch) -> list[RecordBatch]:
         """Decode and transform one consumed batch (on a pool thread)."""
         messages = consumed.messages
-        decoded = self.parts.converter.decode(consumed.topic, messages.values, messages.keys)
-        self.parts.dead_letters.report_messages(
-            messages, decoded.failed, "convert", consumed.topic, consumed.partition
-        )
         offsets = messages.offsets
         assert offsets is not None
+        groups = None
+        if self.parts.published is not None:
+            groups = self.parts.published.take(consumed.topic, consumed.partition, offsets)
+        if groups is None:
+            decoded = self.parts.converter.decode(consumed.topic, messages.values, messages.keys)
+            self.parts.dead_letters.report_messages(
+                messages, decoded.failed, "convert", consumed.topic, consumed.partition
+            )
+            groups = decoded.groups
         batches = []
-        for group in decoded.groups:
+        for group in groups:
             rows = group.rows
             first = int(offsets[rows[0].as_py()].as_py())
             last = int(offsets[rows[len(rows) - 1].as_py()].as_py())

@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from omconnect.runtime.brokers.base import Producer
+from omconnect.runtime.converters.base import DecodedGroup
 from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.runtime.worker.batching import BatchAccumulator, InFlightBudget
 from omconnect.runtime.worker.loop_parts import (
@@ -68,6 +69,16 @@ CANCELLED_COMMIT_SECONDS = 2.0
 
 class SendFailedError(Exception):
     """A send of this epoch failed; the source is rewound to its committed positions."""
+
+
+@dataclass(frozen=True)
+class _Routed:
+    """The messages of one batch for one topic, and its rows as the run's sink decodes them
+    (None when the converter cannot say, or no sink of this run reads them)."""
+
+    topic: str
+    messages: MessageBatch
+    decoded: DecodedGroup | None
 
 
 @dataclass
@@ -259,9 +270,9 @@ class SourceLoop:
                             self.parts.pool, self._to_messages, batch
                         )
                         sends: list[asyncio.Future[Any]] = []
-                        for topic, messages in routed:
-                            await self.parts.topics.ensure(topic)
-                            sends.append(asyncio.ensure_future(self._send(topic, messages)))
+                        for item in routed:
+                            await self.parts.topics.ensure(item.topic)
+                            sends.append(asyncio.ensure_future(self._send(item)))
                 except Exception as error:
                     epoch.fail(error)
                     await self.budget.release(batch.nbytes)
@@ -270,10 +281,10 @@ class SourceLoop:
         finally:
             await out.put(None)
 
-    def _to_messages(self, batch: RecordBatch) -> list[tuple[str, MessageBatch]]:
+    def _to_messages(self, batch: RecordBatch) -> list[_Routed]:
         """Transforms and conversion for one batch (on a pool thread): the message batch of
-        each topic the rows go to."""
-        routed: list[tuple[str, MessageBatch]] = []
+        each topic the rows go to, and its rows decoded when the run's sink will read them."""
+        routed: list[_Routed] = []
         for part in apply_transforms(self.transforms, batch, self.parts.dead_letters):
             if part.num_rows == 0:
                 continue
@@ -288,25 +299,31 @@ class SourceLoop:
                 keys = keys.filter(good) if keys is not None else None
                 if part.num_rows == 0:
                     continue
-            routed.append(
-                (
-                    topic,
-                    MessageBatch.build(
-                        values=values,
-                        keys=keys,
-                        timestamps=part.timestamps,
-                        headers=message_headers(part),
-                        message_ids=part.carried_message_ids,
-                    ),
-                )
+            messages = MessageBatch.build(
+                values=values,
+                keys=keys,
+                timestamps=part.timestamps,
+                headers=message_headers(part),
+                message_ids=part.carried_message_ids,
             )
+            decoded = None
+            if self.parts.published is not None:
+                decoded = self.parts.converter.decoded_form(topic, part)
+            routed.append(_Routed(topic, messages, decoded))
         return routed
 
-    async def _send(self, topic: str, messages: MessageBatch) -> None:
+    async def _send(self, routed: _Routed) -> None:
+        topic, messages = routed.topic, routed.messages
         try:
-            await self.producer.send(topic, messages)
+            results = await self.producer.send(topic, messages)
         except Exception as error:
             raise SendFailedError(f"publishing to {topic} failed: {error}") from error
+        published = self.parts.published
+        if published is not None and routed.decoded is not None and len(results) == 1:
+            # One partition took the batch in order; spread over several, the sink decodes.
+            result = results[0]
+            if result.count == len(messages):
+                published.put(topic, result.partition, result.first_offset, routed.decoded)
         self.parts.metrics.rows_published += len(messages)
         self.parts.metrics.bytes_published += messages.nbytes
 
