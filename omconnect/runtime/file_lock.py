@@ -76,9 +76,10 @@ class LockHolder:
 
 
 class LockHeldError(Exception):
-    """Another holder has the lock (``holder``: who, when its file says so)."""
+    """Another holder has the lock (``holder``: who, when its file says so). ``path`` is the
+    lock file, or the name of a lock that is not a file (a database's advisory lock)."""
 
-    def __init__(self, path: Path, holder: LockHolder | None) -> None:
+    def __init__(self, path: Path | str, holder: LockHolder | None) -> None:
         described = holder.describe() if holder is not None else "holder unknown"
         super().__init__(f"{path} is locked ({described})")
         self.path = path

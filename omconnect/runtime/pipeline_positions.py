@@ -65,11 +65,15 @@ def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
 
 async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
     """The committed offsets of the sink's consumer group, read without consuming (none
-    when the broker has no storage yet: nothing was ever committed)."""
+    when the broker has no storage yet: nothing was ever committed, or when it is a queue,
+    whose consumers acknowledge messages instead)."""
     cfg = loaded.config
     try:
         broker = open_broker(cfg.broker, create=False)
     except BrokerNotFoundError:
+        return {}
+    if not broker.capabilities.log:
+        await broker.close()
         return {}
     try:
         consumer = await open_sink_consumer(broker, loaded)

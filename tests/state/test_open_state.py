@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from omconnect.runtime.file_lock import FileLock
 from omconnect.runtime.state import (
     DirectoryState,
     OffsetStoreError,
@@ -15,6 +16,7 @@ from omconnect.runtime.state import (
     open_state,
 )
 from omconnect.runtime.state.offsets import SqliteOffsetStore
+from omconnect.runtime.state.postgres import PostgresState
 from omconnect.runtime.state.schema_registry import SqliteSchemaRegistry
 from omconnect.schemas.record import Position
 
@@ -32,7 +34,8 @@ def test_a_directory_gives_the_sqlite_stores(tmp_path: Path) -> None:
     registry = open_schema_registry(state)
     assert isinstance(registry, SqliteSchemaRegistry)
     assert (state / "registry.sqlite").is_file()
-    assert open_state(state).pipeline_lock_path("orders") == state / "locks" / "orders.lock"
+    lock = open_state(state).pipeline_lock("orders")
+    assert isinstance(lock, FileLock) and lock.path == state / "locks" / "orders.lock"
 
 
 def test_opening_existing_stores_creates_nothing(tmp_path: Path) -> None:
@@ -55,13 +58,15 @@ def test_a_file_where_the_directory_should_be_is_named(tmp_path: Path) -> None:
     "state",
     [
         "postgresql://omconnect:pw@db:5432/state",
-        "postgres://db/state",
-        "postgresql+psycopg://db/state",
+        "postgres://db/state?schema=pipelines",
+        "postgresql+psycopg://db/state?sslmode=require",
     ],
 )
-def test_postgres_state_is_not_available_yet(state: str) -> None:
-    with pytest.raises(StateUnavailableError, match=r"Postgres state backend .* not available yet"):
-        open_state(state)
+def test_postgres_urls_open_the_postgres_backend_without_connecting(state: str) -> None:
+    backend = open_state(state)
+    assert isinstance(backend, PostgresState)
+    assert backend.location.host == "db" and backend.location.database == "state"
+    assert "pw" not in repr(backend.location)
 
 
 def test_other_urls_are_refused() -> None:

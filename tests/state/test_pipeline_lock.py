@@ -1,11 +1,15 @@
-"""The locks behind "one runner per pipeline, one pipeline per sink directory", on real files
+"""The locks behind "one runner per pipeline, one pipeline per sink directory": file locks
 (``flock`` locks belong to an open file, so two lock objects of one process exclude each
-other as two processes would)."""
+other as two processes would), and the pipeline lock of every state backend (a directory's
+lock file, a Postgres advisory lock: one session per lock object)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,8 +62,7 @@ def test_shared_holders_coexist_and_exclude_an_exclusive_one(tmp_path: Path) -> 
     exclusive.release()
 
 
-def test_a_pipeline_with_a_source_runs_once_at_a_time(tmp_path: Path) -> None:
-    state = str(tmp_path / "state")
+def test_a_pipeline_with_a_source_runs_once_at_a_time(state: str) -> None:
     running = PipelineLock(state, "orders")
     running.acquire("omconnect serve")
     with pytest.raises(PipelineRunningError, match="pipeline 'orders' is already running") as err:
@@ -81,15 +84,50 @@ def test_a_pipeline_with_a_source_runs_once_at_a_time(tmp_path: Path) -> None:
     other.release()
 
 
-def test_members_of_a_sink_only_pipeline_share_its_lock(tmp_path: Path) -> None:
-    state = str(tmp_path / "state")
+def test_members_of_a_sink_only_pipeline_share_its_lock(state: str) -> None:
     members = [PipelineLock(state, "lake"), PipelineLock(state, "lake")]
     for member in members:
         member.acquire(shared=True)
-    with pytest.raises(PipelineRunningError):
+    with pytest.raises(PipelineRunningError, match=r"pipeline 'lake' is already running \(pid"):
         PipelineLock(state, "lake").acquire()
     for member in members:
         member.release()
+    exclusive = PipelineLock(state, "lake")
+    exclusive.acquire("omconnect offsets reset")
+    with pytest.raises(PipelineRunningError, match="'omconnect offsets reset'"):
+        PipelineLock(state, "lake").acquire(shared=True)
+    exclusive.release()
+
+
+_HOLD_THE_LOCK = """
+import sys
+from omconnect.runtime.state import PipelineLock
+lock = PipelineLock(sys.argv[1], "orders")
+lock.acquire("omconnect run")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_runner_leaves_no_lock_behind(state: str) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK, state],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(PipelineRunningError, match=f"pid {holder.pid} on host"):
+        PipelineLock(state, "orders").acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    holder.stdout.close()
+    assert holder.stdin is not None
+    holder.stdin.close()
+    after = PipelineLock(state, "orders")
+    after.acquire("omconnect run")  # at once: the lock died with its holder
+    after.release()
 
 
 def test_one_pipeline_writes_a_sink_directory(tmp_path: Path) -> None:

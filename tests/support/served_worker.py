@@ -16,15 +16,20 @@ from typing import Any
 import pyarrow.dataset as ds
 
 from omconnect.runtime.serve import Supervisor, load_pipeline_folder, run_service
+from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 STARTUP_TIMEOUT = 10.0
 
 
 class ServedWorker:
-    """``with ServedWorker(folder) as worker:`` serves ``folder`` on a free loopback port."""
+    """``with ServedWorker(folder) as worker:`` serves ``folder`` on a free loopback port (and
+    ``registry`` with Confluent's Schema Registry API, when given)."""
 
-    def __init__(self, folder: Path, **supervisor_options: Any) -> None:
+    def __init__(
+        self, folder: Path, registry: SchemaRegistry | None = None, **supervisor_options: Any
+    ) -> None:
         self.supervisor = Supervisor(load_pipeline_folder(folder), **supervisor_options)
+        self.registry = registry
         self.url = ""
         self._listening = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -55,7 +60,9 @@ class ServedWorker:
                 self.url = f"http://{host}:{port}"
                 self._listening.set()
 
-            await run_service(self.supervisor, "127.0.0.1", 0, self._stop, listening)
+            await run_service(
+                self.supervisor, "127.0.0.1", 0, self._stop, listening, registry=self.registry
+            )
 
         try:
             asyncio.run(serve())

@@ -30,6 +30,26 @@ DEFAULT_STATE = ".omconnect"
 CronExpression = Annotated[str, AfterValidator(check_cron)]
 """A five-field cron expression or an ``@hourly``-style alias."""
 
+SCHEMA_REGISTRY_URL_PATTERN = r"^https?://[^/?#]+"
+
+
+def check_schema_registry_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host, else ``ValueError`` saying the form."""
+    if not re.match(SCHEMA_REGISTRY_URL_PATTERN, url) or "?" in url or "#" in url:
+        raise ValueError(
+            "a schema registry URL is http://host:port or https://user:password@host:port "
+            "(an optional path, no query)"
+        )
+    return url
+
+
+SchemaRegistryUrl = Annotated[
+    str,
+    AfterValidator(check_schema_registry_url),
+    Field(json_schema_extra={"pattern": SCHEMA_REGISTRY_URL_PATTERN}),
+]
+"""The base URL of a Confluent-compatible schema registry: ``http(s)://[user:password@]host``."""
+
 
 def check_pipeline_name(name: str) -> str:
     """``name`` if it is a valid pipeline name, else ``ValueError`` saying the rule."""
@@ -111,6 +131,11 @@ class ErrorsConfig(_Strict):
 
     tolerance: Literal["none", "all"] = "none"
     """``none``: a failing record stops the task. ``all``: it goes to the dead letter topic."""
+    incompatible_schema: Literal["fail", "dead_letter"] = "fail"
+    """A batch whose schema the registry refuses (its subject's compatibility mode forbids the
+    change): ``fail`` stops the pipeline saying why; ``dead_letter`` sends the batch's records
+    to the dead letter topic, the reason in their headers, and goes on (needs ``tolerance:
+    all``)."""
     dead_letter_topic: TopicName | None = None
     """Where failed records go (default ``<topic>.dlq``)."""
     retry_timeout: Duration = 300.0
@@ -119,6 +144,15 @@ class ErrorsConfig(_Strict):
     """The longest wait between two retries (backoff is exponential up to it)."""
     log: bool = True
     """Log every failed record (with secrets redacted)."""
+
+    @model_validator(mode="after")
+    def _dead_letters_tolerated(self) -> ErrorsConfig:
+        if self.incompatible_schema == "dead_letter" and self.tolerance != "all":
+            raise ValueError(
+                "incompatible_schema: dead_letter sends records to the dead letter topic, "
+                "which needs tolerance: all"
+            )
+        return self
 
 
 class BatchingConfig(_Strict):
@@ -143,6 +177,10 @@ class PipelineConfig(_Strict):
     """Broker URL: embedded://path, kafka://host:9092, nats://..., amqp://..., redis://..."""
     state: str = DEFAULT_STATE
     """Where offsets and the embedded schema registry live: a directory, or a postgresql:// URL."""
+    schema_registry: SchemaRegistryUrl | None = None
+    """An external Confluent-compatible schema registry (``http://host:8081``,
+    ``https://user:password@host``) to register and read schemas in, instead of the embedded
+    one of ``state``."""
     source: ConnectorBlock | None = None
     """Where records come from (optional when the pipeline only sinks a topic)."""
     transforms: list[TransformBlock] = Field(default_factory=list)

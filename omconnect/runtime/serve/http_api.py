@@ -13,15 +13,19 @@
 ``POST /pipelines/{name}/restart``          202: stop cleanly and start again now
                                             (409 while paused)
 ``GET /pipelines/{name}/offsets``           ``{"offsets": [...]}`` source and sink positions
+``/subjects``, ``/schemas``, ``/config``,   the embedded schema registry, with Confluent's
+``/compatibility``, ``/mode``               Schema Registry REST API (``rest_api``)
 ==========================================  ==============================================
 
 Errors are JSON ``{"error_code": N, "message": "..."}``: 404 for an unknown path or pipeline,
-405 (with ``Allow``) for a wrong method, 400 for a bad query. Every response goes through the
-redactor of all pipelines' secrets, and error texts through the pipeline's own first.
+405 (with ``Allow``) for a wrong method, 400 for a bad query. Every response but the
+registry's goes through the redactor of all pipelines' secrets, and error texts through the
+pipeline's own first; the registry's carry schemas, not configuration, and Confluent's codes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -39,6 +43,8 @@ from omconnect.runtime.serve.http_server import (
 from omconnect.runtime.serve.managed_pipeline import ManagedPipeline
 from omconnect.runtime.serve.pipeline_state import PipelineStatus
 from omconnect.runtime.serve.supervisor import Supervisor
+from omconnect.runtime.state.schema_registry import SchemaRegistry
+from omconnect.runtime.state.schema_registry.rest_api import CONTENT_TYPE, SchemaRegistryApi
 
 log = logging.getLogger("omconnect.serve.http")
 
@@ -46,10 +52,12 @@ _PipelineAction = Callable[[ManagedPipeline], Awaitable[HttpResponse]]
 
 
 class ServeApi:
-    """Answers HTTP requests about ``supervisor``'s pipelines (``handle`` is the handler)."""
+    """Answers HTTP requests about ``supervisor``'s pipelines, and for ``registry`` when one is
+    given (``handle`` is the handler)."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervisor, registry: SchemaRegistry | None = None) -> None:
         self.supervisor = supervisor
+        self.registry_api = SchemaRegistryApi(registry) if registry is not None else None
         self._pipeline_routes: dict[str, dict[str, _PipelineAction]] = {
             "": {"GET": self._info},
             "status": {"GET": self._status},
@@ -90,7 +98,17 @@ class ServeApi:
                 if pipeline is None:
                     raise HttpError(404, f"pipeline {parts[1]!r} not found")
                 return await actions[method](pipeline)
+        if self.registry_api is not None and self.registry_api.handles(request.path):
+            return await self._registry(self.registry_api, method, request)
         raise HttpError(404, f"no such endpoint: {request.path}")
+
+    @staticmethod
+    async def _registry(api: SchemaRegistryApi, method: str, request: HttpRequest) -> HttpResponse:
+        """The registry's answer, from a worker thread: the store may block (SQLite locks)."""
+        answer = await asyncio.to_thread(
+            api.handle, method, request.path, request.query, request.body
+        )
+        return HttpResponse(answer.status, answer.encoded(), CONTENT_TYPE)
 
     def _json(self, status: int, payload: Any) -> HttpResponse:
         return json_response(status, self.supervisor.redactor.redact_value(payload))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from omconnect.runtime.serve.http_api import ServeApi
 from omconnect.runtime.serve.http_server import start_http_server
 from omconnect.runtime.serve.supervisor import Supervisor
+from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 log = logging.getLogger("omconnect.serve")
 
@@ -19,6 +20,7 @@ async def run_service(
     port: int,
     stop: asyncio.Event,
     on_listening: Callable[[str, int], None] | None = None,
+    registry: SchemaRegistry | None = None,
 ) -> None:
     """Serve the HTTP API on ``host:port`` and supervise the pipelines until ``stop`` is set.
 
@@ -32,11 +34,12 @@ async def run_service(
         port: the TCP port; 0 picks a free one.
         stop: set it to shut down.
         on_listening: called with the bound address and port once the API listens.
+        registry: the schema registry the API serves (Confluent's REST API at the root).
 
     Raises:
         OSError: the address cannot be bound (in use, not allowed).
     """
-    api = ServeApi(supervisor)
+    api = ServeApi(supervisor, registry)
     server = await start_http_server(api.handle, host, port)
     bound_host, bound_port = server.sockets[0].getsockname()[:2]
     log.info("HTTP API listening on http://%s:%d/", bound_host, bound_port)

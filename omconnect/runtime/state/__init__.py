@@ -1,9 +1,10 @@
 """A pipeline's state: its offsets, its schemas and the lock that keeps one runner at a time.
 
-``open_state(url)`` opens the backend a pipeline's ``state:`` names (a directory today, a
-``postgresql://`` URL later); ``open_offset_store`` and ``open_schema_registry`` open what a
-run needs from it. ``offsets`` and ``schema_registry`` hold the store contracts and their
-SQLite implementations; ``pipeline_lock`` the run lock and the sink directory claims.
+``open_state(url)`` opens the backend a pipeline's ``state:`` names (a directory, or a
+``postgresql://`` URL that many workers share); ``open_offset_store`` and
+``open_schema_registry`` open what a run needs from it. ``offsets`` and ``schema_registry``
+hold the store contracts and their SQLite implementations, ``postgres`` the Postgres backend;
+``pipeline_lock`` the run lock and the sink directory claims.
 """
 
 from omconnect.runtime.state.backends import (

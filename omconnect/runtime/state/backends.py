@@ -1,9 +1,10 @@
 """Opening a pipeline's state from its ``state:`` setting, one backend per URL scheme.
 
 A ``state:`` without a scheme is a directory (``DirectoryState``: SQLite files and lock
-files). ``postgresql://`` is reserved for the Postgres backend that several workers will
-share; any other scheme is refused. A backend is a ``StateBackend``: adding one is a class
-and a line in ``_SCHEMES``.
+files). ``postgresql://`` (also ``postgres://`` and ``postgresql+psycopg://``) is a Postgres
+schema that many workers share (``postgres.PostgresState``, imported only when named, as its
+driver is the optional psycopg); any other scheme is refused. A backend is a
+``StateBackend``: adding one is a class and a line in ``_SCHEMES``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from omconnect.runtime.file_lock import LockHolder
 from omconnect.runtime.state.directory import DirectoryState
 from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 
 class StateUnavailableError(NotImplementedError):
-    """The ``state:`` names a backend this installation cannot open (yet)."""
+    """The ``state:`` names no backend this installation can open: an unknown scheme, a
+    backend whose driver is not installed, or a malformed URL."""
+
+
+class RunLock(Protocol):
+    """The lock one run of a pipeline holds (``pipeline_lock``): an ``flock`` file in a
+    state directory, an advisory lock in Postgres."""
+
+    def acquire(self, holder: LockHolder | None = None, *, shared: bool = False) -> bool:
+        """Take the lock without waiting (``shared``: with other shared holders) and leave
+        ``holder`` where a refused process reads it; whether the lock is real (False: this
+        place cannot lock, nothing is excluded).
+
+        Raises:
+            LockHeldError: another holder has it in a conflicting mode (and says who).
+        """
+        ...
+
+    def release(self) -> None:
+        """Give the lock up (nothing when it is not held)."""
+        ...
 
 
 class StateBackend(Protocol):
@@ -39,17 +61,28 @@ class StateBackend(Protocol):
         """The embedded schema registry if one was made, else None; creates nothing."""
         ...
 
-    def pipeline_lock_path(self, pipeline: str) -> Path | None:
-        """The file whose lock keeps one runner per pipeline (None: no file lock here)."""
+    def pipeline_lock(self, pipeline: str) -> RunLock:
+        """The lock that keeps one runner per pipeline (see ``pipeline_lock.PipelineLock``);
+        nothing is taken or created until it is acquired."""
         ...
 
 
 def _postgres(url: str) -> StateBackend:
-    """Stands in for the Postgres backend (shared by many workers) until it exists."""
-    raise StateUnavailableError(
-        "the Postgres state backend (offsets and schema registry) is not available yet; "
-        "use a state directory such as .omconnect"
-    )
+    """The Postgres backend, shared by many workers.
+
+    Raises:
+        StateUnavailableError: psycopg is not installed, or the URL is malformed.
+    """
+    try:
+        from omconnect.runtime.state.postgres import PostgresState
+    except ModuleNotFoundError as missing:
+        if not (missing.name or "").startswith("psycopg"):
+            raise
+        raise StateUnavailableError(
+            "state: postgresql:// needs the psycopg driver; install it with "
+            "pip install 'omconnect[sql]'"
+        ) from None
+    return PostgresState(url)
 
 
 _SCHEMES = {"postgresql": _postgres, "postgres": _postgres}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omconnect.runtime.file_lock import FileLock
 from omconnect.runtime.state.offsets import OffsetStore, OffsetStoreError, SqliteOffsetStore
 from omconnect.runtime.state.schema_registry import SchemaRegistry, SqliteSchemaRegistry
 
@@ -57,9 +58,13 @@ class DirectoryState:
         path = self.directory / REGISTRY_FILE
         return SqliteSchemaRegistry(path) if path.is_file() else None
 
-    def pipeline_lock_path(self, pipeline: str) -> Path | None:
+    def pipeline_lock_path(self, pipeline: str) -> Path:
         """``STATE/locks/<pipeline>.lock``."""
         return self.directory / LOCKS_DIRECTORY / f"{pipeline}.lock"
+
+    def pipeline_lock(self, pipeline: str) -> FileLock:
+        """An ``flock`` on ``pipeline_lock_path(pipeline)``."""
+        return FileLock(self.pipeline_lock_path(pipeline))
 
     def _create(self) -> None:
         try:

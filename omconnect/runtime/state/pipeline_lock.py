@@ -1,18 +1,19 @@
 """One runner per pipeline, and one pipeline per sink directory.
 
-A run holds its pipeline's lock (``STATE/locks/<pipeline>.lock``, see ``directory``) from before
-it opens the broker until everything is closed and committed: exclusively when the pipeline
-has a source (a second runner would read and publish every record again), shared when it only
-sinks topics (members of one consumer group split the partitions: that is how such a pipeline
-scales out). A second runner is refused with ``PipelineRunningError``, naming the holder.
-Commands that change stored positions take the lock exclusively while they work, so they are
-refused while the pipeline runs, as Kafka Connect refuses to alter a running connector's
-offsets.
+A run holds its pipeline's lock (the state backend's ``pipeline_lock``: the ``flock`` file
+``STATE/locks/<pipeline>.lock`` of a state directory, an advisory lock in a Postgres state)
+from before it opens the broker until everything is closed and committed: exclusively when
+the pipeline has a source (a second runner would read and publish every record again),
+shared when it only sinks topics (members of one consumer group split the partitions: that
+is how such a pipeline scales out). A second runner is refused with
+``PipelineRunningError``, naming the holder. Commands that change stored positions take the
+lock exclusively while they work, so they are refused while the pipeline runs, as Kafka
+Connect refuses to alter a running connector's offsets.
 
 A sink that writes files claims its directory (``TaskContext.claim_directory``): the run
 takes an exclusive lock on ``DIR/.omconnect.lock`` (hidden, so file sources skip it) and
 keeps it until the run ends, so two pipelines, or two runs of one, never write one directory
-at once. The locks are ``flock`` locks (``file_lock``): a killed runner leaves none behind.
+at once. These locks end with their holder: a killed runner leaves none behind.
 """
 
 from __future__ import annotations
@@ -41,13 +42,12 @@ class PipelineRunningError(Exception):
 
 
 class PipelineLock:
-    """The lock a run of ``pipeline`` holds in its ``state:`` (no lock where the backend
-    has no lock files)."""
+    """The lock a run of ``pipeline`` holds in its ``state:`` (the backend's
+    ``pipeline_lock``)."""
 
     def __init__(self, state: str, pipeline: str) -> None:
         self.pipeline = pipeline
-        path = open_state(state).pipeline_lock_path(pipeline)
-        self._lock = FileLock(path) if path is not None else None
+        self._lock = open_state(state).pipeline_lock(pipeline)
 
     def acquire(self, command: str | None = None, *, shared: bool = False) -> None:
         """Take the lock until ``release``; ``command`` names this process to whoever is
@@ -56,9 +56,8 @@ class PipelineLock:
         Raises:
             PipelineRunningError: another process runs the pipeline (or, ``shared``, runs it
                 exclusively).
+            OffsetStoreError: the state holding the lock cannot be reached (a database).
         """
-        if self._lock is None:
-            return
         try:
             self._lock.acquire(LockHolder.this_process(command, self.pipeline), shared=shared)
         except LockHeldError as held:
@@ -68,8 +67,7 @@ class PipelineLock:
             ) from None
 
     def release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
+        self._lock.release()
 
 
 @contextmanager

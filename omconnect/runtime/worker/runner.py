@@ -29,14 +29,15 @@ from omconnect.runtime.brokers.base import (
 )
 from omconnect.runtime.config.loader import LoadedPipeline, validate_connectors
 from omconnect.runtime.converters import make_converter
+from omconnect.runtime.converters.refused_schemas import RefusedSchemaRows
 from omconnect.runtime.state import (
     DirectoryClaims,
     OffsetStore,
     PipelineLock,
-    PipelineRunningError,
     open_offset_store,
     open_schema_registry,
 )
+from omconnect.runtime.state.schema_registry import HttpSchemaRegistry
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.loop_parts import (
     LoopSettings,
@@ -123,7 +124,7 @@ class PipelineRunner:
         lock = PipelineLock(cfg.state, cfg.name)
         try:
             lock.acquire(self._command, shared=self.loaded.source is None)
-        except PipelineRunningError:
+        except BaseException:  # running elsewhere, or a state database that is unreachable
             if self.broker is not None:
                 await self.broker.close()
             raise
@@ -139,7 +140,11 @@ class PipelineRunner:
         settings = settings_for(self.loaded, self.once)
         broker = self.broker if self.broker is not None else open_broker(cfg.broker)
         offsets = open_offset_store(cfg.state)
-        registry = open_schema_registry(cfg.state)
+        registry = (
+            HttpSchemaRegistry(cfg.schema_registry)
+            if cfg.schema_registry
+            else open_schema_registry(cfg.state)
+        )
         pool = concurrent.futures.ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="omc-work")
         try:
             await self._run(broker, offsets, registry, settings, pool, stop)
@@ -149,6 +154,8 @@ class PipelineRunner:
         finally:
             pool.shutdown(wait=True)
             offsets.close()
+            if hasattr(registry, "close"):  # an embedded registry's file or database session
+                registry.close()
             await broker.close()
 
     async def _run(
@@ -177,15 +184,22 @@ class PipelineRunner:
             loop=loop,
             metrics=self.metrics,
         )
+        converter = make_converter(cfg.format, registry)
+        if cfg.errors.incompatible_schema == "dead_letter":
+            converter = RefusedSchemaRows(converter)
         parts = PipelineParts(
             cfg.name,
-            make_converter(cfg.format, registry),
+            converter,
             dead_letters,
             settings,
             self.metrics,
             pool,
             topics,
-            PublishedBatches() if self.loaded.source and self.loaded.sink else None,
+            # Only a log's offsets name the messages a producer published: a queue's are
+            # each consumer's own count, which would match the wrong published rows.
+            PublishedBatches()
+            if self.loaded.source and self.loaded.sink and broker.capabilities.log
+            else None,
         )
         source = self._source_connector()
         source_loops = []

@@ -2,7 +2,8 @@
 
 Keys are (namespace, partition) where the namespace is the pipeline name and the partition a
 source's partition dict. ``put`` is atomic: after a crash the store holds every position of a
-call or none. Implementations: SQLite (default, under ``state:``), later Postgres and Kafka.
+call or none. Implementations: SQLite (default, under ``state:``), Postgres
+(``state.postgres``), later Kafka.
 """
 
 from __future__ import annotations

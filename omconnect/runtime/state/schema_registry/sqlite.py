@@ -4,24 +4,33 @@ Several processes may share the file (WAL journal, writes in ``BEGIN IMMEDIATE``
 transactions, so two registrations never hand out the same id or version); one instance may
 be shared by threads. Schema ids are global and increase, as in Confluent's registry; a schema
 is identified by its JSON with sorted keys, so the same schema under two subjects has one id.
+A soft-deleted version keeps its row, marked ``deleted``; a permanent delete removes the row;
+the ``schemas`` row stays, so an id is never given to another schema.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import fastavro
-
 from omconnect.runtime.sqlite_wal import connect_wal
-from omconnect.runtime.state.schema_registry.compatibility import incompatibilities
 from omconnect.runtime.state.schema_registry.protocol import (
-    DEFAULT_COMPATIBILITY,
     AvroSchema,
     CompatibilityMode,
-    IncompatibleSchemaError,
     SchemaNotFoundError,
+)
+from omconnect.runtime.state.schema_registry.registration import (
+    DEFAULT_SUBJECT,
+    checked_canonical_json,
+    compatibility_mode,
+    mode_in_force,
+    require_compatible,
+)
+from omconnect.runtime.state.schema_registry.registration import (
+    canonical_json as canonical_json,  # re-exported: callers import it from here
 )
 
 _TABLES = """
@@ -33,6 +42,7 @@ CREATE TABLE IF NOT EXISTS subject_versions (
     subject TEXT NOT NULL,
     version INTEGER NOT NULL,
     schema_id INTEGER NOT NULL REFERENCES schemas(id),
+    deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (subject, version)
 );
 CREATE TABLE IF NOT EXISTS compatibility (
@@ -40,16 +50,7 @@ CREATE TABLE IF NOT EXISTS compatibility (
     mode TEXT NOT NULL
 );
 """
-_DEFAULT_SUBJECT = ""
-
-
-def canonical_json(avro_schema: AvroSchema) -> str:
-    """The identity of a schema: its JSON with sorted keys and no spaces.
-
-    Unlike Avro's Parsing Canonical Form, this keeps logical types and custom attributes,
-    which change how omconnect reads the data.
-    """
-    return json.dumps(avro_schema, sort_keys=True, separators=(",", ":"))
+_LIVE = "v.deleted = 0"
 
 
 class SqliteSchemaRegistry:
@@ -62,6 +63,27 @@ class SqliteSchemaRegistry:
         self._db = connect_wal(path, busy_timeout=timeout)
         with self._lock:
             self._db.executescript(_TABLES)
+            self._add_deleted_column()
+
+    def _add_deleted_column(self) -> None:
+        """Files made before deletes existed lack ``subject_versions.deleted``."""
+        with self._transaction():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(subject_versions)")}
+            if "deleted" not in columns:
+                self._db.execute(
+                    "ALTER TABLE subject_versions ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0"
+                )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A write transaction that other processes wait for; call it holding the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -69,25 +91,14 @@ class SqliteSchemaRegistry:
 
     def register(self, subject: str, avro_schema: AvroSchema) -> int:
         """See ``SchemaRegistry.register``; ``ValueError`` for a schema Avro rejects."""
-        try:
-            fastavro.parse_schema(avro_schema)
-        except Exception as error:  # fastavro raises several types for a malformed schema
-            raise ValueError(f"subject {subject!r}: not a valid Avro schema: {error}") from error
-        canonical = canonical_json(avro_schema)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                schema_id = self._register_locked(subject, avro_schema, canonical)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return schema_id
+        canonical = checked_canonical_json(subject, avro_schema)
+        with self._lock, self._transaction():
+            return self._register_locked(subject, avro_schema, canonical)
 
     def _register_locked(self, subject: str, avro_schema: AvroSchema, canonical: str) -> int:
         existing = self._db.execute(
             "SELECT s.id FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
-            "WHERE v.subject = ? AND s.canonical = ?",
+            f"WHERE v.subject = ? AND s.canonical = ? AND {_LIVE}",
             (subject, canonical),
         ).fetchone()
         if existing:
@@ -96,19 +107,20 @@ class SqliteSchemaRegistry:
             (int(version), json.loads(text))
             for version, text in self._db.execute(
                 "SELECT v.version, s.canonical FROM subject_versions v "
-                "JOIN schemas s ON s.id = v.schema_id WHERE v.subject = ? ORDER BY v.version",
+                f"JOIN schemas s ON s.id = v.schema_id WHERE v.subject = ? AND {_LIVE} "
+                "ORDER BY v.version",
                 (subject,),
             )
         ]
-        mode = self.compatibility(subject)
-        problems = incompatibilities(mode, avro_schema, earlier)
-        if problems:
-            raise IncompatibleSchemaError(subject, mode, problems)
+        require_compatible(subject, self.compatibility(subject), avro_schema, earlier)
         self._db.execute("INSERT OR IGNORE INTO schemas (canonical) VALUES (?)", (canonical,))
         (schema_id,) = self._db.execute(
             "SELECT id FROM schemas WHERE canonical = ?", (canonical,)
         ).fetchone()
-        version = earlier[-1][0] + 1 if earlier else 1
+        (highest,) = self._db.execute(  # soft-deleted versions keep their numbers
+            "SELECT MAX(version) FROM subject_versions WHERE subject = ?", (subject,)
+        ).fetchone()
+        version = int(highest or 0) + 1
         self._db.execute(
             "INSERT INTO subject_versions (subject, version, schema_id) VALUES (?, ?, ?)",
             (subject, version, schema_id),
@@ -133,7 +145,7 @@ class SqliteSchemaRegistry:
         with self._lock:
             row = self._db.execute(
                 "SELECT v.schema_id, v.version, s.canonical FROM subject_versions v "
-                "JOIN schemas s ON s.id = v.schema_id WHERE v.subject = ? "
+                f"JOIN schemas s ON s.id = v.schema_id WHERE v.subject = ? AND {_LIVE} "
                 "ORDER BY v.version DESC LIMIT 1",
                 (subject,),
             ).fetchone()
@@ -141,46 +153,74 @@ class SqliteSchemaRegistry:
             return None
         return int(row[0]), int(row[1]), json.loads(row[2])
 
-    def version(self, subject: str, version: int) -> tuple[int, AvroSchema] | None:
+    def version(
+        self, subject: str, version: int, deleted: bool = False
+    ) -> tuple[int, AvroSchema] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT v.schema_id, s.canonical FROM subject_versions v "
-                "JOIN schemas s ON s.id = v.schema_id WHERE v.subject = ? AND v.version = ?",
-                (subject, version),
+                "JOIN schemas s ON s.id = v.schema_id WHERE v.subject = ? AND v.version = ? "
+                f"AND ({_LIVE} OR ?)",
+                (subject, version, deleted),
             ).fetchone()
         return (int(row[0]), json.loads(row[1])) if row else None
 
-    def subjects(self) -> list[str]:
+    def subjects(self, deleted: bool = False) -> list[str]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT DISTINCT subject FROM subject_versions ORDER BY subject"
+                f"SELECT DISTINCT subject FROM subject_versions v WHERE {_LIVE} OR ? "
+                "ORDER BY subject",
+                (deleted,),
             ).fetchall()
         return [str(r[0]) for r in rows]
 
-    def versions(self, subject: str) -> list[int]:
+    def versions(self, subject: str, deleted: bool = False) -> list[int]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT version FROM subject_versions WHERE subject = ? ORDER BY version",
-                (subject,),
+                f"SELECT version FROM subject_versions v WHERE subject = ? AND ({_LIVE} OR ?) "
+                "ORDER BY version",
+                (subject, deleted),
             ).fetchall()
         return [int(r[0]) for r in rows]
 
-    def set_compatibility(self, mode: CompatibilityMode | str, subject: str | None = None) -> None:
-        checked = CompatibilityMode(str(mode).upper())
+    def delete_versions(self, subject: str, versions: list[int], permanent: bool = False) -> None:
+        statement = (
+            "DELETE FROM subject_versions WHERE subject = ? AND version = ?"
+            if permanent
+            else "UPDATE subject_versions SET deleted = 1 WHERE subject = ? AND version = ?"
+        )
+        with self._lock, self._transaction():
+            self._db.executemany(statement, [(subject, int(v)) for v in versions])
+
+    def set_compatibility(
+        self, mode: CompatibilityMode | str | None, subject: str | None = None
+    ) -> None:
         with self._lock:
+            if mode is None:
+                self._db.execute(
+                    "DELETE FROM compatibility WHERE subject = ?", (subject or DEFAULT_SUBJECT,)
+                )
+                return
+            checked = compatibility_mode(mode)
             self._db.execute(
                 "INSERT INTO compatibility (subject, mode) VALUES (?, ?) "
                 "ON CONFLICT(subject) DO UPDATE SET mode = excluded.mode",
-                (subject or _DEFAULT_SUBJECT, checked.value),
+                (subject or DEFAULT_SUBJECT, checked.value),
             )
+
+    def subject_compatibility(self, subject: str) -> CompatibilityMode | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT mode FROM compatibility WHERE subject = ?", (subject,)
+            ).fetchone()
+        return CompatibilityMode(row[0]) if row else None
 
     def compatibility(self, subject: str | None = None) -> CompatibilityMode:
         with self._lock:
             rows = dict(
                 self._db.execute(
                     "SELECT subject, mode FROM compatibility WHERE subject IN (?, ?)",
-                    (subject or _DEFAULT_SUBJECT, _DEFAULT_SUBJECT),
+                    (subject or DEFAULT_SUBJECT, DEFAULT_SUBJECT),
                 ).fetchall()
             )
-        mode = rows.get(subject or _DEFAULT_SUBJECT) or rows.get(_DEFAULT_SUBJECT)
-        return CompatibilityMode(mode) if mode else DEFAULT_COMPATIBILITY
+        return mode_in_force(rows, subject)

@@ -1,20 +1,24 @@
-"""The embedded SQLite schema registry: ids, versions, idempotence, modes, several processes."""
+"""The embedded schema registry of every state backend (a directory's SQLite file, a Postgres
+schema): ids, versions, idempotence, modes, and several processes registering at once.
+Deletes and per-subject modes are in ``test_registry_contract``, which the HTTP client runs
+too."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from omconnect.runtime.state import open_schema_registry, open_state
 from omconnect.runtime.state.schema_registry import (
     CompatibilityMode,
     IncompatibleSchemaError,
     SchemaNotFoundError,
     SchemaRegistry,
-    SqliteSchemaRegistry,
     key_subject,
     value_subject,
 )
@@ -30,11 +34,13 @@ AMOUNT = {"name": "amount", "type": "double"}
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> SqliteSchemaRegistry:
-    return SqliteSchemaRegistry(tmp_path / "state" / "registry.db")
+def registry(state: str) -> Iterator[Any]:
+    opened = open_schema_registry(state)
+    yield opened
+    opened.close()
 
 
-def test_register_is_idempotent_and_ids_are_global(registry: SqliteSchemaRegistry) -> None:
+def test_register_is_idempotent_and_ids_are_global(registry: Any) -> None:
     assert isinstance(registry, SchemaRegistry)
     first = registry.register("orders-value", record(ID))
     assert registry.register("orders-value", record(ID)) == first
@@ -47,20 +53,31 @@ def test_register_is_idempotent_and_ids_are_global(registry: SqliteSchemaRegistr
     assert registry.subjects() == ["orders-value", "payments-value"]
     assert registry.get(second) == record(ID, NOTE)
     assert registry.latest("orders-value") == (second, 2, record(ID, NOTE))
+    assert registry.version("orders-value", 1) == (first, record(ID))
+    assert registry.version("orders-value", 3) is None
     assert registry.latest("nothing-value") is None
     with pytest.raises(SchemaNotFoundError):
         registry.get(999)
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "registry.db"
-    schema_id = SqliteSchemaRegistry(path).register("t-value", record(ID))
-    reopened = SqliteSchemaRegistry(path)
+def test_a_schema_avro_rejects_is_refused(registry: Any) -> None:
+    with pytest.raises(ValueError, match="subject 'bad-value': not a valid Avro schema"):
+        registry.register("bad-value", {"type": "record", "name": "r", "fields": [{"name": "x"}]})
+    assert registry.subjects() == []
+
+
+def test_state_survives_reopening(state: str) -> None:
+    first = open_schema_registry(state)
+    schema_id = first.register("t-value", record(ID))
+    first.close()
+    reopened = open_state(state).open_existing_schema_registry()
+    assert reopened is not None
     assert reopened.get(schema_id) == record(ID)
     assert reopened.register("t-value", record(ID)) == schema_id
+    reopened.close()
 
 
-def test_backward_default_refuses_a_new_field_without_default(registry) -> None:
+def test_backward_default_refuses_a_new_field_without_default(registry: Any) -> None:
     registry.register("orders-value", record(ID))
     with pytest.raises(IncompatibleSchemaError) as refused:
         registry.register("orders-value", record(ID, AMOUNT))
@@ -68,14 +85,14 @@ def test_backward_default_refuses_a_new_field_without_default(registry) -> None:
     assert registry.versions("orders-value") == [1]
 
 
-def test_backward_accepts_promotions_removed_fields_and_nullable_widening(registry) -> None:
+def test_backward_accepts_promotions_removed_fields_and_nullable_widening(registry: Any) -> None:
     registry.register("v", record({"name": "id", "type": "int"}, {"name": "x", "type": "float"}))
     registry.register("v", record({"name": "id", "type": "long"}, {"name": "x", "type": "double"}))
     registry.register("v", record({"name": "id", "type": ["null", "long"]}))
     assert registry.versions("v") == [1, 2, 3]
 
 
-def test_forward_full_and_none(registry) -> None:
+def test_forward_full_and_none(registry: Any) -> None:
     registry.set_compatibility("FORWARD", "f")
     registry.register("f", record(ID, AMOUNT))
     registry.register("f", record(ID, AMOUNT, {"name": "extra", "type": "string"}))
@@ -86,13 +103,15 @@ def test_forward_full_and_none(registry) -> None:
     registry.register("g", record(ID, NOTE))
     with pytest.raises(IncompatibleSchemaError):
         registry.register("g", record({"name": "id", "type": "string"}))
-    registry.set_compatibility("NONE", "g")
+    registry.set_compatibility("none", "g")
     registry.register("g", record({"name": "id", "type": "string"}))
     assert registry.compatibility("g") == CompatibilityMode.NONE
     assert registry.compatibility("other") == CompatibilityMode.BACKWARD
+    with pytest.raises(ValueError):
+        registry.set_compatibility("SIDEWAYS", "g")
 
 
-def test_transitive_checks_every_version(registry) -> None:
+def test_transitive_checks_every_version(registry: Any) -> None:
     registry.set_compatibility("BACKWARD_TRANSITIVE")  # the registry-wide default
     registry.register("t", record(ID, AMOUNT))
     registry.register("t", record(ID))
@@ -110,9 +129,9 @@ def test_subject_names_follow_topic_name_strategy() -> None:
 
 _WORKER = """
 import json, sys
-from omconnect.runtime.state.schema_registry import SqliteSchemaRegistry
-path, worker = sys.argv[1], sys.argv[2]
-registry = SqliteSchemaRegistry(path)
+from omconnect.runtime.state import open_schema_registry
+state, worker = sys.argv[1], sys.argv[2]
+registry = open_schema_registry(state)
 base = {"name": "id", "type": "long"}
 note = {"name": "note", "type": ["null", "string"], "default": None}
 ids = []
@@ -126,11 +145,11 @@ print(json.dumps(ids))
 """
 
 
-def test_two_processes_register_concurrently(tmp_path: Path) -> None:
-    path = str(tmp_path / "registry.db")
+def test_two_processes_register_concurrently(state: str) -> None:
+    open_schema_registry(state).close()
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, path, str(w)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _WORKER, state, str(w)], stdout=subprocess.PIPE, text=True
         )
         for w in (1, 2)
     ]
@@ -138,6 +157,7 @@ def test_two_processes_register_concurrently(tmp_path: Path) -> None:
     assert [w.returncode for w in workers] == [0, 0]
     results = [json.loads(out) for out in outputs]
     assert results[0] == results[1]  # the same schemas got the same ids in both processes
-    registry = SqliteSchemaRegistry(path)
+    registry = open_schema_registry(state)
     assert registry.versions("shared-value") == list(range(1, 16))
     assert len(set(results[0][0::2])) == 15
+    registry.close()
