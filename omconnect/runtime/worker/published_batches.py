@@ -52,6 +52,11 @@ class PublishedBatches:
         self._held: OrderedDict[tuple[str, int, int], _Held] = OrderedDict()
         self._bytes = 0
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the batches held."""
+        return self._bytes
+
     def put(self, topic: str, partition: int, first_offset: int, group: DecodedGroup) -> None:
         """Keep ``group``, whose rows the broker stored at ``first_offset`` onwards of
         ``topic`` partition ``partition``, one message per row in order."""
@@ -69,7 +74,8 @@ class PublishedBatches:
         """The decoded rows of the messages at ``offsets`` (consecutive) of ``topic``
         partition ``partition``, one group per published batch they come from (``rows`` are
         indices into ``offsets``), when every one of them is held; else None. Batches read to
-        their end are let go."""
+        their end, and those before ``offsets`` (the consumer moved past them: the sink read them
+        before the source's acknowledgement came back), are let go."""
         count = len(offsets)
         if count == 0:
             return None
@@ -78,14 +84,19 @@ class PublishedBatches:
         if int(offsets[count - 1].as_py()) + 1 != end:
             return None  # not consecutive (a transaction marker between): decode instead
         with self._lock:
+            self._let_go(topic, partition, before=first)  # the consumer has moved past them
             pieces = self._covering(topic, partition, first, end)
             if pieces is None:
                 return None
-            for held in pieces:
-                if held.end_offset <= end:
-                    del self._held[topic, partition, held.first_offset]
-                    self._bytes -= held.nbytes
+            self._let_go(topic, partition, before=end)
         return [_rows_of(held, first, end) for held in pieces]
+
+    def _let_go(self, topic: str, partition: int, before: int) -> None:
+        """Drop the held batches of ``topic`` partition ``partition`` that end by ``before``."""
+        for key, held in list(self._held.items()):
+            if key[:2] == (topic, partition) and held.end_offset <= before:
+                del self._held[key]
+                self._bytes -= held.nbytes
 
     def _covering(self, topic: str, partition: int, start: int, end: int) -> list[_Held] | None:
         """The held batches that together hold offsets ``start`` to ``end - 1``, in order."""
