@@ -37,12 +37,15 @@ from omconnect.runtime.brokers import (
 from omconnect.runtime.brokers.base import ConsumerStart, RebalanceListener
 from omconnect.schemas.message_batch import MessageBatch
 from tests.support.kafka_server import kafka_test_url
+from tests.support.mosquitto_server import delete_test_prefixes as delete_mqtt_test_prefixes
+from tests.support.mosquitto_server import mqtt_test_url
 from tests.support.nats_server import delete_test_namespaces, nats_test_url
+from tests.support.rabbitmq_server import amqp_test_url, delete_test_declarations
 from tests.support.redis_server import delete_test_prefixes, redis_test_url
 
 T = TypeVar("T")
 
-BROKER_BACKENDS = ["embedded", "kafka", "nats", "redis"]
+BROKER_BACKENDS = ["amqp", "embedded", "kafka", "mqtt", "nats", "redis"]
 
 Capability = Literal[
     "log", "end_offsets", "acks", "transactions", "partitions", "groups", "retention", "compaction"
@@ -55,8 +58,10 @@ def _embedded_url(tmp_path: Path) -> str:
 
 
 _URL_BUILDERS: dict[str, Callable[[Path], str]] = {
+    "amqp": amqp_test_url,  # the shared server, a name prefix per test
     "embedded": _embedded_url,
     "kafka": kafka_test_url,  # one Tansu for the session (tests/support/kafka_server.py)
+    "mqtt": mqtt_test_url,  # the shared Mosquitto, a topic prefix per test
     "nats": nats_test_url,  # the shared server, a namespace per test (tests/support)
     "redis": redis_test_url,  # the shared server, a key prefix per test
 }
@@ -82,6 +87,22 @@ def _delete_redis_test_keys() -> Iterator[None]:
     has a key prefix of its own)."""
     yield
     delete_test_prefixes()
+
+
+@pytest.fixture(autouse=True)
+def _delete_amqp_test_declarations() -> Iterator[None]:
+    """After each test, delete the exchanges and queues its amqp URLs declared on the shared
+    server (each URL has a name prefix of its own)."""
+    yield
+    delete_test_declarations()
+
+
+@pytest.fixture(autouse=True)
+def _delete_mqtt_test_records() -> Iterator[None]:
+    """After each test, delete the retained messages its mqtt URLs left on the shared server
+    and end the sessions parked there (each URL has a topic prefix of its own)."""
+    yield
+    delete_mqtt_test_prefixes()
 
 
 @pytest.fixture

@@ -12,21 +12,17 @@ from omconnect.runtime.brokers.url import BrokerUrl, parse_broker_url
 # scheme -> "module:function" taking a BrokerUrl; imported lazily so a driver's client
 # library is needed only by pipelines that use it.
 _DRIVERS: dict[str, str] = {
+    "amqp": "omconnect.runtime.brokers.amqp:open_amqp_broker",
     "embedded": "omconnect.runtime.brokers.embedded:open_embedded_broker",
     "kafka": "omconnect.runtime.brokers.kafka:open_kafka_broker",
+    "mqtt": "omconnect.runtime.brokers.mqtt:open_mqtt_broker",
     "nats": "omconnect.runtime.brokers.nats:open_nats_broker",
     "redis": "omconnect.runtime.brokers.redis:open_redis_broker",
 }
 
-# Schemes the design promises, with the extra that will carry each driver's client.
-_PLANNED: dict[str, str] = {
-    "amqp": "rabbitmq",
-    "mqtt": "mqtt",
-}
-
 
 class UnsupportedBrokerError(ValueError):
-    """No driver can open this URL (unknown scheme, or a driver not available yet)."""
+    """No driver can open this URL: its scheme is unknown."""
 
     def __init__(self, scheme: str, message: str) -> None:
         super().__init__(message)
@@ -42,7 +38,7 @@ def open_broker(url: str, *, create: bool = True) -> Broker:
     the parsed URL and this ``create`` keyword.
 
     Raises:
-        UnsupportedBrokerError: the scheme is unknown or its driver is not available.
+        UnsupportedBrokerError: the scheme is unknown.
         BrokerNotFoundError: ``create`` is false and there is no such broker.
         ValueError: the URL is malformed or has an unknown option.
     """
@@ -63,15 +59,7 @@ def supported_schemes() -> list[str]:
 
 def _unsupported(url: BrokerUrl) -> UnsupportedBrokerError:
     # Name only the scheme: the rest of the URL may carry credentials.
-    extra = _PLANNED.get(url.scheme)
-    if extra is not None:
-        return UnsupportedBrokerError(
-            url.scheme,
-            f"the {url.scheme}:// broker driver is not available yet "
-            f"(it will ship in the omconnect[{extra}] extra); "
-            f"use embedded://PATH for now",
-        )
-    known = ", ".join(f"{s}://" for s in sorted({*_DRIVERS, *_PLANNED}))
+    known = ", ".join(f"{s}://" for s in sorted(_DRIVERS))
     return UnsupportedBrokerError(
         url.scheme, f"unknown broker scheme {url.scheme}:// (known: {known})"
     )

@@ -14,7 +14,7 @@ import sys
 import uuid
 from typing import Any
 
-from omconnect.runtime.brokers import Broker, open_broker
+from omconnect.runtime.brokers import Broker, open_broker, parse_broker_url
 from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError
 from omconnect.runtime.cli.message_view import MessageView
 from omconnect.runtime.state import open_state
@@ -80,6 +80,14 @@ def _open(url: str) -> Broker:
 async def _tail(args: argparse.Namespace) -> None:
     state = open_state(args.state)
     broker = _open(args.broker)
+    if not broker.capabilities.log:
+        # Checked before subscribing: a queue broker would keep a queue for the tail's group.
+        await broker.close()
+        scheme = parse_broker_url(broker.url).scheme
+        raise CommandError(
+            f"topics tail reads a log; {scheme}:// is a queue broker, whose messages are in "
+            "its consumer groups' queues"
+        )
     try:
         topics = {topic.name for topic in await broker.list_topics()}
     except BaseException:

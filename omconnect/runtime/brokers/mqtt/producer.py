@@ -1,0 +1,137 @@
+"""``MqttProducer``: publishes message batches at QoS 1 and returns once every PUBACK came."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from omconnect.runtime.brokers.base import BrokerError, Producer, SendResult
+from omconnect.runtime.brokers.mqtt._connection import NO_SUBSCRIBERS, MqttConnection, Outgoing
+from omconnect.runtime.brokers.mqtt._message_codec import encode_rows
+from omconnect.runtime.brokers.mqtt._naming import check_topic
+from omconnect.runtime.brokers.mqtt._server import MqttServer, check_published
+from omconnect.schemas.message_batch import MessageBatch
+
+log = logging.getLogger("omconnect.broker.mqtt")
+
+
+class MqttProducer(Producer):
+    """Publishes through a connection of its own (a clean session).
+
+    A send encodes the batch (``_message_codec``), queues every message on the connection
+    and waits for their PUBACKs: as many are in flight as the server's receive maximum
+    allows (Mosquitto's ``max_inflight_messages``, 20 by default), the next going out as
+    each acknowledgement comes back, so a batch costs about one round trip per that many
+    messages, not one per message. Sends of one producer are queued in call order and the
+    server stores one client's messages in order, so concurrent sends stay in order.
+
+    A topic's first send also publishes its catalog entry (``list_topics``). A PUBACK of
+    "no matching subscribers" is a success (no group subscribed: nobody gets the message)
+    and logs a warning, once per topic. When the connection is lost while messages wait
+    for their PUBACKs, the sends fail and the connection is dropped without publishing
+    anything again (a retry could land behind later sends); the next send connects anew.
+    """
+
+    def __init__(self, server: MqttServer) -> None:
+        self._server = server
+        self._connection: MqttConnection | None = None
+        self._order = asyncio.Lock()
+        self._catalogued: set[str] = set()
+        self._unheard: set[str] = set()
+        self._in_flight: set[asyncio.Future[list[int]]] = set()
+        self._closed = False
+
+    async def send(
+        self, topic: str, messages: MessageBatch, partition: int | None = None
+    ) -> list[SendResult]:
+        """Publish ``messages`` to ``topic`` and wait for the server's acknowledgements.
+
+        Raises:
+            ValueError: a partition other than 0, or a topic name MQTT cannot carry.
+            BrokerError: the server cannot be reached, went away or refused a message; some
+                of the messages may have been published.
+        """
+        if self._closed:
+            raise BrokerError("the producer is closed")
+        if partition not in (None, 0):
+            raise ValueError(f"mqtt:// topics have one partition (0), not {partition}")
+        check_topic(topic)
+        if len(messages) == 0:
+            return []
+        mqtt_topic = self._server.naming.topic(topic)
+        rows = encode_rows(messages)
+        outgoing = [Outgoing(mqtt_topic, payload, properties) for payload, properties in rows]
+        catalogue = topic not in self._catalogued
+        if catalogue:
+            outgoing.insert(0, self._server.catalog_record(topic))
+        async with self._order:  # connected once, messages handed over in call order
+            connection = await self._connected()
+            acks = connection.publish(outgoing)
+        self._in_flight.add(acks)
+        acks.add_done_callback(self._in_flight.discard)
+        reasons = await self._acknowledged(connection, acks)
+        check_published(reasons, topic, self._server.options.display)
+        if catalogue:
+            self._catalogued.add(topic)
+            reasons = reasons[1:]
+        if NO_SUBSCRIBERS in reasons and topic not in self._unheard:
+            self._unheard.add(topic)
+            log.warning(
+                "nobody subscribes to topic %r on %s: the server dropped its messages (an MQTT "
+                "server keeps messages only for the groups subscribed when they arrive)",
+                topic,
+                self._server.options.display,
+            )
+        return [SendResult(topic, 0, 0, len(messages))]
+
+    async def _connected(self) -> MqttConnection:
+        if self._connection is not None and self._connection.lost:
+            await self._drop()
+        if self._connection is None:
+            self._connection = await self._server.connect(
+                self._server.naming.client_id_for("producer")
+            )
+        return self._connection
+
+    async def _acknowledged(
+        self, connection: MqttConnection, acks: asyncio.Future[list[int]]
+    ) -> list[int]:
+        timeout = self._server.options.ack_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(acks)
+        except TimeoutError:
+            if self._connection is connection:
+                await self._drop()
+            raise BrokerError(
+                f"the MQTT broker at {self._server.options.display} did not acknowledge "
+                f"the messages within {timeout:g} s (ack_timeout); they may or may not "
+                "have been stored"
+            ) from None
+        except BrokerError:
+            if self._connection is connection:
+                await self._drop()
+            raise
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    async def flush(self) -> None:
+        """Wait until every send so far is acknowledged or failed (at most ``ack_timeout``:
+        each send fails by then)."""
+        pending = list(self._in_flight)
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._server.options.ack_timeout):
+                    await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Wait for what is in flight, then disconnect; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.flush()
+        await self._drop()
