@@ -2,9 +2,10 @@
 
 ``open_database(dialect, tmp_path)`` gives a ``SqlDatabase``: a PostgreSQL schema and a
 MariaDB database with unique names on the servers of this machine, or an SQLite file in the
-test's temporary directory. A server that is not running fails the test with the command that
-starts it; it is never skipped. The pytest fixtures built on it live in
-``tests/connectors/sql/conftest.py``.
+test's temporary directory (``server_url`` puts them on another server: a private one of
+``tests.support.postgres_server``, for the tests that restart it). A server that is not running
+fails the test with the command that starts it; it is never skipped. The pytest fixtures built
+on it live in ``tests/connectors/sql/conftest.py``.
 """
 
 from __future__ import annotations
@@ -63,19 +64,22 @@ def sqlalchemy_url(url: str) -> str:
     )
 
 
-def _server_engine(dialect: str) -> sa.Engine:
-    url = POSTGRES_URL if dialect == "postgresql" else MARIADB_URL
+def _server_engine(dialect: str, url: str) -> sa.Engine:
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError:
-        pytest.fail(_START[dialect], pytrace=False)
+        shared = url in (POSTGRES_URL, MARIADB_URL)
+        pytest.fail(_START[dialect] if shared else f"nothing answers at {url}", pytrace=False)
     return engine
 
 
-def open_database(dialect: str, tmp_path: Path) -> Iterator[SqlDatabase]:
-    """A fresh database of ``dialect``, dropped after use."""
+def open_database(
+    dialect: str, tmp_path: Path, server_url: str | None = None
+) -> Iterator[SqlDatabase]:
+    """A fresh database of ``dialect``, dropped after use: on the server whose ``test``
+    database is at ``server_url``, the machine's shared one by default."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     if dialect == "sqlite":
         url = f"sqlite:///{tmp_path / 'source.db'}"
@@ -83,17 +87,18 @@ def open_database(dialect: str, tmp_path: Path) -> Iterator[SqlDatabase]:
         yield SqlDatabase(dialect, url, "main", engine)
         engine.dispose()
         return
-    server = _server_engine(dialect)
+    server_url = server_url or (POSTGRES_URL if dialect == "postgresql" else MARIADB_URL)
+    server = _server_engine(dialect, server_url)
     if dialect == "postgresql":
         with server.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-        url = POSTGRES_URL
+        url = server_url
         engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
         drop = f'DROP SCHEMA "{name}" CASCADE'
     else:
         with server.begin() as connection:
             connection.execute(sa.text(f"CREATE DATABASE `{name}`"))
-        url = MARIADB_URL.rsplit("/", 1)[0] + f"/{name}"
+        url = server_url.rsplit("/", 1)[0] + f"/{name}"
         engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
         drop = f"DROP DATABASE `{name}`"
     try:

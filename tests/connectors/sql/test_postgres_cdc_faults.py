@@ -6,14 +6,14 @@ moving the slot on a database whose writes are all unpublished, the slot's lag i
 dropped under the slot, a table dropped between runs), and three concurrent writers whose
 tables the topics rebuild exactly.
 
-Restarting PostgreSQL uses ``pg_ctlcluster`` on the cluster that listens on 5432 (as
-``pg_lsclusters`` lists it); every test that stops it waits until it accepts connections
-again, also when it fails.
+The tests that restart or stop PostgreSQL do it to a private server of this module
+(``private_postgres``: initdb'd in a temporary directory, on a free port), never to the
+machine's shared one on 5432, which the other tests use meanwhile; after each of them it
+accepts connections again, also when the test fails. The other tests use the shared server.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import random
@@ -45,85 +45,68 @@ from tests.connectors.sql import test_postgres_cdc
 from tests.connectors.sql.test_postgres_cdc import Cdc, Pipeline, apply_debezium, table_rows
 from tests.support.failing_pipeline import topic_messages, wait_until
 from tests.support.omconnect_process import omconnect
-from tests.support.sql_databases import POSTGRES_URL, SqlDatabase, sqlalchemy_url
+from tests.support.postgres_server import PostgresServerProcess
+from tests.support.sql_databases import POSTGRES_URL, SqlDatabase, open_database, sqlalchemy_url
+
+# One worker runs this file under xdist, so its tests share one private server.
+pytestmark = pytest.mark.xdist_group("private-postgres")
 
 cdc = test_postgres_cdc.cdc  # the fixture: a schema, a slot name, a pipeline folder
 
-# -- the server ----------------------------------------------------------------------------
+# -- the servers -----------------------------------------------------------------------------
 
 
-def _cluster() -> tuple[str, str, str]:
-    """The version, name and status (``online``, ``down``) of the cluster on port 5432."""
-    try:
-        listed = subprocess.run(
-            ["pg_lsclusters", "-h"], capture_output=True, text=True, check=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.CalledProcessError) as error:
-        pytest.fail(f"these tests restart PostgreSQL with pg_ctlcluster: {error}")
-    for line in listed.splitlines():
-        fields = line.split()
-        if len(fields) >= 4 and fields[2] == "5432":
-            return fields[0], fields[1], fields[3]
-    pytest.fail(f"no PostgreSQL cluster on port 5432 in pg_lsclusters:\n{listed}")
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PostgresServerProcess]:
+    """A PostgreSQL server of this module's own, for the tests that restart or stop it."""
+    with PostgresServerProcess() as server:
+        server.start()
+        yield server
 
 
-def _pg_ctl(action: str) -> None:
-    """``pg_ctlcluster ACTION``. A fast shutdown waits for every walsender to send the WAL it
-    has (another client's too, on this shared server): after ``_PG_CTL_WAIT`` seconds
-    ``--force`` shuts down in immediate mode instead (a recovery run at the next start), so a
-    client that does not read cannot hold the server down."""
-    version, name, _ = _cluster()
-    ran = subprocess.run(
-        [
-            *("pg_ctlcluster", "--skip-systemctl-redirect", "--force", version, name, action),
-            *("--", "-t", str(_PG_CTL_WAIT)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=_PG_CTL_WAIT * 3 + 30,
+def _drop_slot(connection: sa.Connection, slot: str) -> None:
+    """End the slot's stream (if any), then drop it."""
+    connection.execute(
+        sa.text(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE slot_name = :slot AND active_pid IS NOT NULL"
+        ),
+        {"slot": slot},
     )
-    if ran.returncode != 0:
-        pytest.fail(f"pg_ctlcluster {action} failed: {ran.stderr or ran.stdout}")
-
-
-_PG_CTL_WAIT = 60
-
-
-def _accepts_connections() -> bool:
-    try:
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
-            connection.execute("SELECT 1")
-    except psycopg.Error:
-        return False
-    return True
-
-
-def _ensure_postgres_running(timeout: float = 300) -> None:
-    """Wait until the server accepts connections; start it when it is down (not while it is
-    still shutting down or starting up)."""
-    deadline = time.monotonic() + timeout
-    while not _accepts_connections():
-        if _cluster()[2] == "down":
-            with contextlib.suppress(pytest.fail.Exception):  # started by someone else meanwhile
-                _pg_ctl("start")
-            continue
-        if time.monotonic() > deadline:
-            pytest.fail(f"PostgreSQL does not accept connections after {timeout:.0f}s")
-        time.sleep(0.2)
-
-
-def _restart_postgres() -> None:
-    try:
-        _pg_ctl("restart")
-    finally:
-        _ensure_postgres_running()
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline
+        and connection.execute(
+            sa.text("SELECT active FROM pg_replication_slots WHERE slot_name = :slot"),
+            {"slot": slot},
+        ).scalar()
+    ):
+        time.sleep(0.1)
+    connection.execute(
+        sa.text(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = :slot"
+        ),
+        {"slot": slot},
+    )
 
 
 @pytest.fixture
-def postgres_left_running() -> Iterator[None]:
-    """Whatever a test did to the server, it accepts connections after it."""
-    yield
-    _ensure_postgres_running()
+def private_cdc(private_postgres: PostgresServerProcess, tmp_path: Path) -> Iterator[Cdc]:
+    """A ``Cdc`` (a schema, a slot name, a pipeline folder) on the private server. Whatever
+    the test did to the server, it accepts connections after it; the slot and its publication
+    are dropped."""
+    private_postgres.ensure_running()
+    slot = f"omc_test_{uuid.uuid4().hex[:12]}"
+    for database in open_database("postgresql", tmp_path, private_postgres.url):
+        try:
+            yield Cdc(database, slot, tmp_path)
+        finally:
+            private_postgres.ensure_running()
+            with database.engine.connect() as connection:
+                _drop_slot(connection, slot)
+                connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{slot}"'))
+                connection.commit()
 
 
 # -- the slot, the pipeline process, the topics ---------------------------------------------
@@ -188,8 +171,9 @@ class InsertingWriter(threading.Thread):
     is tried again (``ON CONFLICT DO NOTHING``: one whose commit was lost with the connection
     is not inserted twice), so the table holds exactly the ids 1 .. ``next_id - 1``."""
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, url: str, table: str) -> None:
         super().__init__(daemon=True)
+        self.url = url
         self.table = table
         self.next_id = 1
         self.failures = 0
@@ -200,7 +184,7 @@ class InsertingWriter(threading.Thread):
         while not self.halt.is_set():
             try:
                 if connection is None:
-                    connection = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+                    connection = psycopg.connect(self.url, autocommit=True, connect_timeout=3)
                 connection.execute(
                     f"INSERT INTO {self.table} VALUES (%s, 'v') ON CONFLICT (id) DO NOTHING",
                     (self.next_id,),
@@ -218,13 +202,14 @@ class InsertingWriter(threading.Thread):
 
 
 def test_a_restart_of_the_database_mid_stream_loses_nothing(
-    cdc: Cdc, postgres_left_running: None
+    private_postgres: PostgresServerProcess, private_cdc: Cdc
 ) -> None:
+    cdc = private_cdc
     table = f'"{cdc.schema}".ev'
     cdc.database.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, v text)")
     cdc.pipeline(["ev"], snapshot="never", heartbeat_interval=1)
     cdc.run_once()  # the slot: changes from here on are kept
-    writer = InsertingWriter(table)
+    writer = InsertingWriter(cdc.database.url, table)
     with Pipeline(cdc) as pipeline:
         writer.start()
         try:
@@ -236,7 +221,7 @@ def test_a_restart_of_the_database_mid_stream_loses_nothing(
             pipeline.wait_until(
                 lambda: "connected again" in pipeline.stderr(), 60, "the stream reconnects"
             )
-            _restart_postgres()
+            private_postgres.restart()
             # Writes after the restart too, then the writer stops.
             after_restart = writer.next_id
             wait_until(lambda: writer.next_id > after_restart + 200, 60, "writes resume")
@@ -353,14 +338,14 @@ def _last_position(batches: list[RecordBatch]) -> Position:
     return [m.position for b in batches for m in b.marks][-1]
 
 
-def _stop_postgres_while_polling(task: PostgresCdcTask) -> None:
+def _stop_postgres_while_polling(server: PostgresServerProcess, task: PostgresCdcTask) -> None:
     """Stop the server while polling ``task``, as the runtime would (a walsender that shuts
     down waits for its client to answer), retrying RetriableError."""
     failed: list[BaseException] = []
 
     def stop() -> None:
         try:
-            _pg_ctl("stop")
+            server.stop()
         except BaseException as error:  # seen below
             failed.append(error)
 
@@ -375,26 +360,32 @@ def _stop_postgres_while_polling(task: PostgresCdcTask) -> None:
 
 
 def test_a_task_started_or_polled_while_the_server_is_down_retries(
-    cdc: Cdc, postgres_left_running: None
+    private_postgres: PostgresServerProcess, private_cdc: Cdc
 ) -> None:
     """In-process, as the runtime drives it: ``start`` and ``poll`` raise RetriableError
     (never another error) while PostgreSQL is stopped, ``commit`` does not raise, and the same
     task streams again once it is back, without delivering anything twice."""
+    cdc = private_cdc
     table = f'"{cdc.schema}".t'
     cdc.database.execute(f"CREATE TABLE {table} (id int PRIMARY KEY)")
     spec = PostgresCdcSpec.model_validate(
-        {"url": POSTGRES_URL, "tables": [f"{cdc.schema}.t"], "slot": cdc.slot, "snapshot": "never"}
+        {
+            "url": cdc.database.url,
+            "tables": [f"{cdc.schema}.t"],
+            "slot": cdc.slot,
+            "snapshot": "never",
+        }
     )
     offsets = MemoryOffsetReader()
     task = PostgresCdcTask()
     try:
-        _pg_ctl("stop")
+        private_postgres.stop()
         try:
             for _ in range(2):  # a retried start, as the runtime retries it
                 with pytest.raises(RetriableError):
                     task.start(spec, _task_context(offsets))
         finally:
-            _ensure_postgres_running()
+            private_postgres.ensure_running()
         task.start(spec, _task_context(offsets))
         cdc.database.execute(f"INSERT INTO {table} VALUES (1), (2)")
         batches = _poll_until(task, lambda b: _batch_ids(b) >= {1, 2}, 60)
@@ -403,7 +394,7 @@ def test_a_task_started_or_polled_while_the_server_is_down_retries(
         task.commit([position])
 
         try:
-            _stop_postgres_while_polling(task)
+            _stop_postgres_while_polling(private_postgres, task)
             task.commit([position])  # while the server is down: kept, not raised
             failures = 0
             for _ in range(4):
@@ -413,7 +404,7 @@ def test_a_task_started_or_polled_while_the_server_is_down_retries(
                     failures += 1
             assert failures == 4, "polls against a stopped server did not fail as retriable"
         finally:
-            _ensure_postgres_running()
+            private_postgres.ensure_running()
         cdc.database.execute(f"INSERT INTO {table} VALUES (3)")
         batches = _poll_until(task, lambda b: 3 in _batch_ids(b), 60)
         assert _batch_ids(batches) == {3}, "rows delivered before the restart came again"
@@ -504,7 +495,9 @@ def _busy_writes(database: SqlDatabase, table: str, transactions: int) -> None:
             connection.commit()
 
 
-def test_heartbeats_move_the_slot_past_writes_to_unpublished_tables(cdc: Cdc) -> None:
+def test_heartbeats_move_the_slot_past_writes_to_unpublished_tables(private_cdc: Cdc) -> None:
+    # On the private server: the shared one's WAL grows with every other test's writes.
+    cdc = private_cdc
     schema = cdc.schema
     cdc.database.execute(
         f'CREATE TABLE "{schema}".quiet (id int PRIMARY KEY)',
@@ -530,11 +523,12 @@ _LAG_LINE = re.compile(r"slot \S+: lag (\d+) bytes .*last confirmed ([\d.]+) s a
 
 
 def test_the_lag_tells_a_stalled_pipeline_from_an_idle_one(
-    cdc: Cdc, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    private_cdc: Cdc, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process: while a delivered transaction is never stored (a stalled broker or sink),
     heartbeats cannot confirm anything and the logged lag and age grow; once it is stored,
     both fall back."""
+    cdc = private_cdc  # the lag is in bytes of WAL: only this test writes the private server's
     schema = cdc.schema
     cdc.database.execute(
         f'CREATE TABLE "{schema}".quiet (id int PRIMARY KEY)',
@@ -542,7 +536,7 @@ def test_the_lag_tells_a_stalled_pipeline_from_an_idle_one(
     )
     spec = PostgresCdcSpec.model_validate(
         {
-            "url": POSTGRES_URL,
+            "url": cdc.database.url,
             "tables": [f"{schema}.quiet"],
             "slot": cdc.slot,
             "snapshot": "never",
@@ -640,29 +634,7 @@ def own_database(tmp_path: Path) -> Iterator[Cdc]:
     finally:
         engine.dispose()
         with server.connect() as connection:
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                    "WHERE slot_name = :slot AND active_pid IS NOT NULL"
-                ),
-                {"slot": slot},
-            )
-            deadline = time.monotonic() + 10
-            while (
-                time.monotonic() < deadline
-                and connection.execute(
-                    sa.text("SELECT active FROM pg_replication_slots WHERE slot_name = :slot"),
-                    {"slot": slot},
-                ).scalar()
-            ):
-                time.sleep(0.1)
-            connection.execute(
-                sa.text(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE slot_name = :slot"
-                ),
-                {"slot": slot},
-            )
+            _drop_slot(connection, slot)
             connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         server.dispose()
 
