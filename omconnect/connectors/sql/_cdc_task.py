@@ -895,14 +895,16 @@ class PostgresCdcTask(SourceTask):
         return rows_from_batch(table, chunk), self._last_key, whole.num_rows >= size
 
     def _conformed(self, raw: pa.RecordBatch, table: TableEvents) -> pa.RecordBatch:
-        """A snapshot read of ``table`` as its row fields type it, its rows with a value
-        that does not fit dead-lettered and left out (``_last_key``: the key of its last row,
-        left out or not, where the next read starts)."""
+        """A snapshot read of ``table`` as its row fields type it (the columns selected as
+        text parsed as the stream parses them: arrays become lists), its rows with a value
+        that does not fit (a multi-dimensional array too) dead-lettered and left out
+        (``_last_key``: the key of its last row, left out or not, where the next read
+        starts)."""
         from omconnect.connectors.sql._arrow_reads import conform_rows
         from omconnect.connectors.sql._snapshot import last_values
 
         rows, bad = conform_rows(
-            _selected(raw, table),
+            raw,
             table.row_fields,
             table.stream,
             {"slot": self._slot, "table": table.stream},
@@ -1183,15 +1185,6 @@ class _Run:
         return MessageIdRuns.derived(
             [f"{lsn:016x}" for lsn in self.lsns], self.first_ids, self.messages
         )
-
-
-def _selected(batch: pa.RecordBatch, table: TableEvents) -> pa.RecordBatch:
-    """A snapshot's ``batch`` of ``table`` with the columns selected as text parsed as the
-    stream parses them (arrays: lists)."""
-    try:
-        return _pg_text.parse_selected(batch, table.columns)
-    except ValueError as error:
-        raise ConnectorError(f"table {table.stream}, {error}") from None
 
 
 def _schema_and_name(name: str | None) -> tuple[str, str] | None:

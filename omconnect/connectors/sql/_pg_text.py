@@ -15,19 +15,22 @@ and network types, domains, ``interval``, enums: a string, as Debezium's
 ``io.debezium.data.Enum``; arrays of all these) is carried as its text.
 
 One-dimensional arrays of the types above are lists of them (``array<int32>``; an element may
-be NULL). A snapshot selects arrays as text too (``carried_as_text``, ``parse_selected``), so
-that snapshot and stream parse the same text: ADBC's binary read of an array would flatten a
-multi-dimensional one, fail the whole read on one that does not start at index 1 and spell a
-numeric ``NaN`` ``nan``. Array texts (``{1,2,NULL}``, ``{"a b","",NULL,"x\\"y"}``, ``{}``) are
-split a column at a time: numpy finds the braces, commas, quotes and backslashes of every
-text at once and which of them delimit (not escaped; outside quotes, by a running count of
-the quotes), gathers the elements' bytes without them, and the elements are parsed by one
-parse of their type. No Python per value, quoted or not: 100k ``int4[]`` of 5 elements take
-about 60 ms of CPU, 100k ``text[]`` of 5 quoted and escaped ones about 105 ms. Fewer than
-``_FEW_ARRAYS`` texts are split in Python (``re``), which costs less than numpy's calls: a
-batch of one row of one array column about 30 µs instead of 200. A multi-dimensional array
-(``{{1,2},{3,4}}``), one with explicit bounds (``[2:3]={1,2}``) and one holding an element
-that does not fit its type do not fit a list.
+be NULL): ``_pg_arrays`` splits a column of array texts into their elements, which are
+parsed by one parse of their type. Snapshots select arrays as text too (``carried_as_text``
+here, ``_arrow_reads`` for the ``sql`` source) and parse them with ``parse_masked``, so that
+snapshot and stream parse the same text and agree: ADBC's binary read of an array would
+flatten a multi-dimensional one into a list of all its elements, drop a first index other
+than 1, spell a numeric ``NaN`` ``nan`` and read an infinite timestamp as a number out of
+range. A multi-dimensional array (``{{1,2},{3,4}}``), one with another first index than 1
+(``[0:1]={1,2}``) and one holding an element that does not fit its type do not fit a list:
+PostgreSQL does not keep the number of dimensions in the column's type (``int4[][]`` is
+``int4[]``), so any row of an array column may hold such a value, and it is a bad value of
+its row (``parse_masked``), never a list that says something else than the array did.
+
+A ``timestamptz``'s text holds its offset. The stream's session is in UTC; the ``sql``
+source's keeps its own time zone (``ARRAY_TEXT_STATEMENTS``), in which a time before the
+zone kept standard time has an offset in seconds (``1850-01-01 00:09:21+00:09:21`` in
+``Europe/Paris``): parsed too, where Arrow's parse does not take it.
 
 Some values PostgreSQL writes do not fit their column's type (checked against PostgreSQL 15):
 a numeric ``NaN``, ``Infinity`` or ``-Infinity``, or one with more digits than its decimal
@@ -46,15 +49,14 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from omconnect.codecs.uuid_text import uuid_from_text
+from omconnect.connectors.sql._pg_arrays import shape_misfit, split_arrays
 from omconnect.schemas import types as t
 from omconnect.schemas.arrow import to_arrow_type
 from omconnect.schemas.types import DataType
@@ -120,6 +122,15 @@ _SETTINGS = {
 }
 SESSION_SETTINGS = " ".join(f"-c {name}={value}" for name, value in _SETTINGS.items())
 SESSION_STATEMENTS = tuple(f"SET {name} = '{value}'" for name, value in _SETTINGS.items())
+ARRAY_TEXT_STATEMENTS = tuple(
+    f"SET {name} = '{_SETTINGS[name]}'"
+    for name in ("datestyle", "extra_float_digits", "bytea_output")
+)
+"""What a session of the ``sql`` source runs before it selects arrays as text: the settings
+of their elements' text forms, but the time zone (a ``timestamptz``'s text holds its offset,
+and the source's ``LOCALTIMESTAMP`` and a query's own expressions keep the session's zone)
+and the interval style (the source refuses intervals). ``datestyle`` sets the output format
+only: the order in which a date's input is read stays the session's."""
 
 
 def type_of(type_oid: int, modifier: int) -> DataType:
@@ -141,33 +152,9 @@ def type_of(type_oid: int, modifier: int) -> DataType:
 
 def carried_as_text(type_oid: int) -> bool:
     """Whether a snapshot selects a column of ``type_oid`` as text (``col::text``), read then
-    by ``parse`` as the stream's: types without a mapping here (kept as text) and arrays."""
+    by ``parse_masked`` as the stream's (``_arrow_reads.conform_rows``): types without a
+    mapping here (kept as text) and arrays."""
     return type_oid in _ELEMENT_OF or (type_oid != _NUMERIC and type_oid not in _BY_OID)
-
-
-def parse_selected(
-    batch: pa.RecordBatch, columns: Sequence[tuple[str, int, int]]
-) -> pa.RecordBatch:
-    """``batch``, a snapshot's read of ``columns`` (name, type OID, modifier; in this order),
-    with the columns it selected as text (``carried_as_text``) parsed as the stream parses
-    them: arrays become lists, the text of other types stays as it is.
-
-    Raises:
-        ValueError: a value does not fit its column's type; names the column and the value.
-    """
-    arrays = list(batch.columns)
-    for index, (name, type_oid, modifier) in enumerate(columns):
-        dtype = type_of(type_oid, modifier)
-        if not carried_as_text(type_oid) or dtype == t.string():
-            continue
-        raw = arrays[index]
-        if raw.type != pa.string():
-            raw = _as_strings(raw)
-        try:
-            arrays[index] = parse(raw, dtype)
-        except ValueError as error:
-            raise ValueError(f"column {name}: {error}") from None
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def column(texts: Sequence[bytes | None], dtype: DataType) -> pa.Array:
@@ -246,8 +233,8 @@ def misfit_reason(text: str | bytes, dtype: DataType) -> str:
         except UnicodeDecodeError:
             cut = "..." if len(text) > _SHOWN_CHARACTERS else ""
             return f"{text[:_SHOWN_CHARACTERS]!r}{cut} is not UTF-8 text"
-    why = _array_misfit(text, dtype) if isinstance(dtype, t.Array) else ""
-    return f"{_shown(text)} does not fit {dtype}{why}"
+    why = array_misfit(text, dtype) if isinstance(dtype, t.Array) else ""
+    return f"{_shown(text)} does not fit {dtype}{': ' if why else ''}{why}"
 
 
 def _shown(text: str) -> str:
@@ -341,6 +328,8 @@ def _parser(dtype: DataType) -> Parser | None:
         return _uuids
     if dtype == t.time():
         return functools.partial(_times, target=target)
+    if isinstance(dtype, t.Timestamp) and dtype.timezone is not None:
+        return functools.partial(_zoned_timestamps, target=target)
     if isinstance(target, pa.BaseExtensionType):  # json: the text as it is
         storage = target.storage_type
         return lambda raw: pa.ExtensionArray.from_storage(target, _cast(raw, storage))
@@ -374,6 +363,41 @@ def _times(raw: pa.StringArray, target: pa.DataType) -> pa.Array:
     return micros.cast(pa.time64("us")).cast(target)
 
 
+# An offset with seconds (local mean time): the text before it, its sign and its parts.
+_SECONDS_OFFSET = (
+    r"^(?P<local>.*[0-9])(?P<sign>[+-])"
+    r"(?P<hours>[0-9]{2}):(?P<minutes>[0-9]{2}):(?P<seconds>[0-9]{2})$"
+)
+_MINUS = pa.scalar("-", pa.string())
+_UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _zoned_timestamps(raw: pa.StringArray, target: pa.TimestampType) -> pa.Array:
+    """Texts of ``timestamptz`` values, with their offsets, as instants: by Arrow's parse,
+    and when it fails, the texts whose offset has seconds (see the module docstring) by
+    their local time less their offset."""
+    try:
+        return _cast(raw, target)
+    except ValueError:
+        odd = pc.fill_null(pc.match_substring_regex(raw, _SECONDS_OFFSET), False)
+        if not pc.any(odd).as_py():
+            raise
+    parts = pc.extract_regex(pc.if_else(odd, raw, pa.scalar(None, raw.type)), _SECONDS_OFFSET)
+    local = _cast(pc.struct_field(parts, "local"), pa.timestamp(target.unit)).cast(pa.int64())
+    seconds = pc.add(
+        pc.add(
+            pc.multiply(pc.struct_field(parts, "hours").cast(pa.int64()), 3600),
+            pc.multiply(pc.struct_field(parts, "minutes").cast(pa.int64()), 60),
+        ),
+        pc.struct_field(parts, "seconds").cast(pa.int64()),
+    )
+    east = pc.multiply(seconds, _UNITS_PER_SECOND[target.unit])
+    west = pc.equal(pc.struct_field(parts, "sign"), _MINUS)
+    instants = pc.subtract_checked(local, pc.if_else(west, pc.negate(east), east))
+    others = _cast(pc.if_else(odd, pa.scalar(None, raw.type), raw), target)
+    return pc.if_else(odd, instants.cast(target), others)
+
+
 def _hex_bytes(raw: pa.StringArray) -> pa.Array:
     r"""``\x0a1b...`` (``bytea_output=hex``) -> the bytes."""
     digits = pc.utf8_slice_codeunits(raw, 2)  # a new array: its digits lie end to end
@@ -398,24 +422,12 @@ def _hex_bytes(raw: pa.StringArray) -> pa.Array:
 
 # -- arrays --------------------------------------------------------------------------------
 
-_OPEN, _CLOSE, _COMMA, _QUOTE, _BACKSLASH = b'{},"\\'
-_NULL = tuple(b"NULL")
-_EMPTY_ARRAY = pa.scalar("{}", pa.string())
-
-
-@dataclass(frozen=True)
-class _Split:
-    """A column of array texts split into elements."""
-
-    offsets: np.ndarray  # int32, a row's elements: elements[offsets[i] : offsets[i + 1]]
-    elements: pa.StringArray  # unquoted and unescaped; null: NULL, or in a row not a list
-    lists: np.ndarray  # per row, whether it is a one-dimensional array from index 1 (or NULL)
-
 
 def _arrays(raw: pa.StringArray, dtype: t.Array) -> tuple[pa.Array, np.ndarray | None]:
-    """``parse_masked`` of array texts: split, their elements parsed as one column, a row
-    that is not a list, or holds an element that does not fit, null and masked."""
-    split = _split_arrays(raw)
+    """``parse_masked`` of array texts: split (``_pg_arrays``), their elements parsed as one
+    column, a row that is not a list, or holds an element that does not fit, null and
+    masked."""
+    split = split_arrays(raw)
     items, misfits = parse_masked(split.elements, dtype.items)
     bad = ~split.lists
     if misfits is not None:
@@ -434,199 +446,32 @@ def _arrays(raw: pa.StringArray, dtype: t.Array) -> tuple[pa.Array, np.ndarray |
 _arrow_type = functools.cache(to_arrow_type)
 
 
-def _split_arrays(raw: pa.StringArray) -> _Split:
-    """The elements of array texts: of a few (``_FEW_ARRAYS``) text by text in Python, of
-    more over the bytes of every text at once (``_split_lists``).
-
-    PostgreSQL's array output: ``{a,b}``, an element double-quoted when it is empty, spells
-    NULL or holds a brace, comma, quote, backslash or white space, and inside the quotes a
-    backslash before each quote and backslash; an unquoted ``NULL`` is SQL NULL. A text of
-    any other shape (``{{1,2},{3,4}}``, ``[2:3]={1,2}``) is not a list: false in ``lists``,
-    split as ``{}`` (in another pass: the texts after it are split on the way, and it may
-    have left a quote open)."""
-    if raw.type != pa.string():
-        raw = _as_strings(raw)
-    if len(raw) < _FEW_ARRAYS:
-        return _split_few(raw.to_pylist())
-    if raw.null_count:
-        raw = pc.fill_null(raw, _EMPTY_ARRAY)
-    bad = np.zeros(len(raw), np.bool_)
-    while True:
-        split = _split_lists(pc.if_else(pa.array(bad), _EMPTY_ARRAY, raw) if bad.any() else raw)
-        if isinstance(split, _Split):
-            return _Split(split.offsets, split.elements, ~bad)
-        bad |= split
-
-
-def _split_lists(raw: pa.StringArray) -> _Split | np.ndarray:
-    """``_split_arrays`` of texts without nulls, or a numpy mask true for some that are not
-    lists (at least one, perhaps not all).
-
-    Only braces, commas, quotes and backslashes are looked at, as numpy arrays of their
-    positions: a quote delimits unless a backslash escapes it (the odd ones of a run of
-    backslashes escape the next character); a brace or comma delimits when an even number of
-    quotes come before it (once every text is found to hold its quotes in pairs)."""
-    rows = len(raw)
-    offsets = np.frombuffer(raw.buffers()[1], np.int32)[raw.offset : raw.offset + rows + 1]
-    data_buffer = raw.buffers()[2]
-    data = (
-        np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
-        if data_buffer is not None
-        else np.zeros(0, np.uint8)
-    )
-    starts = offsets[:-1] - np.int64(offsets[0])
-    ends = offsets[1:] - np.int64(offsets[0])
-    bad = ends - starts < 2
-    shaped = ~bad
-    bad[shaped] = (data[starts[shaped]] != _OPEN) | (data[ends[shaped] - 1] != _CLOSE)
-    if bad.any():
-        return bad
-
-    quoting = data == _QUOTE
-    backslashes = np.flatnonzero(data == _BACKSLASH)
-    escapers = _escapers(backslashes)
-    quoting[escapers + 1] = False  # (a text ends with a brace: never with an escaper)
-    special = np.flatnonzero((data == _OPEN) | (data == _CLOSE) | (data == _COMMA) | quoting)
-    kinds = data[special]
-    is_quote = kinds == _QUOTE
-    quotes_so_far = np.cumsum(is_quote)
-    # A text's first and last characters are braces, among the special ones.
-    quotes_in = quotes_so_far[np.searchsorted(special, ends - 1)]
-    quotes_in -= quotes_so_far[np.searchsorted(special, starts)]
-    bad |= quotes_in % 2 == 1
-    if bad.any():
-        return bad
-    if len(backslashes):  # outside quotes? PostgreSQL quotes an element with a backslash
-        quotes = special[is_quote]
-        loose = backslashes[np.searchsorted(quotes, backslashes) % 2 == 0]
-        bad[np.searchsorted(starts, loose, "right") - 1] = True
-    outside = ~is_quote & (quotes_so_far % 2 == 0)
-    marks, kinds, quotes_before = special[outside], kinds[outside], quotes_so_far[outside]
-    opens = kinds == _OPEN
-    braces = marks[opens | (kinds == _CLOSE)]
-    if len(braces) != 2 * rows or not (
-        np.array_equal(braces[0::2], starts) and np.array_equal(braces[1::2], ends - 1)
-    ):  # a brace inside, or one missing: which texts?
-        bad |= np.bincount(np.searchsorted(starts, braces, "right") - 1, minlength=rows) != 2
-    if bad.any():
-        return bad
-
-    # An element lies between two marks: its text's opening brace or a comma before it, a
-    # comma or the closing brace after it; ``{}`` has none. Each text has one opening brace.
-    before, after = marks[:-1], marks[1:]
-    empty = (after - before == 1) & opens[:-1] & (kinds[1:] == _CLOSE)
-    opening = (kinds[:-1] != _CLOSE) & ~empty
-    first = before[opening] + 1
-    last = after[opening]
-    element_rows = (np.cumsum(opens) - 1)[:-1][opening]
-    length = last - first
-    quoted = data[first] == _QUOTE
-    within = np.diff(quotes_before)[opening]
-    closed = (within == 2) & (length >= 2) & (data[last - 1] == _QUOTE)
-    fine = np.where(quoted, closed, (within == 0) & (length > 0))
-    if not fine.all():
-        bad[element_rows[~fine]] = True
-        return bad
-
-    # The elements' text: every byte but the marks, the quotes and the escaping backslashes.
-    keep = np.ones(len(data), np.bool_)
-    keep[marks] = False
-    keep[quoting] = False
-    keep[escapers] = False
-    lengths = length - 2 * quoted
-    if len(escapers):
-        lengths -= np.bincount(np.searchsorted(first, escapers, "right") - 1, minlength=len(first))
-    element_offsets = np.zeros(len(first) + 1, np.int32)
-    np.cumsum(lengths, out=element_offsets[1:])
-    null = (length == 4) & ~quoted
-    candidates = first[null]
-    null[null] = (
-        (data[candidates] == _NULL[0])
-        & (data[candidates + 1] == _NULL[1])
-        & (data[candidates + 2] == _NULL[2])
-        & (data[candidates + 3] == _NULL[3])
-    )
-    validity = pa.py_buffer(np.packbits(~null, bitorder="little")) if null.any() else None
-    elements = pa.Array.from_buffers(
-        pa.string(),
-        len(first),
-        [validity, pa.py_buffer(element_offsets), pa.py_buffer(data[keep])],
-    )
-    row_offsets = np.zeros(rows + 1, np.int32)
-    np.cumsum(np.bincount(element_rows, minlength=rows), out=row_offsets[1:])
-    return _Split(row_offsets, elements, np.ones(rows, np.bool_))
-
-
-# Below this many texts, splitting each in Python costs less than numpy's calls.
-_FEW_ARRAYS = 16
-# An element of an array's text: quoted (group 1, escaped) or not (group 2); the whole text.
-_ELEMENT = r'"((?:[^"\\]|\\.)*)"|([^",{}\\]+)'
-_ELEMENTS = re.compile(rf"\{{(?:(?:{_ELEMENT})(?:,(?:{_ELEMENT}))*)?\}}", re.DOTALL)
-_ONE_ELEMENT = re.compile(_ELEMENT, re.DOTALL)
-_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
-
-
-def _split_few(texts: list[str | None]) -> _Split:
-    """``_split_arrays`` of a few texts, each split in Python (``_FEW_ARRAYS``)."""
-    elements: list[str | None] = []
-    offsets = [0]
-    lists = []
-    for text in texts:
-        shaped = text is None or _ELEMENTS.fullmatch(text) is not None
-        lists.append(shaped)
-        if text is not None and shaped:
-            for quoted, plain in _ONE_ELEMENT.findall(text):
-                if plain:
-                    elements.append(None if plain == "NULL" else plain)
-                else:
-                    elements.append(_ESCAPED.sub(r"\1", quoted))
-        offsets.append(len(elements))
-    return _Split(
-        np.array(offsets, np.int32), pa.array(elements, pa.string()), np.array(lists, np.bool_)
-    )
-
-
-def _escapers(backslashes: np.ndarray) -> np.ndarray:
-    """Of the (sorted) positions of backslashes, those that escape the next character: the
-    first, third... of each run of them."""
-    if not len(backslashes):
-        return backslashes
-    index = np.arange(len(backslashes))
-    starts_run = np.ones(len(backslashes), np.bool_)
-    starts_run[1:] = backslashes[1:] != backslashes[:-1] + 1
-    run_start = np.maximum.accumulate(np.where(starts_run, index, 0))
-    return backslashes[(index - run_start) % 2 == 0]
-
-
-def _array_misfit(text: str, dtype: t.Array) -> str:
-    """Why the array ``text`` does not fit ``dtype``, as ``: ...`` ("" when not found)."""
-    body, lower = text, None
-    if text.startswith("["):
-        bounds, _, body = text.partition("=")
-        lower = bounds[1:].partition(":")[0]
-    dimensions = len(body) - len(body.lstrip("{"))
-    if dimensions > 1:
-        return f": it has {dimensions} dimensions, a list one"
-    if lower is not None:
-        return f": its first index is {lower}, a list's 1"
-    split = _split_arrays(pa.array([text], pa.string()))
+def array_misfit(text: str, dtype: t.Array) -> str:
+    """Why the array ``text`` does not fit ``dtype``: its shape (more dimensions than one, a
+    first index other than 1) or its first element that does not fit; "" when neither (a
+    text that is no array's)."""
+    shape = shape_misfit(text)
+    if shape:
+        return shape
+    split = split_arrays(pa.array([text], pa.string()))
     if split.lists[0]:
         _, misfits = parse_masked(split.elements, dtype.items)
         if misfits is not None:
             element = split.elements[int(np.flatnonzero(misfits)[0])].as_py()
-            return f": its element {misfit_reason(element, dtype.items)}"
+            return f"its element {misfit_reason(element, dtype.items)}"
     return ""
 
 
 __all__ = [
+    "ARRAY_TEXT_STATEMENTS",
     "SESSION_SETTINGS",
     "SESSION_STATEMENTS",
+    "array_misfit",
     "carried_as_text",
     "column",
     "misfit_reason",
     "parse",
     "parse_masked",
-    "parse_selected",
     "type_of",
     "utf8_masked",
 ]

@@ -54,9 +54,12 @@ snapshot. A publication dropped with nothing written to the database meanwhile i
 created again.
 
 Bad values: a streamed value that does not fit its column's type (a numeric ``NaN`` or
-``Infinity``, an ``infinity`` or BC date, a year past 9999, time ``24:00``) is dead-lettered
-with the change as the server sent it, the table, column and commit LSN; the transaction's
-other events go on (under ``errors.tolerance: none`` the run fails with that one line).
+``Infinity``, an ``infinity`` or BC date, a year past 9999, time ``24:00``, an array of more
+dimensions than one or whose first index is not 1) is dead-lettered with the change as the
+server sent it, the table, column and commit LSN; the transaction's other events go on
+(under ``errors.tolerance: none`` the run fails with that one line). In the snapshot such a
+value makes its row a bad row (``_arrow_reads.conform_rows``): dead-lettered as the row's
+JSON with the table, key and column, the other rows read on.
 
 Incremental snapshots: with ``signal_table`` set, a row inserted there asks for tables to be
 read again in chunks while streaming goes on, with Debezium's signal format and watermark
@@ -97,7 +100,12 @@ class PostgresCdcSpec(ConnectorSpec):
         description=(
             "The tables to capture, as `schema.table` or `table` (in `public`); either part "
             "may be a glob (`public.*`). Each table needs a primary key (or a replica "
-            "identity) and is published to `<topic>.<schema>.<table>`."
+            "identity) and is published to `<topic>.<schema>.<table>`. An array column is a "
+            "list of its element type (an enum, and an array of enums, is text); PostgreSQL "
+            "lets any row of it hold an array of more dimensions than one, or whose first "
+            "index is not 1, which no list holds: a bad value of its row, in the snapshot as "
+            "in the stream (dead-lettered under `errors.tolerance: all`, the run stopped "
+            "under `none`, with the table, column and why)."
         ),
     )
     slot: str | None = Field(

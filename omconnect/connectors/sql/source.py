@@ -63,8 +63,12 @@ class SqlSourceSpec(ConnectorSpec):
             "(whose field is nullable for that reason); a value that is no calendar date "
             "(`2024-00-10`, `2024-02-31`) is a bad row. SQLite keeps any value in any "
             "column: a value of another storage class than the column's (text in a `REAL` "
-            "column) is a bad row, and floats keep every digit. A bad row goes to the dead "
-            "letter topic under `errors.tolerance: all` and stops the run under `none`."
+            "column) is a bad row, and floats keep every digit. A PostgreSQL array column is "
+            "a list of its element type; PostgreSQL lets any row of it hold an array of more "
+            "dimensions than one, or whose first index is not 1, which no list holds: a bad "
+            "row, as is an array with an element that does not fit its type (an infinite "
+            "timestamp). A bad row goes to the dead letter topic under "
+            "`errors.tolerance: all` and stops the run under `none`."
         )
     )
     tables: list[str] = Field(

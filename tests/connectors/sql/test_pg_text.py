@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omconnect.connectors.sql import _pg_text
+from omconnect.connectors.sql import _pg_arrays, _pg_text
 from omconnect.connectors.sql._cdc_events import (
     BadValues,
     TableEvents,
@@ -111,6 +111,10 @@ def utc(*parts: int) -> datetime:
 
 
 UUID = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+# Why a multi-dimensional array is no list.
+DIMENSIONS = ": it is a multi-dimensional array of {} dimensions, where a list has one"
+# Why an array whose first index is not 1 is no list.
+FIRST_INDEX = ": its first index is {}, where a list's is 1"
 CASES = [
     Case("numeric", "'NaN'", "NaN", MISFIT),
     Case("numeric", "'Infinity'", "Infinity", MISFIT),
@@ -237,28 +241,68 @@ CASES = [
         "ARRAY[ARRAY['a,b', 'c'], ARRAY['d', 'e}']]",
         '{{"a,b",c},{d,"e}"}}',
         MISFIT,
-        ": it has 2 dimensions, a list one",
+        DIMENSIONS.format(2),
     ),
     Case(
         "text[]",
         "'[0:1]={x,y}'::text[]",
         "[0:1]={x,y}",
         MISFIT,
-        ": its first index is 0, a list's 1",
+        FIRST_INDEX.format(0),
     ),
     Case("varchar[]", "ARRAY['a'::varchar, 'b c']", '{a,"b c"}', ["a", "b c"]),
     Case("int4[]", "ARRAY[1, NULL, -2147483648]", "{1,NULL,-2147483648}", [1, None, -2147483648]),
     Case("int4[]", "'{}'", "{}", []),
-    Case("int4[]", "'{{1,2},{3,4}}'", "{{1,2},{3,4}}", MISFIT, ": it has 2 dimensions, a list one"),
-    Case("int4[]", "'{{{1}}}'", "{{{1}}}", MISFIT, ": it has 3 dimensions, a list one"),
-    Case("int4[]", "'[2:3]={1,2}'", "[2:3]={1,2}", MISFIT, ": its first index is 2, a list's 1"),
+    Case("int4[]", "'{{1,2},{3,4}}'", "{{1,2},{3,4}}", MISFIT, DIMENSIONS.format(2)),
+    Case("int4[]", "'{{{1}}}'", "{{{1}}}", MISFIT, DIMENSIONS.format(3)),
+    Case(
+        "int4[]",
+        "'[2:3]={1,2}'",
+        "[2:3]={1,2}",
+        MISFIT,
+        FIRST_INDEX.format(2),
+    ),
     Case(
         "int4[]",
         "'[1:1][1:2]={{1,2}}'",
         "{{1,2}}",  # the default bounds are not written
         MISFIT,
-        ": it has 2 dimensions, a list one",
+        DIMENSIONS.format(2),
     ),
+    Case("int4[]", "'[-1:0]={1,2}'", "[-1:0]={1,2}", MISFIT, FIRST_INDEX.format(-1)),
+    Case(
+        "int4[]",
+        "'{{NULL,NULL},{NULL,NULL}}'",
+        "{{NULL,NULL},{NULL,NULL}}",
+        MISFIT,
+        DIMENSIONS.format(2),
+    ),
+    Case("int4[]", "'[0:1][1:1]={{1},{2}}'", "[0:1][1:1]={{1},{2}}", MISFIT, DIMENSIONS.format(2)),
+    Case("int4[]", "'{NULL,NULL}'", "{NULL,NULL}", [None, None]),
+    Case("text[]", """'[0:0]={"a\\"b"}'""", '[0:0]={"a\\"b"}', MISFIT, FIRST_INDEX.format(0)),
+    Case(
+        "text[]",
+        r"""ARRAY[ARRAY['x"y', 'back\slash'], ARRAY[NULL, '']]""",
+        r'{{"x\"y","back\\slash"},{NULL,""}}',
+        MISFIT,
+        DIMENSIONS.format(2),
+    ),
+    Case(  # elements that look like arrays
+        "text[]",
+        "ARRAY['{1,2}', '[0:1]={a}', '{{}}']",
+        '{"{1,2}","[0:1]={a}","{{}}"}',
+        ["{1,2}", "[0:1]={a}", "{{}}"],
+    ),
+    Case(
+        "timestamptz[]",
+        "ARRAY[ARRAY['2020-01-01 00:00:00+00'::timestamptz]]",
+        '{{"2020-01-01 00:00:00+00"}}',
+        MISFIT,
+        DIMENSIONS.format(2),
+    ),
+    Case("numeric(10,2)[]", "'{NULL,NULL}'", "{NULL,NULL}", [None, None]),
+    Case("numeric(10,2)[]", "'{{1.5},{NaN}}'", "{{1.50},{NaN}}", MISFIT, DIMENSIONS.format(2)),
+    Case("date[]", "'[2:2]={2020-01-01}'", "[2:2]={2020-01-01}", MISFIT, FIRST_INDEX.format(2)),
     Case("int8[]", "ARRAY[9223372036854775807]", "{9223372036854775807}", [2**63 - 1]),
     Case(
         "float8[]",
@@ -510,6 +554,47 @@ def test_misfit_reasons_are_one_line() -> None:
     assert len(misfit_reason("x\n\u2028\x85y", t.date()).splitlines()) == 1
 
 
+def test_zone_offsets_of_another_session(settled_engine: sa.Engine) -> None:
+    """The ``sql`` source's session keeps its time zone (``ARRAY_TEXT_STATEMENTS``): its
+    ``timestamptz`` texts hold that zone's offsets, in seconds before the zone kept standard
+    time (Paris until 1911: local mean time, +00:09:21), all parsed as the same instants."""
+    instants = [
+        "1850-01-01 00:00:00+00",
+        "1911-03-11 00:00:00+00",
+        "2024-06-30 12:00:00.5+00",
+        "0500-01-01 00:00:00+00",
+        "2024-01-01 00:00:00-03:30",
+    ]
+    with settled_engine.connect() as connection:
+        connection.execute(sa.text("SET timezone = 'Europe/Paris'"))
+        texts = [
+            connection.execute(
+                sa.text("SELECT format('%s', CAST(:v AS timestamptz))"), {"v": v}
+            ).scalar_one()
+            for v in instants
+        ]
+    assert texts[0] == "1850-01-01 00:09:21+00:09:21"
+    assert texts[2] == "2024-06-30 14:00:00.5+02"
+    values = parse(pa.array(texts, pa.string()), t.timestamp("UTC"))
+    assert values.to_pylist() == [
+        utc(1850, 1, 1),
+        utc(1911, 3, 11),
+        utc(2024, 6, 30, 12, 0, 0, 500000),
+        utc(500, 1, 1),
+        utc(2024, 1, 1, 3, 30),
+    ]
+    # In an array, and among values that do not fit (a BC one, with seconds too).
+    arrays = pa.array(
+        ['{"' + '","'.join(texts) + '",NULL}', '{"0001-01-01 00:09:21+00:09:21 BC"}'] * 20
+    )
+    lists, misfits = parse_masked(arrays, t.array(t.timestamp("UTC")))
+    assert misfits is not None and misfits.tolist() == [False, True] * 20
+    assert lists[0].as_py() == [*values.to_pylist(), None]
+    assert misfit_reason(arrays[1].as_py(), t.array(t.timestamp("UTC"))).endswith(
+        ': its element "0001-01-01 00:09:21+00:09:21 BC" does not fit timestamp(UTC)'
+    )
+
+
 # -- arrays --------------------------------------------------------------------------------
 
 
@@ -544,7 +629,7 @@ def test_elements_are_parsed_at_once() -> None:
     all fit (no search for misfits); its nulls stay null."""
     raw = pa.array(["{1,2,NULL}", None, "{}", '{"3"}'] * 1000, pa.string())
     with (
-        mock.patch.object(_pg_text, "_split_lists", wraps=_pg_text._split_lists) as split,
+        mock.patch.object(_pg_arrays, "_split_many", wraps=_pg_arrays._split_many) as split,
         mock.patch.object(_pg_text, "_by_halves") as halves,
     ):
         values, misfits = parse_masked(raw, t.array(t.int64()))
@@ -587,26 +672,6 @@ def test_texts_that_are_not_arrays_are_masked(odd: str, copies: int) -> None:
     )
 
 
-def test_a_few_texts_split_as_many() -> None:
-    """Python's split of a few texts and numpy's of many agree on every text, whether
-    PostgreSQL could write it or not."""
-    draw = random.Random(3)
-    pieces = ["{", "}", ",", '"', "\\", " ", "a", "NULL", "é", "[", ":", "="]
-    elements = ["a", '"a b"', '""', "NULL", '"\\\\"', '"x\\"y"', '"{}"', "", "{1}", '"']
-    texts: list[str | None] = [c.text for c in CASES if c.column.endswith("[]")]
-    texts += [*ODD_ARRAYS, None]
-    texts += ["".join(draw.choices(pieces, k=draw.randint(0, 10))) for _ in range(20_000)]
-    texts += [
-        "{" + ",".join(draw.choices(elements, k=draw.randint(1, 4))) + "}" for _ in range(5_000)
-    ]
-    many = _pg_text._split_arrays(pa.array(texts, pa.string()))
-    few = _pg_text._split_few(texts)
-    assert 1000 < many.lists.sum() < len(texts) - 1000  # lists and not
-    assert many.lists.tolist() == few.lists.tolist()
-    assert many.offsets.tolist() == few.offsets.tolist()
-    assert many.elements.to_pylist() == few.elements.to_pylist()
-
-
 @pytest.mark.parametrize("copies", [1, 10], ids=["few", "many"])
 def test_array_misfits_among_good_values_and_in_slices(copies: int) -> None:
     """A column's misfits (a 2-D array, explicit bounds, an element that does not fit) are
@@ -621,9 +686,7 @@ def test_array_misfits_among_good_values_and_in_slices(copies: int) -> None:
     assert values.to_pylist() == [[1, 2], None, [None], None, None, None, []] * copies
     with pytest.raises(ValueError) as raised:
         parse(whole, t.array(t.int32()))
-    assert str(raised.value) == (
-        '"{{1,2},{3,4}}" does not fit array<int32>: it has 2 dimensions, a list one'
-    )
+    assert str(raised.value) == ('"{{1,2},{3,4}}" does not fit array<int32>' + DIMENSIONS.format(2))
     assert misfit_reason("{x}", t.array(t.int32())) == (
         '"{x}" does not fit array<int32>: its element "x" does not fit int32'
     )

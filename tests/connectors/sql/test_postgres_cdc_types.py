@@ -127,11 +127,11 @@ def test_a_two_dimensional_array_is_dead_lettered_and_the_other_rows_go_on(cdc: 
     reasons = [d["headers"]["omconnect.error.reason"] for d in dead]
     assert (
         f'table {cdc.schema}.typed, column ints: "{{{{1,2}},{{3,4}}}}" does not fit '
-        "array<int32>: it has 2 dimensions, a list one"
+        "array<int32>: it is a multi-dimensional array of 2 dimensions, where a list has one"
     ) in reasons[0]
     assert (
         f'table {cdc.schema}.typed, column names: "[0:1]={{a,b}}" does not fit '
-        "array<string>: its first index is 0, a list's 1"
+        "array<string>: its first index is 0, where a list's is 1"
     ) in reasons[1]
     assert dead[0]["value"]["after"]["ints"] == "{{1,2},{3,4}}"
     assert dead[1]["value"]["after"]["bigs"] == "{5}"
