@@ -18,6 +18,7 @@ that declares acks, ``commit`` otherwise).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence, Set
@@ -74,35 +75,20 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _delete_nats_test_streams() -> Iterator[None]:
-    """After each test, delete the streams and groups bucket its nats URLs made on the shared
-    server (each URL has a namespace of its own)."""
+def _clean_the_shared_servers() -> Iterator[None]:
+    """After each test, delete what its URLs made on the shared servers, each URL under a
+    prefix (a namespace on NATS) of its own: the streams and groups buckets of NATS, the keys
+    of Redis, the exchanges and queues of RabbitMQ, the retained messages of MQTT and the
+    sessions parked there. Every clean-up runs, whichever fails."""
     yield
-    delete_test_namespaces()
-
-
-@pytest.fixture(autouse=True)
-def _delete_redis_test_keys() -> Iterator[None]:
-    """After each test, delete the keys its redis URLs made on the shared server (each URL
-    has a key prefix of its own)."""
-    yield
-    delete_test_prefixes()
-
-
-@pytest.fixture(autouse=True)
-def _delete_amqp_test_declarations() -> Iterator[None]:
-    """After each test, delete the exchanges and queues its amqp URLs declared on the shared
-    server (each URL has a name prefix of its own)."""
-    yield
-    delete_test_declarations()
-
-
-@pytest.fixture(autouse=True)
-def _delete_mqtt_test_records() -> Iterator[None]:
-    """After each test, delete the retained messages its mqtt URLs left on the shared server
-    and end the sessions parked there (each URL has a topic prefix of its own)."""
-    yield
-    delete_mqtt_test_prefixes()
+    with contextlib.ExitStack() as clean_ups:
+        for delete in (
+            delete_test_namespaces,
+            delete_test_prefixes,
+            delete_test_declarations,
+            delete_mqtt_test_prefixes,
+        ):
+            clean_ups.callback(delete)
 
 
 @pytest.fixture

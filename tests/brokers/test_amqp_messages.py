@@ -17,9 +17,12 @@ import pyarrow as pa
 import pytest
 
 from omconnect.runtime.brokers import ConsumedBatch, open_broker
-from omconnect.schemas.message import ExtensionHeader, Message, messages_to_batch
 from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
-from tests.support.driver_checks import message_with_every_field
+from tests.support.driver_checks import (
+    as_the_runtime_sends,
+    check_round_trip,
+    messages_with_every_field,
+)
 from tests.support.rabbitmq_server import amqp_test_url, raw_channel, url_options
 
 from .conftest import read_until, run_on, values
@@ -31,29 +34,24 @@ def amqp_url() -> str:
     return amqp_test_url()
 
 
-def _every_field(number: int, topic: str) -> Message:
-    return message_with_every_field(
-        number,
-        topic,
-        {
-            "content-type": b"application/vnd.apache.avro+binary",
-            "ce_specversion": b"1.0",
-            "ce_type": b"com.example.order",
-            "user": b"plain text",
-            "binary": b"\x00\x01\xfe",
-            "name with spaces: and colons": b"x",
-            "x-request-id": b"a name RabbitMQ's headers use",
-            "om-key": b"a name the codec uses",
-            "empty": b"",
-            "unicode": "grüße".encode(),
-        },
-    )
+_PROPERTIES = {
+    "content-type": b"application/vnd.apache.avro+binary",
+    "ce_specversion": b"1.0",
+    "ce_type": b"com.example.order",
+    "user": b"plain text",
+    "binary": b"\x00\x01\xfe",
+    "name with spaces: and colons": b"x",
+    "x-request-id": b"a name RabbitMQ's headers use",
+    "om-key": b"a name the codec uses",
+    "empty": b"",
+    "unicode": "grüße".encode(),
+}
 
 
 def test_every_openmessaging_field_round_trips_as_amqp_properties(amqp_url: str) -> None:
     broker = open_broker(amqp_url)
     topic = f"h-{uuid.uuid4().hex[:8]}"
-    sent = [_every_field(n, topic) for n in range(6)]
+    sent = messages_with_every_field(topic, _PROPERTIES)
 
     async def body() -> tuple[list[ConsumedBatch], aio_pika.abc.AbstractIncomingMessage]:
         await broker.create_topic(topic)
@@ -61,28 +59,12 @@ def test_every_openmessaging_field_round_trips_as_amqp_properties(amqp_url: str)
         async with raw_channel(amqp_url) as raw:
             spy = await raw.declare_queue(exclusive=True)  # another client's view
             await spy.bind(url_options(amqp_url).prefix + "." + topic)
-            producer = await broker.producer()
-            rows = messages_to_batch(sent)
-            ids = [m.header.message_id for m in sent]
-            await producer.send(
-                topic,
-                MessageBatch.build(
-                    rows.values, rows.keys, rows.timestamps, rows.headers, message_ids=ids
-                ),
-            )
+            await (await broker.producer()).send(topic, as_the_runtime_sends(sent))
             seen = await spy.get(timeout=5)
         return await read_until(consumer, lambda got: len(values(got)) >= 6), seen
 
     batches, seen = run_on(broker, body())
-    received = MessageBatch.concat([b.messages for b in batches])
-    for row, original in enumerate(sent):
-        back = Message.from_batch_row(received, row, topic, 0)
-        assert back.header == original.header
-        assert back.extension_header == ExtensionHeader(
-            **{**original.extension_header.__dict__, "partition": 0}
-        )
-        assert back.properties == original.properties
-        assert back.data == original.data
+    check_round_trip(sent, batches, topic)
     # Other AMQP clients see properties and plain headers.
     assert seen.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert seen.message_id == "msg-0"

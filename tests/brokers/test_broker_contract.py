@@ -17,7 +17,7 @@ from typing import cast
 import pytest
 
 from omconnect.runtime.brokers import Broker, ConsumedBatch
-from omconnect.runtime.brokers.base import Capabilities, TopicSettings
+from omconnect.runtime.brokers.base import QUEUE_CAPABILITIES, TopicSettings
 from omconnect.schemas.message_batch import MessageBatch
 
 from .conftest import (
@@ -41,7 +41,7 @@ def test_requires_skips_naming_the_capability_the_driver_does_not_declare() -> N
         Broker,
         SimpleNamespace(
             url="oms:mqtt://user:secret@host:1883",
-            capabilities=Capabilities(log=False, end_offsets=False, acks=True, partitions=False),
+            capabilities=QUEUE_CAPABILITIES,
         ),
     )
     requires(queue, "acks", "groups")  # declared: no skip

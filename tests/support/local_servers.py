@@ -1,6 +1,7 @@
-"""What the broker tests' server helpers (``nats_server``, ``redis_server``) share: the machine's
-shared server, which fails a test (never skips it) when nothing listens there, and private
-server processes on a free port that a test can kill and restart."""
+"""What the broker tests' server helpers (``nats_server``, ``redis_server``, ...) share: the
+machine's shared server, which fails a test (never skips it) when nothing listens there, the
+name prefixes that keep each test's part of it apart, and private server processes on a free
+port that a test can kill and restart."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -35,13 +37,26 @@ def free_port() -> int:
 
 class SharedServer:
     """The ``name`` server the tests share: on ``default`` or the ``host:port`` in the
-    environment variable ``env``; ``start`` says how to start one (``{host}``, ``{port}``)."""
+    environment variable ``env``; ``start`` says how to start one (``{host}``, ``{port}``).
+    Each URL a test gets (``test_url``) keeps its names apart under a prefix of its own: the
+    URL option ``prefix_option``, ``prefix_form`` around 12 random hex digits."""
 
-    def __init__(self, name: str, env: str, default: str, start: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: str,
+        default: str,
+        start: str,
+        prefix_option: str = "prefix",
+        prefix_form: str = "omct-{}",
+    ) -> None:
         self.address = os.environ.get(env, default)
         self._name = name
         self._env = env
         self._start = start
+        self._prefix_option = prefix_option
+        self._prefix_form = prefix_form
+        self._prefixes: list[str] = []
         self._reachable: bool | None = None
 
     def address_or_fail(self) -> str:
@@ -57,6 +72,20 @@ class SharedServer:
                 pytrace=False,
             )
         return self.address
+
+    def test_url(self, form: str, **options: object) -> str:
+        """``form`` (a URL with ``{address}``) of the server, failing the test when nothing
+        listens there, with a new prefix and ``options`` as its query."""
+        address = self.address_or_fail()
+        prefix = self._prefix_form.format(uuid.uuid4().hex[:12])
+        self._prefixes.append(prefix)
+        query = {self._prefix_option: prefix, **options}
+        return form.format(address=address) + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+    def take_prefixes(self) -> list[str]:
+        """The prefixes ``test_url`` gave out since the last call, for cleaning up under them."""
+        given, self._prefixes = self._prefixes, []
+        return given
 
 
 class ServerProcess(ABC):

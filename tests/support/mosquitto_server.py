@@ -19,44 +19,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import uuid
 from pathlib import Path
 
 from tests.support.local_servers import ServerProcess, SharedServer, free_port
 
-__all__ = ["MosquittoProcess", "delete_test_prefixes", "free_port", "mqtt_test_url", "new_prefix"]
+__all__ = ["MosquittoProcess", "delete_test_prefixes", "free_port", "mqtt_test_url"]
 
 SHARED = SharedServer("Mosquitto", "OMCONNECT_TEST_MQTT", "127.0.0.1:1883", "mosquitto -p {port}")
 # Long enough for a test that kills a consumer and takes its session over, short enough that
 # what a killed consumer leaves on the shared server goes away within a minute.
 TEST_SESSION_EXPIRY = 60
 
-_prefixes: list[str] = []
-
 
 def mqtt_test_url(tmp_path: Path | None = None, **options: object) -> str:
     """An ``mqtt://`` URL of the shared server under a topic prefix of its own (cleaned up
     after the test by ``delete_test_prefixes``); ``options`` add URL options."""
     del tmp_path
-    address = SHARED.address_or_fail()
-    query = {"prefix": new_prefix(), "session_expiry": TEST_SESSION_EXPIRY, **options}
-    return f"mqtt://{address}?" + "&".join(f"{k}={v}" for k, v in query.items())
-
-
-def new_prefix() -> str:
-    """A fresh topic prefix, remembered for ``delete_test_prefixes``."""
-    prefix = f"omct-{uuid.uuid4().hex[:12]}"
-    _prefixes.append(prefix)
-    return prefix
+    return SHARED.test_url("mqtt://{address}", **{"session_expiry": TEST_SESSION_EXPIRY, **options})
 
 
 def delete_test_prefixes() -> None:
     """Delete the retained messages under the prefixes ``mqtt_test_url`` gave out and end
     the consumer sessions parked there."""
-    if not _prefixes:
+    prefixes = SHARED.take_prefixes()
+    if not prefixes:
         return
-    prefixes = list(_prefixes)
-    _prefixes.clear()
     with contextlib.suppress(Exception):  # the server is gone (the test said so)
         asyncio.run(asyncio.wait_for(_delete(prefixes), 20))
 

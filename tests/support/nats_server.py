@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from pathlib import Path
 
 from tests.support.local_servers import ServerProcess, SharedServer, free_port
@@ -22,31 +21,30 @@ from tests.support.local_servers import ServerProcess, SharedServer, free_port
 __all__ = ["NatsServerProcess", "delete_test_namespaces", "free_port", "nats_test_url"]
 
 SHARED = SharedServer(
-    "NATS", "OMCONNECT_TEST_NATS", "127.0.0.1:4222", "nats-server -js -a {host} -p {port}"
+    "NATS",
+    "OMCONNECT_TEST_NATS",
+    "127.0.0.1:4222",
+    "nats-server -js -a {host} -p {port}",
+    prefix_option="namespace",
+    prefix_form="t{}",
 )
 # Short enough that a test waiting for a dead member's partitions stays quick, long enough
 # that a busy machine does not expel live members.
 TEST_SESSION_TIMEOUT = 3
-
-_namespaces: list[str] = []
 
 
 def nats_test_url(tmp_path: Path | None = None) -> str:
     """A ``nats://`` URL of the shared server in a namespace of its own (deleted after the
     test by ``delete_test_namespaces``)."""
     del tmp_path
-    address = SHARED.address_or_fail()
-    namespace = f"t{uuid.uuid4().hex[:12]}"
-    _namespaces.append(namespace)
-    return f"nats://{address}?namespace={namespace}&session_timeout={TEST_SESSION_TIMEOUT}"
+    return SHARED.test_url("nats://{address}", session_timeout=TEST_SESSION_TIMEOUT)
 
 
 def delete_test_namespaces() -> None:
     """Delete the streams and groups bucket of every namespace ``nats_test_url`` gave out."""
-    if not _namespaces:
+    namespaces = SHARED.take_prefixes()
+    if not namespaces:
         return
-    namespaces = list(_namespaces)
-    _namespaces.clear()
     asyncio.run(_delete_namespaces(f"nats://{SHARED.address}", namespaces))
 
 

@@ -1,7 +1,7 @@
 """A queue broker in memory (per-message acks, no offsets, no seek, no end offsets), to run the
-runtime's queue paths until the RabbitMQ and MQTT drivers land. Like RabbitMQ, a group's queue
-holds what was published after the group subscribed; unacknowledged messages go back to it
-when their consumer closes."""
+runtime's queue paths without a server. Like RabbitMQ, a group's queue holds what was
+published after the group subscribed; unacknowledged messages go back to it when their
+consumer closes."""
 
 from __future__ import annotations
 
@@ -10,23 +10,22 @@ import contextlib
 import itertools
 import re
 from collections import deque
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from omconnect.runtime.brokers.base import (
+    QUEUE_CAPABILITIES,
     Broker,
-    Capabilities,
     ConsumedBatch,
     Consumer,
     ConsumerStart,
     Producer,
+    QueueConsumer,
     RebalanceListener,
     SendResult,
     TopicInfo,
-    TopicPartition,
     TopicSettings,
-    UnsupportedOperation,
 )
 from omconnect.schemas.message_batch import MessageBatch
 
@@ -55,9 +54,7 @@ class QueueState:
 
 
 class QueueBroker(Broker):
-    capabilities = Capabilities(
-        log=False, end_offsets=False, acks=True, partitions=False, groups=True
-    )
+    capabilities = QUEUE_CAPABILITIES
 
     def __init__(self, state: QueueState) -> None:
         self.state = state
@@ -111,30 +108,27 @@ class _QueueProducer(Producer):
         pass
 
 
-class _QueueConsumer(Consumer):
+class _QueueConsumer(QueueConsumer):
+    scheme = "queue"
+
     def __init__(
         self,
         broker: QueueBroker,
         subscription: _Subscription,
         listener: RebalanceListener | None,
     ) -> None:
+        super().__init__(listener)
         self.broker = broker
         self.subscription = subscription
         broker.state.subscriptions.append(subscription)
-        self.listener = listener
         self.in_flight: dict[int, tuple[str, list[MessageBatch]]] = {}
-        self.paused: set[TopicPartition] = set()
-        self.owned: set[TopicPartition] = set()
         self.sequence = 0
 
     def _topics(self) -> list[str]:
         return sorted(t for t in self.broker.state.topics if self.subscription.matches(t))
 
     async def poll(self, max_messages: int, timeout: float) -> list[ConsumedBatch]:
-        new = {(t, 0) for t in self._topics()} - self.owned
-        if new and self.listener is not None:
-            await self.listener.on_partitions_assigned(new)
-        self.owned |= new
+        await self._assign(set(self._topics()))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -142,7 +136,7 @@ class _QueueConsumer(Consumer):
             budget = max_messages
             for topic in self._topics():
                 queue = self.broker.state.queues.get((self.subscription.group, topic))
-                if (topic, 0) in self.paused or not queue:
+                if topic in self._paused or not queue:
                     continue
                 taken = []
                 while queue and budget:
@@ -160,31 +154,10 @@ class _QueueConsumer(Consumer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.broker.changed.wait(), min(remaining, 0.02))
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        raise UnsupportedOperation("a queue has acks, not offsets")
-
     async def ack(self, tokens: Sequence[Any]) -> None:
         for token in tokens:
             _, taken = self.in_flight.pop(token)
             self.broker.state.acked += len(taken)
-
-    async def committed(self) -> dict[TopicPartition, int]:
-        raise UnsupportedOperation("a queue has no committed offsets")
-
-    async def end_offsets(self) -> dict[TopicPartition, int]:
-        raise UnsupportedOperation("a queue has no end offsets")
-
-    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        raise UnsupportedOperation("a queue cannot seek")
-
-    async def assignment(self) -> set[TopicPartition]:
-        return set(self.owned)
-
-    async def pause(self, partitions: Set[TopicPartition]) -> None:
-        self.paused |= set(partitions)
-
-    async def resume(self, partitions: Set[TopicPartition]) -> None:
-        self.paused -= set(partitions)
 
     async def close(self) -> None:
         for token in sorted(self.in_flight, reverse=True):

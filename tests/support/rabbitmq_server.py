@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 
     from omconnect.runtime.brokers.amqp import AmqpOptions
 
-__all__ = ["amqp_test_url", "delete_test_declarations", "new_prefix", "raw_channel", "url_options"]
+__all__ = ["amqp_test_url", "delete_test_declarations", "raw_channel", "url_options"]
 
 SHARED = SharedServer(
     "RabbitMQ",
@@ -35,24 +34,13 @@ SHARED = SharedServer(
     "RABBITMQ_NODE_IP_ADDRESS={host} RABBITMQ_NODE_PORT={port} rabbitmq-server",
 )
 
-_prefixes: list[str] = []
-
 
 def amqp_test_url(tmp_path: Path | None = None, **options: object) -> str:
     """An ``amqp://`` URL of the shared server with a prefix of its own (what is declared
     under it is deleted after the test by ``delete_test_declarations``); ``options`` add URL
     options."""
     del tmp_path
-    address = SHARED.address_or_fail()
-    query = {"prefix": new_prefix(), **options}
-    return f"amqp://guest:guest@{address}/?" + "&".join(f"{k}={v}" for k, v in query.items())
-
-
-def new_prefix() -> str:
-    """A fresh prefix, remembered for ``delete_test_declarations``."""
-    prefix = f"omct-{uuid.uuid4().hex[:12]}"
-    _prefixes.append(prefix)
-    return prefix
+    return SHARED.test_url("amqp://guest:guest@{address}/", **options)
 
 
 def url_options(url: str) -> AmqpOptions:
@@ -81,10 +69,9 @@ async def raw_channel(url: str) -> AsyncIterator[AbstractChannel]:
 def delete_test_declarations() -> None:
     """Delete the queues, exchanges and catalog declared under the prefixes
     ``amqp_test_url`` gave out."""
-    if not _prefixes:
+    prefixes = SHARED.take_prefixes()
+    if not prefixes:
         return
-    prefixes = list(_prefixes)
-    _prefixes.clear()
     asyncio.run(_delete_prefixes(prefixes))
 
 

@@ -12,18 +12,11 @@ file in a temporary directory, for tests that kill and restart the server.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from tests.support.local_servers import ServerProcess, SharedServer, free_port
 
-__all__ = [
-    "RedisServerProcess",
-    "delete_test_prefixes",
-    "free_port",
-    "new_prefix",
-    "redis_test_url",
-]
+__all__ = ["RedisServerProcess", "delete_test_prefixes", "free_port", "redis_test_url"]
 
 SHARED = SharedServer(
     "Redis",
@@ -35,34 +28,21 @@ SHARED = SharedServer(
 # that a busy machine does not expel live members.
 TEST_CLAIM_IDLE = 2
 
-_prefixes: list[str] = []
-
 
 def redis_test_url(tmp_path: Path | None = None, **options: object) -> str:
     """A ``redis://`` URL of the shared server with a key prefix of its own (its keys are
     deleted after the test by ``delete_test_prefixes``); ``options`` add URL options."""
     del tmp_path
-    address = SHARED.address_or_fail()
-    prefix = new_prefix()
-    query = {"prefix": prefix, "claim_idle": TEST_CLAIM_IDLE, **options}
-    return f"redis://{address}?" + "&".join(f"{k}={v}" for k, v in query.items())
-
-
-def new_prefix() -> str:
-    """A fresh key prefix, remembered for ``delete_test_prefixes``."""
-    prefix = f"omct-{uuid.uuid4().hex[:12]}"
-    _prefixes.append(prefix)
-    return prefix
+    return SHARED.test_url("redis://{address}", **{"claim_idle": TEST_CLAIM_IDLE, **options})
 
 
 def delete_test_prefixes() -> None:
     """Delete every key under the prefixes ``redis_test_url`` gave out."""
-    if not _prefixes:
+    prefixes = SHARED.take_prefixes()
+    if not prefixes:
         return
     import redis
 
-    prefixes = list(_prefixes)
-    _prefixes.clear()
     host, _, port = SHARED.address.rpartition(":")
     client = redis.Redis(host=host, port=int(port), socket_timeout=5, socket_connect_timeout=2)
     try:

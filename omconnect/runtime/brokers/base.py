@@ -23,6 +23,9 @@ Brokers differ; each driver declares what it offers in ``Broker.capabilities`` a
 
 Order: messages sent to one partition through one producer are stored in send order; a send
 that fails must not be retried behind later sends (the runtime rewinds the source instead).
+
+What drivers share of implementing the contract is here too: ``QUEUE_CAPABILITIES`` and
+``QueueConsumer`` for the queue brokers, ``OwningBroker`` for closing what a broker made.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from omconnect.schemas.message_batch import MessageBatch
 
@@ -88,6 +91,11 @@ class Capabilities:
     groups: bool = True
     retention: bool = False
     compaction: bool = False
+
+
+QUEUE_CAPABILITIES = Capabilities(log=False, end_offsets=False, acks=True, partitions=False)
+"""What a queue broker offers (RabbitMQ, MQTT): acknowledgements instead of offsets, one
+partition per topic, and groups of competing consumers."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,58 @@ class Consumer(ABC):
         """Leave the group (its partitions go to the other members) and release the client."""
 
 
+class QueueConsumer(Consumer):
+    """A consumer of a queue broker (``QUEUE_CAPABILITIES``). A queue has no offsets to
+    commit, read back, end or seek to; every member of a group reads every subscribed topic
+    (one partition, 0), told to ``listener`` once (``_assign``) and never taken away; pausing
+    stops returning a topic's messages (``_paused``), which wait in the consumer meanwhile.
+    ``scheme`` names the driver in errors."""
+
+    scheme: str
+
+    def __init__(self, listener: RebalanceListener | None) -> None:
+        self._listener = listener
+        self._assigned: set[str] = set()
+        self._paused: set[str] = set()
+
+    async def _assign(self, topics: Set[str]) -> None:
+        """Tell the listener about the topics of ``topics`` this member was not told of yet."""
+        new = set(topics) - self._assigned
+        if new:
+            self._assigned |= new
+            if self._listener is not None:
+                await self._listener.on_partitions_assigned({(t, 0) for t in new})
+
+    @abstractmethod
+    async def ack(self, tokens: Sequence[Any]) -> None: ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        raise UnsupportedOperation(f"{self.scheme}:// is a queue: acknowledge batches with ack")
+
+    async def committed(self) -> dict[TopicPartition, int]:
+        raise UnsupportedOperation(f"{self.scheme}:// is a queue: it has no committed offsets")
+
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        raise UnsupportedOperation(f"{self.scheme}:// is a queue: it has no end offsets")
+
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        raise UnsupportedOperation(
+            f"{self.scheme}:// is a queue: it cannot seek, a message read is gone"
+        )
+
+    async def assignment(self) -> set[TopicPartition]:
+        """The topics this member was told it reads (partition 0 each)."""
+        return {(topic, 0) for topic in self._assigned}
+
+    async def pause(self, partitions: Set[TopicPartition]) -> None:
+        """Stop returning messages of these topics; the server may go on sending them, and
+        they wait in the consumer (within its limit of unacknowledged messages)."""
+        self._paused |= {topic for topic, _ in partitions}
+
+    async def resume(self, partitions: Set[TopicPartition]) -> None:
+        self._paused -= {topic for topic, _ in partitions}
+
+
 ConsumerStart = Literal["earliest", "latest"]
 
 
@@ -273,3 +333,33 @@ class Broker(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=Producer | Consumer)
+
+
+class OwningBroker(Broker):
+    """A broker that closes the producers and consumers it made (``_owned``) when it closes,
+    then what it holds itself (``_close_connection``), even when closing a client failed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._clients: list[Producer | Consumer] = []
+
+    def _owned(self, client: ClientT) -> ClientT:
+        """``client``, to be closed with the broker."""
+        self._clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        """Close every producer and consumer made by this broker, then its connection."""
+        try:
+            for client in self._clients:
+                await client.close()
+        finally:
+            self._clients.clear()
+            await self._close_connection()
+
+    @abstractmethod
+    async def _close_connection(self) -> None:
+        """Close the broker's own connection (or other resources)."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
 
 from omconnect.runtime.brokers.base import Broker
 from omconnect.runtime.brokers.url import BrokerUrl, parse_broker_url
@@ -63,3 +64,32 @@ def _unsupported(url: BrokerUrl) -> UnsupportedBrokerError:
     return UnsupportedBrokerError(
         url.scheme, f"unknown broker scheme {url.scheme}:// (known: {known})"
     )
+
+
+@contextlib.contextmanager
+def client_library(scheme: str, client: str, extra: str, *modules: str) -> Iterator[None]:
+    """Where a driver imports what needs its client library (``client``, the modules
+    ``modules``): when that is not installed, the one-line ``UnsupportedBrokerError`` that
+    says which ``omconnect[extra]`` installs it."""
+    try:
+        yield
+    except ModuleNotFoundError as missing:
+        if missing.name is None or not missing.name.startswith(modules):
+            raise
+        raise UnsupportedBrokerError(
+            scheme, f"the {scheme}:// driver needs {client}: install the omconnect[{extra}] extra"
+        ) from None
+
+
+def lazy_exports(package: str, modules: Mapping[str, str]) -> Callable[[str], Any]:
+    """The module ``__getattr__`` of a driver package whose public classes (name -> module of
+    the package, in ``modules``) are imported on first use, so that the package imports
+    without the driver's client library."""
+
+    def __getattr__(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    return __getattr__

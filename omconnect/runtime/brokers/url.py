@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -24,6 +25,12 @@ class BrokerUrl:
     location: str
     options: dict[str, str] = field(default_factory=dict)
     text: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The URL as a broker shows it (``Broker.url``, which logs and errors may repeat):
+        without the user and password."""
+        return re.sub(r"//[^/?]*@", "//***@", self.text)
 
 
 def parse_broker_url(url: str) -> BrokerUrl:

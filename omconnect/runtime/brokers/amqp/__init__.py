@@ -57,10 +57,9 @@ names of its prefix.
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from omconnect.runtime.brokers.resolution import UnsupportedBrokerError
+from omconnect.runtime.brokers.resolution import client_library, lazy_exports
 from omconnect.runtime.brokers.url import BrokerUrl
 
 if TYPE_CHECKING:
@@ -79,13 +78,16 @@ __all__ = [
 ]
 
 # The public classes, imported on first use: aio-pika is an extra.
-_LAZY = {
-    "AmqpBroker": "broker",
-    "AmqpConsumer": "consumer",
-    "AmqpProducer": "producer",
-    "AmqpOptions": "_options",
-    "AmqpUrlError": "_options",
-}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AmqpBroker": "broker",
+        "AmqpConsumer": "consumer",
+        "AmqpProducer": "producer",
+        "AmqpOptions": "_options",
+        "AmqpUrlError": "_options",
+    },
+)
 
 
 def open_amqp_broker(url: BrokerUrl, *, create: bool = True) -> AmqpBroker:
@@ -101,23 +103,6 @@ def open_amqp_broker(url: BrokerUrl, *, create: bool = True) -> AmqpBroker:
     from omconnect.runtime.brokers.amqp._options import parse_options
 
     options = parse_options(url)
-    try:
+    with client_library("amqp", "aio-pika", "rabbitmq", "aio_pika", "aiormq", "pamqp"):
         from omconnect.runtime.brokers.amqp.broker import AmqpBroker
-    except ModuleNotFoundError as missing:
-        if missing.name is None or not missing.name.startswith(("aio_pika", "aiormq", "pamqp")):
-            raise
-        raise UnsupportedBrokerError(
-            "amqp",
-            "the amqp:// driver needs aio-pika: install the omconnect[rabbitmq] extra",
-        ) from None
-    # The URL as shown (broker.url): without a password, which logs and errors may repeat.
-    return AmqpBroker(options, re.sub(r"//[^/?]*@", "//***@", url.text), create)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return AmqpBroker(options, url.shown, create)

@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from omconnect.runtime.brokers.amqp._naming import Names
 from omconnect.runtime.brokers.amqp._options import AmqpOptions, QueueType
 from omconnect.runtime.brokers.base import BrokerError
+from omconnect.runtime.brokers.server_connection import ServerConnection
 
 log = logging.getLogger("omconnect.broker.amqp")
 
@@ -44,21 +45,16 @@ def _not_a_failed_connect(record: logging.LogRecord) -> bool:
 logging.getLogger("aiormq.connection").addFilter(_not_a_failed_connect)
 
 
-class AmqpConnection:
+class AmqpConnection(ServerConnection[AbstractConnection]):
     """The connection, and the names and queue type, of one broker."""
 
+    server = "RabbitMQ"
+
     def __init__(self, options: AmqpOptions) -> None:
+        super().__init__(options.display)
         self.options = options
         self.names = Names(options.prefix)
         self.queue_type: QueueType = options.queue_type or "quorum"
-        self._connection: AbstractConnection | None = None
-        self._lock = asyncio.Lock()
-        self._closed = False
-
-    @property
-    def display(self) -> str:
-        """``host:port`` of the server, without credentials."""
-        return self.options.display
 
     async def channel(self, *, confirms: bool = False) -> AbstractChannel:
         """A new channel (in publisher-confirm mode with ``confirms``), connecting first if
@@ -68,21 +64,18 @@ class AmqpConnection:
             BrokerError: the server cannot be reached, refuses the login or the vhost, or
                 refuses the channel.
         """
-        connection = await self._open()
+        connection = await self._connected()
         async with broker_errors(self, "opening a channel"):
             return await connection.channel(publisher_confirms=confirms, on_return_raises=False)
 
-    async def _open(self) -> AbstractConnection:
-        if not _usable(self._connection):
-            async with self._lock:
-                if not _usable(self._connection):
-                    self._connection = await self._connect()
-        assert self._connection is not None
-        return self._connection
+    def _usable(self, connection: AbstractConnection | None) -> bool:
+        """Whether ``connection`` is open. aio-pika learns that its client's connection closed
+        a moment after the client does (a callback), so the client is asked as well."""
+        if connection is None or connection.is_closed or connection.transport is None:
+            return False
+        return not connection.transport.connection.is_closed
 
     async def _connect(self) -> AbstractConnection:
-        if self._closed:
-            raise BrokerError(f"the RabbitMQ broker {self.display} is closed")
         o = self.options
         try:
             async with asyncio.timeout(o.connect_timeout):
@@ -117,8 +110,7 @@ class AmqpConnection:
 
     async def close(self) -> None:
         """Close the connection (and every channel on it); idempotent."""
-        self._closed = True
-        connection, self._connection = self._connection, None
+        connection = self._closing()
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(*CLIENT_ERRORS, TimeoutError):
                 async with asyncio.timeout(5):
@@ -186,14 +178,6 @@ def _connect_failure(options: AmqpOptions, error: BaseException) -> str:
         f"{options.connect_timeout:g} s ({describe(error)}): check that RabbitMQ is running "
         "there and that the host and port of the broker URL are right"
     )
-
-
-def _usable(connection: AbstractConnection | None) -> bool:
-    """Whether ``connection`` is open. aio-pika learns that its client's connection closed a
-    moment after the client does (a callback), so the client is asked as well."""
-    if connection is None or connection.is_closed or connection.transport is None:
-        return False
-    return not connection.transport.connection.is_closed
 
 
 def _server_version(connection: AbstractConnection) -> tuple[int, ...] | None:

@@ -34,11 +34,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from aiormq import spec
 
 from omconnect.runtime.brokers.amqp._naming import MAX_NAME_BYTES
-from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
+from omconnect.runtime.brokers.message_rows import Entries, ReceivedColumns, batch_rows
+from omconnect.schemas.message_batch import MessageBatch
 
 MESSAGE_ID = "om-message-id"
 TIME = "om-time"
@@ -55,22 +55,14 @@ _MAX_DATETIME_MS = 253_402_300_799_999
 
 def encode_rows(messages: MessageBatch) -> list[tuple[bytes, spec.Basic.Properties]]:
     """The body and properties of every message, in order."""
-    rows = zip(
-        messages.keys.to_pylist(),
-        messages.values.to_pylist(),
-        messages.timestamps.to_pylist(),
-        messages.headers.to_pylist(),
-        messages.message_ids.to_pylist(),
-        strict=True,
-    )
-    return [_encode(*row) for row in rows]
+    return [_encode(*row) for row in batch_rows(messages)]
 
 
 def _encode(
     key: bytes | None,
     value: bytes | None,
     born_ms: int,
-    entries: list[tuple[str, bytes | None]] | None,
+    entries: Entries | None,
     message_id: str | None,
 ) -> tuple[bytes, spec.Basic.Properties]:
     table: dict[str, Any] = {TIME: born_ms}
@@ -109,44 +101,30 @@ def decode_rows(
 ) -> MessageBatch:
     """A batch of the bodies and properties of delivered messages, numbered from
     ``first_offset``."""
-    n = len(received)
-    keys: list[bytes | None] = [None] * n
-    values: list[bytes | None] = [None] * n
-    times = np.zeros(n, dtype=np.int64)
-    maps: list[list[tuple[str, bytes | None]] | None] = [None] * n
-    ids: list[str | None] = [None] * n
+    columns = ReceivedColumns(len(received))
     read_ms = int(time.time() * 1000)
     for row, (body, properties) in enumerate(received):
         table: dict[str, Any] = properties.headers or {}
-        values[row] = None if table.get(NULL_VALUE) is True else body
+        columns.values[row] = None if table.get(NULL_VALUE) is True else body
         key = table.get(KEY)
-        keys[row] = None if key is None else _bytes(key)
-        ids[row] = table.get(MESSAGE_ID, properties.message_id)
+        columns.keys[row] = None if key is None else _bytes(key)
+        columns.ids[row] = table.get(MESSAGE_ID, properties.message_id)
         born = table.get(TIME)
         if isinstance(born, int) and not isinstance(born, bool):
-            times[row] = born
-            maps[row] = _own_entries(table, properties)
+            columns.times[row] = born
+            columns.headers[row] = _own_entries(table, properties)
         else:
             stamp = properties.timestamp
-            times[row] = int(stamp.timestamp() * 1000) if stamp is not None else read_ms
-            maps[row] = _foreign_entries(table, properties)
-    return MessageBatch.build(
-        values,
-        keys=keys,
-        timestamps=times,
-        headers=pa.array(maps, HEADERS_TYPE),
-        offsets=np.arange(first_offset, first_offset + n, dtype=np.int64),
-        message_ids=ids,
-    )
+            columns.times[row] = int(stamp.timestamp() * 1000) if stamp is not None else read_ms
+            columns.headers[row] = _foreign_entries(table, properties)
+    return columns.batch(np.arange(first_offset, first_offset + len(received), dtype=np.int64))
 
 
-def _own_entries(
-    table: dict[str, Any], properties: spec.Basic.Properties
-) -> list[tuple[str, bytes | None]] | None:
+def _own_entries(table: dict[str, Any], properties: spec.Basic.Properties) -> Entries | None:
     order = table.get(HEADERS)
     if not isinstance(order, list):
         return None
-    entries: list[tuple[str, bytes | None]] = []
+    entries: Entries = []
     for item in order:
         if isinstance(item, list):
             name, raw = item
@@ -159,9 +137,7 @@ def _own_entries(
     return entries
 
 
-def _foreign_entries(
-    table: dict[str, Any], properties: spec.Basic.Properties
-) -> list[tuple[str, bytes | None]] | None:
+def _foreign_entries(table: dict[str, Any], properties: spec.Basic.Properties) -> Entries | None:
     entries = [(name, _bytes(raw)) for name, raw in table.items() if not name.startswith("om-")]
     for name, prop in _AS_PROPERTY.items():
         text = getattr(properties, prop)

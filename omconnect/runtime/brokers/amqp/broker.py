@@ -12,9 +12,9 @@ from omconnect.runtime.brokers.amqp._topology import Topology
 from omconnect.runtime.brokers.amqp.consumer import AmqpConsumer
 from omconnect.runtime.brokers.amqp.producer import AmqpProducer
 from omconnect.runtime.brokers.base import (
-    Broker,
-    Capabilities,
+    QUEUE_CAPABILITIES,
     ConsumerStart,
+    OwningBroker,
     RebalanceListener,
     TopicInfo,
     TopicSettings,
@@ -23,7 +23,7 @@ from omconnect.runtime.brokers.base import (
 log = logging.getLogger("omconnect.broker.amqp")
 
 
-class AmqpBroker(Broker):
+class AmqpBroker(OwningBroker):
     """An access point to a RabbitMQ vhost; see the package docstring for how topics,
     groups and acknowledgements map onto exchanges and queues.
 
@@ -32,32 +32,20 @@ class AmqpBroker(Broker):
     ``create`` false (read-only commands), ``list_topics`` declares nothing.
     """
 
-    capabilities = Capabilities(
-        log=False,
-        end_offsets=False,
-        acks=True,
-        # AMQP 0-9-1 transactions (tx.select) cannot store source positions with the
-        # messages, are atomic only for messages routed to a single queue, and exclude
-        # publisher confirms on their channel: nothing exactly-once can be built on them.
-        transactions=False,
-        partitions=False,
-        groups=True,
-        retention=False,
-        compaction=False,
-    )
+    # No transactions: AMQP 0-9-1 transactions (tx.select) cannot store source positions
+    # with the messages, are atomic only for messages routed to a single queue, and exclude
+    # publisher confirms on their channel: nothing exactly-once can be built on them.
+    capabilities = QUEUE_CAPABILITIES
 
     def __init__(self, options: AmqpOptions, url: str, create: bool = True) -> None:
-        self.url = url
+        super().__init__(url)
         self.options = options
         self._connection = AmqpConnection(options)
         self._catalog = Catalog(self._connection, create)
         self._topology = Topology(self._connection, self._catalog)
-        self._clients: list[AmqpProducer | AmqpConsumer] = []
 
     async def producer(self) -> AmqpProducer:
-        producer = AmqpProducer(self._connection, self._topology)
-        self._clients.append(producer)
-        return producer
+        return self._owned(AmqpProducer(self._connection, self._topology))
 
     async def consumer(
         self,
@@ -80,15 +68,11 @@ class AmqpBroker(Broker):
             BrokerError: the server cannot be reached or refused.
         """
         del start
-        consumer = AmqpConsumer(
-            self._connection,
-            self._topology,
-            group,
-            topics,
-            pattern=pattern,
-            listener=listener,
+        consumer = self._owned(
+            AmqpConsumer(
+                self._connection, self._topology, group, topics, pattern=pattern, listener=listener
+            )
         )
-        self._clients.append(consumer)
         await consumer.subscribe()
         return consumer
 
@@ -130,11 +114,5 @@ class AmqpBroker(Broker):
         names = (await self._catalog.read())[TOPIC]
         return [TopicInfo(name, 1, 0) for name in sorted(names)]
 
-    async def close(self) -> None:
-        """Close every producer and consumer made by this broker, then the connection."""
-        try:
-            for client in self._clients:
-                await client.close()
-        finally:
-            self._clients.clear()
-            await self._connection.close()
+    async def _close_connection(self) -> None:
+        await self._connection.close()

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import aiormq.abc
@@ -30,10 +30,8 @@ from omconnect.runtime.brokers.amqp._topology import Topology
 from omconnect.runtime.brokers.base import (
     BrokerError,
     ConsumedBatch,
-    Consumer,
+    QueueConsumer,
     RebalanceListener,
-    TopicPartition,
-    UnsupportedOperation,
 )
 
 log = logging.getLogger("omconnect.broker.amqp")
@@ -51,7 +49,7 @@ class _Delivery(NamedTuple):
     properties: spec.Basic.Properties
 
 
-class AmqpConsumer(Consumer):
+class AmqpConsumer(QueueConsumer):
     """A member of ``group``: one of the competing consumers of the group's queue.
 
     The queue (durable, quorum or classic) is declared and bound to the subscribed topics'
@@ -83,6 +81,8 @@ class AmqpConsumer(Consumer):
     after it is back opens a new channel.
     """
 
+    scheme = "amqp"
+
     def __init__(
         self,
         connection: AmqpConnection,
@@ -93,6 +93,7 @@ class AmqpConsumer(Consumer):
         pattern: str | None = None,
         listener: RebalanceListener | None = None,
     ) -> None:
+        super().__init__(listener)
         self.group = group
         self.topics = tuple(topics)
         self.pattern = pattern
@@ -102,7 +103,6 @@ class AmqpConsumer(Consumer):
         self._queue = self._names.queue(group)
         self._binding = binding_key(pattern) if pattern is not None else None
         self._matcher = re.compile(pattern) if pattern is not None else None
-        self._listener = listener
         self._prefetch = connection.options.prefetch
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.abc.AbstractChannel | None = None
@@ -111,8 +111,6 @@ class AmqpConsumer(Consumer):
         self._tokens: dict[int, list[int]] = {}
         self._token_numbers = itertools.count()
         self._sequence = time.time_ns()
-        self._owned: set[TopicPartition] = set()
-        self._paused: set[str] = set()
         self._announced = False
         self._arrived = asyncio.Event()
         self._room = 0
@@ -164,7 +162,7 @@ class AmqpConsumer(Consumer):
             await self._open()
             if not self._announced:
                 self._announced = True
-                await self._assign({(topic, 0) for topic in self.topics})
+                await self._assign(set(self.topics))
             if self._ready() < max_messages and timeout > 0:
                 await self._receive(max_messages, deadline)
         except BrokerError as exc:
@@ -255,7 +253,7 @@ class AmqpConsumer(Consumer):
             else:
                 kept.append(delivery)
         self._buffer = kept
-        await self._assign({(topic, 0) for topic in by_topic})
+        await self._assign(by_topic.keys())
         batches = []
         for topic, deliveries in by_topic.items():
             token = next(self._token_numbers)
@@ -264,13 +262,6 @@ class AmqpConsumer(Consumer):
             self._sequence += len(deliveries)
             batches.append(ConsumedBatch(topic, 0, rows, ack_token=token))
         return batches
-
-    async def _assign(self, partitions: set[TopicPartition]) -> None:
-        new = partitions - self._owned
-        if new:
-            self._owned |= new
-            if self._listener is not None:
-                await self._listener.on_partitions_assigned(new)
 
     async def ack(self, tokens: Sequence[Any]) -> None:
         """Acknowledge the messages of the batches whose ``ack_token`` is given; returns once
@@ -303,28 +294,6 @@ class AmqpConsumer(Consumer):
                 len(tags),
                 describe(exc),
             )
-
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        raise UnsupportedOperation("amqp:// consumers acknowledge messages (ack); no offsets")
-
-    async def committed(self) -> dict[TopicPartition, int]:
-        raise UnsupportedOperation("amqp:// queues have no committed offsets")
-
-    async def end_offsets(self) -> dict[TopicPartition, int]:
-        raise UnsupportedOperation("amqp:// queues have no end offsets")
-
-    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        raise UnsupportedOperation("amqp:// queues cannot seek: a message read is gone")
-
-    async def assignment(self) -> set[TopicPartition]:
-        """The topics (partition 0) this member was told it reads."""
-        return set(self._owned)
-
-    async def pause(self, partitions: Set[TopicPartition]) -> None:
-        self._paused |= {topic for topic, _ in partitions}
-
-    async def resume(self, partitions: Set[TopicPartition]) -> None:
-        self._paused -= {topic for topic, _ in partitions}
 
     async def close(self) -> None:
         """Leave the queue: what this member holds unacknowledged goes back to it."""

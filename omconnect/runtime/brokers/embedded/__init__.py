@@ -7,6 +7,7 @@ from omconnect.runtime.brokers.embedded.broker import LOG_FILE_NAME, EmbeddedBro
 from omconnect.runtime.brokers.embedded.consumer import EmbeddedConsumer
 from omconnect.runtime.brokers.embedded.producer import EmbeddedProducer
 from omconnect.runtime.brokers.url import BrokerUrl
+from omconnect.runtime.brokers.url_options import UrlOptions
 
 __all__ = [
     "LOG_FILE_NAME",
@@ -40,34 +41,13 @@ def open_embedded_broker(url: BrokerUrl, *, create: bool = True) -> EmbeddedBrok
             f"{url.text}: there is no embedded broker in {url.location} (no {LOG_FILE_NAME}: "
             "nothing was published there yet)"
         )
-    unknown = sorted(set(url.options) - _OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"{url.text}: unknown embedded broker option {unknown[0]!r} "
-            f"(known: {', '.join(sorted(_OPTIONS))})"
-        )
+    options = UrlOptions(url, _OPTIONS, subject="embedded broker", context=f"{url.text}: ")
     return EmbeddedBroker(
         url.location,
         sync=url.options.get("sync", "full"),
         compression=url.options.get("compression", "lz4"),
-        busy_timeout=_seconds(url, "busy_timeout", 30.0),
+        busy_timeout=options.seconds("busy_timeout", 30.0),
         url=url.text,
-        session_timeout=_seconds(url, "session_timeout", 10.0),
-        transaction_timeout=_seconds(url, "transaction_timeout", 60.0),
+        session_timeout=options.seconds("session_timeout", 10.0),
+        transaction_timeout=options.seconds("transaction_timeout", 60.0),
     )
-
-
-def _seconds(url: BrokerUrl, option: str, default: float) -> float:
-    text = url.options.get(option)
-    if text is None:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ValueError(
-            f"{url.text}: embedded broker option {option} must be a positive number of "
-            f"seconds, not {text!r}"
-        )
-    return seconds

@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omconnect.runtime.brokers.base import (
-    Broker,
     Capabilities,
     ConsumerStart,
+    OwningBroker,
     RebalanceListener,
     TopicInfo,
     TopicSettings,
@@ -59,7 +59,7 @@ LOG_FILE_NAME = "broker.sqlite"
 _SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 
 
-class EmbeddedBroker(Broker):
+class EmbeddedBroker(OwningBroker):
     """An access point to the embedded log under ``directory``.
 
     Args:
@@ -77,16 +77,7 @@ class EmbeddedBroker(Broker):
             reader or writer aborts it.
     """
 
-    capabilities = Capabilities(
-        log=True,
-        end_offsets=True,
-        acks=False,
-        transactions=True,
-        partitions=True,
-        groups=True,
-        retention=True,
-        compaction=False,
-    )
+    capabilities = Capabilities(transactions=True, retention=True)  # a log, not compacted
 
     def __init__(
         self,
@@ -112,32 +103,31 @@ class EmbeddedBroker(Broker):
                 "embedded broker transaction_timeout must be positive seconds, "
                 f"not {transaction_timeout}"
             )
+        super().__init__(url or f"embedded://{directory}")
         self._transaction_timeout = transaction_timeout
         self.directory = Path(directory)
         self.log_path = self.directory / LOG_FILE_NAME
-        self.url = url or f"embedded://{directory}"
         self._synchronous = _SYNC_MODES[sync.lower()]
         self._codec = SegmentCodec(compression)
         self._busy_timeout = busy_timeout
         self._segment_bytes = segment_bytes
         self._signal = AppendSignal()
         self._admin = self._connection()
-        self._clients: list[EmbeddedProducer | EmbeddedConsumer] = []
 
     def _connection(self) -> SqliteThread:
         return SqliteThread(self.log_path, self._synchronous, self._busy_timeout)
 
     async def producer(self) -> EmbeddedProducer:
         """A producer with its own connection; sends are durable when they return."""
-        producer = EmbeddedProducer(
-            self._connection(),
-            self._codec,
-            self._signal,
-            self._segment_bytes,
-            transaction_timeout=self._transaction_timeout,
+        return self._owned(
+            EmbeddedProducer(
+                self._connection(),
+                self._codec,
+                self._signal,
+                self._segment_bytes,
+                transaction_timeout=self._transaction_timeout,
+            )
         )
-        self._clients.append(producer)
-        return producer
 
     async def consumer(
         self,
@@ -156,18 +146,18 @@ class EmbeddedBroker(Broker):
         """
         if start not in ("earliest", "latest"):
             raise ValueError(f"start must be 'earliest' or 'latest', not {start!r}")
-        consumer = EmbeddedConsumer(
-            self._connection(),
-            self._signal,
-            group,
-            topics,
-            pattern=pattern,
-            listener=listener,
-            start=start,
-            session_timeout=self.session_timeout,
+        return self._owned(
+            EmbeddedConsumer(
+                self._connection(),
+                self._signal,
+                group,
+                topics,
+                pattern=pattern,
+                listener=listener,
+                start=start,
+                session_timeout=self.session_timeout,
+            )
         )
-        self._clients.append(consumer)
-        return consumer
 
     async def create_topic(self, name: str, settings: TopicSettings | None = None) -> None:
         """Create ``name`` with ``settings`` (default: one partition, no retention); an
@@ -203,9 +193,5 @@ class EmbeddedBroker(Broker):
         start offset. Whole segments before it are deleted."""
         return await self._admin.run(_log_store.delete_before, topic, partition, offset)
 
-    async def close(self) -> None:
-        """Close every producer and consumer made by this broker, then the broker itself."""
-        for client in self._clients:
-            await client.close()
-        self._clients.clear()
+    async def _close_connection(self) -> None:
         await self._admin.close()

@@ -35,9 +35,9 @@ are in ``_options.KafkaOptions``; an unknown one is an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from omconnect.runtime.brokers.resolution import UnsupportedBrokerError
+from omconnect.runtime.brokers.resolution import client_library, lazy_exports
 from omconnect.runtime.brokers.url import BrokerUrl
 
 if TYPE_CHECKING:
@@ -56,13 +56,16 @@ __all__ = [
 ]
 
 # The public classes, imported on first use: confluent-kafka is an extra.
-_LAZY = {
-    "KafkaBroker": "broker",
-    "KafkaConsumer": "consumer",
-    "KafkaProducer": "producer",
-    "KafkaOptions": "_options",
-    "KafkaUrlError": "_options",
-}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "KafkaBroker": "broker",
+        "KafkaConsumer": "consumer",
+        "KafkaProducer": "producer",
+        "KafkaOptions": "_options",
+        "KafkaUrlError": "_options",
+    },
+)
 
 
 def open_kafka_broker(url: BrokerUrl, *, create: bool = True) -> KafkaBroker:
@@ -76,23 +79,7 @@ def open_kafka_broker(url: BrokerUrl, *, create: bool = True) -> KafkaBroker:
         KafkaUrlError: the URL is malformed or has an unknown option (a ``ValueError``).
         UnsupportedBrokerError: confluent-kafka is not installed.
     """
-    try:
+    with client_library("kafka", "confluent-kafka", "kafka", "confluent_kafka"):
         from omconnect.runtime.brokers.kafka._options import parse_kafka_url
         from omconnect.runtime.brokers.kafka.broker import KafkaBroker
-    except ModuleNotFoundError as missing:
-        if missing.name is None or not missing.name.startswith("confluent_kafka"):
-            raise
-        raise UnsupportedBrokerError(
-            "kafka",
-            "the kafka:// driver needs confluent-kafka: install the omconnect[kafka] extra",
-        ) from None
     return KafkaBroker(parse_kafka_url(url), url.text or f"kafka://{url.location}")
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

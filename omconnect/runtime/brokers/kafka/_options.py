@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from omconnect.runtime.brokers.base import BrokerError
 from omconnect.runtime.brokers.url import BrokerUrl
+from omconnect.runtime.brokers.url_options import BrokerUrlError, refuse_unknown
 
 DEFAULT_PORT = 9092
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
-class KafkaUrlError(BrokerError, ValueError):
-    """A ``kafka://`` URL that cannot work: a malformed location, an unknown option or a
-    value out of range. Both a ``BrokerError`` and the ``ValueError`` that ``open_broker``
-    promises for malformed URLs."""
+class KafkaUrlError(BrokerUrlError):
+    """A ``kafka://`` URL that cannot work."""
 
 
 @dataclass(frozen=True)
@@ -93,12 +91,7 @@ def parse_kafka_url(url: BrokerUrl) -> KafkaOptions:
         KafkaUrlError: no host, a bad port, credentials, an unknown option or a bad value.
     """
     servers = _servers(url)
-    unknown = sorted(set(url.options) - set(KNOWN_OPTIONS))
-    if unknown:
-        raise KafkaUrlError(
-            f"{_shown(url)}: unknown kafka option {unknown[0]!r} "
-            f"(known: {', '.join(KNOWN_OPTIONS)})"
-        )
+    refuse_unknown(url, KNOWN_OPTIONS, KafkaUrlError, "kafka", f"{_shown(url)}: ")
     values: dict[str, int | str | bool] = {}
     for name, text in url.options.items():
         if name == "transactions":

@@ -46,16 +46,7 @@ class KafkaBroker(Broker):
         url: the URL it was opened from (for display).
     """
 
-    capabilities = Capabilities(
-        log=True,
-        end_offsets=True,
-        acks=False,
-        transactions=True,
-        partitions=True,
-        groups=True,
-        retention=False,
-        compaction=False,
-    )
+    capabilities = Capabilities(transactions=True)  # and a log's (the defaults)
 
     def __init__(self, options: KafkaOptions, url: str) -> None:
         self.url = url

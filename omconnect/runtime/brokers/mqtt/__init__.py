@@ -77,10 +77,9 @@ nothing of the broker contract, so the future ``mqtt`` source connector can shar
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from omconnect.runtime.brokers.resolution import UnsupportedBrokerError
+from omconnect.runtime.brokers.resolution import client_library, lazy_exports
 from omconnect.runtime.brokers.url import BrokerUrl
 
 if TYPE_CHECKING:
@@ -99,13 +98,16 @@ __all__ = [
 ]
 
 # The public classes, imported on first use: paho-mqtt is an extra.
-_LAZY = {
-    "MqttBroker": "broker",
-    "MqttConsumer": "consumer",
-    "MqttProducer": "producer",
-    "MqttOptions": "_options",
-    "MqttUrlError": "_options",
-}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "MqttBroker": "broker",
+        "MqttConsumer": "consumer",
+        "MqttProducer": "producer",
+        "MqttOptions": "_options",
+        "MqttUrlError": "_options",
+    },
+)
 
 
 def open_mqtt_broker(url: BrokerUrl, *, create: bool = True) -> MqttBroker:
@@ -122,23 +124,6 @@ def open_mqtt_broker(url: BrokerUrl, *, create: bool = True) -> MqttBroker:
     from omconnect.runtime.brokers.mqtt._options import parse_options
 
     options = parse_options(url)
-    try:
+    with client_library("mqtt", "paho-mqtt", "mqtt", "paho"):
         from omconnect.runtime.brokers.mqtt.broker import MqttBroker
-    except ModuleNotFoundError as missing:
-        if missing.name is None or not missing.name.startswith("paho"):
-            raise
-        raise UnsupportedBrokerError(
-            "mqtt",
-            "the mqtt:// driver needs paho-mqtt: install the omconnect[mqtt] extra",
-        ) from None
-    # The URL as shown (broker.url): without a password, which logs and errors may repeat.
-    return MqttBroker(options, re.sub(r"//[^/?]*@", "//***@", url.text))
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return MqttBroker(options, url.shown)

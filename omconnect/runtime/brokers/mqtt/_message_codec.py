@@ -23,26 +23,34 @@ User properties a reader does not know (another client's) come back as header en
 nothing an MQTT message carries is dropped. ``om:topic`` names the topic of a message a group
 member handed back to its group (``requeue_properties``); it is not a header.
 
-It imports nothing of the broker contract (only ``_naming``'s string check and
-``_publish_properties``), so the future mqtt source connector can share it.
+It imports nothing of the broker contract (only ``_naming``'s string check,
+``_publish_properties`` and the client-free ``message_rows``), so the future mqtt source
+connector can share it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 
 import numpy as np
-import pyarrow as pa
 from paho.mqtt.properties import Properties
 
+from omconnect.runtime.brokers.message_rows import (
+    Entries,
+    ReceivedColumns,
+    b64,
+    batch_rows,
+    escaped_entry,
+    header_entry,
+    plain_or_none,
+    unb64,
+)
 from omconnect.runtime.brokers.mqtt._naming import plain_text
 from omconnect.runtime.brokers.mqtt._publish_properties import (
     PackedProperties,
     publish_properties,
 )
-from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
+from omconnect.schemas.message_batch import MessageBatch
 
 TIME = "om:time"
 KEY = "om:key"
@@ -63,13 +71,8 @@ def encode_rows(messages: MessageBatch) -> list[tuple[bytes, PackedProperties]]:
     Raises:
         ValueError: a key, id or header longer than an MQTT string can be (64 KiB).
     """
-    keys = messages.keys.to_pylist()
-    values = messages.values.to_pylist()
-    times = messages.timestamps.to_pylist()
-    maps = messages.headers.to_pylist()
-    ids = messages.message_ids.to_pylist()
     rows = []
-    for key, value, time, entries, message_id in zip(keys, values, times, maps, ids, strict=True):
+    for key, value, time, entries, message_id in batch_rows(messages):
         content_type = None
         pairs = [(TIME, str(time))]
         if key is not None:
@@ -85,11 +88,12 @@ def encode_rows(messages: MessageBatch) -> list[tuple[bytes, PackedProperties]]:
                 content_type = text
                 entries = entries[1:]
             for name, raw in entries:
+                assert raw is not None, "an MQTT user property cannot carry a null header value"
                 text = _text(raw)
                 if text is not None and plain_text(name) and not name.startswith(RESERVED):
                     pairs.append((name, text))
                 else:
-                    pairs.append((ENTRY_B64, f"{_b64(name.encode())}:{_b64(raw)}"))
+                    pairs.append((ENTRY_B64, escaped_entry(name, raw)))
         rows.append((value if value is not None else b"", publish_properties(pairs, content_type)))
     return rows
 
@@ -99,16 +103,11 @@ def decode_messages(
 ) -> MessageBatch:
     """A batch of received ``(payload, properties, receive time in epoch ms)``, numbered
     with ``offsets``."""
-    n = len(received)
-    keys: list[bytes | None] = [None] * n
-    values: list[bytes | None] = [None] * n
-    times = np.zeros(n, dtype=np.int64)
-    maps: list[list[tuple[str, bytes]] | None] = [None] * n
-    ids: list[str | None] = [None] * n
+    columns = ReceivedColumns(len(received))
     for row, (payload, properties, received_ms) in enumerate(received):
-        times[row] = received_ms
-        values[row] = payload
-        entries: list[tuple[str, bytes]] = []
+        columns.times[row] = received_ms
+        columns.values[row] = payload
+        entries: Entries = []
         has_map = False  # an empty map is not a null one
         content_type = getattr(properties, "ContentType", None)
         if content_type is not None:
@@ -116,33 +115,26 @@ def decode_messages(
         for name, text in getattr(properties, "UserProperty", ()):
             try:
                 if name == TIME:
-                    times[row] = int(text)
+                    columns.times[row] = int(text)
                 elif name == KEY:
-                    keys[row] = text.encode()
+                    columns.keys[row] = text.encode()
                 elif name == KEY_B64:
-                    keys[row] = _unb64(text)
+                    columns.keys[row] = unb64(text)
                 elif name == ID:
-                    ids[row] = text
+                    columns.ids[row] = text
                 elif name == ID_B64:
-                    ids[row] = _unb64(text).decode()
+                    columns.ids[row] = unb64(text).decode()
                 elif name == VALUE and text == "null":
-                    values[row] = None
+                    columns.values[row] = None
                 elif name == HEADERS and text == "empty":
                     has_map = True
                 elif name != TOPIC:
-                    entries.append(_entry(name, text))
+                    entries.append(header_entry(name, text, name == ENTRY_B64))
             except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
                 # Another client's property that only looks like ours: keep it as a header.
                 entries.append((name, text.encode()))
-        maps[row] = entries if entries or has_map else None
-    return MessageBatch.build(
-        values,
-        keys=keys,
-        timestamps=times,
-        headers=pa.array(maps, HEADERS_TYPE),
-        offsets=offsets,
-        message_ids=ids,
-    )
+        columns.headers[row] = entries if entries or has_map else None
+    return columns.batch(offsets)
 
 
 def original_topic(properties: Properties | None) -> str | None:
@@ -168,33 +160,11 @@ def requeue_properties(properties: Properties | None, topic: str) -> PackedPrope
     )
 
 
-def _entry(name: str, text: str) -> tuple[str, bytes]:
-    if name == ENTRY_B64:
-        encoded_name, _, encoded_value = text.partition(":")
-        try:
-            return _unb64(encoded_name).decode(), _unb64(encoded_value)
-        except (binascii.Error, UnicodeDecodeError):
-            pass  # not ours after all: keep it as it came
-    return name, text.encode()
-
-
 def _text_or_b64(raw: bytes, text_name: str, b64_name: str) -> tuple[str, str]:
     text = _text(raw)
-    return (text_name, text) if text is not None else (b64_name, _b64(raw))
+    return (text_name, text) if text is not None else (b64_name, b64(raw))
 
 
-def _text(raw: bytes) -> str | None:
+def _text(raw: bytes | None) -> str | None:
     """``raw`` as an MQTT string that comes back byte for byte, or None if it cannot."""
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        return None
-    return text if plain_text(text) else None
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
+    return plain_or_none(raw, plain_text)

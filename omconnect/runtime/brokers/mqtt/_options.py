@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
 
-from omconnect.runtime.brokers.base import BrokerError
-from omconnect.runtime.brokers.mqtt._naming import check_text
+from omconnect.runtime.brokers.mqtt._naming import plain_text
 from omconnect.runtime.brokers.url import BrokerUrl
+from omconnect.runtime.brokers.url_options import (
+    BrokerUrlError,
+    UrlOptions,
+    credentials,
+    display,
+    host_port,
+)
 
 DEFAULT_PORT = 1883
 _SECONDS = {
@@ -23,10 +28,8 @@ KNOWN_OPTIONS = frozenset({*_SECONDS, *_OTHERS})
 _PREFIX = re.compile(r"[^/+#$][^/+#]*(?:/[^/+#]+)*")
 
 
-class MqttUrlError(BrokerError, ValueError):
-    """An ``mqtt://`` URL that cannot work: a malformed location, an unknown option or a bad
-    value. Both a ``BrokerError`` and the ``ValueError`` that ``open_broker`` promises for
-    malformed URLs; the message never repeats the password."""
+class MqttUrlError(BrokerUrlError):
+    """An ``mqtt://`` URL that cannot work."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,7 @@ class MqttOptions:
     @property
     def display(self) -> str:
         """``host:port``, without credentials, for messages."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return display(self.host, self.port)
 
 
 def parse_options(url: BrokerUrl) -> MqttOptions:
@@ -80,32 +82,32 @@ def parse_options(url: BrokerUrl) -> MqttOptions:
     Raises:
         MqttUrlError: no host, a path, a bad port, an unknown option or a bad value.
     """
-    credentials, _, address = url.location.rpartition("@")
+    user_password, _, address = url.location.rpartition("@")
     if "/" in address.rstrip("/"):
         raise MqttUrlError(
             "mqtt:// URLs take no path (topics go under the ?prefix=LEVELS option): "
             "mqtt://host:1883?prefix=staging"
         )
-    host, port = _host_port(address.rstrip("/"))
-    unknown = sorted(set(url.options) - KNOWN_OPTIONS)
-    if unknown:
-        raise MqttUrlError(
-            f"unknown mqtt:// option {unknown[0]!r} (known: {', '.join(sorted(KNOWN_OPTIONS))})"
-        )
-    prefix = url.options.get("prefix", "omconnect")
-    if not _PREFIX.fullmatch(prefix) or not _is_text(prefix):
-        raise MqttUrlError(
-            "mqtt:// option prefix must be topic levels separated by '/', without '+', '#', "
-            f"empty levels or a leading '$', not {prefix!r}"
-        )
-    client_id = url.options.get("client_id", prefix)
-    if not client_id or not _is_text(client_id):
-        raise MqttUrlError(f"mqtt:// option client_id must be printable text, not {client_id!r}")
-    tls = url.options.get("tls", "false").lower()
-    if tls not in ("true", "false", "1", "0"):
-        raise MqttUrlError(f"mqtt:// option tls must be true or false, not {tls!r}")
-    username, password = _credentials(credentials)
-    seconds = {name: _seconds(url, name, default) for name, default in _SECONDS.items()}
+    host, port = host_port(
+        address.rstrip("/"), DEFAULT_PORT, MqttUrlError, "an mqtt:// URL", "mqtt://host:1883"
+    )
+    options = UrlOptions(url, KNOWN_OPTIONS, MqttUrlError)
+    prefix = options.text(
+        "prefix",
+        "omconnect",
+        lambda text: _PREFIX.fullmatch(text) and plain_text(text),
+        "topic levels separated by '/', without '+', '#', empty levels or a leading '$'",
+    )
+    client_id = options.text(
+        "client_id", prefix, lambda text: text and plain_text(text), "printable text"
+    )
+    tls = options.flag("tls")
+    username, password = credentials(user_password)
+    seconds = {
+        # MQTT carries the keep-alive in a two-byte integer.
+        name: options.seconds(name, default, most=65535 if name == "keepalive" else None)
+        for name, default in _SECONDS.items()
+    }
     return MqttOptions(
         host=host,
         port=port,
@@ -113,59 +115,7 @@ def parse_options(url: BrokerUrl) -> MqttOptions:
         password=password,
         prefix=prefix,
         client_id=client_id,
-        receive_maximum=_receive_maximum(url),
-        tls=tls in ("true", "1"),
+        receive_maximum=options.integer("receive_maximum", 65535, 1, 65535),
+        tls=tls,
         **seconds,
     )
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    if text.startswith("["):  # [IPv6]:port
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise MqttUrlError("an mqtt:// URL needs a server: mqtt://host:1883")
-    if not port_text:
-        return host, DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise MqttUrlError(f"the port of an mqtt:// URL must be 1 to 65535, not {port_text!r}")
-    return host, int(port_text)
-
-
-def _credentials(text: str) -> tuple[str | None, str | None]:
-    if not text:
-        return None, None
-    user, separator, password = text.partition(":")
-    return unquote(user) or None, unquote(password) if separator else None
-
-
-def _is_text(text: str) -> bool:
-    try:
-        check_text(text, "option")
-    except ValueError:
-        return False
-    return True
-
-
-def _seconds(url: BrokerUrl, option: str, default: float) -> float:
-    text = url.options.get(option)
-    if text is None:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0 or (option == "keepalive" and seconds > 65535):
-        raise MqttUrlError(
-            f"mqtt:// option {option} must be a positive number of seconds, not {text!r}"
-        )
-    return seconds
-
-
-def _receive_maximum(url: BrokerUrl) -> int:
-    text = url.options.get("receive_maximum", "65535")
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise MqttUrlError(f"mqtt:// option receive_maximum must be 1 to 65535, not {text!r}")
-    return int(text)

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Sequence
 
 from omconnect.runtime.brokers.base import (
-    Broker,
-    Capabilities,
+    QUEUE_CAPABILITIES,
     ConsumerStart,
+    OwningBroker,
     RebalanceListener,
     TopicInfo,
     TopicSettings,
@@ -22,34 +22,22 @@ from omconnect.runtime.brokers.mqtt.producer import MqttProducer
 log = logging.getLogger("omconnect.broker.mqtt")
 
 
-class MqttBroker(Broker):
+class MqttBroker(OwningBroker):
     """Producers, consumers and the topic catalog on an MQTT 5 server (see the package
     docstring for how the contract maps onto MQTT)."""
 
-    capabilities = Capabilities(
-        log=False,
-        end_offsets=False,
-        acks=True,
-        transactions=False,
-        partitions=False,
-        groups=True,
-        retention=False,
-        compaction=False,
-    )
+    capabilities = QUEUE_CAPABILITIES
 
     def __init__(self, options: MqttOptions, url: str) -> None:
-        self.url = url
+        super().__init__(url)
         self.options = options
         self._server = MqttServer(options)
-        self._clients: list[MqttProducer | MqttConsumer] = []
         # The slots this broker's consumers hold, per group: never two of them in one slot.
         self._slots: dict[str, set[int]] = {}
 
     async def producer(self) -> MqttProducer:
         """A producer; it connects on its first send."""
-        producer = MqttProducer(self._server)
-        self._clients.append(producer)
-        return producer
+        return self._owned(MqttProducer(self._server))
 
     async def consumer(
         self,
@@ -73,8 +61,7 @@ class MqttBroker(Broker):
             self._server, group, topics, pattern, listener, self._slots.setdefault(group, set())
         )
         await consumer.join()
-        self._clients.append(consumer)
-        return consumer
+        return self._owned(consumer)
 
     async def create_topic(self, name: str, settings: TopicSettings | None = None) -> None:
         """Enter ``name`` in the topic catalog: an MQTT topic exists as soon as something
@@ -116,11 +103,5 @@ class MqttBroker(Broker):
         The message count is 0: an MQTT server does not say how many messages it holds."""
         return [TopicInfo(name, 1, 0) for name in await self._server.topic_names()]
 
-    async def close(self) -> None:
-        """Close every producer and consumer made by this broker, then its own connection."""
-        try:
-            for client in self._clients:
-                await client.close()
-        finally:
-            self._clients.clear()
-            await self._server.close()
+    async def _close_connection(self) -> None:
+        await self._server.close()

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +17,8 @@ import numpy as np
 from omconnect.runtime.brokers.base import (
     BrokerError,
     ConsumedBatch,
-    Consumer,
+    QueueConsumer,
     RebalanceListener,
-    TopicPartition,
-    UnsupportedOperation,
 )
 from omconnect.runtime.brokers.mqtt._inbox import Inbox, Received
 from omconnect.runtime.brokers.mqtt._message_codec import decode_messages, original_topic
@@ -42,7 +40,7 @@ class _Handed:
     items: list[Received]
 
 
-class MqttConsumer(Consumer):
+class MqttConsumer(QueueConsumer):
     """A member of ``group``: its messages of ``topics`` (and of every topic whose whole
     name matches ``pattern``), in batches, acknowledged with ``ack``.
 
@@ -63,6 +61,8 @@ class MqttConsumer(Consumer):
     sends their messages again).
     """
 
+    scheme = "mqtt"
+
     def __init__(
         self,
         server: MqttServer,
@@ -72,11 +72,11 @@ class MqttConsumer(Consumer):
         listener: RebalanceListener | None,
         held_here: set[int],
     ) -> None:
+        super().__init__(listener)
         self.group = check_group(group)
         self.topics = [check_topic(t) for t in topics]
         self.pattern = re.compile(pattern) if pattern is not None else None
         self._naming = naming = server.naming
-        self._listener = listener
         # A pattern's subscription covers the topics too: a session subscribed to two filters
         # that match a message gets it twice.
         filters = [naming.every_topic] if pattern is not None else map(naming.topic, self.topics)
@@ -92,8 +92,6 @@ class MqttConsumer(Consumer):
         # run would repeat an earlier run's, over which a sink naming its output by offset
         # (the file sinks) would write.
         self._sequence = time.time_ns()
-        self._paused: set[str] = set()
-        self._assigned: set[str] = set()
         self._closed = False
         self._warned = -OUTAGE_WARNING_INTERVAL
 
@@ -135,7 +133,7 @@ class MqttConsumer(Consumer):
         """
         if self._closed:
             raise BrokerError(f"the consumer of group {self.group!r} is closed")
-        await self._assign(set(self.topics) - self._assigned)
+        await self._assign(set(self.topics))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -194,7 +192,7 @@ class MqttConsumer(Consumer):
                 break
             if topic in self._paused or not buffer:
                 continue
-            await self._assign({topic} - self._assigned)
+            await self._assign({topic})
             items = [buffer.popleft() for _ in range(min(budget, len(buffer)))]
             budget -= len(items)
             first = self._sequence
@@ -207,13 +205,6 @@ class MqttConsumer(Consumer):
             self._handed[token] = _Handed(topic, items)
             batches.append(ConsumedBatch(topic, 0, messages, ack_token=token))
         return batches
-
-    async def _assign(self, topics: Set[str]) -> None:
-        if not topics:
-            return
-        self._assigned |= topics
-        if self._listener is not None:
-            await self._listener.on_partitions_assigned({(t, 0) for t in topics})
 
     def _buffered(self) -> Held:
         """What this member received and did not return, and empties its buffers."""
@@ -245,30 +236,6 @@ class MqttConsumer(Consumer):
             if handed is not None:
                 items.extend(handed.items)
         self._session.ack(items)
-
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        raise UnsupportedOperation("mqtt:// is a queue: acknowledge batches with ack")
-
-    async def committed(self) -> dict[TopicPartition, int]:
-        raise UnsupportedOperation("mqtt:// is a queue: it has no committed offsets")
-
-    async def end_offsets(self) -> dict[TopicPartition, int]:
-        raise UnsupportedOperation("mqtt:// is a queue: it has no end offsets")
-
-    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        raise UnsupportedOperation("mqtt:// is a queue: it cannot seek or replay")
-
-    async def assignment(self) -> set[TopicPartition]:
-        """The topics this member was told it reads (partition 0 each)."""
-        return {(t, 0) for t in self._assigned}
-
-    async def pause(self, partitions: Set[TopicPartition]) -> None:
-        """Stop returning messages of these topics; the server keeps sending them, and they
-        wait here (up to ``receive_maximum`` unacknowledged messages in all)."""
-        self._paused |= {t for t, _ in partitions}
-
-    async def resume(self, partitions: Set[TopicPartition]) -> None:
-        self._paused -= {t for t, _ in partitions}
 
     # -- leaving --------------------------------------------------------------------------
 

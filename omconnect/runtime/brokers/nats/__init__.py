@@ -52,27 +52,29 @@ and groups of one deployment apart from another's on a shared server).
 
 The account needs JetStream and permission to publish and subscribe on the topics'
 subjects, ``$JS.API.>``, ``_INBOX.>`` (replies) and ``_OMC.member.>`` (the members' pings).
-nats-py is imported only here, inside this package: the core imports without it.
+nats-py (the ``omconnect[nats]`` extra) is imported only inside this package, on first use:
+the core imports without it.
 """
 
 from __future__ import annotations
 
-import re
-
-try:
-    import nats as _nats_py  # noqa: F401 - only to say what is missing
-except ImportError as missing:
-    raise ImportError(
-        "the nats:// broker driver needs nats-py: pip install 'omconnect[nats]'"
-    ) from missing
+from typing import TYPE_CHECKING
 
 from omconnect.runtime.brokers.nats._options import parse_options
-from omconnect.runtime.brokers.nats.broker import NatsBroker
-from omconnect.runtime.brokers.nats.consumer import NatsConsumer
-from omconnect.runtime.brokers.nats.producer import NatsProducer
+from omconnect.runtime.brokers.resolution import client_library, lazy_exports
 from omconnect.runtime.brokers.url import BrokerUrl
 
+if TYPE_CHECKING:
+    from omconnect.runtime.brokers.nats.broker import NatsBroker
+    from omconnect.runtime.brokers.nats.consumer import NatsConsumer
+    from omconnect.runtime.brokers.nats.producer import NatsProducer
+
 __all__ = ["NatsBroker", "NatsConsumer", "NatsProducer", "open_nats_broker"]
+
+# The public classes, imported on first use: nats-py is an extra.
+__getattr__ = lazy_exports(
+    __name__, {"NatsBroker": "broker", "NatsConsumer": "consumer", "NatsProducer": "producer"}
+)
 
 
 def open_nats_broker(url: BrokerUrl, *, create: bool = True) -> NatsBroker:
@@ -83,11 +85,13 @@ def open_nats_broker(url: BrokerUrl, *, create: bool = True) -> NatsBroker:
 
     Raises:
         ValueError: a malformed location or an unknown option.
+        UnsupportedBrokerError: nats-py is not installed.
     """
     del create
     try:
         options = parse_options(url)
     except ValueError as exc:
         raise ValueError(f"{url.scheme}:// broker URL: {exc}") from None
-    # The URL as shown (broker.url): without a password, which logs and errors may repeat.
-    return NatsBroker(options, re.sub(r"//[^/?]*@", "//***@", url.text))
+    with client_library("nats", "nats-py", "nats", "nats"):
+        from omconnect.runtime.brokers.nats.broker import NatsBroker
+    return NatsBroker(options, url.shown)

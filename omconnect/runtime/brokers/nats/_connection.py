@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 from omconnect.runtime.brokers.base import BrokerError
 from omconnect.runtime.brokers.nats._naming import Naming
 from omconnect.runtime.brokers.nats._options import NatsOptions
+from omconnect.runtime.brokers.server_connection import ServerConnection
 
 log = logging.getLogger("omconnect.broker.nats")
 
@@ -31,29 +32,24 @@ log = logging.getLogger("omconnect.broker.nats")
 API_TIMEOUT = 5.0
 
 
-class NatsConnection:
+class NatsConnection(ServerConnection[Client]):
     """The client, JetStream context and groups bucket of one broker."""
 
+    server = "NATS"
+
     def __init__(self, options: NatsOptions) -> None:
+        super().__init__(options.display)
         self.options = options
         self.naming = Naming(options.namespace)
-        self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._bucket: KeyValue | None = None
-        self._lock = asyncio.Lock()
         self._connecting = False
         self._errors: list[Exception] = []
-        self._closed = False
 
     @property
     def connected(self) -> bool:
         """Whether a client was made (and not closed): what was published may be pending."""
         return self._client is not None and not self._client.is_closed
-
-    @property
-    def display(self) -> str:
-        """The servers, without credentials."""
-        return self.options.display
 
     async def client(self) -> Client:
         """The connected client (connecting on first use).
@@ -61,11 +57,7 @@ class NatsConnection:
         Raises:
             BrokerError: no server answered within ``connect_timeout``, or it has no JetStream.
         """
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    self._client = await self._connect()
-        return self._client
+        return await self._connected()
 
     async def jetstream(self) -> JetStreamContext:
         if self._js is None:
@@ -101,8 +93,6 @@ class NatsConnection:
         return self._bucket
 
     async def _connect(self) -> Client:
-        if self._closed:
-            raise BrokerError(f"the NATS broker {self.display} is closed")
         client = Client()
         timeout = self.options.connect_timeout
         self._connecting = True
@@ -157,8 +147,7 @@ class NatsConnection:
 
     async def close(self) -> None:
         """Flush what is buffered and close the connection; idempotent."""
-        self._closed = True
-        client, self._client = self._client, None
+        client = self._closing()
         self._js = None
         self._bucket = None
         if client is not None and not client.is_closed:

@@ -22,16 +22,23 @@ back as entries of the map, so nothing a NATS message carries is dropped either 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
+from omconnect.runtime.brokers.message_rows import (
+    Entries,
+    ReceivedColumns,
+    b64,
+    batch_rows,
+    escaped_entry,
+    header_entry,
+    plain_or_none,
+    unb64,
+)
+from omconnect.schemas.message_batch import MessageBatch
 
 MSG_ID = "Nats-Msg-Id"
 ID_B64 = "Om-Id-B64"
@@ -49,38 +56,33 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 def encode_rows(messages: MessageBatch) -> list[tuple[bytes, dict[str, str]]]:
     """The payload and headers of every message, in order."""
-    keys = messages.keys.to_pylist()
-    values = messages.values.to_pylist()
-    times = messages.timestamps.to_pylist()
-    maps = messages.headers.to_pylist()
-    ids = messages.message_ids.to_pylist()
     rows = []
-    for key, value, time, entries, message_id in zip(keys, values, times, maps, ids, strict=True):
+    for key, value, time, entries, message_id in batch_rows(messages):
         headers: dict[str, str] = {}
         if message_id is not None:
             if _plain(message_id):
                 headers[MSG_ID] = message_id
             else:
-                encoded = _b64(message_id.encode())
-                headers[MSG_ID] = headers[ID_B64] = encoded
+                headers[MSG_ID] = headers[ID_B64] = b64(message_id.encode())
         headers[TIME] = str(time)
         if key is not None:
-            text = _text(key)
+            text = plain_or_none(key, _plain)
             if text is not None:
                 headers[KEY] = text
             else:
-                headers[KEY_B64] = _b64(key)
+                headers[KEY_B64] = b64(key)
         if value is None:
             headers[VALUE] = "null"
         if entries is not None:
             if not entries:
                 headers[HEADERS] = "empty"
             for index, (name, raw) in enumerate(entries):
-                text = _text(raw)
+                assert raw is not None, "a NATS header cannot carry a null header value"
+                text = plain_or_none(raw, _plain)
                 if text is not None and _own_name(name) and name not in headers:
                     headers[name] = text
                 else:
-                    headers[f"{ESCAPED}{index}"] = f"{_b64(name.encode())}:{_b64(raw)}"
+                    headers[f"{ESCAPED}{index}"] = escaped_entry(name, raw)
         rows.append((value if value is not None else b"", headers))
     return rows
 
@@ -88,40 +90,32 @@ def encode_rows(messages: MessageBatch) -> list[tuple[bytes, dict[str, str]]]:
 def decode_messages(received: Sequence[Any]) -> MessageBatch:
     """A batch of nats-py messages read from one partition stream, with their offsets (the
     stream sequence less one)."""
-    n = len(received)
-    keys: list[bytes | None] = [None] * n
-    values: list[bytes | None] = [None] * n
-    times = np.zeros(n, dtype=np.int64)
-    maps: list[list[tuple[str, bytes]] | None] = [None] * n
-    ids: list[str | None] = [None] * n
-    offsets = np.zeros(n, dtype=np.int64)
+    columns = ReceivedColumns(len(received))
+    offsets = np.zeros(len(received), dtype=np.int64)
     for row, msg in enumerate(received):
         sequence, stored_ns = _ack_fields(msg.reply)
         offsets[row] = sequence - 1
         headers: dict[str, str] = msg.headers or {}
         time = headers.get(TIME)
-        times[row] = int(time) if time is not None else stored_ns // 1_000_000
-        values[row] = None if headers.get(VALUE) == "null" else msg.data
+        columns.times[row] = int(time) if time is not None else stored_ns // 1_000_000
+        columns.values[row] = None if headers.get(VALUE) == "null" else msg.data
         key = headers.get(KEY)
         if key is not None:
-            keys[row] = key.encode()
+            columns.keys[row] = key.encode()
         elif (key_b64 := headers.get(KEY_B64)) is not None:
-            keys[row] = _unb64(key_b64)
+            columns.keys[row] = unb64(key_b64)
         if (id_b64 := headers.get(ID_B64)) is not None:
-            ids[row] = _unb64(id_b64).decode()
+            columns.ids[row] = unb64(id_b64).decode()
         else:
-            ids[row] = headers.get(MSG_ID)
-        entries = [_entry(name, text) for name, text in headers.items() if name not in _RESERVED]
+            columns.ids[row] = headers.get(MSG_ID)
+        entries: Entries = [
+            header_entry(name, text, name.startswith(ESCAPED))
+            for name, text in headers.items()
+            if name not in _RESERVED
+        ]
         if entries or headers.get(HEADERS) == "empty":
-            maps[row] = entries
-    return MessageBatch.build(
-        values,
-        keys=keys,
-        timestamps=times,
-        headers=pa.array(maps, HEADERS_TYPE),
-        offsets=offsets,
-        message_ids=ids,
-    )
+            columns.headers[row] = entries
+    return columns.batch(offsets)
 
 
 def _ack_fields(reply: str) -> tuple[int, int]:
@@ -134,37 +128,10 @@ def _ack_fields(reply: str) -> tuple[int, int]:
     return int(tokens[at]), int(tokens[at + 2])
 
 
-def _entry(name: str, text: str) -> tuple[str, bytes]:
-    if name.startswith(ESCAPED):
-        encoded_name, _, encoded_value = text.partition(":")
-        try:
-            return _unb64(encoded_name).decode(), _unb64(encoded_value)
-        except (binascii.Error, UnicodeDecodeError):
-            pass  # not ours after all: keep it as it came
-    return name, text.encode()
-
-
 def _own_name(name: str) -> bool:
     """Whether a header entry can travel under its own name."""
     return _TOKEN.fullmatch(name) is not None and not name.lower().startswith(_CLIENT_NAMES)
 
 
-def _text(raw: bytes) -> str | None:
-    """``raw`` as a header value that comes back byte for byte, or None if it cannot."""
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        return None
-    return text if _plain(text) else None
-
-
 def _plain(text: str) -> bool:
     return text.isprintable() and text == text.strip()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)

@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 
 from omconnect.runtime.brokers.url import BrokerUrl
+from omconnect.runtime.brokers.url_options import UrlOptions
 
-_NAMESPACE = re.compile(r"[A-Za-z0-9-]{1,32}")
+_NAMESPACE = re.compile(r"[A-Za-z0-9-]{0,32}")  # empty: none
 _SECONDS = {
     "connect_timeout": 3.0,
     "session_timeout": 10.0,
@@ -74,47 +75,17 @@ def parse_options(url: BrokerUrl) -> NatsOptions:
         address = host.strip() if ":" in host else f"{host.strip()}:4222"
         shown.append(address)
         servers.append(f"nats://{credentials}@{address}" if credentials else f"nats://{address}")
-    unknown = sorted(set(url.options) - KNOWN_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"unknown nats:// option {unknown[0]!r} (known: {', '.join(sorted(KNOWN_OPTIONS))})"
-        )
-    namespace = url.options.get("namespace", "")
-    if namespace and not _NAMESPACE.fullmatch(namespace):
-        raise ValueError(
-            f"nats:// option namespace must be 1 to 32 letters, digits or '-', not {namespace!r}"
-        )
-    storage = url.options.get("storage", "file")
-    if storage not in ("file", "memory"):
-        raise ValueError(f"nats:// option storage must be 'file' or 'memory', not {storage!r}")
-    seconds = {name: _seconds(url, name, default) for name, default in _SECONDS.items()}
+    options = UrlOptions(url, KNOWN_OPTIONS)
+    namespace = options.text(
+        "namespace", "", _NAMESPACE.fullmatch, "1 to 32 letters, digits or '-'"
+    )
+    storage = options.choice("storage", ("file", "memory"), "file")
+    seconds = {name: options.seconds(name, default) for name, default in _SECONDS.items()}
     return NatsOptions(
         servers=tuple(servers),
         display=",".join(shown),
         namespace=namespace,
-        replicas=_replicas(url),
+        replicas=options.integer("replicas", 1, 1, 5),
         storage=storage,
         **seconds,
     )
-
-
-def _seconds(url: BrokerUrl, option: str, default: float) -> float:
-    text = url.options.get(option)
-    if text is None:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ValueError(
-            f"nats:// option {option} must be a positive number of seconds, not {text!r}"
-        )
-    return seconds
-
-
-def _replicas(url: BrokerUrl) -> int:
-    text = url.options.get("replicas", "1")
-    if not text.isdigit() or not 1 <= int(text) <= 5:
-        raise ValueError(f"nats:// option replicas must be 1 to 5, not {text!r}")
-    return int(text)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from omconnect.runtime.brokers.base import (
-    Broker,
     Capabilities,
     ConsumerStart,
+    OwningBroker,
     RebalanceListener,
     TopicInfo,
     TopicSettings,
@@ -19,7 +19,7 @@ from omconnect.runtime.brokers.nats.consumer import NatsConsumer
 from omconnect.runtime.brokers.nats.producer import NatsProducer
 
 
-class NatsBroker(Broker):
+class NatsBroker(OwningBroker):
     """An access point to a NATS server (or cluster) with JetStream; see the package
     docstring for how topics, partitions, groups and offsets map onto it.
 
@@ -27,28 +27,17 @@ class NatsBroker(Broker):
     ``connect_timeout`` seconds or a ``BrokerError`` that says what to check.
     """
 
-    capabilities = Capabilities(
-        log=True,
-        end_offsets=True,
-        acks=False,
-        transactions=False,
-        partitions=True,
-        groups=True,
-        retention=True,
-        compaction=False,
-    )
+    # A log with partitions and groups (the defaults), retention; no transactions, no compaction.
+    capabilities = Capabilities(retention=True)
 
     def __init__(self, options: NatsOptions, url: str) -> None:
-        self.url = url
+        super().__init__(url)
         self.options = options
         self._connection = NatsConnection(options)
         self._catalog = TopicCatalog(self._connection)
-        self._clients: list[NatsProducer | NatsConsumer] = []
 
     async def producer(self) -> NatsProducer:
-        producer = NatsProducer(self._connection, self._catalog)
-        self._clients.append(producer)
-        return producer
+        return self._owned(NatsProducer(self._connection, self._catalog))
 
     async def consumer(
         self,
@@ -63,18 +52,18 @@ class NatsBroker(Broker):
         the regular expression ``pattern`` (topics created later included). It joins the
         group on its first poll; ``start`` says where a partition without a committed offset
         begins: its first message, or its high-water."""
-        consumer = NatsConsumer(
-            self._connection,
-            self._catalog,
-            group,
-            topics,
-            pattern=pattern,
-            listener=listener,
-            start=start,
-            session_timeout=self.options.session_timeout,
+        return self._owned(
+            NatsConsumer(
+                self._connection,
+                self._catalog,
+                group,
+                topics,
+                pattern=pattern,
+                listener=listener,
+                start=start,
+                session_timeout=self.options.session_timeout,
+            )
         )
-        self._clients.append(consumer)
-        return consumer
 
     async def create_topic(self, name: str, settings: TopicSettings | None = None) -> None:
         """Create ``name`` with ``settings`` (default: one partition, no retention): one
@@ -94,11 +83,5 @@ class NatsBroker(Broker):
         hold now (after retention)."""
         return await self._catalog.topic_infos()
 
-    async def close(self) -> None:
-        """Close every producer and consumer made by this broker, then the connection."""
-        try:
-            for client in self._clients:
-                await client.close()
-        finally:
-            self._clients.clear()
-            await self._connection.close()
+    async def _close_connection(self) -> None:
+        await self._connection.close()

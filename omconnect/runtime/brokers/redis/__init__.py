@@ -68,10 +68,9 @@ primary; not Redis Cluster: scripts touch several keys), with scripting allowed.
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from omconnect.runtime.brokers.resolution import UnsupportedBrokerError
+from omconnect.runtime.brokers.resolution import client_library, lazy_exports
 from omconnect.runtime.brokers.url import BrokerUrl
 
 if TYPE_CHECKING:
@@ -90,13 +89,16 @@ __all__ = [
 ]
 
 # The public classes, imported on first use: redis-py is an extra.
-_LAZY = {
-    "RedisBroker": "broker",
-    "RedisConsumer": "consumer",
-    "RedisProducer": "producer",
-    "RedisOptions": "_options",
-    "RedisUrlError": "_options",
-}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "RedisBroker": "broker",
+        "RedisConsumer": "consumer",
+        "RedisProducer": "producer",
+        "RedisOptions": "_options",
+        "RedisUrlError": "_options",
+    },
+)
 
 
 def open_redis_broker(url: BrokerUrl, *, create: bool = True) -> RedisBroker:
@@ -113,23 +115,6 @@ def open_redis_broker(url: BrokerUrl, *, create: bool = True) -> RedisBroker:
     from omconnect.runtime.brokers.redis._options import parse_options
 
     options = parse_options(url)
-    try:
+    with client_library("redis", "redis-py", "redis", "redis"):
         from omconnect.runtime.brokers.redis.broker import RedisBroker
-    except ModuleNotFoundError as missing:
-        if missing.name is None or not missing.name.startswith("redis"):
-            raise
-        raise UnsupportedBrokerError(
-            "redis",
-            "the redis:// driver needs redis-py: install the omconnect[redis] extra",
-        ) from None
-    # The URL as shown (broker.url): without a password, which logs and errors may repeat.
-    return RedisBroker(options, re.sub(r"//[^/?]*@", "//***@", url.text))
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return RedisBroker(options, url.shown)

@@ -24,6 +24,7 @@ from omconnect.runtime.brokers.base import BrokerError
 from omconnect.runtime.brokers.redis import _scripts
 from omconnect.runtime.brokers.redis._keys import KeyNames
 from omconnect.runtime.brokers.redis._options import RedisOptions
+from omconnect.runtime.brokers.server_connection import ServerConnection
 
 MINIMUM_VERSION = (7, 0)
 
@@ -44,20 +45,16 @@ class Scripts:
         self.heartbeat: AsyncScript = client.register_script(_scripts.HEARTBEAT)
 
 
-class RedisConnection:
+class RedisConnection(ServerConnection[redis_asyncio.Redis]):
     """The client, scripts and key names of one broker."""
 
+    server = "Redis"
+
     def __init__(self, options: RedisOptions) -> None:
+        super().__init__(options.display)
         self.options = options
         self.keys = KeyNames(options.prefix)
-        self._client: redis_asyncio.Redis | None = None
         self._scripts: Scripts | None = None
-        self._lock = asyncio.Lock()
-        self._closed = False
-
-    @property
-    def display(self) -> str:
-        return self.options.display
 
     async def client(self) -> redis_asyncio.Redis:
         """The client, connecting and checking the server on first use.
@@ -66,11 +63,7 @@ class RedisConnection:
             BrokerError: nothing answers within ``connect_timeout``, the credentials are
                 refused, or the server is older than Redis 7.0.
         """
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    self._client = await self._connect()
-        return self._client
+        return await self._connected()
 
     async def scripts(self) -> Scripts:
         if self._scripts is None:
@@ -78,8 +71,6 @@ class RedisConnection:
         return self._scripts
 
     async def _connect(self) -> redis_asyncio.Redis:
-        if self._closed:
-            raise BrokerError(f"the Redis broker {self.display} is closed")
         o = self.options
         client = redis_asyncio.Redis(
             host=o.host,
@@ -114,8 +105,7 @@ class RedisConnection:
 
     async def close(self) -> None:
         """Close the client's connections; idempotent."""
-        self._closed = True
-        client, self._client = self._client, None
+        client = self._closing()
         self._scripts = None
         if client is not None:
             with contextlib.suppress(Exception):

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
 
-from omconnect.runtime.brokers.base import BrokerError
 from omconnect.runtime.brokers.url import BrokerUrl
+from omconnect.runtime.brokers.url_options import (
+    BrokerUrlError,
+    UrlOptions,
+    credentials,
+    display,
+    host_port,
+)
 
 DEFAULT_PORT = 6379
 _PREFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -16,10 +21,8 @@ _OTHERS = {"prefix", "ssl"}
 KNOWN_OPTIONS = frozenset({*_SECONDS, *_OTHERS})
 
 
-class RedisUrlError(BrokerError, ValueError):
-    """A ``redis://`` URL that cannot work: a malformed location, an unknown option or a bad
-    value. Both a ``BrokerError`` and the ``ValueError`` that ``open_broker`` promises for
-    malformed URLs; the message never repeats the password."""
+class RedisUrlError(BrokerUrlError):
+    """A ``redis://`` URL that cannot work."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,7 @@ class RedisOptions:
     @property
     def display(self) -> str:
         """``host:port/db``, without credentials, for messages."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}/{self.db}"
+        return f"{display(self.host, self.port)}/{self.db}"
 
 
 def parse_options(url: BrokerUrl) -> RedisOptions:
@@ -66,26 +68,20 @@ def parse_options(url: BrokerUrl) -> RedisOptions:
     Raises:
         RedisUrlError: no host, a bad port or database, an unknown option or a bad value.
     """
-    credentials, _, address = url.location.rpartition("@")
+    user_password, _, address = url.location.rpartition("@")
     hostport, _, path = address.partition("/")
-    host, port = _host_port(hostport)
+    host, port = host_port(
+        hostport, DEFAULT_PORT, RedisUrlError, "a redis:// URL", "redis://host:6379"
+    )
     db = _database(path)
-    username, password = _credentials(credentials)
-    unknown = sorted(set(url.options) - KNOWN_OPTIONS)
-    if unknown:
-        raise RedisUrlError(
-            f"unknown redis:// option {unknown[0]!r} (known: {', '.join(sorted(KNOWN_OPTIONS))})"
-        )
-    prefix = url.options.get("prefix", "omconnect")
-    if not _PREFIX.fullmatch(prefix):
-        raise RedisUrlError(
-            f"redis:// option prefix must be 1 to 64 letters, digits, '.', '_' or '-', "
-            f"not {prefix!r}"
-        )
-    ssl = url.options.get("ssl", "false").lower()
-    if ssl not in ("true", "false", "1", "0"):
-        raise RedisUrlError(f"redis:// option ssl must be true or false, not {ssl!r}")
-    seconds = {name: _seconds(url, name, default) for name, default in _SECONDS.items()}
+    # As redis-py reads them: redis://:password@host, redis://user:password@host.
+    username, password = credentials(user_password)
+    options = UrlOptions(url, KNOWN_OPTIONS, RedisUrlError)
+    prefix = options.text(
+        "prefix", "omconnect", _PREFIX.fullmatch, "1 to 64 letters, digits, '.', '_' or '-'"
+    )
+    ssl = options.flag("ssl")
+    seconds = {name: options.seconds(name, default) for name, default in _SECONDS.items()}
     return RedisOptions(
         host=host,
         port=port,
@@ -93,24 +89,9 @@ def parse_options(url: BrokerUrl) -> RedisOptions:
         username=username,
         password=password,
         prefix=prefix,
-        ssl=ssl in ("true", "1"),
+        ssl=ssl,
         **seconds,
     )
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    if text.startswith("["):  # [IPv6]:port
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise RedisUrlError("a redis:// URL needs a server: redis://host:6379")
-    if not port_text:
-        return host, DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise RedisUrlError(f"the port of a redis:// URL must be 1 to 65535, not {port_text!r}")
-    return host, int(port_text)
 
 
 def _database(path: str) -> int:
@@ -122,26 +103,3 @@ def _database(path: str) -> int:
             f"the path of a redis:// URL is a database number (redis://host:6379/0), not {path!r}"
         )
     return int(path)
-
-
-def _credentials(text: str) -> tuple[str | None, str | None]:
-    if not text:
-        return None, None
-    # As redis-py reads it: redis://:password@host, redis://user:password@host.
-    user, separator, password = text.partition(":")
-    return unquote(user) or None, unquote(password) if separator else None
-
-
-def _seconds(url: BrokerUrl, option: str, default: float) -> float:
-    text = url.options.get(option)
-    if text is None:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise RedisUrlError(
-            f"redis:// option {option} must be a positive number of seconds, not {text!r}"
-        )
-    return seconds

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from omconnect.runtime.brokers.base import (
-    Broker,
     Capabilities,
     ConsumerStart,
+    OwningBroker,
     RebalanceListener,
     TopicInfo,
     TopicSettings,
@@ -19,7 +19,7 @@ from omconnect.runtime.brokers.redis.consumer import RedisConsumer
 from omconnect.runtime.brokers.redis.producer import RedisProducer
 
 
-class RedisBroker(Broker):
+class RedisBroker(OwningBroker):
     """An access point to a Redis server (7.0 or newer); see the package docstring for how
     topics, partitions, groups and offsets map onto streams.
 
@@ -27,28 +27,17 @@ class RedisBroker(Broker):
     ``connect_timeout`` seconds or a ``BrokerError`` that says what to check.
     """
 
-    capabilities = Capabilities(
-        log=True,
-        end_offsets=True,
-        acks=False,
-        transactions=False,
-        partitions=True,
-        groups=True,
-        retention=True,
-        compaction=False,
-    )
+    # A log with partitions and groups (the defaults), retention; no transactions, no compaction.
+    capabilities = Capabilities(retention=True)
 
     def __init__(self, options: RedisOptions, url: str) -> None:
-        self.url = url
+        super().__init__(url)
         self.options = options
         self._connection = RedisConnection(options)
         self._catalog = TopicCatalog(self._connection)
-        self._clients: list[RedisProducer | RedisConsumer] = []
 
     async def producer(self) -> RedisProducer:
-        producer = RedisProducer(self._connection, self._catalog)
-        self._clients.append(producer)
-        return producer
+        return self._owned(RedisProducer(self._connection, self._catalog))
 
     async def consumer(
         self,
@@ -63,18 +52,18 @@ class RedisBroker(Broker):
         the regular expression ``pattern`` (topics created later included). It joins the
         group on its first poll; ``start`` says where a partition the group never read
         begins: its first message, or its high-water."""
-        consumer = RedisConsumer(
-            self._connection,
-            self._catalog,
-            group,
-            topics,
-            pattern=pattern,
-            listener=listener,
-            start=start,
-            claim_idle=self.options.claim_idle,
+        return self._owned(
+            RedisConsumer(
+                self._connection,
+                self._catalog,
+                group,
+                topics,
+                pattern=pattern,
+                listener=listener,
+                start=start,
+                claim_idle=self.options.claim_idle,
+            )
         )
-        self._clients.append(consumer)
-        return consumer
 
     async def create_topic(self, name: str, settings: TopicSettings | None = None) -> None:
         """Create ``name`` with ``settings`` (default: one partition, no retention). An
@@ -92,11 +81,5 @@ class RedisBroker(Broker):
         streams hold now (``XLEN``, after retention)."""
         return await self._catalog.topic_infos()
 
-    async def close(self) -> None:
-        """Close every producer and consumer made by this broker, then the connections."""
-        try:
-            for client in self._clients:
-                await client.close()
-        finally:
-            self._clients.clear()
-            await self._connection.close()
+    async def _close_connection(self) -> None:
+        await self._connection.close()
