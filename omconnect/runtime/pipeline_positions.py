@@ -1,8 +1,9 @@
 """A pipeline's stored positions, for ``offsets list`` and ``GET /pipelines/{name}/offsets``.
 
 The same entries ``omconnect offsets list`` prints, one JSON object each: source positions
-from the offset store of the pipeline's ``state:`` (``{"kind": "source", "partition": {...},
-"offset": {...}}``) and the committed offsets of the sink's consumer group on the broker
+from the pipeline's offset store, that of its ``state:`` or, with ``offsets: broker``, the one
+in its broker (``{"kind": "source", "partition": {...}, "offset": {...}}``), and the
+committed offsets of the sink's consumer group on the broker
 (``{"kind": "sink", "partition": {"topic": T, "partition": P}, "offset": {"offset": N}}``).
 Values JSON cannot hold are tagged (``{"$datetime": "..."}``, see
 ``omconnect.schemas.position_codec``); ``offsets set`` reads them back the same way. Sink
@@ -19,7 +20,7 @@ from typing import Any
 
 from omconnect.runtime.brokers import BrokerNotFoundError, open_broker
 from omconnect.runtime.config.loader import LoadedPipeline
-from omconnect.runtime.state import open_state
+from omconnect.runtime.state.backends import open_existing_pipeline_offset_store
 from omconnect.runtime.worker.runner import open_sink_consumer
 from omconnect.schemas.position_codec import position_to_json
 
@@ -47,7 +48,7 @@ async def pipeline_offsets(loaded: LoadedPipeline) -> list[dict[str, Any]]:
 
 def _source_entries(loaded: LoadedPipeline) -> list[dict[str, Any]]:
     cfg = loaded.config
-    store = open_state(cfg.state).open_existing_offset_store()
+    store = open_existing_pipeline_offset_store(cfg.state, cfg.offsets, cfg.broker)
     if store is None:
         return []
     try:

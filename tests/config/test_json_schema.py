@@ -28,7 +28,7 @@ def test_schema_is_draft_07_and_self_contained() -> None:
         assert ref.startswith("#/definitions/")
         assert ref.removeprefix("#/definitions/") in schema["definitions"]
     assert schema["required"] == ["name"]
-    assert schema["properties"]["format"]["enum"] == ["avro", "json", "raw"]
+    assert schema["properties"]["format"]["enum"] == ["avro", "json", "cloudevents", "raw"]
     linger = schema["definitions"]["BatchingConfig"]["properties"]["linger"]
     assert {"type": "number", "minimum": 0} in linger["anyOf"]
 

@@ -154,7 +154,7 @@ def test_wrong_types_and_missing_required_options(write_pipeline: Write) -> None
         f'{path}:4: source.batch_size: expected an integer, got "lots"',
         f"{path}:7: sink.path: expected a string",
         f"{path}:8: tasks: input should be greater than or equal to 1, got 0",
-        f"{path}:9: format: input should be 'avro', 'json' or 'raw', got \"xml\"",
+        f"{path}:9: format: input should be 'avro', 'json', 'cloudevents' or 'raw', got \"xml\"",
     ]
 
 

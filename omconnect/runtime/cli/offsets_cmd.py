@@ -27,12 +27,10 @@ from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError, note_secret
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.pipeline_positions import pipeline_offsets
-from omconnect.runtime.state import (
-    OffsetStore,
-    PipelineRunningError,
-    open_offset_store,
-    open_state,
-    pipeline_stopped,
+from omconnect.runtime.state import OffsetStore, PipelineRunningError, pipeline_stopped
+from omconnect.runtime.state.backends import (
+    open_existing_pipeline_offset_store,
+    open_pipeline_offset_store,
 )
 from omconnect.runtime.state.offsets import export_offsets, import_offsets
 from omconnect.runtime.worker.runner import open_sink_consumer
@@ -129,7 +127,8 @@ def _json_object(option: str, text: str) -> dict[str, Any]:
 
 @contextmanager
 def _offset_store(loaded: LoadedPipeline) -> Iterator[OffsetStore]:
-    store = open_offset_store(loaded.config.state)
+    cfg = loaded.config
+    store = open_pipeline_offset_store(cfg.state, cfg.offsets, cfg.broker)
     try:
         yield store
     finally:
@@ -223,7 +222,8 @@ def export_command(args: argparse.Namespace) -> int:
     loaded = _load(args.pipeline)
     if loaded is None:
         return 2
-    store = open_state(loaded.config.state).open_existing_offset_store()
+    cfg = loaded.config
+    store = open_existing_pipeline_offset_store(cfg.state, cfg.offsets, cfg.broker)
     if store is None:
         return 0
     try:

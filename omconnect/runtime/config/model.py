@@ -11,8 +11,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from omconnect.runtime.brokers import parse_broker_url
 from omconnect.runtime.config.cron import check_cron
 from omconnect.runtime.config.durations import ByteSize, Duration
+from omconnect.runtime.state.offsets.broker_stores import (
+    BROKER_OFFSET_STORES,
+    broker_offsets_refusal,
+)
 
 PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # A pipeline name becomes the default topic (and "<topic>.<stream>" topics), and a file sink
@@ -177,6 +182,11 @@ class PipelineConfig(_Strict):
     """Broker URL: embedded://path, kafka://host:9092, nats://..., amqp://..., redis://..."""
     state: str = DEFAULT_STATE
     """Where offsets and the embedded schema registry live: a directory, or a postgresql:// URL."""
+    offsets: Literal["state", "broker"] = "state"
+    """Where the source's positions are stored: ``state``, in the offset store of ``state``;
+    ``broker``, in the broker, where its users look for them: the compacted topic
+    ``__omconnect-offsets`` on kafka://, the key-value bucket ``omconnect-offsets`` on nats://
+    (other brokers have none). ``state`` still holds the schema registry and the run lock."""
     schema_registry: SchemaRegistryUrl | None = None
     """An external Confluent-compatible schema registry (``http://host:8081``,
     ``https://user:password@host``) to register and read schemas in, instead of the embedded
@@ -198,8 +208,14 @@ class PipelineConfig(_Strict):
     exactly_once: bool = False
     """Publish each batch and store the source positions in one broker transaction, so a
     crash never duplicates a record on the topic (needs a broker with transactions)."""
-    format: Literal["avro", "json", "raw"] = "avro"
+    format: Literal["avro", "json", "cloudevents", "raw"] = "avro"
     """How records are encoded on the broker."""
+    cloudevents_mode: Literal["binary", "structured"] = "binary"
+    """With ``format: cloudevents``: the event attributes as message headers named by the
+    broker's protocol binding (``binary``), or the whole event as a JSON body with content
+    type ``application/cloudevents+json`` (``structured``)."""
+    cloudevents_type: str = Field(default="omconnect.record", min_length=1)
+    """With ``format: cloudevents``: the ``type`` attribute of every event."""
     sink: ConnectorBlock | None = None
     """Where records go (optional when the pipeline only publishes)."""
     schedule: CronExpression | None = None
@@ -214,6 +230,28 @@ class PipelineConfig(_Strict):
     """How often acknowledged positions are committed."""
     tasks: int = Field(default=1, ge=1)
     """The most tasks the source's work is split into."""
+
+    @model_validator(mode="after")
+    def _cloudevents_options(self) -> PipelineConfig:
+        if self.format != "cloudevents":
+            for option in ("cloudevents_mode", "cloudevents_type"):
+                if option in self.model_fields_set:
+                    raise ValueError(
+                        f"{option} is for format: cloudevents (this pipeline's format is "
+                        f"{self.format})"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _offsets_in_the_broker(self) -> PipelineConfig:
+        if self.offsets == "broker":
+            try:
+                scheme = parse_broker_url(self.broker).scheme
+            except ValueError:
+                return self  # opening the broker says what is wrong with its URL
+            if scheme not in BROKER_OFFSET_STORES:
+                raise ValueError(broker_offsets_refusal(scheme))
+        return self
 
     @model_validator(mode="after")
     def _source_or_sink(self) -> PipelineConfig:

@@ -7,6 +7,11 @@ Deletes travel as Kafka tombstones: ``encode`` gives a row of ``RecordBatch.tomb
 value body and its encoded key (its value columns are not looked at, so they may be null
 where the schema says not-null); ``decode`` turns a null body with a key back into a
 tombstone row: the key decoded, every value column null. A null body is not a failure.
+
+Most formats are the body alone. One that also carries part of a message in its headers
+(``cloudevents`` in binary mode: the event attributes) returns them in ``Encoded.headers``,
+which the runtime puts before its own headers (``merged_headers``), and reads them back in
+``decode_with_headers``, which the runtime calls with every consumed message's headers.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
+from omconnect.schemas.message_batch import HEADERS_TYPE
 from omconnect.schemas.record import RecordBatch
 from omconnect.schemas.schema import Schema
 
@@ -23,11 +30,16 @@ from omconnect.schemas.schema import Schema
 @dataclass
 class Encoded:
     """Message bodies for each row of a batch (``values``, ``keys`` binary arrays of the
-    batch's length), and rows that failed: row index -> error. Failed rows have null bodies."""
+    batch's length), and rows that failed: row index -> error. Failed rows have null bodies.
+
+    ``headers``: message headers the format adds to each row (``map<string, binary>`` of the
+    batch's length, null where a row has none), or None; they come before the runtime's own.
+    """
 
     values: pa.BinaryArray
     keys: pa.BinaryArray | None
     failed: dict[int, Exception] = field(default_factory=dict)
+    headers: pa.MapArray | None = None
 
 
 @dataclass(frozen=True)
@@ -76,8 +88,68 @@ class Converter(ABC):
         self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None
     ) -> Decoded: ...
 
+    def decode_with_headers(
+        self,
+        topic: str,
+        values: pa.BinaryArray,
+        keys: pa.BinaryArray | None,
+        headers: pa.MapArray | None,
+    ) -> Decoded:
+        """``decode``, given the messages' headers too (``map<string, binary>``, one row per
+        message), for a format that reads part of a message from them; the others ignore
+        them."""
+        return self.decode(topic, values, keys)
+
     def decoded_form(self, topic: str, batch: RecordBatch) -> DecodedGroup | None:
         """What ``decode`` gives for the bodies ``encode(topic, batch)`` made, when every row
         of ``batch`` was encoded, without decoding them; None when the converter cannot say
         (the runtime then decodes the bodies). See ``runtime/worker/published_batches.py``."""
         return None
+
+
+def merged_headers(first: pa.MapArray | None, then: pa.MapArray | None) -> pa.MapArray | None:
+    """Each row's entries of ``first`` followed by its entries of ``then`` (two header columns
+    of one length; a row null in both stays null), gathered with numpy."""
+    if first is None:
+        return then
+    if then is None:
+        return first
+    first_counts, first_starts = map_extents(first)
+    then_counts, then_starts = map_extents(then)
+    counts = first_counts + then_counts
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    within = np.arange(int(offsets[-1]), dtype=np.int64) - offsets[:-1][owner]
+    # Pool: every entry of ``first``'s child, then every entry of ``then``'s.
+    from_first = within < first_counts[owner]
+    take = np.where(
+        from_first,
+        first_starts[owner] + within,
+        len(first.keys) + then_starts[owner] + within - first_counts[owner],
+    )
+    indices = pa.array(take)
+    names = pa.concat_arrays([first.keys.cast(pa.string()), then.keys.cast(pa.string())])
+    items = pa.concat_arrays([first.items.cast(pa.binary()), then.items.cast(pa.binary())])
+    mask = None
+    if first.null_count or then.null_count:
+        valid = first.is_valid().to_numpy(zero_copy_only=False)
+        valid = valid | then.is_valid().to_numpy(zero_copy_only=False)
+        mask = pa.array(~valid) if not valid.all() else None
+    return pa.MapArray.from_arrays(
+        pa.array(offsets.astype(np.int32)),
+        names.take(indices),
+        items.take(indices),
+        type=HEADERS_TYPE,
+        mask=mask,
+    )
+
+
+def map_extents(column: pa.MapArray) -> tuple[np.ndarray, np.ndarray]:
+    """Entries per row (0 for null rows) and where each row's entries start in the child
+    (``keys``/``items`` of a sliced map are its whole child, so the offsets stay absolute)."""
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    counts = np.diff(offsets)
+    if column.null_count:
+        counts = np.where(column.is_valid().to_numpy(zero_copy_only=False), counts, 0)
+    return counts, offsets[:-1]

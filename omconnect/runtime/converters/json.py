@@ -108,7 +108,8 @@ class JsonConverter(Converter):
     def __init__(self, registry: SchemaRegistry | None = None) -> None:
         self._registry = registry
         self._lock = threading.Lock()
-        self._registered: set[tuple[str, Schema]] = set()
+        # (topic, schema) -> the id the registry gave it under ``<topic>-value``.
+        self._registered: dict[tuple[str, Schema], int] = {}
         self._schemas: dict[int, _Registered | None] = {}
         self._version_ids: dict[tuple[str, int], int] = {}
 
@@ -213,9 +214,15 @@ class JsonConverter(Converter):
         with self._lock:
             if (topic, schema) in self._registered:
                 return
-        self._registry.register(value_subject(topic), to_avro_schema(schema))
+        schema_id = self._registry.register(value_subject(topic), to_avro_schema(schema))
         with self._lock:
-            self._registered.add((topic, schema))
+            self._registered[topic, schema] = int(schema_id)
+
+    def registered_id(self, topic: str, schema: Schema) -> int | None:
+        """The registry's id of ``schema`` under ``<topic>-value`` once ``encode`` registered
+        it; None before, or without a registry."""
+        with self._lock:
+            return self._registered.get((topic, schema))
 
     def _latest(self, topic: str) -> _Registered | None:
         """The latest schema registered under ``<topic>-value``, when omconnect reads it."""

@@ -40,5 +40,14 @@ class RefusedSchemaRows(Converter):
     def decode(self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None) -> Decoded:
         return self.converter.decode(topic, values, keys)
 
+    def decode_with_headers(
+        self,
+        topic: str,
+        values: pa.BinaryArray,
+        keys: pa.BinaryArray | None,
+        headers: pa.MapArray | None,
+    ) -> Decoded:
+        return self.converter.decode_with_headers(topic, values, keys, headers)
+
     def decoded_form(self, topic: str, batch: RecordBatch) -> DecodedGroup | None:
         return self.converter.decoded_form(topic, batch)

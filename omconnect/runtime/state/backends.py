@@ -5,6 +5,10 @@ files). ``postgresql://`` (also ``postgres://`` and ``postgresql+psycopg://``) i
 schema that many workers share (``postgres.PostgresState``, imported only when named, as its
 driver is the optional psycopg); any other scheme is refused. A backend is a
 ``StateBackend``: adding one is a class and a line in ``_SCHEMES``.
+
+A pipeline with ``offsets: broker`` keeps its source positions in its broker instead
+(``open_pipeline_offset_store``, ``offsets.broker_stores``); its ``state:`` still holds the
+schema registry and the run lock.
 """
 
 from __future__ import annotations
@@ -111,6 +115,46 @@ def open_state(state: str | Path) -> StateBackend:
 def open_offset_store(state: str | Path) -> OffsetStore:
     """The offset store of ``state``, created when missing (``STATE/offsets.sqlite``)."""
     return open_state(state).open_offset_store()
+
+
+def open_pipeline_offset_store(
+    state: str | Path, offsets: str = "state", broker: str | None = None
+) -> OffsetStore:
+    """The offset store a pipeline's ``offsets:`` names, created when missing: that of
+    ``state`` (``offsets: state``), or the one in the broker of ``broker`` (``offsets:
+    broker``: a compacted topic on Kafka, a key-value bucket on NATS).
+
+    Raises:
+        StateUnavailableError: ``offsets: broker`` on a broker without an offset store, or
+            whose client is not installed.
+    """
+    if offsets != "broker":
+        return open_offset_store(state)
+    store = _broker_offsets(broker, create=True)
+    assert store is not None
+    return store
+
+
+def open_existing_pipeline_offset_store(
+    state: str | Path, offsets: str = "state", broker: str | None = None
+) -> OffsetStore | None:
+    """As ``open_pipeline_offset_store``, but None when no store was made: creates nothing."""
+    if offsets != "broker":
+        return open_state(state).open_existing_offset_store()
+    return _broker_offsets(broker, create=False)
+
+
+def _broker_offsets(broker: str | None, create: bool) -> OffsetStore | None:
+    from omconnect.runtime.state.offsets import broker_stores
+
+    if broker is None:
+        raise StateUnavailableError("offsets: broker needs the pipeline's broker URL")
+    try:
+        if create:
+            return broker_stores.open_broker_offset_store(broker)
+        return broker_stores.open_existing_broker_offset_store(broker)
+    except broker_stores.BrokerOffsetsUnavailableError as error:
+        raise StateUnavailableError(str(error)) from None
 
 
 def open_schema_registry(state: str | Path) -> SchemaRegistry:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from omconnect.runtime.converters.base import map_extents
 from omconnect.schemas.message_batch import HEADERS_TYPE
 from omconnect.schemas.message_ids import MessageIdRuns
 from omconnect.schemas.position_codec import encode_position_value
@@ -103,7 +104,7 @@ def message_headers(batch: RecordBatch) -> pa.MapArray | None:
     if not shared_names:
         return row_headers
     shared = len(shared_names)
-    row_counts, row_starts = _map_extents(row_headers)
+    row_counts, row_starts = map_extents(row_headers)
     counts = shared + row_counts
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -130,13 +131,3 @@ def batch_wide_headers(headers: dict[str, bytes], rows: int) -> pa.MapArray:
     values = pa.array(list(headers.values()) * rows, pa.binary())
     offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * len(headers))
     return pa.MapArray.from_arrays(offsets, names, values, type=HEADERS_TYPE)
-
-
-def _map_extents(column: pa.MapArray) -> tuple[np.ndarray, np.ndarray]:
-    """Entries per row (0 for null rows) and where each row's entries start in the child
-    (``keys``/``items`` of a sliced map are its whole child, so the offsets stay absolute)."""
-    offsets = column.offsets.to_numpy().astype(np.int64)
-    counts = np.diff(offsets)
-    if column.null_count:
-        counts = np.where(column.is_valid().to_numpy(zero_copy_only=False), counts, 0)
-    return counts, offsets[:-1]

@@ -19,7 +19,7 @@ from omconnect.connectors.api.context import OffsetReader, TaskContext
 from omconnect.connectors.api.sink import SinkConnector, SinkTask
 from omconnect.connectors.api.source import SourceConnector
 from omconnect.connectors.api.transform import Transform
-from omconnect.runtime.brokers import open_broker
+from omconnect.runtime.brokers import open_broker, parse_broker_url
 from omconnect.runtime.brokers.base import (
     Broker,
     Consumer,
@@ -34,9 +34,9 @@ from omconnect.runtime.state import (
     DirectoryClaims,
     OffsetStore,
     PipelineLock,
-    open_offset_store,
     open_schema_registry,
 )
+from omconnect.runtime.state.backends import open_pipeline_offset_store
 from omconnect.runtime.state.schema_registry import HttpSchemaRegistry
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
 from omconnect.runtime.worker.loop_parts import (
@@ -139,7 +139,10 @@ class PipelineRunner:
         cfg = self.loaded.config
         settings = settings_for(self.loaded, self.once)
         broker = self.broker if self.broker is not None else open_broker(cfg.broker)
-        offsets = open_offset_store(cfg.state)
+        # In a thread: a store in the broker connects and reads its topic or bucket.
+        offsets = await asyncio.to_thread(
+            open_pipeline_offset_store, cfg.state, cfg.offsets, cfg.broker
+        )
         registry = (
             HttpSchemaRegistry(cfg.schema_registry)
             if cfg.schema_registry
@@ -184,7 +187,14 @@ class PipelineRunner:
             loop=loop,
             metrics=self.metrics,
         )
-        converter = make_converter(cfg.format, registry)
+        converter = make_converter(
+            cfg.format,
+            registry,
+            pipeline=cfg.name,
+            broker_scheme=_scheme(broker.url),
+            cloudevents_mode=cfg.cloudevents_mode,
+            cloudevents_type=cfg.cloudevents_type,
+        )
         if cfg.errors.incompatible_schema == "dead_letter":
             converter = RefusedSchemaRows(converter)
         parts = PipelineParts(
@@ -303,6 +313,14 @@ class PipelineRunner:
             self._context(0, _NoOffsets(), parts),
             [] if transformed else self._transforms(),
         )
+
+
+def _scheme(url: str) -> str | None:
+    """The scheme of a broker's URL (which CloudEvents binding its headers follow)."""
+    try:
+        return parse_broker_url(url).scheme
+    except ValueError:
+        return None
 
 
 def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:

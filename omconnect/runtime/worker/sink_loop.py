@@ -380,7 +380,9 @@ class SinkLoop:
         if self.parts.published is not None:
             groups = self.parts.published.take(consumed.topic, consumed.partition, offsets)
         if groups is None:
-            decoded = self.parts.converter.decode(consumed.topic, messages.values, messages.keys)
+            decoded = self.parts.converter.decode_with_headers(
+                consumed.topic, messages.values, messages.keys, messages.headers
+            )
             self.parts.dead_letters.report_messages(
                 messages, decoded.failed, "convert", consumed.topic, consumed.partition
             )

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from omconnect.runtime.brokers.base import Producer
-from omconnect.runtime.converters.base import DecodedGroup
+from omconnect.runtime.converters.base import DecodedGroup, merged_headers
 from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.runtime.worker.batching import BatchAccumulator, InFlightBudget
 from omconnect.runtime.worker.loop_parts import (
@@ -290,20 +290,22 @@ class SourceLoop:
                 continue
             topic = part.topic or self.settings.topic_for(part.stream)
             encoded = self.parts.converter.encode(topic, part)
-            values, keys = encoded.values, encoded.keys
+            values, keys, headers = encoded.values, encoded.keys, encoded.headers
             if encoded.failed:
                 self.parts.dead_letters.report_rows(part, encoded.failed, "convert")
                 good = _rows_kept(part, encoded.failed)
                 part = part.filter(good)
                 values = values.filter(good)
                 keys = keys.filter(good) if keys is not None else None
+                headers = headers.filter(good) if headers is not None else None
                 if part.num_rows == 0:
                     continue
             messages = MessageBatch.build(
                 values=values,
                 keys=keys,
                 timestamps=part.timestamps,
-                headers=message_headers(part),
+                # The format's headers (CloudEvents attributes) first, then the record's.
+                headers=merged_headers(headers, message_headers(part)),
                 message_ids=part.carried_message_ids,
             )
             decoded = None

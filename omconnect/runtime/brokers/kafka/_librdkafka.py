@@ -78,7 +78,8 @@ def common_config(options: KafkaOptions, problems: ConnectionProblems) -> dict[s
     return {
         "bootstrap.servers": options.servers,
         "client.id": "omconnect",
-        "socket.connection.setup.timeout.ms": options.connect_timeout_ms,
+        # librdkafka refuses less than 1000 (the driver's own waits still end in time).
+        "socket.connection.setup.timeout.ms": max(1000, options.connect_timeout_ms),
         "reconnect.backoff.max.ms": 1000,
         "error_cb": problems.note,
         "logger": CLIENT_LOG,

@@ -1,9 +1,12 @@
 """The offset store contract: where pipelines keep their source positions.
 
 Keys are (namespace, partition) where the namespace is the pipeline name and the partition a
-source's partition dict. ``put`` is atomic: after a crash the store holds every position of a
-call or none. Implementations: SQLite (default, under ``state:``), Postgres
-(``state.postgres``), later Kafka.
+source's partition dict. ``put`` is durable when it returns and, in the SQLite, Postgres and
+transactional Kafka stores, atomic: after a crash the store holds every position of a call or
+none (the NATS bucket and a Kafka topic without transactions keep each position whole, but
+maybe only some of a call's). Implementations: SQLite (default, under ``state:``), Postgres
+(``state.postgres``), and with ``offsets: broker`` a compacted Kafka topic (``kafka_topic``)
+or a NATS key-value bucket (``nats_kv``).
 """
 
 from __future__ import annotations
