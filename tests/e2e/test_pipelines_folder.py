@@ -1,19 +1,65 @@
-"""Every pipeline file in pipelines/ validates and runs to completion with ``--once``."""
+"""Every pipeline file in pipelines/ validates and runs to completion with ``--once``, the
+broker examples (``orders-to-<broker>.yaml``) against the real servers, and they deliver what
+their header comments promise, with the commands and the extra those comments name."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import re
+import shlex
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
+from urllib.parse import parse_qs, urlsplit
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pytest
+import redis
 import sqlalchemy as sa
+import yaml
 
+from omconnect.runtime.state.offsets.nats_kv import bucket_name
+from tests.state.offset_stores import delete_nats_bucket
+from tests.support.kafka_server import TEST_OPTIONS, KafkaServerUnavailable, start_tansu
+from tests.support.mosquitto_server import delete_test_prefixes as delete_mqtt_test_prefixes
+from tests.support.mosquitto_server import mqtt_test_url
+from tests.support.nats_server import delete_test_namespaces, nats_test_url
 from tests.support.omconnect_process import REPO, omconnect
+from tests.support.rabbitmq_server import amqp_test_url, delete_test_declarations, raw_channel
+from tests.support.redis_server import delete_test_prefixes, redis_test_url
 from tests.support.sql_databases import open_database, sqlalchemy_url
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
+README = (REPO / "README.md").read_text()
+# ``broker: ${VAR:-scheme://...}``: the variable a pipeline's broker URL comes from.
+BROKER_VARIABLE = re.compile(
+    r"^\$\{(?P<variable>[A-Z][A-Z0-9_]*):-(?P<default>(?P<scheme>[a-z]+)://.*)\}$"
+)
+
+
+def _config(pipeline: Path) -> dict:
+    return dict(yaml.safe_load(pipeline.read_text()))
+
+
+def _broker(pipeline: Path) -> re.Match[str] | None:
+    """The ``${VAR:-default}`` of a pipeline's ``broker:``; None for a URL written out."""
+    return BROKER_VARIABLE.match(str(_config(pipeline).get("broker", "")))
+
+
+def _server_scheme(pipeline: Path) -> str | None:
+    """The scheme of the server broker whose URL the pipeline takes from a variable."""
+    broker = _broker(pipeline)
+    return broker["scheme"] if broker and broker["scheme"] != "embedded" else None
+
+
+# The examples of the server brokers (orders-to-<broker>.yaml).
+BROKER_EXAMPLES = [p for p in PIPELINES if _server_scheme(p)]
 
 
 def test_there_are_pipelines() -> None:
@@ -57,10 +103,68 @@ def cdc_slot(postgres_url: str) -> Iterator[str]:
     engine.dispose()
 
 
-@pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.name)
+def _private_kafka(clean_ups: contextlib.ExitStack) -> str:
+    """A Tansu of the test's own: Kafka has no namespace to keep the examples' fixed topic,
+    group and offsets apart, so not the shared broker (nor OMCONNECT_TEST_KAFKA's, where a
+    second session would find the first one's positions). It starts in a fraction of a
+    second, with memory storage, and is stopped after the test."""
+    try:
+        server = start_tansu()
+    except KafkaServerUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    clean_ups.callback(server.stop)
+    # Tansu lets read_committed readers see aborted transactions (tests/support/kafka_server).
+    return server.url(f"{TEST_OPTIONS}&transactions=false")
+
+
+def _nats_namespace(clean_ups: contextlib.ExitStack) -> str:
+    """The shared NATS in a namespace of its own: its streams, groups and offsets buckets
+    are deleted after."""
+    clean_ups.callback(delete_test_namespaces)
+    url = nats_test_url()
+    [namespace] = parse_qs(urlsplit(url).query)["namespace"]
+    clean_ups.callback(lambda: asyncio.run(delete_nats_bucket(bucket_name(namespace))))
+    return url
+
+
+def _under_a_prefix(
+    test_url: Callable[[], str], delete: Callable[[], None]
+) -> Callable[[contextlib.ExitStack], str]:
+    """A shared server under a prefix of its own, what was made under it deleted after."""
+
+    def url(clean_ups: contextlib.ExitStack) -> str:
+        clean_ups.callback(delete)
+        return test_url()
+
+    return url
+
+
+SERVERS: dict[str, Callable[[contextlib.ExitStack], str]] = {
+    "kafka": _private_kafka,
+    "nats": _nats_namespace,
+    "redis": _under_a_prefix(redis_test_url, delete_test_prefixes),
+    "amqp": _under_a_prefix(amqp_test_url, delete_test_declarations),
+    "mqtt": _under_a_prefix(mqtt_test_url, delete_mqtt_test_prefixes),
+}
+"""How a test gets a broker of each scheme of its own, as tests/brokers/conftest.py builds
+them (a namespace or name prefix per URL on the shared servers, cleaned up after)."""
+
+
+@pytest.fixture
+def broker_url() -> Iterator[Callable[[str], str]]:
+    """``broker_url(scheme)``: a URL of a real server that is this test's own; what the test
+    made there is deleted after it, whichever way it ended."""
+    with contextlib.ExitStack() as clean_ups:
+        yield lambda scheme: SERVERS[scheme](clean_ups)
+
+
+@pytest.mark.parametrize(
+    "pipeline", [p for p in PIPELINES if p not in BROKER_EXAMPLES], ids=lambda p: p.name
+)
 def test_pipeline_validates_and_runs_once(
     pipeline: Path, repo_copy: Path, postgres_url: str, cdc_slot: str
 ) -> None:
+    """(The broker examples validate and run in their own test, on a server of their own.)"""
     env = {"POSTGRES_URL": postgres_url, "CDC_SLOT": cdc_slot}
     for first in RUN_FIRST.get(pipeline.name, []):
         ran = omconnect("run", f"pipelines/{first}", "--once", cwd=repo_copy, env=env)
@@ -73,8 +177,6 @@ def test_pipeline_validates_and_runs_once(
 
 
 def test_quickstart_delivers_every_positive_order_to_parquet(repo_copy: Path) -> None:
-    import pyarrow.csv as pacsv
-
     ran = omconnect("run", "pipelines/quickstart.yaml", "--once", cwd=repo_copy)
     assert ran.returncode == 0, ran.stderr
     source = pacsv.read_csv(repo_copy / "pipelines/data/orders.csv")
@@ -96,11 +198,168 @@ def test_quickstart_delivers_every_positive_order_to_parquet(repo_copy: Path) ->
         "topics", "tail", "orders", "--from-beginning", "--max", "2", "--no-follow", cwd=repo_copy
     )
     assert tail.returncode == 0, tail.stderr
-    import json
-
     lines = [json.loads(line) for line in tail.stdout.splitlines()]
     assert [item["value"]["order_id"] for item in lines] == [1, 2]
     assert lines[0]["topic"] == "orders" and lines[0]["offset"] == 0
     # The OpenMessaging message id: the stable id the source gave the record.
     assert lines[0]["message_id"] == lines[0]["headers"]["oms.message_id"]
     assert lines[0]["message_id"] != lines[1]["message_id"]
+
+
+# -- the broker examples ----------------------------------------------------------------------
+
+# The README's Brokers table: each scheme's URL form and the extra that installs its client.
+README_BROKERS = {
+    m["scheme"]: (m["url"], m["extra"])
+    for m in re.finditer(
+        r"^\| `(?P<url>(?P<scheme>[a-z]+)://[^`]*)` "
+        r"\| (?:`(?P<extra>omconnect\[\w+\])`|\(none\)) \|",
+        README,
+        re.MULTILINE,
+    )
+}
+
+
+def _header(pipeline: Path) -> list[str]:
+    """The comment lines a pipeline file starts with, without their ``#`` and indentation."""
+    header = []
+    for line in pipeline.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    return header
+
+
+def _header_commands(pipeline: Path, env: dict[str, str]) -> list[list[str]]:
+    """The ``omconnect`` commands of the header, arguments after ``omconnect``, with the
+    ``"$VAR"`` the header exported replaced by the test's value."""
+    return [
+        [env.get(arg[1:], arg) if arg.startswith("$") else arg for arg in shlex.split(line)[1:]]
+        for line in _header(pipeline)
+        if line.startswith("omconnect ")
+    ]
+
+
+def test_every_broker_of_the_readme_has_an_example_and_no_pipeline_names_a_server() -> None:
+    """One example per server broker (the issue); a pipeline takes a server broker's URL from
+    a variable, so the tests point it at a server of their own, never at a fixed address."""
+    servers = {scheme for scheme in README_BROKERS if scheme != "embedded"}
+    assert servers == set(SERVERS), "the README's brokers and the servers the tests start"
+    examples = sorted(str(_server_scheme(p)) for p in BROKER_EXAMPLES)
+    assert examples == sorted(servers), "one example per broker"
+    for pipeline in PIPELINES:
+        broker = str(_config(pipeline).get("broker", "embedded://"))
+        assert broker.startswith("embedded://") or _broker(pipeline), pipeline.name
+
+
+@pytest.mark.parametrize("example", BROKER_EXAMPLES, ids=lambda p: p.name)
+def test_a_broker_example_header_says_what_the_readme_says(example: Path) -> None:
+    """The header names the README's extra for its broker, exports the very URL the file
+    falls back to (on the README's port for the scheme), and says how to run the file."""
+    broker = _broker(example)
+    assert broker is not None
+    readme_url, extra = README_BROKERS[broker["scheme"]]
+    header = "\n".join(_header(example))
+    assert f"pip install '{extra}'" in header
+    assert f"export {broker['variable']}={broker['default']}" in header.splitlines()
+    assert urlsplit(broker["default"]).port == urlsplit(readme_url).port
+    assert f"omconnect run pipelines/{example.name} --once" in header.splitlines()
+
+
+def _positive_orders(orders: pa.Table) -> Counter[int]:
+    """The quick start's promise: every order of the CSV with a positive amount, once."""
+    pairs = zip(orders["order_id"].to_pylist(), orders["amount"].to_pylist(), strict=True)
+    return Counter(order for order, amount in pairs if amount > 0)
+
+
+def _written(directory: Path, sink: dict) -> pa.Table:
+    """What the example's sink wrote: its Parquet files or its JSON lines."""
+    path = directory / sink["path"]
+    if sink["connector"] == "parquet":
+        return ds.dataset(path, format="parquet").to_table()
+    assert sink["connector"] == "jsonl", sink
+    rows = [json.loads(line) for file in sorted(path.glob("*.jsonl")) for line in file.open()]
+    return pa.Table.from_pylist(rows)
+
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+"""A Redis stream entry as redis-py returns it: its id and its fields."""
+
+
+def _check_redis_entries_are_plain_fields(url: str, topic: str) -> None:
+    """What the header shows with ``redis-cli XRANGE``: plain fields, JSON value and key."""
+    options = urlsplit(url)
+    [prefix] = parse_qs(options.query)["prefix"]
+    client = redis.Redis(host=options.hostname or "", port=options.port or 6379)
+    try:
+        entries = cast(list[Entry], client.xrange(f"{prefix}:{topic}:0", count=1))
+    finally:
+        client.close()
+    [(_, fields)] = entries
+    assert set(fields) == {b"value", b"key", b"timestamp", b"message_id"}
+    order = json.loads(fields[b"value"])
+    assert json.loads(fields[b"key"]) == {"order_id": order["order_id"]}
+
+
+def _check_rabbitmq_names(url: str, topic: str, pipeline: str) -> None:
+    """What the header names: the topic's exchange and the sink's queue (under the test's
+    prefix, which the default URL does not have)."""
+    [prefix] = parse_qs(urlsplit(url).query)["prefix"]
+
+    async def look() -> None:
+        async with raw_channel(url) as channel:
+            await channel.get_exchange(f"{prefix}.{topic}", ensure=True)
+            await channel.declare_queue(f"{prefix}.omconnect.{pipeline}", passive=True)
+
+    asyncio.run(look())
+
+
+@pytest.mark.parametrize("example", BROKER_EXAMPLES, ids=lambda p: p.name)
+def test_a_broker_example_delivers_every_positive_order_once(
+    example: Path, repo_copy: Path, broker_url: Callable[[str], str]
+) -> None:
+    """The example validates, and the header's commands, as written, work against a real
+    server: the run delivers the quick start's positive orders to the sink once, the
+    commands after it show what the header says, and a second run reads and delivers
+    nothing more."""
+    config = _config(example)
+    broker = _broker(example)
+    assert broker is not None
+    url = broker_url(broker["scheme"])
+    env = {broker["variable"]: url}
+    orders = pacsv.read_csv(repo_copy / "pipelines/data/orders.csv")
+    expected = _positive_orders(orders)
+    topic, partitions = config["topic"], config.get("partitions", 1)
+    checked = omconnect("validate", f"pipelines/{example.name}", cwd=repo_copy, env=env)
+    assert checked.returncode == 0, checked.stderr
+
+    for command in _header_commands(example, env):
+        done = omconnect(*command, cwd=repo_copy, env=env)
+        assert done.returncode == 0, (command, done.stderr)
+        if command[:2] == ["topics", "list"]:
+            assert [topic, str(partitions), str(expected.total())] in (
+                line.split() for line in done.stdout.splitlines()
+            ), done.stdout
+        elif command[:2] == ["topics", "tail"]:
+            tailed = [json.loads(line) for line in done.stdout.splitlines()]
+            assert [m["value"]["order_id"] for m in tailed] == sorted(expected)[:3]
+        elif command[:2] == ["offsets", "list"]:
+            listed = [json.loads(line) for line in done.stdout.splitlines()]
+            [source] = [entry for entry in listed if entry["kind"] == "source"]
+            assert source["offset"]["row"] == orders.num_rows, "the whole CSV was read"
+
+    written = _written(repo_copy, config["sink"])
+    assert Counter(written["order_id"].to_pylist()) == expected
+    assert set(written.column_names) == set(orders.column_names)
+    # offsets: broker keeps the source's positions in the broker, none in the state directory.
+    in_state = (repo_copy / ".omconnect" / "offsets.sqlite").exists()
+    assert in_state == (config.get("offsets", "state") == "state")
+    if broker["scheme"] == "redis":
+        _check_redis_entries_are_plain_fields(url, topic)
+    if broker["scheme"] == "amqp":
+        _check_rabbitmq_names(url, topic, config["name"])
+
+    again = omconnect("run", f"pipelines/{example.name}", "--once", cwd=repo_copy, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "read=0 published=0 written=0" in again.stderr, again.stderr
+    assert _written(repo_copy, config["sink"]).num_rows == expected.total()
