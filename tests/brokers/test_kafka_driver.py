@@ -24,11 +24,11 @@ from omconnect.schemas.message import ExtensionHeader, Header, Message, messages
 from omconnect.schemas.message_batch import MessageBatch
 from tests.support.kafka_server import (
     TEST_OPTIONS,
-    free_port,
     shared_kafka_servers,
     shared_kafka_url,
     start_tansu,
 )
+from tests.support.local_servers import free_port
 from tests.support.tcp_proxy import TcpProxy
 
 from .conftest import drain, numbered, numbered_messages, read_until, run_on, values
