@@ -55,7 +55,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from omconnect.runtime.brokers import parse_broker_url
-from omconnect.runtime.brokers.kafka._options import parse_kafka_url
+from omconnect.runtime.brokers.kafka._errors import ConnectionProblems
+from omconnect.runtime.brokers.kafka._librdkafka import common_config
+from omconnect.runtime.brokers.kafka._options import KafkaOptions, parse_kafka_url
 from omconnect.runtime.state.offsets.base import OffsetStore, OffsetStoreError
 from omconnect.schemas.position_codec import (
     decode_position_value,
@@ -135,7 +137,7 @@ class KafkaTopicOffsetStore(OffsetStore):
         self._timeout = self._options.request_timeout_ms / 1000
         self._delivery_timeout = self._options.delivery_timeout_ms / 1000
         self._lock = threading.Lock()
-        self._errors: list[str] = []
+        self._problems = ConnectionProblems()
         self._known: dict[Key, _Known] = {}
         self._next = _BEGINNING
         self._read_at = 0.0
@@ -489,20 +491,10 @@ class KafkaTopicOffsetStore(OffsetStore):
     # -- opening -----------------------------------------------------------------------------
 
     def _common(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self._servers,
-            "client.id": "omconnect-offsets",
-            "socket.connection.setup.timeout.ms": _setup_ms(self._options),
-            "reconnect.backoff.max.ms": 1000,
-            "error_cb": self._note_error,
-            "logger": _CLIENT_LOG,
-        }
-
-    def _note_error(self, error: KafkaError) -> None:
-        self._errors[:] = [error.str()]
+        return _client_config(self._options, self._problems)
 
     def _last_error(self) -> str:
-        return f" ({self._errors[-1]})" if self._errors else ""
+        return _said(self._problems)
 
     def _ensure_topic(self, admin: AdminClient) -> None:
         """Create the topic when it is missing; refuse one whose retention deletes records."""
@@ -553,16 +545,9 @@ def offsets_topic_exists(url: str, topic: str = DEFAULT_TOPIC) -> bool:
         OffsetStoreError: no broker answered.
     """
     options = parse_kafka_url(parse_broker_url(url))
-    errors: list[str] = []
-    config: dict[str, Any] = {
-        "bootstrap.servers": options.servers,
-        "client.id": "omconnect-offsets",
-        "socket.connection.setup.timeout.ms": _setup_ms(options),
-        "error_cb": lambda error: errors.append(error.str()),
-        "logger": _CLIENT_LOG,
-    }
-    admin = AdminClient(config)
-    found = _topic_partitions(admin, options, topic, lambda: f" ({errors[-1]})" if errors else "")
+    problems = ConnectionProblems()
+    admin = AdminClient(_client_config(options, problems))
+    found = _topic_partitions(admin, options, topic, lambda: _said(problems))
     return found is not None
 
 
@@ -591,10 +576,19 @@ def _topic_partitions(
     return len(found.partitions)
 
 
-def _setup_ms(options: Any) -> int:
-    """librdkafka's connection setup timeout: the URL's ``connect_timeout_ms``, at least the
-    1000 it accepts (waits on the store's side still end after ``connect_timeout_ms``)."""
-    return max(1000, int(options.connect_timeout_ms))
+def _client_config(options: KafkaOptions, problems: ConnectionProblems) -> dict[str, Any]:
+    """The kafka:// driver's client settings, under this store's client id and log."""
+    return {
+        **common_config(options, problems),
+        "client.id": "omconnect-offsets",
+        "logger": _CLIENT_LOG,
+    }
+
+
+def _said(problems: ConnectionProblems) -> str:
+    """`` (the last connection error librdkafka reported)``, or nothing."""
+    detail = problems.last()
+    return f" ({detail})" if detail else ""
 
 
 def _canonical(value: Any) -> str:
