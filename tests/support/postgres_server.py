@@ -57,6 +57,10 @@ _SETTINGS = {
     # A throw-away cluster: no fsync. Commits still reach the kernel before they return, so a
     # killed or immediately stopped server loses nothing it acknowledged.
     "fsync": "off",
+    # Quiet between a test's own statements: no WAL from autovacuum or timed checkpoints, so
+    # a slot's lag in bytes is the test's own doing.
+    "autovacuum": "off",
+    "checkpoint_timeout": "1h",
 }
 
 
