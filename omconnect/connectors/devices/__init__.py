@@ -1,0 +1,1 @@
+"""Device sources: MQTT, OPC-UA and Modbus telemetry into records."""

@@ -1,0 +1,1 @@
+"""The `modbus` device source (being written)."""

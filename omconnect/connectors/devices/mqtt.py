@@ -1,0 +1,1 @@
+"""The `mqtt` device source (being written)."""

@@ -1,0 +1,1 @@
+"""The `opcua` device source (being written)."""
