@@ -53,6 +53,8 @@ from omconnect.schemas.schema import Schema
 log = logging.getLogger("omconnect.sink")
 
 POLL_TIMEOUT = 0.2
+# Under --once, while the source runs (see ``_decode_stage``).
+ONCE_POLL_TIMEOUT = 0.02
 DECODE_AHEAD = 3
 
 ConsumerFactory = Callable[[RebalanceListener], Awaitable[Consumer]]
@@ -264,6 +266,17 @@ class SinkLoop:
         consumer = self.consumer
         loop = asyncio.get_running_loop()
         polled = dict(self.consumed)
+
+        def timeout(ending: bool, polled: dict[TopicPartition, int]) -> float:
+            """How long a poll waits for messages. Under ``--once``, until the end offsets
+            are known, not long: a poll waiting when the source ends would hold the run's
+            end back by its timeout. Once this member has what they name of its own
+            partitions, the poll that confirms the end (its callbacks, the others' commits)
+            waits for nothing: nothing it would wait for is coming."""
+            if ending and self._polled_own_ends(until.result(), polled):
+                return 0
+            return ONCE_POLL_TIMEOUT if self.settings.once and not ending else POLL_TIMEOUT
+
         while not stop.is_set():
             # The end offsets were taken before this poll, whose rebalance callbacks
             # brought the assignment up to date with the topics they name.
@@ -271,7 +284,7 @@ class SinkLoop:
             if out.full():
                 batches = await self._poll_paused(out)
             else:
-                batches = await consumer.poll(self.settings.max_rows, POLL_TIMEOUT)
+                batches = await consumer.poll(self.settings.max_rows, timeout(ending, polled))
             for tp in list(polled):
                 if tp not in self.assigned:
                     del polled[tp]
@@ -292,6 +305,15 @@ class SinkLoop:
         # full queue would never take this.
         await out.put(None)
 
+    def _polled_own_ends(
+        self, targets: dict[TopicPartition, int] | None, polled: dict[TopicPartition, int]
+    ) -> bool:
+        """Whether this member polled its own partitions up to ``targets`` (never, on a
+        broker without end offsets: there the end is a poll that brings nothing)."""
+        if targets is None:
+            return False
+        return _reached(polled, {tp: end for tp, end in targets.items() if tp in self.assigned})
+
     async def _finished(
         self,
         targets: dict[TopicPartition, int] | None,
@@ -304,8 +326,7 @@ class SinkLoop:
         expires, waits for them instead of calling the run done)."""
         if targets is None:
             return not got_messages
-        mine = {tp: end for tp, end in targets.items() if tp in self.assigned}
-        if not _reached(polled, mine):
+        if not self._polled_own_ends(targets, polled):
             return False
         others = {tp: end for tp, end in targets.items() if tp not in self.assigned and end > 0}
         if not others:
