@@ -130,6 +130,10 @@ class FileLock:
             os.pwrite(fd, holder.to_bytes(), 0)
         return True
 
+    def still_held(self) -> bool:
+        """An ``flock`` is held until released or the process ends: whether it was taken."""
+        return self._fd is not None
+
     def release(self, *, remove: bool = False) -> None:
         """Give the lock up; with ``remove`` delete the file first (only an exclusive holder
         may: a shared one would pull it from under the others). An exclusive holder that

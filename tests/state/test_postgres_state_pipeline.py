@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from omconnect.runtime.state import LOCK_CHECK_SECONDS
 from tests.state.test_postgres_state import CANARY, free_port
 from tests.support.omconnect_process import omconnect, spawn_omconnect
 from tests.support.sql_databases import POSTGRES_URL
@@ -128,6 +129,37 @@ def test_a_second_runner_of_the_pipeline_is_refused(tmp_path: Path, postgres_sta
         _, stderr = running.communicate(timeout=60)
     assert running.returncode == 0, stderr
     assert CANARY not in stderr
+    after = omconnect("run", "p.yaml", "--once", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+
+
+def test_a_run_whose_lock_session_ends_stops_and_another_may_run(
+    tmp_path: Path, postgres_state: str
+) -> None:
+    """The server ends the session holding the run lock (as a restart or an administrator
+    would): the running pipeline notices within the lock check, stops with one line saying
+    what happened (nonzero, without the password), and a new runner takes the lock."""
+    state = with_password(postgres_state)
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n")
+    (tmp_path / "p.yaml").write_text(PIPELINE.format(state=state))
+    running = spawn_omconnect("run", "p.yaml", cwd=tmp_path)  # runs until stopped
+    try:
+        wait_for_lock_holder(postgres_state)
+        schema = postgres_state.rsplit("schema=", 1)[1]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            [(ended,)] = connection.execute(
+                f'SELECT count(pg_terminate_backend(backend_pid)) FROM "{schema}".run_lock_holders '
+                "WHERE pipeline = 'p'"
+            ).fetchall()
+        assert ended == 1
+        _, stderr = running.communicate(timeout=LOCK_CHECK_SECONDS + 30)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 1, stderr
+    assert "pipeline 'p' lost its run lock" in stderr, stderr
+    assert "Traceback" not in stderr and CANARY not in stderr
     after = omconnect("run", "p.yaml", "--once", cwd=tmp_path)
     assert after.returncode == 0, after.stderr
 

@@ -21,7 +21,12 @@ from omconnect.runtime.brokers import BrokerNotFoundError, UnsupportedBrokerErro
 from omconnect.runtime.brokers.base import BrokerError
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.config.redaction import Redactor
-from omconnect.runtime.state import OffsetStoreError, PipelineRunningError, StateUnavailableError
+from omconnect.runtime.state import (
+    OffsetStoreError,
+    PipelineLockLostError,
+    PipelineRunningError,
+    StateUnavailableError,
+)
 
 USAGE_EXIT = 2
 FAILURE_EXIT = 1
@@ -33,6 +38,7 @@ _KNOWN: dict[type[BaseException], int] = {
     BrokerNotFoundError: FAILURE_EXIT,
     OffsetStoreError: FAILURE_EXIT,
     PipelineRunningError: FAILURE_EXIT,
+    PipelineLockLostError: FAILURE_EXIT,
     BrokerError: FAILURE_EXIT,  # the drivers' one-line errors (unreachable, refused)
 }
 

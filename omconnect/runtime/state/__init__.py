@@ -17,19 +17,23 @@ from omconnect.runtime.state.backends import (
 from omconnect.runtime.state.directory import DirectoryState
 from omconnect.runtime.state.offsets import OffsetStore, OffsetStoreError
 from omconnect.runtime.state.pipeline_lock import (
+    LOCK_CHECK_SECONDS,
     DirectoryClaims,
     PipelineLock,
+    PipelineLockLostError,
     PipelineRunningError,
     pipeline_stopped,
 )
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 __all__ = [
+    "LOCK_CHECK_SECONDS",
     "DirectoryClaims",
     "DirectoryState",
     "OffsetStore",
     "OffsetStoreError",
     "PipelineLock",
+    "PipelineLockLostError",
     "PipelineRunningError",
     "SchemaRegistry",
     "StateBackend",

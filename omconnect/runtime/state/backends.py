@@ -45,6 +45,11 @@ class RunLock(Protocol):
         """Give the lock up (nothing when it is not held)."""
         ...
 
+    def still_held(self) -> bool:
+        """Whether the lock taken by ``acquire`` is still this process's: False once it was
+        lost (an advisory lock ends with its database session); a file lock is never lost."""
+        ...
+
 
 class StateBackend(Protocol):
     """Where a pipeline's offsets, schemas and run lock live."""

@@ -2,18 +2,20 @@
 
 A run holds its pipeline's lock (the state backend's ``pipeline_lock``: the ``flock`` file
 ``STATE/locks/<pipeline>.lock`` of a state directory, an advisory lock in a Postgres state)
-from before it opens the broker until everything is closed and committed: exclusively when
-the pipeline has a source (a second runner would read and publish every record again),
-shared when it only sinks topics (members of one consumer group split the partitions: that
-is how such a pipeline scales out). A second runner is refused with
+from before it opens the broker until everything is closed and committed: exclusively when the
+pipeline has a source (a second runner would read and publish every record again), shared when
+it only sinks topics (members of one consumer group split the partitions: that is how such a
+pipeline scales out). A lock that can end under its holder (an advisory lock ends with its
+database session) is checked every ``LOCK_CHECK_SECONDS`` while the run lasts, and the run
+stops at once when it is gone (``PipelineLockLostError``). A second runner is refused with
 ``PipelineRunningError``, naming the holder. Commands that change stored positions take the
-lock exclusively while they work, so they are refused while the pipeline runs, as Kafka
-Connect refuses to alter a running connector's offsets.
+lock exclusively while they work, so they are refused while the pipeline runs, as Kafka Connect
+refuses to alter a running connector's offsets.
 
-A sink that writes files claims its directory (``TaskContext.claim_directory``): the run
-takes an exclusive lock on ``DIR/.omconnect.lock`` (hidden, so file sources skip it) and
-keeps it until the run ends, so two pipelines, or two runs of one, never write one directory
-at once. These locks end with their holder: a killed runner leaves none behind.
+A sink that writes files claims its directory (``TaskContext.claim_directory``): the run takes
+an exclusive lock on ``DIR/.omconnect.lock`` (hidden, so file sources skip it) and keeps it
+until the run ends, so two pipelines, or two runs of one, never write one directory at once.
+These locks end with their holder: a killed runner leaves none behind.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from omconnect.runtime.file_lock import FileLock, LockHeldError, LockHolder
 from omconnect.runtime.state.backends import open_state
 
 SINK_DIRECTORY_LOCK = ".omconnect.lock"
+LOCK_CHECK_SECONDS = 5.0
+"""How often a run asks whether its lock is still held (a query on a Postgres state)."""
 
 
 class PipelineRunningError(Exception):
@@ -39,6 +43,10 @@ class PipelineRunningError(Exception):
     def __init__(self, message: str, holder: str) -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class PipelineLockLostError(Exception):
+    """A running pipeline's lock ended under it; the message says why and what to do."""
 
 
 class PipelineLock:
@@ -65,6 +73,20 @@ class PipelineLock:
             raise PipelineRunningError(
                 f"pipeline {self.pipeline!r} is already running ({holder}); stop it first", holder
             ) from None
+
+    def check(self) -> None:
+        """Raise ``PipelineLockLostError`` when the lock is no longer held.
+
+        Raises:
+            PipelineLockLostError: the lock ended under the run (its database session).
+        """
+        if not self._lock.still_held():
+            raise PipelineLockLostError(
+                f"pipeline {self.pipeline!r} lost its run lock: the state database ended the "
+                "session holding it (a restart, a dropped connection, or an administrator), so "
+                "another worker may run the pipeline now; this run stopped without committing "
+                "more positions. Start it again once the state database is back"
+            )
 
     def release(self) -> None:
         self._lock.release()

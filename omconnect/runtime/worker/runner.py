@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 from typing import Any, cast
 
@@ -31,6 +32,7 @@ from omconnect.runtime.config.loader import LoadedPipeline, validate_connectors
 from omconnect.runtime.converters import make_converter
 from omconnect.runtime.converters.refused_schemas import RefusedSchemaRows
 from omconnect.runtime.state import (
+    LOCK_CHECK_SECONDS,
     DirectoryClaims,
     OffsetStore,
     PipelineLock,
@@ -129,11 +131,28 @@ class PipelineRunner:
                 await self.broker.close()
             raise
         try:
-            await self._run_locked(stop)
+            await self._run_watching(lock, stop)
         finally:
             self._claims.release()
             lock.release()
         return self.metrics
+
+    async def _run_watching(self, lock: PipelineLock, stop: asyncio.Event) -> None:
+        """The run, ended at once when its lock ends under it (``PipelineLock.check``, every
+        ``LOCK_CHECK_SECONDS``): cancelled, so that it commits nothing more once another
+        worker may be running the pipeline."""
+        run = asyncio.ensure_future(self._run_locked(stop))
+        try:
+            while True:
+                done, _ = await asyncio.wait({run}, timeout=LOCK_CHECK_SECONDS)
+                if done:
+                    return run.result()
+                await asyncio.to_thread(lock.check)
+        finally:
+            if not run.done():
+                run.cancel()
+                with contextlib.suppress(BaseException):
+                    await run
 
     async def _run_locked(self, stop: asyncio.Event) -> None:
         cfg = self.loaded.config

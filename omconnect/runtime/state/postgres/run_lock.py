@@ -4,14 +4,15 @@
 ``pg_try_advisory_lock`` (exclusive: a pipeline with a source) or
 ``pg_try_advisory_lock_shared`` (the members of a sink-only pipeline) on the pipeline's key
 (``advisory_keys``) in a session of its own, and keeps that session open until ``release``.
-Workers on any machine that share the state therefore exclude each other as processes
-sharing a state directory do with ``flock``.
+Workers on any machine that share the state therefore exclude each other as processes sharing a
+state directory do with ``flock``.
 
-The server ends the lock with the session: when the runner exits or is killed its socket
-closes at once; when its machine vanishes, the TCP keepalives this session asks for end it
-within about two minutes. A holder writes who it is (``LockHolder``) into
-``run_lock_holders``; a refused runner reads the record of the session that ``pg_locks``
-shows holding the key, so records of dead holders are never believed.
+The server ends the lock with the session: when the runner exits or is killed its socket closes
+at once; when its machine vanishes, the TCP keepalives this session asks for end it within
+about two minutes. A run asks ``still_held`` every few seconds and stops when the answer is no:
+once the session is gone another worker may take the lock. A holder writes who it is
+(``LockHolder``) into ``run_lock_holders``; a refused runner reads the record of the session
+that ``pg_locks`` shows holding the key, so records of dead holders are never believed.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ _STATEMENTS = {
         f"(SELECT l.mode {_HOLDERS_OF_KEY} AND l.pid = h.backend_pid) l ON true "
         "WHERE h.pipeline = %(pipeline)s ORDER BY l.mode = 'ExclusiveLock' DESC LIMIT 1"
     ),
+    "still_held": (f"SELECT EXISTS (SELECT 1 {_HOLDERS_OF_KEY} AND l.pid = pg_backend_pid())"),
     "unrecord": (
         "DELETE FROM {holders} WHERE pipeline = %(pipeline)s AND backend_pid = pg_backend_pid()"
     ),
@@ -107,6 +109,19 @@ class AdvisoryRunLock:
             raise
         self._session, self._shared = session, shared
         return True
+
+    def still_held(self) -> bool:
+        """Whether this session still holds the lock: False when the session is gone (the
+        server restarted, an administrator ended it, its keepalives failed) or the lock was
+        released under it; then another worker may hold it now."""
+        session = self._session
+        if session is None:
+            return False
+        try:
+            row = session.run(lambda c: c.execute(self._sql["still_held"], self._params).fetchone())
+        except OffsetStoreError:
+            return False
+        return bool(row and row[0])
 
     def release(self) -> None:
         """Give the lock up and end its session."""
