@@ -31,6 +31,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read what is there now, deliver it to the topic and the sink, commit, exit 0",
     )
+    parser.add_argument(
+        "--task",
+        dest="tasks",
+        type=int,
+        action="append",
+        metavar="N",
+        help=(
+            "run only source task N (repeatable; numbered from 0 as the source splits its work "
+            "into the pipeline's `tasks:`), so that the tasks of one pipeline run in separate "
+            "processes or machines, each with its own positions"
+        ),
+    )
+    parser.add_argument(
+        "--no-sink",
+        action="store_true",
+        help="publish the source's records without running the sink (with --task: a fan-out)",
+    )
+    parser.add_argument(
+        "--sink-only",
+        action="store_true",
+        help="run the sink alone, on what the source's tasks published (after a fan-out)",
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -41,8 +63,15 @@ def run_command(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     setup_logging(args.log_level, loaded.redactor)
+    if args.sink_only and (args.tasks or args.no_sink):
+        print(
+            "--sink-only runs the sink and no source task: not with --task or --no-sink",
+            file=sys.stderr,
+        )
+        return 2
+    tasks = [] if args.sink_only else args.tasks
     try:
-        metrics = asyncio.run(_run(loaded, args.once))
+        metrics = asyncio.run(_run(loaded, args.once, tasks, not args.no_sink))
     except PipelineConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -58,10 +87,10 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(loaded: LoadedPipeline, once: bool) -> Any:
+async def _run(loaded: LoadedPipeline, once: bool, tasks: list[int] | None, sink: bool) -> Any:
     stop = asyncio.Event()
     stop_on_signals(stop)
-    runner = PipelineRunner(loaded, once=once, command="omconnect run")
+    runner = PipelineRunner(loaded, once=once, command="omconnect run", tasks=tasks, sink=sink)
     done = asyncio.Event()
     progress = asyncio.create_task(report_progress(runner.metrics, done))
     try:

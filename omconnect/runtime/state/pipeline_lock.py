@@ -20,13 +20,13 @@ These locks end with their holder: a killed runner leaves none behind.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from omconnect.connectors.api.errors import ConnectorError
 from omconnect.runtime.file_lock import FileLock, LockHeldError, LockHolder
-from omconnect.runtime.state.backends import open_state
+from omconnect.runtime.state.backends import RunLock, open_state
 
 SINK_DIRECTORY_LOCK = ".omconnect.lock"
 LOCK_CHECK_SECONDS = 5.0
@@ -51,11 +51,25 @@ class PipelineLockLostError(Exception):
 
 class PipelineLock:
     """The lock a run of ``pipeline`` holds in its ``state:`` (the backend's
-    ``pipeline_lock``)."""
+    ``pipeline_lock``); with ``tasks``, the lock of a run of some of its source's tasks
+    (none: a run of its sink alone).
 
-    def __init__(self, state: str, pipeline: str) -> None:
+    A run of some tasks (an orchestrator's mapped task, one split of the source) shares the
+    pipeline's lock with the runs of its other tasks and holds the lock of each of its own
+    tasks alone (``<pipeline>#task-<i>``: ``#`` is in no pipeline name), so runs of
+    different tasks go side by side, a task runs once at a time, and a run of the whole
+    pipeline excludes them all.
+    """
+
+    def __init__(self, state: str, pipeline: str, tasks: Collection[int] | None = None) -> None:
         self.pipeline = pipeline
-        self._lock = open_state(state).pipeline_lock(pipeline)
+        backend = open_state(state)
+        self._lock = backend.pipeline_lock(pipeline)
+        self._some_tasks = tasks is not None
+        self._task_locks = [
+            (task, backend.pipeline_lock(f"{pipeline}#task-{task}")) for task in sorted(tasks or ())
+        ]
+        self._taken: list[RunLock] = []
 
     def acquire(self, command: str | None = None, *, shared: bool = False) -> None:
         """Take the lock until ``release``; ``command`` names this process to whoever is
@@ -63,16 +77,27 @@ class PipelineLock:
 
         Raises:
             PipelineRunningError: another process runs the pipeline (or, ``shared``, runs it
-                exclusively).
+                exclusively), or one of ``tasks``.
             OffsetStoreError: the state holding the lock cannot be reached (a database).
         """
+        holder = LockHolder.this_process(command, self.pipeline)
         try:
-            self._lock.acquire(LockHolder.this_process(command, self.pipeline), shared=shared)
+            self._take(self._lock, holder, shared or self._some_tasks, "")
+            for task, lock in self._task_locks:
+                self._take(lock, holder, False, f"task {task} of ")
+        except BaseException:
+            self.release()
+            raise
+
+    def _take(self, lock: RunLock, holder: LockHolder, shared: bool, what: str) -> None:
+        try:
+            lock.acquire(holder, shared=shared)
         except LockHeldError as held:
-            holder = _who(held)
+            who = _who(held)
             raise PipelineRunningError(
-                f"pipeline {self.pipeline!r} is already running ({holder}); stop it first", holder
+                f"{what}pipeline {self.pipeline!r} is already running ({who}); stop it first", who
             ) from None
+        self._taken.append(lock)
 
     def check(self) -> None:
         """Raise ``PipelineLockLostError`` when the lock is no longer held.
@@ -80,7 +105,7 @@ class PipelineLock:
         Raises:
             PipelineLockLostError: the lock ended under the run (its database session).
         """
-        if not self._lock.still_held():
+        if not all(lock.still_held() for lock in self._taken):
             raise PipelineLockLostError(
                 f"pipeline {self.pipeline!r} lost its run lock: the state database ended the "
                 "session holding it (a restart, a dropped connection, or an administrator), so "
@@ -89,7 +114,8 @@ class PipelineLock:
             )
 
     def release(self) -> None:
-        self._lock.release()
+        while self._taken:
+            self._taken.pop().release()
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+from collections.abc import Collection
 from typing import Any, cast
 
 from omconnect.connectors.api.context import OffsetReader, TaskContext
@@ -93,6 +94,17 @@ async def open_sink_consumer(
     )
 
 
+def source_task_count(loaded: LoadedPipeline) -> int:
+    """How many tasks the pipeline's source splits into (its ``task_configs`` for the
+    pipeline's ``tasks:``; 0 without a source): the indexes ``PipelineRunner(tasks=...)``
+    takes. A source may reach its system to count them (the tables a glob matches)."""
+    source = loaded.source
+    if source is None:
+        return 0
+    connector = cast(SourceConnector, source.registration.cls(source.spec))
+    return len(connector.task_configs(loaded.config.tasks))
+
+
 class PipelineRunner:
     """Runs ``loaded`` once or continuously; ``metrics`` can be watched while it runs."""
 
@@ -102,13 +114,32 @@ class PipelineRunner:
         once: bool = False,
         broker: Broker | None = None,
         command: str | None = None,
+        tasks: Collection[int] | None = None,
+        sink: bool = True,
     ) -> None:
         """``broker`` replaces the one the pipeline's ``broker:`` URL names (a wrapped or
         shared one); the runner closes it at the end either way. ``command`` names this
-        process in the pipeline's lock (``omconnect run``), for a runner that is refused."""
+        process in the pipeline's lock (``omconnect run``), for a runner that is refused.
+        ``tasks`` runs only those of the source's tasks (indexes into what
+        ``source_task_count`` counts), so that the tasks of one pipeline can run in separate
+        processes or on separate machines (an orchestrator's mapped tasks); each keeps its own
+        positions, and runs of different tasks go side by side (see ``PipelineLock``); no
+        tasks runs none. ``sink=False`` leaves the sink out: the fan-out of an orchestrator
+        runs the source's tasks without it, then the sink alone (``tasks=[]``), which, like
+        every sink of a pipeline with a source, takes records its transforms already made."""
+        if tasks is not None:
+            count = source_task_count(loaded)
+            unknown = sorted(set(tasks) - set(range(count)))
+            if unknown:
+                raise ValueError(
+                    f"pipeline {loaded.config.name!r} has no source task {unknown[0]}: its "
+                    f"source splits into {count} task(s), numbered from 0"
+                )
         self.loaded = loaded
         self.once = once
         self.broker = broker
+        self.tasks = frozenset(tasks) if tasks is not None else None
+        self.runs_sink = sink and loaded.sink is not None
         self.metrics = PipelineMetrics(loaded.config.name)
         self._claims = DirectoryClaims(loaded.config.name, command)
         self._command = command
@@ -123,7 +154,7 @@ class PipelineRunner:
         stop = stop or asyncio.Event()
         validate_connectors(self.loaded)
         cfg = self.loaded.config
-        lock = PipelineLock(cfg.state, cfg.name)
+        lock = PipelineLock(cfg.state, cfg.name, self.tasks)
         try:
             lock.acquire(self._command, shared=self.loaded.source is None)
         except BaseException:  # running elsewhere, or a state database that is unreachable
@@ -227,7 +258,10 @@ class PipelineRunner:
             # Only a log's offsets name the messages a producer published: a queue's are
             # each consumer's own count, which would match the wrong published rows.
             PublishedBatches()
-            if self.loaded.source and self.loaded.sink and broker.capabilities.log
+            if self.loaded.source
+            and self.tasks != frozenset()
+            and self.runs_sink
+            and broker.capabilities.log
             else None,
         )
         source = self._source_connector()
@@ -241,10 +275,10 @@ class PipelineRunner:
                 for setup in self._source_tasks(source, offsets, parts)
             ]
         sink_loop = None
-        if self.loaded.sink is not None:
+        if self.runs_sink and self.loaded.sink is not None:
             sink_loop = SinkLoop(
                 parts,
-                self._sink_task(parts, transformed=bool(source_loops)),
+                self._sink_task(parts, transformed=self.loaded.source is not None),
                 lambda listener: open_sink_consumer(broker, self.loaded, listener),
             )
             if sink_loop.stores_positions and not broker.capabilities.log:
@@ -305,6 +339,8 @@ class PipelineRunner:
         """One setup per source task; transforms run on the source side."""
         setups = []
         for i, config in enumerate(connector.task_configs(self.loaded.config.tasks)):
+            if self.tasks is not None and i not in self.tasks:
+                continue
             reader: OffsetReader = (
                 TransactionPositionReader()
                 if self.loaded.config.exactly_once
