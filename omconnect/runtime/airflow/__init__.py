@@ -1,0 +1,1 @@
+"""Airflow integration: pipeline files as DAGs (being written; see issue 13)."""

@@ -1,0 +1,1 @@
+"""Dagster integration: pipeline files as assets (being written; see issue 13)."""
