@@ -1,5 +1,10 @@
 # The omconnect worker image: `docker build -t omconnect .` then
-# `docker run -v "$PWD/pipelines:/var/lib/omconnect/pipelines:ro" -p 8083:8083 omconnect`.
+# `docker run -v "$PWD/pipelines:/var/lib/omconnect/pipelines:ro" -p 127.0.0.1:8083:8083 \
+#    -e OMCONNECT_API_TOKEN="$(cat api-token)" omconnect`.
+# The API listens on every interface of the container, and requires its bearer token for
+# everything but /health: from OMCONNECT_API_TOKEN, from the file OMCONNECT_API_TOKEN_FILE
+# names (a mounted secret), or else one generated into $OMCONNECT_STATE/api-token (mode 0600).
+# Publish the port on 127.0.0.1 unless clients elsewhere need it (docs/docker-compose.md).
 FROM python:3.11-slim
 
 # Broker, database and orchestrator extras to install; docker-compose.yml passes its own list.
@@ -24,8 +29,10 @@ WORKDIR /var/lib/omconnect
 ENV OMCONNECT_STATE=/var/lib/omconnect/state
 
 EXPOSE 8083
+# /health needs no token; with --tls-cert the check must use https:// (and trust the cert).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=6 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8083/health', timeout=3)"]
 
 ENTRYPOINT ["omconnect"]
+# 0.0.0.0 is the container's own interface: what reaches it is what `docker run -p` publishes.
 CMD ["serve", "pipelines/", "--host", "0.0.0.0"]

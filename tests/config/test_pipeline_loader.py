@@ -194,8 +194,8 @@ def test_wrong_types_and_missing_required_options(write_pipeline: Write) -> None
             "positive integer",
         ),
         (
-            'schedule: "0 5-2 * * *"',
-            'schedule: invalid cron expression "0 5-2 * * *": hour "5-2": range 5-2 runs backwards',
+            'schedule: "0 25 * * *"',
+            'schedule: invalid cron expression "0 25 * * *": hour "25": 25 is out of range 0-23',
         ),
         (
             'schedule: "@fortnightly"',

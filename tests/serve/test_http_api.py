@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.support.served_worker import (
     ServedWorker,
     sink_ids,
@@ -54,13 +56,13 @@ def test_malformed_requests_get_400_not_a_traceback(tmp_path: Path) -> None:
     write_pipeline(tmp_path / "pipelines", "orders", tmp_path, tmp_path / "in")
 
     with ServedWorker(tmp_path / "pipelines") as worker:
-        host, port = worker.url.removeprefix("http://").split(":")
         for raw in [
             b"NONSENSE\r\n\r\n",
-            b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n",
-            b"PUT /pipelines/orders/pause HTTP/1.1\r\nContent-Length: lots\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n",
+            b"PUT /pipelines/orders/pause HTTP/1.1\r\nHost: localhost\r\nContent-Length: lots\r\n"
+            b"Authorization: Bearer " + worker.token.encode() + b"\r\n\r\n",
         ]:
-            with socket.create_connection((host, int(port)), timeout=5) as connection:
+            with socket.create_connection(("127.0.0.1", worker.port), timeout=5) as connection:
                 connection.sendall(raw)
                 answer = b""
                 while chunk := connection.recv(4096):
@@ -116,3 +118,21 @@ def test_a_file_secret_never_appears_in_any_response(tmp_path: Path) -> None:
         assert offsets[0]["partition"]["file"].endswith("***/a.csv")
         for body in bodies(worker):
             assert secret.encode() not in body
+
+
+def test_a_bug_answers_500_with_no_detail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    with ServedWorker(folder) as worker:
+
+        def broken(name: str) -> None:
+            raise RuntimeError("hunter2 in a traceback")
+
+        monkeypatch.setattr(worker.supervisor, "get", broken)
+        status, headers, body = worker.request("GET", "/pipelines/x/status")
+        assert (status, headers["Content-Type"]) == (500, "application/json")
+        assert json.loads(body) == {
+            "error_code": 500,
+            "message": "internal error; see the worker's log",
+        }
+        assert worker.json("GET", "/health") == {"status": "ok"}, "the server goes on"

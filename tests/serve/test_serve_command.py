@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,9 +11,13 @@ from pathlib import Path
 import pytest
 
 from omconnect.runtime.cli import serve_cmd
-from tests.support.served_worker import sink_ids, wait_until, write_orders, write_pipeline
-
-LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)/")
+from tests.support.served_worker import (
+    ServeProcess,
+    sink_ids,
+    wait_until,
+    write_orders,
+    write_pipeline,
+)
 
 
 def test_an_invalid_folder_refuses_to_start_listing_every_problem(
@@ -39,7 +39,10 @@ def test_an_invalid_folder_refuses_to_start_listing_every_problem(
     assert code == 2
     err = capsys.readouterr().err
     assert f"{folder / 'typo.yaml'}:3: source.connector: " in err
-    assert f"{folder / 'cron.yml'}:3: schedule: " in err and "61" in err
+    assert (
+        f'{folder / "cron.yml"}:3: schedule: invalid cron expression "61 * * * *": minute '
+        '"61": 61 is out of range 0-59'
+    ) in err
     assert "not starting" in err
     assert "Traceback" not in err
 
@@ -56,33 +59,16 @@ def test_sigterm_stops_every_pipeline_cleanly_and_exits_0(tmp_path: Path) -> Non
     write_orders(tmp_path / "in" / "a.csv", range(1, 4))
     write_pipeline(folder, "orders", tmp_path, tmp_path / "in")
     write_pipeline(folder, "batch", tmp_path, tmp_path / "in", schedule="@hourly")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "omconnect.runtime.cli.serve_cmd", str(folder), "--port", "0"],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert worker.stderr is not None
-        url = ""
-        for line in worker.stderr:
-            if match := LISTENING.search(line):
-                url = f"http://{match.group(1)}:{match.group(2)}"
-                break
-        assert url, "serve never said where it listens"
-        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+    with ServeProcess(folder, tmp_path) as served:
+        with urllib.request.urlopen(served.url + "/health", timeout=5) as response:
             assert json.load(response) == {"status": "ok"}
         wait_until(lambda: sink_ids(tmp_path / "out" / "orders") == [1, 2, 3], what="delivery")
 
         started = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        code = worker.wait(timeout=10)
-        rest = worker.stderr.read()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        served.process.send_signal(signal.SIGTERM)
+        code = served.process.wait(timeout=10)
+        assert served.process.stderr is not None
+        rest = served.process.stderr.read()
     assert code == 0, rest
     assert time.monotonic() - started < 5
     assert "pipeline orders: run stopped" in rest

@@ -5,10 +5,6 @@ embedded registry it serves."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +16,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from omconnect.runtime.cli import serve_cmd
 from omconnect.runtime.state.schema_registry import SqliteSchemaRegistry
 from omconnect.runtime.state.schema_registry.rest_api import CONTENT_TYPE
-from tests.support.served_worker import ServedWorker
+from tests.support.served_worker import ServedWorker, ServeProcess
 
-LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)/")
 ORDERS = {"type": "record", "name": "orders", "fields": [{"name": "id", "type": "long"}]}
 NOTE = {"name": "note", "type": ["null", "string"], "default": None}
 AMOUNT = {"name": "amount", "type": "double"}
@@ -112,27 +107,13 @@ def test_serve_state_names_the_registry_it_serves(tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     folder.mkdir()
     SqliteSchemaRegistry(tmp_path / "elsewhere" / "registry.sqlite").register("kept-value", "long")
-    command = [sys.executable, "-m", "omconnect.runtime.cli.serve_cmd", str(folder)]
-    worker = subprocess.Popen(
-        [*command, "--port", "0", "--state", "elsewhere"],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert worker.stderr is not None
-        url = ""
-        for line in worker.stderr:
-            if match := LISTENING.search(line):
-                url = f"http://{match.group(1)}:{match.group(2)}"
-                break
-        assert url, "serve never said where it listens"
-        with urllib.request.urlopen(url + "/subjects", timeout=5) as response:
+    env: dict[str, str | None] = {"OMCONNECT_API_TOKEN": "sesame", "OMCONNECT_STATE": None}
+    with ServeProcess(folder, tmp_path, "--state", "elsewhere", env=env) as served:
+        request = urllib.request.Request(
+            served.url + "/subjects", headers={"Authorization": "Bearer sesame"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
             assert json.load(response) == ["kept-value"]
-    finally:
-        worker.terminate()
-        worker.wait(timeout=15)
     assert not (tmp_path / ".omconnect").exists(), "only the named state is opened"
 
 

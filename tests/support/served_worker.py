@@ -1,36 +1,70 @@
-"""Running ``serve`` in-process for tests: the real service on its own loop in a thread,
-reached over loopback HTTP with urllib, plus pipeline files on the embedded broker."""
+"""Running ``serve`` in-process for tests: the real service (uvicorn) on its own loop in a
+thread, reached over loopback HTTP with urllib, plus pipeline files on the embedded broker."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import secrets
+import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
 
-from omconnect.runtime.serve import Supervisor, load_pipeline_folder, run_service
+from omconnect.runtime.serve import (
+    ApiAccess,
+    Supervisor,
+    TlsFiles,
+    load_pipeline_folder,
+    run_service,
+)
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 STARTUP_TIMEOUT = 10.0
+LISTENING = re.compile(r"listening on (https?://[\d.]+:\d+)/")
 
 
 class ServedWorker:
     """``with ServedWorker(folder) as worker:`` serves ``folder`` on a free loopback port (and
-    ``registry`` with Confluent's Schema Registry API, when given)."""
+    ``registry`` with Confluent's Schema Registry API, when given).
+
+    The API requires ``token`` (a fresh one by default), which ``request`` sends unless told
+    not to. ``base_url`` is the bare address; ``url`` carries the token as basic auth
+    (``http://omconnect:TOKEN@127.0.0.1:PORT``), the form registry clients take.
+    """
 
     def __init__(
-        self, folder: Path, registry: SchemaRegistry | None = None, **supervisor_options: Any
+        self,
+        folder: Path,
+        registry: SchemaRegistry | None = None,
+        token: str | None = None,
+        public_reads: bool = False,
+        allowed_hosts: tuple[str, ...] = (),
+        tls: TlsFiles | None = None,
+        **supervisor_options: Any,
     ) -> None:
         self.supervisor = Supervisor(load_pipeline_folder(folder), **supervisor_options)
         self.registry = registry
+        self.token = token or secrets.token_urlsafe(24)
+        self.access = ApiAccess.served(self.token, "127.0.0.1", allowed_hosts, public_reads)
+        self.tls = tls
+        self.ssl_context: ssl.SSLContext | None = None
+        if tls is not None:
+            self.ssl_context = ssl.create_default_context(cafile=tls.cert)
+        self.base_url = ""
         self.url = ""
+        self.port = 0
         self._listening = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -57,11 +91,21 @@ class ServedWorker:
             self._stop = asyncio.Event()
 
             def listening(host: str, port: int) -> None:
-                self.url = f"http://{host}:{port}"
+                scheme = "https" if self.tls is not None else "http"
+                self.port = port
+                self.base_url = f"{scheme}://{host}:{port}"
+                self.url = f"{scheme}://omconnect:{self.token}@{host}:{port}"
                 self._listening.set()
 
             await run_service(
-                self.supervisor, "127.0.0.1", 0, self._stop, listening, registry=self.registry
+                self.supervisor,
+                "127.0.0.1",
+                0,
+                self._stop,
+                self.access,
+                listening,
+                registry=self.registry,
+                tls=self.tls,
             )
 
         try:
@@ -70,14 +114,26 @@ class ServedWorker:
             self._error = exc
             self._listening.set()
 
-    def request(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-        """Status, headers and body of ``method path`` (error statuses included)."""
-        request = urllib.request.Request(self.url + path, method=method)
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        authorized: bool = True,
+    ) -> tuple[int, HTTPMessage, bytes]:
+        """Status, headers (names case-insensitive) and body of ``method path`` (error
+        statuses included), with the bearer token unless ``authorized`` is false or
+        ``headers`` has an Authorization."""
+        sent = dict(headers or {})
+        if authorized:
+            sent.setdefault("Authorization", f"Bearer {self.token}")
+        request = urllib.request.Request(self.base_url + path, body, sent, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, dict(response.headers), response.read()
+            with urllib.request.urlopen(request, timeout=5, context=self.ssl_context) as response:
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read()
+            return error.code, error.headers, error.read()
 
     def json(self, method: str, path: str, expect: int = 200) -> Any:
         status, _, body = self.request(method, path)
@@ -91,6 +147,49 @@ class ServedWorker:
         status, _, body = self.request("GET", path)
         assert status == 200, (status, body)
         return body.decode()
+
+
+class ServeProcess:
+    """``with ServeProcess(folder, cwd, *options) as served:`` runs ``omconnect serve FOLDER
+    --port 0 OPTIONS`` as a process in ``cwd`` (``env`` added to this one's environment, a
+    None value removing a variable) until the ``with`` ends; ``url`` is where it listens and
+    ``logged`` its stderr lines up to there (``process.stderr`` has the rest)."""
+
+    def __init__(
+        self, folder: Path, cwd: Path, *options: str, env: dict[str, str | None] | None = None
+    ) -> None:
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for name, value in (env or {}).items():
+            environment.pop(name, None)
+            if value is not None:
+                environment[name] = value
+        command = [sys.executable, "-m", "omconnect.runtime.cli.serve_cmd", str(folder)]
+        self.process = subprocess.Popen(
+            [*command, "--port", "0", *options],
+            cwd=cwd,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        self.url = ""
+        self.logged: list[str] = []
+
+    def __enter__(self) -> ServeProcess:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.logged.append(line)
+            if match := LISTENING.search(line):
+                self.url = match.group(1)
+                return self
+        self.__exit__()
+        raise AssertionError("serve never said where it listens:\n" + "".join(self.logged))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 6.0, what: str = "") -> Any:

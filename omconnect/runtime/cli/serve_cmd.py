@@ -2,13 +2,21 @@
 
 Runs every pipeline file of the folder (continuous ones, and ``schedule:`` ones at their cron
 ticks) with the HTTP API, Prometheus metrics and a status page. The API also serves the
-embedded schema registry of ``--state`` (default ``.omconnect``, the pipelines' default
-``state:``) with Confluent's Schema Registry REST API at its root. Refuses to start (exit 2),
-listing every problem as ``FILE:LINE: KEY: PROBLEM``, when any file is invalid. SIGTERM or
+embedded schema registry of ``--state`` (default ``$OMCONNECT_STATE`` or ``.omconnect``, the
+pipelines' default ``state:``) with Confluent's Schema Registry REST API at its root. Refuses
+to start (exit 2), listing every problem as ``FILE:LINE: KEY: PROBLEM``, when any file is
+invalid. SIGTERM or
 SIGINT stop every pipeline cleanly and exit 0; a second signal exits at once (130). A stop
 always ends: runs still going after 10 s are cancelled, and a run that even a cancel cannot end
 (a connector call that never returns) is abandoned with an error naming it (exit 1), at the
 latest 15 s after the signal.
+
+The API is secure by default: every request but ``/health`` needs the bearer token
+(``--token-file``, ``$OMCONNECT_API_TOKEN_FILE``, ``$OMCONNECT_API_TOKEN``, or else the token
+generated on the first start into ``STATE/api-token`` with mode 0600; ``serve`` logs the
+file's path, and shows the token itself only on a terminal), ``--public-reads`` lets GET and
+HEAD through without it, and only the loopback names, ``--host`` and ``--allowed-host`` may be
+addressed (see ``runtime.serve.access_guard``). ``--tls-cert`` and ``--tls-key`` serve HTTPS.
 """
 
 from __future__ import annotations
@@ -19,14 +27,29 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omconnect.runtime.cli.logging_setup import setup_logging
 from omconnect.runtime.cli.stop_signals import exit_abandoning, stop_on_signals
 from omconnect.runtime.config.model import DEFAULT_STATE
+from omconnect.runtime.serve.access_guard import ApiAccess
+from omconnect.runtime.serve.api_token import (
+    TOKEN_FILE_VARIABLE,
+    TOKEN_VARIABLE,
+    ApiToken,
+    ApiTokenError,
+    resolve_api_token,
+)
 from omconnect.runtime.serve.pipeline_folder import PipelineFolderError, load_pipeline_folder
 from omconnect.runtime.serve.service import run_service
 from omconnect.runtime.serve.supervisor import Supervisor
-from omconnect.runtime.state import StateUnavailableError, open_schema_registry
+from omconnect.runtime.serve.uvicorn_server import TlsError, TlsFiles
+from omconnect.runtime.state import (
+    DirectoryState,
+    StateUnavailableError,
+    open_schema_registry,
+    open_state,
+)
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 log = logging.getLogger("omconnect.serve")
@@ -35,6 +58,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8083
 HOST_VARIABLE = "OMCONNECT_HTTP_HOST"
 PORT_VARIABLE = "OMCONNECT_HTTP_PORT"
+STATE_VARIABLE = "OMCONNECT_STATE"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,10 +78,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--state",
-        default=DEFAULT_STATE,
+        default=os.environ.get(STATE_VARIABLE) or DEFAULT_STATE,
         help="the state whose embedded schema registry the API serves at /subjects, /schemas, "
-        f"/config and /compatibility, as Confluent's Schema Registry (default {DEFAULT_STATE})",
+        "/config and /compatibility, as Confluent's Schema Registry, and where a token "
+        f"generated for the API is kept (default ${STATE_VARIABLE} or {DEFAULT_STATE})",
     )
+    access = parser.add_argument_group("access to the HTTP API")
+    access.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help=f"file holding the bearer token the API requires (default ${TOKEN_FILE_VARIABLE}, "
+        f"then the token in ${TOKEN_VARIABLE}, else one generated into STATE/api-token)",
+    )
+    access.add_argument(
+        "--public-reads",
+        action="store_true",
+        help="answer GET and HEAD requests without the token (changes still need it)",
+    )
+    access.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients may address the API by, besides localhost, 127.0.0.1, ::1 "
+        "and --host (repeatable; * allows any, e.g. behind a proxy that checks it)",
+    )
+    access.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain): serve HTTPS")
+    access.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
 
 
 def _port(text: str) -> int:
@@ -93,26 +140,69 @@ def serve_command(args: argparse.Namespace) -> int:
     except Exception as exc:  # each store fails in its own way (a file in the way, a lock)
         log.error("cannot open the schema registry of --state %s: %s", args.state, exc)
         return 1
+    if args.tls_key and not args.tls_cert:
+        log.error("--tls-key needs --tls-cert")
+        return 2
     try:
-        asyncio.run(_serve(supervisor, args.host, args.port, registry))
+        token = _api_token(args)
+    except ApiTokenError as exc:
+        log.error("%s", exc)
+        return 2
+    supervisor.redactor.add(token.value)
+    access = ApiAccess.served(token.value, args.host, args.allowed_host, args.public_reads)
+    tls = (
+        TlsFiles(Path(args.tls_cert), args.tls_key and Path(args.tls_key))
+        if args.tls_cert
+        else None
+    )
+    try:
+        asyncio.run(_serve(supervisor, args.host, args.port, access, registry, tls))
+    except TlsError as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
         return 1
     return 0
 
 
-async def _serve(supervisor: Supervisor, host: str, port: int, registry: SchemaRegistry) -> None:
+def _api_token(args: argparse.Namespace) -> ApiToken:
+    """The API token, its source logged (never the token, but on a terminal when new)."""
+    state = open_state(args.state)
+    directory = state.directory.absolute() if isinstance(state, DirectoryState) else None
+    token = resolve_api_token(args.token_file, directory, os.environ)
+    if token.generated:
+        log.warning(
+            "the HTTP API requires a bearer token: generated one into %s (readable by its "
+            "owner only); send it as 'Authorization: Bearer TOKEN'",
+            token.path,
+        )
+        if sys.stderr.isatty():  # a terminal is not a collected log
+            print(f"API token: {token.value}", file=sys.stderr)
+    else:
+        log.info("the HTTP API requires the bearer token from %s", token.source)
+    return token
+
+
+async def _serve(
+    supervisor: Supervisor,
+    host: str,
+    port: int,
+    access: ApiAccess,
+    registry: SchemaRegistry,
+    tls: TlsFiles | None,
+) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
-    await run_service(supervisor, host, port, stop, registry=registry)
+    await run_service(supervisor, host, port, stop, access, registry=registry, tls=tls)
     if supervisor.abandoned:
         # The event loop's own shutdown would wait for them again.
         exit_abandoning(supervisor.abandoned)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m omconnect.runtime.cli.serve_cmd PIPELINES_DIR [--host H] [--port P]
-    [--state S]``."""
+    """``python -m omconnect.runtime.cli.serve_cmd PIPELINES_DIR [options]`` (``omconnect
+    serve``'s options)."""
     parser = argparse.ArgumentParser(prog="omconnect serve", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     add_arguments(parser)

@@ -1,4 +1,10 @@
-"""The ``GET /metrics`` page: pipeline counters in the Prometheus text exposition format 0.0.4.
+"""The ``GET /metrics`` page: pipeline counters for Prometheus, written by prometheus-client.
+
+Why prometheus-client: it is Prometheus' own Python library, so escaping, metric types and
+the exposition formats (the text format, and OpenMetrics when the scraper asks for it in
+``Accept``) are what Prometheus parses. The collector reads the supervisor's pipeline states
+at each scrape rather than keeping counters of its own, and lives in a registry of the
+worker's own, not the process-wide default one, so two workers in one process never mix.
 
 Counters are totals since the worker started, summed over every run of the pipeline.
 ``omconnect_pipeline_up`` has one series per pipeline labelled with its current state; its
@@ -8,12 +14,14 @@ value is 1 when the state is RUNNING or SCHEDULED, else 0.
 from __future__ import annotations
 
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
 from omconnect import __version__
 from omconnect.runtime.serve.pipeline_state import PipelineStatus
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # (metric name, counter attribute, help text)
 _COUNTERS = (
@@ -25,49 +33,55 @@ _COUNTERS = (
 )
 
 
-def render_metrics(statuses: Sequence[PipelineStatus]) -> str:
-    """The metrics text for ``statuses``."""
-    lines: list[str] = []
-    _family(lines, "omconnect_build_info", "gauge", "The omconnect version of this worker.")
-    labels = _labels(version=__version__, python=platform.python_version())
-    lines.append(f"omconnect_build_info{labels} 1")
-    for metric, attribute, text in _COUNTERS:
-        _family(lines, metric, "counter", text)
+class PipelineCollector:
+    """A prometheus-client collector over the statuses ``statuses`` returns at each scrape."""
+
+    def __init__(self, statuses: Callable[[], Sequence[PipelineStatus]]) -> None:
+        self._statuses = statuses
+
+    def collect(self) -> Iterator[Metric]:
+        statuses = self._statuses()
+        build = GaugeMetricFamily(
+            "omconnect_build_info",
+            "The omconnect version of this worker.",
+            labels=["version", "python"],
+        )
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
+        for name, attribute, text in _COUNTERS:
+            counter = CounterMetricFamily(name, text, labels=["pipeline"])
+            for status in statuses:
+                counter.add_metric([status.name], getattr(status.counters, attribute))
+            yield counter
+        up = GaugeMetricFamily(
+            "omconnect_pipeline_up",
+            "1 when the pipeline is running or scheduled.",
+            labels=["pipeline", "state"],
+        )
+        restarts = CounterMetricFamily(
+            "omconnect_pipeline_restarts_total", "Restarts of the pipeline.", labels=["pipeline"]
+        )
+        skipped = CounterMetricFamily(
+            "omconnect_pipeline_skipped_ticks_total",
+            "Schedule ticks skipped because the previous run was still going.",
+            labels=["pipeline"],
+        )
         for status in statuses:
-            value = getattr(status.counters, attribute)
-            lines.append(f"{metric}{_labels(pipeline=status.name)} {value}")
-    _family(lines, "omconnect_pipeline_up", "gauge", "1 when the pipeline is running or scheduled.")
-    for status in statuses:
-        up = 1 if status.state.is_up else 0
-        lines.append(
-            f"omconnect_pipeline_up{_labels(pipeline=status.name, state=status.state)} {up}"
-        )
-    _family(lines, "omconnect_pipeline_restarts_total", "counter", "Restarts of the pipeline.")
-    for status in statuses:
-        lines.append(
-            f"omconnect_pipeline_restarts_total{_labels(pipeline=status.name)} {status.restarts}"
-        )
-    _family(
-        lines,
-        "omconnect_pipeline_skipped_ticks_total",
-        "counter",
-        "Schedule ticks skipped because the previous run was still going.",
-    )
-    for status in statuses:
-        labels = _labels(pipeline=status.name)
-        lines.append(f"omconnect_pipeline_skipped_ticks_total{labels} {status.skipped_ticks}")
-    return "\n".join(lines) + "\n"
+            up.add_metric([status.name, status.state.value], 1 if status.state.is_up else 0)
+            restarts.add_metric([status.name], status.restarts)
+            skipped.add_metric([status.name], status.skipped_ticks)
+        yield from (up, restarts, skipped)
 
 
-def _family(lines: list[str], name: str, kind: str, text: str) -> None:
-    lines.append(f"# HELP {name} {text}")
-    lines.append(f"# TYPE {name} {kind}")
+def metrics_registry(statuses: Callable[[], Sequence[PipelineStatus]]) -> CollectorRegistry:
+    """A registry of the worker's own whose one collector reads ``statuses`` at each scrape."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(statuses))
+    return registry
 
 
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{name}="{_escape(str(value))}"' for name, value in labels.items())
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def render_metrics(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition of ``registry`` in the format ``accept`` (an ``Accept`` header) prefers,
+    and its content type."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
