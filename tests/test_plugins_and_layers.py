@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -136,7 +138,8 @@ def _declared_conformance_test(statement: ast.stmt) -> tuple[str, str] | None:
     if isinstance(statement, ast.ClassDef) and statement.name.startswith("Test"):
         bases = [_KIT_BASE.search(_dotted_tail(base)) for base in statement.bases]
         kind = next((b["kind"].lower() for b in bases if b is not None), None)
-        name = next((_assigned_string(s, "connector") for s in statement.body), None)
+        assigned = (_assigned_string(s, "connector") for s in statement.body)
+        name = next((n for n in assigned if n is not None), None)
         return (kind, name) if kind and name else None
     value = statement.value if isinstance(statement, ast.Assign | ast.AnnAssign) else None
     if isinstance(value, ast.Call) and _dotted_tail(value.func) in _FACTORIES:
@@ -352,12 +355,15 @@ def forbidden_imports(directory: Path, allowed: list[str], root: Path = ROOT) ->
 
 # What a plugin package (a connector package, the built-in transforms) may import besides itself.
 PLUGIN_MAY_IMPORT = ["omconnect.connectors.api", "omconnect.codecs", "omconnect.schemas"]
+# What a connector package may import besides those: the network clients it shares with the
+# runtime's broker drivers.
+CONNECTOR_MAY_IMPORT = [*PLUGIN_MAY_IMPORT, "omconnect.clients"]
 
 
 def test_connectors_never_import_the_runtime() -> None:
     problems = forbidden_imports(
         PACKAGE_DIRECTORY / "connectors",
-        ["omconnect.connectors", "omconnect.codecs", "omconnect.schemas"],
+        ["omconnect.connectors", "omconnect.codecs", "omconnect.schemas", "omconnect.clients"],
     )
     assert not problems, "connectors must not depend on the runtime:\n" + "\n".join(problems)
 
@@ -370,12 +376,12 @@ def test_connector_api_imports_only_codecs_and_schemas() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_each_connector_package_imports_only_the_api_codecs_schemas_and_itself() -> None:
+def test_each_connector_package_imports_only_the_api_codecs_schemas_clients_and_itself() -> None:
     problems = []
     for package in sorted((PACKAGE_DIRECTORY / "connectors").iterdir()):
         if package.is_dir() and package.name != "api" and (package / "__init__.py").exists():
             own = f"omconnect.connectors.{package.name}"
-            problems += forbidden_imports(package, [*PLUGIN_MAY_IMPORT, own])
+            problems += forbidden_imports(package, [*CONNECTOR_MAY_IMPORT, own])
     assert not problems, "\n".join(problems)
 
 
@@ -393,6 +399,13 @@ def test_codecs_import_only_schemas() -> None:
     assert not problems, "codecs sit below the connector API:\n" + "\n".join(problems)
 
 
+def test_clients_import_no_other_omconnect_package() -> None:
+    """The shared network clients sit below the connectors and the runtime: they know
+    nothing of records, connectors or brokers."""
+    problems = forbidden_imports(PACKAGE_DIRECTORY / "clients", ["omconnect.clients"])
+    assert not problems, "\n".join(problems)
+
+
 def test_schemas_import_no_other_omconnect_package() -> None:
     problems = forbidden_imports(PACKAGE_DIRECTORY / "schemas", ["omconnect.schemas"])
     assert not problems, "\n".join(problems)
@@ -402,7 +415,7 @@ def test_the_layers_are_all_checked() -> None:
     """Every top-level package of ``omconnect`` is one the tests above constrain, so a new
     package cannot slip in beside them unchecked."""
     packages = {p.name for p in PACKAGE_DIRECTORY.iterdir() if (p / "__init__.py").exists()}
-    assert packages == {"codecs", "connectors", "runtime", "schemas", "transforms"}
+    assert packages == {"clients", "codecs", "connectors", "runtime", "schemas", "transforms"}
 
 
 def test_import_scan_sees_every_form(tmp_path: Path) -> None:
@@ -434,3 +447,22 @@ def test_import_scan_sees_every_form(tmp_path: Path) -> None:
         f"{reader}: imports omconnect.runtime.worker",
     ]
     assert f"{reader}: imports omconnect.connectors.files" in own
+
+
+def test_loading_the_plugins_imports_no_client_library() -> None:
+    """Every command loads every plugin module: a connector imports its system's client (an
+    extra) when a task or a check needs it, so a command pays nothing for connectors it does
+    not use and works without their extras."""
+    clients = ["paho", "pymodbus", "asyncua", "boto3", "confluent_kafka", "nats", "aio_pika"]
+    probe = (
+        "import sys\n"
+        "from omconnect.connectors.api.plugins import load_plugins, registrations\n"
+        "load_plugins()\n"
+        "assert registrations('source'), 'no source loaded'\n"
+        f"print(sorted(m for m in {clients!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

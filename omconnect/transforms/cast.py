@@ -6,12 +6,12 @@ import dataclasses
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from omconnect.codecs.type_names import format_type, parse_type
 from omconnect.connectors.api.errors import ConfigError
 from omconnect.connectors.api.plugins import register
-from omconnect.connectors.api.spec import ConnectorSpec
+from omconnect.connectors.api.spec import ConnectorSpec, TypeNames
 from omconnect.connectors.api.transform import Transform, TransformRowErrors
 from omconnect.schemas.arrow import to_arrow_field, to_arrow_type
 from omconnect.schemas.record import RecordBatch
@@ -25,7 +25,7 @@ from omconnect.transforms.column_cast import cast_column
 class CastSpec(ConnectorSpec):
     """Options of the ``cast`` transform."""
 
-    fields: dict[str, str] = Field(
+    fields: TypeNames = Field(
         min_length=1,
         description=(
             'Column -> type, e.g. {amount: "decimal(12,2)", ts: "timestamp(UTC)", id: int64}. '
@@ -34,13 +34,6 @@ class CastSpec(ConnectorSpec):
             "struct<..>, enum<..>."
         ),
     )
-
-    @field_validator("fields")
-    @classmethod
-    def _types_parse(cls, fields: dict[str, str]) -> dict[str, str]:
-        for text in fields.values():
-            parse_type(text)
-        return fields
 
 
 class CastTransform(Transform):

@@ -26,9 +26,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from omconnect.clients import mqtt_connection
 from omconnect.runtime.brokers import Broker, ConsumedBatch, Consumer, open_broker
 from omconnect.runtime.brokers.base import BrokerError
-from omconnect.runtime.brokers.mqtt import MqttBroker, MqttUrlError, _connection
+from omconnect.runtime.brokers.mqtt import MqttBroker, MqttUrlError
 from omconnect.runtime.brokers.mqtt._naming import check_group, check_topic
 from omconnect.runtime.brokers.mqtt._options import parse_options
 from omconnect.runtime.brokers.url import parse_broker_url
@@ -164,7 +165,7 @@ def test_a_send_returns_once_every_message_is_acknowledged(
     """QoS 1 with the PUBACKs awaited: when a send returns, the server has every message and
     has queued it for the group, in order, whatever sends run at the same time (and however
     often the connection hands paho the next messages: here every 25 acknowledgements)."""
-    monkeypatch.setattr(_connection, "PAHO_BUDGET", 50)
+    monkeypatch.setattr(mqtt_connection, "PAHO_BUDGET", 50)
     broker = open_broker(mqtt_url)
 
     async def body() -> list[bytes]:

@@ -27,12 +27,20 @@ import yaml
 from omconnect.runtime.state.offsets.nats_kv import bucket_name
 from tests.state.offset_stores import delete_nats_bucket
 from tests.support.kafka_server import TEST_OPTIONS, KafkaServerUnavailable, start_tansu
+from tests.support.modbus_server import ModbusTestServer
 from tests.support.mosquitto_server import delete_test_prefixes as delete_mqtt_test_prefixes
-from tests.support.mosquitto_server import mqtt_test_url
+from tests.support.mosquitto_server import (
+    device_topic_root,
+    end_session,
+    mqtt_test_url,
+    shared_address,
+)
 from tests.support.nats_server import delete_test_namespaces, nats_test_url
 from tests.support.omconnect_process import REPO, omconnect
+from tests.support.opcua_server import OpcuaServerProcess
 from tests.support.rabbitmq_server import amqp_test_url, delete_test_declarations, raw_channel
 from tests.support.redis_server import delete_test_prefixes, redis_test_url
+from tests.support.s3_server import S3Server
 from tests.support.sql_databases import open_database, sqlalchemy_url
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
@@ -72,6 +80,7 @@ RUN_FIRST = {
     "topic-to-postgres.yaml": ["quickstart.yaml"],
     "postgres-to-topic.yaml": ["quickstart.yaml", "topic-to-postgres.yaml"],
     "postgres-cdc.yaml": ["quickstart.yaml", "topic-to-postgres.yaml"],
+    "topic-to-s3-parquet.yaml": ["quickstart.yaml"],
 }
 
 
@@ -158,22 +167,76 @@ def broker_url() -> Iterator[Callable[[str], str]]:
         yield lambda scheme: SERVERS[scheme](clean_ups)
 
 
+def _mqtt_device_env(clean_ups: contextlib.ExitStack, _tmp_path: Path) -> dict[str, str]:
+    """The shared Mosquitto, under a topic root and a session of the test's own (ended after:
+    a persistent session left behind would keep messages on the server)."""
+    topic_root = device_topic_root()
+    client = f"{topic_root}-source"
+    clean_ups.callback(end_session, shared_address(), client)
+    return {
+        "MQTT_URL": f"mqtt://{shared_address()}",
+        "MQTT_TOPIC_ROOT": topic_root,
+        "MQTT_CLIENT_ID": client,
+    }
+
+
+def _opcua_env(clean_ups: contextlib.ExitStack, tmp_path: Path) -> dict[str, str]:
+    """An OPC-UA server of the test's own, with the example's nodes."""
+    server = OpcuaServerProcess(tmp_path / "opcua-server")
+    server.start()
+    clean_ups.callback(server.stop)
+    return {"OPCUA_URL": server.url}
+
+
+def _modbus_env(clean_ups: contextlib.ExitStack, _tmp_path: Path) -> dict[str, str]:
+    """A Modbus TCP server of the test's own."""
+    server = clean_ups.enter_context(ModbusTestServer())
+    return {"MODBUS_URL": server.url}
+
+
+def _s3_env(clean_ups: contextlib.ExitStack, _tmp_path: Path) -> dict[str, str]:
+    """An S3 endpoint of the test's own (moto's server mode) with an empty bucket."""
+    server = S3Server.start()
+    clean_ups.callback(server.stop)
+    options = server.options()
+    return {
+        "S3_ENDPOINT_URL": options["endpoint_url"],
+        "S3_BUCKET": server.bucket(),
+        "S3_REGION": options["region"],
+        "S3_ACCESS_KEY_ID": options["access_key_id"],
+        "S3_SECRET_ACCESS_KEY": options["secret_access_key"],
+    }
+
+
+DEVICES: dict[str, Callable[[contextlib.ExitStack, Path], dict[str, str]]] = {
+    "mqtt-to-topic.yaml": _mqtt_device_env,
+    "opcua-to-topic.yaml": _opcua_env,
+    "modbus-to-topic.yaml": _modbus_env,
+    "topic-to-s3-parquet.yaml": _s3_env,
+}
+"""The variables of the examples that read a device or write a store, pointed at a server
+the test starts (or a part of the shared one) and cleans up."""
+
+
 @pytest.mark.parametrize(
     "pipeline", [p for p in PIPELINES if p not in BROKER_EXAMPLES], ids=lambda p: p.name
 )
 def test_pipeline_validates_and_runs_once(
-    pipeline: Path, repo_copy: Path, postgres_url: str, cdc_slot: str
+    pipeline: Path, repo_copy: Path, postgres_url: str, cdc_slot: str, tmp_path: Path
 ) -> None:
     """(The broker examples validate and run in their own test, on a server of their own.)"""
-    env = {"POSTGRES_URL": postgres_url, "CDC_SLOT": cdc_slot}
-    for first in RUN_FIRST.get(pipeline.name, []):
-        ran = omconnect("run", f"pipelines/{first}", "--once", cwd=repo_copy, env=env)
+    with contextlib.ExitStack() as clean_ups:
+        env = {"POSTGRES_URL": postgres_url, "CDC_SLOT": cdc_slot}
+        if pipeline.name in DEVICES:
+            env.update(DEVICES[pipeline.name](clean_ups, tmp_path))
+        for first in RUN_FIRST.get(pipeline.name, []):
+            ran = omconnect("run", f"pipelines/{first}", "--once", cwd=repo_copy, env=env)
+            assert ran.returncode == 0, ran.stderr
+        relative = pipeline.relative_to(REPO)
+        checked = omconnect("validate", str(relative), cwd=repo_copy, env=env)
+        assert checked.returncode == 0, checked.stderr
+        ran = omconnect("run", str(relative), "--once", cwd=repo_copy, env=env)
         assert ran.returncode == 0, ran.stderr
-    relative = pipeline.relative_to(REPO)
-    checked = omconnect("validate", str(relative), cwd=repo_copy, env=env)
-    assert checked.returncode == 0, checked.stderr
-    ran = omconnect("run", str(relative), "--once", cwd=repo_copy, env=env)
-    assert ran.returncode == 0, ran.stderr
 
 
 def test_quickstart_delivers_every_positive_order_to_parquet(repo_copy: Path) -> None:

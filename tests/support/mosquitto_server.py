@@ -19,11 +19,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tests.support.local_servers import ServerProcess, SharedServer, free_port
 
-__all__ = ["MosquittoProcess", "delete_test_prefixes", "free_port", "mqtt_test_url"]
+__all__ = [
+    "MosquittoProcess",
+    "delete_test_prefixes",
+    "device_topic_root",
+    "end_session",
+    "free_port",
+    "mqtt_test_url",
+    "prime_session",
+    "publish",
+    "shared_address",
+]
 
 SHARED = SharedServer("Mosquitto", "OMCONNECT_TEST_MQTT", "127.0.0.1:1883", "mosquitto -p {port}")
 # Long enough for a test that kills a consumer and takes its session over, short enough that
@@ -79,13 +98,17 @@ def mqtt_test_url_for(prefix: str) -> str:
 class MosquittoProcess(ServerProcess):
     """A private ``mosquitto`` on a free loopback port, anonymous access, sessions and
     retained messages persisted under ``directory`` (written when it stops), and ``acl``
-    (the lines of a Mosquitto ACL file) when given."""
+    (the lines of a Mosquitto ACL file) when given; with ``users`` (user -> password) only
+    they may connect."""
 
     binary = "mosquitto"
 
-    def __init__(self, directory: Path, acl: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, acl: str | None = None, users: dict[str, str] | None = None
+    ) -> None:
         super().__init__(directory)
         self.acl = acl
+        self.users = users
 
     def arguments(self) -> list[str]:
         lines = [
@@ -93,7 +116,7 @@ class MosquittoProcess(ServerProcess):
             # cannot read the test's temporary directory).
             f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.users else 'true'}",
             "persistence true",
             f"persistence_location {self.directory}/",
         ]
@@ -101,6 +124,92 @@ class MosquittoProcess(ServerProcess):
             acl = self.directory / "acl"
             acl.write_text(self.acl)
             lines.append(f"acl_file {acl}")
+        if self.users:
+            passwords = self.directory / "passwords"
+            passwords.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(passwords), user, password], check=True
+                )
+            lines.append(f"password_file {passwords}")
         config = self.directory / "mosquitto.conf"
         config.write_text("\n".join(lines) + "\n")
         return ["-c", str(config)]
+
+
+# -- MQTT clients of the device tests (the ``mqtt`` source reads what they publish) ---------
+
+
+def device_topic_root() -> str:
+    """A topic level of a test's own on the shared server (fails when nothing listens)."""
+    SHARED.address_or_fail()
+    return f"omct-dev-{uuid.uuid4().hex[:12]}"
+
+
+def shared_address() -> str:
+    """``host:port`` of the shared server (fails the test when nothing listens there)."""
+    return SHARED.address_or_fail()
+
+
+def _client(address: str, client_id: str = "") -> paho.Client:
+    host, _, port = address.rpartition(":")
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+    )
+    client.connect(host, int(port), clean_start=True)
+    client.loop_start()
+    return client
+
+
+def publish(
+    address: str,
+    messages: Iterable[tuple[str, bytes]],
+    user_properties: Sequence[tuple[str, str]] = (),
+    qos: int = 1,
+) -> None:
+    """Publish ``(topic, payload)`` messages in order and wait until the server has them."""
+    client = _client(address)
+    try:
+        properties = None
+        if user_properties:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.UserProperty = list(user_properties)
+        sent = [
+            client.publish(topic, payload, qos=qos, properties=properties)
+            for topic, payload in messages
+        ]
+        for info in sent:
+            info.wait_for_publish(timeout=10)
+            assert info.is_published(), "the test MQTT server did not acknowledge a publish"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def prime_session(address: str, client_id: str, filters: Sequence[str], expiry: int) -> None:
+    """Make the session of ``client_id`` exist, subscribed to ``filters`` at QoS 1, without
+    taking anything (the server only keeps what is published after a subscription exists)."""
+    host, _, port = address.rpartition(":")
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+    )
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = expiry
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect(host, int(port), clean_start=False, properties=properties)
+    client.loop_start()
+    try:
+        client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        assert subscribed.wait(10), "the test MQTT server did not answer a subscribe"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def end_session(address: str, client_id: str) -> None:
+    """End the session of ``client_id`` (a clean start with no expiry), quietly."""
+    with contextlib.suppress(Exception):
+        client = _client(address, client_id)
+        client.disconnect()
+        client.loop_stop()

@@ -8,7 +8,11 @@ endpoint, so a kill mid-upload leaves the server as a crash would leave AWS.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,3 +66,67 @@ class S3Server:
         name = f"omct-{uuid.uuid4().hex[:12]}"
         self.client().create_bucket(Bucket=name)
         return name
+
+    def iam_user(self, policy: dict[str, Any] | None = None) -> tuple[str, str]:
+        """A new IAM user's access key id and secret, allowed what ``policy`` allows
+        (nothing when None). Credentials are checked only under ``enforcing_auth``."""
+        import boto3
+
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET_ACCESS_KEY,
+        )
+        name = f"omct-{uuid.uuid4().hex[:12]}"
+        iam.create_user(UserName=name)
+        if policy is not None:
+            iam.put_user_policy(UserName=name, PolicyName="test", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    @contextlib.contextmanager
+    def enforcing_auth(self) -> Iterator[None]:
+        """While the block lasts, the server checks each request's credentials and
+        permissions against its IAM users (moto accepts any by default). The setting is the
+        server's process-wide: tests of one process run one at a time, so only the calling
+        test sees it."""
+        self._auth_free_requests("0")
+        try:
+            yield
+        finally:
+            self._auth_free_requests("inf")
+
+    def _auth_free_requests(self, count: str) -> None:
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/moto-api/reset-auth",
+            data=count.encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form type would hide the body
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def filesystem(self) -> Any:
+        """pyarrow's S3 file system of this server (paths are ``bucket/key``)."""
+        import pyarrow.fs as pafs
+
+        return pafs.S3FileSystem(
+            endpoint_override=self.endpoint_url.removeprefix("http://"),
+            scheme="http",
+            region=REGION,
+            access_key=ACCESS_KEY_ID,
+            secret_key=SECRET_ACCESS_KEY,
+        )
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """The keys of the objects of ``bucket`` under ``prefix``, sorted."""
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        )
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def incomplete_uploads(self, bucket: str) -> list[dict[str, Any]]:
+        """The multipart uploads of ``bucket`` started and neither completed nor aborted."""
+        return list(self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))

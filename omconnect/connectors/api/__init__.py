@@ -17,7 +17,7 @@ from omconnect.connectors.api.plugins import (
 )
 from omconnect.connectors.api.sink import SinkConnector, SinkTask, TopicPartition
 from omconnect.connectors.api.source import AsyncSourceTask, PollResult, SourceConnector, SourceTask
-from omconnect.connectors.api.spec import ConnectorSpec, SecretStr, secret_fields
+from omconnect.connectors.api.spec import ConnectorSpec, SecretStr, TypeNames, secret_fields
 from omconnect.connectors.api.transform import Transform, TransformRowErrors
 from omconnect.schemas.record import Position, PositionMark, Record, RecordBatch
 
@@ -44,6 +44,7 @@ __all__ = [
     "TopicPartition",
     "Transform",
     "TransformRowErrors",
+    "TypeNames",
     "UnknownPluginError",
     "load_plugins",
     "lookup",

@@ -87,6 +87,17 @@ class SourceConnector(ABC):
     spec: ClassVar[type[ConnectorSpec]]
     task_class: ClassVar[type[SourceTask] | type[AsyncSourceTask]]
     description: ClassVar[str] = ""
+    resumable: ClassVar[bool] = True
+    """Whether a task resumes from its committed positions, so that across a stop and a
+    restart every record is delivered (at least) once. False for a source that has nothing to
+    resume from: a device polled for its current values (Modbus, OPC-UA reads), a
+    subscription that only sees what is published while it listens (MQTT without a
+    persistent session). Such a task starts reading the present whatever ``context.offsets``
+    says, and what happened while it was stopped is lost; it must still start on the
+    positions it committed itself. It may mark its batches with positions (a device and the
+    time of a reading): the runtime derives message ids from them, so ids differ from one run
+    to the next, and ``omconnect offsets list`` shows them. The conformance kit runs restart
+    tests instead of resume tests for it."""
 
     def __init__(self, config: ConnectorSpec) -> None:
         self.config = config

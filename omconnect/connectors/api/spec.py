@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
+
+from omconnect.codecs.type_names import parse_type
 
 
 class ConnectorSpec(BaseModel):
@@ -27,4 +31,15 @@ def secret_fields(spec: type[BaseModel]) -> set[str]:
     return found
 
 
-__all__ = ["ConnectorSpec", "SecretStr", "secret_fields"]
+def _known_type_names(columns: dict[str, str]) -> dict[str, str]:
+    for text in columns.values():
+        parse_type(text)  # ValueError naming what is wrong: pydantic reports it on the key
+    return columns
+
+
+TypeNames = Annotated[dict[str, str], AfterValidator(_known_type_names)]
+"""An option of ``{name: type}`` in omconnect's type names (``int64``, ``decimal(12,2)``,
+``timestamp(UTC)``, ``array<string>``, see ``omconnect.codecs.type_names``); a text that is not
+one is refused when the pipeline file is validated."""
+
+__all__ = ["ConnectorSpec", "SecretStr", "TypeNames", "secret_fields"]

@@ -22,7 +22,7 @@ from omconnect.connectors.api import (
     PositionMark,
     RecordBatch,
 )
-from omconnect.connectors.files._glob import MatchedFile
+from omconnect.connectors.files._file_store import StoredFile
 from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
 from omconnect.schemas.schema import Schema
 
@@ -56,7 +56,7 @@ class FileCursor:
 
     def __init__(
         self,
-        file: MatchedFile,
+        file: StoredFile,
         blocks: Iterator[pa.RecordBatch],
         *,
         start_offset: Mapping[str, Any] | None,

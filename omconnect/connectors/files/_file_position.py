@@ -20,7 +20,9 @@ leaving out its first ``skip`` rows. Parquet and Avro files are immutable once c
      "head": ..., "tail": digest of the file's last bytes, "mtime_ns": ...}
 
 ``mtime_ns`` is the file's modification time when it was read: a file whose size and time
-did not change since is not opened again. ``"dead_letter": true`` marks a file (or the rest
+did not change since is not opened again. An S3 object's offset also holds its ``"etag"``:
+objects are never changed in place, so the same ETag is the same object (nothing to check),
+another one a replaced object, whatever its bytes. ``"dead_letter": true`` marks a file (or the rest
 of one) that could not be read and went to the dead letter topic.
 
 Offsets written before fingerprints (``{"row": N}``, ``{"row": N, "complete": true}``) are
@@ -32,10 +34,11 @@ taken as it is now. Either way the next offset carries a fingerprint.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
+from typing import Any
+
+from omconnect.connectors.files._file_store import OpenFile
 
 FINGERPRINT_BYTES = 4096
 
@@ -57,6 +60,7 @@ class FilePosition:
     head: str | None = None
     tail: str | None = None
     mtime_ns: int | None = None
+    etag: str | None = None
     dead_letter: bool = False
 
     @property
@@ -64,13 +68,12 @@ class FilePosition:
         return self.row - self.skip
 
     @classmethod
-    def taken(
-        cls, file: BinaryIO, covered: int, mtime_ns: int, lines: bool, **fields: Any
-    ) -> FilePosition:
-        """The position of ``file`` (modified at ``mtime_ns``) read up to byte ``covered``
-        (a line format) or read whole, ``covered`` bytes, with its fingerprint."""
+    def taken(cls, file: OpenFile, covered: int, lines: bool, **fields: Any) -> FilePosition:
+        """The position of ``file`` as opened, read up to byte ``covered`` (a line format)
+        or read whole, ``covered`` bytes, with its fingerprint, time and ETag."""
         head, tail = fingerprint(file, covered)
-        position = cls(head=head, tail=tail, mtime_ns=mtime_ns, **fields)
+        stored = file.stored
+        position = cls(head=head, tail=tail, mtime_ns=stored.mtime_ns, etag=stored.etag, **fields)
         return replace(position, byte=covered) if lines else replace(position, size=covered)
 
     @classmethod
@@ -94,12 +97,16 @@ class FilePosition:
         mtime = offset.get("mtime_ns")
         if mtime is not None and (not isinstance(mtime, int) or isinstance(mtime, bool)):
             raise ValueError(f"mtime_ns must be an integer, not {mtime!r}")
+        etag = offset.get("etag")
+        if etag is not None and not isinstance(etag, str):
+            raise ValueError(f"etag must be a string, not {etag!r}")
         return cls(
             **counts,
             complete=offset.get("complete") is True,
             head=head,
             tail=tail,
             mtime_ns=mtime,
+            etag=etag,
             dead_letter=offset.get("dead_letter") is True,
         )
 
@@ -113,6 +120,8 @@ class FilePosition:
                 offset["complete"] = True
             offset["size"] = self.size
         offset.update(head=self.head, tail=self.tail, mtime_ns=self.mtime_ns)
+        if self.etag is not None:
+            offset["etag"] = self.etag
         if self.dead_letter:
             offset["dead_letter"] = True
         return offset
@@ -128,7 +137,7 @@ def _count(offset: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def fingerprint(file: BinaryIO, covered: int) -> tuple[str, str]:
+def fingerprint(file: OpenFile, covered: int) -> tuple[str, str]:
     """The ``head`` and ``tail`` digests of the first ``covered`` bytes of ``file``."""
     head_end = min(FINGERPRINT_BYTES, covered)
     head = _digest(file, 0, head_end)
@@ -137,12 +146,18 @@ def fingerprint(file: BinaryIO, covered: int) -> tuple[str, str]:
     return head, tail
 
 
-def change_since(position: FilePosition, file: BinaryIO, size: int, lines: bool) -> str | None:
-    """What changed in ``file`` (now ``size`` bytes) since ``position`` was reached, as words
-    for a log line, or None when the bytes it covers are still there (grown, for a line
-    file). A position without a fingerprint cannot tell: None."""
+def change_since(position: FilePosition, file: OpenFile, lines: bool) -> str | None:
+    """What changed in ``file`` since ``position`` was reached, as words for a log line, or
+    None when the bytes it covers are still there (grown, for a line file). A position without
+    a fingerprint cannot tell: None. An object with an ETag is the same object exactly when
+    its ETag is."""
+    if position.etag is not None and file.stored.etag is not None:
+        if position.etag == file.stored.etag:
+            return None
+        return f"its ETag changed from {position.etag} to {file.stored.etag}: it was replaced"
     if position.head is None:
         return None
+    size = file.size
     if lines:
         return _line_file_change(position, file, size)
     if not position.complete:
@@ -158,7 +173,7 @@ def change_since(position: FilePosition, file: BinaryIO, size: int, lines: bool)
     return None
 
 
-def _line_file_change(position: FilePosition, file: BinaryIO, size: int) -> str | None:
+def _line_file_change(position: FilePosition, file: OpenFile, size: int) -> str | None:
     if size < position.byte:
         return (
             f"it is shorter ({size} bytes) than where reading stopped (byte {position.byte}): "
@@ -175,6 +190,6 @@ def _line_file_change(position: FilePosition, file: BinaryIO, size: int) -> str 
     return None
 
 
-def _digest(file: BinaryIO, start: int, end: int) -> str:
-    data = os.pread(file.fileno(), end - start, start) if end > start else b""
+def _digest(file: OpenFile, start: int, end: int) -> str:
+    data = file.read_at(start, end - start)
     return hashlib.blake2b(data, digest_size=8).hexdigest()

@@ -15,13 +15,11 @@ file cursor joins blocks into batches of ``batch_size`` rows.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from omconnect.connectors.files._file_store import OpenFile
 from omconnect.connectors.files._read_range import ReadRange
 
 _SAMPLE_BYTES = 1 << 20
@@ -31,10 +29,9 @@ _MAX_BLOCK_BYTES = 4 << 20
 _SEARCH_BYTES = 64 << 10
 
 
-def line_block_size(path: Path, batch_size: int) -> int:
+def line_block_size(file: OpenFile, batch_size: int) -> int:
     """Bytes per read block: about ``batch_size`` lines, at most 4 MiB."""
-    with path.open("rb") as file:
-        sample = file.read(_SAMPLE_BYTES)
+    sample = file.read_at(0, min(_SAMPLE_BYTES, file.size))
     lines = max(sample.count(b"\n"), 1)
     estimate = len(sample) * batch_size // lines
     return max(_MIN_BLOCK_BYTES, min(_MAX_BLOCK_BYTES, estimate))
@@ -46,13 +43,13 @@ def encoded(text: str, encoding: str) -> bytes:
     return (text * 2).encode(encoding)[len(once) :]
 
 
-def last_line_end(file: BinaryIO, start: int, limit: int, newline: bytes = b"\n") -> int:
+def last_line_end(file: OpenFile, start: int, limit: int, newline: bytes = b"\n") -> int:
     """The offset just after the last ``newline`` in the bytes ``[start, limit)`` of ``file``,
     or ``start`` when there is none."""
     stop = limit
     while stop > start:
         begin = max(start, stop - _SEARCH_BYTES)
-        data = os.pread(file.fileno(), stop - begin, begin)
+        data = file.read_at(begin, stop - begin)
         found = data.rfind(newline)
         if found >= 0:
             return begin + found + len(newline)
@@ -62,12 +59,12 @@ def last_line_end(file: BinaryIO, start: int, limit: int, newline: bytes = b"\n"
     return start
 
 
-def count_lines(file: BinaryIO, start: int, end: int, newline: bytes = b"\n") -> int:
+def count_lines(file: OpenFile, start: int, end: int, newline: bytes = b"\n") -> int:
     """How many ``newline`` the bytes ``[start, end)`` of ``file`` hold."""
     lines = 0
     position = start
     while position < end:
-        data = os.pread(file.fileno(), min(_MAX_BLOCK_BYTES, end - position), position)
+        data = file.read_at(position, min(_MAX_BLOCK_BYTES, end - position))
         if not data:
             break
         lines += _count(data, newline)
@@ -76,7 +73,7 @@ def count_lines(file: BinaryIO, start: int, end: int, newline: bytes = b"\n") ->
 
 
 def line_chunks(
-    path: Path,
+    file: OpenFile,
     where: ReadRange,
     chunk_size: int,
     *,
@@ -84,7 +81,8 @@ def line_chunks(
     quote: str | None = None,
     encoding: str = "utf8",
 ) -> Iterator[bytes]:
-    """The bytes a pass parses, in chunks of at most ``chunk_size`` bytes (as in the file).
+    """The bytes a pass parses, in chunks of at most ``chunk_size`` bytes (as in the file),
+    each one read of the file: a large file is never held whole.
 
     When ``header`` and the pass starts after the first line, that line comes first, so the
     reader sees the column names as at the start of the file. Then the bytes
@@ -94,47 +92,46 @@ def line_chunks(
     """
     newline = encoded("\n", encoding)
     quote_mark = encoded(quote, encoding) if quote is not None else None
-    with path.open("rb", buffering=0) as file:
-        end = where.end if where.end is not None else os.fstat(file.fileno()).st_size
-        if end <= where.start:
-            where.reached, where.reached_line = where.start, where.first_line
-            return
-        if header and where.start > 0:
-            yield os.pread(file.fileno(), _first_line_end(file, newline), 0)
-        position, lines, quotes = where.start, 0, 0
-        held = b""
-        while position < end:
-            chunk = os.pread(file.fileno(), min(chunk_size, end - position), position)
-            if not chunk:
-                break  # the file shrank while being read: what is there is all there is
-            position += len(chunk)
-            if quote_mark is not None:
-                quotes += _count(chunk, quote_mark)
-            if held:
-                lines += _count(held, newline)
-                yield held
-            held = chunk
-        if held and quote_mark is not None and quotes % 2:
-            # The end is inside a quoted value (a record still being written): stop at the
-            # last record end of the last chunk. One that ends in an earlier chunk is not
-            # looked for: the reader then finds the record cut short.
-            odd_before = (quotes - _count(held, quote_mark)) % 2 == 1
-            cut = _last_record_end(held, newline, quote_mark, odd_before)
-            if cut:
-                position -= len(held) - cut
-                held = held[:cut]
-        lines += _count(held, newline)
+    end = where.end if where.end is not None else file.size
+    if end <= where.start:
+        where.reached, where.reached_line = where.start, where.first_line
+        return
+    if header and where.start > 0:
+        yield file.read_at(0, _first_line_end(file, newline))
+    position, lines, quotes = where.start, 0, 0
+    held = b""
+    while position < end:
+        chunk = file.read_at(position, min(chunk_size, end - position))
+        if not chunk:
+            break  # the file shrank while being read: what is there is all there is
+        position += len(chunk)
+        if quote_mark is not None:
+            quotes += _count(chunk, quote_mark)
         if held:
+            lines += _count(held, newline)
             yield held
-        where.reached, where.reached_line = position, where.first_line + lines
+        held = chunk
+    if held and quote_mark is not None and quotes % 2:
+        # The end is inside a quoted value (a record still being written): stop at the
+        # last record end of the last chunk. One that ends in an earlier chunk is not
+        # looked for: the reader then finds the record cut short.
+        odd_before = (quotes - _count(held, quote_mark)) % 2 == 1
+        cut = _last_record_end(held, newline, quote_mark, odd_before)
+        if cut:
+            position -= len(held) - cut
+            held = held[:cut]
+    lines += _count(held, newline)
+    if held:
+        yield held
+    where.reached, where.reached_line = position, where.first_line + lines
 
 
-def _first_line_end(file: BinaryIO, newline: bytes) -> int:
+def _first_line_end(file: OpenFile, newline: bytes) -> int:
     """Where the first line of ``file`` ends (its size when it has a single line)."""
-    size = os.fstat(file.fileno()).st_size
+    size = file.size
     position = 0
     while position < size:
-        data = os.pread(file.fileno(), _SEARCH_BYTES, position)
+        data = file.read_at(position, _SEARCH_BYTES)
         found = data.find(newline)
         if found >= 0:
             return position + found + len(newline)

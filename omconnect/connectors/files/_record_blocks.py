@@ -25,7 +25,6 @@ import codecs
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,20 +79,6 @@ class ParsedBlock:
     bad: list[BadRecord] = field(default_factory=list)
 
 
-def raw_blocks(
-    path: Path,
-    block_size: int,
-    quote: bytes | None,
-    encoding: str = "utf8",
-    encoding_errors: str = "strict",
-) -> Iterator[RawBlock]:
-    """The records of the file at ``path`` in blocks of about ``block_size`` bytes (more when
-    a record is longer), transcoded to UTF-8 from ``encoding``. ``quote`` is the quote
-    character of CSV (None for formats whose records never hold a line break)."""
-    chunks = utf8_chunks(path_chunks(path, block_size), encoding, encoding_errors)
-    return blocks_of(chunks, block_size, quote)
-
-
 def blocks_of(
     chunks: Iterator[bytes], block_size: int, quote: bytes | None, first_line: int = 1
 ) -> Iterator[RawBlock]:
@@ -127,13 +112,6 @@ def blocks_of(
         line += _count(data, b"\n", cut)
         rest = data[cut:]
         pending, pending_bytes, want = ([rest] if rest else []), len(rest), block_size
-
-
-def path_chunks(path: Path, size: int) -> Iterator[bytes]:
-    """The bytes of the file at ``path``, ``size`` at a time."""
-    with path.open("rb") as file:
-        while chunk := file.read(size):
-            yield chunk
 
 
 def utf8_chunks(chunks: Iterator[bytes], encoding: str, errors: str) -> Iterator[bytes]:

@@ -1,19 +1,19 @@
-"""What every file source shares: the common options and the check of ``path``."""
+"""What every file source shares: the common options and the check of ``path`` (local, or
+``s3://`` with the ``s3`` options)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field
 
 from omconnect.codecs.type_names import parse_type
-from omconnect.connectors.api import ConfigError, ConnectorSpec, SourceConnector
+from omconnect.connectors.api import ConfigError, ConnectorSpec, SourceConnector, TypeNames
 from omconnect.connectors.files._file_position import FilePosition
-from omconnect.connectors.files._glob import is_glob, match_files, search_root
+from omconnect.connectors.files._file_store import file_store
+from omconnect.connectors.files._s3 import S3Options
 from omconnect.schemas.arrow import to_arrow_type
 
 
@@ -23,14 +23,31 @@ class FileSourceSpec(ConnectorSpec):
     path: str = Field(
         description=(
             "A file, a directory (its files, not its subdirectories) or a glob pattern such as "
-            "`data/*.csv` (`**` matches every depth: `data/**/*.csv`). Files are read in sorted "
+            "`data/*.csv` (`**` matches every depth: `data/**/*.csv`), local or in S3: "
+            "`s3://bucket/dir/` (the objects directly under `dir/`), `s3://bucket/key` (that "
+            "object, else the objects directly under `key/`), `s3://bucket/dir/**/*.csv`; "
+            "with the `s3` options. Files are read in sorted "
             "order; hidden files (names starting with `.`) are skipped. New files, and rows "
             "appended to CSV and JSON Lines files, are read by the next run, or within "
             "`poll_interval` when running continuously; a last line without its line break "
             "waits for it (or for the file to stay unchanged for a minute). Parquet and Avro "
             "files are read once, when complete: write them under a hidden name and rename "
-            "them (one cut short waits a minute for its writer, then counts as unreadable)."
+            "them (one cut short waits a minute for its writer, then counts as unreadable). "
+            "S3 objects are read as they are listed (they appear whole): one whose ETag "
+            "changed was replaced (see `on_file_change`); their partitions are named "
+            "`s3://bucket/key`."
         )
+    )
+    s3: S3Options | None = Field(
+        default=None,
+        description=(
+            "How to reach S3 when `path` is `s3://bucket/...`: `endpoint_url` (MinIO, a "
+            "local server; AWS when left out), `region`, `access_key_id` with "
+            "`secret_access_key` (and `session_token`). Credentials left out come from the "
+            "usual AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the "
+            "instance or container role). Objects are listed with ListObjectsV2 and read "
+            "with ranged GETs, a block at a time. Refused with a local `path`."
+        ),
     )
     batch_size: int = Field(
         default=65_536,
@@ -70,7 +87,7 @@ class FileSourceSpec(ConnectorSpec):
 class TypedColumnsSpec(FileSourceSpec):
     """Options of file sources whose format has no types of its own (csv, jsonl)."""
 
-    columns: dict[str, str] | None = Field(
+    columns: TypeNames | None = Field(
         default=None,
         validation_alias=AliasChoices("columns", "schema"),
         description=(
@@ -84,13 +101,6 @@ class TypedColumnsSpec(FileSourceSpec):
             "stays a string); a value that does not fit its column's type is a bad row."
         ),
     )
-
-    @field_validator("columns")
-    @classmethod
-    def _known_types(cls, columns: dict[str, str] | None) -> dict[str, str] | None:
-        for text in (columns or {}).values():
-            parse_type(text)
-        return columns
 
     @classmethod
     def reads(cls, arrow_type: pa.DataType) -> bool:
@@ -117,8 +127,9 @@ class FileSourceConnector(SourceConnector):
     spec: ClassVar[type[ConnectorSpec]] = FileSourceSpec
 
     def validate(self) -> None:
-        """Refuse a ``columns`` type the format cannot read, and a ``path`` that can never
-        match: its directory does not exist.
+        """Refuse a ``columns`` type the format cannot read, ``s3`` options with a local
+        ``path``, and a ``path`` that can never match: its directory (or bucket) does not
+        exist, or S3 refuses the credentials or the access.
 
         An existing directory with no matching file is fine: there is nothing to read yet.
         """
@@ -131,41 +142,15 @@ class FileSourceConnector(SourceConnector):
                     "string (or leave it out) and convert it with a transform",
                     key=f"columns.{name}",
                 )
-        if match_files(config.path):
-            return
-        root = search_root(config.path)
-        if not root.is_dir():
-            what = "directory" if is_glob(config.path) or config.path.endswith("/") else "path"
-            raise ConfigError(
-                f"no files match {config.path!r}: the {what} {str(root)!r} does not exist",
-                key="path",
-            )
+        file_store(config.path, config.s3).check()
 
     def validate_offset(self, partition: Mapping[str, Any], offset: Mapping[str, Any]) -> None:
         """Refuse a position the task could not resume from: a partition that is not
-        ``{"file": name}``, an offset whose fields the task reads are of the wrong kind."""
+        ``{"file": name}`` (a local path or ``s3://bucket/key``), an offset whose fields the
+        task reads are of the wrong kind."""
         if not isinstance(partition.get("file"), str) or not partition["file"]:
             raise ConfigError('expected {"file": "<file name>"}', key="partition")
         try:
             FilePosition.from_offset(offset)
         except ValueError as error:
             raise ConfigError(str(error), key="offset") from None
-
-
-_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
-
-
-def schema_name_of(pattern: str) -> str:
-    """A record name for what ``pattern`` reads, stable across its files.
-
-    The file's stem for a single file (``orders.csv`` -> ``orders``), else the name of the
-    directory searched (``data/orders/*.csv`` -> ``orders``). Only letters, digits and ``_``
-    remain, so the name is also a valid Avro record name.
-    """
-    root = search_root(pattern)
-    if not is_glob(pattern) and not Path(pattern).is_dir():
-        stem = Path(pattern).stem
-    else:
-        stem = root.resolve().name
-    name = _NOT_IDENTIFIER.sub("_", stem) or "records"
-    return f"_{name}" if name[0].isdigit() else name

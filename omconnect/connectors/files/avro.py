@@ -13,7 +13,6 @@ to the file: nothing is buffered, so a batch that fails to encode leaves the fil
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
@@ -29,9 +28,11 @@ from omconnect.codecs.avro.container import (
     read_header,
 )
 from omconnect.connectors.api import ConnectorError, ConnectorSpec, register
+from omconnect.connectors.files._file_store import OpenFile
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._rolling_writer import FormatWriter
-from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
+from omconnect.connectors.files._sink_spec import FileSinkConnector, FileSinkSpec
+from omconnect.connectors.files._sink_task import FileSinkTask
 from omconnect.connectors.files._source_connector import FileSourceConnector, FileSourceSpec
 from omconnect.connectors.files._source_task import FileSourceTask
 from omconnect.schemas.arrow import from_arrow_schema, to_arrow_schema
@@ -51,11 +52,11 @@ class AvroSourceTask(FileSourceTask):
 
     lines = False
 
-    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
-        with path.open("rb") as file:
+    def read_blocks(self, opened: OpenFile, where: ReadRange) -> Iterator[pa.RecordBatch]:
+        with opened.stream() as file:
             header = read_header(file)
             if not isinstance(header.schema, dict) or header.schema.get("type") != "record":
-                raise ConnectorError(f"{path}: the file's records are not Avro records")
+                raise ConnectorError(f"{opened.name}: the file's records are not Avro records")
             arrow_schema = to_arrow_schema(from_avro_schema(header.schema))
             pending: list[Block] = []
             pending_bytes = 0
@@ -84,13 +85,12 @@ class AvroSourceTask(FileSourceTask):
             if pending:
                 yield decode_blocks(pending, header.codec, header.schema, arrow_schema)[skip:]
 
-    def unfinished(self, path: Path, error: Exception) -> bool:
+    def unfinished(self, file: OpenFile, error: Exception) -> bool:
         """An Avro file is written header first, then block by block: one that ends inside
         a block, or inside its header, is not complete yet (or cut short)."""
         if isinstance(error, EOFError):
             return True
-        with path.open("rb") as file:
-            start = file.read(len(MAGIC))
+        start = file.read_at(0, len(MAGIC))
         if len(start) < len(MAGIC):
             return MAGIC.startswith(start)
         return start == MAGIC and "header" in str(error)
@@ -151,7 +151,10 @@ class AvroSink(FileSinkConnector):
     name = "avro"
     spec: ClassVar[type[ConnectorSpec]] = AvroSinkSpec
     task_class = AvroSinkTask
-    description = "Write Avro container files into a directory, one rolling series per partition."
+    description = (
+        "Write Avro container files into a directory or an S3 prefix, one rolling series per "
+        "partition."
+    )
 
 
 register(AvroSource)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -18,6 +17,7 @@ import pyarrow.csv as arrow_csv
 from pydantic import Field
 
 from omconnect.connectors.api import ConnectorSpec, register
+from omconnect.connectors.files._file_store import OpenFile
 from omconnect.connectors.files._line_blocks import line_block_size, line_chunks
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._record_blocks import (
@@ -29,7 +29,8 @@ from omconnect.connectors.files._record_blocks import (
     utf8_chunks,
 )
 from omconnect.connectors.files._rolling_writer import FormatWriter
-from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
+from omconnect.connectors.files._sink_spec import FileSinkConnector, FileSinkSpec
+from omconnect.connectors.files._sink_task import FileSinkTask
 from omconnect.connectors.files._source_connector import (
     FileSourceConnector,
     TypedColumnsSpec,
@@ -88,13 +89,12 @@ class CsvSourceTask(FileSourceTask):
     """Reads a CSV file in blocks of whole records, each parsed by Arrow in one call; the
     types come from the first block (see ``_record_blocks``)."""
 
-    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
+    def read_blocks(self, file: OpenFile, where: ReadRange) -> Iterator[pa.RecordBatch]:
         config = self.config
         assert isinstance(config, CsvSourceSpec)
-        name = path.as_posix()
-        size = line_block_size(path, config.batch_size)
+        size = line_block_size(file, config.batch_size)
         chunks = line_chunks(
-            path, where, size, header=config.header, quote='"', encoding=config.encoding
+            file, where, size, header=config.header, quote='"', encoding=config.encoding
         )
         # A pass that starts past the header reads the header first, as the line before.
         first_line = where.first_line - (1 if config.header and where.start > 0 else 0)
@@ -115,7 +115,7 @@ class CsvSourceTask(FileSourceTask):
         ) -> None:
             self.context.errors.report_raw(payloads, reasons, places, stage="read")
 
-        yield from parsed_batches(blocks, parser, where.skip_rows, report, name)
+        yield from parsed_batches(blocks, parser, where.skip_rows, report, file.name)
 
 
 _QUOTE = b'"'
@@ -278,7 +278,9 @@ class CsvSink(FileSinkConnector):
     name = "csv"
     spec: ClassVar[type[ConnectorSpec]] = CsvSinkSpec
     task_class = CsvSinkTask
-    description = "Write CSV files into a directory, one rolling file series per partition."
+    description = (
+        "Write CSV files into a directory or an S3 prefix, one rolling series per partition."
+    )
 
 
 register(CsvSource)

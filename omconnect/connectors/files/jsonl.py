@@ -10,7 +10,6 @@ JSON has no timestamp or decimal type: such values stay strings and numbers unle
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -18,11 +17,13 @@ import pyarrow.json as arrow_json
 
 from omconnect.codecs.json_text import json_lines
 from omconnect.connectors.api import ConnectorSpec, register
+from omconnect.connectors.files._file_store import OpenFile
 from omconnect.connectors.files._line_blocks import line_block_size, line_chunks
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._record_blocks import BlockParser, blocks_of, parsed_batches
 from omconnect.connectors.files._rolling_writer import FormatWriter
-from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
+from omconnect.connectors.files._sink_spec import FileSinkConnector, FileSinkSpec
+from omconnect.connectors.files._sink_task import FileSinkTask
 from omconnect.connectors.files._source_connector import (
     FileSourceConnector,
     TypedColumnsSpec,
@@ -49,11 +50,11 @@ class JsonlSourceTask(FileSourceTask):
     """Reads a JSON Lines file in blocks of whole lines, each parsed by Arrow in one call; a
     line that is not a JSON object, or does not fit the types of the file, is a bad record."""
 
-    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
+    def read_blocks(self, file: OpenFile, where: ReadRange) -> Iterator[pa.RecordBatch]:
         config = self.config
         assert isinstance(config, JsonlSourceSpec)
-        size = line_block_size(path, config.batch_size)
-        blocks = blocks_of(line_chunks(path, where, size), size, None, where.first_line)
+        size = line_block_size(file, config.batch_size)
+        blocks = blocks_of(line_chunks(file, where, size), size, None, where.first_line)
         configured = {**where.types, **arrow_column_types(config.columns or {})}
         parser = BlockParser(_parse, _settle, configured, None, replace_bad_utf8=False)
 
@@ -62,7 +63,7 @@ class JsonlSourceTask(FileSourceTask):
         ) -> None:
             self.context.errors.report_raw(payloads, reasons, places, stage="read")
 
-        yield from parsed_batches(blocks, parser, where.skip_rows, report, path.as_posix())
+        yield from parsed_batches(blocks, parser, where.skip_rows, report, file.name)
 
 
 def _parse(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
@@ -124,7 +125,9 @@ class JsonlSink(FileSinkConnector):
     name = "jsonl"
     spec: ClassVar[type[ConnectorSpec]] = JsonlSinkSpec
     task_class = JsonlSinkTask
-    description = "Write JSON Lines files into a directory, one rolling series per partition."
+    description = (
+        "Write JSON Lines files into a directory or an S3 prefix, one rolling series per partition."
+    )
 
 
 register(JsonlSource)

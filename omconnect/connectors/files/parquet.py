@@ -15,7 +15,6 @@ six mostly distinct columns.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
@@ -24,9 +23,11 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from omconnect.connectors.api import ConnectorSpec, register
+from omconnect.connectors.files._file_store import OpenFile
 from omconnect.connectors.files._read_range import ReadRange
 from omconnect.connectors.files._rolling_writer import FormatWriter
-from omconnect.connectors.files._sink_task import FileSinkConnector, FileSinkSpec, FileSinkTask
+from omconnect.connectors.files._sink_spec import FileSinkConnector, FileSinkSpec
+from omconnect.connectors.files._sink_task import FileSinkTask
 from omconnect.connectors.files._source_connector import FileSourceConnector, FileSourceSpec
 from omconnect.connectors.files._source_task import FileSourceTask
 
@@ -36,12 +37,13 @@ class ParquetSourceSpec(FileSourceSpec):
 
 
 class ParquetSourceTask(FileSourceTask):
-    """Reads a Parquet file's row groups as batches, skipping committed row groups unread."""
+    """Reads a Parquet file's row groups as batches, skipping committed row groups unread;
+    the footer and each row group's column chunks are read as ranges of the file."""
 
     lines = False
 
-    def read_blocks(self, path: Path, where: ReadRange) -> Iterator[pa.RecordBatch]:
-        with pq.ParquetFile(path) as file:
+    def read_blocks(self, opened: OpenFile, where: ReadRange) -> Iterator[pa.RecordBatch]:
+        with pq.ParquetFile(opened.arrow_file()) as file:
             metadata = file.metadata
             first_group, skip = 0, where.skip_rows
             while first_group < metadata.num_row_groups:
@@ -61,16 +63,14 @@ class ParquetSourceTask(FileSourceTask):
                 yield batch.slice(skip) if skip else batch
                 skip = 0
 
-    def unfinished(self, path: Path, error: Exception) -> bool:
+    def unfinished(self, file: OpenFile, error: Exception) -> bool:
         """A Parquet file starts with its magic bytes and ends with its footer and them
         again: one that starts so and does not end so is not complete yet (or cut short)."""
-        with path.open("rb") as file:
-            start = file.read(len(_MAGIC))
-            if len(start) < len(_MAGIC):
-                return _MAGIC.startswith(start)
-            size = file.seek(0, 2)
-            file.seek(max(size - len(_MAGIC), len(_MAGIC)))
-            return start == _MAGIC and file.read(len(_MAGIC)) != _MAGIC
+        start = file.read_at(0, len(_MAGIC))
+        if len(start) < len(_MAGIC):
+            return _MAGIC.startswith(start)
+        end = file.read_at(max(file.size - len(_MAGIC), len(_MAGIC)), len(_MAGIC))
+        return start == _MAGIC and end != _MAGIC
 
 
 _MAGIC = b"PAR1"
@@ -214,7 +214,9 @@ class ParquetSink(FileSinkConnector):
     name = "parquet"
     spec: ClassVar[type[ConnectorSpec]] = ParquetSinkSpec
     task_class = ParquetSinkTask
-    description = "Write Parquet files into a directory, one rolling series per partition."
+    description = (
+        "Write Parquet files into a directory or an S3 prefix, one rolling series per partition."
+    )
 
 
 register(ParquetSource)

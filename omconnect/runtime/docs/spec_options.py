@@ -13,7 +13,7 @@ import json
 import types
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
@@ -110,6 +110,8 @@ def type_label(annotation: Any) -> str:
     """The type of an option in words, as a user writing YAML needs it."""
     origin = get_origin(annotation)
     args = get_args(annotation)
+    if origin is Annotated:  # a type with validators (``TypeNames``): the type it annotates
+        return type_label(args[0])
     if origin is Union or origin is types.UnionType:
         members = [type_label(arg) for arg in args if arg is not type(None)]
         return " or ".join(dict.fromkeys(members))

@@ -1,7 +1,9 @@
 """The connector conformance kit: the standard tests every connector runs.
 
 A test module subclasses ``SourceConnectorTests`` (config spec, emitted schema, stop ->
-resume -> exact count, position validity, schema change, missing key, duplicates) or
+resume -> exact count, position validity, schema change, missing key, duplicates; for a
+source that declares ``resumable = False``, such as a polled device, live tests of arrival,
+restart and stop instead of those of written input and resumes) or
 ``SinkConnectorTests`` (round trip, replay idempotence, no torn writes, schema change, missing
 key, duplicates, deletes, rebalances, durable positions), naming the connector and how to
 configure it in class attributes and methods::

@@ -29,6 +29,11 @@ A source may emit several streams (batches with ``stream`` set, several batches 
 counts are then checked per stream, and no partition of a position may be shared by two
 streams (each stream resumes from its own positions). ``source_test_class(...)`` builds the
 same subclass from callables.
+
+A source without resumable positions (``SourceConnector.resumable = False``: a polled device,
+a live subscription) cannot meet the tests of written input and resumes: they are skipped for
+it, and the live tests of ``_live_source_suite`` run instead, against the system that
+``make_config`` names (``write_rows`` is not needed).
 """
 
 from __future__ import annotations
@@ -36,13 +41,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from omconnect.connectors.api import ConnectorError, Position, RecordBatch
+from omconnect.runtime.testing._live_source_suite import LiveSourceTests
 from omconnect.runtime.testing._memory_offsets import MemoryOffsetReader
+from omconnect.runtime.testing._source_base import (
+    OffsetOrder,
+    check_marks,
+    check_values_follow_schema,
+)
 from omconnect.runtime.testing._spec_checks import (
     check_spec_is_described,
     check_unknown_key_refused,
@@ -54,60 +65,15 @@ from omconnect.runtime.testing._standard_rows import (
     ids_of,
     standard_rows,
 )
-from omconnect.runtime.testing._task_driver import SourceDriver, spec_class
-from omconnect.schemas.arrow import to_arrow_schema
+from omconnect.runtime.testing._task_driver import spec_class
 from omconnect.schemas.record import partition_id
 
 MakeConfig = Callable[[Path], dict[str, Any]]
 WriteRows = Callable[[Path, pa.Table], None]
-OffsetOrder = Callable[[Mapping[str, Any]], Any]
 
 
-class SourceConnectorTests:
+class SourceConnectorTests(LiveSourceTests):
     """The standard source tests; subclass it with ``connector`` and ``make_config`` set."""
-
-    connector: ClassVar[str]
-    """The registered source name."""
-    rows: ClassVar[int] = 1_000
-    """How many rows the data tests write (in two units)."""
-    batch_size: ClassVar[int] = 100
-    """Set as ``batch_size`` when the spec has that option, so that the resume tests can stop
-    between batches."""
-
-    def make_config(self, root: Path) -> dict[str, Any]:
-        """The connector's options for data under ``root``, a fresh directory."""
-        raise NotImplementedError(f"{type(self).__name__}: define make_config(root)")
-
-    def write_rows(self, root: Path, rows: pa.Table) -> None:
-        """Adds ``rows`` under ``root`` as a new unit of input (see the module docstring)."""
-        pytest.skip(f"source {self.connector!r}: no write_rows given")
-
-    def offset_order(self, offset: Mapping[str, Any]) -> Any:
-        """A sort key of ``offset``; None (the default): offsets have no order to check."""
-        return None
-
-    def emitted_rows(self, batch: RecordBatch) -> RecordBatch:
-        """What the tests check of an emitted batch: its rows. The default is the batch
-        itself; a CDC source gives the rows inside its change events (the ``after`` images,
-        with the batch's marks and stream)."""
-        return batch
-
-    def _driver(
-        self, config: Mapping[str, Any], offsets: MemoryOffsetReader | None = None
-    ) -> SourceDriver:
-        return SourceDriver(self.connector, config, offsets, project=self.emitted_rows)
-
-    def _root(self, tmp_path: Path) -> Path:
-        root = tmp_path / "source"
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-
-    def _config(self, root: Path, **overrides: Any) -> dict[str, Any]:
-        config = dict(self.make_config(root))
-        if "batch_size" in spec_class("source", self.connector).model_fields:
-            config.setdefault("batch_size", self.batch_size)
-        config.update(overrides)
-        return config
 
     def _write_standard(self, root: Path) -> None:
         half = self.rows // 2
@@ -122,6 +88,7 @@ class SourceConnectorTests:
         check_unknown_key_refused(spec_class("source", self.connector), config)
 
     def test_emitted_batches_match_their_schema_and_the_input(self, tmp_path: Path) -> None:
+        self._require_positions()
         root = self._root(tmp_path)
         self._write_standard(root)
         source = self._driver(self._config(root))
@@ -129,10 +96,11 @@ class SourceConnectorTests:
         source.stop()
         assert batches, "the source emitted nothing"
         for batch in batches:
-            _check_values_follow_schema(batch)
+            check_values_follow_schema(batch)
         assert as_standard_table(batches).equals(as_standard_table(standard_rows(0, self.rows)))
 
     def test_stop_then_resume_reads_every_row_exactly_once(self, tmp_path: Path) -> None:
+        self._require_positions()
         root = self._root(tmp_path)
         self._write_standard(root)
         config = self._config(root)
@@ -175,6 +143,7 @@ class SourceConnectorTests:
     def test_streams_keep_their_own_positions(self, tmp_path: Path) -> None:
         """Positions of different streams never share a partition: resuming one stream
         must not move another."""
+        self._require_positions()
         root = self._root(tmp_path)
         self._write_standard(root)
         batches = self._driver(self._config(root)).read_to_end()
@@ -195,6 +164,7 @@ class SourceConnectorTests:
         """``commit`` with the positions of everything polled so far is accepted between
         polls, the task goes on where it was, and a task resumed after the commit starts
         right after those positions."""
+        self._require_positions()
         root = self._root(tmp_path)
         self._write_standard(root)
         config = self._config(root)
@@ -221,21 +191,23 @@ class SourceConnectorTests:
         )
 
     def test_positions_are_valid(self, tmp_path: Path) -> None:
+        self._require_positions()
         root = self._root(tmp_path)
         self._write_standard(root)
         batches = self._driver(self._config(root)).read_to_end()
         last_offsets: dict[str, Mapping[str, Any]] = {}
         for batch in batches:
-            _check_marks(batch, last_offsets, self.offset_order)
+            check_marks(batch, last_offsets, self.offset_order)
 
     def test_schema_change_between_units(self, tmp_path: Path) -> None:
+        self._require_positions()
         root = self._root(tmp_path)
         half = self.rows // 2
         self.write_rows(root, standard_rows(0, half))
         self.write_rows(root, standard_rows(half, self.rows - half, extra_column=True))
         batches = self._driver(self._config(root)).read_to_end()
         for batch in batches:
-            _check_values_follow_schema(batch)
+            check_values_follow_schema(batch)
         assert sorted(ids_of(batches)) == list(range(self.rows))
         with_extra = [b for b in batches if EXTRA_COLUMN in b.values.schema.names]
         assert sorted(ids_of(with_extra)) == list(range(half, self.rows))
@@ -247,6 +219,7 @@ class SourceConnectorTests:
         )
 
     def test_key_becomes_the_schema_key(self, tmp_path: Path) -> None:
+        self._require_positions()
         root = self._root(tmp_path)
         if "key" not in spec_class("source", self.connector).model_fields:
             pytest.skip(f"source {self.connector!r} has no key option")
@@ -259,6 +232,7 @@ class SourceConnectorTests:
             assert keys is not None and keys.column("id").equals(batch.values.column("id"))
 
     def test_missing_key_is_a_clear_error(self, tmp_path: Path) -> None:
+        self._require_positions()
         root = self._root(tmp_path)
         if "key" not in spec_class("source", self.connector).model_fields:
             pytest.skip(f"source {self.connector!r} has no key option")
@@ -268,6 +242,7 @@ class SourceConnectorTests:
             self._driver(config).read_to_end()
 
     def test_duplicate_input_is_emitted_with_distinct_positions(self, tmp_path: Path) -> None:
+        self._require_positions()
         root = self._root(tmp_path)
         self.write_rows(root, standard_rows(0, self.rows // 2))
         self.write_rows(root, standard_rows(0, self.rows // 2))
@@ -329,40 +304,3 @@ def _last_positions(batches: Sequence[RecordBatch]) -> list[Position]:
         for position in batch.positions:
             last[partition_id(position.partition)] = position
     return list(last.values())
-
-
-def _check_values_follow_schema(batch: RecordBatch) -> None:
-    expected = to_arrow_schema(batch.schema)
-    actual = batch.values.schema
-    assert actual.names == expected.names, f"columns {actual.names} != schema {expected.names}"
-    for got, want in zip(actual, expected, strict=True):
-        assert got.type == want.type, (
-            f"column {got.name}: {got.type} but the schema says {want.type}"
-        )
-    assert batch.stream is None or isinstance(batch.stream, str)
-
-
-def _check_marks(
-    batch: RecordBatch,
-    last_offsets: dict[str, Mapping[str, Any]],
-    offset_order: OffsetOrder,
-) -> None:
-    assert batch.marks, "every batch must carry at least one position mark"
-    previous_end = 0
-    for mark in batch.marks:
-        assert previous_end <= mark.end_row <= batch.num_rows, (
-            f"mark end_row {mark.end_row} outside {previous_end}..{batch.num_rows}"
-        )
-        previous_end = mark.end_row
-        key = partition_id(mark.position.partition)
-        before = last_offsets.get(key)
-        if before is not None:
-            assert dict(before) != dict(mark.position.offset), f"position repeated: {mark.position}"
-            earlier, later = offset_order(before), offset_order(mark.position.offset)
-            if earlier is not None and later is not None:
-                assert earlier < later, (
-                    f"offsets of {dict(mark.position.partition)} went back: "
-                    f"{dict(before)} then {dict(mark.position.offset)}"
-                )
-        last_offsets[key] = mark.position.offset
-    assert batch.marks[-1].end_row == batch.num_rows, "rows after the last mark are not covered"

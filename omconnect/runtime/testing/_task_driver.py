@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -48,6 +49,8 @@ class SourceDriver:
         """``project``: what the tests see of each emitted batch (the rows inside a change
         event, for a CDC source); by default the batch itself."""
         self._project = project
+        self.longest_poll = 0.0
+        """The seconds the longest ``poll`` so far took."""
         registration = lookup("source", name)
         spec = registration.spec.model_validate(dict(config))
         connector = registration.cls(spec)
@@ -75,7 +78,9 @@ class SourceDriver:
         Raises:
             AssertionError: the task returned something ``poll`` may not return.
         """
+        started = time.monotonic()
         result = self._call(self.task.poll())
+        self.longest_poll = max(self.longest_poll, time.monotonic() - started)
         if result is None:
             return None
         if isinstance(result, RecordBatch):
@@ -102,6 +107,18 @@ class SourceDriver:
                 return batches
             batches.extend(polled)
         raise AssertionError(f"the source still returned data after {MAX_POLLS} polls")
+
+    def poll_for(self, rows: int, seconds: float) -> list[RecordBatch]:
+        """Batches until they hold ``rows`` rows or ``seconds`` passed, or, under ``once``,
+        until the task returns None (a live source, driven as ``omconnect run`` does)."""
+        batches: list[RecordBatch] = []
+        deadline = time.monotonic() + seconds
+        while sum(b.num_rows for b in batches) < rows and time.monotonic() < deadline:
+            polled = self.poll()
+            if polled is None and self.context.once:
+                break
+            batches.extend(polled or ())
+        return batches
 
     def commit(self, positions: Sequence[Position]) -> None:
         """Store ``positions`` and tell the task, as the runtime does after broker acks."""

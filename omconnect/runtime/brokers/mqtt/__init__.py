@@ -18,8 +18,8 @@ to what, and why:
   a first ``content-type`` header is the content type property (``_message_codec``).
 * **The producer** queues a whole batch on its connection and returns once every PUBACK
   arrived, with as many messages in flight as the server's receive maximum allows
-  (``producer``, ``_acks``). "No matching subscribers" means nobody got the message: it is
-  logged once per topic.
+  (``producer``, ``omconnect.clients.mqtt_acks``). "No matching subscribers" means nobody
+  got the message: it is logged once per topic.
 * **Groups are shared subscriptions**, ``$share/<group>/<prefix>/<topic>``; a ``pattern``
   subscribes to every topic (``<prefix>/+``: a regular expression has no MQTT wildcard
   equivalent within one level) and the consumer drops, acknowledging them, the messages of
@@ -70,9 +70,10 @@ default), ``connect_timeout`` (3 s), ``keepalive`` (30 s), ``session_expiry`` (3
 ``ack_timeout`` (30 s, how long a send waits for its PUBACKs), ``receive_maximum`` (65535,
 how many unacknowledged messages a consumer may hold) and ``tls`` (``false``).
 
-The connection (``_connection``, ``_acks``), its inbox (``_inbox``), the names' checks
-(``_naming``) and the message codec (``_message_codec``, ``_publish_properties``) import
-nothing of the broker contract, so the future ``mqtt`` source connector can share them.
+The connection, its acknowledgements and its inbox live in ``omconnect.clients``
+(``mqtt_connection``, ``mqtt_acks``, ``mqtt_inbox``), shared with the ``mqtt`` source
+connector; the names' checks (``_naming``) and the message codec (``_message_codec``,
+``_publish_properties``) import nothing of the broker contract either.
 """
 
 from __future__ import annotations

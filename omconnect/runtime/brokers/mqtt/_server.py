@@ -23,8 +23,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from omconnect.clients.mqtt_connection import Endpoint, MqttConnection, Outgoing
 from omconnect.runtime.brokers.base import BrokerError
-from omconnect.runtime.brokers.mqtt._connection import Endpoint, MqttConnection, Outgoing
 from omconnect.runtime.brokers.mqtt._naming import Naming
 from omconnect.runtime.brokers.mqtt._options import MqttOptions
 

@@ -20,14 +20,14 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
-from omconnect.runtime.brokers.base import BrokerError
-from omconnect.runtime.brokers.mqtt._connection import (
+from omconnect.clients.mqtt_connection import (
     NO_SUBSCRIBERS,
     MqttConnection,
     Outgoing,
     Will,
 )
-from omconnect.runtime.brokers.mqtt._inbox import Inbox, Received
+from omconnect.clients.mqtt_inbox import Inbox, Received
+from omconnect.runtime.brokers.base import BrokerError
 from omconnect.runtime.brokers.mqtt._membership import (
     Members,
     choose_slot,

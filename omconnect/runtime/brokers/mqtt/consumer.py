@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from omconnect.clients.mqtt_inbox import Inbox, Received
 from omconnect.runtime.brokers.base import (
     BrokerError,
     ConsumedBatch,
     QueueConsumer,
     RebalanceListener,
 )
-from omconnect.runtime.brokers.mqtt._inbox import Inbox, Received
 from omconnect.runtime.brokers.mqtt._message_codec import decode_messages, original_topic
 from omconnect.runtime.brokers.mqtt._naming import check_group, check_topic
 from omconnect.runtime.brokers.mqtt._server import MqttServer

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 
+from omconnect.clients.mqtt_connection import NO_SUBSCRIBERS, MqttConnection, Outgoing
 from omconnect.runtime.brokers.base import BrokerError, Producer, SendResult
-from omconnect.runtime.brokers.mqtt._connection import NO_SUBSCRIBERS, MqttConnection, Outgoing
 from omconnect.runtime.brokers.mqtt._message_codec import encode_rows
 from omconnect.runtime.brokers.mqtt._naming import check_topic
 from omconnect.runtime.brokers.mqtt._server import MqttServer, check_published

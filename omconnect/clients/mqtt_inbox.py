@@ -74,10 +74,10 @@ class Inbox:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
             self._loop.call_soon_threadsafe(self._event.set)
 
-    def take(self) -> list[Received]:
-        """Everything received so far, oldest first."""
-        taken = []
-        while self._items:
+    def take(self, limit: int | None = None) -> list[Received]:
+        """Everything received so far (at most ``limit`` messages), oldest first."""
+        taken: list[Received] = []
+        while self._items and (limit is None or len(taken) < limit):
             taken.append(self._items.popleft())
         return taken
 

@@ -1,7 +1,7 @@
 """One MQTT 5 connection: a paho-mqtt client whose network thread is bridged to asyncio.
 
 paho runs its network loop in a thread of its own (``loop_start``); its callbacks run there.
-Everything they tell the event loop goes through ``loop.call_soon_threadsafe`` (``_acks``):
+Everything they tell the event loop goes through ``loop.call_soon_threadsafe`` (``mqtt_acks``):
 the acknowledgements a publish, subscribe or unsubscribe waits for (one wake-up per group of
 packets, not per packet), the request for more messages to publish, and the loss of the
 connection. Received messages go to the owner's ``on_message`` in the network thread, which
@@ -14,8 +14,9 @@ away, every waiting call fails at once and ``lost`` is set; the owner opens a ne
 connection when it needs one. Failures raise the owner's ``errors`` class with one line that
 says what was tried and what to check.
 
-It knows nothing of topics, groups or the broker contract (it imports nothing of omconnect
-but ``_acks``), so the future mqtt source connector can share it.
+It knows nothing of topics, groups, records or the broker contract (it imports nothing of
+omconnect but ``mqtt_acks``): the ``mqtt://`` broker driver and the ``mqtt`` source connector
+share it. Error messages name the setting to fix (``Endpoint.setting``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from omconnect.runtime.brokers.mqtt._acks import PublishFeed, Replies, call_soon, settle
+from omconnect.clients.mqtt_acks import PublishFeed, Replies, call_soon, settle
 
 # The server's answer to a publish nobody subscribed to: stored for nobody, not an error.
 NO_SUBSCRIBERS = 0x10
@@ -56,6 +57,8 @@ class Endpoint:
     tls: bool = False
     connect_timeout: float = 3.0
     keepalive: float = 30.0
+    setting: str = "the broker URL"
+    """What the user wrote the address and credentials in, for error messages."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class MqttConnection:
         client_id: str,
         *,
         errors: type[Exception] = ConnectionError,
+        refused_errors: type[Exception] | None = None,
         clean_start: bool = True,
         session_expiry: float = 0,
         receive_maximum: int | None = None,
@@ -97,6 +101,7 @@ class MqttConnection:
         self.endpoint = endpoint
         self.client_id = client_id
         self.errors = errors
+        self.refused_errors = refused_errors or errors
         self.session_present = False
         self.server_receive_maximum = 65535
         self.lost = False
@@ -145,7 +150,8 @@ class MqttConnection:
         messages it takes in flight).
 
         Raises:
-            errors: nothing answers within ``connect_timeout``, or the server refused.
+            errors: nothing answers within ``connect_timeout``.
+            refused_errors: the server refused (``errors`` when not given).
         """
         await self._open_once()
         if self.server_receive_maximum < self._max_in_flight:
@@ -185,13 +191,13 @@ class MqttConnection:
             raise self.errors(
                 f"cannot connect to the MQTT broker at {e.display} within "
                 f"{e.connect_timeout:g} s ({describe(exc)}): check that it is running there "
-                "(mosquitto -p 1883) and that the host and port of the broker URL are right"
+                f"(mosquitto -p 1883) and that the host and port of {e.setting} are right"
             ) from None
         if refused is not None:
             await self._stop()
-            raise self.errors(
+            raise self.refused_errors(
                 f"the MQTT broker at {e.display} refused the connection ({refused}): check "
-                "the user and password of the broker URL (mqtt://USER:PASSWORD@host:1883) "
+                f"the user and password of {e.setting} (mqtt://USER:PASSWORD@host:1883) "
                 "and that the server's ACL lets this client connect"
             )
 
@@ -219,11 +225,15 @@ class MqttConnection:
             )
         return info.mid
 
-    async def subscribe(self, filters: Sequence[str], qos: int = 1) -> list[int]:
-        """Subscribe to ``filters``; their SUBACK reason codes (0-2: the granted QoS)."""
+    async def subscribe(
+        self, filters: Sequence[str], qos: int = 1, retain_handling: int = 0
+    ) -> list[int]:
+        """Subscribe to ``filters``; their SUBACK reason codes (0-2: the granted QoS).
+        ``retain_handling`` is MQTT 5's: 0 sends the retained messages of the filters, 1 only
+        for a subscription the session did not have yet, 2 never."""
         if not filters:
             return []
-        options = SubscribeOptions(qos=qos)
+        options = SubscribeOptions(qos=qos, retainHandling=retain_handling)
         rc, mid = self._client.subscribe([(f, options) for f in filters])
         return await self._expect(self._sent(rc, mid, "subscribe"))
 
