@@ -4,7 +4,6 @@ positions, while a task runs once at a time and a run of the whole pipeline excl
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -14,33 +13,13 @@ from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.state import PipelineLock, PipelineRunningError
 from omconnect.runtime.worker.runner import PipelineRunner, source_task_count
 from tests.support.omconnect_process import omconnect, spawn_omconnect
-
-PIPELINE = """name: split
-source:
-  connector: sql
-  url: sqlite:///{database}
-  tables: [main.*]
-  mode: snapshot
-tasks: 2
-topic: split
-sink: {{connector: parquet, path: out/}}
-"""
+from tests.support.split_source import split_pipeline
 
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Path:
     """Two tables of 2,000 rows (ids 1..2000 and 10001..12000), one task each."""
-    database = tmp_path / "db.sqlite"
-    with sqlite3.connect(database) as connection:
-        for table, first in (("a", 1), ("b", 10_001)):
-            connection.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name TEXT)")
-            connection.executemany(
-                f"INSERT INTO {table} VALUES (?, ?)",
-                [(i, f"n{i}") for i in range(first, first + 2_000)],
-            )
-    path = tmp_path / "split.yaml"
-    path.write_text(PIPELINE.format(database=database))
-    return path
+    return split_pipeline(tmp_path)
 
 
 def delivered_ids(tmp_path: Path) -> list[int]:

@@ -9,6 +9,9 @@ inject YAML structure. Forms:
   from the pipeline file's directory and must stay (after ``..`` and symlinks are resolved)
   inside that directory or the working directory; an absolute path is used as written.
   Everything read this way is a secret.
+- ``${PREFIX:name}``: the value a resolver registered for ``PREFIX`` returns
+  (``reference_resolvers``; the Airflow integration adds ``airflow:`` and ``airflow_var:``).
+  A secret too.
 - ``$${`` is a literal ``${``; any other ``$`` is itself.
 
 Defaults are literal text: references do not nest. A value made of one reference stays a
@@ -24,6 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from omconnect.runtime.config.problems import Issue, KeyPath
+from omconnect.runtime.config.reference_resolvers import (
+    PREFIX_PATTERN,
+    ReferenceResolver,
+    resolver_for,
+)
 
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -35,7 +43,8 @@ _FORMS = "expected ${VAR}, ${VAR:-default}, ${VAR-default} or ${file:path}"
 class Interpolated:
     """The document with references replaced, and what happened on the way.
 
-    ``file_values`` are the contents read by ``${file:...}`` (secrets); ``failed_paths`` are
+    ``file_values`` are the contents read by ``${file:...}`` and the values of registered
+    resolvers (``${PREFIX:name}``), all secrets; ``failed_paths`` are
     the values that could not be interpolated (left as written, already reported in ``issues``).
     """
 
@@ -97,9 +106,16 @@ class _Resolver:
     def reference(self, expression: str, path: KeyPath, result: Interpolated) -> str | None:
         if expression.startswith("file:"):
             return self.file(expression[len("file:") :], path, result)
+        registered = resolver_for(expression)
+        if registered is not None and not registered[1].startswith("-"):
+            return self.registered(*registered, path, result)
         match = _VARIABLE.fullmatch(expression)
         if match is None:
-            result.issues.append(Issue(path, f'invalid reference "${{{expression}}}": {_FORMS}'))
+            message = f'invalid reference "${{{expression}}}": {_FORMS}'
+            prefix = expression.partition(":")[0]
+            if ":" in expression and PREFIX_PATTERN.fullmatch(prefix):
+                message += f' ("{prefix}:" resolves only where an integration registered it)'
+            result.issues.append(Issue(path, message))
             return None
         name, operator, default = match.groups()
         value = self.env.get(name)
@@ -111,6 +127,23 @@ class _Resolver:
             message = f'environment variable "{name}" is not set and has no default'
             result.issues.append(Issue(path, message))
             return None
+        return value
+
+    def registered(
+        self,
+        prefix: str,
+        name: str,
+        resolver: ReferenceResolver,
+        path: KeyPath,
+        result: Interpolated,
+    ) -> str | None:
+        try:
+            value = resolver(name)
+        except Exception as exc:  # a store's own error type: reported, never raised
+            reason = str(exc) or type(exc).__name__
+            result.issues.append(Issue(path, f'cannot resolve "${{{prefix}:{name}}}": {reason}'))
+            return None
+        result.file_values.append(value)
         return value
 
     def file(self, reference: str, path: KeyPath, result: Interpolated) -> str | None:

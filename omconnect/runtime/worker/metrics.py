@@ -28,6 +28,20 @@ class PipelineMetrics:
     def elapsed(self) -> float:
         return max(1e-9, time.monotonic() - self.started)
 
+    def counts(self) -> dict[str, int]:
+        """Every counter by the name an orchestrator reports it under (``records_read``,
+        ``bytes_published``, ...): Airflow's XCom, Dagster's materialisation metadata."""
+        return {
+            "records_read": self.rows_polled,
+            "records_published": self.rows_published,
+            "bytes_published": self.bytes_published,
+            "records_consumed": self.rows_consumed,
+            "records_written": self.rows_written,
+            "dead_letters": self.rows_dead_lettered,
+            "source_commits": self.source_commits,
+            "sink_commits": self.sink_commits,
+        }
+
     def summary(self) -> str:
         rate = self.rows_written / self.elapsed if self.rows_written else 0.0
         return (
