@@ -140,7 +140,9 @@ def test_run_beside_serve_on_one_pipelines_folder(tmp_path: Path) -> None:
     try:
         _wait_for_ids(tmp_path / "out", ROWS, run)
         port = _free_port()
-        serve = spawn_omconnect("serve", "pipelines", "--port", str(port), cwd=tmp_path)
+        serve = spawn_omconnect(
+            "serve", "pipelines", "--port", str(port), "--public-reads", cwd=tmp_path
+        )
 
         def blocked() -> str:
             assert serve is not None and serve.poll() is None, "serve ended"

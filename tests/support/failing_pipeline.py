@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -96,9 +97,11 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class ServeProcess:
-    """``omconnect serve FOLDER --port 0`` in ``cwd``, its log in ``cwd/serve.log``."""
+    """``omconnect serve FOLDER --port 0`` in ``cwd``, its log in ``cwd/serve.log``; its API
+    token is ``token`` (given as ``OMCONNECT_API_TOKEN``), which ``status`` and ``post`` send."""
 
     def __init__(self, folder: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.token = secrets.token_urlsafe(24)
         self.log = cwd / "serve.log"
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
@@ -107,7 +110,7 @@ class ServeProcess:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "OMCONNECT_API_TOKEN": self.token, **(env or {})},
         )
         self.url = wait_until(self._listening, 30, "serve listens")
 
@@ -119,13 +122,19 @@ class ServeProcess:
         return None
 
     def status(self, pipeline: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/pipelines/{pipeline}/status", timeout=5) as r:
+        request = urllib.request.Request(
+            f"{self.url}/pipelines/{pipeline}/status", headers=self._authorized()
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
             return json.loads(r.read())  # type: ignore[no-any-return]
 
     def post(self, path: str) -> None:
-        request = urllib.request.Request(self.url + path, method="POST")
+        request = urllib.request.Request(self.url + path, method="POST", headers=self._authorized())
         with urllib.request.urlopen(request, timeout=5):
             pass
+
+    def _authorized(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def terminate(self, timeout: float) -> tuple[int, float]:
         """SIGTERM, then wait up to ``timeout`` seconds: (exit status, seconds it took).
