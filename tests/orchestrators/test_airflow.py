@@ -26,7 +26,7 @@ from omconnect.runtime.config.reference_resolvers import (
     registered_prefixes,
     unregister_resolver,
 )
-from tests.support.split_source import two_table_database
+from tests.support.split_source import SPLIT_PIPELINE, two_table_database
 
 # One worker runs them all: Airflow's metadata database is created once per process.
 pytestmark = pytest.mark.xdist_group("airflow")
@@ -37,18 +37,6 @@ topic: {name}
 sink:
   connector: parquet
   path: "{out}"
-"""
-
-SQL_PIPELINE = """name: {name}
-source:
-  connector: sql
-  url: sqlite:///{database}
-  tables: [main.*]
-  mode: snapshot
-tasks: 2
-topic: {name}
-sink: {{connector: parquet, path: out/}}
-schedule: "0 * * * *"
 """
 
 
@@ -188,7 +176,9 @@ def two_tables(tmp_path: Path) -> Path:
     database = two_table_database(tmp_path / "db.sqlite", 300)
     folder = tmp_path / "pipelines"
     folder.mkdir()
-    (folder / "split.yaml").write_text(SQL_PIPELINE.format(name="af-split", database=database))
+    (folder / "split.yaml").write_text(
+        SPLIT_PIPELINE.format(name="af-split", database=database) + 'schedule: "0 * * * *"\n'
+    )
     (folder / "single.yaml").write_text(
         CSV_PIPELINE.format(name="af-single", out="single/") + 'schedule: "@daily"\n'
     )

@@ -9,14 +9,14 @@ from pathlib import Path
 
 SECOND_TABLE_FIRST_ID = 10_001
 
-SPLIT_PIPELINE = """name: split
+SPLIT_PIPELINE = """name: {name}
 source:
   connector: sql
   url: sqlite:///{database}
   tables: [main.*]
   mode: snapshot
 tasks: 2
-topic: split
+topic: {name}
 sink: {{connector: parquet, path: out/}}
 """
 
@@ -40,5 +40,5 @@ def split_pipeline(directory: Path, rows: int = 2_000) -> Path:
     Parquet files in ``directory/out``."""
     database = two_table_database(directory / "db.sqlite", rows)
     path = directory / "split.yaml"
-    path.write_text(SPLIT_PIPELINE.format(database=database))
+    path.write_text(SPLIT_PIPELINE.format(name="split", database=database))
     return path
