@@ -258,6 +258,20 @@ def test_python_tag_is_refused_not_constructed(write_pipeline: Write) -> None:
     ]
 
 
+def test_an_escaped_lone_surrogate_is_refused_where_it_is(write_pipeline: Write) -> None:
+    """``"\\ud800"`` is valid YAML (and JSON) but not text: one line, no traceback."""
+    path = write_pipeline(
+        """
+        name: p
+        sink: {connector: test-sink, path: "o\\ud800"}
+        """
+    )
+    assert problems_of(path) == [
+        f"{path}:2: sink.path: a string holds an escaped lone surrogate (\\ud800-\\udfff), "
+        "which is not text"
+    ]
+
+
 def test_alias_bomb_is_refused(write_pipeline: Write) -> None:
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     for level in range(1, 9):

@@ -117,6 +117,8 @@ class ServeProcess:
     def _listening(self) -> str | None:
         assert self.process.poll() is None, self.log.read_text()
         for line in self.log.read_text().splitlines():
+            if line.startswith("{"):  # a JSON log line (the log is not a terminal)
+                line = str(json.loads(line).get("message", ""))
             if "HTTP API listening on " in line:
                 return line.split("HTTP API listening on ")[1].strip().rstrip("/")
         return None

@@ -29,6 +29,7 @@ from omconnect.runtime.serve import (
     load_pipeline_folder,
     run_service,
 )
+from omconnect.runtime.serve.folder_reload import FolderChanges
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 STARTUP_TIMEOUT = 10.0
@@ -54,6 +55,7 @@ class ServedWorker:
         tls: TlsFiles | None = None,
         **supervisor_options: Any,
     ) -> None:
+        supervisor_options.setdefault("folder", folder)
         self.supervisor = Supervisor(load_pipeline_folder(folder), **supervisor_options)
         self.registry = registry
         self.token = token or secrets.token_urlsafe(24)
@@ -140,8 +142,28 @@ class ServedWorker:
         assert status == expect, (status, body)
         return json.loads(body)
 
+    def send(
+        self, method: str, path: str, payload: Any, expect: int, content_type: str = ""
+    ) -> Any:
+        """``method path`` with ``payload`` as its body (JSON, or text as it is with a
+        ``content_type`` such as ``application/yaml``); the decoded answer, or None when it
+        has no body."""
+        if content_type:
+            body, headers = str(payload).encode(), {"Content-Type": content_type}
+        else:
+            body, headers = json.dumps(payload).encode(), {"Content-Type": "application/json"}
+        status, _, answer = self.request(method, path, body, headers)
+        assert status == expect, (status, answer)
+        return json.loads(answer) if answer else None
+
     def status(self, name: str) -> dict[str, Any]:
         return self.json("GET", f"/pipelines/{name}/status")
+
+    def reload(self) -> FolderChanges:
+        """``Supervisor.reload_folder`` on the worker's loop (what SIGHUP has serve do)."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self.supervisor.reload_folder(), self._loop)
+        return future.result(STARTUP_TIMEOUT)
 
     def text(self, path: str) -> str:
         status, _, body = self.request("GET", path)

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from omconnect.runtime.airflow.operators import OmconnectRunOperator
 from omconnect.runtime.airflow.pipeline_run import working_directory
 from omconnect.runtime.airflow.secrets import register_airflow_resolvers
+from omconnect.runtime.config.cron import parse_cron
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline, pipeline_files
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.worker.runner import source_task_count
@@ -97,10 +99,15 @@ def pipeline_dag(
     config = loaded.config
     pipeline = str(loaded.path.absolute())
     connectors = [block.registration.name for block in (loaded.source, loaded.sink) if block]
+    schedule = config.schedule
+    assert schedule is not None, "only a pipeline with schedule: becomes a DAG"
     settings: dict[str, Any] = {
-        "schedule": config.schedule,
+        # Airflow has no jitter; max_active_runs=1 is serve's no-overlap rule.
+        "schedule": CronTriggerTimetable(
+            parse_cron(schedule.cron).fields, timezone=schedule.timezone
+        ),
         "start_date": START_DATE,
-        "catchup": False,
+        "catchup": schedule.catchup,
         "max_active_runs": 1,
         "default_args": default_args,
         "tags": sorted({"omconnect", *connectors, *tags}),

@@ -62,6 +62,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="DEBUG, INFO, WARNING or ERROR (default INFO); DEBUG also shows the traceback "
         "of an unexpected error",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default="auto",
+        help="log lines as text, or as one JSON object each (ts, level, logger, message, "
+        "pipeline, task); auto (the default): text on a terminal, json otherwise",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, summary) in COMMANDS.items():
         chosen = name == command
@@ -87,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # First only the global options and the command's name (--help and --version end there).
     name = build_parser().parse_known_args(arguments)[0].command
     args = build_parser(name).parse_args(arguments)
+    if args.log_format != "auto":  # imported only then: logging_setup loads the config layer
+        from omconnect.runtime.cli.logging_setup import choose_log_format
+
+        choose_log_format(args.log_format)
     gc.freeze()  # what the command's modules made lives as long as the process
     try:
         return int(args.handler(args))

@@ -16,24 +16,23 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omconnect.connectors.api import ConfigError, SourceConnector
-from omconnect.runtime.brokers import open_broker
 from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError, note_secrets
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.pipeline_positions import pipeline_offsets
-from omconnect.runtime.state import OffsetStore, PipelineRunningError, pipeline_stopped
-from omconnect.runtime.state.backends import (
-    open_existing_pipeline_offset_store,
-    open_pipeline_offset_store,
+from omconnect.runtime.position_changes import (
+    changed_offset_store,
+    rewind_sink,
+    unmasked,
+    usable_position,
 )
+from omconnect.runtime.state import PipelineRunningError
+from omconnect.runtime.state.backends import open_existing_pipeline_offset_store
 from omconnect.runtime.state.offsets import export_offsets, import_offsets
-from omconnect.runtime.worker.runner import open_sink_consumer
 from omconnect.schemas.position_codec import position_from_json
 from omconnect.schemas.record import Position
 
@@ -78,43 +77,6 @@ def _shown(loaded: LoadedPipeline, entry: dict[str, Any]) -> str:
     return json.dumps(loaded.redactor.redact_value(entry))
 
 
-def _unmasked(loaded: LoadedPipeline, value: Any) -> Any:
-    """``value`` (a decoded partition or offset) with masked secrets put back.
-
-    Raises:
-        ValueError: a masked text could stand for several secrets.
-    """
-    if isinstance(value, str):
-        return loaded.redactor.unredact(value)
-    if isinstance(value, dict):
-        return {key: _unmasked(loaded, item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_unmasked(loaded, item) for item in value]
-    return value
-
-
-def _usable(loaded: LoadedPipeline, position: Position) -> Position:
-    """``position`` with masked secrets put back, once the source connector accepted it.
-
-    Raises:
-        ValueError: the connector cannot resume from it, or a mask is ambiguous.
-    """
-    position = Position(
-        _unmasked(loaded, dict(position.partition)), _unmasked(loaded, dict(position.offset))
-    )
-    if loaded.source is None:
-        raise ValueError(f"pipeline {loaded.config.name!r} has no source: it keeps no positions")
-    connector = loaded.source.registration.cls(loaded.source.spec)
-    assert isinstance(connector, SourceConnector)
-    try:
-        connector.validate_offset(position.partition, position.offset)
-    except ConfigError as error:
-        where = f"{error.key}: " if error.key else ""
-        name = loaded.source.registration.name
-        raise ValueError(f"{where}{error} (the {name} source cannot resume from it)") from None
-    return position
-
-
 def _json_object(option: str, text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -123,31 +85,6 @@ def _json_object(option: str, text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise CommandError(f"{option} must be a JSON object, not {text!r}", USAGE_EXIT)
     return value
-
-
-@contextmanager
-def _offset_store(loaded: LoadedPipeline) -> Iterator[OffsetStore]:
-    cfg = loaded.config
-    store = open_pipeline_offset_store(cfg.state, cfg.offsets, cfg.broker)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@contextmanager
-def _changed_offset_store(loaded: LoadedPipeline, action: str) -> Iterator[OffsetStore]:
-    """The offset store, with the pipeline's lock held: no run starts meanwhile.
-
-    Raises:
-        PipelineRunningError: the pipeline runs now.
-    """
-    cfg = loaded.config
-    with (
-        pipeline_stopped(cfg.state, cfg.name, f"omconnect offsets {action}"),
-        _offset_store(loaded) as store,
-    ):
-        yield store
 
 
 def _refused_while_running(
@@ -188,11 +125,11 @@ def set_command(args: argparse.Namespace) -> int:
     try:
         # Tagged values ({"$datetime": "..."}) as `offsets list` prints them.
         position = Position(position_from_json(partition), position_from_json(offset))
-        position = _usable(loaded, position)
+        position = usable_position(loaded, position)
     except ValueError as exc:
         print(f"--partition/--offset: {exc}", file=sys.stderr)
         return 2
-    with _changed_offset_store(loaded, "set") as store:
+    with changed_offset_store(loaded, "omconnect offsets set") as store:
         store.put(loaded.config.name, [position])
     return 0
 
@@ -206,14 +143,14 @@ def reset_command(args: argparse.Namespace) -> int:
     if args.partition:
         try:
             found = position_from_json(_json_object("--partition", args.partition))
-            partition = _unmasked(loaded, dict(found))
+            partition = unmasked(loaded, dict(found))
         except ValueError as exc:
             raise CommandError(f"--partition: {exc}", USAGE_EXIT) from None
-    with _changed_offset_store(loaded, "reset") as store:
+    with changed_offset_store(loaded, "omconnect offsets reset") as store:
         removed = store.delete(loaded.config.name, partition)
         print(f"removed {removed} source position(s)")
         if args.sink and loaded.sink is not None:
-            asyncio.run(_rewind_sink(loaded))
+            asyncio.run(rewind_sink(loaded))
             print("rewound the sink's consumer group to the start")
     return 0
 
@@ -246,26 +183,12 @@ def import_command(args: argparse.Namespace) -> int:
         print(f"{args.file}: not JSON lines: {exc}", file=sys.stderr)
         return 2
     try:
-        with _changed_offset_store(loaded, "import") as store:
+        with changed_offset_store(loaded, "omconnect offsets import") as store:
             count = import_offsets(
-                store, loaded.config.name, rows, lambda position: _usable(loaded, position)
+                store, loaded.config.name, rows, lambda position: usable_position(loaded, position)
             )
     except ValueError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
     print(f"imported {count} source position(s)")
     return 0
-
-
-async def _rewind_sink(loaded: LoadedPipeline) -> None:
-    cfg = loaded.config
-    broker = open_broker(cfg.broker)
-    try:
-        consumer = await open_sink_consumer(broker, loaded)
-        try:
-            ends = await consumer.end_offsets()
-            await consumer.commit({tp: 0 for tp in ends})
-        finally:
-            await consumer.close()
-    finally:
-        await broker.close()

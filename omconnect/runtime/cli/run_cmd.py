@@ -19,6 +19,7 @@ from omconnect.runtime.cli.stop_signals import stop_on_signals
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.state import PipelineRunningError
+from omconnect.runtime.worker.log_context import set_log_context
 from omconnect.runtime.worker.runner import PipelineRunner
 
 log = logging.getLogger("omconnect.run")
@@ -63,6 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     setup_logging(args.log_level, loaded.redactor)
+    set_log_context(pipeline=loaded.config.name)
     if args.sink_only and (args.tasks or args.no_sink):
         print(
             "--sink-only runs the sink and no source task: not with --task or --no-sink",

@@ -1,21 +1,20 @@
 """``omconnect serve PIPELINES_DIR``: the long-running worker.
 
 Runs every pipeline file of the folder (continuous ones, and ``schedule:`` ones at their cron
-ticks) with the HTTP API, Prometheus metrics and a status page. The API also serves the
-embedded schema registry of ``--state`` (default ``$OMCONNECT_STATE`` or ``.omconnect``, the
-pipelines' default ``state:``) with Confluent's Schema Registry REST API at its root. Refuses
-to start (exit 2), listing every problem as ``FILE:LINE: KEY: PROBLEM``, when any file is
-invalid. SIGTERM or
-SIGINT stop every pipeline cleanly and exit 0; a second signal exits at once (130). A stop
-always ends: runs still going after 10 s are cancelled, and a run that even a cancel cannot end
-(a connector call that never returns) is abandoned with an error naming it (exit 1), at the
-latest 15 s after the signal.
+ticks; the folder is re-read on change and on SIGHUP) with the HTTP API, Prometheus metrics and
+a status page. The API also serves the embedded schema registry of ``--state`` (default
+``$OMCONNECT_STATE`` or ``.omconnect``, the pipelines' default ``state:``) with Confluent's
+Schema Registry REST API at its root. Refuses to start (exit 2), listing every problem as
+``FILE:LINE: KEY: PROBLEM``, when any file is invalid. SIGTERM or SIGINT stop every pipeline
+cleanly and exit 0; a second signal exits at once (130). A stop always ends: runs still going
+after 10 s are cancelled, and a run that even a cancel cannot end (a connector call that never
+returns) is abandoned with an error naming it (exit 1), at the latest 15 s after the signal.
 
 The API is secure by default: every request but ``/health`` needs the bearer token
 (``--token-file``, ``$OMCONNECT_API_TOKEN_FILE``, ``$OMCONNECT_API_TOKEN``, or else the token
-generated on the first start into ``STATE/api-token`` with mode 0600; ``serve`` logs the
-file's path, and shows the token itself only on a terminal), ``--public-reads`` lets GET and
-HEAD through without it, and only the loopback names, ``--host`` and ``--allowed-host`` may be
+generated on the first start into ``STATE/api-token`` with mode 0600; ``serve`` logs the file's
+path, and shows the token itself only on a terminal), ``--public-reads`` lets GET and HEAD
+through without it, and only the loopback names, ``--host`` and ``--allowed-host`` may be
 addressed (see ``runtime.serve.access_guard``). ``--tls-cert`` and ``--tls-key`` serve HTTPS.
 """
 
@@ -129,7 +128,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         print(f"{args.pipelines_dir}: not starting: fix the problems above", file=sys.stderr)
         return 2
-    supervisor = Supervisor(pipelines)
+    supervisor = Supervisor(pipelines, folder=args.pipelines_dir)
     supervisor.redactor.add_url_passwords(args.state)  # a postgresql:// state's password
     setup_logging(getattr(args, "log_level", "INFO"), supervisor.redactor)
     try:

@@ -10,12 +10,18 @@ What stays omconnect's: the five-field form (croniter also takes seconds and yea
 aliases (``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``,
 ``@hourly``) and errors that say which field is wrong and why, which the config loader
 prefixes with ``file:line: schedule:``.
+
+Time zones: a schedule is evaluated in an IANA zone (``zoneinfo``), and croniter decides the
+daylight-saving corners: on a spring-forward day a tick in the skipped hour fires at the first
+moment after the gap (``30 2 * * *`` in Europe/Berlin fires at 03:00 CEST on 31 March 2024);
+on a fall-back day a wall-clock time that happens twice fires once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
@@ -28,6 +34,8 @@ ALIASES = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
+
+_HAIR = timedelta(microseconds=1)
 
 # (field name, lowest, highest, what a name in it looks like)
 _FIELDS = (
@@ -48,13 +56,39 @@ class CronSchedule:
     fields: str
     """The five fields croniter evaluates (an alias expanded)."""
 
-    def next_after(self, moment: datetime) -> datetime | None:
-        """The first firing time strictly after ``moment`` (same tzinfo), or None if never."""
+    def next_after(self, moment: datetime, zone: tzinfo | None = None) -> datetime | None:
+        """The first firing time strictly after ``moment``, or None if never.
+
+        The fields are read as wall-clock times in ``zone`` (default: ``moment``'s own
+        tzinfo); the tick is returned in ``moment``'s tzinfo.
+        """
+        start = moment.astimezone(zone) if zone is not None else moment
         try:
-            tick: datetime = croniter(self.fields, moment).get_next(datetime)
+            tick: datetime = croniter(self.fields, start).get_next(datetime)
         except CroniterBadDateError:  # e.g. "0 0 30 2 *": croniter searched and gave up
             return None
-        return tick
+        return tick.astimezone(moment.tzinfo) if zone is not None else tick
+
+    def latest_ticks(
+        self, after: datetime, until: datetime, limit: int, zone: tzinfo = UTC
+    ) -> list[datetime]:
+        """The last ``limit`` (at most) firing times strictly after ``after`` and at or before
+        ``until``, oldest first, in UTC; the fields are wall-clock times in ``zone``.
+
+        Walks back from ``until``, so a long gap costs ``limit`` steps, not one per tick.
+        """
+        # croniter's get_prev is strict: start a hair after ``until`` to include it.
+        ticks = croniter(self.fields, (until + _HAIR).astimezone(zone))
+        found: list[datetime] = []
+        while len(found) < limit:
+            try:
+                tick = ticks.get_prev(datetime).astimezone(UTC)
+            except CroniterBadDateError:
+                break
+            if tick <= after:
+                break
+            found.append(tick)
+        return found[::-1]
 
     @property
     def minutes(self) -> frozenset[int]:
@@ -107,6 +141,22 @@ def parse_cron(expression: str) -> CronSchedule:
     if not _accepted(parts):
         raise ValueError(f'invalid cron expression "{expression}": {_problem(parts)}')
     return CronSchedule(expression=expression, fields=" ".join(parts))
+
+
+def check_timezone(name: str) -> str:
+    """Validate an IANA time zone name (pydantic after-validator); returns it unchanged.
+
+    Raises:
+        ValueError: ``zoneinfo`` does not know ``name``.
+    """
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f'unknown time zone "{name}": expected an IANA name such as "UTC", '
+            '"Europe/Berlin" or "America/New_York"'
+        ) from None
+    return name
 
 
 def check_cron(expression: str) -> str:

@@ -8,7 +8,7 @@ every secret of the pipeline masked in the messages.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -92,6 +92,9 @@ def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
         issues = [*document.issues, Issue((), message)]
         raise PipelineConfigError(_problem(file, document, i, redactor) for i in issues)
 
+    surrogates = list(_lone_surrogates(document.data, ()))
+    if surrogates:  # no text: pydantic and the connectors would fail on it with a traceback
+        raise PipelineConfigError(_problem(file, document, i, redactor) for i in surrogates)
     interpolated = interpolate(document.data, env, path.absolute().parent)
     data: dict[str, Any] = interpolated.data
     for value in interpolated.file_values:
@@ -122,6 +125,23 @@ def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
     if issues or config is None:
         raise PipelineConfigError(_problem(file, document, issue, redactor) for issue in issues)
     return LoadedPipeline(path, config, source, sink, transforms, redactor, document.positions)
+
+
+def _lone_surrogates(value: Any, path: tuple[str | int, ...]) -> Iterator[Issue]:
+    """An issue for each string of ``value`` that holds a lone surrogate (``"\\ud800"`` in a
+    double-quoted YAML string or JSON): such a string is not text."""
+    if isinstance(value, str):
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            yield Issue(
+                path,
+                "a string holds an escaped lone surrogate (\\ud800-\\udfff), which is not text",
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _lone_surrogates(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _lone_surrogates(item, (*path, index))
 
 
 def load_pipelines(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from omconnect.runtime.brokers import parse_broker_url
-from omconnect.runtime.config.cron import check_cron
+from omconnect.runtime.config.cron import check_cron, check_timezone
 from omconnect.runtime.config.durations import ByteSize, Duration
 from omconnect.runtime.state.offsets.broker_stores import (
     BROKER_OFFSET_STORES,
@@ -34,6 +35,9 @@ DEFAULT_STATE = ".omconnect"
 
 CronExpression = Annotated[str, AfterValidator(check_cron)]
 """A five-field cron expression or an ``@hourly``-style alias."""
+
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
+"""An IANA time zone name (``UTC``, ``Europe/Berlin``), as ``zoneinfo`` knows them."""
 
 SCHEMA_REGISTRY_URL_PATTERN = r"^https?://[^/?#]+"
 
@@ -171,6 +175,41 @@ class BatchingConfig(_Strict):
     """Send a partial batch after waiting this long for more rows."""
 
 
+class ScheduleConfig(_Strict):
+    """When a pipeline runs (``schedule:``): a cron expression, alone as a string or with
+    options as a mapping. ``serve``, Airflow and Dagster all read it."""
+
+    cron: CronExpression
+    """A five-field cron expression (``*/15 * * * *``) or an alias (``@hourly``)."""
+    timezone: TimeZoneName = "UTC"
+    """The IANA time zone the cron fields are wall-clock times in (daylight saving included:
+    a tick in the hour skipped in spring fires just after it)."""
+    catchup: bool = False
+    """After ticks were missed (``serve`` was down, or the previous run outlasted them):
+    ``false`` runs once for all of them; ``true`` runs once per missed tick, oldest first (at
+    most the last 100), as Airflow's ``catchup=True`` does."""
+    jitter: Duration = 0.0
+    """Start each run after a random delay up to this long, so that many pipelines on one
+    tick do not all start at once."""
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """``timezone`` as a ``ZoneInfo``."""
+        return ZoneInfo(self.timezone)
+
+    def describe(self) -> str:
+        """The cron expression, with its time zone when it is not UTC."""
+        return self.cron if self.timezone == "UTC" else f"{self.cron} ({self.timezone})"
+
+
+def _schedule_from_text(value: Any) -> Any:
+    """``schedule: "CRON"`` is ``schedule: {cron: CRON}``; the expression is checked here so
+    that its problem is reported at ``schedule`` (its line), not ``schedule.cron``."""
+    if isinstance(value, str):
+        return {"cron": check_cron(value)}
+    return value
+
+
 class PipelineConfig(_Strict):
     """One pipeline file."""
 
@@ -218,8 +257,14 @@ class PipelineConfig(_Strict):
     """With ``format: cloudevents``: the ``type`` attribute of every event."""
     sink: ConnectorBlock | None = None
     """Where records go (optional when the pipeline only publishes)."""
-    schedule: CronExpression | None = None
-    """A cron expression; used by ``serve``, Airflow and Dagster."""
+    schedule: Annotated[
+        ScheduleConfig | None,
+        BeforeValidator(
+            _schedule_from_text, json_schema_input_type=CronExpression | ScheduleConfig | None
+        ),
+    ] = None
+    """When the pipeline runs under ``serve``, Airflow and Dagster: a cron expression, or
+    ``{cron, timezone, catchup, jitter}``."""
     errors: ErrorsConfig = Field(default_factory=ErrorsConfig)
     """Dead letters and retries."""
     batching: BatchingConfig = Field(default_factory=BatchingConfig)

@@ -1,11 +1,11 @@
 """The job, schedule and new-data sensor of one pipeline's assets.
 
-The job materialises the pipeline's asset (for a fan-out: every source task's partition of
-its topic; the sink follows by declarative automation). The schedule fires on the pipeline's
-``schedule:`` cron in UTC, as ``omconnect serve`` does. The sensor asks ``new_data_marker``
-whether there is something to move and requests a run when its marker changed (one run per
-change: the marker is the run key), or, for a source only a run can read, whenever no run
-of the job is queued or in progress.
+The job materialises the pipeline's asset (for a fan-out: every source task's partition of its
+topic; the sink follows by declarative automation). The schedule fires on the pipeline's
+``schedule:`` cron in its time zone, as ``omconnect serve`` does. The sensor asks
+``new_data_marker`` whether there is something to move and requests a run when its marker
+changed (one run per change: the marker is the run key), or, for a source only a run can read,
+whenever no run of the job is queued or in progress.
 """
 
 import asyncio
@@ -45,20 +45,21 @@ def pipeline_schedule(
     partition_keys: Sequence[str] | None = None,
     running: bool = True,
 ) -> dg.ScheduleDefinition:
-    """A run of ``job`` at every tick of the pipeline's ``schedule:`` (UTC); for a fan-out,
-    one run per partition (source task) at each tick."""
-    expression = loaded.config.schedule
-    assert expression is not None, "only a pipeline with schedule: has a schedule"
+    """A run of ``job`` at every tick of the pipeline's ``schedule:`` in its time zone; for a
+    fan-out, one run per partition (source task) at each tick. Dagster has no ``jitter``;
+    runs of a job never overlap when its run queue allows one at a time."""
+    schedule = loaded.config.schedule
+    assert schedule is not None, "only a pipeline with schedule: has a schedule"
 
     @dg.schedule(
         name=f"{job.name}_schedule",
-        cron_schedule=parse_cron(expression).fields,
-        execution_timezone="UTC",
+        cron_schedule=parse_cron(schedule.cron).fields,
+        execution_timezone=schedule.timezone,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING
         if running
         else dg.DefaultScheduleStatus.STOPPED,
-        description=f"Pipeline {loaded.config.name}'s schedule: {expression!r} (UTC).",
+        description=f"Pipeline {loaded.config.name}'s schedule: {schedule.describe()!r}.",
     )
     def _tick(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         tick = context.scheduled_execution_time.isoformat()

@@ -17,7 +17,9 @@ this order:
    server's own gets 403 (a cross-site form or fetch from a page the operator has open), and
    a body that is not JSON (``application/json``, ``application/*+json``) gets 415:
    ``text/plain``, forms and multipart are what a page can send cross-site without a CORS
-   preflight.
+   preflight. The routes that take a pipeline file (``YAML_BODY_PATHS``) also accept
+   ``application/yaml`` (and ``application/x-yaml``), which no page can send cross-site
+   without a preflight either.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -41,6 +44,12 @@ UNGUARDED_PATHS = frozenset({"/health"})
 READ_METHODS = frozenset({"GET", "HEAD"})
 SAFE_METHODS = READ_METHODS | {"OPTIONS"}
 _EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::"})
+YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml"})
+YAML_BODY_PATHS = re.compile(
+    r"/pipelines|/pipelines/[^/]+/config|/pipelines/config/validate"
+    r"|/connector-plugins/[^/]+/config/validate"
+)
+"""The paths whose state-changing requests may send a pipeline (or connector) as YAML."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,8 @@ class ApiAccess:
             names.add(_host_name(host))
         return cls(token, public_reads, LOOPBACK_NAMES | (names - {""}))
 
-    def refusal(self, method: str, scheme: str, headers: Headers) -> Refusal | None:
-        """Why a request must not reach its endpoint, or None when it may."""
+    def refusal(self, method: str, scheme: str, headers: Headers, path: str = "") -> Refusal | None:
+        """Why a request for ``path`` must not reach its endpoint, or None when it may."""
         host = headers.get("host", "")
         if ANY_HOST not in self.hosts and _host_name(host) not in self.hosts:
             return Refusal(421, f"this server does not answer for the host {host!r}")
@@ -89,9 +98,18 @@ class ApiAccess:
         origin = headers.get("origin")
         if origin is not None and origin.lower() != f"{scheme}://{host}".lower():
             return Refusal(403, f"requests from the origin {origin!r} are not accepted here")
-        if not _json_or_empty(headers):
-            return Refusal(415, "send the request body as JSON (Content-Type: application/json)")
-        return None
+        if _json_or_empty(headers) or (
+            YAML_BODY_PATHS.fullmatch(path)
+            and media_type(headers.get("content-type")) in YAML_MEDIA_TYPES
+        ):
+            return None
+        if YAML_BODY_PATHS.fullmatch(path):
+            return Refusal(
+                415,
+                "send the request body as JSON (Content-Type: application/json) "
+                "or YAML (Content-Type: application/yaml)",
+            )
+        return Refusal(415, "send the request body as JSON (Content-Type: application/json)")
 
     def authorized(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header value presents the token."""
@@ -112,7 +130,9 @@ class AccessGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in UNGUARDED_PATHS:
-            refusal = self.access.refusal(scope["method"], scope["scheme"], Headers(scope=scope))
+            refusal = self.access.refusal(
+                scope["method"], scope["scheme"], Headers(scope=scope), scope["path"]
+            )
             if refusal is not None:
                 await _send_refusal(refusal, send)
                 return
@@ -168,7 +188,13 @@ def _json_or_empty(headers: Headers) -> bool:
     content_type = headers.get("content-type")
     if content_type is None:
         return headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers
-    media = content_type.partition(";")[0].strip().lower()
+    media = media_type(headers.get("content-type"))
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def media_type(content_type: str | None) -> str:
+    """The lower-case media type of a ``Content-Type`` value, without parameters ("" when
+    none)."""
+    return (content_type or "").partition(";")[0].strip().lower()

@@ -13,6 +13,7 @@ import logging
 from omconnect.runtime.serve.backoff import RestartBackoff
 from omconnect.runtime.serve.managed_pipeline import ManagedPipeline
 from omconnect.runtime.serve.pipeline_state import PipelineState, RunResult
+from omconnect.runtime.worker.log_context import set_log_context
 from omconnect.runtime.worker.waiting import wait_for_event
 
 log = logging.getLogger("omconnect.serve")
@@ -20,6 +21,7 @@ log = logging.getLogger("omconnect.serve")
 
 async def run_continuously(pipeline: ManagedPipeline, backoff: RestartBackoff) -> None:
     """Supervise ``pipeline`` until ``pipeline.shut_down()``; returns when its run has ended."""
+    set_log_context(pipeline=pipeline.name)
     while not pipeline.shutting_down:
         if pipeline.paused:
             pipeline.restart_requested = False

@@ -12,7 +12,12 @@
 ``PUT /pipelines/{name}/resume``            202
 ``POST /pipelines/{name}/restart``          202: stop cleanly and start again now
                                             (409 while paused)
-``GET /pipelines/{name}/offsets``           ``{"offsets": [...]}`` source and sink positions
+``GET /openapi.json``                       the OpenAPI document of every route (``openapi``)
+POST, PUT, DELETE ``/pipelines/...``       creating, replacing, deleting, validating,
+                                            stopping and running pipelines
+                                            (``management_api``)
+``/pipelines/{name}/offsets``               GET, PATCH, DELETE (``offsets_api``)
+``/connector-plugins/...``                  the registered plugins (``plugins_api``)
 ``/subjects``, ``/schemas``, ``/config``,   the embedded schema registry, with Confluent's
 ``/compatibility``, ``/mode``               Schema Registry REST API (``rest_api``)
 ==========================================  ==============================================
@@ -32,7 +37,6 @@ registry's carry schemas, not configuration, and Confluent's codes.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -48,11 +52,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omconnect.runtime.config.loader import redacted_config
-from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.serve import prometheus, status_page
 from omconnect.runtime.serve.access_guard import AccessGuard, ApiAccess
+from omconnect.runtime.serve.api_context import JSON, ApiContext, Endpoint, limited_body
 from omconnect.runtime.serve.managed_pipeline import ManagedPipeline
+from omconnect.runtime.serve.management_api import ManagementApi
+from omconnect.runtime.serve.offsets_api import OffsetsApi
+from omconnect.runtime.serve.openapi import openapi_document
 from omconnect.runtime.serve.pipeline_state import PipelineStatus
+from omconnect.runtime.serve.plugins_api import PluginsApi
 from omconnect.runtime.serve.supervisor import Supervisor
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 from omconnect.runtime.state.schema_registry.rest_api import (
@@ -63,54 +71,56 @@ from omconnect.runtime.state.schema_registry.rest_api import (
 
 log = logging.getLogger("omconnect.serve.http")
 
-MAX_BODY_BYTES = 1024 * 1024
-JSON = "application/json"
 _REGISTRY_METHODS = ["GET", "POST", "PUT", "DELETE"]
-
-_PipelineAction = Callable[[ManagedPipeline], Awaitable[Response]]
 
 
 class ServeApi:
     """The API of ``supervisor``'s pipelines (and of ``registry`` when one is given) behind
-    ``access``; ``app`` is the ASGI application to serve."""
+    ``access``; ``app`` is the ASGI application to serve, ``routes`` its Starlette routes."""
 
     def __init__(
         self, supervisor: Supervisor, access: ApiAccess, registry: SchemaRegistry | None = None
     ) -> None:
         self.supervisor = supervisor
+        self.context = ApiContext(supervisor)
         self.metrics = prometheus.metrics_registry(self._statuses)
-        routes = [
-            Route("/", self._page, methods=["GET"]),
-            Route("/health", self._health, methods=["GET"]),
-            Route("/metrics", self._metrics, methods=["GET"]),
-            Route("/pipelines", self._list, methods=["GET"]),
-            self._pipeline_route("", "GET", self._info),
-            self._pipeline_route("/status", "GET", self._status),
-            self._pipeline_route("/pause", "PUT", self._pause),
-            self._pipeline_route("/resume", "PUT", self._resume),
-            self._pipeline_route("/restart", "POST", self._restart),
-            self._pipeline_route("/offsets", "GET", self._offsets),
+        endpoints: list[tuple[str, str, Endpoint]] = [
+            ("/", "GET", self._page),
+            ("/health", "GET", self._health),
+            ("/metrics", "GET", self._metrics),
+            ("/openapi.json", "GET", self._openapi),
+            ("/pipelines", "GET", self._list),
+            ("/pipelines/{name}", "GET", self._pipeline(self._info)),
+            ("/pipelines/{name}/status", "GET", self._pipeline(self._status)),
+            ("/pipelines/{name}/pause", "PUT", self._pipeline(self._pause)),
+            ("/pipelines/{name}/resume", "PUT", self._pipeline(self._resume)),
+            ("/pipelines/{name}/restart", "POST", self._pipeline(self._restart)),
+            *ManagementApi(self.context).endpoints(),
+            *OffsetsApi(self.context).endpoints(),
+            *PluginsApi(self.context).endpoints(),
         ]
+        self.routes = _routes(endpoints)
         if registry is not None:
             answer = _registry_endpoint(SchemaRegistryApi(registry))
             for root in sorted(ROOTS):  # the registry answers its own 405s for these
                 for path in (f"/{root}", f"/{root}/{{rest:path}}"):
-                    routes.append(Route(path, answer, methods=_REGISTRY_METHODS))
+                    self.routes.append(Route(path, answer, methods=_REGISTRY_METHODS))
+        assets = [(path, ["GET"]) for path in (status_page.SCRIPT_PATH, status_page.STYLE_PATH)]
+        self.openapi = openapi_document(
+            [*((route.path, route.methods or ()) for route in self.routes), *assets]
+        )
         starlette = Starlette(
-            routes=routes,
+            routes=self.routes,
             exception_handlers={HTTPException: self._error, Exception: _crash},
         )
-        self.app: ASGIApp = AccessGuard(_no_store(starlette), access)
+        guarded = AccessGuard(_no_store(starlette), access)
+        self.app: ASGIApp = status_page.StatusPage(guarded, access)
 
-    def _pipeline_route(self, suffix: str, method: str, action: _PipelineAction) -> Route:
+    def _pipeline(self, action: Callable[[ManagedPipeline], Awaitable[Response]]) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            name = request.path_params["name"]
-            pipeline = self.supervisor.get(name)
-            if pipeline is None:
-                raise HTTPException(404, f"pipeline {name!r} not found")
-            return await action(pipeline)
+            return await action(self.context.pipeline(request))
 
-        return Route(f"/pipelines/{{name}}{suffix}", endpoint, methods=[method])
+        return endpoint
 
     async def _error(self, request: Request, exc: Exception) -> Response:
         """An ``HTTPException`` as JSON; the router's own get a message that says more."""
@@ -125,27 +135,10 @@ class ServeApi:
                 allowed = {method.strip() for method in headers.get("Allow", "").split(",")}
                 headers["Allow"] = ", ".join(sorted(allowed))
         payload = {"error_code": exc.status_code, "message": message}
-        return self._json(exc.status_code, payload, headers)
-
-    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-        masked = self.supervisor.redactor.redact_value(payload)
-        return Response(json.dumps(masked).encode() + b"\n", status, headers, JSON)
+        return self.context.json(exc.status_code, payload, headers)
 
     def _statuses(self) -> list[PipelineStatus]:
-        return [self._masked(p.status()) for p in self.supervisor.pipelines.values()]
-
-    def _masked(self, status: PipelineStatus) -> PipelineStatus:
-        """``status`` with every pipeline's secrets masked in its free texts."""
-        redact = self.supervisor.redactor.redact
-        return dataclasses.replace(
-            status,
-            error=redact(status.error) if status.error else None,
-            description=redact(status.description) if status.description else None,
-            runs=[
-                dataclasses.replace(run, error=redact(run.error) if run.error else None)
-                for run in status.runs
-            ],
-        )
+        return [self.context.masked(p.status()) for p in self.supervisor.pipelines.values()]
 
     async def _page(self, request: Request) -> Response:
         body = status_page.render_status_page(self._statuses())
@@ -153,12 +146,16 @@ class ServeApi:
 
     async def _health(self, request: Request) -> Response:
         if self.supervisor.up:
-            return self._json(200, {"status": "ok"})
-        return self._json(503, {"status": "stopping" if self.supervisor.stopping else "starting"})
+            return self.context.json(200, {"status": "ok"})
+        state = "stopping" if self.supervisor.stopping else "starting"
+        return self.context.json(503, {"status": state})
 
     async def _metrics(self, request: Request) -> Response:
         body, content_type = prometheus.render_metrics(self.metrics, request.headers.get("accept"))
         return Response(body, 200, media_type=content_type)
+
+    async def _openapi(self, request: Request) -> Response:
+        return self.context.json(200, self.openapi)
 
     async def _list(self, request: Request) -> Response:
         expand = request.query_params.getlist("expand")
@@ -167,57 +164,61 @@ class ServeApi:
             raise HTTPException(400, f"expand must be status or info, not {sorted(unknown)}")
         pipelines = self.supervisor.pipelines
         if not expand:
-            return self._json(200, list(pipelines))
+            return self.context.json(200, list(pipelines))
         result: dict[str, dict[str, Any]] = {}
         for name, pipeline in pipelines.items():
             entry: dict[str, Any] = {}
             if "status" in expand:
-                entry["status"] = self._masked(pipeline.status()).as_json()
+                entry["status"] = self.context.status(pipeline)
             if "info" in expand:
                 entry["info"] = _info_of(pipeline)
             result[name] = entry
-        return self._json(200, result)
+        return self.context.json(200, result)
 
     async def _info(self, pipeline: ManagedPipeline) -> Response:
-        return self._json(200, _info_of(pipeline))
+        return self.context.json(200, _info_of(pipeline))
 
     async def _status(self, pipeline: ManagedPipeline) -> Response:
-        return self._json(200, self._masked(pipeline.status()).as_json())
+        return self.context.json(200, self.context.status(pipeline))
 
     async def _pause(self, pipeline: ManagedPipeline) -> Response:
-        self._refuse_while_stopping()
+        self.context.refuse_while_stopping()
         pipeline.pause()
-        return self._json(202, self._masked(pipeline.status()).as_json())
+        return self.context.json(202, self.context.status(pipeline))
 
     async def _resume(self, pipeline: ManagedPipeline) -> Response:
-        self._refuse_while_stopping()
+        self.context.refuse_while_stopping()
         pipeline.resume()
-        return self._json(202, self._masked(pipeline.status()).as_json())
+        return self.context.json(202, self.context.status(pipeline))
 
     async def _restart(self, pipeline: ManagedPipeline) -> Response:
-        self._refuse_while_stopping()
+        self.context.refuse_while_stopping()
         if pipeline.paused:
             raise HTTPException(409, f"pipeline {pipeline.name!r} is paused; resume it instead")
         pipeline.restart()
-        return self._json(202, self._masked(pipeline.status()).as_json())
-
-    async def _offsets(self, pipeline: ManagedPipeline) -> Response:
-        try:
-            entries = await pipeline_offsets(pipeline.loaded)
-        except Exception as exc:  # an unreachable store or broker is the server's problem
-            message = pipeline.describe_error(exc)
-            log.warning("pipeline %s: cannot read offsets: %s", pipeline.name, message)
-            raise HTTPException(503, f"cannot read the offsets: {message}") from None
-        return self._json(200, {"offsets": entries})
-
-    def _refuse_while_stopping(self) -> None:
-        if self.supervisor.stopping:
-            raise HTTPException(503, "the worker is stopping")
+        return self.context.json(202, self.context.status(pipeline))
 
 
-def _registry_endpoint(api: SchemaRegistryApi) -> Callable[[Request], Awaitable[Response]]:
+def _routes(endpoints: list[tuple[str, str, Endpoint]]) -> list[Route]:
+    """One route per path, answering each of its methods with its endpoint (so a 405's
+    ``Allow`` names every method of the path)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for path, method, endpoint in endpoints:
+        by_path.setdefault(path, {})[method] = endpoint
+    return [_route(path, methods) for path, methods in by_path.items()]
+
+
+def _route(path: str, methods: dict[str, Endpoint]) -> Route:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await methods[method](request)
+
+    return Route(path, dispatch, methods=list(methods))
+
+
+def _registry_endpoint(api: SchemaRegistryApi) -> Endpoint:
     async def answer(request: Request) -> Response:
-        body = await _limited_body(request)
+        body = await limited_body(request)
         query = parse_qs(request.url.query)
         # In a worker thread: the store may block (SQLite locks, a registry over HTTP).
         answered = await asyncio.to_thread(
@@ -226,19 +227,6 @@ def _registry_endpoint(api: SchemaRegistryApi) -> Callable[[Request], Awaitable[
         return Response(answered.encoded(), answered.status, media_type=CONTENT_TYPE)
 
     return answer
-
-
-async def _limited_body(request: Request) -> bytes:
-    too_large = HTTPException(413, f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-    length = request.headers.get("content-length", "0")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return bytes(body)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:

@@ -1,9 +1,12 @@
 """One pipeline under ``serve``'s supervision: its runs, its state and the commands it takes.
 
-The HTTP API calls ``pause``, ``resume`` and ``restart`` on the event loop; each stops the
-current run through its stop event (the runner finishes what is in flight and commits) and
-wakes the pipeline's loop (``continuous_loop`` or ``schedule_loop``), which decides what runs
-next. Nothing here blocks the loop.
+The HTTP API calls ``pause``, ``stop``, ``resume`` and ``restart`` (also "run now") on the event
+loop; each stops the current run through its stop event (the runner finishes what is in flight
+and commits) and wakes the pipeline's loop (``continuous_loop`` or ``schedule_loop``), which
+decides what runs next. Nothing here blocks the loop.
+
+``stop`` is ``pause`` that shows as STOPPED once the run has ended (Kafka Connect's state in
+which offsets may change); the loops only see ``paused``.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ class ManagedPipeline:
     def __init__(self, loaded: LoadedPipeline) -> None:
         self.loaded = loaded
         self.name = loaded.config.name
-        self.state = PipelineState.UNASSIGNED
+        self._state = PipelineState.UNASSIGNED
         self.error: str | None = None
         self.next_run: datetime | None = None
         self.restarts = 0
         self.skipped_ticks = 0
         self.paused = False
+        self.stopped = False
+        """Paused by ``stop``: the state shows STOPPED instead of PAUSED."""
         self.restart_requested = False
         self.shutting_down = False
         self.wake = asyncio.Event()
@@ -61,18 +66,38 @@ class ManagedPipeline:
     def running(self) -> bool:
         return self._runner is not None
 
+    @property
+    def state(self) -> PipelineState:
+        """The state the loops set, PAUSED shown as STOPPED after ``stop``."""
+        if self.stopped and self._state is PipelineState.PAUSED:
+            return PipelineState.STOPPED
+        return self._state
+
+    @state.setter
+    def state(self, state: PipelineState) -> None:
+        self._state = state
+
     def pause(self) -> None:
         """Stop the current run cleanly; start nothing until ``resume``."""
-        if not self.paused:
+        if not self.paused or self.stopped:
             log.info("pipeline %s: pausing", self.name)
-        self.paused = True
+        self.paused, self.stopped = True, False
+        self._interrupt()
+
+    def stop(self) -> None:
+        """Like ``pause``, but the pipeline shows STOPPED once its run has ended, and its
+        offsets may then be changed."""
+        if not self.stopped:
+            log.info("pipeline %s: stopping", self.name)
+        self.paused, self.stopped = True, True
         self._interrupt()
 
     def resume(self) -> None:
-        """Undo ``pause``: a continuous pipeline starts again; a scheduled one awaits its tick."""
+        """Undo ``pause`` or ``stop``: a continuous pipeline starts again; a scheduled one
+        awaits its tick."""
         if self.paused:
             log.info("pipeline %s: resuming", self.name)
-        self.paused = False
+        self.paused, self.stopped = False, False
         self.wake.set()
 
     def restart(self) -> None:
@@ -159,7 +184,7 @@ class ManagedPipeline:
             name=self.name,
             state=self.state,
             mode="scheduled" if self.scheduled else "continuous",
-            schedule=cfg.schedule,
+            schedule=cfg.schedule.describe() if cfg.schedule is not None else None,
             description=self.loaded.redactor.redact(cfg.description) if cfg.description else None,
             topic=cfg.effective_topic,
             error=self.error,

@@ -1,8 +1,10 @@
-"""Loading the folder of pipelines ``serve`` runs: all of them valid, or none runs."""
+"""Loading the folder of pipelines ``serve`` runs: all of them valid, or none runs, at start;
+at a reload (``read_pipeline_folder``), the valid files, and the problems of the others."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipelines, pipeline_files
@@ -31,6 +33,32 @@ def load_pipeline_folder(
         PipelineFolderError: ``directory`` is not a readable folder, or any file is invalid
             (every problem of every file is listed, secrets redacted).
     """
+    contents = read_pipeline_folder(directory, env)
+    if contents.problems:
+        raise PipelineFolderError(
+            [problem for problems in contents.problems.values() for problem in problems]
+        )
+    return contents.loaded
+
+
+@dataclass
+class FolderContents:
+    """What a pipelines folder holds now: its valid pipelines, and the problems of every
+    other pipeline file, by file path (as the problems name it)."""
+
+    loaded: list[LoadedPipeline] = field(default_factory=list)
+    problems: dict[str, list[Problem]] = field(default_factory=dict)
+
+
+def read_pipeline_folder(
+    directory: str | Path, env: Mapping[str, str] | None = None
+) -> FolderContents:
+    """Load every pipeline file of ``directory``, keeping the valid ones and the problems of
+    the others (a file that reuses an earlier file's pipeline name is one of them).
+
+    Raises:
+        PipelineFolderError: ``directory`` is not a readable folder.
+    """
     folder = Path(directory)
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a directory"
@@ -43,6 +71,8 @@ def load_pipeline_folder(
             [Problem(str(folder), None, "", f"cannot list: {reason}")]
         ) from None
     loaded, errors = load_pipelines(files, env)
-    if errors:
-        raise PipelineFolderError([problem for error in errors for problem in error.problems])
-    return loaded
+    contents = FolderContents(loaded)
+    for error in errors:
+        for problem in error.problems:
+            contents.problems.setdefault(problem.file, []).append(problem)
+    return contents

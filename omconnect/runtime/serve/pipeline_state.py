@@ -7,6 +7,8 @@ between two ticks:
 * ``RUNNING``: a run is in progress;
 * ``SCHEDULED``: a ``schedule:`` pipeline waiting for its next tick (its last run did not fail);
 * ``PAUSED``: stopped on request; nothing runs until it is resumed;
+* ``STOPPED``: stopped on request, and its run has ended: nothing runs until it is resumed,
+  and its offsets may be changed over the API (Kafka Connect's STOPPED);
 * ``FAILED``: the last run failed; a continuous pipeline waits for its restart backoff, a
   scheduled one for its next tick. ``error`` says why, with secrets redacted.
 """
@@ -14,10 +16,11 @@ between two ticks:
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from omconnect.runtime.serve.freshness import FreshnessReport, freshness_report
 from omconnect.runtime.worker.metrics import PipelineMetrics
 
 
@@ -28,6 +31,7 @@ class PipelineState(enum.StrEnum):
     RUNNING = "RUNNING"
     SCHEDULED = "SCHEDULED"
     PAUSED = "PAUSED"
+    STOPPED = "STOPPED"
     FAILED = "FAILED"
 
     @property
@@ -43,7 +47,7 @@ class RunResult(enum.StrEnum):
     SUCCEEDED = "succeeded"
     """A scheduled (``--once``) run delivered what was there; a continuous run ended by itself."""
     STOPPED = "stopped"
-    """Stopped on request (pause, restart, shutdown) after finishing what was in flight."""
+    """Stopped on request (pause, stop, restart, shutdown) after finishing what was in flight."""
     FAILED = "failed"
 
 
@@ -88,28 +92,31 @@ COUNTER_NAMES = (
 
 @dataclass
 class PipelineCounters:
-    """Record counters summed over every run of a pipeline since the worker started."""
+    """Record counters summed over every run of a pipeline since the worker started, and
+    the metrics of the latest run (whose times say how fresh the data is)."""
 
     records_read: int = 0
     records_published: int = 0
     records_consumed: int = 0
     records_written: int = 0
     dead_letters: int = 0
+    latest_run: PipelineMetrics | None = field(default=None, compare=False, repr=False)
 
     def plus(self, metrics: PipelineMetrics | None) -> PipelineCounters:
         """These totals with one run's live ``metrics`` added (a new object)."""
         if metrics is None:
-            return PipelineCounters(**asdict(self))
+            return replace(self)
         return PipelineCounters(
             records_read=self.records_read + metrics.rows_polled,
             records_published=self.records_published + metrics.rows_published,
             records_consumed=self.records_consumed + metrics.rows_consumed,
             records_written=self.records_written + metrics.rows_written,
             dead_letters=self.dead_letters + metrics.rows_dead_lettered,
+            latest_run=metrics,
         )
 
     def as_json(self) -> dict[str, int]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in COUNTER_NAMES}
 
 
 @dataclass
@@ -135,6 +142,15 @@ class PipelineStatus:
     def last_run(self) -> RunRecord | None:
         return self.runs[-1] if self.runs else None
 
+    @property
+    def freshness(self) -> FreshnessReport:
+        """How fresh the latest run's data is (``serve.freshness``), as of now."""
+        run = self.counters.latest_run
+        running = self.state is PipelineState.RUNNING
+        if run is None:
+            return freshness_report(None, running)
+        return freshness_report(run.times, running, run.source_done)
+
     def as_json(self) -> dict[str, Any]:
         last = self.last_run
         return {
@@ -151,4 +167,5 @@ class PipelineStatus:
             "last_run": last.as_json() if last is not None else None,
             "runs": [run.as_json() for run in self.runs],
             "counters": self.counters.as_json(),
+            "freshness": self.freshness.as_json(),
         }

@@ -9,6 +9,12 @@ worker's own, not the process-wide default one, so two workers in one process ne
 Counters are totals since the worker started, summed over every run of the pipeline.
 ``omconnect_pipeline_up`` has one series per pipeline labelled with its current state; its
 value is 1 when the state is RUNNING or SCHEDULED, else 0.
+
+Freshness gauges (``serve.freshness``) describe the latest run; a gauge whose value is not
+known (no record read yet, a source without event times, a broker without end offsets) has
+no series. ``omconnect_pipeline_freshness`` is a state set: for a running pipeline, one
+series per state (active, idle, stalled, lagging), 1 for the current one, so an alert is
+``omconnect_pipeline_freshness{state="stalled"} == 1``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 
 from omconnect import __version__
+from omconnect.runtime.serve.freshness import Freshness, FreshnessReport
 from omconnect.runtime.serve.pipeline_state import PipelineStatus
 
 # (metric name, counter attribute, help text)
@@ -71,6 +78,77 @@ class PipelineCollector:
             restarts.add_metric([status.name], status.restarts)
             skipped.add_metric([status.name], status.skipped_ticks)
         yield from (up, restarts, skipped)
+        yield from _freshness_metrics([(s.name, s.freshness) for s in statuses])
+
+
+# (metric name, FreshnessReport attribute, help text)
+_FRESHNESS_GAUGES = (
+    (
+        "omconnect_pipeline_seconds_since_last_record",
+        "since_record",
+        "Seconds since a source task last read a record (the sink's, without a source).",
+    ),
+    (
+        "omconnect_pipeline_seconds_since_last_heartbeat",
+        "since_heartbeat",
+        "Seconds since the stalest task's last poll returned.",
+    ),
+    (
+        "omconnect_pipeline_event_to_ack_lag_seconds",
+        "event_to_ack",
+        "Source event time to broker ack, at the newest record of the latest batch.",
+    ),
+    (
+        "omconnect_pipeline_event_to_flush_lag_seconds",
+        "event_to_flush",
+        "Source event time to sink flush, at the newest record of the latest flush.",
+    ),
+    (
+        "omconnect_pipeline_consumer_lag_messages",
+        "consumer_lag",
+        "Messages of the sink's partitions after its consumer group's committed offsets.",
+    ),
+)
+_TASK_GAUGES = (
+    (
+        "omconnect_task_seconds_since_last_record",
+        "since_record",
+        "Seconds since the task last read a record.",
+    ),
+    (
+        "omconnect_task_seconds_since_last_heartbeat",
+        "since_heartbeat",
+        "Seconds since the task's last poll returned.",
+    ),
+)
+
+
+def _freshness_metrics(reports: Sequence[tuple[str, FreshnessReport]]) -> Iterator[Metric]:
+    for name, attribute, text in _FRESHNESS_GAUGES:
+        gauge = GaugeMetricFamily(name, text, labels=["pipeline"])
+        for pipeline, report in reports:
+            value = getattr(report, attribute)
+            if value is not None:
+                gauge.add_metric([pipeline], value)
+        yield gauge
+    for name, attribute, text in _TASK_GAUGES:
+        gauge = GaugeMetricFamily(name, text, labels=["pipeline", "task"])
+        for pipeline, report in reports:
+            for task in report.tasks:
+                value = getattr(task, attribute)
+                if value is not None:
+                    gauge.add_metric([pipeline, task.name], value)
+        yield gauge
+    states = GaugeMetricFamily(
+        "omconnect_pipeline_freshness",
+        "1 for the running pipeline's freshness state (active, idle, stalled, lagging).",
+        labels=["pipeline", "state"],
+    )
+    for pipeline, report in reports:
+        if report.state is not None:
+            for state in Freshness:
+                states.add_metric([pipeline, state.value], 1 if state is report.state else 0)
+    yield states
 
 
 def metrics_registry(statuses: Callable[[], Sequence[PipelineStatus]]) -> CollectorRegistry:

@@ -1,12 +1,17 @@
-"""The ``serve`` worker as one coroutine: the supervisor and the HTTP API on one event loop."""
+"""The ``serve`` worker as one coroutine: the supervisor, the HTTP API and the folder watcher
+on one event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 
 from omconnect.runtime.serve.access_guard import ApiAccess
+from omconnect.runtime.serve.folder_watch import watch_folder
 from omconnect.runtime.serve.http_api import ServeApi
 from omconnect.runtime.serve.supervisor import Supervisor
 from omconnect.runtime.serve.uvicorn_server import HttpListener, TlsFiles
@@ -28,6 +33,8 @@ async def run_service(
     """Serve the HTTP API on ``host:port`` and supervise the pipelines until ``stop`` is set.
 
     The API listens before the pipelines start, so ``/health`` answers while they come up.
+    When the supervisor has a ``folder``, it is re-read when its files change, and at once
+    on SIGHUP (when this runs in the main thread, where signals can be handled).
     On ``stop`` every pipeline is stopped cleanly first (``/health`` says 503 meanwhile), then
     the listener lets the requests in flight finish and closes.
 
@@ -54,12 +61,36 @@ async def run_service(
         if on_listening is not None:
             on_listening(bound_host, bound_port)
         supervisor.start()
-        # The listener ends on its own only by failing: then the worker stops too.
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        log.info("stopping: finishing what is in flight")
+        with _watching(supervisor, stop):
+            # The listener ends on its own only by failing: then the worker stops too.
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            log.info("stopping: finishing what is in flight")
     finally:
         stopping.cancel()
         await supervisor.stop()
         listener.stop()
         await serving
     log.info("stopped")
+
+
+@contextlib.contextmanager
+def _watching(supervisor: Supervisor, stop: asyncio.Event) -> Iterator[None]:
+    """Watch the supervisor's folder (if any) while the block runs; SIGHUP re-reads it."""
+    if supervisor.folder is None:
+        yield
+        return
+    reload_now = asyncio.Event()
+    watcher = asyncio.create_task(
+        watch_folder(supervisor, supervisor.folder, stop, reload_now),
+        name="omconnect-serve-folder-watch",
+    )
+    loop = asyncio.get_running_loop()
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        loop.add_signal_handler(signal.SIGHUP, reload_now.set)
+    try:
+        yield
+    finally:
+        if on_main_thread:
+            loop.remove_signal_handler(signal.SIGHUP)
+        watcher.cancel()

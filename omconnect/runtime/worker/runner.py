@@ -42,6 +42,7 @@ from omconnect.runtime.state import (
 from omconnect.runtime.state.backends import open_pipeline_offset_store
 from omconnect.runtime.state.schema_registry import HttpSchemaRegistry
 from omconnect.runtime.worker.dead_letter import DeadLetterQueue
+from omconnect.runtime.worker.log_context import set_log_context
 from omconnect.runtime.worker.loop_parts import (
     LoopSettings,
     PipelineParts,
@@ -152,6 +153,7 @@ class PipelineRunner:
                 a pipeline with a source runs once at a time; sink-only ones may share).
         """
         stop = stop or asyncio.Event()
+        set_log_context(pipeline=self.loaded.config.name)
         validate_connectors(self.loaded)
         cfg = self.loaded.config
         lock = PipelineLock(cfg.state, cfg.name, self.tasks)

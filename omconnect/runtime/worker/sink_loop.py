@@ -42,6 +42,7 @@ from omconnect.runtime.brokers.base import (
     RebalanceListener,
     TopicPartition,
 )
+from omconnect.runtime.worker.log_context import in_log_context, set_log_context
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
 from omconnect.runtime.worker.transform_chain import apply_transforms
 from omconnect.runtime.worker.waiting import FIRST_DELAY, retrying, wait_for_event
@@ -142,6 +143,7 @@ class SinkLoop:
         return self.consumer
 
     async def run(self, stop: asyncio.Event, until: EndCondition) -> None:
+        set_log_context(task=f"sink-{self.setup.context.task_id}")
         await start_task(self.thread, self.setup, self.settings)
         try:
             await self.open_consumer()
@@ -266,6 +268,9 @@ class SinkLoop:
         consumer = self.consumer
         loop = asyncio.get_running_loop()
         polled = dict(self.consumed)
+        times = self.parts.metrics.times
+        heartbeats = times.task(f"sink-{self.setup.context.task_id}")
+        lag_known = self.parts.capabilities.log and self.parts.capabilities.end_offsets
 
         def timeout(ending: bool, polled: dict[TopicPartition, int]) -> float:
             """How long a poll waits for messages. Under ``--once``, until the end offsets
@@ -285,6 +290,9 @@ class SinkLoop:
                 batches = await self._poll_paused(out)
             else:
                 batches = await consumer.poll(self.settings.max_rows, timeout(ending, polled))
+            heartbeats.heartbeat(sum(len(batch.messages) for batch in batches))
+            if lag_known:
+                await times.sample_consumer_lag(consumer, self.assigned, self.committed)
             for tp in list(polled):
                 if tp not in self.assigned:
                     del polled[tp]
@@ -296,7 +304,9 @@ class SinkLoop:
                     # A driver without group callbacks: owning what it hands out.
                     await self.on_partitions_assigned({tp})
                 self.parts.metrics.rows_consumed += len(batch.messages)
-                records = await loop.run_in_executor(self.parts.pool, self._to_records, batch)
+                records = await loop.run_in_executor(
+                    self.parts.pool, in_log_context(self._to_records), batch
+                )
                 polled[tp] = batch.next_offset
                 await out.put(_Decoded(tp, batch.next_offset, records, batch.ack_token))
             if ending and await self._finished(until.result(), polled, bool(batches)):
@@ -391,6 +401,7 @@ class SinkLoop:
             s.retry_max_delay,
         )
         self.parts.metrics.rows_written += batch.num_rows
+        self.parts.metrics.times.put(batch.timestamps)
 
     def _to_records(self, consumed: ConsumedBatch) -> list[RecordBatch]:
         """Decode and transform one consumed batch (on a pool thread)."""
@@ -474,6 +485,7 @@ class SinkLoop:
                 return
         self.committed.update(offsets)
         self.parts.metrics.sink_commits += 1
+        self.parts.metrics.times.flushed()
 
     async def _flush(self, positions: list[Position]) -> list[Position]:
         """The task's flush; the positions it says are durable."""

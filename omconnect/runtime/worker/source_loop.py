@@ -45,6 +45,7 @@ from omconnect.runtime.brokers.base import Producer
 from omconnect.runtime.converters.base import DecodedGroup, merged_headers
 from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.runtime.worker.batching import BatchAccumulator, InFlightBudget
+from omconnect.runtime.worker.log_context import in_log_context, set_log_context
 from omconnect.runtime.worker.loop_parts import (
     PipelineParts,
     SourceTaskType,
@@ -52,6 +53,7 @@ from omconnect.runtime.worker.loop_parts import (
     start_task,
 )
 from omconnect.runtime.worker.message_ids import MessageIdDeriver, message_headers
+from omconnect.runtime.worker.metrics import newest_event_ms
 from omconnect.runtime.worker.offset_reader import TransactionPositionReader
 from omconnect.runtime.worker.task_thread import TaskThread
 from omconnect.runtime.worker.transform_chain import apply_transforms
@@ -89,6 +91,7 @@ class _Prepared:
     sends: list[asyncio.Future[Any]]
     positions: list[Position]
     nbytes: int
+    newest_event_ms: int | None = None
 
 
 @dataclass
@@ -134,6 +137,7 @@ class SourceLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Epochs until the source is done or ``stop`` is set; rewinds after failed sends
         with backoff until ``errors.retry_timeout`` passes without progress."""
+        set_log_context(task=f"source-{self.setup.context.task_id}")
         s = self.settings
         delay = FIRST_DELAY
         deadline: float | None = None
@@ -195,6 +199,7 @@ class SourceLoop:
         # After a poll that returned rows the next one starts at once, so the task reads on
         # while this batch gets its message ids on the pool.
         ahead: asyncio.Future[Any] | None = None
+        times = self.parts.metrics.times.task(f"source-{self.setup.context.task_id}")
 
         def poll() -> asyncio.Future[Any]:
             return asyncio.ensure_future(
@@ -211,6 +216,7 @@ class SourceLoop:
                 result = await (ahead if ahead is not None else poll())
                 ahead = None
                 polled = _as_batches(result)
+                times.heartbeat(sum(batch.num_rows for batch in polled))
                 if polled:
                     ahead = poll()
                     await loop.run_in_executor(self.parts.pool, _give_ids, ids, polled)
@@ -267,7 +273,7 @@ class SourceLoop:
                 try:
                     async with self._transaction_lock:
                         routed = await loop.run_in_executor(
-                            self.parts.pool, self._to_messages, batch
+                            self.parts.pool, in_log_context(self._to_messages), batch
                         )
                         sends: list[asyncio.Future[Any]] = []
                         for item in routed:
@@ -277,7 +283,8 @@ class SourceLoop:
                     epoch.fail(error)
                     await self.budget.release(batch.nbytes)
                     continue
-                await out.put(_Prepared(sends, batch.positions, batch.nbytes))
+                newest = newest_event_ms(batch.timestamps)
+                await out.put(_Prepared(sends, batch.positions, batch.nbytes, newest))
         finally:
             await out.put(None)
 
@@ -372,6 +379,7 @@ class SourceLoop:
                 return False
         finally:
             await self.budget.release(item.nbytes)
+        self.parts.metrics.times.acked(item.newest_event_ms)
         for position in item.positions:
             epoch.acked[partition_id(position.partition)] = position
         return True

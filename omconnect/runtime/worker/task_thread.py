@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import logging
 import queue
@@ -124,7 +125,11 @@ class TaskThread(Generic[TaskT]):
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._calls.put((future, name, function, args))
         if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            # In a copy of the caller's context: its lines name the pipeline and task.
+            context = contextvars.copy_context()
+            self._thread = threading.Thread(
+                target=context.run, args=(self._serve,), name=self.name, daemon=True
+            )
             self._thread.start()
         # Cancelling the wrapper cancels a call that has not started; one that has started
         # runs on, and its result is dropped.
