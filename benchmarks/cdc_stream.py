@@ -84,6 +84,13 @@ from sql_snapshot import (
     redacted,
     server_facts,
 )
+from topic_tail import (
+    READER_POLL_SECONDS,
+    lag_percentiles,
+    start_pipeline,
+    stop_processes,
+    tail_topic,
+)
 
 SECTION = "cdc-stream"
 TITLE = "B2: PostgreSQL CDC -> topic"
@@ -91,7 +98,6 @@ RUN_TIMEOUT_SECONDS = 1800.0
 # Lag phase: how long the topic may take to catch up after the writer, per second written.
 CATCH_UP_SECONDS = 60.0
 CATCH_UP_PER_SECOND = 10.0
-READER_POLL_SECONDS = 0.005
 POLL_MESSAGES = 10_000  # the source's default batch_size: messages per poll
 TARGET_CHANGES_PER_SECOND = 30_000
 TARGET_P99_MS = 250.0
@@ -297,76 +303,26 @@ async def _read_topic(
     idle)`` says so (``idle``: a poll found nothing) or ``deadline`` (monotonic) passes. Keeps,
     per event, its id, op, ``source.ts_ms`` and when the poll that returned it came back
     (``time.time()`` in ms). ``ready`` is called once the consumer has joined."""
-    from omconnect.runtime.brokers import open_broker
-    from omconnect.runtime.brokers.base import BrokerNotFoundError
-    from omconnect.runtime.converters import make_converter
-    from omconnect.runtime.state import open_state
 
-    state = folder / ".omconnect"
-    while True:
-        try:
-            broker = open_broker(f"embedded://{state.resolve()}", create=False)
-            break
-        except BrokerNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-    converter: Any = None
-    parts: dict[str, list[np.ndarray]] = {
-        "id": [],
-        "op": [],
-        "ts_ms": [],
-        "born_ms": [],
-        "seen_ms": [],
-    }
-    count = tombstones = 0
-    try:
-        consumer = await broker.consumer(
-            f"bench-reader-{os.getpid()}", [], pattern=re.escape(topic), start="earliest"
-        )
-        try:
-            while time.monotonic() < deadline:
-                batches = await consumer.poll(POLL_MESSAGES, 0)  # the first joins the group
-                seen_ms = time.time() * 1000
-                if ready is not None:
-                    ready()
-                    ready = None
-                if not batches:
-                    if stop(count, True):
-                        break
-                    await asyncio.sleep(READER_POLL_SECONDS)
-                    continue
-                for batch in batches:
-                    if converter is None:
-                        registry = open_state(state).open_existing_schema_registry()
-                        converter = make_converter("avro", registry)
-                    decoded = converter.decode(
-                        batch.topic, batch.messages.values, batch.messages.keys
-                    )
-                    if decoded.failed:
-                        first = next(iter(decoded.failed.values()))
-                        raise ValueError(f"a message of {batch.topic} cannot be decoded: {first}")
-                    born = batch.messages.timestamps.to_numpy(False)
-                    for group in decoded.groups:
-                        assert group.keys is not None, "change events have keys"
-                        rows = group.values.num_rows
-                        parts["born_ms"].append(born[group.rows.to_numpy(False)])
-                        if group.tombstones is not None:
-                            tombstones += int(group.tombstones.to_numpy(False).sum())
-                        parts["id"].append(group.keys.column("id").to_numpy(False))
-                        parts["op"].append(group.values.column("op").to_numpy(False))
-                        source = group.values.column("source")
-                        parts["ts_ms"].append(source.field("ts_ms").to_numpy(False))
-                        parts["seen_ms"].append(np.full(rows, seen_ms))
-                        count += rows
-                if stop(count, False):
-                    break
-        finally:
-            await consumer.close()
-    finally:
-        await broker.close()
-    joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-    return {"count": count, "tombstones": tombstones, **joined}
+    def events_of(group: Any) -> dict[str, np.ndarray]:
+        assert group.keys is not None, "change events have keys"
+        tombstones = group.tombstones
+        return {
+            "id": group.keys.column("id").to_numpy(False),
+            "op": group.values.column("op").to_numpy(False),
+            "ts_ms": group.values.column("source").field("ts_ms").to_numpy(False),
+            "tombstone": (
+                np.zeros(group.values.num_rows, bool)
+                if tombstones is None
+                else tombstones.to_numpy(False)
+            ),
+        }
+
+    events = await tail_topic(folder, topic, "avro", events_of, stop, deadline, ready)
+    tombstones = int(events.pop("tombstone", np.zeros(0)).sum())
+    for name in ("id", "op", "ts_ms"):
+        events.setdefault(name, np.zeros(0))
+    return {"count": len(events["seen_ms"]), "tombstones": tombstones, **events}
 
 
 def read_topic(folder: Path, topic: str, timeout: float = 600.0) -> dict[str, Any]:
@@ -645,13 +601,7 @@ def lag_phase(
     script = str(Path(__file__).resolve())
     pipeline = reader = None
     try:
-        with (run_dir / "omconnect.log").open("wb") as log:
-            pipeline = subprocess.Popen(
-                [*omconnect_command(), "run", "pipeline.yaml"],
-                cwd=run_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        pipeline = start_pipeline(run_dir)
         _wait_streaming(url, slot, pipeline)
         reader = subprocess.Popen(
             [
@@ -712,14 +662,7 @@ def lag_phase(
     except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
         record["failure"] = f"{type(error).__name__}: {error}"
     finally:
-        for process in (reader, pipeline):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        stop_processes(reader, pipeline)
         drop_everything(url, names, publication=False)
         shutil.rmtree(run_dir, ignore_errors=True)
     return record
@@ -772,17 +715,6 @@ def undisturbed(url: str, phase: Callable[[], T], attempts: int = 5) -> T:
                 return result
         print("  the server restarted during this phase (another job?): it runs again", flush=True)
     raise SystemExit(f"the server restarted during each of {attempts} attempts of a phase")
-
-
-def lag_percentiles(lags: np.ndarray) -> dict[str, float]:
-    quantiles = np.percentile(lags, [50, 90, 99, 99.9])
-    return {
-        "lag_p50_ms": round(float(quantiles[0]), 1),
-        "lag_p90_ms": round(float(quantiles[1]), 1),
-        "lag_p99_ms": round(float(quantiles[2]), 1),
-        "lag_p999_ms": round(float(quantiles[3]), 1),
-        "lag_max_ms": round(float(lags.max()), 1),
-    }
 
 
 def decode_phase(

@@ -2,7 +2,9 @@
 
 A contestant turns (input CSV, fresh run directory) into an ``Invocation``: the command to
 measure and the directory whose Parquet files the oracle checks. Peers that need their own
-virtualenv (dlt, sling) are built in ``peers.py``.
+virtualenv (dlt, sling) are built in ``peers.py``. On S3 (``csv_to_parquet.py --storage s3``)
+the contestants of ``s3_contestants`` read the CSV uploaded under its file's name and write
+under a prefix of their run's; the harness downloads that prefix for the oracle.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s3_endpoint import S3Endpoint
+
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 
 # omconnect's run summary line: "... elapsed=3.6s write_rate=276,000 rows/s"
@@ -31,12 +35,15 @@ class Invocation:
     Attributes:
         argv: The command to measure.
         env: Its whole environment.
-        output_dir: Where its Parquet output lands (what the oracle reads).
+        output_dir: Where its Parquet output lands (what the oracle reads); on S3, where the
+            harness downloads ``output_prefix`` to.
+        output_prefix: On S3, the key prefix its Parquet files land under (None: local).
     """
 
     argv: list[str]
     env: dict[str, str]
     output_dir: Path
+    output_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,24 +65,40 @@ class Contestant:
     inner_seconds: Callable[[str], float | None] = field(default=lambda _output: None)
 
 
-def omconnect_pipeline_yaml(csv_path: Path) -> str:
+def omconnect_pipeline_yaml(
+    csv_path: Path | str, sink_path: str = "out/", s3: S3Endpoint | None = None
+) -> str:
     """The pipeline the omconnect contestant runs: CSV -> embedded topic (Avro) -> Parquet.
 
     The same shape as the quick start, without its filter (B3 measures moving every row).
+    With ``s3``, ``csv_path`` and ``sink_path`` are ``s3://`` URLs of that endpoint, reached
+    with the ``s3:`` options (the secret from ``$BENCH_S3_SECRET``, as the docs ask).
     """
+    source = csv_path if isinstance(csv_path, str) else str(csv_path.resolve())
+    options = ""
+    if s3 is not None:
+        options = (
+            "  s3:\n"
+            f"    endpoint_url: {s3.endpoint_url}\n"
+            f"    region: {s3.region}\n"
+            f"    access_key_id: {s3.access_key_id}\n"
+            "    secret_access_key: ${BENCH_S3_SECRET}\n"
+        )
     return (
         "name: bench-csv-to-parquet\n"
         "broker: embedded://.omconnect\n"
         "state: .omconnect\n"
         "source:\n"
         "  connector: csv\n"
-        f"  path: {csv_path.resolve()}\n"
+        f"  path: {source}\n"
         "  key: [id]\n"
+        f"{options}"
         "topic: t1m\n"
         "format: avro\n"
         "sink:\n"
         "  connector: parquet\n"
-        "  path: out/\n"
+        f"  path: {sink_path}\n"
+        f"{options}"
     )
 
 
@@ -142,6 +165,56 @@ PYARROW = Contestant(
     description="pyarrow `csv.open_csv` -> `ParquetWriter` (zstd), streaming, no topic",
     prepare=_prepare_pyarrow,
 )
+
+
+def s3_contestants(s3: S3Endpoint) -> list[Contestant]:
+    """omconnect and pyarrow reading the CSV from ``s3`` and writing Parquet back to it."""
+
+    def prepare_omconnect(csv_path: Path, run_dir: Path) -> Invocation:
+        prefix = s3.output_prefix(run_dir.name)
+        pipeline = run_dir / "pipeline.yaml"
+        pipeline.write_text(omconnect_pipeline_yaml(s3.url(csv_path.name), s3.url(prefix), s3=s3))
+        return Invocation(
+            argv=[*_omconnect_command(), "run", str(pipeline), "--once"],
+            env={**os.environ, "BENCH_S3_SECRET": s3.secret_access_key},
+            output_dir=run_dir / "out",
+            output_prefix=prefix,
+        )
+
+    def prepare_pyarrow(csv_path: Path, run_dir: Path) -> Invocation:
+        prefix = s3.output_prefix(run_dir.name)
+        return Invocation(
+            argv=[
+                sys.executable,
+                str(BENCHMARKS_DIR / "pyarrow_csv_to_parquet.py"),
+                s3.url(csv_path.name),
+                s3.url(prefix),
+                *("--s3-endpoint", s3.endpoint_url),
+            ],
+            env={**os.environ, **s3.credentials_env()},
+            output_dir=run_dir / "out",
+            output_prefix=prefix,
+        )
+
+    return [
+        Contestant(
+            name=OMCONNECT.name,
+            description=(
+                "`omconnect run --once`: csv source (`s3://` path, `s3:` endpoint options) -> "
+                "embedded topic (Avro) -> parquet sink (zstd) to an `s3://` prefix"
+            ),
+            prepare=prepare_omconnect,
+            inner_seconds=omconnect_inner_seconds,
+        ),
+        Contestant(
+            name=PYARROW.name,
+            description=(
+                "pyarrow `S3FileSystem(endpoint_override=..., scheme='http')`: "
+                "`csv.open_csv` on its input stream -> `ParquetWriter` (zstd) to S3"
+            ),
+            prepare=prepare_pyarrow,
+        ),
+    ]
 
 
 def omconnect_at(ref: str, work_dir: Path) -> Contestant:

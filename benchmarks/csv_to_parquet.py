@@ -2,6 +2,7 @@
 
     python benchmarks/csv_to_parquet.py                        # 1M rows, 1 warm-up + 3 runs
     python benchmarks/csv_to_parquet.py --rows 100000 --runs 1 --contestants omconnect,pyarrow
+    python benchmarks/csv_to_parquet.py --storage s3 --memory-rows 6000000   # on an S3 endpoint
 
 Every contestant runs in the same invocation, as a subprocess in a fresh directory per run,
 round by round (each round runs every contestant once, so a change in the shared machine's
@@ -10,7 +11,13 @@ load hits all of them alike). Each run is measured (wall, CPU, peak RSS of the p
 checksum of the ids): a run with wrong output is FAILED and its time is never reported.
 omconnect also runs once on a larger file (``--memory-rows``) to show its peak RSS does not
 grow with the input. Results go to ``benchmarks/README.md`` (its ``csv-to-parquet`` section)
-and ``benchmarks/results/csv_to_parquet.json``.
+and ``benchmarks/results/csv_to_parquet.json`` (and ``.md``).
+
+With ``--storage s3`` the same race runs on object storage: moto's S3 server in a subprocess
+(``s3_endpoint.py``), the CSV files uploaded to its bucket off the clock, each contestant
+reading its object and writing Parquet under an ``out-<run>/`` prefix; after each run that
+prefix is downloaded (off the clock) for the oracle, then deleted. Results go to the
+``csv-to-parquet-s3`` section and ``results/csv_to_parquet_s3.json`` (and ``.md``).
 """
 
 from __future__ import annotations
@@ -27,13 +34,23 @@ from typing import Any
 
 import generate
 import oracle
-from contestants import BENCHMARKS_DIR, OMCONNECT, PYARROW, Contestant, omconnect_at
+from contestants import (
+    BENCHMARKS_DIR,
+    OMCONNECT,
+    PYARROW,
+    Contestant,
+    omconnect_at,
+    s3_contestants,
+)
 from csv_to_parquet_report import markdown_section, summarise
 from peers import peer_contestants
 from process_meter import run_measured
-from results_report import update_readme, write_json
+from results_report import update_readme, write_results
+from s3_endpoint import S3Endpoint, running_s3
 
-SECTION = "csv-to-parquet"
+SECTIONS = {"local": "csv-to-parquet", "s3": "csv-to-parquet-s3"}
+TITLES = {"local": "B3: CSV -> Parquet", "s3": "B3 on S3: CSV -> Parquet, object to objects"}
+JSON_NAMES = {"local": "csv_to_parquet.json", "s3": "csv_to_parquet_s3.json"}
 ALL_CONTESTANTS = ["omconnect", "pyarrow", "dlt-read_csv", "dlt-arrow", "sling"]
 RUN_TIMEOUT_SECONDS = 1800.0
 
@@ -81,9 +98,15 @@ def verify(output_dir: Path, rows: int) -> tuple[dict[str, int] | None, str | No
 
 
 def run_once(
-    contestant: Contestant, csv_path: Path, rows: int, run_dir: Path, phase: str
+    contestant: Contestant,
+    csv_path: Path,
+    rows: int,
+    run_dir: Path,
+    phase: str,
+    s3: S3Endpoint | None = None,
 ) -> RunRecord:
-    """Run ``contestant`` once in a fresh ``run_dir``, measure and verify it, then clean up."""
+    """Run ``contestant`` once in a fresh ``run_dir``, measure and verify it (on ``s3``: its
+    output downloaded first, off the clock), then clean up."""
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     invocation = contestant.prepare(csv_path, run_dir)
@@ -94,8 +117,12 @@ def run_once(
         last_line = (measured.stderr_tail.strip().splitlines() or ["(no stderr)"])[-1]
         failure: str | None = f"exit {measured.returncode}: {last_line}"
     else:
+        if s3 is not None and invocation.output_prefix is not None:
+            s3.download(invocation.output_prefix, invocation.output_dir)
         checksum, failure = verify(invocation.output_dir, rows)
     shutil.rmtree(run_dir, ignore_errors=True)
+    if s3 is not None:
+        s3.delete_outputs()
     record = RunRecord(
         contestant=contestant.name,
         phase=phase,
@@ -119,16 +146,18 @@ def run_once(
 
 
 def select_contestants(
-    names: list[str], work_dir: Path, install_peers: bool
+    names: list[str], work_dir: Path, install_peers: bool, s3: S3Endpoint | None = None
 ) -> tuple[list[Contestant], dict[str, str]]:
-    """The contestants named, in the order of ``ALL_CONTESTANTS``, and the peer versions."""
+    """The contestants named, in the order of ``ALL_CONTESTANTS``, and the peer versions;
+    with ``s3``, those reading and writing that endpoint."""
     unknown = sorted(set(names) - set(ALL_CONTESTANTS))
     if unknown:
         raise SystemExit(f"unknown contestants: {', '.join(unknown)}; known: {ALL_CONTESTANTS}")
-    available = {OMCONNECT.name: OMCONNECT, PYARROW.name: PYARROW}
+    own = [OMCONNECT, PYARROW] if s3 is None else s3_contestants(s3)
+    available = {contestant.name: contestant for contestant in own}
     peer_versions: dict[str, str] = {}
     if set(names) - set(available):
-        peers, peer_versions = peer_contestants(work_dir, install_peers)
+        peers, peer_versions = peer_contestants(work_dir, install_peers, s3)
         available.update({peer.name: peer for peer in peers})
     return [available[name] for name in ALL_CONTESTANTS if name in names], peer_versions
 
@@ -155,9 +184,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--data-dir", type=Path, default=BENCHMARKS_DIR / "data")
     parser.add_argument("--work-dir", type=Path, default=BENCHMARKS_DIR / "work")
+    parser.add_argument(
+        "--storage",
+        choices=sorted(SECTIONS),
+        default="local",
+        help="where the CSV and the Parquet files live: the local disk or an S3 endpoint "
+        "(moto's server, started here)",
+    )
     parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
     parser.add_argument(
-        "--json", type=Path, default=BENCHMARKS_DIR / "results" / "csv_to_parquet.json"
+        "--json", type=Path, help="the results file (default: results/csv_to_parquet[_s3].json)"
     )
     parser.add_argument(
         "--render-only",
@@ -177,25 +213,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rows < 1 or args.runs < 1 or args.warmups < 0:
         parser.error("--rows and --runs must be >= 1, --warmups >= 0")
     args.contestants = [name.strip() for name in args.contestants.split(",") if name.strip()]
+    if args.json is None:
+        args.json = BENCHMARKS_DIR / "results" / JSON_NAMES[args.storage]
+    if args.baseline and args.storage == "s3":
+        parser.error("--baseline runs on local storage only")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, write the results; exit 1 when omconnect FAILED."""
     args = parse_args(argv)
+    section = SECTIONS[args.storage]
     if args.render_only:
-        update_readme(args.readme, SECTION, markdown_section(json.loads(args.json.read_text())))
+        update_readme(args.readme, section, markdown_section(json.loads(args.json.read_text())))
         return 0
+    if args.storage == "s3":
+        with running_s3(args.work_dir / "moto-server.log") as s3:
+            results = run_benchmark(args, s3)
+    else:
+        results = run_benchmark(args)
+    write_results(
+        results, args.json, args.readme, section, TITLES[args.storage], markdown_section(results)
+    )
+    omconnect = next((c for c in results["contestants"] if c["name"] == OMCONNECT.name), None)
+    return 1 if omconnect is not None and omconnect["status"] == "FAILED" else 0
+
+
+def run_benchmark(args: argparse.Namespace, s3: S3Endpoint | None = None) -> dict[str, Any]:
+    """Every round of the race (then omconnect's memory checks), on ``s3`` when given; the
+    results as ``summarise`` makes them."""
     started = datetime.now(UTC)
+    start_load = [round(x, 2) for x in os.getloadavg()]
     contestants, peer_versions = select_contestants(
-        args.contestants, args.work_dir, not args.no_install_peers
+        args.contestants, args.work_dir, not args.no_install_peers, s3
     )
     if args.baseline:
         baseline = omconnect_at(args.baseline, args.work_dir)
-        at = next((i for i, c in enumerate(contestants) if c is OMCONNECT), -1)
+        at = next((i for i, c in enumerate(contestants) if c.name == OMCONNECT.name), -1)
         contestants.insert(at + 1, baseline)
     csv_path = ensure_csv(args.data_dir, args.rows)
-    print(f"B3 csv -> parquet: {csv_path} ({args.rows:,} rows)", flush=True)
+    where = "" if s3 is None else f", uploaded to {s3.upload(csv_path)}"
+    print(f"B3 csv -> parquet: {csv_path} ({args.rows:,} rows){where}", flush=True)
     runs_dir = args.work_dir / "runs"
     records: list[RunRecord] = []
     runnable = [c for c in contestants if c.not_run is None]
@@ -203,13 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         phase = "warm-up" if round_index < args.warmups else "measured"
         for contestant in runnable:
             run_dir = runs_dir / contestant.name
-            records.append(run_once(contestant, csv_path, args.rows, run_dir, phase))
-    for memory_rows in args.memory_rows if any(c is OMCONNECT for c in runnable) else []:
+            records.append(run_once(contestant, csv_path, args.rows, run_dir, phase, s3))
+    omconnect = next((c for c in runnable if c.name == OMCONNECT.name), None)
+    for memory_rows in args.memory_rows if omconnect is not None else []:
+        assert omconnect is not None
         memory_csv = ensure_csv(args.data_dir, memory_rows)
+        if s3 is not None:
+            s3.upload(memory_csv)
         print(f"memory check: {memory_csv} ({memory_rows:,} rows)", flush=True)
         run_dir = runs_dir / f"{OMCONNECT.name}-memory"
-        records.append(run_once(OMCONNECT, memory_csv, memory_rows, run_dir, "memory"))
-    results: dict[str, Any] = summarise(
+        records.append(run_once(omconnect, memory_csv, memory_rows, run_dir, "memory", s3))
+    return summarise(
         started=started,
         csv_path=csv_path,
         rows=args.rows,
@@ -218,12 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         contestants=contestants,
         records=[asdict(record) for record in records],
         peer_versions=peer_versions,
+        storage=args.storage,
+        start_load=start_load,
     )
-    write_json(args.json, results)
-    update_readme(args.readme, SECTION, markdown_section(results))
-    print(markdown_section(results))
-    omconnect = next((c for c in results["contestants"] if c["name"] == OMCONNECT.name), None)
-    return 1 if omconnect is not None and omconnect["status"] == "FAILED" else 0
 
 
 if __name__ == "__main__":

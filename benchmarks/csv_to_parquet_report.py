@@ -8,6 +8,7 @@ JSON alone.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import statistics
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 from contestants import Contestant
 from results_report import git_commit, machine_facts, markdown_table, mib, rate, seconds, times
+from s3_endpoint import SERVER_DESCRIPTION
 
 TARGET_ROWS_PER_SECOND = 200_000  # the issue's end-to-end target through the topic
 TARGET_PYARROW_TIME_RATIO = 2.0  # B3: within 2x of plain pyarrow
@@ -104,9 +106,13 @@ def summarise(
     contestants: Sequence[Contestant],
     records: Sequence[dict[str, Any]],
     peer_versions: dict[str, str],
+    storage: str = "local",
+    start_load: list[float] | None = None,
 ) -> dict[str, Any]:
     """The committed results: settings, machine, versions, one summary per contestant,
-    omconnect's ratios to the others, the memory check and the targets met."""
+    omconnect's ratios to the others, the memory check and the targets met. ``storage`` is
+    where the files lived (``local`` or ``s3``); ``start_load`` the load average when the
+    run started (None: now)."""
     csv_bytes = csv_path.stat().st_size
     summaries = [_summarise_contestant(c, records, rows, csv_bytes) for c in contestants]
     by_name = {s["name"]: s for s in summaries}
@@ -134,10 +140,16 @@ def summarise(
         ),
         "peak RSS independent of input size": (memory["independent"] if memory else None),
     }
+    machine = machine_facts()
+    if start_load is not None:
+        machine["load_average_at_start"] = start_load
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
-        "benchmark": "B3 csv -> parquet (t1m)",
+        "benchmark": "B3 csv -> parquet (t1m)" + ("" if storage == "local" else f" on {storage}"),
         "date": started.isoformat(timespec="seconds"),
         "settings": {
+            "storage": storage,
+            "s3_server": SERVER_DESCRIPTION if storage == "s3" else None,
             "rows": rows,
             "csv_bytes": csv_bytes,
             "warmups": warmups,
@@ -145,7 +157,7 @@ def summarise(
             "statistic": "median of the measured runs (peak RSS: max of them)",
             "peak_rss_method": RSS_METHOD,
         },
-        "machine": machine_facts(),
+        "machine": machine,
         "versions": {
             "python": platform.python_version(),
             "pyarrow": pa.__version__,
@@ -162,6 +174,21 @@ def summarise(
 
 def _verdict(met: bool | None) -> str:
     return {True: "met", False: "**missed**", None: "not measured"}[met]
+
+
+def _end_load(machine: dict[str, Any]) -> str:
+    end = machine.get("load_average_at_end")
+    return f", at the end {end[0]}" if end else ""
+
+
+def _storage_text(settings: dict[str, Any]) -> str:
+    if settings.get("storage", "local") != "s3":
+        return ""
+    return (
+        f", as an object on {settings['s3_server']}; each run writes under a prefix of its "
+        "own, downloaded after the run (off the clock) for the check. CPU is the contestant's "
+        "process tree only: the S3 server's work shows in the wall time"
+    )
 
 
 def markdown_section(results: dict[str, Any]) -> str:
@@ -191,11 +218,13 @@ def markdown_section(results: dict[str, Any]) -> str:
     lines = [
         f"Run {results['date']} on {machine['cpus']} CPUs ({machine['cpu_model']}), "
         f"{machine['ram_gib']} GiB RAM, Linux {machine['kernel']}, load average at start "
-        f"{machine['load_average_at_start'][0]} (a machine shared with other work). "
+        f"{machine['load_average_at_start'][0]} (a machine shared with other work)"
+        f"{_end_load(machine)}. "
         f"Python {versions['python']}, pyarrow {versions['pyarrow']}, omconnect "
         f"{versions['omconnect']} at commit `{versions['omconnect_commit']}`; peers: {peers}.",
         "",
-        f"Input: t1m CSV, {settings['rows']:,} rows, {settings['csv_bytes'] / 1e6:.0f} MB. "
+        f"Input: t1m CSV, {settings['rows']:,} rows, {settings['csv_bytes'] / 1e6:.0f} MB"
+        f"{_storage_text(settings)}. "
         f"{settings['warmups']} warm-up + {settings['measured_runs']} measured runs per "
         f"contestant, median reported; every run's output verified (row count + key-set "
         f"checksum), a wrong output is FAILED. Peak RSS: {settings['peak_rss_method']}, the "

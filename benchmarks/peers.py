@@ -15,6 +15,7 @@ hidden modes of those scripts, run with the peers' Python.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 from contestants import BENCHMARKS_DIR, Contestant, Invocation
+from s3_endpoint import S3Endpoint
 
 PEER_REQUIREMENTS = [
     "dlt[parquet]==1.31.0",
@@ -32,6 +34,14 @@ PEER_REQUIREMENTS = [
     "duckdb-ext-json==1.4.4.20260205",
 ]
 PEER_DISTRIBUTIONS = ["dlt", "pandas", "pyarrow", "sling-linux-amd64", "duckdb-cli"]
+# B3 on S3: dlt's filesystem source and destination reach S3 through s3fs (its ``s3`` extra);
+# sling's DuckDB CLI needs the ``aws`` extension for an S3 target (its credentials).
+S3_PEER_REQUIREMENTS = [
+    "dlt[parquet,s3]==1.31.0",
+    *PEER_REQUIREMENTS[1:],
+    "duckdb-ext-aws==1.4.4.20260205",
+]
+S3_PEER_DISTRIBUTIONS = [*PEER_DISTRIBUTIONS, "s3fs", "duckdb-ext-aws"]
 # B1 and B4 (Postgres): dlt's sql_database source (pyarrow and connectorx backends) and its
 # postgres destination, plus sling reading Postgres; pinned as the field notes say.
 SQL_PEER_REQUIREMENTS = [
@@ -54,6 +64,8 @@ SQL_PEER_DISTRIBUTIONS = [
 ]
 DUCKDB_VERSION = "1.4.4"
 INSTALL_TIMEOUT_SECONDS = 900.0
+# Where dlt's filesystem destination puts the table's files: <dataset>/<table>/.
+DLT_TABLE_FOLDER = "t1m/t1m/"
 # sling writes one folder of files; a single-file Parquet target lost rows in the field notes.
 SLING_FILE_MAX_ROWS = 1_000_000
 
@@ -158,7 +170,28 @@ class PeerEnvironment:
                     reader,
                 ],
                 env=self.base_env(),
-                output_dir=run_dir / "out" / "t1m" / "t1m",
+                output_dir=run_dir / "out" / DLT_TABLE_FOLDER,
+            )
+
+        name = "dlt-read_csv" if reader == "read_csv" else f"dlt-{reader}"
+        return Contestant(name=name, description=description, prepare=prepare)
+
+    def dlt_s3(self, reader: str, description: str, s3: S3Endpoint) -> Contestant:
+        """dlt reading the CSV object of ``s3`` with ``reader``, Parquet out to ``s3``."""
+
+        def prepare(csv_path: Path, run_dir: Path) -> Invocation:
+            prefix = s3.output_prefix(run_dir.name)
+            return Invocation(
+                argv=[
+                    str(self.python),
+                    str(BENCHMARKS_DIR / "dlt_csv_to_parquet.py"),
+                    s3.url(csv_path.name),
+                    s3.url(prefix),
+                    *("--reader", reader, "--s3-endpoint", s3.endpoint_url),
+                ],
+                env={**self.base_env(), **s3.credentials_env()},
+                output_dir=run_dir / "out",
+                output_prefix=f"{prefix}{DLT_TABLE_FOLDER}",
             )
 
         name = "dlt-read_csv" if reader == "read_csv" else f"dlt-{reader}"
@@ -212,25 +245,84 @@ class PeerEnvironment:
 
         return Contestant("sling", description, prepare)
 
+    def sling_s3(self, s3: S3Endpoint) -> Contestant:
+        """sling, the CSV object of ``s3`` -> a folder of Parquet files on ``s3``, through one
+        S3 connection (``BENCH_S3``, in the environment) that names the endpoint."""
+        description = (
+            f"sling, S3 connection with `endpoint`: `run --src-conn BENCH_S3 --src-stream KEY "
+            f"--tgt-conn BENCH_S3 --tgt-object PREFIX/` (parquet, "
+            f"file_max_rows={SLING_FILE_MAX_ROWS:,}), DuckDB CLI {DUCKDB_VERSION}"
+        )
+        reason = self.sling_missing()
+        if reason is not None:
+            return Contestant("sling", description, lambda *_: _never(reason), not_run=reason)
+        connection = json.dumps(
+            {
+                "type": "s3",
+                "bucket": s3.bucket,
+                "endpoint": s3.endpoint_url,
+                "region": s3.region,
+                "access_key_id": s3.access_key_id,
+                "secret_access_key": s3.secret_access_key,
+            }
+        )
+
+        def prepare(csv_path: Path, run_dir: Path) -> Invocation:
+            prefix = s3.output_prefix(run_dir.name)
+            env = self.sling_env(run_dir)
+            env.update(s3.credentials_env(), BENCH_S3=connection)
+            return Invocation(
+                argv=[
+                    str(self.sling_binary()),
+                    "run",
+                    *("--src-conn", "BENCH_S3", "--src-stream", csv_path.name),
+                    *("--tgt-conn", "BENCH_S3", "--tgt-object", prefix),
+                    "--tgt-options",
+                    f"{{format: parquet, file_max_rows: {SLING_FILE_MAX_ROWS}}}",
+                ],
+                env=env,
+                output_dir=run_dir / "out",
+                output_prefix=prefix,
+            )
+
+        return Contestant("sling", description, prepare)
+
 
 def _never(reason: str) -> Invocation:
     raise RuntimeError(f"not runnable: {reason}")
 
 
-def peer_contestants(work_dir: Path, install: bool) -> tuple[list[Contestant], dict[str, str]]:
-    """The peer contestants and the installed peer versions.
+def peer_contestants(
+    work_dir: Path, install: bool, s3: S3Endpoint | None = None
+) -> tuple[list[Contestant], dict[str, str]]:
+    """The peer contestants and the installed peer versions; with ``s3``, reading and writing
+    that endpoint.
 
     With no usable peers' venv, every peer comes back with ``not_run`` set.
     """
     peers = PeerEnvironment(work_dir)
-    reason = peers.ensure_installed(install)
-    contestants = [
-        peers.dlt("read_csv", "dlt 1.31 `filesystem() | read_csv()` (pandas chunks) -> parquet"),
-        peers.dlt("arrow", "dlt 1.31, a resource yielding pyarrow `open_csv` batches -> parquet"),
-        peers.sling(),
-    ]
+    if s3 is None:
+        requirements, distributions = PEER_REQUIREMENTS, PEER_DISTRIBUTIONS
+    else:
+        requirements, distributions = S3_PEER_REQUIREMENTS, S3_PEER_DISTRIBUTIONS
+    reason = peers.ensure_installed(install, requirements, distributions)
+    read_csv = "dlt 1.31 `filesystem() | read_csv()` (pandas chunks) -> parquet"
+    arrow = "dlt 1.31, a resource yielding pyarrow `open_csv` batches -> parquet"
+    if s3 is None:
+        contestants = [
+            peers.dlt("read_csv", read_csv),
+            peers.dlt("arrow", arrow),
+            peers.sling(),
+        ]
+    else:
+        on_s3 = " (s3fs; `AwsCredentials(endpoint_url=...)` for source and destination)"
+        contestants = [
+            peers.dlt_s3("read_csv", read_csv + on_s3, s3),
+            peers.dlt_s3("arrow", arrow.replace("a resource", "a transformer") + on_s3, s3),
+            peers.sling_s3(s3),
+        ]
     if reason is not None:
         contestants = [
             Contestant(c.name, c.description, c.prepare, not_run=reason) for c in contestants
         ]
-    return contestants, peers.versions()
+    return contestants, peers.versions(distributions)

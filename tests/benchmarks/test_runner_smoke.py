@@ -77,7 +77,9 @@ def test_a_run_with_wrong_output_is_failed_not_timed(t10k: Path, tmp_path: Path)
     assert record.checksum is not None and record.checksum["count"] == ROWS
 
 
-def test_tiny_race_writes_verified_results(t10k: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_tiny_race_writes_verified_results(t10k: Path, tmp_path: Path, storage: str) -> None:
+    """The race end to end: on the local disk, and on S3 (moto's server in a subprocess)."""
     readme = tmp_path / "README.md"
     readme.write_text("# Benchmarks\n\nkept text\n")
     results_json = tmp_path / "results.json"
@@ -86,11 +88,12 @@ def test_tiny_race_writes_verified_results(t10k: Path, tmp_path: Path) -> None:
             *("--rows", str(ROWS), "--warmups", "0", "--runs", "1", "--memory-rows", "20000"),
             *("--contestants", "omconnect,pyarrow", "--data-dir", str(t10k.parent)),
             *("--work-dir", str(tmp_path / "work"), "--readme", str(readme)),
-            *("--json", str(results_json)),
+            *("--json", str(results_json), "--storage", storage),
         ]
     )
     assert exit_code == 0
     results = json.loads(results_json.read_text())
+    assert results["settings"]["storage"] == storage
     by_name = {c["name"]: c for c in results["contestants"]}
     assert [by_name[n]["status"] for n in ("omconnect", "pyarrow")] == ["ok", "ok"]
     assert by_name["omconnect"]["runs"][0]["checksum"]["count"] == ROWS
@@ -100,4 +103,8 @@ def test_tiny_race_writes_verified_results(t10k: Path, tmp_path: Path) -> None:
     assert memory_point["status"] == "ok" and memory_point["run"]["checksum"]["count"] == 20_000
     text = readme.read_text()
     assert text.startswith("# Benchmarks\n\nkept text\n")
-    assert "<!-- results:csv-to-parquet:start -->" in text and "| `pyarrow` |" in text
+    section = csv_to_parquet.SECTIONS[storage]
+    assert f"<!-- results:{section}:start -->" in text and "| `pyarrow` |" in text
+    assert results_json.with_suffix(".md").read_text().startswith("# B3")
+    for written in (text, results_json.read_text()):  # no endpoint port, no path of this machine
+        assert "http://" not in written and str(tmp_path) not in written

@@ -80,7 +80,9 @@ class MqttSourceSpec(ConnectorSpec):
         description=(
             "The most QoS 1 messages the server sends before omconnect acknowledged them "
             "(after its broker stored them): bounds the memory they take and the messages "
-            "delivered twice after a crash."
+            "delivered twice after a crash. The server queues only so many more (Mosquitto: "
+            "`max_queued_messages`, 1,000 by default) and drops the rest, also while omconnect "
+            "is connected but behind; raise it (up to 65535) where devices send in bursts."
         ),
     )
     payload: Literal["json", "bytes", "string"] = Field(
