@@ -27,8 +27,8 @@ written after the workload: what the server sends, the limit). Then:
   commit time, ``source.ts_ms`` (PostgreSQL's commit timestamp, taken before the commit's
   WAL flush; the same machine and clock). The reader polls every ``READER_POLL_SECONDS`` and
   ``ts_ms`` is cut to the millisecond, so a lag is overstated by up to about 6 ms, never
-  understated. Once with the pipeline's default ``batching.linger`` (0.2 s: a batch waits
-  that long for more rows) and once with ``--low-linger`` (0.01 s).
+  understated. Once with the pipeline's default ``batching.linger`` (recorded with the results:
+  a batch waits that long for more rows) and once with ``--low-linger`` (0.01 s).
 - **decode**: the decode path alone, no server, no broker, no runtime: the messages of the
   1M-row transaction (``pg_recvlogical``'s file of round 1) through ``_pgoutput`` and
   ``_cdc_events`` into envelope batches, in polls of 10,000 messages as the task reads them:
@@ -86,6 +86,7 @@ from sql_snapshot import (
 )
 from topic_tail import (
     READER_POLL_SECONDS,
+    default_linger,
     lag_percentiles,
     start_pipeline,
     stop_processes,
@@ -597,7 +598,12 @@ def lag_phase(
     wait_seconds = duration + CATCH_UP_SECONDS + CATCH_UP_PER_SECOND * duration
     (run_dir / "pipeline.yaml").write_text(pipeline_yaml(url, names, slot, linger))
     create_slot(url, slot)
-    record: dict[str, Any] = {"linger": linger, "offered_rate": rate_per_second, "commits": commits}
+    record: dict[str, Any] = {
+        "linger": linger,
+        "default_linger": default_linger(),
+        "offered_rate": rate_per_second,
+        "commits": commits,
+    }
     script = str(Path(__file__).resolve())
     pipeline = reader = None
     try:
@@ -930,6 +936,7 @@ def summarise_lag(runs: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for r in measured if r["failure"]]
     entry: dict[str, Any] = {
         "linger": measured[0]["linger"] if measured else None,
+        "default_linger": measured[0].get("default_linger", 0.2) if measured else None,
         "status": "FAILED" if failed else "verified",
         "failure": failed[0]["failure"] if failed else None,
         "offered_rate": measured[0]["offered_rate"] if measured else None,
@@ -1017,7 +1024,7 @@ def markdown_section(results: dict[str, Any]) -> str:
         header += ["p50", "p90", "p99", "p99.9", "max", "output"]
         rows = [
             [
-                f"{e['linger'] if e['linger'] is not None else 0.2:g} s"
+                f"{e['linger'] if e['linger'] is not None else e.get('default_linger', 0.2):g} s"
                 + (" (default)" if e["linger"] is None else ""),
                 rate(e["offered_rate"]),
                 rate(e["achieved_rate_median"]),

@@ -54,7 +54,7 @@ import oracle
 from contestants import BENCHMARKS_DIR
 from mqtt_devices_report import markdown_section, summarise
 from results_report import common_results, write_results
-from topic_tail import lag_percentiles, start_pipeline, stop_processes, tail_topic
+from topic_tail import default_linger, lag_percentiles, start_pipeline, stop_processes, tail_topic
 
 SECTION = "mqtt-devices"
 TITLE = "MQTT devices -> a topic"
@@ -152,7 +152,13 @@ def omconnect_run(
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     (run_dir / "pipeline.yaml").write_text(pipeline_yaml(args.mqtt, root, client_id, linger))
-    record: dict[str, Any] = {"root": root, "linger": linger, "count": count, "failure": None}
+    record: dict[str, Any] = {
+        "root": root,
+        "linger": linger,
+        "default_linger": default_linger(),
+        "count": count,
+        "failure": None,
+    }
     pipeline = reader = None
     try:
         pipeline = start_pipeline(run_dir)

@@ -137,7 +137,8 @@ def markdown_section(results: dict[str, Any]) -> str:
     rows = []
     for name in ("latency-default", "latency-low"):
         entry = summary[name]
-        linger = "default (0.2 s)" if entry["linger"] is None else f"{entry['linger']:g} s"
+        default = entry.get("default_linger", 0.2)
+        linger = f"default ({default:g} s)" if entry["linger"] is None else f"{entry['linger']:g} s"
         rows.append(
             [
                 linger,

@@ -12,6 +12,7 @@ message) and the columns the caller's ``columns`` function takes from the decode
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -30,6 +31,17 @@ POLL_MESSAGES = 10_000
 STOP_TIMEOUT_SECONDS = 60.0
 # (decoded group of one schema) -> its columns as arrays, one value per row of the group.
 Columns = Callable[[Any], dict[str, np.ndarray]]
+
+
+def default_linger() -> float:
+    """The ``batching.linger`` a pipeline gets when it sets none, as the installed omconnect's
+    pipeline JSON Schema states it (the lag phases record it beside their results)."""
+    done = subprocess.run(
+        [*omconnect_command(), "schema"], capture_output=True, text=True, check=True
+    )
+    schema = json.loads(done.stdout)
+    definitions = schema.get("definitions") or schema.get("$defs") or {}
+    return float(definitions["BatchingConfig"]["properties"]["linger"]["default"])
 
 
 def start_pipeline(run_dir: Path) -> subprocess.Popen[bytes]:

@@ -171,8 +171,11 @@ class BatchingConfig(_Strict):
     """Send a batch when it has this many rows."""
     max_bytes: ByteSize = Field(default=16 * 1024**2, ge=1)
     """Send a batch when it has this many bytes."""
-    linger: Duration = 0.2
-    """Send a partial batch after waiting this long for more rows."""
+    linger: Duration = 0.05
+    """Send a partial batch after waiting this long for more rows. Bulk sources fill whole
+    batches and never wait; a stream (CDC, devices) waits up to this for each batch, so it is
+    the floor of its latency: 0.2 s made a CDC change's p99 378 ms and an MQTT reading's 455 ms
+    at a few thousand a second, 0.01 s 88 ms for the readings."""
 
 
 class ScheduleConfig(_Strict):

@@ -34,7 +34,7 @@ class LoopSettings:
     once: bool = False
     max_rows: int = 50_000
     max_bytes: int = 16 * 1024 * 1024
-    linger: float = 0.2
+    linger: float = 0.05
     max_in_flight_bytes: int = 128 * 1024 * 1024
     commit_interval: float = 5.0
     retry_timeout: float = 300.0
