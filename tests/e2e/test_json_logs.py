@@ -28,7 +28,11 @@ def _pipeline(tmp_path: Path) -> None:
 def test_run_logs_json_lines_naming_the_pipeline(tmp_path: Path) -> None:
     _pipeline(tmp_path)
 
-    ran = omconnect("--log-level", "DEBUG", "run", "orders.yaml", "--once", cwd=tmp_path)
+    # auto, the default: stderr is a pipe here (the suite itself asks for text, tests/conftest.py)
+    ran = omconnect(
+        "--log-level", "DEBUG", "run", "orders.yaml", "--once", cwd=tmp_path,
+        env={"OMCONNECT_LOG_FORMAT": "auto"},
+    )  # fmt: skip
 
     assert ran.returncode == 0, ran.stderr
     assert CANARY not in ran.stderr

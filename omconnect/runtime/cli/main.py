@@ -65,9 +65,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-format",
         choices=("auto", "json", "text"),
-        default="auto",
+        default=os.environ.get("OMCONNECT_LOG_FORMAT", "auto"),
         help="log lines as text, or as one JSON object each (ts, level, logger, message, "
-        "pipeline, task); auto (the default): text on a terminal, json otherwise",
+        "pipeline, task); auto (the default, or $OMCONNECT_LOG_FORMAT): text on a terminal, "
+        "json otherwise",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, summary) in COMMANDS.items():
