@@ -203,7 +203,11 @@ class ModbusSource(SourceConnector):
     name = "modbus"
     spec: ClassVar[type[ConnectorSpec]] = ModbusSourceSpec
     task_class = ModbusSourceTask
-    description = "Poll named registers and bits of a Modbus TCP device, one record per poll."
+    description = (
+        "Poll named registers and bits of a Modbus TCP device, one record per poll. A device "
+        "keeps no history: a restart polls from now on, and the polls that would have been "
+        "taken while the pipeline was stopped are lost."
+    )
     resumable = False
 
     def validate(self) -> None:

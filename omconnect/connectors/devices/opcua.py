@@ -44,7 +44,11 @@ class OpcuaSource(SourceConnector):
     spec: ClassVar[type[ConnectorSpec]] = OpcuaSourceSpec
     task_class = OpcuaSourceTask
     resumable = False
-    description = "Subscribe to OPC-UA variables; one record per data change."
+    description = (
+        "Subscribe to OPC-UA variables; one record per data change. Values have no position "
+        "to resume from: changes made while the pipeline is stopped are lost, except each "
+        "node's current value, which a new subscription delivers first."
+    )
 
     def validate(self) -> None:
         """Refuse files that do not exist, then connect and find every node. A server that
