@@ -56,6 +56,8 @@ log = logging.getLogger("omconnect.sink")
 POLL_TIMEOUT = 0.2
 # Under --once, while the source runs (see ``_decode_stage``).
 ONCE_POLL_TIMEOUT = 0.02
+# Under --once on a broker without end offsets: how long a poll must bring nothing to end.
+QUEUE_END_WAIT = 1.0
 DECODE_AHEAD = 3
 
 ConsumerFactory = Callable[[RebalanceListener], Awaitable[Consumer]]
@@ -280,6 +282,10 @@ class SinkLoop:
             waits for nothing: nothing it would wait for is coming."""
             if ending and self._polled_own_ends(until.result(), polled):
                 return 0
+            if ending and until.result() is None:
+                # A queue has no end offsets: the end is a poll that brings nothing, and
+                # what the source published last may still be on its way to this member.
+                return QUEUE_END_WAIT
             return ONCE_POLL_TIMEOUT if self.settings.once and not ending else POLL_TIMEOUT
 
         while not stop.is_set():
