@@ -99,11 +99,16 @@ def source_task_count(loaded: LoadedPipeline) -> int:
     """How many tasks the pipeline's source splits into (its ``task_configs`` for the
     pipeline's ``tasks:``; 0 without a source): the indexes ``PipelineRunner(tasks=...)``
     takes. A source may reach its system to count them (the tables a glob matches)."""
+    connector = source_connector(loaded)
+    return 0 if connector is None else len(connector.task_configs(loaded.config.tasks))
+
+
+def source_connector(loaded: LoadedPipeline) -> SourceConnector | None:
+    """The pipeline's source connector, built from its validated spec (None without one)."""
     source = loaded.source
     if source is None:
-        return 0
-    connector = cast(SourceConnector, source.registration.cls(source.spec))
-    return len(connector.task_configs(loaded.config.tasks))
+        return None
+    return cast(SourceConnector, source.registration.cls(source.spec))
 
 
 class PipelineRunner:
@@ -316,10 +321,7 @@ class PipelineRunner:
         return await (await sink_loop.open_consumer()).end_offsets()
 
     def _source_connector(self) -> SourceConnector | None:
-        source = self.loaded.source
-        if source is None:
-            return None
-        return cast(SourceConnector, source.registration.cls(source.spec))
+        return source_connector(self.loaded)
 
     def _transforms(self) -> list[Transform]:
         return [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
