@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from omconnect.connectors.api import Position
+from omconnect.connectors.files.parquet import dictionary_columns
 from omconnect.runtime.testing import (
     MemoryOffsetReader,
     SinkDriver,
@@ -117,3 +119,22 @@ def test_dictionaries_are_kept_for_repeated_values_only(tmp_path: Path) -> None:
         "attrs.key_value.value": True,
     }
     assert pq.read_table(path).select(table.column_names).equals(table)
+
+
+def test_dictionaries_of_a_large_row_group_are_judged_on_a_sample_like_the_whole() -> None:
+    """A default row group (131,072 rows) is judged on its first 8,192 rows and 8,192 evenly
+    spaced rows of the rest: a column with 40% of its values distinct keeps a dictionary and
+    one with 75% distinct does not, as when every row is counted; so does a column whose
+    values come in short runs (which evenly spaced rows alone would see as all distinct)."""
+    rows = 131_072
+    shuffle = np.random.default_rng(7).permutation(rows)
+    table = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "quantity": pa.array(shuffle % 10_000),
+            "forty": pa.array(shuffle % int(rows * 0.4)),
+            "seventy_five": pa.array(shuffle % int(rows * 0.75)),
+            "runs": pa.array(np.arange(rows) // 4),  # 25% distinct, in runs of 4
+        }
+    )
+    assert dictionary_columns(table) == ["quantity", "forty", "runs"]
