@@ -20,9 +20,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from omconnect.connectors.api import ConnectorError
-from omconnect.connectors.sql._arrow_reads import conform_rows
+from omconnect.connectors.sql._arrow_reads import _PostgresReader, conform_rows
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
 from omconnect.schemas import types as t
 from omconnect.schemas.types import Field
@@ -336,6 +338,72 @@ def test_values_that_fit_are_never_reported(postgres_database: SqlDatabase) -> N
         {"id": 5, "n": Decimal("6.25")},
     ]
     assert [r.where["key"] for r in source.errors.raw_reports] == [{"id": 3}]
+
+
+def test_a_small_numeric_reads_exactly_and_its_nan_makes_its_row_bad(
+    postgres_database: SqlDatabase,
+) -> None:
+    """``numeric(p, s)`` of at most 18 digits is read as a scaled ``bigint``: every value
+    exact at the type's limits, nulls kept, and a NaN (which such a column can hold) a bad
+    row, as when the column was read as text."""
+    name = postgres_database.table("small")
+    postgres_database.execute(
+        f"CREATE TABLE {name} (id int PRIMARY KEY, a numeric(12,2), b numeric(18,0), "
+        "c numeric(5,5), d numeric(18,18))",
+        f"INSERT INTO {name} VALUES "
+        "(1, 9999999999.99, 999999999999999999, 0.99999, 0.999999999999999999), "
+        "(2, -9999999999.99, -999999999999999999, -0.00001, -0.000000000000000001), "
+        "(3, NULL, NULL, NULL, NULL), (4, 'NaN', 0, 0, 0), (5, 1.5, 1, 0.1, 0.5), "
+        "(6, 0, 0, 0, 'NaN')",
+    )
+    config = {"url": postgres_database.url, "tables": [name], "chunk_size": 4}
+    source = SourceDriver("sql", config)
+    values = pa.concat_tables(pa.Table.from_batches([b.values]) for b in source.read_to_end())
+    assert values.schema.field("a").type == pa.decimal128(12, 2)
+    assert values.schema.field("d").type == pa.decimal128(18, 18)
+    assert values.to_pylist() == [
+        {
+            "id": 1,
+            "a": Decimal("9999999999.99"),
+            "b": Decimal("999999999999999999"),
+            "c": Decimal("0.99999"),
+            "d": Decimal("0.999999999999999999"),
+        },
+        {
+            "id": 2,
+            "a": Decimal("-9999999999.99"),
+            "b": Decimal("-999999999999999999"),
+            "c": Decimal("-0.00001"),
+            "d": Decimal("-0.000000000000000001"),
+        },
+        {"id": 3, "a": None, "b": None, "c": None, "d": None},
+        {"id": 5, "a": Decimal("1.5"), "b": Decimal(1), "c": Decimal("0.1"), "d": Decimal("0.5")},
+    ]
+    reports = source.errors.raw_reports
+    assert [(r.where["key"], r.where["column"]) for r in reports] == [
+        ({"id": 4}, "a"),
+        ({"id": 6}, "d"),
+    ]
+    assert all("not a finite number" in str(r.error) for r in reports)
+
+
+@pytest.mark.parametrize(
+    ("declared", "dtype", "scaled"),
+    [
+        (sa.Numeric(12, 2), t.decimal(12, 2), True),
+        (sa.Numeric(18, 18), t.decimal(18, 18), True),
+        (sa.Numeric(19, 2), t.decimal(19, 2), False),  # more digits than a bigint holds
+        (sa.Numeric(), t.decimal(38, 9), False),  # unconstrained: any digits
+        (sa.Float(), t.float64(), False),
+    ],
+)
+def test_only_numerics_of_at_most_18_declared_digits_are_selected_as_bigints(
+    declared: sa.Numeric[Any], dtype: t.DataType, scaled: bool
+) -> None:
+    reader = _PostgresReader(None, postgresql.psycopg.dialect(), copies=True)
+    selected = reader.select_column(sa.column("n", declared), Field("n", dtype))
+    text = str(selected.compile(dialect=postgresql.psycopg.dialect()))
+    assert ("AS BIGINT" in text) is scaled, text
 
 
 def test_an_array_item_that_does_not_fit_makes_its_row_bad(
