@@ -22,6 +22,7 @@ from omconnect.runtime.serve.managed_pipeline import ManagedPipeline
 from omconnect.runtime.serve.pipeline_state import RunRecord, RunResult
 from omconnect.runtime.serve.schedule_loop import MAX_CATCHUP_RUNS, run_on_schedule
 from omconnect.runtime.serve.schedule_state import ScheduleProgress
+from omconnect.runtime.state import DirectoryScheduleProgress
 from tests.support.served_worker import write_pipeline
 
 BERLIN_SPRING_FORWARD = datetime(2024, 3, 31, tzinfo=UTC)  # 02:00 CET -> 03:00 CEST
@@ -79,6 +80,12 @@ def scheduled(tmp_path: Path, schedule: str) -> LoadedPipeline:
     return load_pipeline(path)
 
 
+def kept_progress(tmp_path: Path) -> ScheduleProgress:
+    """The progress of the pipeline ``batch`` as a directory state keeps it (what a restarted
+    serve reads)."""
+    return ScheduleProgress(DirectoryScheduleProgress(tmp_path / "schedules"), "batch")
+
+
 def serve_schedule(
     loaded: LoadedPipeline,
     start: datetime,
@@ -128,9 +135,9 @@ def test_ticks_across_the_gap_of_a_spring_forward_night() -> None:
 
 
 def test_catchup_false_runs_once_for_the_ticks_missed_while_down(tmp_path: Path) -> None:
-    progress = ScheduleProgress(tmp_path / "progress.json")
+    progress = kept_progress(tmp_path)
     progress.advance(datetime(2024, 5, 1, 10, 0, tzinfo=UTC))  # the last tick before downtime
-    restarted = ScheduleProgress(tmp_path / "progress.json")  # what a restarted serve reads
+    restarted = kept_progress(tmp_path)  # what a restarted serve reads
 
     ran = serve_schedule(
         scheduled(tmp_path, '"*/15 * * * *"'),
@@ -145,19 +152,19 @@ def test_catchup_false_runs_once_for_the_ticks_missed_while_down(tmp_path: Path)
     ]
     assert ran.ticks[0] == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert ran.skipped_ticks == 7
-    last = ScheduleProgress(tmp_path / "progress.json").caught_up_to()
+    last = kept_progress(tmp_path).caught_up_to()
     assert last == datetime(2024, 5, 1, 12, 15, tzinfo=UTC)
 
 
 def test_catchup_true_runs_every_missed_tick_oldest_first(tmp_path: Path) -> None:
-    progress = ScheduleProgress(tmp_path / "progress.json")
+    progress = kept_progress(tmp_path)
     progress.advance(datetime(2024, 5, 1, 10, 0, tzinfo=UTC))
 
     ran = serve_schedule(
         scheduled(tmp_path, '{cron: "*/15 * * * *", catchup: true}'),
         datetime(2024, 5, 1, 12, 7, tzinfo=UTC),
         runs=9,
-        progress=ScheduleProgress(tmp_path / "progress.json"),
+        progress=kept_progress(tmp_path),
     )
 
     missed = [

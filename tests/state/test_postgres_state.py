@@ -33,6 +33,7 @@ CANARY = "pw-canary-5e1d"
 TABLES = [
     "compatibility",
     "run_lock_holders",
+    "schedule_progress",
     "schemas",
     "source_offsets",
     "state_version",
@@ -106,7 +107,7 @@ def test_the_schema_and_its_tables_are_created_with_a_layout_version(new_schema:
     store = open_offset_store(f"{POSTGRES_URL}?schema={new_schema}")
     store.close()
     assert tables_of(new_schema) == TABLES
-    assert admin(f'SELECT version FROM "{new_schema}".state_version') == [(1,)]
+    assert admin(f'SELECT version FROM "{new_schema}".state_version') == [(2,)]
 
 
 def test_opening_existing_stores_creates_nothing(postgres_state: str, new_schema: str) -> None:

@@ -3,8 +3,10 @@ a pipeline or run it now: the Kafka Connect-shaped part of ``serve``'s API.
 
 =============================================  =============================================
 ``POST /pipelines``                            201: a new pipeline, from JSON or YAML
-                                               (``Content-Type: application/yaml``); 409 if
-                                               the name is taken; 422 with the problems
+                                               (``Content-Type: application/yaml``): the
+                                               pipeline file, or Kafka Connect's ``{"name":
+                                               ..., "config": {...}}``; 409 if the name is
+                                               taken; 422 with the problems
 ``PUT /pipelines/config/validate``             200 ``{"error_count": N, ...}``, nothing kept
 ``GET /pipelines/{name}/config``               the configuration, secrets masked
 ``PUT /pipelines/{name}/config``               201 created or 200 replaced (it restarts with
@@ -16,10 +18,11 @@ a pipeline or run it now: the Kafka Connect-shaped part of ``serve``'s API.
 =============================================  =============================================
 
 A pipeline's file is ``NAME.yaml`` in the pipelines folder (a pipeline loaded from another
-file keeps it); the body's ``name`` must be the URL's. Writes are atomic
-(``pipeline_files``) and then applied as a re-read of the folder applies a change on disk
-(``Supervisor.reload_folder``): the other pipelines run on untouched, and a configuration
-sent again unchanged restarts nothing.
+file keeps it); the body's ``name`` must be the URL's, which a body without one takes (as
+Kafka Connect's bare config map; ``pipeline_files`` reads both of its body shapes). Writes
+are atomic (``pipeline_files``) and then applied as a re-read of the folder applies a change
+on disk (``Supervisor.reload_folder``): the other pipelines run on untouched, and a
+configuration sent again unchanged restarts nothing.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ class ManagementApi:
         existing = self.supervisor.get(name)
         file = existing.loaded.path if existing is not None else self._file_for(folder, name)
         label = file.name
-        body = await self._body(request, label)
+        body = await self._body(request, label, name)
         if isinstance(body, Response):
             return body
         loaded = await self._checked(body, folder, label)
@@ -184,10 +187,12 @@ class ManagementApi:
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    async def _body(self, request: Request, label: str) -> PipelineBody | Response:
+    async def _body(
+        self, request: Request, label: str, name: str | None = None
+    ) -> PipelineBody | Response:
         raw = await limited_body(request)
         try:
-            return pipeline_body(raw, request.headers.get("content-type"), label)
+            return pipeline_body(raw, request.headers.get("content-type"), label, name)
         except PipelineConfigError as exc:
             return self._problems(exc.problems)
 

@@ -30,13 +30,23 @@ def _status_answer(description: str) -> dict[str, Any]:
 
 _ERROR = _json(ref("Error"), "refused (401 no token, 403 origin, 415 content type, ...)")
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-_PIPELINE_BODY = {
-    "required": True,
-    "content": {
-        JSON: {"schema": ref("PipelineDocument")},
-        YAML: {"schema": {"type": "string", "description": "the pipeline file as YAML"}},
-    },
-}
+
+
+def _pipeline_body(schema: dict[str, Any], yaml_text: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            JSON: {"schema": schema},
+            YAML: {"schema": {"type": "string", "description": yaml_text}},
+        },
+    }
+
+
+_PIPELINE_BODY = _pipeline_body(ref("PipelineDocument"), "the pipeline file as YAML")
+_NEW_PIPELINE_BODY = _pipeline_body(
+    {"anyOf": [ref("PipelineDocument"), ref("PipelineCreate")]},
+    "the pipeline file, or a PipelineCreate, as YAML",
+)
 
 
 def _op(
@@ -72,18 +82,19 @@ _PIPELINE_OPS: dict[tuple[str, str], dict[str, Any]] = {
         ],
     ),
     ("/pipelines", "POST"): _op(
-        "create a pipeline (its file is written into the folder; it starts)",
+        "create a pipeline (its file is written into the folder; it starts): the pipeline "
+        'file, or Kafka Connect\'s {"name": ..., "config": {...}}',
         {
             "201": _json(ref("PipelineWritten"), "created"),
             "409": _json(ref("Error"), "the name is taken"),
-            "422": _json(ref("Invalid"), "invalid: the problems"),
+            "422": _json(ref("Invalid"), "invalid: the problems (names that disagree too)"),
         },
-        body=_PIPELINE_BODY,
+        body=_NEW_PIPELINE_BODY,
     ),
     ("/pipelines/config/validate", "PUT"): _op(
-        "validate a pipeline without writing it",
+        "validate a pipeline without writing it (either body of POST /pipelines)",
         {"200": _json(ref("Validation"), "error_count 0 when valid, else the problems")},
-        body=_PIPELINE_BODY,
+        body=_NEW_PIPELINE_BODY,
     ),
     ("/pipelines/{name}", "GET"): _op(
         "the effective configuration, secrets masked",
@@ -101,7 +112,8 @@ _PIPELINE_OPS: dict[tuple[str, str], dict[str, Any]] = {
         [_NAME],
     ),
     ("/pipelines/{name}/config", "PUT"): _op(
-        "create or replace a pipeline (a replaced one restarts with its new configuration)",
+        "create or replace a pipeline (a replaced one restarts with its new configuration); "
+        "a body without a name takes the URL's, as Kafka Connect's bare config map",
         {
             "200": _json(ref("PipelineWritten"), "replaced"),
             "201": _json(ref("PipelineWritten"), "created"),

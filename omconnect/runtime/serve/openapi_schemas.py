@@ -116,9 +116,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "PipelineDocument": {
         "type": "object",
-        "description": "A pipeline file's content (docs/pipeline.schema.json has every key).",
-        "required": ["name"],
+        "description": "A pipeline file's content (docs/pipeline.schema.json has every key); "
+        "its name may be left out only where another one is given (the URL's of PUT "
+        "/pipelines/{name}/config, the wrapper's of a PipelineCreate).",
         "properties": {"name": {"type": "string"}, "source": OBJECT, "sink": OBJECT},
+    },
+    "PipelineCreate": {
+        "type": "object",
+        "description": "Kafka Connect's POST /connectors body: the pipeline's name beside its "
+        "content; config.name, when given, must agree with name.",
+        "required": ["config"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "config": ref("PipelineDocument")},
     },
     "Validation": {
         "type": "object",

@@ -6,7 +6,8 @@ croniter decides the daylight-saving corners.
 
 Runs never overlap, as Airflow's ``max_active_runs=1``: one run at a time, and ticks that pass
 while a run goes on, or while serve was down, are *missed* ticks, handled when the run ends
-(or when serve starts again, from the progress kept in the pipeline's state):
+(or when serve starts again, from the progress kept in the pipeline's state, a directory or
+a ``postgresql://`` one: ``schedule_state``):
 
 * ``catchup: false`` (the default): one run for all of them, at once; the others are counted
   in ``skipped_ticks`` and logged;
@@ -20,6 +21,7 @@ once, outside the schedule; pause stops a run in progress and skips the ticks un
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from datetime import datetime, timedelta
@@ -59,10 +61,14 @@ async def run_on_schedule(
     progress = progress if progress is not None else ScheduleProgress(None)
     rng = rng if rng is not None else random.Random()
     set_log_context(pipeline=pipeline.name)
-    since = progress.caught_up_to()
+    if not pipeline.paused:  # while its progress is read (a database round trip, maybe)
+        pipeline.state = PipelineState.SCHEDULED
+        pipeline.next_run = parse_cron(schedule.cron).next_after(clock.now(), schedule.zone)
+    # The record may be a database round trip away: never on the event loop's thread.
+    since = await asyncio.to_thread(progress.caught_up_to)
     if since is None:  # served for the first time: its first tick is the next one
         since = clock.now()
-        progress.advance(since)
+        await asyncio.to_thread(progress.advance, since)
     while not pipeline.shutting_down:
         pipeline.wake.clear()
         if pipeline.paused:
@@ -71,7 +77,7 @@ async def run_on_schedule(
             await pipeline.wake.wait()
             if not pipeline.paused:  # resumed: the ticks that passed while paused are skipped
                 since = max(since, clock.now())
-                progress.advance(since)
+                await asyncio.to_thread(progress.advance, since)
             continue
         if pipeline.restart_requested:
             pipeline.restart_requested = False
@@ -83,7 +89,7 @@ async def run_on_schedule(
             if schedule.jitter and not await _jitter(pipeline, schedule, clock, rng):
                 continue  # a command came first: decide again (the tick is still due)
             since = tick
-            progress.advance(tick)
+            await asyncio.to_thread(progress.advance, tick)
             await _run(pipeline)
             continue
         await _wait_for_next_tick(pipeline, schedule, clock)

@@ -4,7 +4,8 @@
 ``postgresql://`` URL that many workers share); ``open_offset_store`` and
 ``open_schema_registry`` open what a run needs from it. ``offsets`` and ``schema_registry``
 hold the store contracts and their SQLite implementations, ``postgres`` the Postgres backend;
-``pipeline_lock`` the run lock and the sink directory claims.
+``pipeline_lock`` the run lock and the sink directory claims; ``schedule_progress`` how far
+``serve`` handled each scheduled pipeline's ticks.
 """
 
 from omconnect.runtime.state.backends import (
@@ -24,17 +25,23 @@ from omconnect.runtime.state.pipeline_lock import (
     PipelineRunningError,
     pipeline_stopped,
 )
+from omconnect.runtime.state.schedule_progress import (
+    DirectoryScheduleProgress,
+    ScheduleProgressStore,
+)
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 __all__ = [
     "LOCK_CHECK_SECONDS",
     "DirectoryClaims",
+    "DirectoryScheduleProgress",
     "DirectoryState",
     "OffsetStore",
     "OffsetStoreError",
     "PipelineLock",
     "PipelineLockLostError",
     "PipelineRunningError",
+    "ScheduleProgressStore",
     "SchemaRegistry",
     "StateBackend",
     "StateUnavailableError",

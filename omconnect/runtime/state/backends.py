@@ -19,6 +19,7 @@ from typing import Protocol
 from omconnect.runtime.file_lock import LockHolder
 from omconnect.runtime.state.directory import DirectoryState
 from omconnect.runtime.state.offsets import OffsetStore
+from omconnect.runtime.state.schedule_progress import ScheduleProgressStore
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 
@@ -52,7 +53,7 @@ class RunLock(Protocol):
 
 
 class StateBackend(Protocol):
-    """Where a pipeline's offsets, schemas and run lock live."""
+    """Where a pipeline's offsets, schemas, run lock and schedule progress live."""
 
     def open_offset_store(self) -> OffsetStore:
         """The offset store, created when missing."""
@@ -68,6 +69,11 @@ class StateBackend(Protocol):
 
     def open_existing_schema_registry(self) -> SchemaRegistry | None:
         """The embedded schema registry if one was made, else None; creates nothing."""
+        ...
+
+    def open_schedule_progress(self) -> ScheduleProgressStore:
+        """How far ``serve`` handled each scheduled pipeline's ticks (tables or folder
+        created when missing)."""
         ...
 
     def pipeline_lock(self, pipeline: str) -> RunLock:

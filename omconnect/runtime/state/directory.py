@@ -1,9 +1,10 @@
 """``DirectoryState``: a pipeline's state in a local directory, the default ``state:``.
 
 The directory holds ``offsets.sqlite`` (source positions), ``registry.sqlite`` (the embedded
-schema registry) and ``locks/<pipeline>.lock`` (one runner per pipeline). Several pipelines
-and processes share one directory: the SQLite files are in WAL mode and the locks are
-``flock`` locks.
+schema registry), ``locks/<pipeline>.lock`` (one runner per pipeline) and
+``schedules/<pipeline>.json`` (how far ``serve`` handled a scheduled pipeline's ticks).
+Several pipelines and processes share one directory: the SQLite files are in WAL mode and the
+locks are ``flock`` locks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from pathlib import Path
 
 from omconnect.runtime.file_lock import FileLock
 from omconnect.runtime.state.offsets import OffsetStore, OffsetStoreError, SqliteOffsetStore
+from omconnect.runtime.state.schedule_progress import (
+    SCHEDULES_DIRECTORY,
+    DirectoryScheduleProgress,
+)
 from omconnect.runtime.state.schema_registry import SchemaRegistry, SqliteSchemaRegistry
 
 OFFSETS_FILE = "offsets.sqlite"
@@ -57,6 +62,11 @@ class DirectoryState:
         """The embedded schema registry if one was made, else None; creates nothing."""
         path = self.directory / REGISTRY_FILE
         return SqliteSchemaRegistry(path) if path.is_file() else None
+
+    def open_schedule_progress(self) -> DirectoryScheduleProgress:
+        """The schedule progress files, ``STATE/schedules/<pipeline>.json`` (the folder is
+        made on the first write)."""
+        return DirectoryScheduleProgress(self.directory / SCHEDULES_DIRECTORY)
 
     def pipeline_lock_path(self, pipeline: str) -> Path:
         """``STATE/locks/<pipeline>.lock``."""

@@ -15,6 +15,7 @@ from omconnect.runtime.state.postgres.connection import StateConnection
 from omconnect.runtime.state.postgres.location import StateLocation
 from omconnect.runtime.state.postgres.offsets import PostgresOffsetStore
 from omconnect.runtime.state.postgres.run_lock import AdvisoryRunLock
+from omconnect.runtime.state.postgres.schedule_progress import PostgresScheduleProgress
 from omconnect.runtime.state.postgres.schema_registry import PostgresSchemaRegistry
 from omconnect.runtime.state.postgres.tables import create_tables, tables_exist
 from omconnect.runtime.state.schema_registry import SchemaRegistry
@@ -54,6 +55,15 @@ class PostgresState:
         nothing."""
         session = self._existing()
         return PostgresSchemaRegistry(session) if session is not None else None
+
+    def open_schedule_progress(self) -> PostgresScheduleProgress:
+        """Where ``serve`` records how far scheduled pipelines' ticks were handled, its
+        schema and tables created when missing.
+
+        Raises:
+            OffsetStoreError: as ``open_offset_store``.
+        """
+        return PostgresScheduleProgress(self._created())
 
     def pipeline_lock(self, pipeline: str) -> RunLock:
         """A session-level advisory lock on the pipeline (see ``run_lock``)."""

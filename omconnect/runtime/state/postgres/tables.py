@@ -8,7 +8,9 @@ The state's schema (``omconnect`` by default) holds:
   (a schema is found by the SHA-256 of its canonical JSON: a btree index cannot hold the
   JSON of a wide schema);
 - ``run_lock_holders``: who holds each pipeline's run lock (the lock itself is an advisory
-  lock, see ``run_lock``).
+  lock, see ``run_lock``);
+- ``schedule_progress`` (layout 2): the moment up to which each scheduled pipeline's ticks
+  were handled (``schedule_progress``).
 
 ``create_tables`` brings a schema to ``LAYOUT_VERSION`` under a transaction-level advisory
 lock, so that workers opening the state at once neither race to create it nor migrate it
@@ -26,7 +28,7 @@ from omconnect.runtime.state.offsets import OffsetStoreError
 from omconnect.runtime.state.postgres.advisory_keys import TABLES, advisory_key
 from omconnect.runtime.state.postgres.location import StateLocation
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -59,6 +61,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             backend_pid integer NOT NULL,
             holder text NOT NULL,
             PRIMARY KEY (pipeline, backend_pid)
+        )""",
+    ),
+    2: (
+        """CREATE TABLE {schema}.schedule_progress (
+            pipeline text PRIMARY KEY,
+            caught_up_to timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
         )""",
     ),
 }
