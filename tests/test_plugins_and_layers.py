@@ -8,6 +8,7 @@ is no longer needed fails ``test_every_waiver_is_still_needed``.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -466,3 +467,57 @@ def test_loading_the_plugins_imports_no_client_library() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "module"),
+    [
+        ("source", "sql", "omconnect.connectors.sql.source"),
+        ("sink", "sql", "omconnect.connectors.sql.sink"),
+        ("source", "postgres-cdc", "omconnect.connectors.sql.postgres_cdc"),
+        ("sink", "parquet", "omconnect.connectors.files.parquet"),
+        ("source", "mqtt", "omconnect.connectors.devices.mqtt"),
+        ("transform", "filter", "omconnect.transforms.filter"),
+    ],
+)
+def test_looking_up_a_plugin_imports_its_module_and_not_the_others(
+    kind: str, name: str, module: str
+) -> None:
+    """A run looks up the plugins it names: their modules are imported, other plugins'
+    modules are not (a sql -> parquet run does not load the device connectors)."""
+    others = sorted(
+        ep.value
+        for group in ("omconnect.connectors", "omconnect.transforms")
+        for ep in entry_points(group=group)
+        if ep.value != module
+    )
+    probe = (
+        "import sys\n"
+        "from omconnect.connectors.api.plugins import lookup\n"
+        f"found = lookup({kind!r}, {name!r})\n"
+        f"assert found.cls.__module__ == {module!r}, found\n"
+        f"print(json.dumps([m for m in {others!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "import json\n" + probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    # The sql source and sink share a package, and so do the file formats: only modules of
+    # other plugins' packages count.
+    package = module.rsplit(".", 1)[0]
+    assert [m for m in loaded if m.rsplit(".", 1)[0] != package] == []
+
+
+def test_a_name_no_entry_point_has_loads_every_plugin_before_it_is_unknown() -> None:
+    """A name matching no entry point loads every plugin module before it is called unknown
+    (a third-party plugin may register under a name its entry point does not have)."""
+    from omconnect.connectors.api.plugins import UnknownPluginError, lookup
+
+    assert lookup("sink", "jsonl").name == "jsonl"
+    with pytest.raises(UnknownPluginError, match='unknown source "nope"'):
+        lookup("source", "nope")

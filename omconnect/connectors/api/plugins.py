@@ -3,7 +3,8 @@
 Built-in and third-party plugins register the same way: a module ends with
 ``register(MySource)``, and its distribution names the module in the entry-point group
 ``omconnect.connectors`` (transforms: ``omconnect.transforms``). ``load_plugins()`` imports
-every module of those groups once; ``lookup`` and ``registrations`` load them first.
+every module of those groups once; ``registrations`` loads them first, ``lookup`` first only the
+modules named like the plugin it looks for.
 """
 
 from __future__ import annotations
@@ -80,6 +81,20 @@ def load_plugins() -> None:
     _loaded = True
 
 
+def _load_named(kind: Kind, name: str) -> Registration | None:
+    """Import the entry points whose name is ``name`` (``-`` as ``_``), alone or followed by
+    ``_<kind>``; the registration of ``name`` if they made one."""
+    if _loaded:
+        return None
+    stem = name.replace("-", "_")
+    wanted = {stem, f"{stem}_{kind}"}
+    group = TRANSFORM_GROUP if kind == "transform" else CONNECTOR_GROUP
+    for ep in entry_points(group=group):
+        if ep.name in wanted:
+            ep.load()
+    return _plugins.get((kind, name))
+
+
 def registrations(kind: Kind | None = None) -> list[Registration]:
     """Every registered plugin (of ``kind``), sorted by kind and name."""
     load_plugins()
@@ -88,7 +103,14 @@ def registrations(kind: Kind | None = None) -> list[Registration]:
 
 
 def lookup(kind: Kind, name: str) -> Registration:
-    """The plugin of ``kind`` called ``name``; raises ``UnknownPluginError`` with suggestions."""
+    """The plugin of ``kind`` called ``name``; raises ``UnknownPluginError`` with suggestions.
+
+    The entry points named like the plugin (``sql``, ``sql_source``, ``postgres_cdc`` for
+    ``postgres-cdc``) are imported first, and every other only when those do not register
+    it: a run imports the connectors it uses, not every plugin's module."""
+    found = _plugins.get((kind, name)) or _load_named(kind, name)
+    if found is not None:
+        return found
     load_plugins()
     found = _plugins.get((kind, name))
     if found is not None:
