@@ -107,14 +107,20 @@ def depends_on_problems(compose: Compose) -> list[str]:
     return problems
 
 
-def published_api_problems(compose: Compose) -> list[str]:
-    """The worker's API must be published on the host's loopback only, and get the token."""
-    worker = compose["services"]["worker"]
+def published_port_problems(compose: Compose) -> list[str]:
+    """Every service publishes its ports on the host's loopback only (the brokers, the
+    databases and the object store have default credentials or none; the worker's API can
+    pause and restart pipelines), and the worker gets the API token."""
     problems = []
-    for port in worker.get("ports", []):
-        spec = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port['published']}"
-        if not str(spec).startswith("127.0.0.1:"):
-            problems.append(f"worker: {spec} publishes the API beyond 127.0.0.1")
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            if isinstance(port, str):
+                spec = port
+            else:
+                spec = f"{port.get('host_ip', '')}:{port['published']}"
+            if not str(spec).startswith("127.0.0.1:"):
+                problems.append(f"{name}: {spec} is published beyond 127.0.0.1")
+    worker = compose["services"]["worker"]
     if "OMCONNECT_API_TOKEN" not in (worker.get("environment") or {}):
         problems.append("worker: OMCONNECT_API_TOKEN is not passed on")
     return problems
@@ -237,21 +243,24 @@ def test_worker_is_built_here_serves_pipelines_and_waits_for_every_service() -> 
         assert condition == expected, target
 
 
-def test_the_api_is_published_on_loopback_only_and_given_its_token() -> None:
+def test_every_port_is_published_on_loopback_only_and_the_api_given_its_token() -> None:
     compose = load_compose()
-    assert published_api_problems(compose) == []
+    assert published_port_problems(compose) == []
     assert compose["services"]["worker"]["ports"] == ["127.0.0.1:${OMCONNECT_HTTP_PORT:-8083}:8083"]
     for exposed in ("${OMCONNECT_HTTP_PORT:-8083}:8083", "0.0.0.0:8083:8083", "8083"):
         mutated = copy.deepcopy(compose)
         mutated["services"]["worker"]["ports"] = [exposed]
-        assert published_api_problems(mutated) == [
-            f"worker: {exposed} publishes the API beyond 127.0.0.1"
+        assert published_port_problems(mutated) == [
+            f"worker: {exposed} is published beyond 127.0.0.1"
         ]
+    mutated = copy.deepcopy(compose)
+    mutated["services"]["postgres"]["ports"] = ["5432:5432"]
+    assert published_port_problems(mutated) == ["postgres: 5432:5432 is published beyond 127.0.0.1"]
     long_form = copy.deepcopy(compose)
     long_form["services"]["worker"]["ports"] = [{"target": 8083, "published": "8083"}]
-    assert published_api_problems(long_form) == ["worker: :8083 publishes the API beyond 127.0.0.1"]
+    assert published_port_problems(long_form) == ["worker: :8083 is published beyond 127.0.0.1"]
     del long_form["services"]["worker"]["environment"]["OMCONNECT_API_TOKEN"]
-    assert "worker: OMCONNECT_API_TOKEN is not passed on" in published_api_problems(long_form)
+    assert "worker: OMCONNECT_API_TOKEN is not passed on" in published_port_problems(long_form)
 
 
 def test_bind_mounted_deploy_files_exist() -> None:
