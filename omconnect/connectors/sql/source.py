@@ -209,6 +209,7 @@ class SqlSource(SourceConnector):
     name = "sql"
     spec: ClassVar[type[ConnectorSpec]] = SqlSourceSpec
     task_class = SqlSourceTask
+    _resolved_tables: list[TableName] | None = None  # what ``_tables`` found
     description = (
         "Read database tables or a query (PostgreSQL via ADBC binary COPY, SQLite via ADBC, "
         "MariaDB/MySQL via ConnectorX) as resumable key-range snapshots or boundary-correct "
@@ -268,16 +269,20 @@ class SqlSource(SourceConnector):
         ] or [self.config]
 
     def _tables(self) -> list[TableName] | None:
-        """The tables ``tables:`` names; None when the database cannot be reached now."""
+        """The tables ``tables:`` names; None when the database cannot be reached now. Found
+        once per connector (a run asks for its streams, then for its task configs)."""
         config = self.config
         assert isinstance(config, SqlSourceSpec)
+        if self._resolved_tables is not None:
+            return self._resolved_tables
         database = _open(config)
         try:
-            return database.resolve_tables(config.tables)
+            self._resolved_tables = database.resolve_tables(config.tables)
         except RetriableError:
             return None
         finally:
             database.close()
+        return self._resolved_tables
 
 
 QUERY_STREAM = "query"
