@@ -3,6 +3,7 @@
     python benchmarks/csv_to_parquet.py                        # 1M rows, 1 warm-up + 3 runs
     python benchmarks/csv_to_parquet.py --rows 100000 --runs 1 --contestants omconnect,pyarrow
     python benchmarks/csv_to_parquet.py --storage s3 --memory-rows 6000000   # on an S3 endpoint
+    python benchmarks/csv_to_parquet.py --rows 6000000 --memory-rows 0 --once dlt-read_csv,sling
 
 Every contestant runs in the same invocation, as a subprocess in a fresh directory per run,
 round by round (each round runs every contestant once, so a change in the shared machine's
@@ -18,6 +19,13 @@ With ``--storage s3`` the same race runs on object storage: moto's S3 server in 
 reading its object and writing Parquet under an ``out-<run>/`` prefix; after each run that
 prefix is downloaded (off the clock) for the oracle, then deleted. Results go to the
 ``csv-to-parquet-s3`` section and ``results/csv_to_parquet_s3.json`` (and ``.md``).
+
+A race at another size than the standard 1,000,000 rows keeps its own results: with
+``--rows 6000000`` the ``csv-to-parquet-6m`` (or ``csv-to-parquet-s3-6m``) section and
+``results/csv_to_parquet_6m.json`` (``_s3_6m``); see ``size_label``. ``--once`` names slow
+contestants that run a single measured run, in the last round, with no warm-up, so a large
+race does not take hours; omconnect and pyarrow, whose times the target compares, run every
+round.
 """
 
 from __future__ import annotations
@@ -52,7 +60,11 @@ SECTIONS = {"local": "csv-to-parquet", "s3": "csv-to-parquet-s3"}
 TITLES = {"local": "B3: CSV -> Parquet", "s3": "B3 on S3: CSV -> Parquet, object to objects"}
 JSON_NAMES = {"local": "csv_to_parquet.json", "s3": "csv_to_parquet_s3.json"}
 ALL_CONTESTANTS = ["omconnect", "pyarrow", "dlt-read_csv", "dlt-arrow", "sling"]
-RUN_TIMEOUT_SECONDS = 1800.0
+# The target compares these two, so they run every round and cannot be named in --once.
+EVERY_ROUND = ["omconnect", "pyarrow"]
+STANDARD_ROWS = 1_000_000  # the race whose results are the unsuffixed section and files
+DEFAULT_MEMORY_ROWS = 5_000_000
+RUN_TIMEOUT_SECONDS = 1800.0  # per run at the standard size; scaled with the rows above it
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,38 @@ class RunRecord:
     inner_seconds: float | None
     checksum: dict[str, int] | None
     failure: str | None
+
+
+def size_label(rows: int) -> str | None:
+    """The suffix of a race's section and results files: None for the standard 1,000,000
+    rows, ``6m`` for 6,000,000, ``20k`` for 20,000, else the row count itself."""
+    if rows == STANDARD_ROWS:
+        return None
+    for unit, suffix in ((1_000_000, "m"), (1_000, "k")):
+        if rows % unit == 0:
+            return f"{rows // unit}{suffix}"
+    return str(rows)
+
+
+def section_name(storage: str, rows: int) -> str:
+    """The README section of a race: ``csv-to-parquet[-s3][-6m]``."""
+    label = size_label(rows)
+    return SECTIONS[storage] + ("" if label is None else f"-{label}")
+
+
+def json_name(storage: str, rows: int) -> str:
+    """The results file of a race: ``csv_to_parquet[_s3][_6m].json``."""
+    label = size_label(rows)
+    stem = JSON_NAMES[storage].removesuffix(".json")
+    return f"{stem}.json" if label is None else f"{stem}_{label}.json"
+
+
+def title(storage: str, rows: int) -> str:
+    """The heading of the results Markdown: the storage's title, and the size when not 1M."""
+    if rows == STANDARD_ROWS:
+        return TITLES[storage]
+    size = f"{rows // 1_000_000}M" if rows % 1_000_000 == 0 else f"{rows:,}"
+    return f"{TITLES[storage]}, {size} rows"
 
 
 def ensure_csv(data_dir: Path, rows: int) -> Path:
@@ -111,7 +155,8 @@ def run_once(
     run_dir.mkdir(parents=True)
     invocation = contestant.prepare(csv_path, run_dir)
     os.sync()  # the previous run's dirty pages are written back before this one starts
-    measured = run_measured(invocation.argv, run_dir, invocation.env, RUN_TIMEOUT_SECONDS)
+    timeout = RUN_TIMEOUT_SECONDS * max(1.0, rows / STANDARD_ROWS)
+    measured = run_measured(invocation.argv, run_dir, invocation.env, timeout)
     checksum: dict[str, int] | None = None
     if measured.returncode != 0:
         last_line = (measured.stderr_tail.strip().splitlines() or ["(no stderr)"])[-1]
@@ -164,18 +209,31 @@ def select_contestants(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the t1m CSV")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=STANDARD_ROWS,
+        help="rows of the t1m CSV; other than 1,000,000, the results go to a section and files "
+        "of their own (csv-to-parquet-6m, results/csv_to_parquet_6m.json for 6,000,000)",
+    )
     parser.add_argument("--warmups", type=int, default=1, help="unmeasured runs first")
     parser.add_argument("--runs", type=int, default=3, help="measured runs (median reported)")
     parser.add_argument(
         "--memory-rows",
-        default="5000000",
-        help="comma-separated row counts of the one-run omconnect memory checks (0: none)",
+        help="comma-separated row counts of the one-run omconnect memory checks (0: none; "
+        f"default: {DEFAULT_MEMORY_ROWS} when --rows is smaller, else none)",
     )
     parser.add_argument(
         "--contestants",
         default=",".join(ALL_CONTESTANTS),
         help=f"comma-separated subset of {','.join(ALL_CONTESTANTS)}",
+    )
+    parser.add_argument(
+        "--once",
+        default="",
+        metavar="CONTESTANTS",
+        help="comma-separated slow contestants that run once, measured, in the last round "
+        f"only (no warm-up); not {' or '.join(EVERY_ROUND)}, which run every round",
     )
     parser.add_argument(
         "--baseline",
@@ -193,12 +251,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--readme", type=Path, default=BENCHMARKS_DIR / "README.md")
     parser.add_argument(
-        "--json", type=Path, help="the results file (default: results/csv_to_parquet[_s3].json)"
+        "--json",
+        type=Path,
+        help="the results file (default: results/csv_to_parquet[_s3][_6m].json)",
     )
     parser.add_argument(
         "--render-only",
         action="store_true",
-        help="run nothing: rewrite the README section from the existing --json results",
+        help="run nothing: rewrite the README section from the existing --json results "
+        "(the section of the storage and rows recorded in that JSON)",
     )
     parser.add_argument(
         "--no-install-peers",
@@ -206,26 +267,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="do not create the peers' virtualenv; peers not installed are reported not run",
     )
     args = parser.parse_args(argv)
+    if args.memory_rows is None:
+        args.memory_rows = str(DEFAULT_MEMORY_ROWS) if args.rows < DEFAULT_MEMORY_ROWS else "0"
     try:
         args.memory_rows = [int(n) for n in args.memory_rows.split(",") if int(n) > 0]
     except ValueError:
         parser.error(f"--memory-rows: not a list of row counts: {args.memory_rows!r}")
     if args.rows < 1 or args.runs < 1 or args.warmups < 0:
         parser.error("--rows and --runs must be >= 1, --warmups >= 0")
-    args.contestants = [name.strip() for name in args.contestants.split(",") if name.strip()]
+    args.contestants = _names(args.contestants)
+    args.once = _names(args.once)
+    unknown = sorted(set(args.once) - set(ALL_CONTESTANTS))
+    if unknown:
+        parser.error(f"--once: unknown contestants: {', '.join(unknown)}")
+    every_round = sorted(set(args.once) & set(EVERY_ROUND))
+    if every_round:
+        parser.error(f"--once: {', '.join(every_round)} run every round (the target uses them)")
     if args.json is None:
-        args.json = BENCHMARKS_DIR / "results" / JSON_NAMES[args.storage]
+        args.json = BENCHMARKS_DIR / "results" / json_name(args.storage, args.rows)
     if args.baseline and args.storage == "s3":
         parser.error("--baseline runs on local storage only")
     return args
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, write the results; exit 1 when omconnect FAILED."""
     args = parse_args(argv)
-    section = SECTIONS[args.storage]
     if args.render_only:
-        update_readme(args.readme, section, markdown_section(json.loads(args.json.read_text())))
+        results = json.loads(args.json.read_text())
+        settings = results["settings"]
+        section = section_name(settings.get("storage", "local"), settings["rows"])
+        update_readme(args.readme, section, markdown_section(results))
         return 0
     if args.storage == "s3":
         with running_s3(args.work_dir / "moto-server.log") as s3:
@@ -233,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = run_benchmark(args)
     write_results(
-        results, args.json, args.readme, section, TITLES[args.storage], markdown_section(results)
+        results,
+        args.json,
+        args.readme,
+        section_name(args.storage, args.rows),
+        title(args.storage, args.rows),
+        markdown_section(results),
     )
     omconnect = next((c for c in results["contestants"] if c["name"] == OMCONNECT.name), None)
     return 1 if omconnect is not None and omconnect["status"] == "FAILED" else 0
@@ -257,9 +338,12 @@ def run_benchmark(args: argparse.Namespace, s3: S3Endpoint | None = None) -> dic
     runs_dir = args.work_dir / "runs"
     records: list[RunRecord] = []
     runnable = [c for c in contestants if c.not_run is None]
-    for round_index in range(args.warmups + args.runs):
+    last_round = args.warmups + args.runs - 1
+    for round_index in range(last_round + 1):
         phase = "warm-up" if round_index < args.warmups else "measured"
         for contestant in runnable:
+            if contestant.name in args.once and round_index != last_round:
+                continue  # a slow contestant: its one measured run is in the last round
             run_dir = runs_dir / contestant.name
             records.append(run_once(contestant, csv_path, args.rows, run_dir, phase, s3))
     omconnect = next((c for c in runnable if c.name == OMCONNECT.name), None)
@@ -282,6 +366,7 @@ def run_benchmark(args: argparse.Namespace, s3: S3Endpoint | None = None) -> dic
         peer_versions=peer_versions,
         storage=args.storage,
         start_load=start_load,
+        once=[name for name in args.once if name in args.contestants],
     )
 
 

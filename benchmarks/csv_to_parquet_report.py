@@ -2,7 +2,8 @@
 
 ``summarise`` turns the run records of ``csv_to_parquet.py`` into the JSON that is committed;
 ``markdown_section`` renders that JSON (and only it), so the README can be rebuilt from the
-JSON alone.
+JSON alone. A contestant run with ``--once`` has a single measured run: its "median" is that
+run, and the table says so.
 """
 
 from __future__ import annotations
@@ -108,11 +109,12 @@ def summarise(
     peer_versions: dict[str, str],
     storage: str = "local",
     start_load: list[float] | None = None,
+    once: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The committed results: settings, machine, versions, one summary per contestant,
     omconnect's ratios to the others, the memory check and the targets met. ``storage`` is
     where the files lived (``local`` or ``s3``); ``start_load`` the load average when the
-    run started (None: now)."""
+    run started (None: now); ``once`` the contestants that ran one measured run only."""
     csv_bytes = csv_path.stat().st_size
     summaries = [_summarise_contestant(c, records, rows, csv_bytes) for c in contestants]
     by_name = {s["name"]: s for s in summaries}
@@ -154,6 +156,7 @@ def summarise(
             "csv_bytes": csv_bytes,
             "warmups": warmups,
             "measured_runs": runs,
+            "once": list(once),
             "statistic": "median of the measured runs (peak RSS: max of them)",
             "peak_rss_method": RSS_METHOD,
         },
@@ -191,10 +194,23 @@ def _storage_text(settings: dict[str, Any]) -> str:
     )
 
 
+def _runs_text(settings: dict[str, Any]) -> str:
+    """How many runs each contestant had: the rounds, and the ``--once`` contestants' one run."""
+    text = (
+        f"{settings['warmups']} warm-up + {settings['measured_runs']} measured runs per contestant"
+    )
+    once = settings.get("once") or []
+    if once:
+        names = ", ".join(f"`{name}`" for name in once)
+        text += f" ({names}: 1 measured run, in the last round, no warm-up)"
+    return text
+
+
 def markdown_section(results: dict[str, Any]) -> str:
     """The README section for ``results`` (as written by ``summarise``)."""
     settings, machine, versions = results["settings"], results["machine"], results["versions"]
     ratios = results["omconnect_time_ratio"]
+    once = set(settings.get("once") or [])
     rows = []
     for s in results["contestants"]:
         if s["status"] != "ok":
@@ -203,7 +219,7 @@ def markdown_section(results: dict[str, Any]) -> str:
         rows.append(
             [
                 f"`{s['name']}`",
-                seconds(s["median_wall_seconds"]),
+                seconds(s["median_wall_seconds"]) + (" (1 run)" if s["name"] in once else ""),
                 rate(s["rows_per_second"]),
                 f"{s['mb_per_second']:.0f}",
                 seconds(s["median_cpu_seconds"]),
@@ -225,10 +241,9 @@ def markdown_section(results: dict[str, Any]) -> str:
         "",
         f"Input: t1m CSV, {settings['rows']:,} rows, {settings['csv_bytes'] / 1e6:.0f} MB"
         f"{_storage_text(settings)}. "
-        f"{settings['warmups']} warm-up + {settings['measured_runs']} measured runs per "
-        f"contestant, median reported; every run's output verified (row count + key-set "
-        f"checksum), a wrong output is FAILED. Peak RSS: {settings['peak_rss_method']}, the "
-        "largest of the measured runs.",
+        f"{_runs_text(settings)}, median reported; every run's output verified (row count + "
+        f"key-set checksum), a wrong output is FAILED. Peak RSS: {settings['peak_rss_method']}, "
+        "the largest of the measured runs.",
         "",
         markdown_table(header, rows),
         "",

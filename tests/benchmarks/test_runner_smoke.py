@@ -17,7 +17,8 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import csv_to_parquet  # noqa: E402
 import results_report  # noqa: E402
-from contestants import PYARROW  # noqa: E402
+from contestants import PYARROW, Contestant, Invocation  # noqa: E402
+from csv_to_parquet_report import markdown_section  # noqa: E402
 
 ROWS = 10_000
 
@@ -37,6 +38,65 @@ def test_bad_arguments_are_refused() -> None:
     assert csv_to_parquet.parse_args(["--memory-rows", "0"]).memory_rows == []
     with pytest.raises(SystemExit, match="unknown contestants: kafka-connect"):
         csv_to_parquet.select_contestants(["omconnect", "kafka-connect"], Path("."), False)
+
+
+def test_another_size_gets_its_own_section_and_files() -> None:
+    assert csv_to_parquet.section_name("local", 1_000_000) == "csv-to-parquet"
+    assert csv_to_parquet.section_name("s3", 1_000_000) == "csv-to-parquet-s3"
+    assert csv_to_parquet.section_name("local", 6_000_000) == "csv-to-parquet-6m"
+    assert csv_to_parquet.section_name("s3", 6_000_000) == "csv-to-parquet-s3-6m"
+    assert csv_to_parquet.section_name("local", 20_000) == "csv-to-parquet-20k"
+    assert csv_to_parquet.section_name("local", 12_345) == "csv-to-parquet-12345"
+    assert csv_to_parquet.parse_args(["--rows", "6000000"]).json.name == "csv_to_parquet_6m.json"
+    s3 = csv_to_parquet.parse_args(["--storage", "s3", "--rows", "6000000"])
+    assert s3.json.name == "csv_to_parquet_s3_6m.json"
+    assert s3.memory_rows == []  # the default 5M memory check is for races on fewer rows
+    assert csv_to_parquet.title("local", 1_000_000) == "B3: CSV -> Parquet"
+    assert csv_to_parquet.title("local", 6_000_000) == "B3: CSV -> Parquet, 6M rows"
+
+
+def test_once_names_slow_contestants_only() -> None:
+    assert csv_to_parquet.parse_args([]).once == []
+    args = csv_to_parquet.parse_args(["--once", "dlt-read_csv, sling"])
+    assert args.once == ["dlt-read_csv", "sling"]
+    with pytest.raises(SystemExit):
+        csv_to_parquet.parse_args(["--once", "kafka-connect"])
+    with pytest.raises(SystemExit):
+        csv_to_parquet.parse_args(["--once", "sling,pyarrow"])  # the target needs every round
+
+
+def test_a_once_contestant_runs_only_in_the_last_round(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def fake(name: str) -> Contestant:
+        return Contestant(name, f"{name}, faked", lambda csv, run_dir: Invocation([], {}, run_dir))
+
+    fakes = [fake(name) for name in ("omconnect", "pyarrow", "sling")]
+    monkeypatch.setattr(csv_to_parquet, "select_contestants", lambda *_: (fakes, {}))
+    ran: list[tuple[str, str]] = []
+
+    def run_once(contestant: Contestant, csv: Path, rows: int, run_dir: Path, phase: str, *_):
+        ran.append((phase, contestant.name))
+        wall = {"omconnect": 2.0, "pyarrow": 1.0}.get(contestant.name, 9.0)
+        return csv_to_parquet.RunRecord(
+            contestant.name, phase, rows, wall, wall, 1 << 20, 1 << 20, 1 << 20, None, None, None
+        )
+
+    monkeypatch.setattr(csv_to_parquet, "run_once", run_once)
+    args = csv_to_parquet.parse_args(
+        [
+            *("--rows", "100", "--warmups", "1", "--runs", "2", "--memory-rows", "0"),
+            *("--once", "sling", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path)),
+        ]
+    )
+    results = csv_to_parquet.run_benchmark(args)
+    assert [name for phase, name in ran if name == "sling"] == ["sling"]
+    assert ran[-1] == ("measured", "sling") and len(ran) == 7
+    assert results["settings"]["once"] == ["sling"]
+    assert results["omconnect_time_ratio"] == {"pyarrow": 2.0, "sling": 2.0 / 9.0}
+    section = markdown_section(results)
+    assert "| `sling` | 9.00 s (1 run) |" in section and "| `pyarrow` | 1.00 s |" in section
+    assert "(`sling`: 1 measured run, in the last round, no warm-up)" in section
 
 
 def _write_ids(directory: Path, ids: list[int]) -> Path:
@@ -103,7 +163,7 @@ def test_tiny_race_writes_verified_results(t10k: Path, tmp_path: Path, storage: 
     assert memory_point["status"] == "ok" and memory_point["run"]["checksum"]["count"] == 20_000
     text = readme.read_text()
     assert text.startswith("# Benchmarks\n\nkept text\n")
-    section = csv_to_parquet.SECTIONS[storage]
+    section = csv_to_parquet.section_name(storage, ROWS)  # csv-to-parquet[-s3]-10k
     assert f"<!-- results:{section}:start -->" in text and "| `pyarrow` |" in text
     assert results_json.with_suffix(".md").read_text().startswith("# B3")
     for written in (text, results_json.read_text()):  # no endpoint port, no path of this machine
