@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,9 +58,15 @@ class OpenFile:
     thread reads while the task plans).
     """
 
-    def __init__(self, stored: StoredFile, native: pa.NativeFile) -> None:
+    def __init__(self, stored: StoredFile, native: pa.NativeFile, read_ahead: int = 0) -> None:
+        """``read_ahead``: when not 0, a positional read shorter than it fetches that many
+        bytes from its start, and the reads that follow within them are served from memory
+        (the last two such windows are kept)."""
         self.stored = stored
         self._native = native
+        self._read_ahead = read_ahead
+        self._windows: list[tuple[int, bytes]] = []
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -75,7 +82,15 @@ class OpenFile:
         """Up to ``size`` bytes from byte ``start`` (fewer at the file's end)."""
         if size <= 0:
             return b""
-        return self._native.read_at(size, start)
+        if not 0 < size < self._read_ahead:
+            return self._native.read_at(size, start)
+        with self._lock:
+            for begin, data in self._windows:
+                if begin <= start and start + size <= begin + len(data):
+                    return data[start - begin : start - begin + size]
+            data = self._native.read_at(self._read_ahead, start)
+            self._windows = [*self._windows[-1:], (start, data)]
+        return data[:size]
 
     def arrow_file(self) -> pa.NativeFile:
         """The file as an Arrow random access file (for Parquet)."""

@@ -17,7 +17,11 @@ object whose ETag changed since its position was taken was replaced.
 
 Objects appear whole when uploaded, so nothing listed is still being written. Reads are
 ranged ``GET`` requests through pyarrow's S3 random access file: a large object is never
-loaded whole.
+loaded whole. A line format reads blocks of about ``batch_size`` lines (1-2 MB at the
+default), one after the other; each is served from a window of ``S3_READ_AHEAD_BYTES``
+fetched in one ``GET``, the range size S3's performance guidelines suggest (8-16 MB), instead
+of one request per block: fewer requests, each paying the round trip and the request price
+once.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from omconnect.connectors.files._s3_errors import is_s3_failure, s3_error
 log = logging.getLogger(__name__)
 
 _NANOSECONDS = 1_000_000_000
+
+S3_READ_AHEAD_BYTES = 16 << 20
+"""Bytes fetched by one ranged ``GET`` of a line format's reads (module docstring)."""
 
 
 class S3ObjectStore(FileStore):
@@ -98,7 +105,7 @@ class S3ObjectStore(FileStore):
                 native.close()
                 raise FileNotFoundError(file.name)
             file = now
-        return OpenFile(file, native)
+        return OpenFile(file, native, read_ahead=S3_READ_AHEAD_BYTES)
 
     def stat(self, file: StoredFile) -> StoredFile | None:
         client = self._clients.client

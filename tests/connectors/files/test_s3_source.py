@@ -21,6 +21,7 @@ import pytest
 
 from omconnect.connectors.api import ConfigError, ConnectorError, RetriableError
 from omconnect.connectors.files._file_store import OpenFile
+from omconnect.connectors.files._s3_objects import S3_READ_AHEAD_BYTES
 from omconnect.runtime.testing import (
     MemoryOffsetReader,
     SourceDriver,
@@ -253,8 +254,8 @@ def test_an_unparsable_object_goes_to_the_dead_letter_topic_and_the_rest_flows(
 def test_a_large_object_is_read_in_bounded_ranges(
     s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 40 MB object is read in reads of at most a block (4 MiB), each a ranged GET, and
-    every row arrives: the object is never held whole."""
+    """A 40 MB object is read in reads of at most a block (4 MiB), served from ranged GETs of
+    16 MiB each, and every row arrives: the object is never held whole."""
     rows = 1_000_000
     table = pa.table(
         {
@@ -276,6 +277,13 @@ def test_a_large_object_is_read_in_bounded_ranges(
         return data
 
     monkeypatch.setattr(OpenFile, "read_at", counted)
+    gets: list[int] = []
+    opened = OpenFile.__init__
+
+    def counting_gets(self: OpenFile, stored: Any, native: Any, read_ahead: int = 0) -> None:
+        opened(self, stored, _CountedReads(native, gets), read_ahead)
+
+    monkeypatch.setattr(OpenFile, "__init__", counting_gets)
     source = SourceDriver("csv", config(s3_server, f"s3://{s3_bucket}/big/", batch_size=65_536))
     count = 0
     last_id = -1
@@ -291,6 +299,23 @@ def test_a_large_object_is_read_in_bounded_ranges(
     assert max(reads) <= 4 << 20
     assert sum(reads) < 2 * len(body)
     assert len(reads) >= len(body) // (4 << 20)
+    assert max(gets) == S3_READ_AHEAD_BYTES == 16 << 20
+    assert len(gets) <= len(body) // S3_READ_AHEAD_BYTES + 4 < len(reads)
+
+
+class _CountedReads:
+    """A pyarrow file whose positional reads (each a ranged GET on S3) are counted."""
+
+    def __init__(self, native: Any, sizes: list[int]) -> None:
+        self._native = native
+        self._sizes = sizes
+
+    def read_at(self, size: int, start: int) -> bytes:
+        self._sizes.append(size)
+        return self._native.read_at(size, start)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._native, name)
 
 
 def test_omconnect_run_once_moves_an_s3_prefix_to_local_parquet(
