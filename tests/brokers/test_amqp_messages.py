@@ -15,9 +15,15 @@ from datetime import UTC, datetime
 import aio_pika
 import pyarrow as pa
 import pytest
+from cloudevents.core.bindings import amqp
+from cloudevents.core.formats.json import JSONFormat
 
 from omconnect.runtime.brokers import ConsumedBatch, open_broker
+from omconnect.runtime.converters import make_converter
+from omconnect.runtime.converters.json import JsonConverter
+from omconnect.schemas.arrow import from_arrow_schema
 from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
+from omconnect.schemas.record import RecordBatch
 from tests.support.driver_checks import (
     as_the_runtime_sends,
     check_round_trip,
@@ -147,3 +153,99 @@ def test_messages_other_clients_publish_read_back_with_their_properties(amqp_url
         "ok": b"true",
         "content-type": b"application/json",
     }
+
+
+def test_json_bodies_carry_the_amqp_content_type(amqp_url: str) -> None:
+    """``format: json`` labels its bodies; other AMQP clients read the label in the message's
+    ``content_type`` property, not in its headers."""
+    broker = open_broker(amqp_url)
+    topic = f"j-{uuid.uuid4().hex[:8]}"
+    rows = pa.record_batch({"id": pa.array([7], pa.int64())})
+    encoded = JsonConverter().encode(topic, RecordBatch(rows, from_arrow_schema(rows.schema, "t")))
+    sent = MessageBatch.build(values=encoded.values, headers=encoded.headers)
+
+    async def body() -> aio_pika.abc.AbstractIncomingMessage:
+        await broker.create_topic(topic)
+        await broker.consumer("g", [topic])
+        async with raw_channel(amqp_url) as raw:
+            spy = await raw.declare_queue(exclusive=True)
+            await spy.bind(url_options(amqp_url).prefix + "." + topic)
+            await (await broker.producer()).send(topic, sent)
+            return await spy.get(timeout=5)
+
+    seen = run_on(broker, body())
+    assert seen.content_type == "application/json"
+    assert seen.body == b'{"id":7}'
+    assert "content-type" not in (seen.headers or {})
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_the_cloudevents_sdk_reads_events_as_an_amqp_client_receives_them(
+    amqp_url: str, mode: str
+) -> None:
+    """``format: cloudevents`` on RabbitMQ: the binding's ``cloudEvents_`` attributes in the
+    headers table (which RabbitMQ gives AMQP 1.0 clients as application properties) and
+    ``datacontenttype`` as the ``content_type`` property; the SDK's AMQP binding decodes what
+    another client reads off the queue, with no omconnect code."""
+    broker = open_broker(amqp_url)
+    topic = f"ce-{uuid.uuid4().hex[:8]}"
+    rows = pa.record_batch({"id": pa.array([1, 2], pa.int64()), "name": ["a", "ü b"]})
+    part = RecordBatch(
+        rows,
+        from_arrow_schema(rows.schema, "orders", key_fields=("id",)),
+        timestamps=pa.array([1_706_704_200_123, None], pa.int64()),
+        stream="public.orders",
+        message_ids=pa.array(["id-1", "id-2"]),
+    )
+    converter = make_converter(
+        "cloudevents", None, pipeline="shop", broker_scheme="amqp", cloudevents_mode=mode
+    )
+    encoded = converter.encode(topic, part)
+    sent = MessageBatch.build(
+        values=encoded.values,
+        keys=encoded.keys,
+        headers=encoded.headers,
+        message_ids=pa.array(["id-1", "id-2"]),
+    )
+
+    async def body() -> list[aio_pika.abc.AbstractIncomingMessage]:
+        await broker.create_topic(topic)
+        await broker.consumer("g", [topic])
+        async with raw_channel(amqp_url) as raw:
+            spy = await raw.declare_queue(exclusive=True)
+            await spy.bind(url_options(amqp_url).prefix + "." + topic)
+            await (await broker.producer()).send(topic, sent)
+            return [await spy.get(timeout=5), await spy.get(timeout=5)]
+
+    seen = run_on(broker, body())
+    events = [
+        amqp.from_amqp(
+            amqp.AMQPMessage(
+                {"content-type": message.content_type},
+                {
+                    name: value
+                    for name, value in (message.headers or {}).items()
+                    if isinstance(value, (str, bool, int, bytes, bytearray))
+                },
+                message.body,
+            ),
+            JSONFormat(),
+        )
+        for message in seen
+    ]
+    assert [event.get_id() for event in events] == ["id-1", "id-2"]
+    assert {event.get_source() for event in events} == {"omconnect://shop/public.orders"}
+    assert {event.get_type() for event in events} == {"omconnect.record"}
+    assert [event.get_subject() for event in events] == ['{"id":1}', '{"id":2}']
+    assert [event.get_data() for event in events] == [
+        {"id": 1, "name": "a"},
+        {"id": 2, "name": "ü b"},
+    ]
+    assert events[0].get_time() == datetime(2024, 1, 31, 12, 30, 0, 123000, tzinfo=UTC)
+    if mode == "binary":
+        assert [m.content_type for m in seen] == ["application/json"] * 2
+        names = set(seen[0].headers or {})
+        assert {"cloudEvents_id", "cloudEvents_specversion", "cloudEvents_type"} <= names
+        assert not {name for name in names if name.startswith(("ce_", "ce-", "cloudEvents:"))}
+    else:
+        assert [m.content_type for m in seen] == ["application/cloudevents+json"] * 2

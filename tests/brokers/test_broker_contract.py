@@ -14,11 +14,16 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import cast
 
+import pyarrow as pa
 import pytest
 
 from omconnect.runtime.brokers import Broker, ConsumedBatch
 from omconnect.runtime.brokers.base import QUEUE_CAPABILITIES, TopicSettings
-from omconnect.schemas.message_batch import MessageBatch
+from omconnect.runtime.converters.base import merged_headers
+from omconnect.runtime.converters.json import JsonConverter
+from omconnect.schemas.arrow import from_arrow_schema
+from omconnect.schemas.message_batch import HEADERS_TYPE, MessageBatch
+from omconnect.schemas.record import RecordBatch
 
 from .conftest import (
     by_partition,
@@ -82,6 +87,39 @@ def test_round_trip_preserves_keys_values_headers_and_timestamps(
     assert received.headers.to_pylist() == sent.headers.to_pylist()  # null vs empty kept
     assert received.message_ids.to_pylist() == ["id-1", None, "id-3", "id-4"]
     assert received.header_dict(0)["oms.message_id"] == b"id-1"
+
+
+def test_json_bodies_arrive_labelled_application_json(
+    broker: Broker, topic_name: str, group: str
+) -> None:
+    """``format: json`` messages as the runtime builds them (the converter's ``content-type``
+    first, then the record's headers) come back with the same headers in the same order:
+    every driver carries the label, as its broker's content type where it has one (AMQP,
+    MQTT 5; see the drivers' own tests) and gives it back as the first header."""
+    rows = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64())})
+    record_headers = pa.array(
+        [[("trace", b"t1")], None, [("content-type", b"text/plain"), ("x", b"")]], HEADERS_TYPE
+    )
+    part = RecordBatch(rows, from_arrow_schema(rows.schema, name="t"))
+    encoded = JsonConverter().encode(topic_name, part)
+    sent = MessageBatch.build(
+        values=encoded.values, headers=merged_headers(encoded.headers, record_headers)
+    )
+
+    async def body() -> list[ConsumedBatch]:
+        await broker.create_topic(topic_name)
+        consumer = await joined(broker, group, [topic_name])
+        producer = await broker.producer()
+        await producer.send(topic_name, sent)
+        return await read_until(consumer, lambda got: len(values(got)) >= 3)
+
+    received = MessageBatch.concat([b.messages for b in run_on(broker, body())])
+    assert received.values.to_pylist() == [b'{"id":1}', b'{"id":2}', b'{"id":3}']
+    assert received.headers.to_pylist() == [
+        [("content-type", b"application/json"), ("trace", b"t1")],
+        [("content-type", b"application/json")],
+        [("content-type", b"application/json"), ("x", b"")],  # the record's own gave way
+    ]
 
 
 def test_headers_keep_null_apart_from_empty(broker: Broker, topic_name: str, group: str) -> None:

@@ -18,7 +18,12 @@ from confluent_kafka import Producer as LibrdkafkaProducer
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from omconnect.runtime.brokers import open_broker
-from omconnect.runtime.brokers.base import BrokerError, TopicSettings, UnsupportedOperation
+from omconnect.runtime.brokers.base import (
+    BrokerError,
+    SendResult,
+    TopicSettings,
+    UnsupportedOperation,
+)
 from omconnect.runtime.brokers.kafka import KafkaBroker, KafkaUrlError
 from omconnect.schemas.message import ExtensionHeader, Header, Message, messages_to_batch
 from omconnect.schemas.message_batch import MessageBatch
@@ -166,6 +171,47 @@ def test_keys_land_on_the_partitions_kafkas_own_partitioner_picks(kafka: KafkaBr
     expected = asyncio.run(_partitions_by_key(open_broker(shared_kafka_url()), theirs, len(keys)))
     assert placed == expected
     assert len(set(placed.values())) == 7
+
+
+def test_a_send_spread_over_partitions_says_where_each_partitions_messages_landed(
+    kafka: KafkaBroker,
+) -> None:
+    """One ``SendResult`` per partition: its first offset and how many messages it took,
+    counted from the delivery reports (a second send starts where the first ended)."""
+    topic = _fresh("spread")
+    keys = [f"k{n}".encode() for n in range(300)]
+
+    async def body() -> tuple[list[SendResult], list[SendResult]]:
+        await kafka.create_topic(topic, TopicSettings(partitions=3))
+        producer = await kafka.producer()
+        first = await producer.send(topic, MessageBatch.build(keys, keys=keys))
+        second = await producer.send(topic, MessageBatch.build(keys, keys=keys))
+        return first, second
+
+    first, second = run_on(kafka, body())
+    assert [r.partition for r in first] == [0, 1, 2]
+    assert sum(r.count for r in first) == 300 and all(r.first_offset == 0 for r in first)
+    assert [(r.partition, r.first_offset, r.count) for r in second] == [
+        (r.partition, r.count, r.count) for r in first
+    ]
+
+
+def test_a_message_librdkafka_refuses_fails_its_send_and_no_other(kafka: KafkaBroker) -> None:
+    """A message over ``message.max.bytes`` is refused by ``produce`` in the middle of a
+    send: the send fails with the reason (the messages before it were queued and are
+    reported, the rest never are), and the producer goes on publishing."""
+    topic = _fresh("refused")
+    too_big = b"x" * 2_000_000
+
+    async def body() -> list[SendResult]:
+        await kafka.create_topic(topic)
+        producer = await kafka.producer()
+        with pytest.raises(BrokerError, match=r"(?i)too large|size"):
+            await producer.send(topic, MessageBatch.build([b"a", b"b", too_big, b"c"]))
+        return await producer.send(topic, MessageBatch.build([b"d"]))
+
+    (after,) = run_on(kafka, body())
+    assert (after.partition, after.first_offset, after.count) == (0, 2, 1)
 
 
 async def _partitions_by_key(broker: object, topic: str, count: int) -> dict[bytes, int]:

@@ -75,11 +75,11 @@ EXPECTED_NAMES = {
     "kafka": ["content-type", "ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"],
     "amqp": [
         "content-type",
-        "cloudEvents:specversion",
-        "cloudEvents:id",
-        "cloudEvents:source",
-        "cloudEvents:type",
-        "cloudEvents:time",
+        "cloudEvents_specversion",
+        "cloudEvents_id",
+        "cloudEvents_source",
+        "cloudEvents_type",
+        "cloudEvents_time",
     ],
     "mqtt": ["content-type", "specversion", "id", "source", "type", "time"],
     "nats": ["ce-datacontenttype", "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time"],
@@ -418,6 +418,33 @@ def test_merged_headers_put_the_formats_first_row_by_row() -> None:
     assert sliced is not None
     assert sliced.to_pylist() == [[("b", b"2"), ("c", b"3"), ("y", b"8")], []]
     assert merged_headers(None, then) is then and merged_headers(first, None) is first
+
+
+def test_merged_headers_leave_out_the_records_entries_of_a_name_the_format_sets() -> None:
+    """A record's own ``content-type`` (an MQTT message's) gives way to the format's; its
+    other headers stay, in order, duplicates of other names included."""
+    first = pa.array(
+        [[("content-type", b"application/json")], None, [("content-type", b"application/json")]],
+        HEADERS_TYPE,
+    )
+    then = pa.array(
+        [
+            [("content-type", b"text/plain"), ("site", b"a"), ("site", b"b")],
+            [("content-type", b"text/plain")],
+            [("x", b"1")],
+        ],
+        HEADERS_TYPE,
+    )
+    merged = merged_headers(first, then)
+    assert merged is not None
+    assert merged.to_pylist() == [
+        [("content-type", b"application/json"), ("site", b"a"), ("site", b"b")],
+        [],
+        [("content-type", b"application/json"), ("x", b"1")],
+    ]
+    sliced = merged_headers(first.slice(1), then.slice(1))
+    assert sliced is not None
+    assert sliced.to_pylist() == [[], [("content-type", b"application/json"), ("x", b"1")]]
 
 
 def test_cloudevents_options_belong_to_format_cloudevents() -> None:

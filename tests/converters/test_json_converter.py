@@ -693,3 +693,25 @@ def test_deletes_among_rows_of_every_type(registry) -> None:
     assert group.values.take([0, 2]).equals(values.take([0, 2]))
     assert all(column[1].as_py() is None for column in group.values.columns)
     assert group.keys is not None and group.keys.equals(values.select(["id", "u64"]))
+
+
+def test_every_body_is_labelled_application_json_and_deletes_are_not() -> None:
+    """The label the drivers carry as their broker's content type: a first ``content-type``
+    header on each row with a body; a delete (no body) has no headers at all."""
+    values = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64())})
+    schema = from_arrow_schema(values.schema, name="t", key_fields=("id",))
+    converter = JsonConverter()
+    plain = converter.encode("t", RecordBatch(values, schema))
+    assert converter.content_type == "application/json"
+    assert plain.headers is not None
+    assert plain.headers.to_pylist() == [[("content-type", b"application/json")]] * 3
+    deletes = converter.encode(
+        "t", RecordBatch(values, schema, tombstones=pa.array([False, True, False]))
+    )
+    assert deletes.values.to_pylist()[1] is None
+    assert deletes.headers is not None
+    assert deletes.headers.to_pylist() == [
+        [("content-type", b"application/json")],
+        None,
+        [("content-type", b"application/json")],
+    ]

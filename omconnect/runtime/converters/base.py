@@ -12,6 +12,10 @@ Most formats are the body alone. One that also carries part of a message in its 
 (``cloudevents`` in binary mode: the event attributes) returns them in ``Encoded.headers``,
 which the runtime puts before its own headers (``merged_headers``), and reads them back in
 ``decode_with_headers``, which the runtime calls with every consumed message's headers.
+A format whose bodies are one media type (``json``) labels them the same way: a first
+``content-type`` header (``content_type_headers``), which each driver carries as its broker's
+own content type where it has one (the AMQP ``content_type`` property, the MQTT 5 Content
+Type) and as a header elsewhere, and gives back as the first header on consume.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from omconnect.schemas.message_batch import HEADERS_TYPE
 from omconnect.schemas.record import RecordBatch
@@ -109,11 +114,14 @@ class Converter(ABC):
 
 def merged_headers(first: pa.MapArray | None, then: pa.MapArray | None) -> pa.MapArray | None:
     """Each row's entries of ``first`` followed by its entries of ``then`` (two header columns
-    of one length; a row null in both stays null), gathered with numpy."""
+    of one length; a row null in both stays null), gathered with numpy. The names ``first``
+    uses are its own: entries of ``then`` with such a name are left out (a record read from
+    an MQTT message keeps its ``content-type`` header, which the format's replaces)."""
     if first is None:
         return then
     if then is None:
         return first
+    then = _without_names(then, pc.unique(first.keys.cast(pa.string())))
     first_counts, first_starts = map_extents(first)
     then_counts, then_starts = map_extents(then)
     counts = first_counts + then_counts
@@ -142,6 +150,50 @@ def merged_headers(first: pa.MapArray | None, then: pa.MapArray | None) -> pa.Ma
         items.take(indices),
         type=HEADERS_TYPE,
         mask=mask,
+    )
+
+
+CONTENT_TYPE = "content-type"
+"""The header a message's content type travels in (the drivers' name for it)."""
+
+
+def content_type_headers(content_type: str, rows: np.ndarray) -> pa.MapArray:
+    """A ``content-type: <content_type>`` header on each row where the mask ``rows`` is
+    true (a row with a body), and no headers (null) on the others, built with numpy."""
+    counts = rows.astype(np.int32)
+    offsets = np.zeros(len(counts) + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    present = int(offsets[-1])
+    names = pa.array([CONTENT_TYPE], pa.string()).take(pa.array(np.zeros(present, np.int64)))
+    values = pa.array([content_type.encode()], pa.binary()).take(
+        pa.array(np.zeros(present, np.int64))
+    )
+    mask = None if rows.all() else pa.array(~rows)
+    return pa.MapArray.from_arrays(pa.array(offsets), names, values, type=HEADERS_TYPE, mask=mask)
+
+
+def _without_names(column: pa.MapArray, names: pa.Array) -> pa.MapArray:
+    """``column`` without its entries named one of ``names``."""
+    counts, starts = map_extents(column)
+    if not len(names) or not counts.any():
+        return column
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    positions = pa.array(starts[owner] + np.arange(int(offsets[-1])) - offsets[:-1][owner])
+    named = pc.is_in(column.keys.cast(pa.string()).take(positions), value_set=names)
+    keep = ~named.to_numpy(zero_copy_only=False)
+    if keep.all():
+        return column
+    kept = np.zeros(len(counts) + 1, np.int32)
+    np.cumsum(np.bincount(owner[keep], minlength=len(counts)), out=kept[1:])
+    chosen = positions.filter(pa.array(keep))
+    return pa.MapArray.from_arrays(
+        pa.array(kept),
+        column.keys.take(chosen),
+        column.items.take(chosen),
+        type=column.type,
+        mask=pc.is_null(column) if column.null_count else None,
     )
 
 

@@ -26,7 +26,7 @@ type property):
 broker                    attribute ``id`` as     ``datacontenttype`` as       values
 ========================  ======================  ===========================  ==============
 ``kafka://``              ``ce_id``               ``content-type``             UTF-8
-``amqp://``               ``cloudEvents:id``      ``content-type`` (property)  UTF-8
+``amqp://``               ``cloudEvents_id``      ``content-type`` (property)  UTF-8
 ``mqtt://`` (MQTT 5)      ``id`` (user property)  ``content-type`` (property)  UTF-8
 ``nats://``               ``ce-id``               ``ce-datacontenttype``       percent-encoded
 ``redis://``, embedded    ``ce-id`` (HTTP's)      ``content-type``             percent-encoded
@@ -132,7 +132,7 @@ class Binding:
 
 BINDINGS: dict[str, Binding] = {
     "kafka": Binding("kafka", "ce_", CONTENT_TYPE, percent_encoded=False),
-    "amqp": Binding("amqp", "cloudEvents:", CONTENT_TYPE, percent_encoded=False),
+    "amqp": Binding("amqp", "cloudEvents_", CONTENT_TYPE, percent_encoded=False),
     "mqtt": Binding("mqtt", "", CONTENT_TYPE, percent_encoded=False),
     "nats": Binding("nats", "ce-", "ce-datacontenttype", percent_encoded=True),
     "http": Binding("http", "ce-", CONTENT_TYPE, percent_encoded=True),

@@ -41,11 +41,15 @@ schema is a registered one with key fields, else by inference. A value that does
 fails its message, with the reason, in ``Decoded.failed``; so do bodies that are not one JSON
 object (empty, malformed, several objects), found one by one only when the bulk parse fails.
 
-Deletes: a row of ``RecordBatch.tombstones`` is encoded as a null body with its key. A null
-body with a key decodes to a tombstone row in the group of its nearest neighbour with a body;
-with no such neighbour in the call, in a group of the latest registered schema, else of a
-schema of the key's fields (all of them key fields, every value null). A null body without a
-key is reported as failed.
+Every body is labelled ``content-type: application/json``: ``Encoded.headers`` holds that one
+header for each row with a body, which the drivers carry as their broker's content type
+(``converters/base.py``). Decoding does not need it (a body is JSON whatever it says).
+
+Deletes: a row of ``RecordBatch.tombstones`` is encoded as a null body with its key (and no
+content type). A null body with a key decodes to a tombstone row in the group of its nearest
+neighbour with a body; with no such neighbour in the call, in a group of the latest
+registered schema, else of a schema of the key's fields (all of them key fields, every value
+null). A null body without a key is reported as failed.
 """
 
 from __future__ import annotations
@@ -61,7 +65,13 @@ import pyarrow.compute as pc
 from omconnect.codecs.json_scan import ObjectKeys, numpy_mask, object_keys, read_json_objects
 from omconnect.codecs.json_text import json_objects
 from omconnect.codecs.json_values import JsonRecords, json_records
-from omconnect.runtime.converters.base import Converter, Decoded, DecodedGroup, Encoded
+from omconnect.runtime.converters.base import (
+    Converter,
+    Decoded,
+    DecodedGroup,
+    Encoded,
+    content_type_headers,
+)
 from omconnect.runtime.converters.tombstones import (
     NO_KEY_ERROR,
     keyless_deletes,
@@ -119,10 +129,13 @@ class JsonConverter(Converter):
         keys = json_objects(key_columns) if key_columns is not None else None
         values = json_objects(batch.values)
         if batch.tombstones is None:
-            return Encoded(values=values, keys=keys)
+            labels = content_type_headers(self.content_type, np.ones(batch.num_rows, np.bool_))
+            return Encoded(values=values, keys=keys, headers=labels)
         deletes = batch.delete_mask()
         failed = keyless_deletes(deletes, keys)
-        return Encoded(values=null_where(values, deletes), keys=keys, failed=failed)
+        # A delete has no body, so nothing to label.
+        labels = content_type_headers(self.content_type, ~deletes)
+        return Encoded(null_where(values, deletes), keys, failed, labels)
 
     def decode(self, topic: str, values: pa.BinaryArray, keys: pa.BinaryArray | None) -> Decoded:
         n = len(values)

@@ -62,7 +62,9 @@ def _outgoing_headers(messages: MessageBatch, stamps: np.ndarray) -> list[list[H
         ids.cast(pa.binary()).to_pylist() if ids.null_count < n else [None] * n
     )
     headers: list[list[Header] | None]
-    if column.null_count == n:
+    if column.null_count == n and ids.null_count == n:
+        headers = [None] * n
+    elif column.null_count == n:
         headers = [None if i is None else [(MESSAGE_ID_HEADER, i)] for i in id_values]
     else:
         # One Python list of pairs for the batch; each row's headers are a slice of it.

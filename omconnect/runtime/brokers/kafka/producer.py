@@ -111,7 +111,7 @@ class KafkaProducer(Producer):
         """Hand ``messages`` to the enqueue thread (in call order); their delivery report
         and the future of their queueing."""
         loop = asyncio.get_running_loop()
-        report = Delivery(len(messages), loop)
+        report = Delivery(targets, loop)
         queued = loop.run_in_executor(
             self._enqueue, client.enqueue, topic, messages, targets, report
         )
@@ -133,9 +133,8 @@ class KafkaProducer(Producer):
             ) from None
         if report.error is not None:
             raise broker_error(f"sending to topic {topic!r}", KafkaException(report.error))
-        return [
-            SendResult(topic, p, report.first[p], report.counts[p]) for p in sorted(report.counts)
-        ]
+        landed = report.landed()
+        return [SendResult(topic, p, *landed[p]) for p in sorted(landed)]
 
     async def flush(self) -> None:
         """Wait until every message sent so far is acknowledged."""

@@ -45,8 +45,13 @@ from omconnect.runtime.brokers.nats._message_codec import decode_messages
 log = logging.getLogger("omconnect.broker.nats")
 
 INACTIVE_THRESHOLD = 300.0
-# How long after its expiry a request may still be answered (the 408 is on its way).
+# How long a ``no_wait`` request may take to be answered (the server answers at once).
 _ANSWER_GRACE = 1.0
+# How long after its expiry a waiting request may still bring messages (they are on their
+# way). Its ``408`` is not waited for: the server does not always send one after a request
+# that brought messages, and a reader that waited for it asked for nothing more until a
+# second grace ran out, holding back what arrived meanwhile (p99 over 1 s at 5,000 msgs/s).
+_LATE = 0.05
 _ENDED = ("404", "408", "409")
 
 
@@ -77,7 +82,7 @@ class PartitionReader:
         self._sub: Any = None
         self._buffer: deque[Msg] = deque()
         self._left = 0  # messages the open request may still bring
-        self._until = 0.0  # when the open request expires (monotonic)
+        self._until = 0.0  # when the open request brings nothing more (monotonic)
         self._answered = True
         self._broken = False
 
@@ -99,7 +104,7 @@ class PartitionReader:
     @property
     def requesting(self) -> bool:
         """Whether a request of this reader may still bring messages."""
-        return self._left > 0 and time.monotonic() < self._until + _ANSWER_GRACE
+        return self._left > 0 and time.monotonic() < self._until
 
     async def request(self, batch: int, wait: float | None) -> None:
         """Ask for up to ``batch`` messages: the ones there now (``wait`` None: the server
@@ -115,11 +120,12 @@ class PartitionReader:
                 await self._open()
             if wait is None:
                 asked: dict[str, object] = {"batch": batch, "no_wait": True}
-                expires = _ANSWER_GRACE
+                over = _ANSWER_GRACE
             else:
                 expires = max(wait, 0.01)
                 asked = {"batch": batch, "expires": int(expires * 1e9)}
-            self._left, self._until, self._answered = batch, time.monotonic() + expires, False
+                over = expires + _LATE
+            self._left, self._until, self._answered = batch, time.monotonic() + over, False
             await self._client.publish(
                 f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
                 json.dumps(asked).encode(),
