@@ -9,7 +9,8 @@ Measured, in this order:
    poll) as every tenth; p50/p99/max per kind and overall;
 2. idle CPU: once the scheduled runs of a tick are over, ``serve``'s user + system CPU over
    ``--idle-seconds`` (``/proc/PID/stat``), as a share of one core. The continuous pipelines
-   keep running (polling their sources, their sinks polling the broker): idle means no data;
+   keep running (their sources scanning for files every second, their sinks waiting for
+   appends): idle means no data;
 3. scheduler jitter: for every run of a scheduled pipeline, its start (the API's
    ``runs[].started``) less the minute tick it belongs to; p50/p99/max.
 

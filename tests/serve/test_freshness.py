@@ -45,7 +45,9 @@ from tests.support.served_worker import (
     write_pipeline,
 )
 
-QUICK = FreshnessPolicy(stalled_after=0.6, idle_after=0.4)
+# Above the second an idle sink's poll waits and an idle source's loop sleeps: below it their
+# heartbeats would be late, and an idle run would show stalled.
+QUICK = FreshnessPolicy(stalled_after=2.5, idle_after=0.4)
 EVENT_AGE_MS = 5000
 SCHEMA = Schema("probe.row", (t.Field("id", t.int64(), nullable=False),))
 RELEASE = threading.Event()

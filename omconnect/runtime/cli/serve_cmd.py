@@ -16,6 +16,10 @@ generated on the first start into ``STATE/api-token`` with mode 0600; ``serve`` 
 path, and shows the token itself only on a terminal), ``--public-reads`` lets GET and HEAD
 through without it, and only the loopback names, ``--host`` and ``--allowed-host`` may be
 addressed (see ``runtime.serve.access_guard``). ``--tls-cert`` and ``--tls-key`` serve HTTPS.
+
+``--idle-after`` and ``--stalled-after`` say when a running pipeline shows as idle (no record
+for that long) or stalled (a task showed no life for that long); a pipeline's ``freshness:``
+overrides them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 from omconnect.runtime.cli.logging_setup import setup_logging
 from omconnect.runtime.cli.stop_signals import exit_abandoning, stop_on_signals
+from omconnect.runtime.config.durations import parse_duration
 from omconnect.runtime.config.model import DEFAULT_STATE
 from omconnect.runtime.serve.access_guard import ApiAccess
 from omconnect.runtime.serve.api_token import (
@@ -38,6 +43,11 @@ from omconnect.runtime.serve.api_token import (
     ApiToken,
     ApiTokenError,
     resolve_api_token,
+)
+from omconnect.runtime.serve.freshness import (
+    IDLE_AFTER_SECONDS,
+    STALLED_AFTER_SECONDS,
+    FreshnessPolicy,
 )
 from omconnect.runtime.serve.pipeline_folder import PipelineFolderError, load_pipeline_folder
 from omconnect.runtime.serve.service import run_service
@@ -104,6 +114,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     access.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain): serve HTTPS")
     access.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    freshness = parser.add_argument_group("freshness (status, /metrics and the status page)")
+    freshness.add_argument(
+        "--idle-after",
+        type=_positive_duration,
+        default=IDLE_AFTER_SECONDS,
+        metavar="DURATION",
+        help="a running pipeline whose tasks show life but read no record for this long is "
+        f"idle (default {IDLE_AFTER_SECONDS:g}s; a pipeline's freshness.idle_after overrides it)",
+    )
+    freshness.add_argument(
+        "--stalled-after",
+        type=_positive_duration,
+        default=STALLED_AFTER_SECONDS,
+        metavar="DURATION",
+        help="a running pipeline with a task that showed no life (no poll returned) for this "
+        f"long is stalled (default {STALLED_AFTER_SECONDS:g}s; a pipeline's "
+        "freshness.stalled_after overrides it)",
+    )
+
+
+def _positive_duration(text: str) -> float:
+    """Seconds from ``30``, ``"90s"``, ``"2m"``: more than zero."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than zero")
+    return seconds
 
 
 def _port(text: str) -> int:
@@ -128,7 +167,8 @@ def serve_command(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         print(f"{args.pipelines_dir}: not starting: fix the problems above", file=sys.stderr)
         return 2
-    supervisor = Supervisor(pipelines, folder=args.pipelines_dir)
+    freshness = FreshnessPolicy(stalled_after=args.stalled_after, idle_after=args.idle_after)
+    supervisor = Supervisor(pipelines, folder=args.pipelines_dir, freshness=freshness)
     supervisor.redactor.add_url_passwords(args.state)  # a postgresql:// state's password
     setup_logging(getattr(args, "log_level", "INFO"), supervisor.redactor)
     try:

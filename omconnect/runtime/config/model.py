@@ -213,6 +213,18 @@ def _schedule_from_text(value: Any) -> Any:
     return value
 
 
+class FreshnessConfig(_Strict):
+    """When ``serve`` calls a running pipeline idle or stalled (``freshness:``); an unset
+    threshold is ``serve``'s (``--idle-after``, ``--stalled-after``)."""
+
+    idle_after: Duration | None = Field(default=None, gt=0)
+    """Idle: its tasks show life but no record came for this long (serve's default 10 s)."""
+    stalled_after: Duration | None = Field(default=None, gt=0)
+    """Stalled: a task showed no life (no poll returned, even empty) for this long: stuck in
+    a call, or retrying one that fails (serve's default 60 s). An idle task shows life every
+    second or two, so keep this well above that."""
+
+
 class PipelineConfig(_Strict):
     """One pipeline file."""
 
@@ -278,6 +290,9 @@ class PipelineConfig(_Strict):
     """How often acknowledged positions are committed."""
     tasks: int = Field(default=1, ge=1)
     """The most tasks the source's work is split into."""
+    freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
+    """When ``serve`` shows the running pipeline idle or stalled: ``{idle_after,
+    stalled_after}``."""
 
     @model_validator(mode="after")
     def _cloudevents_options(self) -> PipelineConfig:

@@ -11,7 +11,8 @@ between requests. The states, for a running pipeline (None otherwise):
 * ``active``: records arrive.
 
 A task that never sent a heartbeat counts from when it started; the source tasks of a run
-whose source is done are never stalled.
+whose source is done are never stalled. The two thresholds are ``serve``'s ``--idle-after``
+and ``--stalled-after`` (default 10 s and 60 s), or a pipeline's own ``freshness:`` setting.
 """
 
 from __future__ import annotations
@@ -38,10 +39,25 @@ class Freshness(enum.StrEnum):
 
 @dataclass(frozen=True)
 class FreshnessPolicy:
-    """The thresholds that turn times into a ``Freshness``."""
+    """The thresholds that turn times into a ``Freshness``, in seconds."""
 
     stalled_after: float = STALLED_AFTER_SECONDS
     idle_after: float = IDLE_AFTER_SECONDS
+
+    def __post_init__(self) -> None:
+        for name in ("stalled_after", "idle_after"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive seconds, not {getattr(self, name)}")
+
+    def overridden(
+        self, stalled_after: float | None = None, idle_after: float | None = None
+    ) -> FreshnessPolicy:
+        """This policy with the thresholds that are not None replaced (a pipeline's own
+        ``freshness:`` over ``serve``'s)."""
+        return FreshnessPolicy(
+            self.stalled_after if stalled_after is None else stalled_after,
+            self.idle_after if idle_after is None else idle_after,
+        )
 
 
 DEFAULT_POLICY = FreshnessPolicy()

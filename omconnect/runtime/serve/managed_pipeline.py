@@ -19,6 +19,7 @@ from datetime import datetime
 
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.config.problems import PipelineConfigError
+from omconnect.runtime.serve.freshness import DEFAULT_POLICY, FreshnessPolicy
 from omconnect.runtime.serve.pipeline_state import (
     PipelineCounters,
     PipelineState,
@@ -38,9 +39,13 @@ RECENT_RUNS = 10
 class ManagedPipeline:
     """A loaded pipeline, the runner of its current run, and what was asked of it."""
 
-    def __init__(self, loaded: LoadedPipeline) -> None:
+    def __init__(self, loaded: LoadedPipeline, freshness: FreshnessPolicy = DEFAULT_POLICY) -> None:
+        """``freshness``: the worker's thresholds; the pipeline's ``freshness:`` overrides
+        them."""
         self.loaded = loaded
         self.name = loaded.config.name
+        own = loaded.config.freshness
+        self.freshness = freshness.overridden(own.stalled_after, own.idle_after)
         self._state = PipelineState.UNASSIGNED
         self.error: str | None = None
         self.next_run: datetime | None = None
@@ -193,4 +198,5 @@ class ManagedPipeline:
             skipped_ticks=self.skipped_ticks,
             counters=self._totals.plus(live),
             runs=list(self._runs),
+            freshness_policy=self.freshness,
         )

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from omconnect.runtime.serve.freshness import FreshnessReport, freshness_report
+from omconnect.runtime.serve.freshness import (
+    DEFAULT_POLICY,
+    FreshnessPolicy,
+    FreshnessReport,
+    freshness_report,
+)
 from omconnect.runtime.worker.metrics import PipelineMetrics
 
 
@@ -137,6 +142,8 @@ class PipelineStatus:
     counters: PipelineCounters
     runs: list[RunRecord] = field(default_factory=list)
     """The most recent runs, oldest first."""
+    freshness_policy: FreshnessPolicy = DEFAULT_POLICY
+    """The thresholds ``freshness`` applies (``serve``'s, or the pipeline's own)."""
 
     @property
     def last_run(self) -> RunRecord | None:
@@ -149,7 +156,7 @@ class PipelineStatus:
         running = self.state is PipelineState.RUNNING
         if run is None:
             return freshness_report(None, running)
-        return freshness_report(run.times, running, run.source_done)
+        return freshness_report(run.times, running, run.source_done, self.freshness_policy)
 
     def as_json(self) -> dict[str, Any]:
         last = self.last_run

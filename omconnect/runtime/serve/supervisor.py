@@ -29,6 +29,7 @@ from omconnect.runtime.serve.backoff import INITIAL_DELAY, MAX_DELAY, RestartBac
 from omconnect.runtime.serve.clock import Clock, SystemClock
 from omconnect.runtime.serve.continuous_loop import run_continuously
 from omconnect.runtime.serve.folder_reload import FolderChanges, plan_folder_changes
+from omconnect.runtime.serve.freshness import DEFAULT_POLICY, FreshnessPolicy
 from omconnect.runtime.serve.managed_pipeline import ManagedPipeline
 from omconnect.runtime.serve.pipeline_folder import FolderContents, read_pipeline_folder
 from omconnect.runtime.serve.schedule_loop import run_on_schedule
@@ -53,6 +54,8 @@ class Supervisor:
         cancel_timeout: how long ``stop`` then waits for cancelled runs before abandoning them.
         folder: the pipelines folder the pipelines were loaded from, where the management API
             writes pipeline files (None: pipelines cannot be created or changed over HTTP).
+        freshness: when a running pipeline counts as idle or stalled (a pipeline's own
+            ``freshness:`` overrides it).
     """
 
     def __init__(
@@ -64,8 +67,12 @@ class Supervisor:
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
         cancel_timeout: float = CANCEL_TIMEOUT,
         folder: str | Path | None = None,
+        freshness: FreshnessPolicy = DEFAULT_POLICY,
     ) -> None:
-        self.pipelines = {loaded.config.name: ManagedPipeline(loaded) for loaded in pipelines}
+        self.freshness = freshness
+        self.pipelines = {
+            loaded.config.name: ManagedPipeline(loaded, freshness) for loaded in pipelines
+        }
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -118,7 +125,7 @@ class Supervisor:
             raise ValueError(f"pipeline {name!r} is supervised already")
         for secret in loaded.redactor.secrets:
             self.redactor.add(secret)
-        pipeline = self.pipelines[name] = ManagedPipeline(loaded)
+        pipeline = self.pipelines[name] = ManagedPipeline(loaded, self.freshness)
         if self.started and not self.stopping:
             self._supervise(pipeline)
         log.info("pipeline %s: added (%s)", name, loaded.path)

@@ -19,11 +19,17 @@ and delivers those rows again rather than retrying a flush that has nothing left
 A ``RetriableError`` rewinds with backoff until ``errors.retry_timeout`` passes without a
 committed flush; reading the stored positions is retried the same way (the database that
 failed the flush may not be back yet).
+
+An idle sink costs little: its polls wait up to a second each and return as soon as messages
+arrive (an embedded broker's consumer is woken by the append), the write stage sleeps until
+a batch comes or a commit falls due, and the consumer lag takes an end-offsets request only
+when messages came since the last one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence, Set
@@ -42,6 +48,7 @@ from omconnect.runtime.brokers.base import (
     RebalanceListener,
     TopicPartition,
 )
+from omconnect.runtime.worker import metrics as run_metrics
 from omconnect.runtime.worker.log_context import in_log_context, set_log_context
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
 from omconnect.runtime.worker.transform_chain import apply_transforms
@@ -53,9 +60,17 @@ from omconnect.schemas.schema import Schema
 
 log = logging.getLogger("omconnect.sink")
 
+# Running continuously: how long a poll waits for messages. A poll returns as soon as some
+# arrive (the embedded broker's consumers are woken by the appends of this process), so this
+# only says how often an idle sink wakes (a heartbeat for freshness, the stop event looked
+# at): 25 idle sinks polling every 0.2 s kept a tenth of a core busy.
+CONTINUOUS_POLL_TIMEOUT = 1.0
+# Under --once once the source is done, until this member has its partitions' end offsets.
 POLL_TIMEOUT = 0.2
 # Under --once, while the source runs (see ``_decode_stage``).
 ONCE_POLL_TIMEOUT = 0.02
+# While the sink task is behind: how often the paused consumer polls (see ``_poll_paused``).
+PAUSED_POLL_INTERVAL = 0.2
 # Under --once on a broker without end offsets: how long a poll must bring nothing to end.
 QUEUE_END_WAIT = 1.0
 DECODE_AHEAD = 3
@@ -133,6 +148,7 @@ class SinkLoop:
         self.unacked: list[tuple[TopicPartition, int, Any]] = []
         self._commit_requested = False
         self._queue: asyncio.Queue[_Decoded | _Barrier | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()  # set whenever the write stage takes from the queue
         self._key_schemas: dict[tuple[str, pa.Schema], Schema] = {}
         setup.context.on_commit_request = self._request_commit
@@ -146,6 +162,7 @@ class SinkLoop:
 
     async def run(self, stop: asyncio.Event, until: EndCondition) -> None:
         set_log_context(task=f"sink-{self.setup.context.task_id}")
+        self._loop = asyncio.get_running_loop()
         await start_task(self.thread, self.setup, self.settings)
         try:
             await self.open_consumer()
@@ -211,7 +228,17 @@ class SinkLoop:
     # -------------------------------------------------------------------------------------
 
     def _request_commit(self) -> None:
+        """The task asked for a commit (on its thread, or on the loop): the write stage
+        commits after the batch it is putting, or wakes up to commit now when it waits."""
         self._commit_requested = True
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+                loop.call_soon_threadsafe(self._wake_write_stage)
+
+    def _wake_write_stage(self) -> None:
+        if self._queue is not None and self._queue.empty():
+            self._queue.put_nowait(_IDLE)
 
     async def _rewind(self) -> None:
         """After a failed flush of a position-storing sink: the task drops what it buffered
@@ -272,7 +299,8 @@ class SinkLoop:
         polled = dict(self.consumed)
         times = self.parts.metrics.times
         heartbeats = times.task(f"sink-{self.setup.context.task_id}")
-        lag_known = self.parts.capabilities.log and self.parts.capabilities.end_offsets
+        capabilities = self.parts.capabilities
+        lag = _LagProbe(times) if capabilities.log and capabilities.end_offsets else None
 
         def timeout(ending: bool, polled: dict[TopicPartition, int]) -> float:
             """How long a poll waits for messages. Under ``--once``, until the end offsets
@@ -286,19 +314,23 @@ class SinkLoop:
                 # A queue has no end offsets: the end is a poll that brings nothing, and
                 # what the source published last may still be on its way to this member.
                 return QUEUE_END_WAIT
-            return ONCE_POLL_TIMEOUT if self.settings.once and not ending else POLL_TIMEOUT
+            if not self.settings.once:
+                return CONTINUOUS_POLL_TIMEOUT
+            return POLL_TIMEOUT if ending else ONCE_POLL_TIMEOUT
 
         while not stop.is_set():
             # The end offsets were taken before this poll, whose rebalance callbacks
             # brought the assignment up to date with the topics they name.
             ending = until.done()
-            if out.full():
+            paused = out.full()
+            if paused:
                 batches = await self._poll_paused(out)
             else:
                 batches = await consumer.poll(self.settings.max_rows, timeout(ending, polled))
             heartbeats.heartbeat(sum(len(batch.messages) for batch in batches))
-            if lag_known:
-                await times.sample_consumer_lag(consumer, self.assigned, self.committed)
+            if lag is not None:
+                moved = paused or bool(batches)
+                await lag.sample(consumer, self.assigned, self.committed, moved)
             for tp in list(polled):
                 if tp not in self.assigned:
                     del polled[tp]
@@ -365,7 +397,7 @@ class SinkLoop:
                 batches = await self.consumer.poll(self.settings.max_rows, 0)
                 if batches:
                     return batches
-                await wait_for_event(self._room, POLL_TIMEOUT)
+                await wait_for_event(self._room, PAUSED_POLL_INTERVAL)
             return []
         finally:
             await self.consumer.resume(paused)
@@ -373,13 +405,7 @@ class SinkLoop:
     async def _write_stage(self, source: asyncio.Queue[_Decoded | _Barrier | None]) -> None:
         last_commit = time.monotonic()
         while True:
-            try:
-                # Not asyncio.wait_for: on Python 3.11 it drops a cancel that arrives as the
-                # item does, and the loop would run on after its run was torn down.
-                async with asyncio.timeout(POLL_TIMEOUT):
-                    item = await source.get()
-            except TimeoutError:
-                item = _IDLE
+            item = await self._next_item(source, last_commit)
             self._room.set()
             if item is None:
                 return
@@ -397,6 +423,26 @@ class SinkLoop:
             if due or self._commit_requested:
                 await self._flush_and_commit()
                 last_commit = time.monotonic()
+
+    async def _next_item(
+        self, source: asyncio.Queue[_Decoded | _Barrier | None], last_commit: float
+    ) -> _Decoded | _Barrier | None:
+        """The next item of the decode stage, or ``_IDLE`` when a commit falls due first:
+        ``commit_interval`` after the last one, at once when the task asked. With nothing
+        to commit there is no deadline: an idle sink waits without waking."""
+        if self._commit_requested:
+            deadline = 0.0
+        elif self.consumed != self.committed or self.unacked:
+            deadline = last_commit + self.settings.commit_interval - time.monotonic()
+        else:
+            return await source.get()
+        try:
+            # Not asyncio.wait_for: on Python 3.11 it drops a cancel that arrives as the
+            # item does, and the loop would run on after its run was torn down.
+            async with asyncio.timeout(max(0.0, deadline)):
+                return await source.get()
+        except TimeoutError:
+            return _IDLE
 
     async def _put(self, batch: RecordBatch) -> None:
         s = self.settings
@@ -509,6 +555,45 @@ class SinkLoop:
                 s.retry_max_delay,
             )
         return positions if result is None else list(result)
+
+
+class _LagProbe:
+    """Samples the consumer lag of the sink's partitions every ``LAG_SAMPLE_SECONDS``.
+
+    The lag is the partitions' end offsets less the group's commits. The ends take a request
+    to the broker; while polls bring nothing (and the consumer is not paused) nothing was
+    appended to the partitions, so the ends of the last request still hold and an idle sink
+    makes none: the lag still follows its commits, and stays flat (not growing) while idle.
+    """
+
+    def __init__(self, times: run_metrics.RunTimes) -> None:
+        self.times = times
+        self._ends: dict[TopicPartition, int] | None = None
+        self._ends_of: frozenset[TopicPartition] = frozenset()
+        self._moved = False
+        self._sampled = float("-inf")
+
+    async def sample(
+        self,
+        consumer: Consumer,
+        owned: Set[TopicPartition],
+        committed: dict[TopicPartition, int],
+        moved: bool,
+    ) -> None:
+        """After a poll: ``moved`` when it brought messages or the consumer was paused."""
+        self._moved = self._moved or moved
+        now = time.monotonic()
+        if not owned or now - self._sampled < run_metrics.LAG_SAMPLE_SECONDS:
+            return
+        self._sampled = now
+        if self._ends is None or self._moved or self._ends_of != owned:
+            try:
+                ends = await consumer.end_offsets()
+            except Exception as error:  # a probe never fails the run; the next poll will say
+                log.debug("measuring the consumer lag failed: %s", error)
+                return
+            self._ends, self._ends_of, self._moved = ends, frozenset(owned), False
+        self.times.consumer_lag_sampled(self._ends, owned, committed)
 
 
 def _pick(column: pa.Array | MessageIdRuns, rows: pa.Int64Array) -> pa.Array | MessageIdRuns:

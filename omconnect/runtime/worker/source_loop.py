@@ -35,6 +35,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,24 +202,24 @@ class SourceLoop:
         ahead: asyncio.Future[Any] | None = None
         times = self.parts.metrics.times.task(f"source-{self.setup.context.task_id}")
 
-        def poll() -> asyncio.Future[Any]:
-            return asyncio.ensure_future(
-                retrying(
-                    lambda: epoch.thread.call(epoch.thread.task.poll),
-                    "source poll",
-                    s.retry_timeout,
-                    s.retry_max_delay,
-                )
+        def poll() -> Coroutine[Any, Any, Any]:
+            return retrying(
+                lambda: epoch.thread.call(epoch.thread.task.poll),
+                "source poll",
+                s.retry_timeout,
+                s.retry_max_delay,
             )
 
         try:
             while not stop.is_set() and not epoch.halt.is_set():
+                # A poll that follows an empty one is awaited in place, not as a task of its
+                # own: an idle source polls every second, and each task costs wake-ups.
                 result = await (ahead if ahead is not None else poll())
                 ahead = None
                 polled = _as_batches(result)
                 times.heartbeat(sum(batch.num_rows for batch in polled))
                 if polled:
-                    ahead = poll()
+                    ahead = asyncio.ensure_future(poll())
                     await loop.run_in_executor(self.parts.pool, _give_ids, ids, polled)
                 for batch in polled:
                     self.parts.metrics.rows_polled += batch.num_rows

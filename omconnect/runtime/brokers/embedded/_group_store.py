@@ -8,7 +8,8 @@ session timeout, subscription, and the generation at which it last synced its as
 the subscribed partitions bumps the generation in the same transaction, so one generation names
 one member list and one partition list and every member computes the same assignment from it.
 
-A member expires when its process is gone, at the next sync or heartbeat of any member: each
+A member expires when its process is gone, at the next sync of any member or within a
+heartbeat interval (one heartbeat per process and interval looks for dead members): each
 member holds its ``_owner_lock`` (kind ``members``) from before its row is written until after it
 leaves, and the kernel drops it when the process dies, even by SIGKILL. A member whose process
 is alive but silent (stopped, hung, or on a system without ``flock``) expires once it has not
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
+from pathlib import Path
 
 from omconnect.runtime.brokers.base import CommitFencedError, TopicPartition
 from omconnect.runtime.brokers.embedded._owner_lock import MEMBERS, OwnerLock, owner_is_alive
@@ -216,21 +219,44 @@ def claim_partitions(
 
 
 def heartbeat(
-    connection: sqlite3.Connection, group: str, member_id: str
+    connection: sqlite3.Connection, group: str, member_id: str, sweep_every: float = 0.0
 ) -> tuple[bool, tuple[ExpiredMember, ...]]:
-    """Record that the member is alive and expire the dead and silent members (of any group).
+    """Record that the member is alive and expire the silent members (of any group), and the
+    dead ones too unless a heartbeat of this process looked for them on the same log less
+    than ``sweep_every`` seconds ago.
+
+    Looking for dead members costs an ``open`` and a ``flock`` attempt per member of every
+    group, so the 25 members of a ``serve`` heartbeating each on its own did it 25 times over
+    per interval; one look per interval per process finds a dead member as soon. A member
+    whose group has live members is found dead sooner anyway, by their polls.
 
     Returns:
         Whether the member still belongs to the group, and the members expired now.
     """
     now = now_ms()
+    sweep = _sweep_due(log_path(connection), sweep_every)
     with write_transaction(connection):
         alive = connection.execute(
             "UPDATE group_members SET heartbeat_ms = ? WHERE group_id = ? AND member_id = ?",
             (now, group, member_id),
         ).rowcount
-        expired = _expire(connection, now)
+        expired = _expire(connection, now, look_for_dead=sweep)
     return bool(alive), expired
+
+
+# When a heartbeat of this process last looked for dead members, per log file.
+_swept: dict[Path, float] = {}
+_swept_lock = threading.Lock()
+
+
+def _sweep_due(log: Path, every: float) -> bool:
+    now = time.monotonic()
+    with _swept_lock:
+        last = _swept.get(log)
+        if last is not None and now - last < every:
+            return False
+        _swept[log] = now
+        return True
 
 
 def member_lock(connection: sqlite3.Connection, member_id: str) -> OwnerLock:
@@ -389,17 +415,21 @@ def _can_take(owner: _Owner, member_id: str, generation: int, changed_ms: int, n
     return owner.generation < generation and now - changed_ms >= owner.session_ms
 
 
-def _expire(connection: sqlite3.Connection, now: int) -> tuple[ExpiredMember, ...]:
-    """Remove every member whose process is gone or that was silent for longer than its
-    session timeout, release its partitions and move its group to a new generation.
+def _expire(
+    connection: sqlite3.Connection, now: int, look_for_dead: bool = True
+) -> tuple[ExpiredMember, ...]:
+    """Remove every member whose process is gone (unless not ``look_for_dead``) or that was
+    silent for longer than its session timeout, release its partitions and move its group to
+    a new generation.
 
-    One ``open`` and ``flock`` attempt per member; this runs on syncs and heartbeats (and
-    commits from outside the group), never on a plain poll.
+    One ``open`` and ``flock`` attempt per member looked at; this runs on syncs and
+    heartbeats (and commits from outside the group), never on a plain poll.
     """
+    silent_only = "" if look_for_dead else "WHERE heartbeat_ms + session_ms < ? "
     rows = connection.execute(
         "SELECT group_id, member_id, heartbeat_ms + session_ms < ? FROM group_members "
-        "ORDER BY group_id, member_id",
-        (now,),
+        f"{silent_only}ORDER BY group_id, member_id",
+        (now,) if look_for_dead else (now, now),
     ).fetchall()
     if not rows:
         return ()

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from omconnect.runtime.brokers.base import (
@@ -47,7 +48,7 @@ from omconnect.runtime.brokers.base import (
     TopicSettings,
 )
 from omconnect.runtime.brokers.embedded import _log_store, _transactions
-from omconnect.runtime.brokers.embedded._append_signal import AppendSignal
+from omconnect.runtime.brokers.embedded._append_signal import append_signal
 from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
 from omconnect.runtime.brokers.embedded._sqlite_thread import SqliteThread
 from omconnect.runtime.brokers.embedded.consumer import EmbeddedConsumer
@@ -111,7 +112,10 @@ class EmbeddedBroker(OwningBroker):
         self._codec = SegmentCodec(compression)
         self._busy_timeout = busy_timeout
         self._segment_bytes = segment_bytes
-        self._signal = AppendSignal()
+        # The watcher's connection only reads: the signal keeps no broker alive.
+        self._signal = append_signal(
+            self.log_path, partial(SqliteThread, self.log_path, "NORMAL", busy_timeout)
+        )
         self._admin = self._connection()
 
     def _connection(self) -> SqliteThread:

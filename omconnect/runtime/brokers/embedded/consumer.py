@@ -28,12 +28,19 @@ log = logging.getLogger("omconnect.broker.embedded")
 
 # How often a waiting poll looks at the file for other processes' appends and group changes:
 # a few indexed SELECTs, so cheap enough to run 40 times a second. A consumer that keeps
-# finding nothing looks less and less often, down to every IDLE_POLL_INTERVAL: an idle
-# `serve` of 25 continuous pipelines spent a fifth of a core on these looks. Appends of this
-# process wake a waiting poll at once whatever the interval; another process's first append
-# after a quiet spell is seen within IDLE_POLL_INTERVAL.
+# finding nothing looks less and less often, down to every IDLE_POLL_INTERVAL: each look costs
+# a thread hop and the SELECTs (about 0.15 ms of CPU), which an idle `serve` of 25 continuous
+# pipelines paid 250 times a second at a 0.2 s poll timeout. Appends of this process (any
+# broker on the same file) wake a waiting poll at once whatever the interval, and so does
+# the process's watcher of the file (``_append_signal``) when another process changed
+# something a consumer reads, within its WATCH_INTERVAL. A consumer the watcher covers (alone
+# in its group, waiting for no partition, held back by no open transaction) looks on its own
+# only every WATCHED_LOOK_INTERVAL, in case; the others every IDLE_POLL_INTERVAL, for what
+# only a look tells (a member of the group whose process died, a partition whose owner
+# missed its handover, a transaction past its timeout).
 POLL_INTERVAL = 0.025
-IDLE_POLL_INTERVAL = 0.25
+IDLE_POLL_INTERVAL = 1.0
+WATCHED_LOOK_INTERVAL = 10.0
 # How often a polling member looks whether another member of its group died (one open and
 # flock attempt per member), so that it takes over a killed member's partitions in well under
 # a second instead of at its next heartbeat.
@@ -54,14 +61,15 @@ class EmbeddedConsumer(Consumer):
     when a member joins, leaves (``close``) or expires, and when a subscribed topic's
     partitions change or a topic matching ``pattern`` appears. A member expires as soon as its
     process is gone, even killed by SIGKILL (it holds a ``flock`` from joining to closing,
-    which the kernel drops; the other members look every ``LIVENESS_INTERVAL`` while they poll,
-    and a newcomer when it joins), or when it has not heartbeaten for its ``session_timeout``
-    seconds (a stopped or hung process; a background task heartbeats every third of it, so a
-    member that does not poll for minutes stays in). Inside ``poll``, ``on_partitions_revoked`` runs
-    first, while the member still owns the partitions (commits made there count); then they
-    are released and the new owner's ``poll`` calls ``on_partitions_assigned``. A member that
-    does not poll within its session timeout after the group changed loses the partitions the
-    group moved away from it anyway.
+    which the kernel drops; the other members look every ``LIVENESS_INTERVAL`` while they poll
+    (an idle one at each look, every ``IDLE_POLL_INTERVAL``), and a newcomer when it joins),
+    or when it has not heartbeaten for its ``session_timeout`` seconds (a stopped or hung
+    process; a background task heartbeats every third of it, so a member that does not poll
+    for minutes stays in). Inside ``poll``, ``on_partitions_revoked`` runs first, while the
+    member still owns the partitions (commits made there count); then they are released and
+    the new owner's ``poll`` calls ``on_partitions_assigned``. A member that does not poll
+    within its session timeout after the group changed loses the partitions the group moved
+    away from it anyway.
 
     Fencing: ``commit`` is refused with ``CommitFencedError``, writing nothing, when the group
     changed since this member's last poll synced its assignment, or for a partition it does
@@ -103,6 +111,11 @@ class EmbeddedConsumer(Consumer):
         self._liveness_checked = 0.0  # time.monotonic() of the last look for dead members
         self._joined = False
         self._look_interval = POLL_INTERVAL  # see IDLE_POLL_INTERVAL
+        # When the last look found nothing (loop time) and the signal's wakes at its start;
+        # None after a change of this consumer's own (a seek, a resume) that needs a look.
+        self._quiet: tuple[float, int] | None = None
+        self._held_back = False  # the last look met an open transaction
+        self._watching = False
         self._closed = False
         # The assignment as this member applied it; changed only by _rebalance.
         self._generation: int | None = None
@@ -126,25 +139,62 @@ class EmbeddedConsumer(Consumer):
         """Up to ``max_messages`` messages of the owned, unpaused partitions after this
         consumer's positions, at most one batch per partition; waits up to ``timeout`` seconds
         for some to arrive, else returns []. Joins the group on the first call and runs the
-        rebalance callbacks when the assignment changed."""
+        rebalance callbacks when the assignment changed.
+
+        A poll looks at the file when it starts (unless nothing can have changed since its
+        last look), whenever the file changed (an append of this process at once, another
+        process's change within ``WATCH_INTERVAL``), and in between at growing intervals (see
+        ``IDLE_POLL_INTERVAL``); not when its timeout runs out (the next poll looks then)."""
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if not self._watching:
+            self._signal.open_consumer()
+            self._watching = True
+        look = not self._unchanged(loop.time())
         while True:
-            batches = await self._thread.run(self._read_on_thread, max_messages, True)
-            if batches is None:
-                await self._rebalance()
-                batches = await self._thread.run(self._read_on_thread, max_messages, False)
-                assert batches is not None
-            if batches:
-                self._look_interval = POLL_INTERVAL
-                return batches
+            if look:
+                wakes = self._signal.wakes()
+                batches = await self._thread.run(self._read_on_thread, max_messages, True)
+                if batches is None:
+                    await self._rebalance()
+                    batches = await self._thread.run(self._read_on_thread, max_messages, False)
+                    assert batches is not None
+                if batches:
+                    self._look_interval = POLL_INTERVAL
+                    self._quiet = None
+                    return batches
+                self._quiet = (loop.time(), wakes)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return batches
-            await self._signal.wait(min(remaining, self._look_interval))
-            self._look_interval = min(IDLE_POLL_INTERVAL, self._look_interval * 2)
+                return []
+            wait = min(remaining, self._interval())
+            woken = await self._signal.wait(wait)
+            self._look_interval = min(self._longest_look_interval(), self._look_interval * 2)
+            if not woken and wait >= remaining:
+                # The timeout ran out and nothing changed: the caller's next poll looks if it
+                # is time to, so a look now would be the same look twice in a row.
+                return []
+            look = woken or not self._unchanged(loop.time())
+
+    def _longest_look_interval(self) -> float:
+        """How long a waiting poll may go without looking on its own (module comment)."""
+        covered = len(self._members) <= 1 and not self._pending and not self._held_back
+        return WATCHED_LOOK_INTERVAL if covered else IDLE_POLL_INTERVAL
+
+    def _unchanged(self, now: float) -> bool:
+        """Whether a look now would find what the last one did: it found nothing, less than
+        the look interval ago, and the file did not change since (no wake)."""
+        if self._quiet is None or self._generation is None:
+            return False
+        looked, wakes = self._quiet
+        return wakes == self._signal.wakes() and now - looked < self._interval()
+
+    def _interval(self) -> float:
+        # Clamped: it may have grown while the watcher covered this consumer, which it no
+        # longer does (a member joined its group).
+        return min(self._look_interval, self._longest_look_interval())
 
     async def _rebalance(self) -> None:
         view = await self._thread.run(self._sync_on_thread)
@@ -230,6 +280,7 @@ class EmbeddedConsumer(Consumer):
         if check_group and self._group_changed(connection):
             return None
         readable = self._owned - self._paused
+        self._held_back = held_back = False
         if not readable:
             return []
         bounds = _log_store.readable_ranges(
@@ -250,6 +301,9 @@ class EmbeddedConsumer(Consumer):
             self._positions[tp] = position
             if position < bounds[tp].stable_offset:  # never into an open transaction
                 ready.append(tp)
+            elif bounds[tp].stable_offset < bounds[tp].high_water:
+                held_back = True
+        self._held_back = held_back
         if not ready:
             return []
         self._turn += 1
@@ -308,7 +362,7 @@ class EmbeddedConsumer(Consumer):
             await asyncio.sleep(interval)
             try:
                 alive, expired = await self._thread.run(
-                    _group_store.heartbeat, self.group, self.member_id
+                    _group_store.heartbeat, self.group, self.member_id, interval
                 )
             except sqlite3.Error as exc:
                 # A write lock held longer than busy_timeout: try again next beat; the
@@ -372,6 +426,7 @@ class EmbeddedConsumer(Consumer):
         own yet (before the first poll, say) starts there when it is assigned to it, instead
         of at the committed offset."""
         await self._thread.run(self._seek_on_thread, dict(offsets))
+        self._quiet = None
 
     def _seek_on_thread(
         self, connection: sqlite3.Connection, offsets: dict[TopicPartition, int]
@@ -397,6 +452,7 @@ class EmbeddedConsumer(Consumer):
     async def resume(self, partitions: Set[TopicPartition]) -> None:
         """Return messages of paused ``partitions`` again."""
         self._paused -= set(partitions)
+        self._quiet = None
 
     async def close(self) -> None:
         """Leave the group (its partitions go to the other members at their next poll) and
@@ -405,6 +461,9 @@ class EmbeddedConsumer(Consumer):
             return
         self._closed = True
         try:
+            if self._watching:
+                self._watching = False
+                await self._signal.close_consumer()
             if self._heartbeat_task is not None:
                 self._heartbeat_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
