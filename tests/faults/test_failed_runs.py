@@ -10,6 +10,7 @@ the good file again (three attempts: 246,608 messages on the topic for 300,000 r
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -18,15 +19,14 @@ import pytest
 from tests.support.failing_pipeline import (
     GOOD_ROWS,
     TOPIC,
-    ServeProcess,
     in_flight_bound,
     pipeline_text,
     sink_ids,
     topic_messages,
-    wait_until,
     write_inputs,
 )
 from tests.support.omconnect_process import omconnect
+from tests.support.served_worker import ServeProcess, wait_until
 
 ATTEMPTS = 3
 
@@ -68,7 +68,7 @@ def test_serve_restarting_a_failing_pipeline_does_not_grow_its_topic(tmp_path: P
     (tmp_path / "pipelines" / "faulty.yaml").write_text(pipeline_text())
     bound = in_flight_bound(tmp_path / "in" / "a_good.csv")
 
-    serve = ServeProcess("pipelines", tmp_path)
+    serve = ServeProcess("pipelines", tmp_path, token=secrets.token_urlsafe(24))
     try:
 
         def failed_runs() -> int:
@@ -93,7 +93,7 @@ def test_serve_restarting_a_failing_pipeline_does_not_grow_its_topic(tmp_path: P
         status, seconds = serve.terminate(timeout=20)
     finally:
         serve.kill()
-    assert status == 0, serve.log.read_text()
+    assert status == 0, serve.output()
     assert seconds < 15
     assert topic_messages(tmp_path) <= GOOD_ROWS + bound * failures
     _assert_every_id_within(tmp_path / "out", bound * failures)

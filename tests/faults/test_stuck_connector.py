@@ -10,6 +10,7 @@ Before the fix both waited for the call forever (the task thread was joined at e
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.failing_pipeline import ServeProcess, wait_until
+from tests.support.served_worker import ServeProcess, wait_until
 
 PLUGIN = '''
 import socket
@@ -127,14 +128,16 @@ def test_sigterm_ends_serve_whose_pipeline_never_returns_from_a_call(
 ) -> None:
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "stuck.yaml").write_text(_pipeline(silent_server.getsockname()[1]))
-    serve = ServeProcess("pipelines", tmp_path, env=plugin_env)
+    serve = ServeProcess(
+        "pipelines", tmp_path, env=dict(plugin_env), token=secrets.token_urlsafe(24)
+    )
     try:
         wait_until(lambda: serve.status("stuck")["state"] == "RUNNING", 30, "the run started")
         time.sleep(1.5)
         status, seconds = serve.terminate(timeout=STOP_BOUND + 10)
     finally:
         serve.kill()
-    text = serve.log.read_text()
+    text = serve.output()
     assert seconds <= STOP_BOUND + 2, text
     assert status == 1, text
     assert "did not stop within 10s: cancelling its run" in text, text

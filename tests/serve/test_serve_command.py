@@ -67,8 +67,7 @@ def test_sigterm_stops_every_pipeline_cleanly_and_exits_0(tmp_path: Path) -> Non
         started = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
         code = served.process.wait(timeout=10)
-        assert served.process.stderr is not None
-        rest = served.process.stderr.read()
+        rest = served.output()
     assert code == 0, rest
     assert time.monotonic() - started < 5
     assert "pipeline orders: run stopped" in rest

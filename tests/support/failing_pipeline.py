@@ -10,17 +10,7 @@ A failure may publish again at most what was in flight, never what was acknowled
 from __future__ import annotations
 
 import io
-import json
-import os
-import secrets
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -85,78 +75,3 @@ def sink_ids(directory: Path) -> pa.Array:
     if not directory.is_dir() or not any(directory.glob("*.parquet")):
         return pa.array([], pa.int64())
     return ds.dataset(directory, format="parquet").to_table(columns=["id"])["id"].combine_chunks()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting until {what}")
-        time.sleep(0.1)
-    return value
-
-
-class ServeProcess:
-    """``omconnect serve FOLDER --port 0`` in ``cwd``, its log in ``cwd/serve.log``; its API
-    token is ``token`` (given as ``OMCONNECT_API_TOKEN``), which ``status`` and ``post`` send."""
-
-    def __init__(self, folder: str, cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.token = secrets.token_urlsafe(24)
-        self.log = cwd / "serve.log"
-        self._log_file = self.log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "omconnect.runtime.cli.main", "serve", folder, "--port", "0"],
-            cwd=cwd,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "OMCONNECT_API_TOKEN": self.token, **(env or {})},
-        )
-        self.url = wait_until(self._listening, 30, "serve listens")
-
-    def _listening(self) -> str | None:
-        assert self.process.poll() is None, self.log.read_text()
-        for line in self.log.read_text().splitlines():
-            if line.startswith("{"):  # a JSON log line (the log is not a terminal)
-                line = str(json.loads(line).get("message", ""))
-            if "HTTP API listening on " in line:
-                return line.split("HTTP API listening on ")[1].strip().rstrip("/")
-        return None
-
-    def status(self, pipeline: str) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.url}/pipelines/{pipeline}/status", headers=self._authorized()
-        )
-        with urllib.request.urlopen(request, timeout=5) as r:
-            return json.loads(r.read())  # type: ignore[no-any-return]
-
-    def post(self, path: str) -> None:
-        request = urllib.request.Request(self.url + path, method="POST", headers=self._authorized())
-        with urllib.request.urlopen(request, timeout=5):
-            pass
-
-    def _authorized(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def terminate(self, timeout: float) -> tuple[int, float]:
-        """SIGTERM, then wait up to ``timeout`` seconds: (exit status, seconds it took).
-        A process still there is killed and the test fails."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(
-                f"serve did not stop within {timeout:.0f}s of SIGTERM:\n{self.log.read_text()}"
-            ) from None
-        finally:
-            self._log_file.close()
-        return status, time.monotonic() - started
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log_file.close()

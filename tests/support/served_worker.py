@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import ssl
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from omconnect.runtime.serve.folder_reload import FolderChanges
 from omconnect.runtime.state.schema_registry import SchemaRegistry
 
 STARTUP_TIMEOUT = 10.0
+# How long a serve process may take to listen (its imports on a loaded machine).
+SERVE_STARTUP_TIMEOUT = 30.0
 LISTENING = re.compile(r"listening on (https?://[\d.]+:\d+)/")
 
 
@@ -172,46 +175,101 @@ class ServedWorker:
 
 
 class ServeProcess:
-    """``with ServeProcess(folder, cwd, *options) as served:`` runs ``omconnect serve FOLDER
-    --port 0 OPTIONS`` as a process in ``cwd`` (``env`` added to this one's environment, a
-    None value removing a variable) until the ``with`` ends; ``url`` is where it listens and
-    ``logged`` its stderr lines up to there (``process.stderr`` has the rest)."""
+    """``omconnect serve FOLDER --port 0 OPTIONS`` as a process in ``cwd``, its output in
+    ``cwd/serve.log`` (a file: a long run's log never fills a pipe and blocks it). ``env`` is
+    added to this one's environment (a None value removing a variable); ``token``, when given,
+    is its API token (``OMCONNECT_API_TOKEN``), which ``status`` and ``post`` send. ``url`` is
+    where it listens, known when the constructor returns. Use it in a ``with``, or call
+    ``kill`` in a ``finally``: either ends the process if it still runs."""
 
     def __init__(
-        self, folder: Path, cwd: Path, *options: str, env: dict[str, str | None] | None = None
+        self,
+        folder: Path | str,
+        cwd: Path,
+        *options: str,
+        env: dict[str, str | None] | None = None,
+        token: str | None = None,
     ) -> None:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if token is not None:
+            environment["OMCONNECT_API_TOKEN"] = token
         for name, value in (env or {}).items():
             environment.pop(name, None)
             if value is not None:
                 environment[name] = value
+        self.token = token
+        self.log = cwd / "serve.log"
+        self._log_file = self.log.open("w")
         command = [sys.executable, "-m", "omconnect.runtime.cli.serve_cmd", str(folder)]
         self.process = subprocess.Popen(
             [*command, "--port", "0", *options],
             cwd=cwd,
-            stderr=subprocess.PIPE,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
             text=True,
             env=environment,
         )
-        self.url = ""
-        self.logged: list[str] = []
+        try:
+            self.url: str = wait_until(self._listening, SERVE_STARTUP_TIMEOUT, "serve listens")
+        except BaseException:
+            self.kill()
+            raise
 
-    def __enter__(self) -> ServeProcess:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.logged.append(line)
-            if match := LISTENING.search(line):
-                self.url = match.group(1)
-                return self
-        self.__exit__()
-        raise AssertionError("serve never said where it listens:\n" + "".join(self.logged))
+    def _listening(self) -> str | None:
+        found = LISTENING.search(self.output())
+        if found is None and self.process.poll() is not None:
+            raise AssertionError("serve ended before it listened:\n" + self.output())
+        return found.group(1) if found else None
 
-    def __exit__(self, *exc_info: object) -> None:
+    def output(self) -> str:
+        """Everything serve wrote so far (stdout and stderr)."""
+        return self.log.read_text()
+
+    @property
+    def logged(self) -> list[str]:
+        """The lines serve wrote so far."""
+        return self.output().splitlines(keepends=True)
+
+    def status(self, pipeline: str) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/pipelines/{pipeline}/status", headers=self._authorized()
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.loads(answer.read())  # type: ignore[no-any-return]
+
+    def post(self, path: str) -> None:
+        request = urllib.request.Request(self.url + path, method="POST", headers=self._authorized())
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    def _authorized(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def terminate(self, timeout: float) -> tuple[int, float]:
+        """SIGTERM, then wait up to ``timeout`` seconds: (exit status, seconds it took).
+        A process still there is killed and the test fails."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"serve did not stop within {timeout:.0f}s of SIGTERM:\n{self.output()}"
+            ) from None
+        return status, time.monotonic() - started
+
+    def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        self._log_file.close()
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 6.0, what: str = "") -> Any:
@@ -222,7 +280,7 @@ def wait_until(condition: Callable[[], Any], timeout: float = 6.0, what: str = "
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition}")
         time.sleep(0.05)
 
 

@@ -24,8 +24,9 @@ import sqlalchemy as sa
 
 from omconnect.connectors.sql._pgoutput import format_lsn
 from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
-from tests.support.failing_pipeline import topic_messages, wait_until
+from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import omconnect, tail_topic
+from tests.support.served_worker import wait_until
 from tests.support.sql_databases import POSTGRES_URL, SqlDatabase
 
 LOGICAL = (

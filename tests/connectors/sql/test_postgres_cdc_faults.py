@@ -43,9 +43,10 @@ from omconnect.connectors.sql.postgres_cdc import PostgresCdcSpec
 from omconnect.runtime.testing import CollectingErrorReporter, MemoryOffsetReader
 from tests.connectors.sql import test_postgres_cdc
 from tests.connectors.sql.test_postgres_cdc import Cdc, Pipeline, apply_debezium, table_rows
-from tests.support.failing_pipeline import topic_messages, wait_until
+from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import omconnect
 from tests.support.postgres_server import PostgresServerProcess
+from tests.support.served_worker import wait_until
 from tests.support.sql_databases import POSTGRES_URL, SqlDatabase, open_database, sqlalchemy_url
 
 # One worker runs this file under xdist, so its tests share one private server.
