@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -40,6 +41,7 @@ from tests.support.rabbitmq_server import amqp_test_url, raw_channel, url_option
 from tests.support.tcp_proxy import TcpProxy
 
 from .conftest import drain, joined, messages, numbered_messages, read_until, run_on, values
+from .slow_link import SlowLink
 
 
 @pytest.fixture
@@ -323,6 +325,64 @@ def test_a_cut_connection_is_opened_again_on_next_use_and_loses_nothing(amqp_url
         read, again = run_on(broker, body())
     assert read == messages(0, 10)
     assert sorted(again) == sorted(read[len(read) - 6 :] + messages(11, 13))
+
+
+def test_a_large_send_to_a_slow_server_waits_as_long_as_confirms_come(amqp_url: str) -> None:
+    """``confirm_timeout`` bounds the silence, not the send: through a link that needs many
+    times ``confirm_timeout`` to carry a send, confirms keep coming, and the send succeeds
+    with every message in the group's queue."""
+    count, confirm_timeout = 10_000, 1.5
+    address = url_options(amqp_url).display
+    with SlowLink(url_options(amqp_url).port, rate=300_000) as link:
+        url = amqp_url.replace(address, f"127.0.0.1:{link.port}")
+        broker = open_broker(f"{url}&confirm_timeout={confirm_timeout:g}")
+
+        async def send() -> float:
+            await joined(broker, "g", ["t"])
+            producer = await broker.producer()
+            started = time.monotonic()
+            await producer.send("t", numbered_messages(0, count))
+            return time.monotonic() - started
+
+        took = run_on(broker, send(), timeout=120)
+    assert took > 3 * confirm_timeout, f"the send took {took:.1f} s: not slow enough to tell"
+    reader = open_broker(amqp_url)
+
+    async def read_back() -> list[bytes]:
+        consumer = await reader.consumer("g", ["t"])
+        read = await read_until(consumer, lambda got: len(values(got)) >= count, timeout=60)
+        return values(read + await drain(consumer))
+
+    assert run_on(reader, read_back(), timeout=90) == messages(0, count)
+
+
+def test_a_server_that_stalls_mid_send_fails_it_within_the_confirm_timeout(
+    amqp_url: str,
+) -> None:
+    """Confirms came, then none: the send fails about ``confirm_timeout`` seconds after the
+    last one, saying how many were not confirmed and what the timeout means."""
+    confirm_timeout = 1.0
+    address = url_options(amqp_url).display
+    with SlowLink(url_options(amqp_url).port, rate=300_000) as link:
+        url = amqp_url.replace(address, f"127.0.0.1:{link.port}")
+        broker = open_broker(f"{url}&confirm_timeout={confirm_timeout:g}")
+
+        async def send() -> tuple[str, float]:
+            producer = await broker.producer()
+            await producer.send("t", numbered_messages(0, 10))
+            asyncio.get_running_loop().call_later(0.5, link.stall)
+            stalled_at = time.monotonic() + 0.5
+            with pytest.raises(BrokerError) as caught:
+                await producer.send("t", numbered_messages(10, 10_000))
+            return str(caught.value), time.monotonic() - stalled_at
+
+        message, after = run_on(broker, send(), timeout=60)
+    assert after < confirm_timeout + 2, f"failed {after:.1f} s after the server stalled"
+    assert re.fullmatch(
+        r"RabbitMQ 127\.0\.0\.1:\d+: \d+ of 10000 messages to topic 't' were not confirmed: "
+        r"no confirm for 1 s \(confirm_timeout\)",
+        message,
+    ), message
 
 
 _DOOMED_MEMBER = """

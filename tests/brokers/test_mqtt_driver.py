@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -48,6 +49,7 @@ from tests.support.mosquitto_server import MosquittoProcess, free_port, mqtt_tes
 
 from .conftest import drain, joined, messages, numbered, numbered_messages, read_until, run_on
 from .conftest import values as values_of
+from .slow_link import SlowLink
 
 
 @pytest.fixture
@@ -181,6 +183,67 @@ def test_a_send_returns_once_every_message_is_acknowledged(
 
     read = run_on(broker, body())
     assert read == messages(0, 4000), "every message once, in send order"
+
+
+def _through(link: SlowLink, url: str) -> str:
+    """``url`` pointed at ``link`` instead of the shared server."""
+    address = parse_options(parse_broker_url(url)).display
+    return url.replace(address, f"127.0.0.1:{link.port}")
+
+
+def _port(url: str) -> int:
+    return int(parse_options(parse_broker_url(url)).display.rpartition(":")[2])
+
+
+def test_a_large_send_to_a_slow_server_waits_as_long_as_acknowledgements_come(
+    mqtt_url: str,
+) -> None:
+    """``ack_timeout`` bounds the silence, not the send: through a link that needs many times
+    ``ack_timeout`` to carry a send, PUBACKs keep coming, and the send succeeds with every
+    message queued for the group, in order."""
+    count, ack_timeout = 8000, 1.5
+    with SlowLink(_port(mqtt_url), rate=100_000) as link:
+        broker = open_broker(f"{_through(link, mqtt_url)}&ack_timeout={ack_timeout:g}")
+
+        async def body() -> tuple[float, list[bytes]]:
+            consumer = await broker.consumer("g", ["t"])
+            producer = await broker.producer()
+            started = time.monotonic()
+            await producer.send("t", numbered_messages(0, count))
+            took = time.monotonic() - started
+            link.rate = 100_000_000
+            got = await read_until(consumer, lambda got: len(values_of(got)) >= count, timeout=60)
+            await consumer.ack([b.ack_token for b in got])
+            return took, values_of(got)
+
+        took, read = run_on(broker, body(), timeout=120)
+    assert took > 3 * ack_timeout, f"the send took {took:.1f} s: not slow enough to tell"
+    assert read == messages(0, count)
+
+
+def test_a_server_that_stalls_mid_send_fails_it_within_the_ack_timeout(mqtt_url: str) -> None:
+    """PUBACKs came, then none: the send fails about ``ack_timeout`` seconds after the last
+    one, saying what the timeout means."""
+    ack_timeout = 1.0
+    with SlowLink(_port(mqtt_url), rate=100_000) as link:
+        broker = open_broker(f"{_through(link, mqtt_url)}&ack_timeout={ack_timeout:g}")
+
+        async def send() -> tuple[str, float]:
+            producer = await broker.producer()
+            await producer.send("t", numbered_messages(0, 10))
+            asyncio.get_running_loop().call_later(0.5, link.stall)
+            stalled_at = time.monotonic() + 0.5
+            with pytest.raises(BrokerError) as caught:
+                await producer.send("t", numbered_messages(10, 5000))
+            return str(caught.value), time.monotonic() - stalled_at
+
+        message, after = run_on(broker, send(), timeout=60)
+    assert after < ack_timeout + 2, f"failed {after:.1f} s after the server stalled"
+    assert re.fullmatch(
+        r"the MQTT broker at 127\.0\.0\.1:\d+ did not acknowledge the messages to topic 't': "
+        r"no acknowledgement for 1 s \(ack_timeout\); they may or may not have been stored",
+        message,
+    ), message
 
 
 def test_every_openmessaging_field_round_trips_through_user_properties(mqtt_url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import nats
 import pytest
 
 from omconnect.runtime.brokers import Broker, ConsumedBatch, open_broker
-from omconnect.runtime.brokers.base import BrokerError, TopicSettings
+from omconnect.runtime.brokers.base import BrokerError, SendResult, TopicSettings
 from omconnect.runtime.brokers.nats import NatsBroker
 from omconnect.runtime.brokers.nats._naming import Naming, check_topic, decode_topic, encode_topic
 from omconnect.runtime.brokers.nats._options import parse_options
@@ -39,6 +40,7 @@ from tests.support.driver_checks import (
 from tests.support.nats_server import NatsServerProcess, free_port, nats_test_url
 
 from .conftest import drain, joined, messages, numbered_messages, read_until, run_on, values
+from .slow_link import SlowLink
 
 
 @pytest.fixture
@@ -386,6 +388,74 @@ def test_a_server_restart_mid_publish_loses_no_acknowledged_message(tmp_path: Pa
     counts = Counter(read)
     assert set(counts) == set(messages(0, 6000)), "an acknowledged message was lost"
     assert max(counts.values()) == 1, "a re-sent message was stored twice"
+
+
+def _through(link: SlowLink, url: str) -> str:
+    """``url`` pointed at ``link`` instead of the shared server."""
+    return url.replace(_address(url), f"127.0.0.1:{link.port}")
+
+
+def _address(url: str) -> str:
+    return parse_options(parse_broker_url(url)).display
+
+
+def _port(url: str) -> int:
+    return int(_address(url).rpartition(":")[2])
+
+
+def test_a_large_send_to_a_slow_server_waits_as_long_as_acknowledgements_come(
+    nats_url: str,
+) -> None:
+    """``ack_timeout`` bounds the silence, not the send: through a link that needs many times
+    ``ack_timeout`` to carry a send, acknowledgements keep coming, and the send succeeds with
+    every message stored once, in order."""
+    count, ack_timeout = 20_000, 0.5
+    batch = numbered_messages(0, count)
+    with SlowLink(_port(nats_url), rate=1_000_000) as link:
+        broker = open_broker(f"{_through(link, nats_url)}&ack_timeout={ack_timeout}")
+
+        async def send() -> tuple[list[SendResult], float]:
+            producer = await broker.producer()
+            started = time.monotonic()
+            results = await producer.send("slow.topic", batch)
+            return results, time.monotonic() - started
+
+        results, took = run_on(broker, send(), timeout=120)
+    assert took > 4 * ack_timeout, f"the send took {took:.1f} s: not slow enough to tell"
+    assert [(r.partition, r.first_offset, r.count) for r in results] == [(0, 0, count)]
+    reader = open_broker(nats_url)
+
+    async def read_back() -> list[bytes]:
+        consumer = await reader.consumer("check", ["slow.topic"])
+        return values(await drain(consumer, max_messages=5000, timeout=1.0))
+
+    assert run_on(reader, read_back(), timeout=60) == messages(0, count)
+
+
+def test_a_server_that_stalls_mid_send_fails_it_within_the_ack_timeout(nats_url: str) -> None:
+    """Acknowledgements came, then none: the send fails about ``ack_timeout`` seconds after
+    the last one, saying how many were not acknowledged and what the timeout means."""
+    ack_timeout = 1.0
+    with SlowLink(_port(nats_url), rate=1_000_000) as link:
+        broker = open_broker(f"{_through(link, nats_url)}&ack_timeout={ack_timeout:g}")
+
+        async def send() -> tuple[str, float]:
+            producer = await broker.producer()
+            await producer.send("stall.topic", numbered_messages(0, 10))
+            asyncio.get_running_loop().call_later(0.5, link.stall)
+            stalled_at = time.monotonic() + 0.5
+            with pytest.raises(BrokerError) as caught:
+                await producer.send("stall.topic", numbered_messages(10, 20_000))
+            return str(caught.value), time.monotonic() - stalled_at
+
+        message, after = run_on(broker, send(), timeout=60)
+    assert after < ack_timeout + 2, f"failed {after:.1f} s after the server stalled"
+    assert re.fullmatch(
+        r"NATS 127\.0\.0\.1:\d+: \d+ of 20000 messages to topic 'stall\.topic' were not "
+        r"acknowledged: no acknowledgement for 1 s \(ack_timeout\); sent again, those with "
+        r"message ids are not stored twice",
+        message,
+    ), message
 
 
 def test_throughput_of_100k_small_messages(nats_url: str) -> None:

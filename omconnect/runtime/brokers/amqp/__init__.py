@@ -30,7 +30,8 @@ What maps to what, and why:
   sequence, for order only (``consumer``). On RabbitMQ 4 a quorum queue drops (or
   dead-letters) a message after 20 deliveries by default.
 * **Producers** publish with publisher confirms, persistent, pipelined: ``send`` returns
-  once RabbitMQ confirmed every message, i.e. every bound queue has it (``producer``).
+  once RabbitMQ confirmed every message, i.e. every bound queue has it, failing only when
+  no confirm came for ``confirm_timeout`` (``producer``, ``_confirms``).
 * **Messages**: the value is the body, the key the ``om-key`` header, the message id the
   ``message_id`` property, the born time the ``timestamp`` property (seconds) and ``om-time``
   (milliseconds), the headers map entries of the headers table (``content-type`` the
@@ -50,9 +51,10 @@ URL: ``amqp://[user[:password]@]host[:port][/vhost][?option=value&...]``, also
 ``oms:amqp://...``; the vhost is percent-encoded (``/`` is the default, ``%2F``), the user
 ``guest`` without one. Options: ``prefix`` (none; keeps one deployment's exchanges and queues
 apart from another's on a vhost), ``queue_type`` (``quorum`` or ``classic``), ``prefetch``
-(50000, up to 65535), ``connect_timeout`` (3 s), ``confirm_timeout`` (30 s) and ``ssl``
-(``false``). The user needs configure, write and read permissions on the vhost for the
-names of its prefix.
+(50000, up to 65535), ``connect_timeout`` (3 s), ``confirm_timeout`` (30 s, how long a
+send waits without any confirm before it fails; a large send to a slow server waits as long
+as confirms keep coming) and ``ssl`` (``false``). The user needs configure, write and read
+permissions on the vhost for the names of its prefix.
 """
 
 from __future__ import annotations

@@ -48,7 +48,9 @@ class AmqpOptions:
             have them (RabbitMQ 3.8 and newer), else classic ones.
         prefetch: the most messages a consumer holds unacknowledged (basic.qos).
         connect_timeout: seconds connecting (TCP, TLS, login, vhost) may take.
-        confirm_timeout: seconds a send waits for the server's publisher confirms.
+        confirm_timeout: seconds a send waits without any publisher confirm from the server
+            before it fails (a send whose confirms keep coming waits as long as they do),
+            and the most a write to or read of the topic catalog takes.
         ssl: connect with TLS.
     """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import Any, cast
 
@@ -10,6 +11,7 @@ import aiormq
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel
 
+from omconnect.runtime.brokers.amqp._confirms import Confirms
 from omconnect.runtime.brokers.amqp._connection import (
     CLIENT_ERRORS,
     AmqpConnection,
@@ -37,10 +39,11 @@ class AmqpProducer(Producer):
     published after its group subscribed. Concurrent sends publish one after the other, so
     each queue stores them in call order, while their confirms are awaited together.
 
-    A send that fails (a negative confirm, no confirms within ``confirm_timeout``, a lost
-    connection) raises ``BrokerError``; some of its messages may be stored, and nothing of it
-    is published again behind later sends. The channel is then dropped, and the next send
-    opens another.
+    A send waits as long as confirms keep coming (``_confirms``): a large send to a slow
+    server is not cut short. One that fails (a negative confirm, no confirm for
+    ``confirm_timeout`` seconds while it waits for one, a lost connection) raises
+    ``BrokerError``; some of its messages may be stored, and nothing of it is published
+    again behind later sends. The channel is then dropped, and the next send opens another.
 
     ``SendResult.first_offset`` numbers the messages this producer published, from 0: a queue
     has no offsets, and a consumer numbers what it reads on its own.
@@ -52,6 +55,7 @@ class AmqpProducer(Producer):
         self._channel: AbstractChannel | None = None
         self._order = asyncio.Lock()
         self._unconfirmed: deque[asyncio.Task[Any]] = deque()
+        self._confirms = Confirms()
         self._sent = 0
         self._closed = False
 
@@ -63,8 +67,9 @@ class AmqpProducer(Producer):
 
         Raises:
             ValueError: a partition other than 0 (amqp:// topics have one), or a bad topic.
-            BrokerError: a message was refused or not confirmed within ``confirm_timeout``
-                seconds, or the server cannot be reached; some messages may be stored.
+            BrokerError: a message was refused, no confirm came for ``confirm_timeout``
+                seconds while some were missing, or the server cannot be reached; some
+                messages may be stored.
         """
         if self._closed:
             raise BrokerError("the producer is closed")
@@ -78,40 +83,37 @@ class AmqpProducer(Producer):
         exchange = await self._topology.ensure_topic(topic)
         rows = encode_rows(messages)
         timeout = self._connection.options.confirm_timeout
-        publishes: list[asyncio.Task[Any]] = []
+        confirms = self._confirms.expect(len(rows))
         try:
             async with self._order:
-                deadline = asyncio.get_running_loop().time() + timeout
                 channel = await self._open()
                 # The client's channel: its publish can skip waiting for each write.
                 raw = cast(aiormq.Channel, await channel.get_underlay_channel())
-                async with asyncio.timeout_at(deadline):
-                    for body, properties in rows:
-                        publish = asyncio.ensure_future(
-                            raw.basic_publish(
-                                body,
-                                exchange=exchange,
-                                routing_key=topic,
-                                properties=properties,
-                                wait=False,
-                            )
+                for body, properties in rows:
+                    publish = asyncio.ensure_future(
+                        raw.basic_publish(
+                            body,
+                            exchange=exchange,
+                            routing_key=topic,
+                            properties=properties,
+                            wait=False,
                         )
-                        publishes.append(publish)
-                        await self._bound_unconfirmed(publish)
+                    )
+                    confirms.add(publish)
+                    await self._bound_unconfirmed(publish, timeout)
                 first = self._sent
                 self._sent += len(rows)
-            async with asyncio.timeout_at(deadline):
-                await asyncio.gather(*publishes)
+            await self._confirms.wait(confirms.done, timeout)
+            confirms.done.result()
         except BaseException as exc:
-            unconfirmed = len(rows) - sum(p.done() and not p.cancelled() for p in publishes)
-            for publish in publishes:
-                publish.cancel()
+            unconfirmed = confirms.left
+            confirms.cancel()
             await self._drop_channel()
             if isinstance(exc, TimeoutError):
                 raise BrokerError(
                     f"RabbitMQ {self._connection.display}: {unconfirmed} of {len(rows)} "
-                    f"messages to topic {topic!r} were not confirmed within {timeout:g} s "
-                    "(confirm_timeout)"
+                    f"messages to topic {topic!r} were not confirmed: no confirm for "
+                    f"{timeout:g} s (confirm_timeout)"
                 ) from None
             if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
                 self._topology.forget(topic)
@@ -120,15 +122,16 @@ class AmqpProducer(Producer):
             raise
         return [SendResult(topic, 0, first, len(rows))]
 
-    async def _bound_unconfirmed(self, publish: asyncio.Task[Any]) -> None:
+    async def _bound_unconfirmed(self, publish: asyncio.Task[Any], timeout: float) -> None:
         """Count ``publish`` among this producer's unconfirmed ones, waiting for the oldest
-        while there are ``MAX_UNCONFIRMED`` (their failures are their own sends')."""
+        while there are ``MAX_UNCONFIRMED`` (their failures are their own sends'), for as
+        long as confirms come at least every ``timeout`` seconds (``TimeoutError``)."""
         unconfirmed = self._unconfirmed
         unconfirmed.append(publish)
         while unconfirmed and (unconfirmed[0].done() or len(unconfirmed) > MAX_UNCONFIRMED):
-            oldest = unconfirmed.popleft()
-            if not oldest.done():
-                await asyncio.wait([oldest])
+            if not unconfirmed[0].done():
+                await self._confirms.wait(unconfirmed[0], timeout)
+            unconfirmed.popleft()
 
     def _failure(self, topic: str, error: BaseException) -> str:
         where = f"RabbitMQ {self._connection.display}"
@@ -152,7 +155,10 @@ class AmqpProducer(Producer):
     async def _drop_channel(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
-            await close_channel(channel)
+            # A server that stopped confirming may not answer the close either.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._connection.options.confirm_timeout):
+                    await close_channel(channel)
 
     async def flush(self) -> None:
         """Wait until every send so far is confirmed (or failed)."""

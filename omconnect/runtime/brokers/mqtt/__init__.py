@@ -67,8 +67,9 @@ URL: ``mqtt://[user[:password]@]host[:port][?option=value&...]``, also ``oms:mqt
 Options: ``prefix`` (``omconnect``; topic levels that keep one deployment's topics, groups
 and sessions apart from another's), ``client_id`` (what client ids start with; the prefix by
 default), ``connect_timeout`` (3 s), ``keepalive`` (30 s), ``session_expiry`` (3600 s),
-``ack_timeout`` (30 s, how long a send waits for its PUBACKs), ``receive_maximum`` (65535,
-how many unacknowledged messages a consumer may hold) and ``tls`` (``false``).
+``ack_timeout`` (30 s, how long a send waits without any PUBACK before it fails; a large
+send to a slow server waits as long as they keep coming), ``receive_maximum`` (65535, how
+many unacknowledged messages a consumer may hold) and ``tls`` (``false``).
 
 The connection, its acknowledgements and its inbox live in ``omconnect.clients``
 (``mqtt_connection``, ``mqtt_acks``, ``mqtt_inbox``), shared with the ``mqtt`` source

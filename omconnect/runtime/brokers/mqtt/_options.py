@@ -51,7 +51,9 @@ class MqttOptions:
             is dead, to the client and to the server.
         session_expiry: seconds the server keeps a consumer's session (its subscriptions and
             unacknowledged messages) after it went away.
-        ack_timeout: seconds a send waits for the server's acknowledgements.
+        ack_timeout: seconds a send waits without any acknowledgement from the server
+            before it fails (a send whose acknowledgements keep coming waits as long as they
+            do), and the most a catalog read waits for its answer.
         receive_maximum: how many unacknowledged messages a consumer may hold; the server
             sends no more until some are acknowledged.
         tls: connect with TLS, checking the server's certificate against the system's CAs.

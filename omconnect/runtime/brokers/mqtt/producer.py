@@ -11,9 +11,14 @@ from omconnect.runtime.brokers.base import BrokerError, Producer, SendResult
 from omconnect.runtime.brokers.mqtt._message_codec import encode_rows
 from omconnect.runtime.brokers.mqtt._naming import check_topic
 from omconnect.runtime.brokers.mqtt._server import MqttServer, check_published
+from omconnect.runtime.brokers.send_progress import SendProgress
 from omconnect.schemas.message_batch import MessageBatch
 
 log = logging.getLogger("omconnect.broker.mqtt")
+
+# Messages whose PUBACKs come back together (one future, one wake-up of the event loop): a
+# send is watched for progress a group at a time.
+ACK_GROUP = 100
 
 
 class MqttProducer(Producer):
@@ -24,7 +29,10 @@ class MqttProducer(Producer):
     allows (Mosquitto's ``max_inflight_messages``, 20 by default), the next going out as
     each acknowledgement comes back, so a batch costs about one round trip per that many
     messages, not one per message. Sends of one producer are queued in call order and the
-    server stores one client's messages in order, so concurrent sends stay in order.
+    server stores one client's messages in order, so concurrent sends stay in order. A send
+    waits as long as acknowledgements keep coming (watched ``ACK_GROUP`` messages at a time)
+    and fails once none came for ``ack_timeout`` seconds: a large send to a slow server is
+    not cut short.
 
     A topic's first send also publishes its catalog entry (``list_topics``). A PUBACK of
     "no matching subscribers" is a success (no group subscribed: nobody gets the message)
@@ -40,6 +48,7 @@ class MqttProducer(Producer):
         self._catalogued: set[str] = set()
         self._unheard: set[str] = set()
         self._in_flight: set[asyncio.Future[list[int]]] = set()
+        self._progress = SendProgress()  # a group of PUBACKs is what a waiting send hears
         self._closed = False
 
     async def send(
@@ -67,10 +76,14 @@ class MqttProducer(Producer):
             outgoing.insert(0, self._server.catalog_record(topic))
         async with self._order:  # connected once, messages handed over in call order
             connection = await self._connected()
-            acks = connection.publish(outgoing)
-        self._in_flight.add(acks)
-        acks.add_done_callback(self._in_flight.discard)
-        reasons = await self._acknowledged(connection, acks)
+            groups = [
+                connection.publish(outgoing[at : at + ACK_GROUP])
+                for at in range(0, len(outgoing), ACK_GROUP)
+            ]
+        for group in groups:
+            self._in_flight.add(group)
+            group.add_done_callback(self._settled)
+        reasons = await self._acknowledged(connection, groups, topic)
         check_published(reasons, topic, self._server.options.display)
         if catalogue:
             self._catalogued.add(topic)
@@ -95,24 +108,35 @@ class MqttProducer(Producer):
         return self._connection
 
     async def _acknowledged(
-        self, connection: MqttConnection, acks: asyncio.Future[list[int]]
+        self, connection: MqttConnection, groups: list[asyncio.Future[list[int]]], topic: str
     ) -> list[int]:
+        """The reason codes of every group's PUBACKs, in order, waiting as long as groups
+        of this producer keep being acknowledged."""
         timeout = self._server.options.ack_timeout
+        reasons: list[int] = []
         try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(acks)
+            for group in groups:
+                await self._progress.wait(group, timeout)
+                reasons += group.result()
+            return reasons
         except TimeoutError:
             if self._connection is connection:
                 await self._drop()
             raise BrokerError(
                 f"the MQTT broker at {self._server.options.display} did not acknowledge "
-                f"the messages within {timeout:g} s (ack_timeout); they may or may not "
-                "have been stored"
+                f"the messages to topic {topic!r}: no acknowledgement for {timeout:g} s "
+                "(ack_timeout); they may or may not have been stored"
             ) from None
         except BrokerError:
             if self._connection is connection:
                 await self._drop()
             raise
+
+    def _settled(self, group: asyncio.Future[list[int]]) -> None:
+        self._in_flight.discard(group)
+        self._progress.note(group.get_loop())
+        if not group.cancelled():
+            group.exception()  # retrieved: a lost connection fails every group, one is raised
 
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -120,13 +144,11 @@ class MqttProducer(Producer):
             await connection.close()
 
     async def flush(self) -> None:
-        """Wait until every send so far is acknowledged or failed (at most ``ack_timeout``:
-        each send fails by then)."""
-        pending = list(self._in_flight)
-        if pending:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._server.options.ack_timeout):
-                    await asyncio.gather(*pending, return_exceptions=True)
+        """Wait until every send so far is acknowledged or failed (giving up, as the sends
+        do, once no acknowledgement came for ``ack_timeout`` seconds)."""
+        with contextlib.suppress(TimeoutError):
+            for group in list(self._in_flight):
+                await self._progress.wait(group, self._server.options.ack_timeout)
 
     async def close(self) -> None:
         """Wait for what is in flight, then disconnect; idempotent."""

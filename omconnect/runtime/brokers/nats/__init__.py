@@ -16,9 +16,10 @@ How the contract maps onto JetStream, and why:
   ``max_msgs_per_subject=1`` cannot compact a topic: ``compaction`` is not declared.
 - **Producers** publish every message of a send without waiting for the previous one's
   acknowledgement (``_acks`` collects the ``PubAck``s on a reply inbox) and return once all
-  came back. Each message's id is its ``Nats-Msg-Id``, so a
-  send repeated within the stream's duplicate window (``duplicate_window``, 2 minutes by
-  default) stores nothing twice: publishing is effectively once. Headers, keys, null values
+  came back, failing only when none came for ``ack_timeout``. Each message's id is its
+  ``Nats-Msg-Id``, so a send repeated within the stream's duplicate window
+  (``duplicate_window``, 2 minutes by default) stores nothing twice: publishing is
+  effectively once. Headers, keys, null values
   and timestamps map to NATS headers losslessly (``_message_codec``).
 - **Offsets and groups live in a key-value bucket** (``OMC_groups``), one document per
   group: members, the partition owners, committed offsets, changed by compare-and-set
@@ -45,7 +46,8 @@ How the contract maps onto JetStream, and why:
 
 URL: ``nats://[user:password@]host[:port][,host2:port2...][?option=value&...]``, also
 ``oms:nats://...``. Options (seconds unless said): ``connect_timeout`` (3), ``session_timeout``
-(10), ``ack_timeout`` (30, how long a send waits for its acknowledgements),
+(10), ``ack_timeout`` (30, how long a send waits without any acknowledgement before it
+fails; a large send to a slow server waits as long as acknowledgements keep coming),
 ``duplicate_window`` (120), ``reconnect_wait`` (1), ``replicas`` (1, for topics created
 here), ``storage`` (``file`` or ``memory``) and ``namespace`` (keeps the streams, subjects
 and groups of one deployment apart from another's on a shared server).

@@ -7,6 +7,10 @@ answers on the reply subject with a ``PubAck`` (``{"stream": ..., "seq": ...}``,
 which costs more than the publish itself; here every message of a send gets the reply subject
 ``<inbox>.<send>.<index>`` and one subscription callback fills in the send's sequences, so a
 send is one future however many messages it has.
+
+A send waits as long as acknowledgements keep coming (``until_acknowledged``): a large send to
+a slow server takes as long as it takes, a stalled or vanished one fails after ``ack_timeout``
+seconds without any.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from omconnect.runtime.brokers.send_progress import SendProgress
 
 _NO_RESPONDERS = "503"
 
@@ -44,6 +50,8 @@ class AckInbox:
         self._subscription: Subscription | None = None
         self._sends: dict[int, PendingSend] = {}
         self._numbers = itertools.count()
+        # Loop time of the last acknowledgement of any send, the progress a waiting send sees.
+        self._progress = SendProgress()
 
     async def open(self, client: Client) -> None:
         if self._subscription is None:
@@ -65,12 +73,21 @@ class AckInbox:
         """Stop waiting for a send (done, failed or given up on)."""
         self._sends.pop(send, None)
 
+    async def until_acknowledged(self, pending: PendingSend, quiet: float) -> None:
+        """Wait until every message of ``pending`` is acknowledged or it failed (raising its
+        error), for as long as acknowledgements of this producer's sends keep coming
+        (``SendProgress``: the server answers in order): ``TimeoutError`` once none came for
+        ``quiet`` seconds. ``pending.done`` is never cancelled."""
+        await self._progress.wait(pending.done, quiet)
+        pending.done.result()
+
     @property
     def waiting(self) -> list[asyncio.Future[None]]:
         """The futures of every send still waiting for acknowledgements."""
         return [pending.done for pending in self._sends.values() if not pending.done.done()]
 
     async def _on_ack(self, msg: Msg) -> None:
+        self._progress.note(asyncio.get_running_loop())
         _, send, index = msg.subject.rsplit(".", 2)
         pending = self._sends.get(int(send))
         if pending is None or pending.done.done():

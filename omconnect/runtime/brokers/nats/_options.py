@@ -32,7 +32,9 @@ class NatsOptions:
         connect_timeout: seconds the first connection may take before the broker gives up.
         session_timeout: seconds a group member may stay silent before the others take its
             partitions (and read its uncommitted messages again).
-        ack_timeout: seconds a send waits for the server's acknowledgements.
+        ack_timeout: seconds a send waits without any acknowledgement from the server
+            before it fails; a send whose acknowledgements keep coming waits as long as
+            they do.
         duplicate_window: seconds a topic's streams remember message ids to drop re-sends.
         reconnect_wait: seconds between reconnection attempts once connected.
         replicas: stream replicas of topics created here (a clustered server).

@@ -22,15 +22,16 @@ class NatsProducer(Producer):
     A send partitions the batch (Kafka's murmur2 of the key, as every driver does; messages
     without a key all go to one partition, rotating per send), publishes every message
     without waiting for the previous one's acknowledgement and returns once the server
-    acknowledged them all (a ``PubAck`` is sent after the message is stored; ``_acks``).
-    Concurrent
-    sends of one producer publish one after the other, so each partition stores them in call
-    order, while their acknowledgements are awaited together.
+    acknowledged them all (a ``PubAck`` is sent after the message is stored; ``_acks``). It
+    waits as long as acknowledgements keep coming, and fails once none came for
+    ``ack_timeout`` seconds: a large send to a slow server is not cut short. Concurrent sends
+    of one producer publish one after the other, so each partition stores them in call order,
+    while their acknowledgements are awaited together.
 
     Every message with a message id carries it as ``Nats-Msg-Id``: within the topic's
     duplicate window (``duplicate_window``, 2 minutes by default) the server drops a message
     whose id it stored already and acknowledges it as a duplicate, with the first copy's
-    sequence. A send that failed (no acknowledgement within ``ack_timeout``, a server restart)
+    sequence. A send that failed (no acknowledgement for ``ack_timeout``, a server restart)
     can therefore be repeated as a whole without storing anything twice. One thing a failure
     can change is order: a message lost with the connection while later ones of the same
     send got through is stored after them when the send is repeated.
@@ -52,9 +53,9 @@ class NatsProducer(Producer):
 
         Raises:
             ValueError: ``partition`` does not exist in ``topic``.
-            BrokerError: a message was refused, or not acknowledged within ``ack_timeout``
-                seconds; some of the others may be stored (send it again: the ids make the
-                server drop the copies).
+            BrokerError: a message was refused, or no acknowledgement came for
+                ``ack_timeout`` seconds while some were missing; some of the others may be
+                stored (send it again: the ids make the server drop the copies).
         """
         if self._closed:
             raise BrokerError("the producer is closed")
@@ -78,12 +79,11 @@ class NatsProducer(Producer):
                         await client.publish(subject, payload, reply=reply, headers=headers)
                         index += 1
                     sizes.append((target, len(part)))
-            async with asyncio.timeout(self._connection.options.ack_timeout):
-                await pending.done
+            await self._acks.until_acknowledged(pending, self._connection.options.ack_timeout)
         except TimeoutError:
             raise BrokerError(
                 f"NATS {self._connection.display}: {pending.left} of {len(messages)} messages "
-                f"to topic {topic!r} were not acknowledged within "
+                f"to topic {topic!r} were not acknowledged: no acknowledgement for "
                 f"{self._connection.options.ack_timeout:g} s (ack_timeout); sent again, those "
                 "with message ids are not stored twice"
             ) from None
