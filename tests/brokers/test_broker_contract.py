@@ -245,7 +245,7 @@ def test_a_pattern_subscription_picks_up_a_topic_created_later(
 def test_poll_times_out_with_nothing_and_wakes_for_new_data(
     broker: Broker, topic_name: str, group: str
 ) -> None:
-    async def body() -> tuple[float, list[ConsumedBatch], float]:
+    async def body() -> tuple[float, list[ConsumedBatch], float | None]:
         await broker.create_topic(topic_name)
         consumer = await broker.consumer(group, [topic_name])
         started = time.monotonic()
@@ -259,12 +259,16 @@ def test_poll_times_out_with_nothing_and_wakes_for_new_data(
         await producer.send(topic_name, numbered_messages(0, 3))
         got = await polling
         woke = time.monotonic() - started
-        return waited, got, woke
+        first = len(values(got))
+        while len(values(got)) < 3 and time.monotonic() - started < 5:
+            # The woken poll returns what has come: messages may arrive one by one (MQTT).
+            got += await consumer.poll(10, timeout=0.5)
+        return waited, got, woke if first else None
 
     waited, got, woke = run_on(broker, body())
     assert 0.15 <= waited < 1.0
     assert values(got) == messages(0, 3)
-    assert woke < 2.0
+    assert woke is not None and woke < 2.0, "the poll woke with nothing"
 
 
 def test_polls_never_return_more_than_max_messages(

@@ -359,7 +359,8 @@ def _check_redis_entries_are_plain_fields(url: str, topic: str) -> None:
     finally:
         client.close()
     [(_, fields)] = entries
-    assert set(fields) == {b"value", b"key", b"timestamp", b"message_id"}
+    assert set(fields) == {b"value", b"key", b"timestamp", b"message_id", b"h:content-type"}
+    assert fields[b"h:content-type"] == b"application/json"
     order = json.loads(fields[b"value"])
     assert json.loads(fields[b"key"]) == {"order_id": order["order_id"]}
 
