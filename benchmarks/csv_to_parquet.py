@@ -299,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
         results = json.loads(args.json.read_text())
-        settings = results["settings"]
-        section = section_name(settings.get("storage", "local"), settings["rows"])
-        update_readme(args.readme, section, markdown_section(results))
+        storage, rows = results["settings"].get("storage", "local"), results["settings"]["rows"]
+        body = markdown_section(results)
+        args.json.with_suffix(".md").write_text(f"# {title(storage, rows)}\n\n{body}\n")
+        update_readme(args.readme, section_name(storage, rows), body)
         return 0
     if args.storage == "s3":
         with running_s3(args.work_dir / "moto-server.log") as s3:

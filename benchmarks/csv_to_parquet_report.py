@@ -250,11 +250,13 @@ def markdown_section(results: dict[str, Any]) -> str:
     ]
     lines += [f"- `{s['name']}`: {s['description']}" for s in results["contestants"]]
     faster = [
-        f"{1 / ratio:.1f}x faster than {name}" if ratio < 1 else f"{ratio:.1f}x {name}'s time"
+        f"is {1 / ratio:.1f}x faster than {name}"
+        if ratio < 1
+        else f"takes {ratio:.1f}x {name}'s time"
         for name, ratio in ratios.items()
     ]
     if faster:
-        lines.append(f"- omconnect takes {', '.join(faster)} (median wall time).")
+        lines.append(f"- omconnect {', '.join(faster)} (median wall time).")
     omconnect: dict[str, Any] = next(
         (s for s in results["contestants"] if s["name"] == "omconnect"), {}
     )
