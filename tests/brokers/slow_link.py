@@ -12,7 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from omconnect.runtime.brokers import Broker
+from omconnect.runtime.brokers.base import BrokerError
 from tests.support.tcp_proxy import TcpProxy
+
+from .conftest import numbered_messages, run_on
 
 # Seconds between two steps of a paced connection.
 _STEP = 0.01
@@ -48,3 +54,22 @@ class SlowLink(TcpProxy):
             await asyncio.sleep(max(0.0, due - time.monotonic()))
         if target.can_write_eof():
             target.write_eof()
+
+
+def send_through_a_stall(
+    broker: Broker, link: SlowLink, topic: str, count: int
+) -> tuple[str, float]:
+    """Send 10 messages to ``topic`` through ``link``, then ``count`` more with the link
+    stalled 0.5 s into that send, which must fail: its error, and how many seconds after the
+    stall it came."""
+
+    async def send() -> tuple[str, float]:
+        producer = await broker.producer()
+        await producer.send(topic, numbered_messages(0, 10))
+        asyncio.get_running_loop().call_later(0.5, link.stall)
+        stalled_at = time.monotonic() + 0.5
+        with pytest.raises(BrokerError) as caught:
+            await producer.send(topic, numbered_messages(10, count))
+        return str(caught.value), time.monotonic() - stalled_at
+
+    return run_on(broker, send(), timeout=60)

@@ -41,7 +41,7 @@ from tests.support.rabbitmq_server import amqp_test_url, raw_channel, url_option
 from tests.support.tcp_proxy import TcpProxy
 
 from .conftest import drain, joined, messages, numbered_messages, read_until, run_on, values
-from .slow_link import SlowLink
+from .slow_link import SlowLink, send_through_a_stall
 
 
 @pytest.fixture
@@ -367,16 +367,7 @@ def test_a_server_that_stalls_mid_send_fails_it_within_the_confirm_timeout(
         url = amqp_url.replace(address, f"127.0.0.1:{link.port}")
         broker = open_broker(f"{url}&confirm_timeout={confirm_timeout:g}")
 
-        async def send() -> tuple[str, float]:
-            producer = await broker.producer()
-            await producer.send("t", numbered_messages(0, 10))
-            asyncio.get_running_loop().call_later(0.5, link.stall)
-            stalled_at = time.monotonic() + 0.5
-            with pytest.raises(BrokerError) as caught:
-                await producer.send("t", numbered_messages(10, 10_000))
-            return str(caught.value), time.monotonic() - stalled_at
-
-        message, after = run_on(broker, send(), timeout=60)
+        message, after = send_through_a_stall(broker, link, "t", 10_000)
     assert after < confirm_timeout + 2, f"failed {after:.1f} s after the server stalled"
     assert re.fullmatch(
         r"RabbitMQ 127\.0\.0\.1:\d+: \d+ of 10000 messages to topic 't' were not confirmed: "

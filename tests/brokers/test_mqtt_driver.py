@@ -49,7 +49,7 @@ from tests.support.mosquitto_server import MosquittoProcess, free_port, mqtt_tes
 
 from .conftest import drain, joined, messages, numbered, numbered_messages, read_until, run_on
 from .conftest import values as values_of
-from .slow_link import SlowLink
+from .slow_link import SlowLink, send_through_a_stall
 
 
 @pytest.fixture
@@ -228,16 +228,7 @@ def test_a_server_that_stalls_mid_send_fails_it_within_the_ack_timeout(mqtt_url:
     with SlowLink(_port(mqtt_url), rate=100_000) as link:
         broker = open_broker(f"{_through(link, mqtt_url)}&ack_timeout={ack_timeout:g}")
 
-        async def send() -> tuple[str, float]:
-            producer = await broker.producer()
-            await producer.send("t", numbered_messages(0, 10))
-            asyncio.get_running_loop().call_later(0.5, link.stall)
-            stalled_at = time.monotonic() + 0.5
-            with pytest.raises(BrokerError) as caught:
-                await producer.send("t", numbered_messages(10, 5000))
-            return str(caught.value), time.monotonic() - stalled_at
-
-        message, after = run_on(broker, send(), timeout=60)
+        message, after = send_through_a_stall(broker, link, "t", 5000)
     assert after < ack_timeout + 2, f"failed {after:.1f} s after the server stalled"
     assert re.fullmatch(
         r"the MQTT broker at 127\.0\.0\.1:\d+ did not acknowledge the messages to topic 't': "

@@ -40,7 +40,7 @@ from tests.support.driver_checks import (
 from tests.support.nats_server import NatsServerProcess, free_port, nats_test_url
 
 from .conftest import drain, joined, messages, numbered_messages, read_until, run_on, values
-from .slow_link import SlowLink
+from .slow_link import SlowLink, send_through_a_stall
 
 
 @pytest.fixture
@@ -439,16 +439,7 @@ def test_a_server_that_stalls_mid_send_fails_it_within_the_ack_timeout(nats_url:
     with SlowLink(_port(nats_url), rate=1_000_000) as link:
         broker = open_broker(f"{_through(link, nats_url)}&ack_timeout={ack_timeout:g}")
 
-        async def send() -> tuple[str, float]:
-            producer = await broker.producer()
-            await producer.send("stall.topic", numbered_messages(0, 10))
-            asyncio.get_running_loop().call_later(0.5, link.stall)
-            stalled_at = time.monotonic() + 0.5
-            with pytest.raises(BrokerError) as caught:
-                await producer.send("stall.topic", numbered_messages(10, 20_000))
-            return str(caught.value), time.monotonic() - stalled_at
-
-        message, after = run_on(broker, send(), timeout=60)
+        message, after = send_through_a_stall(broker, link, "stall.topic", 20_000)
     assert after < ack_timeout + 2, f"failed {after:.1f} s after the server stalled"
     assert re.fullmatch(
         r"NATS 127\.0\.0\.1:\d+: \d+ of 20000 messages to topic 'stall\.topic' were not "
