@@ -89,6 +89,10 @@ class LockHeldError(Exception):
 class FileLock:
     """An ``flock`` on ``path`` (created with its parent directory when missing)."""
 
+    can_be_lost = False
+    """Whether the lock can end under its holder: never, so nobody needs to ask
+    ``still_held`` while it is held (a run lock in a database can, see ``PipelineLock``)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None

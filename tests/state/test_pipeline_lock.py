@@ -99,6 +99,15 @@ def test_members_of_a_sink_only_pipeline_share_its_lock(state: str) -> None:
     exclusive.release()
 
 
+def test_only_a_lock_that_can_end_under_its_run_is_checked(state: str) -> None:
+    # An advisory lock ends with its database session; an flock only with its holder.
+    lock = PipelineLock(state, "orders")
+    lock.acquire("omconnect run")
+    assert lock.can_be_lost == ("://" in state)
+    lock.check()
+    lock.release()
+
+
 _HOLD_THE_LOCK = """
 import sys
 from omconnect.runtime.state import PipelineLock

@@ -2,18 +2,22 @@
 
 Why uvicorn: a maintained ASGI server that security reviewers know, parsing HTTP/1.1 with
 h11 (bounded request heads, keep-alive, chunked bodies), TLS from Python's ``ssl`` module and
-a graceful shutdown that lets requests in flight finish. Three adjustments:
+a graceful shutdown that lets requests in flight finish. Four adjustments:
 
 * ``serve`` owns SIGINT and SIGTERM (``cli.stop_signals``): it stops the pipelines first and
   the listener last, so ``uvicorn.Server`` must not install handlers of its own and re-raise
   the signal after its shutdown;
 * the socket is bound here, before uvicorn starts, so a port in use is an ``OSError`` to the
   caller (uvicorn would exit the process) and the port ``0`` picked is known at once;
-* a request h11 cannot parse gets a JSON 400 like every other error, not uvicorn's text.
+* a request h11 cannot parse gets a JSON 400 like every other error, not uvicorn's text;
+* uvicorn's main loop wakes ten times a second to see whether it should exit; here ``stop``
+  wakes it, and it ticks once a second (``TICK_SECONDS``) to refresh the ``Date`` header, as
+  uvicorn does on every tenth tick: an idle ``serve`` is woken as little as it can be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -28,6 +32,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 3
 """How long requests in flight may take to finish once the listener stops."""
+TICK_SECONDS = 1.0
+"""How often the idle listener refreshes its ``Date`` header (uvicorn's own period)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,9 @@ class HttpListener:
         await self._server.serve(sockets=[self._socket])
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        """Stop accepting requests and finish those in flight (``serve`` returns then); call
+        it on the loop ``serve`` runs on."""
+        self._server.request_exit()
 
     def close(self) -> None:
         """Release the socket of a listener that never served."""
@@ -95,9 +103,25 @@ class HttpListener:
 
 
 class _SignalFreeServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit = asyncio.Event()
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self._exit.set()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        # on_tick(0) refreshes the Date header (uvicorn's counter is 0 on every tenth tick)
+        # and answers whether to exit.
+        while not await self.on_tick(0):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self._exit.wait()
 
 
 class _JsonErrorsH11Protocol(H11Protocol):

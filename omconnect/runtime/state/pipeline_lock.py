@@ -7,7 +7,8 @@ pipeline has a source (a second runner would read and publish every record again
 it only sinks topics (members of one consumer group split the partitions: that is how such a
 pipeline scales out). A lock that can end under its holder (an advisory lock ends with its
 database session) is checked every ``LOCK_CHECK_SECONDS`` while the run lasts, and the run
-stops at once when it is gone (``PipelineLockLostError``). A second runner is refused with
+stops at once when it is gone (``PipelineLockLostError``); a file lock cannot end so and is
+never checked (``PipelineLock.can_be_lost``). A second runner is refused with
 ``PipelineRunningError``, naming the holder. Commands that change stored positions take the
 lock exclusively while they work, so they are refused while the pipeline runs, as Kafka Connect
 refuses to alter a running connector's offsets.
@@ -98,6 +99,13 @@ class PipelineLock:
                 f"{what}pipeline {self.pipeline!r} is already running ({who}); stop it first", who
             ) from None
         self._taken.append(lock)
+
+    @property
+    def can_be_lost(self) -> bool:
+        """Whether a lock taken can end under the run, so that the run must ``check`` it:
+        an advisory lock in a database can (its session ends), an ``flock`` cannot. A lock
+        that does not say (no ``can_be_lost`` attribute) counts as one that can."""
+        return any(getattr(lock, "can_be_lost", True) for lock in self._taken)
 
     def check(self) -> None:
         """Raise ``PipelineLockLostError`` when the lock is no longer held.

@@ -178,7 +178,11 @@ class PipelineRunner:
     async def _run_watching(self, lock: PipelineLock, stop: asyncio.Event) -> None:
         """The run, ended at once when its lock ends under it (``PipelineLock.check``, every
         ``LOCK_CHECK_SECONDS``): cancelled, so that it commits nothing more once another
-        worker may be running the pipeline."""
+        worker may be running the pipeline. A lock that cannot end so (a file lock) is not
+        checked: no thread hop every few seconds per pipeline for an answer known ahead."""
+        if not lock.can_be_lost:
+            await self._run_locked(stop)
+            return
         run = asyncio.ensure_future(self._run_locked(stop))
         try:
             while True:

@@ -13,7 +13,10 @@ heartbeat interval (one heartbeat per process and interval looks for dead member
 member holds its ``_owner_lock`` (kind ``members``) from before its row is written until after it
 leaves, and the kernel drops it when the process dies, even by SIGKILL. A member whose process
 is alive but silent (stopped, hung, or on a system without ``flock``) expires once it has not
-heartbeaten for its session timeout.
+heartbeaten for its session timeout. The heartbeats of one process's members on one file are
+written together: one transaction every half interval or so refreshes every member of the
+process that asked for a heartbeat within its interval (``heartbeat``), instead of one
+transaction per member and interval.
 
 Every function takes the connection first and runs on that connection's thread (see
 ``_sqlite_thread``); writes are one ``BEGIN IMMEDIATE`` transaction each.
@@ -26,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omconnect.runtime.brokers.base import CommitFencedError, TopicPartition
@@ -221,9 +224,19 @@ def claim_partitions(
 def heartbeat(
     connection: sqlite3.Connection, group: str, member_id: str, sweep_every: float = 0.0
 ) -> tuple[bool, tuple[ExpiredMember, ...]]:
-    """Record that the member is alive and expire the silent members (of any group), and the
-    dead ones too unless a heartbeat of this process looked for them on the same log less
-    than ``sweep_every`` seconds ago.
+    """Record that the member is alive, heartbeating every ``sweep_every`` seconds, and
+    expire the silent members (of any group), and the dead ones too unless a heartbeat of
+    this process looked for them on the same log less than ``sweep_every`` seconds ago.
+
+    One write refreshes every member of this process on the log that asked for a heartbeat
+    within its own interval (a little more, for a late timer), and a member whose last ask
+    was refreshed by such a write less than half its interval ago writes nothing: about two
+    transactions per interval for the process, where each of the 25 members of a ``serve``
+    wrote one. A member's row is at most one and a half intervals old when it asks (half the
+    session timeout: Kafka's heartbeat is a third of it), and one that stops asking (a hung
+    consumer) is refreshed for at most one and a quarter intervals after its last ask
+    (``_LATE_TIMER_FACTOR``): its session timeout still runs from about then. A member of
+    another process is untouched.
 
     Looking for dead members costs an ``open`` and a ``flock`` attempt per member of every
     group, so the 25 members of a ``serve`` heartbeating each on its own did it 25 times over
@@ -233,16 +246,80 @@ def heartbeat(
     Returns:
         Whether the member still belongs to the group, and the members expired now.
     """
-    now = now_ms()
-    sweep = _sweep_due(log_path(connection), sweep_every)
+    log = log_path(connection)
+    beats = _beats_of(log)
+    me = (group, member_id)
+    now = _clock()
+    with _beats_lock:
+        beats.asked[me] = (now, sweep_every)
+        covered = beats.covered.get(me)
+        if covered is not None and now - beats.written < sweep_every / 2:
+            return covered, ()
+        # This call writes for every member asking now: drop those that stopped asking.
+        due = {
+            member: every
+            for member, (asked, every) in beats.asked.items()
+            if now - asked <= every * _LATE_TIMER_FACTOR
+        }
+        beats.asked = {member: beats.asked[member] for member in due}
+        beats.covered = {}  # until the write is done, nobody counts as refreshed
+    written_ms = now_ms()
+    sweep = _sweep_due(log, sweep_every)
+    alive: dict[tuple[str, str], bool] = {}
     with write_transaction(connection):
-        alive = connection.execute(
-            "UPDATE group_members SET heartbeat_ms = ? WHERE group_id = ? AND member_id = ?",
-            (now, group, member_id),
-        ).rowcount
-        expired = _expire(connection, now, look_for_dead=sweep)
-    return bool(alive), expired
+        for member in sorted(due):
+            alive[member] = bool(
+                connection.execute(
+                    "UPDATE group_members SET heartbeat_ms = ? "
+                    "WHERE group_id = ? AND member_id = ?",
+                    (written_ms, *member),
+                ).rowcount
+            )
+        expired = _expire(connection, written_ms, look_for_dead=sweep)
+    gone = {(member.group, member.member_id) for member in expired}
+    with _beats_lock:
+        beats.written = now
+        beats.covered = {member: alive[member] and member not in gone for member in alive}
+    return beats.covered[me], expired
 
+
+def forget_heartbeats(connection: sqlite3.Connection, group: str, member_id: str) -> None:
+    """No more heartbeats of this process's member ``member_id`` of ``group`` (it left)."""
+    beats = _beats_of(log_path(connection))
+    with _beats_lock:
+        beats.asked.pop((group, member_id), None)
+        beats.covered.pop((group, member_id), None)
+
+
+_LATE_TIMER_FACTOR = 1.25
+"""A member counts as asking for heartbeats until this many of its intervals after its last
+ask: a timer is a little late under load, and a member left out of a write writes again."""
+_clock = time.monotonic
+
+
+@dataclass
+class _Heartbeats:
+    """This process's members heartbeating on one log file.
+
+    Attributes:
+        asked: per member (group, member id), when it last asked for a heartbeat (``_clock``)
+            and its interval.
+        written: when the last write for all of them began (``_clock``).
+        covered: the members that write refreshed, and whether each still had its row.
+    """
+
+    asked: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    written: float = 0.0
+    covered: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+
+def _beats_of(log: Path) -> _Heartbeats:
+    with _beats_lock:
+        return _beats.setdefault(log, _Heartbeats())
+
+
+_beats: dict[Path, _Heartbeats] = {}
+_beats_lock = threading.Lock()
 
 # When a heartbeat of this process last looked for dead members, per log file.
 _swept: dict[Path, float] = {}
@@ -280,6 +357,7 @@ def dead_member_in(connection: sqlite3.Connection, group: str, member_id: str) -
 
 def leave_group(connection: sqlite3.Connection, group: str, member_id: str) -> None:
     """Remove the member and release its partitions; the others rebalance."""
+    forget_heartbeats(connection, group, member_id)
     now = now_ms()
     with write_transaction(connection):
         left = connection.execute(
