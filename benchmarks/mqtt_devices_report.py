@@ -137,7 +137,7 @@ def markdown_section(results: dict[str, Any]) -> str:
     rows = []
     for name in ("latency-default", "latency-low"):
         entry = summary[name]
-        default = entry.get("default_linger", 0.2)
+        default = entry.get("default_linger") or _recorded_default_linger(results)
         linger = f"default ({default:g} s)" if entry["linger"] is None else f"{entry['linger']:g} s"
         rows.append(
             [
@@ -153,3 +153,10 @@ def markdown_section(results: dict[str, Any]) -> str:
     header += ["received p50 / p99", "stored p50 / p99", "output"]
     lines += [markdown_table(header, rows)]
     return "\n".join(lines) + "\n"
+
+
+def _recorded_default_linger(results: dict[str, Any]) -> float:
+    """The default ``batching.linger`` the runs had (0.2 s in results older than the record)."""
+    runs = [run for runs in results.get("records", {}).values() for run in runs]
+    found = [run["default_linger"] for run in runs if run.get("default_linger")]
+    return float(found[0]) if found else 0.2
