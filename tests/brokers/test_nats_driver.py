@@ -25,6 +25,8 @@ import pytest
 from omconnect.runtime.brokers import Broker, ConsumedBatch, open_broker
 from omconnect.runtime.brokers.base import BrokerError, SendResult, TopicSettings
 from omconnect.runtime.brokers.nats import NatsBroker
+from omconnect.runtime.brokers.nats import producer as nats_producer
+from omconnect.runtime.brokers.nats._acks import AckInbox, PendingSend
 from omconnect.runtime.brokers.nats._naming import Naming, check_topic, decode_topic, encode_topic
 from omconnect.runtime.brokers.nats._options import parse_options
 from omconnect.runtime.brokers.url import parse_broker_url
@@ -430,6 +432,42 @@ def test_a_large_send_to_a_slow_server_waits_as_long_as_acknowledgements_come(
         return values(await drain(consumer, max_messages=5000, timeout=1.0))
 
     assert run_on(reader, read_back(), timeout=60) == messages(0, count)
+
+
+def test_a_producer_keeps_at_most_its_window_of_messages_unacknowledged(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sends at once of many more messages than the window: at no time are more than the
+    window's messages out unacknowledged (the server drops the acknowledgements of a producer
+    that lets a million pile up), and every message is stored once."""
+    window, sends, count = 200, 4, 1_500
+    monkeypatch.setattr(nats_producer, "MAX_UNACKNOWLEDGED", window)
+    most: list[int] = [0]
+    published = AckInbox.published
+
+    def counted(self: AckInbox, pending: PendingSend) -> None:
+        published(self, pending)
+        most[0] = max(most[0], self.outstanding)
+
+    monkeypatch.setattr(AckInbox, "published", counted)
+    broker = open_broker(nats_url)
+
+    async def send() -> list[list[SendResult]]:
+        producer = await broker.producer()
+        batches = [numbered_messages(i * count, count) for i in range(sends)]
+        return list(await asyncio.gather(*(producer.send("window.topic", b) for b in batches)))
+
+    results = run_on(broker, send(), timeout=60)
+    assert sum(r.count for found in results for r in found) == sends * count
+    assert most[0] == window, most[0]
+
+    reader = open_broker(nats_url)
+
+    async def read_back() -> list[bytes]:
+        consumer = await reader.consumer("check", ["window.topic"])
+        return values(await drain(consumer, max_messages=5000, timeout=1.0))
+
+    assert sorted(run_on(reader, read_back(), timeout=60)) == sorted(messages(0, sends * count))
 
 
 def test_a_server_that_stalls_mid_send_fails_it_within_the_ack_timeout(nats_url: str) -> None:

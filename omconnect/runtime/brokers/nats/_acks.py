@@ -16,6 +16,7 @@ seconds without any.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class PendingSend:
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    published: int = 0
 
 
 class AckInbox:
@@ -52,6 +54,9 @@ class AckInbox:
         self._numbers = itertools.count()
         # Loop time of the last acknowledgement of any send, the progress a waiting send sees.
         self._progress = SendProgress()
+        # Messages published and not acknowledged yet, over every send (``room``).
+        self.outstanding = 0
+        self._acked = asyncio.Event()
 
     async def open(self, client: Client) -> None:
         if self._subscription is None:
@@ -69,9 +74,34 @@ class AckInbox:
         """The reply subject of message ``index`` of send ``send``."""
         return f"{self._prefix}.{send}.{index}"
 
+    def published(self, pending: PendingSend) -> None:
+        """One more message of ``pending`` is out."""
+        pending.published += 1
+        self.outstanding += 1
+
+    async def room(self, window: int, quiet: float) -> None:
+        """Wait until fewer than ``window`` messages are out unacknowledged, for as long as
+        acknowledgements keep coming (``TimeoutError`` once none came for ``quiet`` seconds).
+        The server sends every acknowledgement to this producer's inbox; with too many
+        outstanding, it finds the connection a slow consumer and drops them (1M messages of
+        twenty 50,000-message sends at once lost acknowledgements for good)."""
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while self.outstanding >= window:
+            self._acked.clear()
+            left = max(self._progress.heard, since) + quiet - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._acked.wait()
+
     def forget(self, send: int) -> None:
         """Stop waiting for a send (done, failed or given up on)."""
-        self._sends.pop(send, None)
+        pending = self._sends.pop(send, None)
+        if pending is not None:
+            self.outstanding -= pending.published - (len(pending.sequences) - pending.left)
+            self._acked.set()
 
     async def until_acknowledged(self, pending: PendingSend, quiet: float) -> None:
         """Wait until every message of ``pending`` is acknowledged or it failed (raising its
@@ -107,6 +137,8 @@ class AckInbox:
         if pending.sequences[at] == 0:
             pending.sequences[at] = int(answer["seq"])
             pending.left -= 1
+            self.outstanding -= 1
+            self._acked.set()
             if pending.left == 0:
                 pending.done.set_result(None)
 
