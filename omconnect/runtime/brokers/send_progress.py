@@ -28,10 +28,14 @@ class SendProgress:
         """Wait until ``waited`` is done (without raising its error), for as long as the
         server keeps answering: ``TimeoutError`` once it said nothing for ``quiet`` seconds
         (counted from the call at the earliest). ``waited`` is never cancelled."""
-        loop = asyncio.get_running_loop()
-        since = loop.time()
+        since = asyncio.get_running_loop().time()
         while not waited.done():
-            left = max(self.heard, since) + quiet - loop.time()
-            if left <= 0:
-                raise TimeoutError
-            await asyncio.wait([waited], timeout=left)
+            await asyncio.wait([waited], timeout=self.left(since, quiet))
+
+    def left(self, since: float, quiet: float) -> float:
+        """Seconds a wait begun at loop time ``since`` may still last: ``quiet`` after the
+        server last answered (or after ``since``); ``TimeoutError`` when none are left."""
+        left = max(self.heard, since) + quiet - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise TimeoutError
+        return left

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
-    from omconnect.runtime.brokers.base import Consumer, TopicPartition
+    from omconnect.runtime.brokers.base import TopicPartition
 
 log = logging.getLogger("omconnect.metrics")
 
@@ -122,24 +122,6 @@ class RunTimes:
         newest, self._unflushed_event_ms = self._unflushed_event_ms, None
         if newest is not None and (self.event_times or not has_source):
             self.event_to_flush = _seconds_behind(newest)
-
-    async def sample_consumer_lag(
-        self,
-        consumer: Consumer,
-        owned: Collection[TopicPartition],
-        committed: Mapping[TopicPartition, int],
-    ) -> None:
-        """Measure the consumer lag of the ``owned`` partitions when the last sample is
-        ``LAG_SAMPLE_SECONDS`` old (on a broker with end offsets; the caller checks)."""
-        if not owned or time.monotonic() - self._lag_sampled < LAG_SAMPLE_SECONDS:
-            return
-        self._lag_sampled = time.monotonic()
-        try:
-            ends = await consumer.end_offsets()
-        except Exception as error:  # a probe never fails the run; the next poll will say
-            log.debug("measuring the consumer lag failed: %s", error)
-            return
-        self.consumer_lag_sampled(ends, owned, committed)
 
     def consumer_lag_sampled(
         self,

@@ -85,13 +85,10 @@ class AckInbox:
         The server sends every acknowledgement to this producer's inbox; with too many
         outstanding, it finds the connection a slow consumer and drops them (1M messages of
         twenty 50,000-message sends at once lost acknowledgements for good)."""
-        loop = asyncio.get_running_loop()
-        since = loop.time()
+        since = asyncio.get_running_loop().time()
         while self.outstanding >= window:
             self._acked.clear()
-            left = max(self._progress.heard, since) + quiet - loop.time()
-            if left <= 0:
-                raise TimeoutError
+            left = self._progress.left(since, quiet)  # TimeoutError: the server said nothing
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):
                     await self._acked.wait()
