@@ -10,8 +10,9 @@ modules named like the plugin it looks for.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Literal
 
 from omconnect.connectors.api.sink import SinkConnector
@@ -70,13 +71,20 @@ def register(cls: Plugin) -> Plugin:
     return cls
 
 
+@functools.cache
+def _entry_points(group: str) -> tuple[EntryPoint, ...]:
+    """The entry points of ``group`` (found once: each look reads every installed
+    distribution's metadata, a few hundred files in an environment with Airflow)."""
+    return tuple(entry_points(group=group))
+
+
 def load_plugins() -> None:
     """Import every module named in the plugin entry-point groups (once)."""
     global _loaded
     if _loaded:
         return
     for group in (CONNECTOR_GROUP, TRANSFORM_GROUP):
-        for ep in entry_points(group=group):
+        for ep in _entry_points(group):
             ep.load()
     _loaded = True
 
@@ -89,7 +97,7 @@ def _load_named(kind: Kind, name: str) -> Registration | None:
     stem = name.replace("-", "_")
     wanted = {stem, f"{stem}_{kind}"}
     group = TRANSFORM_GROUP if kind == "transform" else CONNECTOR_GROUP
-    for ep in entry_points(group=group):
+    for ep in _entry_points(group):
         if ep.name in wanted:
             ep.load()
     return _plugins.get((kind, name))

@@ -227,7 +227,9 @@ class SqlSource(SourceConnector):
         database = _open(config)
         try:
             database.check_connection()
-            for info in reflect_sources(database, config):
+            if config.query is None:  # kept for the run's streams and task configs
+                self._resolved_tables = database.resolve_tables(config.tables)
+            for info in reflect_sources(database, config, self._resolved_tables):
                 check_table(info, config)
         except RetriableError as error:
             log.warning("%s (the tables are checked when the tasks start)", error)
@@ -270,7 +272,8 @@ class SqlSource(SourceConnector):
 
     def _tables(self) -> list[TableName] | None:
         """The tables ``tables:`` names; None when the database cannot be reached now. Found
-        once per connector (a run asks for its streams, then for its task configs)."""
+        once per connector (by ``validate``, or when a run first asks for its streams or its
+        task configs)."""
         config = self.config
         assert isinstance(config, SqlSourceSpec)
         if self._resolved_tables is not None:
@@ -289,13 +292,17 @@ QUERY_STREAM = "query"
 """The stream (and ``<topic>.query`` topic suffix) of a ``query:``."""
 
 
-def reflect_sources(database: Database, config: SqlSourceSpec) -> list[TableInfo]:
-    """The reflected tables of ``tables:``, or the reflected result of ``query:``."""
+def reflect_sources(
+    database: Database, config: SqlSourceSpec, tables: list[TableName] | None = None
+) -> list[TableInfo]:
+    """The reflected tables of ``tables:`` (the ``tables`` it resolved to, when given), or the
+    reflected result of ``query:``."""
     if config.query is not None:
         from omconnect.connectors.sql._database import QUERY
 
         return [database.reflect_query(config.query, QUERY)]
-    return [database.reflect(name) for name in database.resolve_tables(config.tables)]
+    names = database.resolve_tables(config.tables) if tables is None else tables
+    return [database.reflect(name) for name in names]
 
 
 def check_table(info: TableInfo, config: SqlSourceSpec) -> tuple[str, ...]:

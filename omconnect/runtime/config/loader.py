@@ -178,15 +178,21 @@ def pipeline_files(directory: str | Path) -> list[Path]:
     )
 
 
-def validate_connectors(loaded: LoadedPipeline) -> None:
+def validate_connectors(loaded: LoadedPipeline, source: SourceConnector | None = None) -> None:
     """Call the configured connectors' own ``validate()`` (which may reach their systems) and
-    raise ``PipelineConfigError`` locating each ``ConfigError`` in the pipeline file."""
+    raise ``PipelineConfigError`` locating each ``ConfigError`` in the pipeline file.
+    ``source`` is the source connector to validate, when the caller built it (a run validates
+    the one it runs, which keeps what validating found, such as a database's tables)."""
     problems: list[Problem] = []
     for block, validated in (("source",), loaded.source), (("sink",), loaded.sink):
         if validated is None:
             continue
         try:
-            connector = validated.registration.cls(validated.spec)
+            connector = (
+                source
+                if source is not None and block == ("source",)
+                else validated.registration.cls(validated.spec)
+            )
             if isinstance(connector, SourceConnector | SinkConnector):  # always: not a transform
                 connector.validate()
         except ConfigError as error:

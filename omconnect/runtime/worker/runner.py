@@ -149,6 +149,7 @@ class PipelineRunner:
         self.metrics = PipelineMetrics(loaded.config.name)
         self._claims = DirectoryClaims(loaded.config.name, command)
         self._command = command
+        self._source: SourceConnector | None = None  # built per run (it may keep what it found)
 
     async def run(self, stop: asyncio.Event | None = None) -> PipelineMetrics:
         """Run until done (``once``) or ``stop``.
@@ -159,7 +160,8 @@ class PipelineRunner:
         """
         stop = stop or asyncio.Event()
         set_log_context(pipeline=self.loaded.config.name)
-        validate_connectors(self.loaded)
+        self._source = source_connector(self.loaded)
+        validate_connectors(self.loaded, self._source)
         cfg = self.loaded.config
         lock = PipelineLock(cfg.state, cfg.name, self.tasks)
         try:
@@ -275,7 +277,7 @@ class PipelineRunner:
             and broker.capabilities.log
             else None,
         )
-        source = self._source_connector()
+        source = self._source
         source_loops = []
         if source is not None:
             await topics.ensure(settings.topic)
@@ -323,9 +325,6 @@ class PipelineRunner:
         if not sink_loop.parts.capabilities.end_offsets:
             return None
         return await (await sink_loop.open_consumer()).end_offsets()
-
-    def _source_connector(self) -> SourceConnector | None:
-        return source_connector(self.loaded)
 
     def _transforms(self) -> list[Transform]:
         return [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]

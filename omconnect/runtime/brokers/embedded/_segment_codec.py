@@ -36,8 +36,10 @@ class SegmentCodec:
             compression=None if compression == "none" else compression
         )
 
-    def encode(self, messages: MessageBatch) -> memoryview:
-        """The body of a segment holding ``messages`` (any ``offset`` column is dropped)."""
+    @staticmethod
+    def stored_form(messages: MessageBatch) -> MessageBatch:
+        """``messages`` as a segment stores them: what ``decode`` gives back of their body
+        (no ``offset`` column, the declared column types)."""
         table = messages.table
         runs = messages.id_runs
         schema = MESSAGE_BATCH_SCHEMA if runs is None else _RUNS_SCHEMA
@@ -45,11 +47,20 @@ class SegmentCodec:
             table = table.select(schema.names)
         if table.schema != schema:
             table = table.cast(schema)
-        if runs is not None:
-            schema = schema.with_metadata({_RUNS_KEY: runs.to_bytes()})
+        if table.schema.metadata:
+            table = table.replace_schema_metadata(None)
+        return MessageBatch.from_table(table) if runs is None else MessageBatch(table, runs)
+
+    def encode(self, messages: MessageBatch) -> memoryview:
+        """The body of a segment holding ``messages`` (any ``offset`` column is dropped);
+        pass their ``stored_form`` when it is at hand."""
+        stored = self.stored_form(messages)
+        schema = MESSAGE_BATCH_SCHEMA
+        if stored.id_runs is not None:
+            schema = _RUNS_SCHEMA.with_metadata({_RUNS_KEY: stored.id_runs.to_bytes()})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, schema, options=self._options) as writer:
-            writer.write_batch(table)
+            writer.write_batch(stored.table)
         return memoryview(sink.getvalue())
 
     @staticmethod

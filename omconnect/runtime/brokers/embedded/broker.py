@@ -49,6 +49,7 @@ from omconnect.runtime.brokers.base import (
 )
 from omconnect.runtime.brokers.embedded import _log_store, _transactions
 from omconnect.runtime.brokers.embedded._append_signal import append_signal
+from omconnect.runtime.brokers.embedded._recent_segments import RecentSegments
 from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
 from omconnect.runtime.brokers.embedded._sqlite_thread import SqliteThread
 from omconnect.runtime.brokers.embedded.consumer import EmbeddedConsumer
@@ -112,6 +113,7 @@ class EmbeddedBroker(OwningBroker):
         self._codec = SegmentCodec(compression)
         self._busy_timeout = busy_timeout
         self._segment_bytes = segment_bytes
+        self._recent = RecentSegments()
         # The watcher's connection only reads: the signal keeps no broker alive.
         self._signal = append_signal(
             self.log_path, partial(SqliteThread, self.log_path, "NORMAL", busy_timeout)
@@ -130,6 +132,7 @@ class EmbeddedBroker(OwningBroker):
                 self._signal,
                 self._segment_bytes,
                 transaction_timeout=self._transaction_timeout,
+                recent=self._recent,
             )
         )
 
@@ -160,6 +163,7 @@ class EmbeddedBroker(OwningBroker):
                 listener=listener,
                 start=start,
                 session_timeout=self.session_timeout,
+                recent=self._recent,
             )
         )
 
