@@ -29,6 +29,7 @@ from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.config.reference_resolvers import register_resolver
 from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.state import PipelineRunningError
+from omconnect.runtime.worker.collector import batch_collections
 from omconnect.runtime.worker.metrics import PipelineMetrics
 from omconnect.runtime.worker.runner import PipelineRunner
 
@@ -83,7 +84,8 @@ def run_pipeline(
         loaded = load_pipeline(request.pipeline)
         if on_loaded is not None:
             on_loaded(loaded)
-        return asyncio.run(_run(loaded, request, asyncio.Event()))
+        with batch_collections():
+            return asyncio.run(_run(loaded, request, asyncio.Event()))
 
 
 async def _run(loaded: LoadedPipeline, request: RunRequest, stop: asyncio.Event) -> dict[str, Any]:

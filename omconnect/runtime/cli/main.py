@@ -7,10 +7,8 @@ does not load the HTTP server of ``serve``, nor ``--help`` the pipeline runner.
 
 The process is tuned for batch work before anything heavy is imported: OpenBLAS gets one
 thread (omconnect calls no BLAS routine, and numpy's import alone had its idle threads spin for
-0.1 CPU-second), and Python's cycle collector runs every 100,000 allocations instead of 700
-and skips the objects that exist once the command is loaded (``gc.freeze``); batches are Arrow
-buffers, not object graphs, and on B1 (1M rows, PostgreSQL -> Parquet) the collector had cost
-about 5% of the process's CPU.
+0.1 CPU-second), and Python's cycle collector runs rarely and skips the objects that exist once
+the command is loaded (``worker.collector``).
 
 Every command runs under ``failures.report_failure``: a failure is one line on stderr and a
 non-zero exit, never a traceback (``--log-level DEBUG`` prints it).
@@ -19,13 +17,13 @@ non-zero exit, never a traceback (``--log-level DEBUG`` prints it).
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from omconnect import __version__
+from omconnect.runtime.worker.collector import freeze_existing, tune_for_batch_work
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
@@ -82,11 +80,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def tune_process() -> None:
     """One OpenBLAS thread and a rarer cycle collector (see the module docstring)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    gc.set_threshold(_GC_YOUNG_ALLOCATIONS, *gc.get_threshold()[1:])
-
-
-# Allocations (net of frees) between two collections of the youngest generation.
-_GC_YOUNG_ALLOCATIONS = 100_000
+    tune_for_batch_work()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from omconnect.runtime.cli.logging_setup import choose_log_format
 
         choose_log_format(args.log_format)
-    gc.freeze()  # what the command's modules made lives as long as the process
+    freeze_existing()  # what the command's modules made lives as long as the process
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from pydantic import Field
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.model import PipelineConfig
 from omconnect.runtime.dagster.run_summary import RunSummary, summarise
+from omconnect.runtime.worker.collector import batch_collections
 from omconnect.runtime.worker.runner import PipelineRunner
 
 RESOURCE_KEY = "omconnect"
@@ -68,7 +69,7 @@ class OmconnectResource(dg.ConfigurableResource):
             PipelineRunningError: the pipeline (or one of ``tasks``) runs elsewhere.
             Exception: whatever failed the run, as ``omconnect run`` would report it.
         """
-        with self.working_directory():
+        with self.working_directory(), batch_collections():
             return asyncio.run(_run_once(loaded, tasks, sink))
 
     @contextlib.contextmanager
