@@ -30,6 +30,11 @@ Consumer groups live in the same file, so members in any process of the machine 
 the members of a group split the partitions (Kafka's range assignment), hand them over with
 rebalance callbacks when a member joins, leaves or stops heartbeating for ``session_timeout``
 seconds, and a stale member's commits are refused (see ``EmbeddedConsumer``).
+
+Reading back: a consumer lists what it may read from the file, and takes the messages of a
+segment that a producer of the same broker appended lately from memory instead of fetching and
+decoding its body (``_recent_segments``; 64 MiB at most, kept only while a consumer of the
+broker is open): a pipeline's sink reads what its source appended a moment before for free.
 """
 
 from __future__ import annotations
