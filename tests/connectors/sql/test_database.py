@@ -245,3 +245,31 @@ def test_snapshot_chunk_bounds_of_every_key_kind_resume_exactly(
     batches = SourceDriver("sql", config).read_to_end()
     values = [v for b in batches for v in b.values.column("v").to_pylist()]
     assert sorted(values) == list(range(len(keys)))
+
+
+def test_a_validated_source_keeps_the_tables_it_found_for_its_streams_and_tasks(
+    postgres_database: SqlDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run validates the connector it runs: its streams and task configs need no second
+    look at the database."""
+    from omconnect.connectors.sql import source as sql_source
+
+    postgres_database.execute(
+        f"CREATE TABLE {postgres_database.table('first_t')} (id int PRIMARY KEY)",
+        f"CREATE TABLE {postgres_database.table('second_t')} (id int PRIMARY KEY)",
+    )
+    connector = sql_source.SqlSource(
+        sql_source.SqlSourceSpec(url=postgres_database.url, tables=[postgres_database.table("*_t")])
+    )
+    connector.validate()
+
+    def unreachable(_config: object) -> None:
+        raise AssertionError("the database was asked again")
+
+    monkeypatch.setattr(sql_source, "_open", unreachable)
+    schema = postgres_database.schema
+    assert connector.streams() == [f"{schema}.first_t", f"{schema}.second_t"]
+    assert [c.tables for c in connector.task_configs(2)] == [  # type: ignore[attr-defined]
+        [f"{schema}.first_t"],
+        [f"{schema}.second_t"],
+    ]
