@@ -11,6 +11,7 @@ start a private ``mosquitto`` they can stop or give an ACL.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import subprocess
@@ -183,6 +184,47 @@ def test_a_send_returns_once_every_message_is_acknowledged(
 
     read = run_on(broker, body())
     assert read == messages(0, 4000), "every message once, in send order"
+
+
+def test_sends_encoding_a_large_batch_leave_the_event_loop_to_the_connect(
+    mqtt_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many large sends at once (the runtime keeps up to 128 MiB of batches in flight): each
+    batch's per-message properties are made off the event loop, so the first send's connect
+    hears its CONNACK within ``connect_timeout`` however long the others take to encode. Here
+    each batch takes 1.5 s to encode, the connect timeout is 1 s; at 1M records, sends of
+    50,000 messages failed so."""
+    from omconnect.runtime.brokers.mqtt import producer as mqtt_producer
+    from omconnect.runtime.brokers.mqtt._publish_properties import PackedProperties
+
+    def slow_encode(messages: MessageBatch) -> list[tuple[bytes, PackedProperties]]:
+        time.sleep(1.5)
+        return encode_rows(messages)
+
+    encode_rows = mqtt_producer.encode_rows
+    monkeypatch.setattr(mqtt_producer, "encode_rows", slow_encode)
+    broker = open_broker(f"{mqtt_url}&connect_timeout=1")
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def body() -> list[bytes]:
+        consumer = await broker.consumer("g", ["t"])
+        producer = await broker.producer()
+        watch = asyncio.ensure_future(ticker())
+        sends = [producer.send("t", numbered_messages(10 * i, 10)) for i in range(3)]
+        await asyncio.gather(*sends)
+        watch.cancel()
+        got = await read_until(consumer, lambda got: len(values_of(got)) >= 30, timeout=20)
+        await consumer.ack([b.ack_token for b in got])
+        return values_of(got)
+
+    assert run_on(broker, body()) == messages(0, 30), "every message once, in send order"
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.5, f"the event loop was held for {max(gaps):.2f} s"
 
 
 def _through(link: SlowLink, url: str) -> str:

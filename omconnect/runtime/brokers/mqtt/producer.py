@@ -68,13 +68,14 @@ class MqttProducer(Producer):
         check_topic(topic)
         if len(messages) == 0:
             return []
-        mqtt_topic = self._server.naming.topic(topic)
-        rows = encode_rows(messages)
-        outgoing = [Outgoing(mqtt_topic, payload, properties) for payload, properties in rows]
         catalogue = topic not in self._catalogued
-        if catalogue:
-            outgoing.insert(0, self._server.catalog_record(topic))
         async with self._order:  # connected once, messages handed over in call order
+            # In a thread (one send at a time, in call order): a message's properties are
+            # Python objects, and 50,000 of them took the event loop for long enough that the
+            # connect of the first of many sends waiting here timed out.
+            outgoing = await asyncio.to_thread(self._outgoing, topic, messages)
+            if catalogue:
+                outgoing.insert(0, self._server.catalog_record(topic))
             connection = await self._connected()
             groups = [
                 connection.publish(outgoing[at : at + ACK_GROUP])
@@ -97,6 +98,10 @@ class MqttProducer(Producer):
                 self._server.options.display,
             )
         return [SendResult(topic, 0, 0, len(messages))]
+
+    def _outgoing(self, topic: str, messages: MessageBatch) -> list[Outgoing]:
+        mqtt_topic = self._server.naming.topic(topic)
+        return [Outgoing(mqtt_topic, payload, props) for payload, props in encode_rows(messages)]
 
     async def _connected(self) -> MqttConnection:
         if self._connection is not None and self._connection.lost:
