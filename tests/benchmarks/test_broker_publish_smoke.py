@@ -116,3 +116,27 @@ def test_tiny_run_publishes_verifies_and_cleans_up(tmp_path: Path) -> None:
         assert list(client.scan_iter(match=f"{results['token']}:*")) == []
     finally:
         client.close()
+    # A broker measured again alone replaces only its rows, and the report says so.
+    redis_runs = results["runs_by_broker"]["redis"]
+    exit_code = broker_publish.main(
+        [
+            *("--brokers", "embedded", "--records", str(RECORDS), "--rerun"),
+            *("--runs", "1", "--warmups", "0", "--rate", "2000", "--latency-seconds", "1"),
+            *("--work-dir", str(work), "--readme", str(readme)),
+            *("--json", str(tmp_path / "results.json")),
+        ]
+    )
+    assert exit_code == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["runs_by_broker"]["redis"] == redis_runs
+    assert again["runs_by_broker"]["embedded"] != results["runs_by_broker"]["embedded"]
+    assert [r["brokers"] for r in again["reruns"]] == [["embedded"]]
+    assert "embedded measured again in a run of its own" in readme.read_text()
+    with pytest.raises(SystemExit, match="--rerun needs --records 2000"):
+        broker_publish.main(
+            [
+                *("--brokers", "embedded", "--records", "1000", "--rerun", "--runs", "1"),
+                *("--warmups", "0", "--latency-seconds", "0", "--work-dir", str(work)),
+                *("--readme", str(readme), "--json", str(tmp_path / "results.json")),
+            ]
+        )
