@@ -33,7 +33,7 @@ seconds, and a stale member's commits are refused (see ``EmbeddedConsumer``).
 
 Reading back: a consumer lists what it may read from the file, and takes the messages of a
 segment that a producer of the same broker appended lately from memory instead of fetching and
-decoding its body (``_recent_segments``; 64 MiB at most, kept only while a consumer of the
+decoding its body (``_recent_segments``; 32 MiB at most, kept only while a consumer of the
 broker is open): a pipeline's sink reads what its source appended a moment before for free.
 """
 
