@@ -1,6 +1,7 @@
 """How a waiting poll of the embedded broker wakes: at once for an append of this process,
 whichever broker of the process on the file made it; within about a second for another
-process's, found by the process's one watcher of the file rather than by every consumer."""
+process's, found by the process's one watcher of the file rather than by every consumer, and
+within tens of milliseconds while another process keeps appending."""
 
 from __future__ import annotations
 
@@ -98,3 +99,48 @@ def test_an_idle_poll_looks_at_the_file_only_when_another_process_changed_it(
     assert counts == [2]
     assert latency < 1.6
     assert woken <= 2
+
+
+STREAMING_CHILD = """
+import asyncio, sys, time
+from omconnect.runtime.brokers.embedded import EmbeddedBroker
+from omconnect.schemas.message_batch import MessageBatch
+
+async def main():
+    broker = EmbeddedBroker(sys.argv[1])
+    producer = await broker.producer()
+    for _ in range(40):
+        await producer.send("t", MessageBatch.build([str(time.time()).encode()]))
+        await asyncio.sleep(0.05)
+    await broker.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_stream_from_another_process_is_seen_within_tens_of_milliseconds(
+    tmp_path: Path,
+) -> None:
+    """Once the watcher saw a change it looks again soon: each message of a steady stream
+    (one every 50 ms) reaches the waiting poll well before the once-a-second look."""
+
+    async def body() -> list[float]:
+        broker = EmbeddedBroker(tmp_path)
+        await broker.create_topic("t")
+        consumer = await broker.consumer("g", ["t"])
+        assert await consumer.poll(10, timeout=0.5) == []
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", STREAMING_CHILD, str(tmp_path)
+        )
+        delays: list[float] = []
+        while len(delays) < 40:
+            got = await consumer.poll(100, timeout=5)
+            received = time.time()
+            assert got, "the stream stopped reaching the consumer"
+            delays += [received - float(v) for b in got for v in b.messages.values.to_pylist()]
+        await child.wait()
+        await broker.close()
+        return delays
+
+    delays = sorted(asyncio.run(body()))
+    assert delays[len(delays) // 2] < 0.25, f"median {delays[len(delays) // 2]:.3f} s"
