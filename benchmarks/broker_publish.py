@@ -1176,6 +1176,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "payload_chars": PAYLOAD_CHARS,
         "target_ratio": TARGET_RATIO,
         "clients": {b: _version(CLIENTS[b]) for b in args.brokers if b in CLIENTS},
+        "latency_only": args.latency_only,
     }
     work = (args.work_dir / f"broker-publish-{os.getpid()}").resolve()
     shutil.rmtree(work, ignore_errors=True)
@@ -1218,12 +1219,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"preparing the input failed: {prepared['failure']}")
         results["input"] = prepared
         records: dict[str, dict[str, list[dict[str, Any]]]] = {
-            b: {c: [] for c in contestants_of(b)} for b in usable
+            b: {c: [] for c in contestants_of(b)} for b in usable if not args.latency_only
         }
         latency: dict[str, list[dict[str, Any]]] = {b: [] for b in usable}
         for number in range(args.warmups + args.runs):
             phase = "warm-up" if number < args.warmups else "measured"
-            for broker in usable:
+            for broker in usable if not args.latency_only else []:
                 order = contestants_of(broker)
                 if number % 2:
                     order.reverse()  # neither contestant always goes first
@@ -1271,6 +1272,7 @@ def rerun_into(results: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]
     results.setdefault("reruns", []).append(
         {
             "brokers": fresh["brokers"],
+            "latency_only": fresh.get("latency_only", False),
             "commit": fresh["commit"],
             "started": fresh["started"],
             "warmups": fresh["warmups"],
@@ -1400,7 +1402,9 @@ def markdown_section(results: dict[str, Any]) -> str:
         f"{run_line(results, f', {clients}' if clients else '')} "
         f"Load average at the end: {results['load_average_at_end'][0]}.",
         *(
-            f"{', '.join(rerun['brokers'])} measured again in a run of its own at commit "
+            f"{', '.join(rerun['brokers'])} measured again"
+            f"{' (latency only)' if rerun.get('latency_only') else ''} in a run of its own "
+            "at commit "
             f"`{rerun['commit']}` ({rerun['started']}, {rerun['warmups']} warm-up + "
             f"{rerun['runs']} measured runs, load average {rerun['load_average_at_start'][0]} at "
             f"its start and {rerun['load_average_at_end'][0]} at its end): its rows below are "
@@ -1529,6 +1533,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure --brokers again and replace only their results in --json",
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="with --rerun: measure only the latency rounds (--runs of them) again",
+    )
     # The steps of a run run this file again.
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--publish", choices=CONTESTANTS, help=argparse.SUPPRESS)
@@ -1547,6 +1556,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown brokers: {', '.join(unknown)}; known: {', '.join(BROKERS)}")
     if not args.brokers:
         parser.error("--brokers names none")
+    if args.latency_only and not (args.rerun and args.latency_seconds > 0):
+        parser.error("--latency-only goes with --rerun and a --latency-seconds above 0")
     if args.records < 1 or args.runs < 1 or args.warmups < 0:
         parser.error("--records and --runs must be >= 1, --warmups >= 0")
     if args.rate < 1 or args.latency_seconds < 0:

@@ -34,6 +34,8 @@ def test_defaults_are_the_standard_workload() -> None:
 
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(SystemExit):
+        broker_publish.parse_args(["--latency-only"])  # without --rerun
+    with pytest.raises(SystemExit):
         broker_publish.parse_args(["--brokers", "redis,pulsar"])
     with pytest.raises(SystemExit):
         broker_publish.parse_args(["--runs", "0"])
@@ -132,6 +134,20 @@ def test_tiny_run_publishes_verifies_and_cleans_up(tmp_path: Path) -> None:
     assert again["runs_by_broker"]["embedded"] != results["runs_by_broker"]["embedded"]
     assert [r["brokers"] for r in again["reruns"]] == [["embedded"]]
     assert "embedded measured again in a run of its own" in readme.read_text()
+    # Only the latency rounds of a broker measured again: its throughput runs stay.
+    exit_code = broker_publish.main(
+        [
+            *("--brokers", "redis", "--redis", REDIS, "--records", str(RECORDS), "--rerun"),
+            *("--latency-only", "--runs", "1", "--warmups", "0", "--rate", "2000"),
+            *("--latency-seconds", "1", "--work-dir", str(work), "--readme", str(readme)),
+            *("--json", str(tmp_path / "results.json")),
+        ]
+    )
+    assert exit_code == 0
+    latest = json.loads((tmp_path / "results.json").read_text())
+    assert latest["runs_by_broker"]["redis"] == redis_runs
+    assert latest["latency_runs"]["redis"] != again["latency_runs"]["redis"]
+    assert "redis measured again (latency only) in a run of its own" in readme.read_text()
     with pytest.raises(SystemExit, match="--rerun needs --records 2000"):
         broker_publish.main(
             [

@@ -215,14 +215,16 @@ def test_sends_encoding_a_large_batch_leave_the_event_loop_to_the_connect(
         consumer = await broker.consumer("g", ["t"])
         producer = await broker.producer()
         watch = asyncio.ensure_future(ticker())
-        sends = [producer.send("t", numbered_messages(10 * i, 10)) for i in range(3)]
+        size = mqtt_producer.INLINE_ENCODE_MESSAGES + 1  # the smallest batch sent to a thread
+        sends = [producer.send("t", numbered_messages(size * i, size)) for i in range(3)]
         await asyncio.gather(*sends)
         watch.cancel()
-        got = await read_until(consumer, lambda got: len(values_of(got)) >= 30, timeout=20)
+        got = await read_until(consumer, lambda got: len(values_of(got)) >= 3 * size, timeout=30)
         await consumer.ack([b.ack_token for b in got])
         return values_of(got)
 
-    assert run_on(broker, body()) == messages(0, 30), "every message once, in send order"
+    total = 3 * (mqtt_producer.INLINE_ENCODE_MESSAGES + 1)
+    assert run_on(broker, body()) == messages(0, total), "every message once, in send order"
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
     assert max(gaps) < 0.5, f"the event loop was held for {max(gaps):.2f} s"
 

@@ -19,6 +19,8 @@ log = logging.getLogger("omconnect.broker.mqtt")
 # Messages whose PUBACKs come back together (one future, one wake-up of the event loop): a
 # send is watched for progress a group at a time.
 ACK_GROUP = 100
+# The most messages a send encodes on the event loop (a few milliseconds); more go to a thread.
+INLINE_ENCODE_MESSAGES = 1000
 
 
 class MqttProducer(Producer):
@@ -70,10 +72,15 @@ class MqttProducer(Producer):
             return []
         catalogue = topic not in self._catalogued
         async with self._order:  # connected once, messages handed over in call order
-            # In a thread (one send at a time, in call order): a message's properties are
-            # Python objects, and 50,000 of them took the event loop for long enough that the
-            # connect of the first of many sends waiting here timed out.
-            outgoing = await asyncio.to_thread(self._outgoing, topic, messages)
+            # A large batch in a thread (one send at a time, in call order): a message's
+            # properties are Python objects, and 50,000 of them took the event loop for long
+            # enough that the connect of the first of many sends waiting here timed out. A
+            # small one here: two thread hops per send, each waiting for the GIL, put a
+            # stream of small sends (every 5 ms) hundreds of milliseconds behind.
+            if len(messages) > INLINE_ENCODE_MESSAGES:
+                outgoing = await asyncio.to_thread(self._outgoing, topic, messages)
+            else:
+                outgoing = self._outgoing(topic, messages)
             if catalogue:
                 outgoing.insert(0, self._server.catalog_record(topic))
             connection = await self._connected()
