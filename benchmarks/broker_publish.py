@@ -1401,16 +1401,7 @@ def markdown_section(results: dict[str, Any]) -> str:
     lines = [
         f"{run_line(results, f', {clients}' if clients else '')} "
         f"Load average at the end: {results['load_average_at_end'][0]}.",
-        *(
-            f"{', '.join(rerun['brokers'])} measured again"
-            f"{' (latency only)' if rerun.get('latency_only') else ''} in a run of its own "
-            "at commit "
-            f"`{rerun['commit']}` ({rerun['started']}, {rerun['warmups']} warm-up + "
-            f"{rerun['runs']} measured runs, load average {rerun['load_average_at_start'][0]} at "
-            f"its start and {rerun['load_average_at_end'][0]} at its end): its rows below are "
-            "from that run."
-            for rerun in results.get("reruns", [])
-        ),
+        *(_rerun_line(rerun) for rerun in results.get("reruns", [])),
         "",
         f"Input: {count:,} t1m records (`generate.py`, `payload` cut to {PAYLOAD_CHARS} "
         "characters) encoded once, before the runs, by omconnect's `avro` converter (Confluent "
@@ -1488,6 +1479,21 @@ def markdown_section(results: dict[str, Any]) -> str:
         lines += [markdown_table(header, rows), ""]
     lines += ["Targets (the issue):", "", *target_lines(results)]
     return "\n".join(lines)
+
+
+def _rerun_line(rerun: dict[str, Any]) -> str:
+    brokers = ", ".join(rerun["brokers"])
+    if rerun.get("latency_only"):
+        what, rounds = "latency", f"{rerun['runs']} latency rounds"
+    else:
+        what, rounds = "", f"{rerun['warmups']} warm-up + {rerun['runs']} measured runs"
+    return (
+        f"{brokers} measured again{f' ({what} only)' if what else ''} in a run of its own at "
+        f"commit `{rerun['commit']}` ({rerun['started']}, {rounds}, load average "
+        f"{rerun['load_average_at_start'][0]} at its start and "
+        f"{rerun['load_average_at_end'][0]} at its end): "
+        f"its {'latency ' if what else ''}rows below are from that run."
+    )
 
 
 def target_lines(results: dict[str, Any]) -> list[str]:
