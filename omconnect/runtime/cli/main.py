@@ -17,13 +17,14 @@ non-zero exit, never a traceback (``--log-level DEBUG`` prints it).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from omconnect import __version__
-from omconnect.runtime.worker.collector import freeze_existing, tune_for_batch_work
+from omconnect.runtime.worker.collector import tune_for_batch_work
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from omconnect.runtime.cli.logging_setup import choose_log_format
 
         choose_log_format(args.log_format)
-    freeze_existing()  # what the command's modules made lives as long as the process
+    gc.freeze()  # what the command's modules made lives as long as the process
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -27,12 +27,6 @@ def tune_for_batch_work() -> None:
     gc.set_threshold(YOUNG_ALLOCATIONS, *gc.get_threshold()[1:])
 
 
-def freeze_existing() -> None:
-    """Leave the objects that exist now out of every later collection (what a command
-    loaded lives as long as its process)."""
-    gc.freeze()
-
-
 _lock = threading.Lock()
 _blocks = 0  # batch_collections blocks running now (runs in several threads of one host)
 _host_thresholds = gc.get_threshold()

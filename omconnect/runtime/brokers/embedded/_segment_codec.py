@@ -52,8 +52,7 @@ class SegmentCodec:
         return MessageBatch.from_table(table) if runs is None else MessageBatch(table, runs)
 
     def encode(self, messages: MessageBatch) -> memoryview:
-        """The body of a segment holding ``messages`` (any ``offset`` column is dropped);
-        pass their ``stored_form`` when it is at hand."""
+        """The body of a segment holding ``messages`` (any ``offset`` column is dropped)."""
         stored = self.stored_form(messages)
         schema = MESSAGE_BATCH_SCHEMA
         if stored.id_runs is not None:
