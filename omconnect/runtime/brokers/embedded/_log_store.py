@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from omconnect.runtime.brokers.base import TopicInfo, TopicPartition, TopicSettings
@@ -22,7 +22,6 @@ from omconnect.runtime.brokers.embedded._sqlite_transaction import (
     write_transaction,
 )
 from omconnect.runtime.brokers.embedded._transactions import OpenTransaction
-from omconnect.schemas.message_batch import MessageBatch
 
 # No segment is based this high: "no upper bound" for ``read_segments``.
 _NO_OFFSET_BOUND = 2**63 - 1
@@ -30,14 +29,12 @@ _NO_OFFSET_BOUND = 2**63 - 1
 
 @dataclass(frozen=True)
 class PendingSegment:
-    """An encoded batch about to be appended to ``partition``; ``messages`` are what its
-    body decodes to, when the producer keeps them (``RecentSegments``)."""
+    """An encoded batch about to be appended to ``partition``."""
 
     partition: int
     count: int
     max_timestamp: int
     body: bytes | memoryview
-    messages: MessageBatch | None = None
 
 
 @dataclass(frozen=True)
@@ -199,32 +196,23 @@ def ensure_topic(
     return created
 
 
-@dataclass(frozen=True)
-class Appended:
-    """What ``append`` numbered: ``ranges`` holds ``(partition, first_offset, count)`` for
-    each partition touched, in partition order; ``bases`` each segment's base offset, in the
-    order given; ``appended_ms`` the append's time, stored with every segment."""
-
-    ranges: list[tuple[int, int, int]]
-    bases: list[int]
-    appended_ms: int
-
-
 def append(
     connection: sqlite3.Connection,
     topic: str,
     segments: Sequence[PendingSegment],
     transaction: OpenTransaction | None = None,
-) -> Appended:
+) -> list[tuple[int, int, int]]:
     """Append ``segments`` in one transaction, numbering them after each partition's
     high-water; inside ``transaction``, their offsets are recorded as its own (and its row
     written on its first send, setting ``transaction.id``).
+
+    Returns:
+        ``(partition, first_offset, count)`` for each partition touched, in partition order.
 
     Raises:
         TransactionAbortedError: ``transaction`` was aborted meanwhile; nothing was appended.
     """
     assigned: dict[int, tuple[int, int]] = {}
-    bases: list[int] = []
     appended_ms = int(time.time() * 1000)
     transaction_id = None
     with write_transaction(connection):
@@ -257,7 +245,6 @@ def append(
                 ),
             )
             assigned[segment.partition] = (first, count + segment.count)
-            bases.append(base)
         for partition, (first, count) in assigned.items():
             connection.execute(
                 "UPDATE partitions SET next_offset = ? WHERE topic = ? AND partition = ?",
@@ -268,7 +255,7 @@ def append(
             _transactions.record_ranges(connection, transaction_id, topic, appended)
     if transaction is not None:
         transaction.id = transaction_id
-    return Appended(appended, bases, appended_ms)
+    return appended
 
 
 def partition_ranges(
@@ -290,16 +277,15 @@ def read_segments(
     partition: int,
     from_offset: int,
     max_messages: int,
-    held: Callable[[int, int], bool] | None = None,
+    cached_base: int | None = None,
     before_offset: int | None = None,
 ) -> list[StoredSegment]:
     """The segments holding offsets ``from_offset`` onwards, enough for ``max_messages``,
     and none based at or after ``before_offset`` (pass ``ReadableRange.stable_offset``: it is
     always a segment boundary).
 
-    The first segment may start before ``from_offset``; the caller slices it. The body of a
-    segment for which ``held(base_offset, appended_ms)`` is true is not fetched (the caller
-    has its messages).
+    The first segment may start before ``from_offset``; the caller slices it. The body of the
+    segment based at ``cached_base`` is not fetched.
     """
     found: list[StoredSegment] = []
     before = _NO_OFFSET_BOUND if before_offset is None else before_offset
@@ -311,25 +297,23 @@ def read_segments(
         ).fetchone()
         first_base = from_offset if row[0] is None else int(row[0])
         cursor = connection.execute(
-            "SELECT rowid, base_offset, count, appended_ms FROM segments "
-            "WHERE topic = ? AND partition = ? AND base_offset >= ? AND base_offset < ? "
-            "ORDER BY base_offset",
+            "SELECT rowid, base_offset, count FROM segments WHERE topic = ? AND partition = ? "
+            "AND base_offset >= ? AND base_offset < ? ORDER BY base_offset",
             (topic, partition, first_base, before),
         )
-        wanted: list[tuple[int, int, int, int]] = []
+        wanted: list[tuple[int, int, int]] = []
         available = 0
-        for rowid, base, count, appended_ms in cursor:
+        for rowid, base, count in cursor:
             if base + count <= from_offset:
                 continue
-            # A segment of a file older than appended_ms has none (never held: 0).
-            wanted.append((int(rowid), int(base), int(count), int(appended_ms or 0)))
+            wanted.append((int(rowid), int(base), int(count)))
             available += base + count - max(base, from_offset)
             if available >= max_messages:
                 break
         cursor.close()
-        for rowid, base, count, appended_ms in wanted:
+        for rowid, base, count in wanted:
             body = None
-            if held is None or not held(base, appended_ms):
+            if base != cached_base:
                 body = connection.execute(
                     "SELECT body FROM segments WHERE rowid = ?", (rowid,)
                 ).fetchone()[0]

@@ -36,10 +36,8 @@ class SegmentCodec:
             compression=None if compression == "none" else compression
         )
 
-    @staticmethod
-    def stored_form(messages: MessageBatch) -> MessageBatch:
-        """``messages`` as a segment stores them: what ``decode`` gives back of their body
-        (no ``offset`` column, the declared column types)."""
+    def encode(self, messages: MessageBatch) -> memoryview:
+        """The body of a segment holding ``messages`` (any ``offset`` column is dropped)."""
         table = messages.table
         runs = messages.id_runs
         schema = MESSAGE_BATCH_SCHEMA if runs is None else _RUNS_SCHEMA
@@ -47,19 +45,11 @@ class SegmentCodec:
             table = table.select(schema.names)
         if table.schema != schema:
             table = table.cast(schema)
-        if table.schema.metadata:
-            table = table.replace_schema_metadata(None)
-        return MessageBatch.from_table(table) if runs is None else MessageBatch(table, runs)
-
-    def encode(self, messages: MessageBatch) -> memoryview:
-        """The body of a segment holding ``messages`` (any ``offset`` column is dropped)."""
-        stored = self.stored_form(messages)
-        schema = MESSAGE_BATCH_SCHEMA
-        if stored.id_runs is not None:
-            schema = _RUNS_SCHEMA.with_metadata({_RUNS_KEY: stored.id_runs.to_bytes()})
+        if runs is not None:
+            schema = schema.with_metadata({_RUNS_KEY: runs.to_bytes()})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, schema, options=self._options) as writer:
-            writer.write_batch(stored.table)
+            writer.write_batch(table)
         return memoryview(sink.getvalue())
 
     @staticmethod

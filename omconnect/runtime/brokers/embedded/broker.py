@@ -30,11 +30,6 @@ Consumer groups live in the same file, so members in any process of the machine 
 the members of a group split the partitions (Kafka's range assignment), hand them over with
 rebalance callbacks when a member joins, leaves or stops heartbeating for ``session_timeout``
 seconds, and a stale member's commits are refused (see ``EmbeddedConsumer``).
-
-Reading back: a consumer lists what it may read from the file, and takes the messages of a
-segment that a producer of the same broker appended lately from memory instead of fetching and
-decoding its body (``_recent_segments``; 32 MiB at most, kept only while a consumer of the
-broker is open): a pipeline's sink reads what its source appended a moment before for free.
 """
 
 from __future__ import annotations
@@ -54,7 +49,6 @@ from omconnect.runtime.brokers.base import (
 )
 from omconnect.runtime.brokers.embedded import _log_store, _transactions
 from omconnect.runtime.brokers.embedded._append_signal import append_signal
-from omconnect.runtime.brokers.embedded._recent_segments import RecentSegments
 from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
 from omconnect.runtime.brokers.embedded._sqlite_thread import SqliteThread
 from omconnect.runtime.brokers.embedded.consumer import EmbeddedConsumer
@@ -118,7 +112,6 @@ class EmbeddedBroker(OwningBroker):
         self._codec = SegmentCodec(compression)
         self._busy_timeout = busy_timeout
         self._segment_bytes = segment_bytes
-        self._recent = RecentSegments()
         # The watcher's connection only reads: the signal keeps no broker alive.
         self._signal = append_signal(
             self.log_path, partial(SqliteThread, self.log_path, "NORMAL", busy_timeout)
@@ -137,7 +130,6 @@ class EmbeddedBroker(OwningBroker):
                 self._signal,
                 self._segment_bytes,
                 transaction_timeout=self._transaction_timeout,
-                recent=self._recent,
             )
         )
 
@@ -168,7 +160,6 @@ class EmbeddedBroker(OwningBroker):
                 listener=listener,
                 start=start,
                 session_timeout=self.session_timeout,
-                recent=self._recent,
             )
         )
 

@@ -19,7 +19,6 @@ from omconnect.runtime.brokers.base import (
 from omconnect.runtime.brokers.embedded import _group_store, _log_store
 from omconnect.runtime.brokers.embedded._append_signal import AppendSignal
 from omconnect.runtime.brokers.embedded._owner_lock import OwnerLock
-from omconnect.runtime.brokers.embedded._recent_segments import RecentSegments
 from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
 from omconnect.runtime.brokers.embedded._sqlite_thread import SqliteThread
 from omconnect.runtime.brokers.groups import Subscription, partitions_digest, subscribed_counts
@@ -94,10 +93,7 @@ class EmbeddedConsumer(Consumer):
         listener: RebalanceListener | None = None,
         start: ConsumerStart = "earliest",
         session_timeout: float = 10.0,
-        recent: RecentSegments | None = None,
     ) -> None:
-        """``recent``: the segments its broker's producers appended lately (read from there
-        instead of the file when they are held)."""
         subscription = Subscription.new(topics, pattern)
         if session_timeout <= 0:
             raise ValueError(f"session_timeout must be positive, got {session_timeout}")
@@ -108,9 +104,6 @@ class EmbeddedConsumer(Consumer):
         self._listener = listener
         self._thread = thread
         self._signal = signal
-        self._recent = recent
-        if recent is not None:
-            recent.add_reader()
         self._start = start
         self._session_ms = int(session_timeout * 1000)
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -332,21 +325,8 @@ class EmbeddedConsumer(Consumer):
         topic, partition = tp
         position = self._positions[tp]
         cached = self._decoded.get(tp)
-        held: dict[int, MessageBatch] = {}
-
-        def holds(base: int, appended_ms: int) -> bool:
-            """Whether this consumer (the segment it is in the middle of) or its broker (one
-            appended lately in this process) has the segment's messages."""
-            if cached is not None and cached[0] == base:
-                held[base] = cached[1]
-            elif self._recent is not None:
-                messages = self._recent.get((topic, partition, base, appended_ms))
-                if messages is not None:
-                    held[base] = messages
-            return base in held
-
         segments = _log_store.read_segments(
-            connection, topic, partition, position, budget, holds, stable
+            connection, topic, partition, position, budget, cached[0] if cached else None, stable
         )
         pieces: list[MessageBatch] = []
         first = position
@@ -356,7 +336,8 @@ class EmbeddedConsumer(Consumer):
                     break  # a gap can only come from trimming; never join across it
                 first = position = segment.base_offset
             if segment.body is None:
-                messages = held[segment.base_offset]
+                assert cached is not None
+                messages = cached[1]
             else:
                 messages = SegmentCodec.decode(segment.body)
             skip = position - segment.base_offset
@@ -490,8 +471,6 @@ class EmbeddedConsumer(Consumer):
             if self._member_lock is not None:  # it joined, or tried to
                 await self._thread.run(self._leave_on_thread, self._member_lock)
         finally:
-            if self._recent is not None:
-                self._recent.remove_reader()
             await self._thread.close()
 
     def _leave_on_thread(self, connection: sqlite3.Connection, lock: OwnerLock) -> None:

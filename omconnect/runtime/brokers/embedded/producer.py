@@ -16,7 +16,6 @@ from omconnect.runtime.brokers.embedded import _log_store, _retention, _transact
 from omconnect.runtime.brokers.embedded._append_signal import AppendSignal
 from omconnect.runtime.brokers.embedded._log_store import PendingSegment
 from omconnect.runtime.brokers.embedded._owner_lock import OwnerLock
-from omconnect.runtime.brokers.embedded._recent_segments import RecentSegments
 from omconnect.runtime.brokers.embedded._segment_codec import SegmentCodec
 from omconnect.runtime.brokers.embedded._sqlite_thread import SqliteThread
 from omconnect.runtime.brokers.embedded._transactions import (
@@ -61,16 +60,13 @@ class EmbeddedProducer(Producer):
         signal: AppendSignal,
         segment_bytes: int,
         transaction_timeout: float = 60.0,
-        recent: RecentSegments | None = None,
     ) -> None:
-        """``recent`` keeps what this producer appends for the consumers of its broker."""
         if not transaction_timeout > 0:
             raise ValueError(f"transaction_timeout must be positive, got {transaction_timeout}")
         self._thread = thread
         self._codec = codec
         self._signal = signal
         self._segment_bytes = segment_bytes
-        self._recent = recent
         self._transaction_timeout_ms = int(transaction_timeout * 1000)
         self.producer_id = f"{os.getpid()}-{uuid.uuid4().hex}"
         # Only touched on the connection's thread.
@@ -113,14 +109,9 @@ class EmbeddedProducer(Producer):
         for number, group in self._partitioner.split(messages, settings.partitions, partition):
             segments.extend(self._encode(number, group))
         appended = _log_store.append(connection, topic, segments, self._transaction)
-        if self._recent is not None:
-            for segment, base in zip(segments, appended.bases, strict=True):
-                if segment.messages is not None:
-                    key = (topic, segment.partition, base, appended.appended_ms)
-                    self._recent.put(key, segment.messages)
         if time.monotonic() >= self._upkeep_due.get(topic, 0.0):
             self._upkeep(connection, topic, settings)
-        return [SendResult(topic, p, first, count) for p, first, count in appended.ranges]
+        return [SendResult(topic, p, first, count) for p, first, count in appended]
 
     def _upkeep(self, connection: sqlite3.Connection, topic: str, settings: TopicSettings) -> None:
         # The send is committed: a failure here must not fail it, the next upkeep retries.
@@ -203,7 +194,7 @@ class EmbeddedProducer(Producer):
         per_segment = max(1, rows * self._segment_bytes // max(1, messages.nbytes))
         segments = []
         for start in range(0, rows, per_segment):
-            part = SegmentCodec.stored_form(messages.slice(start, per_segment))
+            part = messages.slice(start, per_segment)
             max_timestamp = pc.max(part.timestamps).as_py()
             segments.append(
                 PendingSegment(
@@ -211,7 +202,6 @@ class EmbeddedProducer(Producer):
                     count=len(part),
                     max_timestamp=int(max_timestamp or 0),
                     body=self._codec.encode(part),
-                    messages=part if self._recent is not None and self._recent.wanted else None,
                 )
             )
         return segments
