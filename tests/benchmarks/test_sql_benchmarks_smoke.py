@@ -71,7 +71,7 @@ def _outputs(tmp_path: Path) -> list[str]:
 def test_snapshot_runs_and_verifies(url: str, table: str, tmp_path: Path) -> None:
     # In the order of the results: the B1a contestants, then B1b's.
     ceiling = ["copy-binary"] if shutil.which("psql") else []
-    contestants = ["omconnect", *ceiling, "omconnect-topic"]
+    contestants = ["omconnect", "adbc-parquet", *ceiling, "omconnect-topic"]
     exit_code = sql_snapshot.main(
         [
             *_outputs(tmp_path),
@@ -87,7 +87,8 @@ def test_snapshot_runs_and_verifies(url: str, table: str, tmp_path: Path) -> Non
     results = json.loads((tmp_path / "results.json").read_text())
     by_name = {c["contestant"]: c for c in results["contestants"]}
     assert list(by_name) == contestants
-    assert by_name["omconnect"]["status"] == by_name["omconnect-topic"]["status"] == "verified"
+    checked = ("omconnect", "adbc-parquet", "omconnect-topic")
+    assert {by_name[name]["status"] for name in checked} == {"verified"}
     assert by_name["omconnect"]["workload"] == "B1a"
     assert by_name["omconnect-topic"]["workload"] == "B1b"
     assert all(c["failure"] is None for c in results["contestants"])
@@ -97,7 +98,9 @@ def test_snapshot_runs_and_verifies(url: str, table: str, tmp_path: Path) -> Non
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("# Benchmarks\n\nkept text\n")
     assert "<!-- results:sql-snapshot:start -->" in text and "| `omconnect-topic` |" in text
-    assert (tmp_path / "results.md").read_text().startswith("# B1")
+    report = (tmp_path / "results.md").read_text()
+    assert report.startswith("# B1")
+    assert "- B1a `omconnect` against `adbc-parquet` (no runtime): " in report
     # The input table is reused when it holds the right rows.
     assert sql_snapshot.ensure_table(url, table, ROWS) == "reused"
 
