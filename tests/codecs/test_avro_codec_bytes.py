@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 import fastavro
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -77,6 +78,39 @@ def test_fastavro_decimal_lengths_for_negative_powers_of_two() -> None:
     encoded = encode_batch(batch, schema).to_pylist()
     assert encoded[0] == b"\x04\xff\x80"  # fastavro's length, not the minimal one
     assert encoded == fastavro_bodies(batch, schema)
+
+
+def _decimal_schema(precision: int) -> dict:
+    decimal_type = {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": 0}
+    return {"type": "record", "name": "r", "fields": [{"name": "d", "type": decimal_type}]}
+
+
+def test_decimals_of_at_most_18_digits_encode_like_fastavro_at_every_byte_count() -> None:
+    # That path works in int64: the edges of every byte count, both signs, and 18 digits.
+    edges = [0, 10**18 - 1, -(10**18) + 1]
+    for k in range(1, 9):
+        edges += [
+            (1 << (8 * k - 1)) - 1,
+            1 << (8 * k - 1),
+            -(1 << (8 * k - 1)),
+            -(1 << (8 * k - 1)) - 1,
+        ]
+    values = [decimal.Decimal(v) for v in edges if abs(v) < 10**18]
+    batch = pa.RecordBatch.from_pydict({"d": pa.array(values, pa.decimal128(18, 0))})
+    assert encode_batch(batch, _decimal_schema(18)).to_pylist() == fastavro_bodies(
+        batch, _decimal_schema(18)
+    )
+
+
+def test_an_18_digit_decimal_column_refuses_values_beyond_int64_rather_than_truncate() -> None:
+    # Words that no valid decimal(18, 0) holds: 2**64 (the low limb 0) and 10**18.
+    words = np.array([[5, 0], [0, 1], [10**18, 0]], dtype="<u8")
+    array = pa.Array.from_buffers(pa.decimal128(18, 0), 3, [None, pa.py_buffer(words)])
+    bodies, failed = encode_batch_lenient(
+        pa.RecordBatch.from_arrays([array], ["d"]), _decimal_schema(18)
+    )
+    assert sorted(failed) == [1, 2]
+    assert bodies.to_pylist()[0] == b"\x02\x05"
 
 
 def test_null_in_non_nullable_field_fails_that_row_only() -> None:
