@@ -626,10 +626,10 @@ def relative_lines(results: dict[str, Any]) -> list[str]:
             f"- B1a `omconnect` against `copy-binary` in this run: {ours / copy:.2f} of its rate "
             f"(a quarter of it here: {rate(copy / 4)} rows/s)"
         )
-    for peer, what in (("dlt-connectorx", "dlt-connectorx"), ("adbc-parquet", "no runtime")):
+    for peer, what in (("dlt-connectorx", ""), ("adbc-parquet", " (no runtime)")):
         if found.get(peer):
             lines.append(
-                f"- B1a `omconnect` against `{peer}` ({what}): {ours / found[peer]:.2f}x its rate"
+                f"- B1a `omconnect` against `{peer}`{what}: {ours / found[peer]:.2f}x its rate"
             )
     return lines
 
