@@ -300,7 +300,8 @@ def omconnect_contestants(url: str, table: str, rows: int) -> list[SqlContestant
 
 
 # The t1m columns as omconnect's sql source selects them on PostgreSQL: numeric(12, 2) as its
-# value times 100 in a bigint (``_arrow_reads``), NaN as the smallest bigint.
+# value times 100 in a bigint (``_arrow_reads``), NaN as the smallest bigint (t1m holds none,
+# so the floor does not look for it).
 _FLOOR_COLUMNS = (
     "id, quantity, CASE WHEN (amount = 'NaN'::numeric) THEN CAST(-9223372036854775808 AS BIGINT)"
     " ELSE CAST(amount * 100 AS BIGINT) END AS amount, score, status, country, active,"
@@ -347,7 +348,9 @@ def run_adbc_parquet(url: str, table: str, out: Path) -> str:
         except BaseException as error:  # handed to the writer, which raises it
             chunks.put(error)
 
-    reader = threading.Thread(target=read)
+    # A daemon: when writing fails, the process ends with the error even if the reader waits
+    # for room in the queue.
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     out.mkdir(parents=True, exist_ok=True)
     writer, rows = None, 0
@@ -362,7 +365,7 @@ def run_adbc_parquet(url: str, table: str, out: Path) -> str:
     finally:
         if writer is not None:
             writer.close()
-        reader.join()
+    reader.join()
     return f"{rows} rows"
 
 

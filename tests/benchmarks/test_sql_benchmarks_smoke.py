@@ -105,6 +105,12 @@ def test_snapshot_runs_and_verifies(url: str, table: str, tmp_path: Path) -> Non
     assert sql_snapshot.ensure_table(url, table, ROWS) == "reused"
 
 
+def test_the_no_runtime_floor_raises_what_its_reader_met(url: str, tmp_path: Path) -> None:
+    # The reader thread's error reaches the caller; nothing waits forever for its rows.
+    with pytest.raises(Exception, match="does_not_exist"):
+        sql_snapshot.run_adbc_parquet(url, "does_not_exist", tmp_path / "out")
+
+
 def test_upsert_runs_and_verifies(url: str, table: str, tmp_path: Path) -> None:
     exit_code = sql_upsert.main(
         [
