@@ -85,8 +85,8 @@ def _decimal_schema(precision: int) -> dict:
     return {"type": "record", "name": "r", "fields": [{"name": "d", "type": decimal_type}]}
 
 
-def test_decimals_of_at_most_18_digits_encode_like_fastavro_at_every_byte_count() -> None:
-    # That path works in int64: the edges of every byte count, both signs, and 18 digits.
+def _edges_of_18_digit_decimals() -> pa.RecordBatch:
+    """The edges of every byte count, both signs, and 18 digits."""
     edges = [0, 10**18 - 1, -(10**18) + 1]
     for k in range(1, 9):
         edges += [
@@ -96,9 +96,45 @@ def test_decimals_of_at_most_18_digits_encode_like_fastavro_at_every_byte_count(
             -(1 << (8 * k - 1)) - 1,
         ]
     values = [decimal.Decimal(v) for v in edges if abs(v) < 10**18]
-    batch = pa.RecordBatch.from_pydict({"d": pa.array(values, pa.decimal128(18, 0))})
+    return pa.RecordBatch.from_pydict({"d": pa.array(values, pa.decimal128(18, 0))})
+
+
+def test_decimals_of_at_most_18_digits_encode_like_fastavro_at_every_byte_count() -> None:
+    # That path works in int64.
+    batch = _edges_of_18_digit_decimals()
     assert encode_batch(batch, _decimal_schema(18)).to_pylist() == fastavro_bodies(
         batch, _decimal_schema(18)
+    )
+
+
+def test_decimals_of_at_most_18_digits_decode_at_every_byte_count() -> None:
+    batch = _edges_of_18_digit_decimals()
+    bodies = pa.array(fastavro_bodies(batch, _decimal_schema(18)), pa.binary())
+    assert decode_batch(bodies, _decimal_schema(18), batch.schema).equals(batch)
+
+
+def test_an_18_digit_decimal_too_wide_to_decode_fails_its_row() -> None:
+    from omconnect.codecs.avro import decode_batch_lenient
+
+    arrow = pa.schema([pa.field("d", pa.decimal128(18, 0), nullable=False)])
+
+    def decoded(*values: bytes) -> tuple[list[object], list[int]]:
+        bodies = pa.array([bytes([2 * len(v)]) + v for v in values], pa.binary())
+        batch, failed = decode_batch_lenient(bodies, _decimal_schema(18), arrow)
+        return batch.column(0).to_pylist(), sorted(failed)
+
+    def signed(value: int, size: int) -> bytes:
+        return value.to_bytes(size, "big", signed=True)
+
+    # 10**18 and -(10**18) have 19 digits; the rows around them decode.
+    assert decoded(signed(7, 1), signed(10**18, 8), signed(-(10**18), 8), signed(-5, 8)) == (
+        [decimal.Decimal(7), decimal.Decimal(-5)],
+        [1, 2],
+    )
+    # A value padded with its sign to 9 bytes (a writer other than fastavro may) decodes.
+    assert decoded(signed(-5, 9), signed(10**18 - 1, 8)) == (
+        [decimal.Decimal(-5), decimal.Decimal(10**18 - 1)],
+        [],
     )
 
 

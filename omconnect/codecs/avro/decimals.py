@@ -115,6 +115,8 @@ def decode_decimals(
     and the rows that are corrupt (too many bytes for the type, or more digits than its
     precision). ``padded`` has at least 32 bytes before any start and after the data."""
     width = arrow_decimal_width(kind)
+    if width == 16 and kind.precision <= _INT64_PRECISION and _at_most(byte_counts, 8):
+        return _decode_int64_decimals(padded, starts, byte_counts, kind)
     too_long = byte_counts > width
     counts = np.where(too_long, 0, byte_counts)
     # The ``width`` bytes that end where the value ends, reversed: little-endian, with the
@@ -127,6 +129,30 @@ def decode_decimals(
     words[bad] = 0
     array = pa.Array.from_buffers(kind, len(starts), [None, pa.py_buffer(words)])
     return array, bad
+
+
+def _at_most(counts: I64, limit: int) -> bool:
+    return len(counts) == 0 or int(counts.max()) <= limit
+
+
+def _decode_int64_decimals(
+    padded: U8, starts: I64, byte_counts: I64, kind: pa.DataType
+) -> tuple[pa.Array, Mask]:
+    """``decode_decimals`` of values of at most 8 bytes into a decimal128 of at most 18
+    digits, in int64 arithmetic."""
+    # The 8 bytes that end where a value ends, read big-endian: the value is their low
+    # ``count`` bytes; shifting the bytes before it out to the left and back extends its sign.
+    ends = starts + byte_counts
+    word = np.ascontiguousarray(sliding_window_view(padded, 8)[ends - 8]).view(">i8").ravel()
+    dropped = ((8 - byte_counts) * 8).clip(0, 63)
+    values = np.where(byte_counts > 0, (word.astype(np.int64) << dropped) >> dropped, 0)
+    magnitude = np.abs(values).view(np.uint64)  # -2**63 stays 2**63 as uint64
+    bad = magnitude >= np.uint64(10**kind.precision)
+    values[bad] = 0
+    words = np.empty((len(values), 2), dtype=np.int64)
+    words[:, 0] = values
+    words[:, 1] = values >> 63
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(words)]), bad
 
 
 def unsigned_as_decimal(array: pa.Array) -> pa.Array:
