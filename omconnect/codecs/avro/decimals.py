@@ -91,11 +91,16 @@ _INT64_PRECISION = 18
 _BYTE_COUNT_STEPS = np.array([1 << (8 * k - 1) for k in range(1, 9)], dtype=np.uint64)
 
 
+def _int64_magnitude(values: I64) -> npt.NDArray[np.uint64]:
+    """|v| of int64 values as uint64 (-2**63 stays 2**63)."""
+    return np.abs(values).view(np.uint64)
+
+
 def _encode_int64_decimals(words: U8, precision: int) -> tuple[list[MatrixPart], Mask]:
     """``encode_decimals`` of decimal128 ``words`` whose valid values fit an int64."""
     limbs = np.ascontiguousarray(words).view("<i8")
     low = limbs[:, 0]
-    magnitude = np.abs(low).view(np.uint64)  # -2**63 stays 2**63 as uint64
+    magnitude = _int64_magnitude(low)
     too_wide = (limbs[:, 1] != (low >> 63)) | (magnitude >= np.uint64(10**precision))
     byte_count = np.searchsorted(_BYTE_COUNT_STEPS, magnitude, side="right") + 1
     byte_count[too_wide] = 1  # refused rows: any bytes, they are not written
@@ -115,7 +120,7 @@ def decode_decimals(
     and the rows that are corrupt (too many bytes for the type, or more digits than its
     precision). ``padded`` has at least 32 bytes before any start and after the data."""
     width = arrow_decimal_width(kind)
-    if width == 16 and kind.precision <= _INT64_PRECISION and _at_most(byte_counts, 8):
+    if width == 16 and kind.precision <= _INT64_PRECISION and byte_counts.max(initial=0) <= 8:
         return _decode_int64_decimals(padded, starts, byte_counts, kind)
     too_long = byte_counts > width
     counts = np.where(too_long, 0, byte_counts)
@@ -131,10 +136,6 @@ def decode_decimals(
     return array, bad
 
 
-def _at_most(counts: I64, limit: int) -> bool:
-    return len(counts) == 0 or int(counts.max()) <= limit
-
-
 def _decode_int64_decimals(
     padded: U8, starts: I64, byte_counts: I64, kind: pa.DataType
 ) -> tuple[pa.Array, Mask]:
@@ -146,8 +147,7 @@ def _decode_int64_decimals(
     word = np.ascontiguousarray(sliding_window_view(padded, 8)[ends - 8]).view(">i8").ravel()
     dropped = ((8 - byte_counts) * 8).clip(0, 63)
     values = np.where(byte_counts > 0, (word.astype(np.int64) << dropped) >> dropped, 0)
-    magnitude = np.abs(values).view(np.uint64)  # -2**63 stays 2**63 as uint64
-    bad = magnitude >= np.uint64(10**kind.precision)
+    bad = _int64_magnitude(values) >= np.uint64(10**kind.precision)
     values[bad] = 0
     words = np.empty((len(values), 2), dtype=np.int64)
     words[:, 0] = values
