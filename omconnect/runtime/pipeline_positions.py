@@ -19,6 +19,7 @@ import asyncio
 from typing import Any
 
 from omconnect.runtime.brokers import BrokerNotFoundError, open_broker
+from omconnect.runtime.brokers.direct import NO_BROKER, sink_namespace
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.state.backends import open_existing_pipeline_offset_store
 from omconnect.runtime.worker.runner import open_sink_consumer
@@ -69,6 +70,8 @@ async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
     when the broker has no storage yet: nothing was ever committed, or when it is a queue,
     whose consumers acknowledge messages instead)."""
     cfg = loaded.config
+    if cfg.broker == NO_BROKER:
+        return await asyncio.to_thread(_direct_sink_offsets, loaded)
     try:
         broker = open_broker(cfg.broker, create=False)
     except BrokerNotFoundError:
@@ -84,3 +87,19 @@ async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
             await consumer.close()
     finally:
         await broker.close()
+
+
+def _direct_sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
+    """Without a broker: where the sink's commits left each topic's numbering, kept in the
+    offset store (``brokers/direct.py``)."""
+    cfg = loaded.config
+    store = open_existing_pipeline_offset_store(cfg.state, cfg.offsets, cfg.broker)
+    if store is None:
+        return {}
+    try:
+        return {
+            (str(p.partition["topic"]), int(p.partition["partition"])): int(p.offset["offset"])
+            for p in store.all(sink_namespace(cfg.name))
+        }
+    finally:
+        store.close()

@@ -1,5 +1,6 @@
 """SIGKILL ``omconnect run`` at random moments, then run again: nothing is lost, duplicates
-stay bounded by what was in flight, and no sink file is ever torn."""
+stay bounded by what was in flight, and no sink file is ever torn. Through the embedded broker
+and without a broker (``broker: none``: the sink takes the source's rows in the process)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ IN_FLIGHT_BYTES = 1 << 20
 
 PIPELINE = f"""
 name: crash
+broker: BROKER
 source:
   connector: csv
   path: data/*.csv
@@ -61,11 +63,21 @@ def read_sink(out: Path) -> np.ndarray:
     return np.concatenate(seqs) if seqs else np.array([], dtype=np.int64)
 
 
+BROKERS = pytest.mark.parametrize("broker", ["embedded://.omconnect", "none"])
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("broker", "window"),
+    # Without a topic a run gets further per second: it is killed sooner.
+    [("embedded://.omconnect", (0.7, 1.5)), ("none", (0.5, 1.0))],
+)
+def test_sigkill_at_random_moments_loses_nothing(
+    tmp_path: Path, broker: str, window: tuple[float, float]
+) -> None:
     write_input(tmp_path / "data")
-    (tmp_path / "crash.yaml").write_text(PIPELINE)
-    kills = kill_at_random_moments("crash.yaml", tmp_path, 20261128, 5, (0.7, 1.5))
+    (tmp_path / "crash.yaml").write_text(PIPELINE.replace("BROKER", broker))
+    kills = kill_at_random_moments("crash.yaml", tmp_path, 20261128, 5, window)
     finished = omconnect("run", "crash.yaml", "--once", cwd=tmp_path, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert kills >= 2, "the pipeline finished too early to be killed; make the input larger"
@@ -84,9 +96,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     assert read_sink(tmp_path / "out").size == seen.size, "a finished pipeline re-read input"
 
 
-def test_sigterm_stops_cleanly_without_duplicates(tmp_path: Path) -> None:
+@BROKERS
+def test_sigterm_stops_cleanly_without_duplicates(tmp_path: Path, broker: str) -> None:
     write_input(tmp_path / "data")
-    (tmp_path / "crash.yaml").write_text(PIPELINE)
+    (tmp_path / "crash.yaml").write_text(PIPELINE.replace("BROKER", broker))
     process = spawn_omconnect("run", "crash.yaml", cwd=tmp_path)
     # Stop it once it is writing (a fixed sleep signalled a slow start before its handlers).
     out = tmp_path / "out"

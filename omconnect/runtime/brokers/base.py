@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from omconnect.schemas.message_batch import MessageBatch
+from omconnect.schemas.record import RecordBatch
 
 TopicPartition = tuple[str, int]
 
@@ -125,13 +126,16 @@ class ConsumedBatch:
     """Messages read from one topic partition, with their offsets in ``messages.offsets``.
 
     ``ack_token`` is set by queue drivers (``Capabilities.acks``): pass it to
-    ``Consumer.ack`` once every message of the batch is processed.
+    ``Consumer.ack`` once every message of the batch is processed. ``records`` is set by the
+    broker of a pipeline without one (``broker: none``, ``brokers/direct.py``): the rows as
+    the source gave them, one per message; the message bodies are then empty.
     """
 
     topic: str
     partition: int
     messages: MessageBatch
     ack_token: Any = None
+    records: RecordBatch | None = None
 
     @property
     def next_offset(self) -> int:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from omconnect.runtime.brokers import parse_broker_url
+from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.config.cron import check_cron, check_timezone
 from omconnect.runtime.config.durations import ByteSize, Duration
 from omconnect.runtime.state.offsets.broker_stores import (
@@ -233,7 +234,9 @@ class PipelineConfig(_Strict):
     description: str | None = None
     """Free text shown by ``omconnect serve`` and the orchestrators."""
     broker: str = DEFAULT_BROKER
-    """Broker URL: embedded://path, kafka://host:9092, nats://..., amqp://..., redis://..."""
+    """Broker URL: embedded://path, kafka://host:9092, nats://..., amqp://..., redis://...;
+    or ``none``: no topic, the sink takes the source's rows in the same process (a pipeline
+    with both; delivery at least once, nothing encoded)."""
     state: str = DEFAULT_STATE
     """Where offsets and the embedded schema registry live: a directory, or a postgresql:// URL."""
     offsets: Literal["state", "broker"] = "state"
@@ -303,6 +306,34 @@ class PipelineConfig(_Strict):
                         f"{option} is for format: cloudevents (this pipeline's format is "
                         f"{self.format})"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _without_a_broker(self) -> PipelineConfig:
+        if self.broker != NO_BROKER:
+            return self
+        if self.source is None or self.sink is None:
+            raise ValueError(
+                "broker: none hands the source's rows to the sink in one process: it needs "
+                "both a source and a sink (a pipeline with only one of them needs a broker)"
+            )
+        for option, why in (
+            ("exactly_once", "it is a broker transaction"),
+            ("format", "it says how records are encoded on a broker"),
+            ("cloudevents_mode", "it says how records are encoded on a broker"),
+            ("cloudevents_type", "it says how records are encoded on a broker"),
+            ("partitions", "it is how topics are split on a broker"),
+        ):
+            default = type(self).model_fields[option].default
+            if option in self.model_fields_set and getattr(self, option) != default:
+                raise ValueError(f"{option} does not apply with broker: none: {why}")
+        if self.offsets == "broker":
+            raise ValueError("offsets: broker needs a broker; with broker: none use offsets: state")
+        if "://" in self.state:
+            raise ValueError(
+                "broker: none keeps dead letters in the embedded broker of the state "
+                f"directory, and state is {self.state.split('://', 1)[0]}://; set a directory"
+            )
         return self
 
     @model_validator(mode="after")

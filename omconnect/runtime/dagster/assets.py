@@ -22,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 
+from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.dagster.resource import RESOURCE_KEY, OmconnectResource
@@ -72,7 +73,12 @@ def pipeline_assets(
     target = translator.get_asset_spec(loaded)
     if key is not None:
         target = target.replace_attributes(key=key)
-    if fan_out and loaded.source is not None and loaded.sink is not None:
+    if (
+        fan_out
+        and loaded.source is not None
+        and loaded.sink is not None
+        and loaded.config.broker != NO_BROKER  # without a broker: one process
+    ):
         topic = translator.get_topic_spec(loaded)
         tasks = dg.StaticPartitionsDefinition([str(i) for i in range(_task_count(loaded))])
         found.append(

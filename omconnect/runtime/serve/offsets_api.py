@@ -118,6 +118,8 @@ class OffsetsApi:
                 await rewind_sink(pipeline.loaded)
         except PipelineRunningError as exc:
             raise HTTPException(409, pipeline.describe_error(exc)) from None
+        except ValueError as exc:  # broker: none: no topic to rewind
+            raise HTTPException(422, pipeline.describe_error(exc)) from None
         except Exception as exc:  # an unreachable broker is the server's problem
             message = pipeline.describe_error(exc)
             log.warning("pipeline %s: cannot rewind %s: %s", pipeline.name, cfg.broker, message)

@@ -29,7 +29,9 @@ from omconnect.runtime.brokers.base import (
     TopicPartition,
     TopicSettings,
 )
+from omconnect.runtime.brokers.direct import NO_BROKER, DirectBroker
 from omconnect.runtime.config.loader import LoadedPipeline, validate_connectors
+from omconnect.runtime.config.model import DEFAULT_BROKER
 from omconnect.runtime.converters import make_converter
 from omconnect.runtime.converters.refused_schemas import RefusedSchemaRows
 from omconnect.runtime.state import (
@@ -201,11 +203,15 @@ class PipelineRunner:
     async def _run_locked(self, stop: asyncio.Event) -> None:
         cfg = self.loaded.config
         settings = settings_for(self.loaded, self.once)
-        broker = self.broker if self.broker is not None else open_broker(cfg.broker)
         # In a thread: a store in the broker connects and reads its topic or bucket.
         offsets = await asyncio.to_thread(
             open_pipeline_offset_store, cfg.state, cfg.offsets, cfg.broker
         )
+        try:
+            broker = self._open_broker(offsets, settings)
+        except BaseException:
+            offsets.close()
+            raise
         registry = (
             HttpSchemaRegistry(cfg.schema_registry)
             if cfg.schema_registry
@@ -242,8 +248,15 @@ class PipelineRunner:
             )
         topics = PipelineTopics(broker, TopicSettings(partitions=cfg.partitions))
         producer = await broker.producer()
+        # Without a broker, dead letters go to the embedded one of the state directory.
+        dead_letter_broker = (
+            open_broker(f"embedded://{cfg.state}") if isinstance(broker, DirectBroker) else None
+        )
+        dead_letter_producer = (
+            await dead_letter_broker.producer() if dead_letter_broker is not None else producer
+        )
         dead_letters = DeadLetterQueue(
-            producer,
+            dead_letter_producer,
             cfg.effective_dead_letter_topic,
             cfg.name,
             tolerate=cfg.errors.tolerance == "all",
@@ -275,6 +288,7 @@ class PipelineRunner:
             and self.tasks != frozenset()
             and self.runs_sink
             and broker.capabilities.log
+            and not isinstance(broker, DirectBroker)  # it hands the rows over as they are
             else None,
         )
         source = self._source
@@ -299,6 +313,15 @@ class PipelineRunner:
                     f"sink {self.loaded.sink.registration.name!r} stores its own positions "
                     "and needs a broker it can seek; this one hands out messages with acks"
                 )
+            if sink_loop.stores_positions and isinstance(broker, DirectBroker):
+                raise ValueError(
+                    f"sink {self.loaded.sink.registration.name!r} stores its own positions "
+                    "(exactly once), which needs a broker: with broker: none a crash can give "
+                    "the rows it stored new numbers; set a broker (the default is "
+                    f"{DEFAULT_BROKER})"
+                )
+            if isinstance(broker, DirectBroker):
+                broker.on_commit_wanted = sink_loop.request_commit
             # Subscribed before the source publishes: a queue keeps messages only for
             # subscriptions that exist.
             await sink_loop.open_consumer()
@@ -308,16 +331,24 @@ class PipelineRunner:
                 sources = [group.create_task(s.run(stop)) for s in source_loops]
                 if sink_loop is not None:
                     group.create_task(sink_loop.run(stop, until))
+                if self.once and sink_loop is not None and isinstance(broker, DirectBroker):
+                    # The sources' sends are acknowledged by the sink's commits: its end is
+                    # where the sources stopped sending, not where they stopped committing.
+                    await _all_sent(source_loops, sources)
+                    until.set_result(await self._end_offsets(sink_loop))
                 for running in sources:
                     await running
                 self.metrics.source_done = True
-                if self.once and sink_loop is not None:
+                if self.once and sink_loop is not None and not until.done():
                     until.set_result(await self._end_offsets(sink_loop))
             await dead_letters.drain()
         finally:
             if sink_loop is not None and sink_loop.consumer is not None:
                 await sink_loop.consumer.close()
             await producer.close()
+            if dead_letter_broker is not None:
+                await dead_letter_producer.close()
+                await dead_letter_broker.close()
 
     async def _end_offsets(self, sink_loop: SinkLoop) -> dict[TopicPartition, int] | None:
         """Where ``--once`` stops the sink: the high-water of every topic it reads, taken
@@ -325,6 +356,21 @@ class PipelineRunner:
         if not sink_loop.parts.capabilities.end_offsets:
             return None
         return await (await sink_loop.open_consumer()).end_offsets()
+
+    def _open_broker(self, offsets: OffsetStore, settings: LoopSettings) -> Broker:
+        """The broker given to the runner, else the pipeline's; with ``broker: none`` the
+        in-process one (``brokers/direct.py``), for a run of both the source and the sink."""
+        cfg = self.loaded.config
+        if self.broker is not None:
+            return self.broker
+        if cfg.broker != NO_BROKER:
+            return open_broker(cfg.broker)
+        if not self.runs_sink or self.loaded.source is None or self.tasks == frozenset():
+            raise ValueError(
+                f"pipeline {cfg.name!r} has broker: none, so its source and its sink run "
+                "together in one process; it cannot run one without the other"
+            )
+        return DirectBroker(offsets, cfg.name, settings.max_in_flight_bytes // 2)
 
     def _transforms(self) -> list[Transform]:
         return [cast(Transform, reg.cls(spec)) for reg, spec in self.loaded.transforms]
@@ -375,6 +421,16 @@ class PipelineRunner:
             self._context(0, _NoOffsets(), parts),
             [] if transformed else self._transforms(),
         )
+
+
+async def _all_sent(loops: list[SourceLoop], runs: list[asyncio.Task[None]]) -> None:
+    """Until every source loop has sent everything (or ended)."""
+    for loop, run in zip(loops, runs, strict=True):
+        sent = asyncio.ensure_future(loop.all_sent.wait())
+        try:
+            await asyncio.wait({sent, run}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sent.cancel()
 
 
 def _scheme(url: str) -> str | None:

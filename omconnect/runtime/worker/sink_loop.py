@@ -151,7 +151,7 @@ class SinkLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()  # set whenever the write stage takes from the queue
         self._key_schemas: dict[tuple[str, pa.Schema], Schema] = {}
-        setup.context.on_commit_request = self._request_commit
+        setup.context.on_commit_request = self.request_commit
 
     async def open_consumer(self) -> Consumer:
         """Subscribe (before the source publishes: a queue broker keeps messages only for
@@ -227,7 +227,7 @@ class SinkLoop:
 
     # -------------------------------------------------------------------------------------
 
-    def _request_commit(self) -> None:
+    def request_commit(self) -> None:
         """The task asked for a commit (on its thread, or on the loop): the write stage
         commits after the batch it is putting, or wakes up to commit now when it waits."""
         self._commit_requested = True
@@ -460,6 +460,8 @@ class SinkLoop:
         messages = consumed.messages
         offsets = messages.offsets
         assert offsets is not None
+        if consumed.records is not None:
+            return self._handed_over(consumed)
         groups = None
         if self.parts.published is not None:
             groups = self.parts.published.take(consumed.topic, consumed.partition, offsets)
@@ -496,6 +498,31 @@ class SinkLoop:
             )
             batches.extend(apply_transforms(self.transforms, batch, self.parts.dead_letters))
         return batches
+
+    def _handed_over(self, consumed: ConsumedBatch) -> list[RecordBatch]:
+        """The rows of a pipeline without a broker, as its source gave them: nothing to
+        decode, only the broker's positions to mark."""
+        records, messages = consumed.records, consumed.messages
+        assert records is not None
+        where = consumed.topic, consumed.partition
+        first = int(messages.offsets[0].as_py())  # type: ignore[index]
+        batch = RecordBatch(
+            values=records.values,
+            schema=records.schema,
+            marks=(
+                PositionMark(0, broker_position(*where, first)),
+                PositionMark(records.num_rows, broker_position(*where, first + len(messages))),
+            ),
+            keys=records.keys,
+            key_schema=records.key_schema,
+            timestamps=messages.timestamps,
+            tombstones=records.tombstones,
+            row_headers=messages.headers,
+            message_ids=messages.carried_message_ids,
+            topic=consumed.topic,
+            partition=consumed.partition,
+        )
+        return apply_transforms(self.transforms, batch, self.parts.dead_letters)
 
     def _key_schema(self, topic: str, keys: pa.RecordBatch | None) -> Schema | None:
         """The omconnect schema of decoded keys, made once per topic and Arrow schema."""

@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 
 from omconnect.runtime.brokers.base import Producer
+from omconnect.runtime.brokers.direct import DirectProducer
 from omconnect.runtime.converters.base import DecodedGroup, merged_headers
 from omconnect.runtime.state.offsets import OffsetStore
 from omconnect.runtime.worker.batching import BatchAccumulator, InFlightBudget
@@ -77,11 +78,13 @@ class SendFailedError(Exception):
 @dataclass(frozen=True)
 class _Routed:
     """The messages of one batch for one topic, and its rows as the run's sink decodes them
-    (None when the converter cannot say, or no sink of this run reads them)."""
+    (None when the converter cannot say, or no sink of this run reads them). Without a broker
+    (``broker: none``) the rows themselves go to the sink (``records``), nothing is encoded."""
 
     topic: str
     messages: MessageBatch
     decoded: DecodedGroup | None
+    records: RecordBatch | None = None
 
 
 @dataclass
@@ -132,6 +135,9 @@ class SourceLoop:
         self.offsets = offsets
         self.budget = InFlightBudget(parts.settings.max_in_flight_bytes)
         self.rewinds = 0
+        self.all_sent = asyncio.Event()
+        """Set under ``--once`` when the task has polled everything and every batch was sent
+        (not yet acknowledged): what ends the sink of a run without a broker."""
         # Serialises "send into the open transaction" against "commit it" (exactly_once).
         self._transaction_lock = asyncio.Lock()
 
@@ -286,6 +292,8 @@ class SourceLoop:
                     continue
                 newest = newest_event_ms(batch.timestamps)
                 await out.put(_Prepared(sends, batch.positions, batch.nbytes, newest))
+            if self.settings.once and not epoch.halt.is_set():
+                self.all_sent.set()
         finally:
             await out.put(None)
 
@@ -297,6 +305,9 @@ class SourceLoop:
             if part.num_rows == 0:
                 continue
             topic = part.topic or self.settings.topic_for(part.stream)
+            if isinstance(self.producer, DirectProducer):
+                routed.append(_Routed(topic, _metadata_only(part), None, part))
+                continue
             encoded = self.parts.converter.encode(topic, part)
             values, keys, headers = encoded.values, encoded.keys, encoded.headers
             if encoded.failed:
@@ -325,7 +336,12 @@ class SourceLoop:
     async def _send(self, routed: _Routed) -> None:
         topic, messages = routed.topic, routed.messages
         try:
-            results = await self.producer.send(topic, messages)
+            if routed.records is not None:
+                producer = self.producer
+                assert isinstance(producer, DirectProducer)
+                results = await producer.send_records(topic, messages, routed.records)
+            else:
+                results = await self.producer.send(topic, messages)
         except Exception as error:
             raise SendFailedError(f"publishing to {topic} failed: {error}") from error
         published = self.parts.published
@@ -495,6 +511,17 @@ def _give_ids(ids: MessageIdDeriver, batches: list[RecordBatch]) -> None:
     for batch in batches:
         if batch.carried_message_ids is None and batch.num_rows:
             batch.message_ids = ids.ids(batch)
+
+
+def _metadata_only(batch: RecordBatch) -> MessageBatch:
+    """The messages of ``batch`` without bodies: what a sink reads besides the rows (event
+    times, headers, ids) when the rows themselves go to it (``broker: none``)."""
+    return MessageBatch.build(
+        values=pa.nulls(batch.num_rows, pa.binary()),
+        timestamps=batch.timestamps,
+        headers=message_headers(batch),
+        message_ids=batch.carried_message_ids,
+    )
 
 
 def _rows_kept(batch: RecordBatch, failed: dict[int, Exception]) -> pa.BooleanArray:
