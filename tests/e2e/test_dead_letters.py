@@ -1,5 +1,7 @@
 """Poison records: with ``errors.tolerance: all`` the bad rows go to the dead letter topic with
-their reason, stage and position while the good rows flow on; with ``none`` the run fails."""
+their reason, stage and position while the good rows flow on; with ``none`` the run fails.
+Without a broker (``broker: none``) too: dead letters then go to the embedded broker of the
+state directory."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 
 from omconnect.runtime.brokers import open_broker
 from omconnect.schemas.message_batch import MessageBatch
@@ -23,9 +26,10 @@ def write_half_bad_csv(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def pipeline(tolerance: str) -> str:
+def pipeline(tolerance: str, broker: str = "embedded://.omconnect") -> str:
     return f"""
 name: poison
+broker: {broker}
 source:
   connector: csv
   path: orders.csv
@@ -39,9 +43,13 @@ errors: {{tolerance: {tolerance}}}
 """
 
 
-def test_half_bad_rows_go_to_the_dead_letter_topic_in_order(tmp_path: Path) -> None:
+BROKERS = pytest.mark.parametrize("broker", ["embedded://.omconnect", "none"])
+
+
+@BROKERS
+def test_half_bad_rows_go_to_the_dead_letter_topic_in_order(tmp_path: Path, broker: str) -> None:
     write_half_bad_csv(tmp_path / "orders.csv")
-    (tmp_path / "p.yaml").write_text(pipeline("all"))
+    (tmp_path / "p.yaml").write_text(pipeline("all", broker))
     ran = omconnect("run", "p.yaml", "--once", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
 
@@ -65,9 +73,12 @@ def test_half_bad_rows_go_to_the_dead_letter_topic_in_order(tmp_path: Path) -> N
     assert len(tail_topic("poison.dlq", tmp_path)) == ROWS // 2
 
 
-def test_tolerance_none_fails_the_run_and_commits_nothing_past_the_bad_row(tmp_path: Path) -> None:
+@BROKERS
+def test_tolerance_none_fails_the_run_and_commits_nothing_past_the_bad_row(
+    tmp_path: Path, broker: str
+) -> None:
     write_half_bad_csv(tmp_path / "orders.csv")
-    (tmp_path / "p.yaml").write_text(pipeline("none"))
+    (tmp_path / "p.yaml").write_text(pipeline("none", broker))
     ran = omconnect("run", "p.yaml", "--once", cwd=tmp_path)
     assert ran.returncode == 1
     assert "errors.tolerance is none" in ran.stderr

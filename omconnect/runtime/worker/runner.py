@@ -327,13 +327,16 @@ class PipelineRunner:
             await sink_loop.open_consumer()
         until: asyncio.Future[dict[TopicPartition, int] | None] = loop.create_future()
         try:
+            direct = sink_loop is not None and isinstance(broker, DirectBroker)
             async with asyncio.TaskGroup() as group:
                 sources = [group.create_task(s.run(stop)) for s in source_loops]
                 if sink_loop is not None:
-                    group.create_task(sink_loop.run(stop, until))
-                if self.once and sink_loop is not None and isinstance(broker, DirectBroker):
-                    # The sources' sends are acknowledged by the sink's commits: its end is
-                    # where the sources stopped sending, not where they stopped committing.
+                    # Without a broker the sources' sends are acknowledged by the sink's
+                    # commits: the sink ends where they stopped sending (under --once and at a
+                    # stop alike), not at the stop itself, which would leave them waiting.
+                    group.create_task(sink_loop.run(asyncio.Event() if direct else stop, until))
+                if direct:
+                    assert sink_loop is not None
                     await _all_sent(source_loops, sources)
                     until.set_result(await self._end_offsets(sink_loop))
                 for running in sources:

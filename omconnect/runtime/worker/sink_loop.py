@@ -430,12 +430,12 @@ class SinkLoop:
         """The next item of the decode stage, or ``_IDLE`` when a commit falls due first:
         ``commit_interval`` after the last one, at once when the task asked. With nothing
         to commit there is no deadline: an idle sink waits without waking."""
+        if not self._uncommitted():
+            return await source.get()
         if self._commit_requested:
             deadline = 0.0
-        elif self.consumed != self.committed or self.unacked:
-            deadline = last_commit + self.settings.commit_interval - time.monotonic()
         else:
-            return await source.get()
+            deadline = last_commit + self.settings.commit_interval - time.monotonic()
         try:
             # Not asyncio.wait_for: on Python 3.11 it drops a cancel that arrives as the
             # item does, and the loop would run on after its run was torn down.
@@ -534,10 +534,15 @@ class SinkLoop:
             self._key_schemas[(topic, keys.schema)] = found
         return found
 
+    def _uncommitted(self) -> bool:
+        return self.consumed != self.committed or bool(self.unacked)
+
     async def _flush_and_commit(self) -> None:
-        self._commit_requested = False
-        if self.consumed == self.committed and not self.unacked:
+        if not self._uncommitted():
+            # A request made before its rows were put (the broker of a run without one asks
+            # as it hands them over) stands until they are.
             return
+        self._commit_requested = False
         positions = [broker_position(t, p, o) for (t, p), o in self.consumed.items()]
         await self.parts.dead_letters.drain()
         durable = await self._flush(positions)

@@ -136,8 +136,9 @@ class SourceLoop:
         self.budget = InFlightBudget(parts.settings.max_in_flight_bytes)
         self.rewinds = 0
         self.all_sent = asyncio.Event()
-        """Set under ``--once`` when the task has polled everything and every batch was sent
-        (not yet acknowledged): what ends the sink of a run without a broker."""
+        """Set when polling ended (everything read under ``--once``, or ``stop``) and every
+        batch polled was sent, not yet acknowledged: where the sink of a run without a broker
+        ends, since the acks wait for its commits."""
         # Serialises "send into the open transaction" against "commit it" (exactly_once).
         self._transaction_lock = asyncio.Lock()
 
@@ -292,7 +293,7 @@ class SourceLoop:
                     continue
                 newest = newest_event_ms(batch.timestamps)
                 await out.put(_Prepared(sends, batch.positions, batch.nbytes, newest))
-            if self.settings.once and not epoch.halt.is_set():
+            if not epoch.halt.is_set():
                 self.all_sent.set()
         finally:
             await out.put(None)

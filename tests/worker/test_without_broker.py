@@ -1,0 +1,156 @@
+"""``broker: none``: the sink takes the source's rows in the same process, with no topic.
+
+What a user of dlt or sling expects of a table or file landed as Parquet: the rows arrive
+whole, nothing is written besides the output and the positions, a second run appends what is
+new without touching the files of the first, and the sink is never behind what the source
+says it delivered. Crashes (SIGKILL at random moments, SIGTERM) are in
+``tests/e2e/test_crash_recovery.py``, dead letters in ``tests/e2e/test_dead_letters.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from omconnect.runtime.brokers.embedded import LOG_FILE_NAME
+from omconnect.runtime.config.loader import load_pipeline
+from omconnect.runtime.config.problems import PipelineConfigError
+from omconnect.runtime.worker.runner import PipelineRunner
+from tests.support.omconnect_process import omconnect
+from tests.worker.conftest import run_pipeline
+
+
+def write_csv(path: Path, first: int, count: int) -> None:
+    ids = np.arange(first, first + count, dtype=np.int64)
+    pacsv.write_csv(pa.table({"id": ids, "name": np.char.add("n", ids.astype(str))}), path)
+
+
+def landing(tmp_path: Path, extra: str = "") -> str:
+    return (
+        f"name: land\nbroker: none\nstate: {tmp_path}/state\n"
+        f"source: {{connector: csv, path: '{tmp_path}/in/*.csv', batch_size: 1000}}\n"
+        f"sink: {{connector: parquet, path: '{tmp_path}/out/'}}\n"
+        "tasks: 2\n" + extra
+    )
+
+
+def parquet_files(out: Path) -> dict[str, list[int]]:
+    return {
+        p.name: pq.read_table(p).column("id").to_pylist()
+        for p in sorted(out.iterdir())
+        if not p.name.startswith(".")
+    }
+
+
+def test_rows_land_whole_and_a_second_run_appends_without_touching_the_first(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", 0, 5000)
+    write_csv(tmp_path / "in" / "b.csv", 5000, 5000)
+    metrics = run_pipeline(tmp_path / "p.yaml", landing(tmp_path))
+    assert metrics.rows_written == 10_000
+    first = parquet_files(tmp_path / "out")
+    assert sorted(i for ids in first.values() for i in ids) == list(range(10_000))
+    # Nothing went through a broker: no embedded log in the state directory.
+    assert not (tmp_path / "state" / LOG_FILE_NAME).exists()
+
+    write_csv(tmp_path / "in" / "c.csv", 10_000, 3000)
+    run_pipeline(tmp_path / "p.yaml", landing(tmp_path))
+    second = parquet_files(tmp_path / "out")
+    for name, ids in first.items():
+        assert second[name] == ids, f"{name} changed by the second run"
+    new = sorted(i for name, ids in second.items() if name not in first for i in ids)
+    assert new == list(range(10_000, 13_000)), "the second run delivers only the new file"
+
+    listed = omconnect("offsets", "list", str(tmp_path / "p.yaml"), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    sink = [e for e in map(json.loads, listed.stdout.splitlines()) if e["kind"] == "sink"]
+    assert sink == [
+        {
+            "kind": "sink",
+            "partition": {"topic": "land", "partition": 0},
+            "offset": {"offset": 13_000},
+        }
+    ]
+
+
+def test_a_small_in_flight_budget_makes_the_sink_commit_rather_than_stall(tmp_path: Path) -> None:
+    """The source's sends are acknowledged by the sink's commits: with a budget far below the
+    input, the sink must commit when it holds half of it, not wait for commit_interval."""
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", 0, 200_000)
+    text = landing(
+        tmp_path,
+        "batching: {max_rows: 5000}\nmax_in_flight_bytes: 256KiB\ncommit_interval: 10m\n",
+    )
+    metrics = run_pipeline(tmp_path / "p.yaml", text, timeout=60)
+    assert metrics.rows_written == 200_000
+    assert metrics.sink_commits > 5, metrics.sink_commits
+    files = parquet_files(tmp_path / "out")
+    assert sorted(i for ids in files.values() for i in ids) == list(range(200_000))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("sink", "needs both a source and a sink"),
+        ("exactly_once: true", "exactly_once does not apply with broker: none"),
+        ("format: json", "format does not apply with broker: none"),
+        ("partitions: 3", "partitions does not apply with broker: none"),
+        ("offsets: broker", "offsets: broker needs a broker"),
+        ("state: postgresql://localhost/test", "keeps dead letters in the embedded broker"),
+    ],
+)
+def test_what_needs_a_broker_is_refused_before_anything_runs(
+    tmp_path: Path, change: str, expected: str
+) -> None:
+    text = landing(tmp_path)
+    if change == "sink":
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("sink:"))
+    elif change.startswith("state:"):
+        text = text.replace(f"state: {tmp_path}/state", change)
+    else:
+        text += change + "\n"
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(PipelineConfigError) as refused:
+        load_pipeline(tmp_path / "p.yaml")
+    assert expected in str(refused.value)
+
+
+def test_a_sink_that_stores_its_own_positions_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", 0, 10)
+    text = landing(tmp_path).replace(
+        f"sink: {{connector: parquet, path: '{tmp_path}/out/'}}",
+        f"sink: {{connector: sql, url: 'sqlite:///{tmp_path}/t.db', table: t, create: true}}",
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    runner = PipelineRunner(load_pipeline(tmp_path / "p.yaml"), once=True)
+    with pytest.raises(ValueError, match=r"stores its own positions .* needs a broker"):
+        asyncio.run(runner.run())
+
+
+def test_a_run_of_the_source_alone_is_refused(tmp_path: Path) -> None:
+    """An orchestrator's fan-out runs source tasks without the sink: impossible without a
+    broker to hold what they read."""
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", 0, 10)
+    (tmp_path / "p.yaml").write_text(landing(tmp_path))
+    runner = PipelineRunner(load_pipeline(tmp_path / "p.yaml"), once=True, sink=False)
+    with pytest.raises(ValueError, match="cannot run one without the other"):
+        asyncio.run(runner.run())
+
+
+def test_rewinding_the_sink_is_refused_with_what_to_do_instead(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(landing(tmp_path))
+    reset = omconnect("offsets", "reset", str(tmp_path / "p.yaml"), "--sink", cwd=tmp_path)
+    assert reset.returncode == 2
+    assert "resetting the source's positions is what delivers the rows again" in reset.stderr
