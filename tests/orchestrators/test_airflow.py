@@ -183,6 +183,11 @@ def two_tables(tmp_path: Path) -> Path:
         CSV_PIPELINE.format(name="af-single", out="single/") + 'schedule: "@daily"\n'
     )
     (folder / "manual.yaml").write_text(CSV_PIPELINE.format(name="af-manual", out="manual/"))
+    (folder / "direct.yaml").write_text(
+        "broker: none\n"
+        + SPLIT_PIPELINE.format(name="af-direct", database=database).replace("out/", "direct/")
+        + 'schedule: "0 * * * *"\n'
+    )
     (folder / "broken.yaml").write_text("name: [\n")
     return folder
 
@@ -199,7 +204,9 @@ def test_the_dag_factory_fans_a_split_source_out_into_mapped_tasks_then_the_sink
         """,
     )
     dags = module.dags
-    assert sorted(dags) == ["af-single", "af-split"]  # no schedule, does not load: left out
+    # No schedule, does not load: left out. Without a broker a split source is one task.
+    assert sorted(dags) == ["af-direct", "af-single", "af-split"]
+    assert [t.task_id for t in dags["af-direct"].tasks] == ["run"]
     split = dags["af-split"]
     assert split.catchup is False and split.max_active_runs == 1
     assert "omconnect" in split.tags and "sql" in split.tags
@@ -218,6 +225,11 @@ def test_the_dag_factory_fans_a_split_source_out_into_mapped_tasks_then_the_sink
     assert [xcom(run, "source", index)["records_written"] for index in (0, 1)] == [0, 0]
     assert xcom(run, "sink")["records_written"] == 600
     assert parquet_ids(tmp_path / "out") == [*range(1, 301), *range(10_001, 10_301)]
+
+    direct = dags["af-direct"].test()
+    assert task_states(direct) == {("run", -1): ("success", 1)}
+    assert xcom(direct, "run")["records_written"] == 600
+    assert parquet_ids(tmp_path / "direct") == [*range(1, 301), *range(10_001, 10_301)]
 
 
 def test_the_deferrable_operator_runs_a_streaming_pipeline_in_the_trigger_until_n_records(

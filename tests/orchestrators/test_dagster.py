@@ -307,3 +307,21 @@ def test_nothing_outside_the_dagster_package_imports_dagster() -> None:
             if any(name.split(".")[0] == "dagster" for name in names):
                 importers.append(str(file.relative_to(ROOT)))
     assert importers == []
+
+
+def test_without_a_broker_a_split_source_runs_as_one_asset_with_its_sink(
+    tmp_path: Path,
+) -> None:
+    """``broker: none``: the source's tasks hand their rows to the sink in one process, so
+    there is no fan-out of source tasks to materialise apart."""
+    pipeline = split_pipeline(tmp_path)
+    pipeline.write_text("broker: none\n" + pipeline.read_text())
+    resource = OmconnectResource(working_dir=str(tmp_path))
+    defs = pipeline_definitions(pipeline, resource=resource)
+    sink_key = dg.AssetKey(["parquet", "out"])
+    assert defs.get_assets_def(sink_key).partitions_def is None
+    run = defs.resolve_job_def("omconnect_split").execute_in_process()
+    assert run.success
+    metadata = only_materialisation(run)
+    assert metadata["records_read"] == metadata["records_written"] == 4_000
+    assert parquet_ids(tmp_path / "out") == [*range(1, 2_001), *range(10_001, 12_001)]
