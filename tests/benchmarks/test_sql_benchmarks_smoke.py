@@ -71,7 +71,7 @@ def _outputs(tmp_path: Path) -> list[str]:
 def test_snapshot_runs_and_verifies(url: str, table: str, tmp_path: Path) -> None:
     # In the order of the results: the B1a contestants, then B1b's.
     ceiling = ["copy-binary"] if shutil.which("psql") else []
-    contestants = ["omconnect", "adbc-parquet", *ceiling, "omconnect-topic"]
+    contestants = ["omconnect", "omconnect-via-topic", "adbc-parquet", *ceiling, "omconnect-topic"]
     exit_code = sql_snapshot.main(
         [
             *_outputs(tmp_path),
@@ -87,9 +87,9 @@ def test_snapshot_runs_and_verifies(url: str, table: str, tmp_path: Path) -> Non
     results = json.loads((tmp_path / "results.json").read_text())
     by_name = {c["contestant"]: c for c in results["contestants"]}
     assert list(by_name) == contestants
-    checked = ("omconnect", "adbc-parquet", "omconnect-topic")
+    checked = ("omconnect", "omconnect-via-topic", "adbc-parquet", "omconnect-topic")
     assert {by_name[name]["status"] for name in checked} == {"verified"}
-    assert by_name["omconnect"]["workload"] == "B1a"
+    assert by_name["omconnect"]["workload"] == by_name["omconnect-via-topic"]["workload"] == "B1a"
     assert by_name["omconnect-topic"]["workload"] == "B1b"
     assert all(c["failure"] is None for c in results["contestants"])
     assert by_name["omconnect"]["peak_rss_bytes"] > 10 << 20  # a Python process, measured
@@ -101,6 +101,7 @@ def test_snapshot_runs_and_verifies(url: str, table: str, tmp_path: Path) -> Non
     report = (tmp_path / "results.md").read_text()
     assert report.startswith("# B1")
     assert "- B1a `omconnect` against `adbc-parquet` (no runtime): " in report
+    assert "- B1a `omconnect` against `omconnect-via-topic` (the same through a topic): " in report
     # The input table is reused when it holds the right rows.
     assert sql_snapshot.ensure_table(url, table, ROWS) == "reused"
 
