@@ -24,6 +24,7 @@ from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.worker.runner import PipelineRunner
 from tests.support.omconnect_process import omconnect
+from tests.support.toy_connectors import COLLECTED
 from tests.worker.conftest import run_pipeline
 
 
@@ -154,3 +155,36 @@ def test_rewinding_the_sink_is_refused_with_what_to_do_instead(tmp_path: Path) -
     reset = omconnect("offsets", "reset", str(tmp_path / "p.yaml"), "--sink", cwd=tmp_path)
     assert reset.returncode == 2
     assert "resetting the source's positions is what delivers the rows again" in reset.stderr
+
+
+def test_streams_deletes_keys_and_ids_reach_the_sink_as_through_a_topic(tmp_path: Path) -> None:
+    text = (
+        f"name: toy\nbroker: none\nstate: {tmp_path}/s\n"
+        "source: {connector: toy-streams, streams: [a, b], rows: 6, deletes: [2, 5]}\n"
+        "sink: {connector: toy-collect}\n"
+    )
+    run_pipeline(tmp_path / "p.yaml", text)
+    rows = COLLECTED["default"].rows
+    assert {r["topic"] for r in rows} == {"toy.a", "toy.b"}
+    for topic in ("toy.a", "toy.b"):
+        mine = [r for r in rows if r["topic"] == topic]
+        assert sorted(r["key"] for r in mine if r["deleted"]) == ["k2", "k5"]
+        assert sorted(r["id"] for r in mine if not r["deleted"]) == [0, 1, 3, 4]
+    assert all(r["message_id"] for r in rows), "every row carries its message id"
+    assert len({r["message_id"] for r in rows}) == len(rows)
+    key_schemas = {r["key_schema"] for r in rows}
+    assert None not in key_schemas and [f.name for f in key_schemas.pop().fields] == ["key"]
+
+
+def test_a_sink_that_leaves_rows_not_durable_fails_the_run_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """The sources' sends wait for the sink's commits: a sink whose last flush keeps some of
+    what it was given from being durable would leave them waiting for ever."""
+    text = (
+        f"name: toy\nbroker: none\nstate: {tmp_path}/s\n"
+        "source: {connector: toy-streams, rows: 10}\n"
+        "sink: {connector: toy-collect, durable_every: 4}\n"
+    )
+    with pytest.raises(Exception, match=r"left 2 row\(s\) it was given not durable"):
+        run_pipeline(tmp_path / "p.yaml", text, timeout=30)

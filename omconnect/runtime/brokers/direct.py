@@ -158,6 +158,10 @@ class DirectBroker(Broker):
                     )
             log.held.clear()
 
+    def unwritten(self) -> int:
+        """How many messages were sent and not committed by the sink."""
+        return sum(log.end - log.committed for log in self.logs.values())
+
     def wake(self) -> None:
         self._appended.set()
 

@@ -24,6 +24,7 @@ from omconnect.connectors.api.transform import Transform
 from omconnect.runtime.brokers import open_broker, parse_broker_url
 from omconnect.runtime.brokers.base import (
     Broker,
+    BrokerError,
     Consumer,
     RebalanceListener,
     TopicPartition,
@@ -334,7 +335,11 @@ class PipelineRunner:
                     # Without a broker the sources' sends are acknowledged by the sink's
                     # commits: the sink ends where they stopped sending (under --once and at a
                     # stop alike), not at the stop itself, which would leave them waiting.
-                    group.create_task(sink_loop.run(asyncio.Event() if direct else stop, until))
+                    group.create_task(
+                        _run_direct_sink(sink_loop, broker, until)
+                        if isinstance(broker, DirectBroker)
+                        else sink_loop.run(stop, until)
+                    )
                 if direct:
                     assert sink_loop is not None
                     await _all_sent(source_loops, sources)
@@ -423,6 +428,24 @@ class PipelineRunner:
             connector.task_configs(1)[0],
             self._context(0, _NoOffsets(), parts),
             [] if transformed else self._transforms(),
+        )
+
+
+async def _run_direct_sink(
+    sink_loop: SinkLoop,
+    broker: DirectBroker,
+    until: asyncio.Future[dict[TopicPartition, int] | None],
+) -> None:
+    """The sink of a run without a broker, to where the sources stopped sending; a sink whose
+    last flush left rows it was given not durable fails the run (their senders would wait
+    for an ack forever; the source reads them again next run)."""
+    await sink_loop.run(asyncio.Event(), until)
+    unwritten = broker.unwritten()
+    if unwritten:
+        raise BrokerError(
+            f"the sink's last flush left {unwritten} row(s) it was given not durable; "
+            "broker: none needs a sink that makes everything it was given durable when it "
+            "stops (they are read again next run)"
         )
 
 

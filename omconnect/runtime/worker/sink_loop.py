@@ -506,6 +506,7 @@ class SinkLoop:
         assert records is not None
         where = consumed.topic, consumed.partition
         first = int(messages.offsets[0].as_py())  # type: ignore[index]
+        keys = records.key_columns()  # explicit, as a sink reading a topic gets them
         batch = RecordBatch(
             values=records.values,
             schema=records.schema,
@@ -513,8 +514,8 @@ class SinkLoop:
                 PositionMark(0, broker_position(*where, first)),
                 PositionMark(records.num_rows, broker_position(*where, first + len(messages))),
             ),
-            keys=records.keys,
-            key_schema=records.key_schema,
+            keys=keys,
+            key_schema=records.key_schema or self._key_schema(consumed.topic, keys),
             timestamps=messages.timestamps,
             tombstones=records.tombstones,
             row_headers=messages.headers,
