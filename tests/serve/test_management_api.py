@@ -300,3 +300,31 @@ def test_writes_stay_behind_the_access_guard(tmp_path: Path) -> None:
         assert yaml_elsewhere[0] == 415
         assert worker.status("orders")["state"] in ("RUNNING", "UNASSIGNED")
     assert folder_files(folder) == ["orders.yaml"]
+
+
+def test_a_pipeline_without_a_broker_runs_stops_and_resumes_under_serve(tmp_path: Path) -> None:
+    """``broker: none`` runs continuously: new files land, a stop delivers what was in flight
+    and stores the source's positions (nothing again after the resume), and rewinding the
+    sink is refused without touching those positions."""
+    folder = tmp_path / "pipelines"
+    write_orders(tmp_path / "in" / "a.csv", range(1, 4))
+    path = write_pipeline(folder, "direct", tmp_path, tmp_path / "in")
+    text = path.read_text().replace(f"broker: embedded://{tmp_path / 'state'}", "broker: none")
+    path.write_text(text.replace("format: avro\n", ""))
+    out = tmp_path / "out" / "direct"
+
+    with ServedWorker(folder) as worker:
+        wait_until(lambda: sink_ids(out) == [1, 2, 3], what="the first file")
+        write_orders(tmp_path / "in" / "b.csv", range(4, 6))
+        wait_until(lambda: sink_ids(out) == [1, 2, 3, 4, 5], what="a file added later")
+
+        worker.json("PUT", "/pipelines/direct/stop", expect=202)
+        wait_until(lambda: worker.status("direct")["state"] == "STOPPED", what="STOPPED")
+        refused = worker.json("DELETE", "/pipelines/direct/offsets?sink=true", expect=422)
+        assert "resetting the source's positions" in refused["message"]
+        offsets = worker.json("GET", "/pipelines/direct/offsets")["offsets"]
+        assert sorted(e["kind"] for e in offsets) == ["sink", "source", "source"]
+
+        write_orders(tmp_path / "in" / "c.csv", range(6, 7))
+        worker.json("PUT", "/pipelines/direct/resume", expect=202)
+        wait_until(lambda: sink_ids(out) == [1, 2, 3, 4, 5, 6], what="only the new file")

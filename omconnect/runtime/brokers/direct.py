@@ -25,8 +25,11 @@ Delivery stays at least once, as Redpanda Connect's does between an input and an
   one commit;
 * the sink commits every ``commit_interval`` as always, and as soon as what it was given and not
   yet committed reaches half of ``max_in_flight_bytes`` (``on_commit_wanted``), so a source
-  never waits on its in-flight budget for long; under ``--once`` the runner ends the sink at the
-  log's end once every source task has sent everything (``SourceLoop.all_sent``).
+  never waits on its in-flight budget for long; the runner ends the sink at the log's end
+  once every source task has stopped polling and sent what it polled (``SourceLoop.all_sent``:
+  under ``--once`` and at a stop alike), so what is in flight is delivered, and a sink whose
+  last flush keeps some of it back fails the run (``unwritten``) rather than leave its
+  senders waiting.
 
 Not here: a sink that stores its own positions (the sql sink's exactly-once mode) is refused:
 after a crash the numbers it stored may name other rows. Dead letters go to the embedded broker

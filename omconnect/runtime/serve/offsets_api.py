@@ -26,9 +26,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.position_changes import (
+    SINK_WITHOUT_TOPIC,
     changed_offset_store,
     rewind_sink,
     unmasked,
@@ -83,6 +85,8 @@ class OffsetsApi:
         sink = request.query_params.get("sink", "false").lower()
         if sink not in ("true", "false"):
             raise HTTPException(400, "sink must be true or false")
+        if sink == "true" and pipeline.loaded.config.broker == NO_BROKER:
+            raise HTTPException(422, f"sink=true: {SINK_WITHOUT_TOPIC}")
         removed = await self._change(pipeline, _forget, pipeline.loaded)
         message = f"removed {removed} source position(s)"
         if sink == "true" and pipeline.loaded.sink is not None:
@@ -118,8 +122,6 @@ class OffsetsApi:
                 await rewind_sink(pipeline.loaded)
         except PipelineRunningError as exc:
             raise HTTPException(409, pipeline.describe_error(exc)) from None
-        except ValueError as exc:  # broker: none: no topic to rewind
-            raise HTTPException(422, pipeline.describe_error(exc)) from None
         except Exception as exc:  # an unreachable broker is the server's problem
             message = pipeline.describe_error(exc)
             log.warning("pipeline %s: cannot rewind %s: %s", pipeline.name, cfg.broker, message)
