@@ -79,6 +79,7 @@ def test_there_are_pipelines() -> None:
 RUN_FIRST = {
     "topic-to-postgres.yaml": ["quickstart.yaml"],
     "postgres-to-topic.yaml": ["quickstart.yaml", "topic-to-postgres.yaml"],
+    "postgres-to-parquet.yaml": ["quickstart.yaml", "topic-to-postgres.yaml"],
     "postgres-cdc.yaml": ["quickstart.yaml", "topic-to-postgres.yaml"],
     "topic-to-s3-parquet.yaml": ["quickstart.yaml"],
 }
@@ -267,6 +268,48 @@ def test_quickstart_delivers_every_positive_order_to_parquet(repo_copy: Path) ->
     # The OpenMessaging message id: the stable id the source gave the record.
     assert lines[0]["message_id"] == lines[0]["headers"]["oms.message_id"]
     assert lines[0]["message_id"] != lines[1]["message_id"]
+
+
+def test_postgres_to_parquet_lands_the_table_and_then_only_new_rows(
+    repo_copy: Path, postgres_url: str
+) -> None:
+    env = {"POSTGRES_URL": postgres_url}
+    for first in RUN_FIRST["postgres-to-parquet.yaml"]:
+        ran = omconnect("run", f"pipelines/{first}", "--once", cwd=repo_copy, env=env)
+        assert ran.returncode == 0, ran.stderr
+    engine = sa.create_engine(sqlalchemy_url(postgres_url))
+    try:
+        with engine.connect() as connection:
+            ids = sorted(connection.execute(sa.text("SELECT order_id FROM orders")).scalars())
+        pipeline = ["run", "pipelines/postgres-to-parquet.yaml", "--once"]
+        ran = omconnect(*pipeline, cwd=repo_copy, env=env)
+        assert ran.returncode == 0, ran.stderr
+        out = repo_copy / "out" / "orders-from-postgres"
+        files = sorted(out.glob("*.parquet"))
+        assert files and all(f.name.startswith("orders-from-postgres.") for f in files)
+        landed = ds.dataset(out, format="parquet").to_table()
+        assert sorted(landed["order_id"].to_pylist()) == ids
+        topics = omconnect("topics", "list", cwd=repo_copy)
+        assert topics.returncode == 0, topics.stderr
+        assert "orders-from-postgres" not in topics.stdout, "no topic was written"
+
+        with engine.begin() as connection:  # a new order: a copy of the first, new id
+            for statement in (
+                "CREATE TEMP TABLE new_order AS SELECT * FROM orders WHERE order_id = :id",
+                "UPDATE new_order SET order_id = order_id + 1000000",
+                "INSERT INTO orders SELECT * FROM new_order",
+            ):
+                connection.execute(sa.text(statement), {"id": ids[0]})
+        again = omconnect(*pipeline, cwd=repo_copy, env=env)
+        assert again.returncode == 0, again.stderr
+        added = sorted(set(out.glob("*.parquet")) - set(files))
+        assert [pq_ids(f) for f in added] == [[ids[0] + 1_000_000]]
+    finally:
+        engine.dispose()
+
+
+def pq_ids(path: Path) -> list[int]:
+    return ds.dataset(path, format="parquet").to_table()["order_id"].to_pylist()
 
 
 # -- the broker examples ----------------------------------------------------------------------
