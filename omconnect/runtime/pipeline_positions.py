@@ -4,7 +4,9 @@ The same entries ``omconnect offsets list`` prints, one JSON object each: source
 from the pipeline's offset store, that of its ``state:`` or, with ``offsets: broker``, the one
 in its broker (``{"kind": "source", "partition": {...}, "offset": {...}}``), and the
 committed offsets of the sink's consumer group on the broker
-(``{"kind": "sink", "partition": {"topic": T, "partition": P}, "offset": {"offset": N}}``).
+(``{"kind": "sink", "partition": {"topic": T, "partition": P}, "offset": {"offset": N}}``;
+with ``broker: none``, where the sink's commits left each topic's numbering, from the offset
+store).
 Values JSON cannot hold are tagged (``{"$datetime": "..."}``, see
 ``omconnect.schemas.position_codec``); ``offsets set`` reads them back the same way. Sink
 entries cover every topic the sink reads (``<topic>.<stream>`` too). Reading them while the
