@@ -188,3 +188,17 @@ def test_a_sink_that_leaves_rows_not_durable_fails_the_run_instead_of_hanging(
     )
     with pytest.raises(Exception, match=r"left 2 row\(s\) it was given not durable"):
         run_pipeline(tmp_path / "p.yaml", text, timeout=30)
+
+
+def test_rows_for_a_topic_the_sink_does_not_read_fail_the_run_with_its_name(
+    tmp_path: Path,
+) -> None:
+    """A batch with a topic of its own (a heartbeat topic) has nowhere to go without a broker:
+    refused at once, not left waiting for a sink that never reads it."""
+    text = (
+        f"name: toy\nbroker: none\nstate: {tmp_path}/s\n"
+        "source: {connector: toy-streams, rows: 10, absolute_topic: beats}\n"
+        "sink: {connector: toy-collect}\n"
+    )
+    with pytest.raises(ValueError, match="rows for topic 'beats', which the sink does not read"):
+        run_pipeline(tmp_path / "p.yaml", text, timeout=30)

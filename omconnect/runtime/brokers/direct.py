@@ -32,8 +32,10 @@ Delivery stays at least once, as Redpanda Connect's does between an input and an
   senders waiting.
 
 Not here: a sink that stores its own positions (the sql sink's exactly-once mode) is refused:
-after a crash the numbers it stored may name other rows. Dead letters go to the embedded broker
-of the pipeline's state directory (the runner opens it), not through this broker.
+after a crash the numbers it stored may name other rows. So are rows for a topic the sink does
+not read (a batch with a topic of its own): nothing would keep them (``check_read``). Dead
+letters go to the embedded broker of the pipeline's state directory (the runner opens it), not
+through this broker.
 """
 
 from __future__ import annotations
@@ -203,6 +205,20 @@ class DirectProducer(Producer):
             "broker: none carries a pipeline's own rows to its sink (send_records), no messages"
         )
 
+    def check_read(self, topic: str) -> None:
+        """Refuse rows for a topic the sink does not read (a batch with a topic of its own,
+        routed away from the pipeline's): without a broker nothing would keep them.
+
+        Raises:
+            ValueError: the pipeline's sink does not read ``topic``.
+        """
+        consumer = self.broker._consumer
+        if consumer is not None and not consumer.reads(topic):
+            raise ValueError(
+                f"rows for topic {topic!r}, which the sink does not read: with broker: none "
+                "there is no broker to keep them; set a broker to publish them"
+            )
+
     async def send_records(
         self, topic: str, messages: MessageBatch, records: RecordBatch
     ) -> list[SendResult]:
@@ -250,13 +266,14 @@ class DirectConsumer(Consumer):
         self._uncommitted_bytes = 0
         self._commit_asked = False
 
-    def _reads(self, topic: str) -> bool:
+    def reads(self, topic: str) -> bool:
+        """Whether the sink reads ``topic`` (its topics, or its pattern)."""
         return topic in self.topics or (
             self.pattern is not None and self.pattern.fullmatch(topic) is not None
         )
 
     async def _assign_new(self) -> None:
-        new = {t for t in self.broker.logs if t not in self.assigned and self._reads(t)}
+        new = {t for t in self.broker.logs if t not in self.assigned and self.reads(t)}
         if not new:
             return
         for topic in new:
@@ -316,10 +333,10 @@ class DirectConsumer(Consumer):
         self._commit_asked = False
 
     async def committed(self) -> dict[TopicPartition, int]:
-        return {(t, 0): log.committed for t, log in self.broker.logs.items() if self._reads(t)}
+        return {(t, 0): log.committed for t, log in self.broker.logs.items() if self.reads(t)}
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
-        return {(t, 0): log.end for t, log in self.broker.logs.items() if self._reads(t)}
+        return {(t, 0): log.end for t, log in self.broker.logs.items() if self.reads(t)}
 
     async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Read from these offsets next, within what is held: before the last commit is

@@ -307,6 +307,7 @@ class SourceLoop:
                 continue
             topic = part.topic or self.settings.topic_for(part.stream)
             if isinstance(self.producer, DirectProducer):
+                self.producer.check_read(topic)
                 routed.append(_Routed(topic, _metadata_only(part), None, part))
                 continue
             encoded = self.parts.converter.encode(topic, part)
