@@ -1,7 +1,8 @@
 """One Parquet file per Arrow type through a real pipeline and back, with the ``omconnect``
 command: ``parquet`` source -> embedded broker (format ``avro``, then ``json``) -> ``parquet``
-sink. The written file must hold the same values with the same Arrow types (issue 7: "maps to
-an omconnect type and back losslessly, through every converter").
+sink, and once more without a broker (``broker: none``: the sink takes the source's columns).
+The written file must hold the same values with the same Arrow types (issue 7: "maps to an
+omconnect type and back losslessly, through every converter").
 
 Every file holds a ``case`` and a ``row`` column (both not null, so nullability is checked
 too) and one column named after its case, with a null in it. The files all go through
@@ -35,7 +36,7 @@ from tests.support.file_formats import published_files
 from tests.support.omconnect_process import omconnect, tail_topic
 from tests.support.schema_strategies import first_difference
 
-FORMATS = ("avro", "json")
+FORMATS = ("avro", "json", "none")
 NS_PER_DAY = 86_400 * 10**9
 NS_EXTREMES = [-(2**63) + 1, 2**63 - 1, None, 1]
 
@@ -237,14 +238,15 @@ def deliver(directory: Path, format_name: str, cases: list[TypeCase]) -> Deliver
         pq.write_table(
             pa.Table.from_batches([case.source_rows()]), directory / f"in/{case.name}.parquet"
         )
+    # "none": no broker, the sink takes the source's columns as they are (no format).
+    broker = "none" if format_name == "none" else f"embedded://.omconnect\nformat: {format_name}"
     (directory / "types.yaml").write_text(
         f"""
 name: types_{format_name}
-broker: embedded://.omconnect
+broker: {broker}
 state: .omconnect
 source: {{connector: parquet, path: in/}}
 topic: types
-format: {format_name}
 errors: {{tolerance: all}}
 sink: {{connector: parquet, path: out/}}
 """
