@@ -3,7 +3,8 @@
 For pipelines that land a source in a sink on one machine (a table into Parquet files, dlt's
 and sling's job): nothing is encoded, stored in a log or read back. A topic costs a pipeline
 like B1a (PostgreSQL -> Parquet) about as much CPU as reading the table: Avro encoding, the
-embedded log's appends and compression, and the sink reading it back. Without one the source's
+embedded log's appends and compression, and the sink reading it back (B1 at 9b5456a: 2.89 s of
+client CPU per 1M rows through the embedded topic, 1.86 s without). Without one the source's
 Arrow columns reach the sink as they are (``format`` does not apply).
 
 This is a departure from DESIGN.md, where every pipeline goes through its topic; it is opt-in
