@@ -21,7 +21,7 @@ import asyncio
 from typing import Any
 
 from omconnect.runtime.brokers import BrokerNotFoundError, open_broker
-from omconnect.runtime.brokers.direct import NO_BROKER, sink_namespace
+from omconnect.runtime.brokers.direct import sink_namespace
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.state.backends import open_existing_pipeline_offset_store
 from omconnect.runtime.worker.runner import open_sink_consumer
@@ -72,7 +72,7 @@ async def sink_offsets(loaded: LoadedPipeline) -> dict[tuple[str, int], int]:
     when the broker has no storage yet: nothing was ever committed, or when it is a queue,
     whose consumers acknowledge messages instead)."""
     cfg = loaded.config
-    if cfg.broker == NO_BROKER:
+    if cfg.without_broker:
         return await asyncio.to_thread(_direct_sink_offsets, loaded)
     try:
         broker = open_broker(cfg.broker, create=False)

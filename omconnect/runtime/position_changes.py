@@ -16,7 +16,6 @@ from typing import Any
 
 from omconnect.connectors.api import ConfigError, SourceConnector
 from omconnect.runtime.brokers import open_broker
-from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.state import OffsetStore, pipeline_stopped
 from omconnect.runtime.state.backends import open_pipeline_offset_store
@@ -27,6 +26,12 @@ SINK_WITHOUT_TOPIC = (
     "broker: none: the sink reads no topic it could read again; resetting the source's "
     "positions is what delivers the rows again"
 )
+
+
+def sink_rewind_refusal(loaded: LoadedPipeline) -> str | None:
+    """Why the sink of ``loaded`` cannot be rewound (None when it can): asked before any
+    position is removed, so a refused reset changes nothing."""
+    return SINK_WITHOUT_TOPIC if loaded.config.without_broker else None
 
 
 def unmasked(loaded: LoadedPipeline, value: Any) -> Any:
@@ -91,14 +96,9 @@ def changed_offset_store(loaded: LoadedPipeline, command: str) -> Iterator[Offse
 
 
 async def rewind_sink(loaded: LoadedPipeline) -> None:
-    """Commit offset 0 for every partition the sink's consumer group reads.
-
-    Raises:
-        ValueError: the pipeline has no broker: no topic to read again.
-    """
+    """Commit offset 0 for every partition the sink's consumer group reads (see
+    ``sink_rewind_refusal`` first)."""
     cfg = loaded.config
-    if cfg.broker == NO_BROKER:
-        raise ValueError(SINK_WITHOUT_TOPIC)
     broker = open_broker(cfg.broker)
     try:
         consumer = await open_sink_consumer(broker, loaded)

@@ -28,7 +28,6 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from omconnect.runtime.airflow.operators import OmconnectRunOperator
 from omconnect.runtime.airflow.pipeline_run import working_directory
 from omconnect.runtime.airflow.secrets import register_airflow_resolvers
-from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.config.cron import parse_cron
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline, pipeline_files
 from omconnect.runtime.config.problems import PipelineConfigError
@@ -117,7 +116,7 @@ def pipeline_dag(
     }
     with DAG(dag_id=config.name, **settings) as dag:
         count = _task_count(loaded)
-        if count <= 1 or config.broker == NO_BROKER:  # without a broker: one process
+        if count <= 1 or config.without_broker:  # without a broker: one process
             OmconnectRunOperator(task_id="run", pipeline=pipeline, working_dir=str(working_dir))
         else:
             sources = OmconnectRunOperator.partial(

@@ -122,7 +122,7 @@ class DirectBroker(Broker):
         self.logs: dict[str, _TopicLog] = {}
         self._appended = asyncio.Event()
         self._consumer: DirectConsumer | None = None
-        self._closed = False
+        self.closed = False
 
     async def producer(self) -> Producer:
         return DirectProducer(self)
@@ -155,7 +155,7 @@ class DirectBroker(Broker):
 
     async def close(self) -> None:
         """Fail the sends still waiting for the sink: it will not write them in this run."""
-        self._closed = True
+        self.closed = True
         for log in self.logs.values():
             for sent in log.held:
                 if not sent.acked.done():
@@ -163,6 +163,10 @@ class DirectBroker(Broker):
                         BrokerError("the run ended before the sink wrote these rows")
                     )
             log.held.clear()
+
+    def sink_reads(self, topic: str) -> bool:
+        """Whether the sink's consumer reads ``topic`` (true before it subscribed)."""
+        return self._consumer is None or self._consumer.reads(topic)
 
     def unwritten(self) -> int:
         """How many messages were sent and not committed by the sink."""
@@ -213,8 +217,7 @@ class DirectProducer(Producer):
         Raises:
             ValueError: the pipeline's sink does not read ``topic``.
         """
-        consumer = self.broker._consumer
-        if consumer is not None and not consumer.reads(topic):
+        if not self.broker.sink_reads(topic):
             raise ValueError(
                 f"rows for topic {topic!r}, which the sink does not read: with broker: none "
                 "there is no broker to keep them; set a broker to publish them"
@@ -225,7 +228,7 @@ class DirectProducer(Producer):
     ) -> list[SendResult]:
         """Give ``records`` (whose message metadata is ``messages``) to the sink; returns once
         the sink has committed them."""
-        if self.broker._closed:
+        if self.broker.closed:
             raise BrokerError("broker: none is closed")
         log = self.broker.logs.get(topic)
         if log is None:

@@ -20,15 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.cli.failures import USAGE_EXIT, CommandError, note_secrets
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.position_changes import (
-    SINK_WITHOUT_TOPIC,
     changed_offset_store,
     rewind_sink,
+    sink_rewind_refusal,
     unmasked,
     usable_position,
 )
@@ -148,8 +147,9 @@ def reset_command(args: argparse.Namespace) -> int:
             partition = unmasked(loaded, dict(found))
         except ValueError as exc:
             raise CommandError(f"--partition: {exc}", USAGE_EXIT) from None
-    if args.sink and loaded.config.broker == NO_BROKER:
-        raise CommandError(f"--sink: {SINK_WITHOUT_TOPIC}", USAGE_EXIT)
+    refusal = sink_rewind_refusal(loaded) if args.sink else None
+    if refusal is not None:
+        raise CommandError(f"--sink: {refusal}", USAGE_EXIT)
     with changed_offset_store(loaded, "omconnect offsets reset") as store:
         removed = store.delete(loaded.config.name, partition)
         print(f"removed {removed} source position(s)")

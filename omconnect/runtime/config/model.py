@@ -308,9 +308,14 @@ class PipelineConfig(_Strict):
                     )
         return self
 
+    @property
+    def without_broker(self) -> bool:
+        """``broker: none``: the sink takes the source's rows in the same process."""
+        return self.broker == NO_BROKER
+
     @model_validator(mode="after")
     def _without_a_broker(self) -> PipelineConfig:
-        if self.broker != NO_BROKER:
+        if not self.without_broker:
             return self
         if self.source is None or self.sink is None:
             raise ValueError(

@@ -22,7 +22,6 @@ from typing import Any
 
 import dagster as dg
 
-from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.config.loader import LoadedPipeline, load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
 from omconnect.runtime.dagster.resource import RESOURCE_KEY, OmconnectResource
@@ -77,7 +76,7 @@ def pipeline_assets(
         fan_out
         and loaded.source is not None
         and loaded.sink is not None
-        and loaded.config.broker != NO_BROKER  # without a broker: one process
+        and not loaded.config.without_broker  # without a broker: one process
     ):
         topic = translator.get_topic_spec(loaded)
         tasks = dg.StaticPartitionsDefinition([str(i) for i in range(_task_count(loaded))])

@@ -26,13 +26,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from omconnect.runtime.brokers.direct import NO_BROKER
 from omconnect.runtime.config.loader import LoadedPipeline
 from omconnect.runtime.pipeline_positions import pipeline_offsets
 from omconnect.runtime.position_changes import (
-    SINK_WITHOUT_TOPIC,
     changed_offset_store,
     rewind_sink,
+    sink_rewind_refusal,
     unmasked,
     usable_position,
 )
@@ -85,8 +84,9 @@ class OffsetsApi:
         sink = request.query_params.get("sink", "false").lower()
         if sink not in ("true", "false"):
             raise HTTPException(400, "sink must be true or false")
-        if sink == "true" and pipeline.loaded.config.broker == NO_BROKER:
-            raise HTTPException(422, f"sink=true: {SINK_WITHOUT_TOPIC}")
+        refusal = sink_rewind_refusal(pipeline.loaded) if sink == "true" else None
+        if refusal is not None:
+            raise HTTPException(422, f"sink=true: {refusal}")
         removed = await self._change(pipeline, _forget, pipeline.loaded)
         message = f"removed {removed} source position(s)"
         if sink == "true" and pipeline.loaded.sink is not None:

@@ -30,7 +30,7 @@ from omconnect.runtime.brokers.base import (
     TopicPartition,
     TopicSettings,
 )
-from omconnect.runtime.brokers.direct import NO_BROKER, DirectBroker
+from omconnect.runtime.brokers.direct import DirectBroker
 from omconnect.runtime.config.loader import LoadedPipeline, validate_connectors
 from omconnect.runtime.config.model import DEFAULT_BROKER
 from omconnect.runtime.converters import make_converter
@@ -247,12 +247,12 @@ class PipelineRunner:
                 f"exactly_once needs a broker with transactions; {broker.url.split(':')[0]}:// "
                 "has none"
             )
+        # Without a broker (``broker: none``) the sink takes the source's rows in this process.
+        direct = broker if isinstance(broker, DirectBroker) else None
         topics = PipelineTopics(broker, TopicSettings(partitions=cfg.partitions))
         producer = await broker.producer()
         # Without a broker, dead letters go to the embedded one of the state directory.
-        dead_letter_broker = (
-            open_broker(f"embedded://{cfg.state}") if isinstance(broker, DirectBroker) else None
-        )
+        dead_letter_broker = open_broker(f"embedded://{cfg.state}") if direct else None
         dead_letter_producer = (
             await dead_letter_broker.producer() if dead_letter_broker is not None else producer
         )
@@ -289,7 +289,7 @@ class PipelineRunner:
             and self.tasks != frozenset()
             and self.runs_sink
             and broker.capabilities.log
-            and not isinstance(broker, DirectBroker)  # it hands the rows over as they are
+            and direct is None  # it hands the rows over as they are
             else None,
         )
         source = self._source
@@ -314,21 +314,20 @@ class PipelineRunner:
                     f"sink {self.loaded.sink.registration.name!r} stores its own positions "
                     "and needs a broker it can seek; this one hands out messages with acks"
                 )
-            if sink_loop.stores_positions and isinstance(broker, DirectBroker):
+            if sink_loop.stores_positions and direct is not None:
                 raise ValueError(
                     f"sink {self.loaded.sink.registration.name!r} stores its own positions "
                     "(exactly once), which needs a broker: with broker: none a crash can give "
                     "the rows it stored new numbers; set a broker (the default is "
                     f"{DEFAULT_BROKER})"
                 )
-            if isinstance(broker, DirectBroker):
-                broker.on_commit_wanted = sink_loop.request_commit
+            if direct is not None:
+                direct.on_commit_wanted = sink_loop.request_commit
             # Subscribed before the source publishes: a queue keeps messages only for
             # subscriptions that exist.
             await sink_loop.open_consumer()
         until: asyncio.Future[dict[TopicPartition, int] | None] = loop.create_future()
         try:
-            direct = sink_loop is not None and isinstance(broker, DirectBroker)
             async with asyncio.TaskGroup() as group:
                 sources = [group.create_task(s.run(stop)) for s in source_loops]
                 if sink_loop is not None:
@@ -336,12 +335,11 @@ class PipelineRunner:
                     # commits: the sink ends where they stopped sending (under --once and at a
                     # stop alike), not at the stop itself, which would leave them waiting.
                     group.create_task(
-                        _run_direct_sink(sink_loop, broker, until)
-                        if isinstance(broker, DirectBroker)
+                        _run_direct_sink(sink_loop, direct, until)
+                        if direct is not None
                         else sink_loop.run(stop, until)
                     )
-                if direct:
-                    assert sink_loop is not None
+                if direct is not None and sink_loop is not None:
                     await _all_sent(source_loops, sources)
                     until.set_result(await self._end_offsets(sink_loop))
                 for running in sources:
@@ -371,7 +369,7 @@ class PipelineRunner:
         cfg = self.loaded.config
         if self.broker is not None:
             return self.broker
-        if cfg.broker != NO_BROKER:
+        if not cfg.without_broker:
             return open_broker(cfg.broker)
         if not self.runs_sink or self.loaded.source is None or self.tasks == frozenset():
             raise ValueError(

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from omconnect.connectors.api.errors import RetriableError
@@ -48,6 +49,7 @@ from omconnect.runtime.brokers.base import (
     RebalanceListener,
     TopicPartition,
 )
+from omconnect.runtime.converters.base import DecodedGroup
 from omconnect.runtime.worker import metrics as run_metrics
 from omconnect.runtime.worker.log_context import in_log_context, set_log_context
 from omconnect.runtime.worker.loop_parts import PipelineParts, TaskSetup, start_task
@@ -460,10 +462,10 @@ class SinkLoop:
         messages = consumed.messages
         offsets = messages.offsets
         assert offsets is not None
-        if consumed.records is not None:
-            return self._handed_over(consumed)
         groups = None
-        if self.parts.published is not None:
+        if consumed.records is not None:  # a run without a broker: the source's own rows
+            groups = [_handed_over(consumed.records)]
+        elif self.parts.published is not None:
             groups = self.parts.published.take(consumed.topic, consumed.partition, offsets)
         if groups is None:
             decoded = self.parts.converter.decode_with_headers(
@@ -498,32 +500,6 @@ class SinkLoop:
             )
             batches.extend(apply_transforms(self.transforms, batch, self.parts.dead_letters))
         return batches
-
-    def _handed_over(self, consumed: ConsumedBatch) -> list[RecordBatch]:
-        """The rows of a pipeline without a broker, as its source gave them: nothing to
-        decode, only the broker's positions to mark."""
-        records, messages = consumed.records, consumed.messages
-        assert records is not None
-        where = consumed.topic, consumed.partition
-        first = int(messages.offsets[0].as_py())  # type: ignore[index]
-        keys = records.key_columns()  # explicit, as a sink reading a topic gets them
-        batch = RecordBatch(
-            values=records.values,
-            schema=records.schema,
-            marks=(
-                PositionMark(0, broker_position(*where, first)),
-                PositionMark(records.num_rows, broker_position(*where, first + len(messages))),
-            ),
-            keys=keys,
-            key_schema=records.key_schema or self._key_schema(consumed.topic, keys),
-            timestamps=messages.timestamps,
-            tombstones=records.tombstones,
-            row_headers=messages.headers,
-            message_ids=messages.carried_message_ids,
-            topic=consumed.topic,
-            partition=consumed.partition,
-        )
-        return apply_transforms(self.transforms, batch, self.parts.dead_letters)
 
     def _key_schema(self, topic: str, keys: pa.RecordBatch | None) -> Schema | None:
         """The omconnect schema of decoded keys, made once per topic and Arrow schema."""
@@ -627,6 +603,18 @@ class _LagProbe:
                 return
             self._ends, self._ends_of, self._moved = ends, frozenset(owned), False
         self.times.consumer_lag_sampled(self._ends, owned, committed)
+
+
+def _handed_over(records: RecordBatch) -> DecodedGroup:
+    """The rows a source handed over with no broker between, as the group decoding their
+    messages would give (their keys explicit, as a sink reading a topic gets them)."""
+    return DecodedGroup(
+        rows=pa.array(np.arange(records.num_rows, dtype=np.int64)),
+        values=records.values,
+        schema=records.schema,
+        keys=records.key_columns(),
+        tombstones=records.tombstones,
+    )
 
 
 def _pick(column: pa.Array | MessageIdRuns, rows: pa.Int64Array) -> pa.Array | MessageIdRuns:

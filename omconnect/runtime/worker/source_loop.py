@@ -132,6 +132,8 @@ class SourceLoop:
         self.transforms = setup.transforms
         self.settings = parts.settings
         self.producer = producer
+        # Without a broker the rows themselves go to the sink, nothing is encoded.
+        self.direct = producer if isinstance(producer, DirectProducer) else None
         self.offsets = offsets
         self.budget = InFlightBudget(parts.settings.max_in_flight_bytes)
         self.rewinds = 0
@@ -306,8 +308,8 @@ class SourceLoop:
             if part.num_rows == 0:
                 continue
             topic = part.topic or self.settings.topic_for(part.stream)
-            if isinstance(self.producer, DirectProducer):
-                self.producer.check_read(topic)
+            if self.direct is not None:
+                self.direct.check_read(topic)
                 routed.append(_Routed(topic, _metadata_only(part), None, part))
                 continue
             encoded = self.parts.converter.encode(topic, part)
@@ -338,10 +340,8 @@ class SourceLoop:
     async def _send(self, routed: _Routed) -> None:
         topic, messages = routed.topic, routed.messages
         try:
-            if routed.records is not None:
-                producer = self.producer
-                assert isinstance(producer, DirectProducer)
-                results = await producer.send_records(topic, messages, routed.records)
+            if self.direct is not None and routed.records is not None:
+                results = await self.direct.send_records(topic, messages, routed.records)
             else:
                 results = await self.producer.send(topic, messages)
         except Exception as error:
