@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -340,9 +341,15 @@ def test_a_server_restart_mid_publish_loses_no_acknowledged_message(tmp_path: Pa
         MessageBatch.build(messages(n, n + 100), message_ids=[f"id-{i}" for i in range(n, n + 100)])
         for n in range(0, 6000, 100)
     ]
+    paused = threading.Event()
     restarted = threading.Event()
 
     def restart_server() -> None:
+        # Paused first, so that the send made meanwhile is surely in flight when it dies.
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        paused.set()
+        time.sleep(0.5)
         server.kill()
         time.sleep(0.5)
         server.start()
@@ -360,6 +367,8 @@ def test_a_server_restart_mid_publish_loses_no_acknowledged_message(tmp_path: Pa
             if number == 15:
                 killer = threading.Thread(target=restart_server)
                 killer.start()
+                while not paused.is_set():
+                    await asyncio.sleep(0.01)
             while True:
                 try:
                     await producer.send("restart.topic", batch)
@@ -386,7 +395,7 @@ def test_a_server_restart_mid_publish_loses_no_acknowledged_message(tmp_path: Pa
     finally:
         server.stop()
     assert acknowledged == list(range(len(batches)))
-    assert failures > 0, "the restart should have failed some sends"
+    assert failures > 0, "the send in flight when the server died should have failed"
     counts = Counter(read)
     assert set(counts) == set(messages(0, 6000)), "an acknowledged message was lost"
     assert max(counts.values()) == 1, "a re-sent message was stored twice"
