@@ -435,17 +435,25 @@ def test_a_restart_mid_publish_loses_no_acknowledged_message(tmp_path: Path) -> 
     broker = open_broker(url)
     failures = 0
     done = asyncio.Event()
+    killed = threading.Event()
 
     def kill_and_restart() -> None:
         server.kill()
+        killed.set()
         time.sleep(0.5)
         server.start()
+
+    restarter = threading.Thread(target=kill_and_restart)
 
     async def publish() -> None:
         nonlocal failures
         producer = await broker.producer()
         deadline = time.monotonic() + 30
         for number in range(150):
+            if number == 30:  # the rest is sent while the server is away and after it is back
+                restarter.start()
+                while not killed.is_set():
+                    await asyncio.sleep(0.01)
             while True:
                 assert time.monotonic() < deadline, f"acked {number} batches"
                 try:
@@ -471,8 +479,6 @@ def test_a_restart_mid_publish_loses_no_acknowledged_message(tmp_path: Path) -> 
 
     async def body() -> tuple[list[bytes], list[bytes]]:
         consumer = await joined(broker, "g", ["t"])
-        restarter = threading.Timer(0.4, kill_and_restart)
-        restarter.start()
         reading = asyncio.ensure_future(consume(consumer))
         await publish()
         live = await reading
