@@ -3,9 +3,15 @@ names its pipeline, secrets stay masked, and ``--log-format text`` gives the pla
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import sys
 from pathlib import Path
 
+import pytest
+
+from omconnect.runtime.cli.logging_setup import setup_logging
 from tests.support.omconnect_process import omconnect
 
 CANARY = "s3cr3t-json-canary-71c"
@@ -60,3 +66,21 @@ def test_log_format_text_keeps_the_plain_lines(tmp_path: Path) -> None:
     assert CANARY not in ran.stderr
     assert " INFO omconnect.run: pipeline=orders read=" in ran.stderr
     assert not ran.stderr.lstrip().startswith("{")
+
+
+def test_lines_go_to_stderr_as_it_is_when_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that replaces stderr after logging was set up (a host embedding the CLI, a
+    test capturing output) gets the lines; none go to the stream it replaced, which may be
+    closed by then."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    before, after = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", before)
+    setup_logging("INFO", log_format="text")
+    monkeypatch.setattr(sys, "stderr", after)
+    before.close()
+
+    logging.getLogger("omconnect.test").info("after the swap")
+
+    assert "omconnect.test: after the swap" in after.getvalue()

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 from omconnect.runtime.config.redaction import RedactingFilter, Redactor
 from omconnect.runtime.worker.log_context import current_log_context
@@ -51,6 +52,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes each record to ``sys.stderr`` as it is when the record is emitted, not as it was
+    at setup: a process that replaces stderr later (a host embedding the CLI, a test
+    capturing output) gets the lines, and none go to a stream closed since."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        raise AttributeError("this handler always writes to sys.stderr")
+
+
 def setup_logging(
     level: str, redactor: Redactor | None = None, log_format: str | None = None
 ) -> None:
@@ -59,7 +77,7 @@ def setup_logging(
     chosen = log_format or _chosen_format
     if chosen == "auto":
         chosen = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     if chosen == "json":
         handler.setFormatter(JsonFormatter())
     else:
