@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from omconnect.runtime.brokers.direct import sink_namespace
 from omconnect.runtime.brokers.embedded import LOG_FILE_NAME
 from omconnect.runtime.config.loader import load_pipeline
 from omconnect.runtime.config.problems import PipelineConfigError
+from omconnect.runtime.state.backends import open_pipeline_offset_store
 from omconnect.runtime.worker.runner import PipelineRunner
 from tests.support.omconnect_process import omconnect
 from tests.support.toy_connectors import COLLECTED
@@ -126,17 +129,61 @@ def test_what_needs_a_broker_is_refused_before_anything_runs(
     assert expected in str(refused.value)
 
 
-def test_a_sink_that_stores_its_own_positions_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "in").mkdir()
-    write_csv(tmp_path / "in" / "a.csv", 0, 10)
-    text = landing(tmp_path).replace(
+def to_sqlite(tmp_path: Path) -> str:
+    """``landing`` into a table of SQLite through the sql sink, which stores its positions."""
+    return landing(tmp_path).replace(
         f"sink: {{connector: parquet, path: '{tmp_path}/out/'}}",
         f"sink: {{connector: sql, url: 'sqlite:///{tmp_path}/t.db', table: t, create: true}}",
     )
-    (tmp_path / "p.yaml").write_text(text)
-    runner = PipelineRunner(load_pipeline(tmp_path / "p.yaml"), once=True)
-    with pytest.raises(ValueError, match=r"stores its own positions .* needs a broker"):
-        asyncio.run(runner.run())
+
+
+def sqlite_ids(tmp_path: Path) -> list[int]:
+    with sqlite3.connect(tmp_path / "t.db") as connection:
+        return sorted(row[0] for row in connection.execute("SELECT id FROM t"))
+
+
+def sqlite_positions(tmp_path: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(tmp_path / "t.db") as connection:
+        query = "SELECT topic, next_offset FROM omconnect_sink_positions"
+        return sorted(connection.execute(query).fetchall())
+
+
+def test_a_sink_that_stores_its_own_positions_lands_rows_and_resumes(tmp_path: Path) -> None:
+    """A table into a table (the sql sink) without a broker: the rows land once, the sink's
+    positions table and the offset store agree, and a second run adds only what is new."""
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", 0, 5000)
+    write_csv(tmp_path / "in" / "b.csv", 5000, 5000)
+    run_pipeline(tmp_path / "p.yaml", to_sqlite(tmp_path))
+    assert sqlite_ids(tmp_path) == list(range(10_000))
+    assert sqlite_positions(tmp_path) == [("land", 10_000)]
+
+    write_csv(tmp_path / "in" / "c.csv", 10_000, 3000)
+    run_pipeline(tmp_path / "p.yaml", to_sqlite(tmp_path))
+    assert sqlite_ids(tmp_path) == list(range(13_000))
+    assert sqlite_positions(tmp_path) == [("land", 13_000)]
+
+
+def test_rows_are_numbered_from_the_sink_positions_when_the_offset_store_is_behind(
+    tmp_path: Path,
+) -> None:
+    """A crash after the sink's transaction and before the offset store kept its commit
+    leaves the offset store behind the sink's own positions. Numbered from the offset store,
+    the rows read next would get numbers the sink already stored and be skipped: lost. They
+    are numbered from the sink's positions instead, and land."""
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", 0, 10_000)
+    run_pipeline(tmp_path / "p.yaml", to_sqlite(tmp_path))
+    store = open_pipeline_offset_store(tmp_path / "state")
+    try:
+        assert store.delete(sink_namespace("land")) == 1  # the commit the crash lost
+    finally:
+        store.close()
+
+    write_csv(tmp_path / "in" / "b.csv", 10_000, 3000)
+    run_pipeline(tmp_path / "p.yaml", to_sqlite(tmp_path))
+    assert sqlite_ids(tmp_path) == list(range(13_000)), "rows read after the crash were lost"
+    assert sqlite_positions(tmp_path) == [("land", 13_000)]
 
 
 def test_a_run_of_the_source_alone_is_refused(tmp_path: Path) -> None:

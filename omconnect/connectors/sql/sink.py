@@ -17,6 +17,12 @@ fails so was rolled back, positions included, and dropped its connection (the ne
 statement opens a new one); the runtime waits, rewinds the consumer to ``stored_positions()``
 and delivers those records again, so the table ends with every record once.
 
+Without a broker (``broker: none``) the rows come from the pipeline's own source, numbered
+from this sink's stored positions (``runtime/brokers/direct.py``): nothing is lost, but rows
+the sink wrote before a crash and the source had not yet stored its position for are read
+again under new numbers, so delivery there is at least once (an upsert replaces them, an
+append repeats them).
+
 A flush writes each record schema's rows with one bulk load into a temporary table and one
 statement into the target (see ``_sink_writer``); within a flush the last row of each key
 wins, and an upsert never replaces a row that came from a later offset of the same partition.
@@ -367,7 +373,7 @@ class SqlSink(SinkConnector):
     task_class = SqlSinkTask
     description = (
         "Append or upsert records into a SQL table (PostgreSQL, MariaDB, SQLite), deletes "
-        "applied, exactly once."
+        "applied, exactly once from a topic (at least once with broker: none)."
     )
 
     def validate(self) -> None:

@@ -24,6 +24,13 @@ Delivery stays at least once, as Redpanda Connect's does between an input and an
   does when a topic is replayed to it). A crash between storing the sink's commit and the
   source's delivers the rows in between once more, under new numbers: duplicates bounded by
   one commit;
+* a sink that stores its own positions in its transaction (the sql sink) is ahead of the
+  offset store after a crash between the two: its topics are numbered from the sink's first
+  seek, to those positions, and sends wait for it (``_TopicLog.numbered``). Numbered from the
+  offset store, rows read again could get numbers the sink had stored and be skipped, lost
+  when the source read other rows than before (a changed table). So such a sink is at least
+  once here, not exactly once as through a topic: what it wrote before the source stored its
+  position comes again under new numbers;
 * the sink commits every ``commit_interval`` as always, and as soon as what it was given and not
   yet committed reaches half of ``max_in_flight_bytes`` (``on_commit_wanted``), so a source
   never waits on its in-flight budget for long; the runner ends the sink at the log's end
@@ -32,11 +39,9 @@ Delivery stays at least once, as Redpanda Connect's does between an input and an
   last flush keeps some of it back fails the run (``unwritten``) rather than leave its
   senders waiting.
 
-Not here: a sink that stores its own positions (the sql sink's exactly-once mode) is refused:
-after a crash the numbers it stored may name other rows. So are rows for a topic the sink does
-not read (a batch with a topic of its own): nothing would keep them (``check_read``). Dead
-letters go to the embedded broker of the pipeline's state directory (the runner opens it), not
-through this broker.
+Not here: rows for a topic the sink does not read (a batch with a topic of its own): nothing
+would keep them (``check_read``). Dead letters go to the embedded broker of the pipeline's
+state directory (the runner opens it), not through this broker.
 """
 
 from __future__ import annotations
@@ -96,13 +101,23 @@ class _Sent:
 
 
 class _TopicLog:
-    """What is sent to one topic and not yet committed by the sink, in order."""
+    """What is sent to one topic and not yet committed by the sink, in order. Sends wait
+    until the log is ``numbered``: at once, or, for a sink that stores its own positions,
+    once the sink has said where it stands (``DirectConsumer.seek``)."""
 
-    def __init__(self, topic: str, committed: int) -> None:
+    def __init__(self, topic: str, committed: int, numbered: bool) -> None:
         self.topic = topic
         self.committed = committed
         self.end = committed
         self.held: deque[_Sent] = deque()
+        self.numbered = asyncio.Event()
+        if numbered:
+            self.numbered.set()
+
+    def number_from(self, offset: int) -> None:
+        """Number the sends from ``offset`` on, if that is ahead (nothing was sent yet)."""
+        self.committed = self.end = max(self.committed, offset)
+        self.numbered.set()
 
 
 class DirectBroker(Broker):
@@ -119,6 +134,9 @@ class DirectBroker(Broker):
         self.commit_bytes = commit_bytes
         self.on_commit_wanted: Callable[[], None] | None = None
         """Asks the sink loop to flush and commit soon (set by the runner)."""
+        self.sink_stores_positions = False
+        """The sink keeps its own positions (set by the runner before anything is sent): each
+        topic is numbered from the sink's first seek, where those positions are."""
         self.logs: dict[str, _TopicLog] = {}
         self._appended = asyncio.Event()
         self._consumer: DirectConsumer | None = None
@@ -147,7 +165,7 @@ class DirectBroker(Broker):
             return
         stored = await asyncio.to_thread(self.offsets.get, self.namespace, _partition(name))
         committed = int(stored["offset"]) if stored is not None else 0
-        self.logs.setdefault(name, _TopicLog(name, committed))
+        self.logs.setdefault(name, _TopicLog(name, committed, not self.sink_stores_positions))
         self.wake()
 
     async def list_topics(self) -> list[TopicInfo]:
@@ -157,6 +175,7 @@ class DirectBroker(Broker):
         """Fail the sends still waiting for the sink: it will not write them in this run."""
         self.closed = True
         for log in self.logs.values():
+            log.numbered.set()  # a send waiting for it sees the broker closed
             for sent in log.held:
                 if not sent.acked.done():
                     sent.acked.set_exception(
@@ -233,6 +252,9 @@ class DirectProducer(Producer):
         log = self.broker.logs.get(topic)
         if log is None:
             raise BrokerError(f"no topic {topic!r}: create it first")
+        await log.numbered.wait()
+        if self.broker.closed:
+            raise BrokerError("broker: none is closed")
         first = log.end
         sent = _Sent(
             messages.with_offsets(first),
@@ -344,9 +366,13 @@ class DirectConsumer(Consumer):
 
     async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Read from these offsets next, within what is held: before the last commit is
-        gone (written and committed), past the end is refused."""
+        gone (written and committed), past the end is refused. The first seek of a topic not
+        yet numbered (a sink that stores its own positions, seeking to them) numbers it from
+        there."""
         for (topic, _), offset in offsets.items():
             log = self.broker.logs[topic]
+            if not log.numbered.is_set():
+                log.number_from(offset)
             if offset > log.end:
                 raise BrokerError(
                     f"cannot seek {topic} to {offset}: broker: none has sent up to {log.end}"

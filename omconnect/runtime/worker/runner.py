@@ -32,7 +32,6 @@ from omconnect.runtime.brokers.base import (
 )
 from omconnect.runtime.brokers.direct import DirectBroker
 from omconnect.runtime.config.loader import LoadedPipeline, validate_connectors
-from omconnect.runtime.config.model import DEFAULT_BROKER
 from omconnect.runtime.converters import make_converter
 from omconnect.runtime.converters.refused_schemas import RefusedSchemaRows
 from omconnect.runtime.state import (
@@ -292,16 +291,6 @@ class PipelineRunner:
             and direct is None  # it hands the rows over as they are
             else None,
         )
-        source = self._source
-        source_loops = []
-        if source is not None:
-            await topics.ensure(settings.topic)
-            for stream in source.streams():
-                await topics.ensure(settings.topic_for(stream))
-            source_loops = [
-                SourceLoop(parts, setup, producer, offsets)
-                for setup in self._source_tasks(source, offsets, parts)
-            ]
         sink_loop = None
         if self.runs_sink and self.loaded.sink is not None:
             sink_loop = SinkLoop(
@@ -314,15 +303,22 @@ class PipelineRunner:
                     f"sink {self.loaded.sink.registration.name!r} stores its own positions "
                     "and needs a broker it can seek; this one hands out messages with acks"
                 )
-            if sink_loop.stores_positions and direct is not None:
-                raise ValueError(
-                    f"sink {self.loaded.sink.registration.name!r} stores its own positions "
-                    "(exactly once), which needs a broker: with broker: none a crash can give "
-                    "the rows it stored new numbers; set a broker (the default is "
-                    f"{DEFAULT_BROKER})"
-                )
             if direct is not None:
                 direct.on_commit_wanted = sink_loop.request_commit
+                # Numbered from the sink's own positions, never behind them: a number it
+                # stored is never given to rows it did not write (brokers/direct.py).
+                direct.sink_stores_positions = sink_loop.stores_positions
+        source = self._source
+        source_loops = []
+        if source is not None:
+            await topics.ensure(settings.topic)
+            for stream in source.streams():
+                await topics.ensure(settings.topic_for(stream))
+            source_loops = [
+                SourceLoop(parts, setup, producer, offsets)
+                for setup in self._source_tasks(source, offsets, parts)
+            ]
+        if sink_loop is not None:
             # Subscribed before the source publishes: a queue keeps messages only for
             # subscriptions that exist.
             await sink_loop.open_consumer()
