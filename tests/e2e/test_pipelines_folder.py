@@ -41,7 +41,7 @@ from tests.support.opcua_server import OpcuaServerProcess
 from tests.support.rabbitmq_server import amqp_test_url, delete_test_declarations, raw_channel
 from tests.support.redis_server import delete_test_prefixes, redis_test_url
 from tests.support.s3_server import S3Server
-from tests.support.sql_databases import open_database, sqlalchemy_url
+from tests.support.sql_databases import drop_replication_slot, open_database, sqlalchemy_url
 
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 README = (REPO / "README.md").read_text()
@@ -101,15 +101,7 @@ def cdc_slot(postgres_url: str) -> Iterator[str]:
     yield slot
     engine = sa.create_engine(sqlalchemy_url(postgres_url.split("?")[0]))
     with engine.connect() as connection:
-        connection.execute(
-            sa.text(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = :slot AND NOT active"
-            ),
-            {"slot": slot},
-        )
-        connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{slot}"'))
-        connection.commit()
+        drop_replication_slot(connection, slot)
     engine.dispose()
 
 

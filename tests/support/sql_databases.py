@@ -10,6 +10,7 @@ on it live in ``tests/connectors/sql/conftest.py``.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,3 +109,32 @@ def open_database(
         with server.begin() as connection:
             connection.execute(sa.text(drop))
         server.dispose()
+
+
+def drop_replication_slot(connection: sa.Connection, slot: str, publication: bool = True) -> None:
+    """Drop ``slot`` (and, with ``publication``, the publication of the same name), ending
+    its stream first: a slot left behind keeps the server's WAL for ever, and a server whose
+    ``wal_level`` is set back below logical refuses to start while one exists. Skipping a slot
+    that is still active (its walsender not gone yet) would leave it behind."""
+    connection.execute(
+        sa.text(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE slot_name = :slot AND active_pid IS NOT NULL"
+        ),
+        {"slot": slot},
+    )
+    deadline = time.monotonic() + 10
+    active = sa.text("SELECT active FROM pg_replication_slots WHERE slot_name = :slot")
+    while connection.execute(active, {"slot": slot}).scalar():
+        assert time.monotonic() < deadline, f"replication slot {slot} is still in use"
+        time.sleep(0.1)
+    connection.execute(
+        sa.text(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = :slot"
+        ),
+        {"slot": slot},
+    )
+    if publication:
+        connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{slot}"'))
+    connection.commit()

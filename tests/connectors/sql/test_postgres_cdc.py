@@ -27,7 +27,7 @@ from omconnect.runtime.testing import MemoryOffsetReader, SourceDriver
 from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import omconnect, tail_topic
 from tests.support.served_worker import wait_until
-from tests.support.sql_databases import POSTGRES_URL, SqlDatabase
+from tests.support.sql_databases import POSTGRES_URL, SqlDatabase, drop_replication_slot
 
 LOGICAL = (
     "PostgreSQL on 127.0.0.1:5432 has wal_level = {level}; the postgres-cdc tests need "
@@ -85,30 +85,7 @@ def cdc(postgres_database: SqlDatabase, tmp_path: Path) -> Iterator[Cdc]:
     slot = f"omc_test_{uuid.uuid4().hex[:12]}"
     yield Cdc(postgres_database, slot, tmp_path)
     with postgres_database.engine.connect() as connection:
-        connection.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                "WHERE slot_name = :slot AND active_pid IS NOT NULL"
-            ),
-            {"slot": slot},
-        )
-        for _ in range(50):
-            busy = connection.execute(
-                sa.text("SELECT active FROM pg_replication_slots WHERE slot_name = :slot"),
-                {"slot": slot},
-            ).scalar()
-            if not busy:
-                break
-            time.sleep(0.1)
-        connection.execute(
-            sa.text(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = :slot"
-            ),
-            {"slot": slot},
-        )
-        connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{slot}"'))
-        connection.commit()
+        drop_replication_slot(connection, slot)
 
 
 class Pipeline:

@@ -23,7 +23,7 @@ from omconnect.runtime.testing import (
 from omconnect.schemas.arrow import from_arrow_schema
 from tests.connectors.sql.test_postgres_cdc import LOGICAL
 from tests.connectors.sql.test_source_conformance import TABLE, create_table, insert_rows
-from tests.support.sql_databases import open_database
+from tests.support.sql_databases import drop_replication_slot, open_database
 
 
 class TestPostgresCdcSource(SourceConnectorTests):
@@ -41,15 +41,7 @@ class TestPostgresCdcSource(SourceConnectorTests):
             self.slot = f"omc_kit_{uuid.uuid4().hex[:12]}"
             yield
             with database.engine.connect() as connection:
-                connection.execute(
-                    sa.text(
-                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                        "WHERE slot_name = :slot AND NOT active"
-                    ),
-                    {"slot": self.slot},
-                )
-                connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{self.slot}"'))
-                connection.commit()
+                drop_replication_slot(connection, self.slot)
 
     def make_config(self, root: Path) -> dict[str, Any]:
         create_table(self.database)  # the source needs the table to exist before rows do

@@ -47,7 +47,13 @@ from tests.support.failing_pipeline import topic_messages
 from tests.support.omconnect_process import omconnect
 from tests.support.postgres_server import PostgresServerProcess
 from tests.support.served_worker import wait_until
-from tests.support.sql_databases import POSTGRES_URL, SqlDatabase, open_database, sqlalchemy_url
+from tests.support.sql_databases import (
+    POSTGRES_URL,
+    SqlDatabase,
+    drop_replication_slot,
+    open_database,
+    sqlalchemy_url,
+)
 
 # One worker runs this file under xdist, so its tests share one private server.
 pytestmark = pytest.mark.xdist_group("private-postgres")
@@ -65,33 +71,6 @@ def private_postgres() -> Iterator[PostgresServerProcess]:
         yield server
 
 
-def _drop_slot(connection: sa.Connection, slot: str) -> None:
-    """End the slot's stream (if any), then drop it."""
-    connection.execute(
-        sa.text(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-            "WHERE slot_name = :slot AND active_pid IS NOT NULL"
-        ),
-        {"slot": slot},
-    )
-    deadline = time.monotonic() + 10
-    while (
-        time.monotonic() < deadline
-        and connection.execute(
-            sa.text("SELECT active FROM pg_replication_slots WHERE slot_name = :slot"),
-            {"slot": slot},
-        ).scalar()
-    ):
-        time.sleep(0.1)
-    connection.execute(
-        sa.text(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            "WHERE slot_name = :slot"
-        ),
-        {"slot": slot},
-    )
-
-
 @pytest.fixture
 def private_cdc(private_postgres: PostgresServerProcess, tmp_path: Path) -> Iterator[Cdc]:
     """A ``Cdc`` (a schema, a slot name, a pipeline folder) on the private server. Whatever
@@ -105,9 +84,7 @@ def private_cdc(private_postgres: PostgresServerProcess, tmp_path: Path) -> Iter
         finally:
             private_postgres.ensure_running()
             with database.engine.connect() as connection:
-                _drop_slot(connection, slot)
-                connection.execute(sa.text(f'DROP PUBLICATION IF EXISTS "{slot}"'))
-                connection.commit()
+                drop_replication_slot(connection, slot)
 
 
 # -- the slot, the pipeline process, the topics ---------------------------------------------
@@ -635,7 +612,7 @@ def own_database(tmp_path: Path) -> Iterator[Cdc]:
     finally:
         engine.dispose()
         with server.connect() as connection:
-            _drop_slot(connection, slot)
+            drop_replication_slot(connection, slot, publication=False)
             connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         server.dispose()
 
