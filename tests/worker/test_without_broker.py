@@ -164,6 +164,21 @@ def test_a_sink_that_stores_its_own_positions_lands_rows_and_resumes(tmp_path: P
     assert sqlite_positions(tmp_path) == [("land", 13_000)]
 
 
+def test_rows_sent_before_the_sink_numbered_its_topic_land_in_the_same_run(
+    tmp_path: Path,
+) -> None:
+    """A few rows are sent before the sink has started and numbered the topic from its
+    positions: the sink still ends after them, not at the topic's end before they came."""
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", 0, 3)
+    for run in (1, 2):
+        run_pipeline(tmp_path / "p.yaml", to_sqlite(tmp_path))
+        assert sqlite_ids(tmp_path) == list(range(3 * run)), f"run {run}"
+        assert sqlite_positions(tmp_path) == [("land", 3 * run)]
+        if run == 1:
+            write_csv(tmp_path / "in" / "b.csv", 3, 3)
+
+
 def test_rows_are_numbered_from_the_sink_positions_when_the_offset_store_is_behind(
     tmp_path: Path,
 ) -> None:

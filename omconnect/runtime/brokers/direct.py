@@ -26,7 +26,8 @@ Delivery stays at least once, as Redpanda Connect's does between an input and an
   one commit;
 * a sink that stores its own positions in its transaction (the sql sink) is ahead of the
   offset store after a crash between the two: its topics are numbered from the sink's first
-  seek, to those positions, and sends wait for it (``_TopicLog.numbered``). Numbered from the
+  seek, to those positions, and sends wait for it (``_TopicLog.numbered``; where the sink
+  ends, the runner asks once no send waits, ``sends_numbered``). Numbered from the
   offset store, rows read again could get numbers the sink had stored and be skipped, lost
   when the source read other rows than before (a changed table). So such a sink is at least
   once here, not exactly once as through a topic: what it wrote before the source stored its
@@ -139,6 +140,9 @@ class DirectBroker(Broker):
         topic is numbered from the sink's first seek, where those positions are."""
         self.logs: dict[str, _TopicLog] = {}
         self._appended = asyncio.Event()
+        self._unnumbered_sends = 0
+        self._sends_numbered = asyncio.Event()
+        self._sends_numbered.set()
         self._consumer: DirectConsumer | None = None
         self.closed = False
 
@@ -182,6 +186,26 @@ class DirectBroker(Broker):
                         BrokerError("the run ended before the sink wrote these rows")
                     )
             log.held.clear()
+
+    async def sends_numbered(self) -> None:
+        """Until no send waits for its topic to be numbered: every batch a source sent is in
+        its log, and the log's end is where the sink ends (the runner asks before it takes
+        the ends; the sink numbers a topic on its first poll of it)."""
+        await self._sends_numbered.wait()
+
+    async def wait_for_numbering(self, log: _TopicLog) -> None:
+        """Until ``log`` is numbered; counted by ``sends_numbered``. The caller appends in
+        the same step as this returns."""
+        if log.numbered.is_set():
+            return
+        self._unnumbered_sends += 1
+        self._sends_numbered.clear()
+        try:
+            await log.numbered.wait()
+        finally:
+            self._unnumbered_sends -= 1
+            if not self._unnumbered_sends:
+                self._sends_numbered.set()
 
     def sink_reads(self, topic: str) -> bool:
         """Whether the sink's consumer reads ``topic`` (true before it subscribed)."""
@@ -252,7 +276,7 @@ class DirectProducer(Producer):
         log = self.broker.logs.get(topic)
         if log is None:
             raise BrokerError(f"no topic {topic!r}: create it first")
-        await log.numbered.wait()
+        await self.broker.wait_for_numbering(log)
         if self.broker.closed:
             raise BrokerError("broker: none is closed")
         first = log.end

@@ -337,6 +337,7 @@ class PipelineRunner:
                     )
                 if direct is not None and sink_loop is not None:
                     await _all_sent(source_loops, sources)
+                    await direct.sends_numbered()
                     until.set_result(await self._end_offsets(sink_loop))
                 for running in sources:
                     await running
