@@ -225,8 +225,11 @@ def test_sends_encoding_a_large_batch_leave_the_event_loop_to_the_connect(
 
     total = 3 * (mqtt_producer.INLINE_ENCODE_MESSAGES + 1)
     assert run_on(broker, body()) == messages(0, total), "every message once, in send order"
+    # Encoding on the event loop would hold it 1.5 s per batch, past the connect timeout;
+    # the bound is that timeout, not a fraction of it: a busy machine (CI runs three workers
+    # and the databases on two cores) can leave the process unscheduled for half a second.
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert max(gaps) < 0.5, f"the event loop was held for {max(gaps):.2f} s"
+    assert max(gaps) < 1.0, f"the event loop was held for {max(gaps):.2f} s"
 
 
 def _through(link: SlowLink, url: str) -> str:
