@@ -310,9 +310,10 @@ def test_a_killed_member_loses_its_partitions_at_once(tmp_path: Path) -> None:
 
     owns, took_over, events, distinct = run(body())
     assert owns == "owns [2, 3]"
-    # Not the session timeout: the survivor sees the killed member's lock free while it polls
-    # (every half second) and expires it.
-    assert took_over < 1.5
+    # Not the session timeout (10 s): the survivor sees the killed member's lock free while it
+    # polls (every half second) and expires it, in about a second on a quiet machine; the
+    # bound leaves room for a loaded one.
+    assert took_over < 5
     assert events[-1] == ("survivor", "assigned", {("t", 2), ("t", 3)})
     assert distinct == 400  # the child never committed: the survivor reads its share again
 
@@ -350,7 +351,7 @@ def test_a_member_restarted_after_sigkill_reads_at_once(tmp_path: Path) -> None:
 
     owns, took, locks, distinct = run(body())
     assert owns == "owns [0, 1, 2, 3]"
-    assert took < 1.0
+    assert took < 5  # well inside the 10 s session: the killed member's lock was seen free
     assert len(locks) == 1  # the new member's: the killed one's lock file was cleaned up
     assert distinct == 400
 
