@@ -288,7 +288,9 @@ class SourceLoop:
                         sends: list[asyncio.Future[Any]] = []
                         for item in routed:
                             await self.parts.topics.ensure(item.topic)
-                            sends.append(asyncio.ensure_future(self._send(item)))
+                            send = asyncio.ensure_future(self._send(item))
+                            send.add_done_callback(_outcome_taken)
+                            sends.append(send)
                 except Exception as error:
                     epoch.fail(error)
                     await self.budget.release(batch.nbytes)
@@ -506,6 +508,16 @@ class SourceLoop:
         # The offset store mirrors them for ``offsets list``; the broker's copy is the truth.
         await asyncio.to_thread(self.offsets.put, self.parts.pipeline, positions)
         await epoch.thread.call(epoch.thread.task.commit, positions)
+
+
+def _outcome_taken(send: asyncio.Future[Any]) -> None:
+    """Marks a send's failure as seen. The commit stage awaits every send and sees its
+    failure; but when the epoch is torn down (the sink failed under ``broker: none``, a stop
+    ran out of patience) the sends still queued behind it end unawaited, failing as the broker
+    closes, and asyncio would log each as a traceback ("Task exception was never retrieved")
+    under the run's one-line error. Their rows are not committed either way."""
+    if not send.cancelled():
+        send.exception()
 
 
 def _give_ids(ids: MessageIdDeriver, batches: list[RecordBatch]) -> None:

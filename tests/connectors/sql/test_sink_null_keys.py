@@ -10,7 +10,10 @@ with the key in the value (keyed by it and written), with the key only in the me
 with a null key field, with a value that is not an object (refused by the converter).
 
 Records of a schema without a column ``key:`` names (that the table has) and records with no
-key at all are dead-lettered too, not the run failed."""
+key at all are dead-lettered too, not the run failed.
+
+And null keys landed without a broker (``broker: none``, the csv source's batches straight
+into the sink): the same dead letters, or the same one-line stop and nothing past it."""
 
 from __future__ import annotations
 
@@ -74,14 +77,7 @@ def sink_pipeline(
 def publish(directory: Path, null_keys: dict[int, str]) -> None:
     """Put ``ROWS`` orders on ``TOPIC`` (offset i is order i), keyed by ``shop, id``; row
     ``i`` of ``null_keys`` has a null in that key column (``both``: in both)."""
-    lines = ["shop,id,name"]
-    for i in range(ROWS):
-        null = null_keys.get(i)
-        shop = "" if null in ("shop", "both") else f"s{i % 3}"
-        key = "" if null in ("id", "both") else str(i)
-        lines.append(f"{shop},{key},n{i}")
-    (directory / "in").mkdir(exist_ok=True)
-    (directory / "in" / "orders.csv").write_text("\n".join(lines) + "\n")
+    write_orders(directory, null_keys)
     (directory / "publish.yaml").write_text(PUBLISH)
     published = omconnect("run", "publish.yaml", "--once", cwd=directory)
     assert published.returncode == 0, published.stderr
@@ -348,3 +344,75 @@ def test_a_topic_without_keys_is_dead_lettered_under_tolerance_all(
     reason = dead[0]["headers"]["omconnect.error.reason"]
     assert f"table {postgres_database.table(TABLE)}: the records have no key" in reason
     assert stored_positions(postgres_database) == [(SINK, TOPIC, 0, UNKEYED)]
+
+
+def direct_pipeline(database: SqlDatabase, tolerance: str) -> str:
+    """``in/orders.csv`` upserted into ``TABLE`` without a broker (``broker: none``): the
+    sink takes the source's batches in the same process, at most 100 rows at a time, and
+    flushes after each."""
+    sink = {
+        "connector": "sql",
+        "url": database.url,
+        "table": database.table(TABLE),
+        "mode": "upsert",
+        "create": True,
+    }
+    source = PUBLISH.split("source:\n", 1)[1].split("topic:", 1)[0]
+    return (
+        f"name: {SINK}\nbroker: none\nsource:\n{source}topic: {TOPIC}\nsink: {json.dumps(sink)}\n"
+        "batching: {max_rows: 100}\ncommit_interval: 0\n"
+        f"errors: {{tolerance: {tolerance}}}\n"
+    )
+
+
+def write_orders(directory: Path, null_keys: dict[int, str]) -> None:
+    """``in/orders.csv``: ``ROWS`` orders, row ``i`` of ``null_keys`` with a null in that key
+    column (``both``: in both)."""
+    lines = ["shop,id,name"]
+    for i in range(ROWS):
+        null = null_keys.get(i)
+        shop = "" if null in ("shop", "both") else f"s{i % 3}"
+        key = "" if null in ("id", "both") else str(i)
+        lines.append(f"{shop},{key},n{i}")
+    (directory / "in").mkdir(exist_ok=True)
+    (directory / "in" / "orders.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_without_a_broker_null_keys_are_dead_lettered_and_the_rest_written_once(
+    sql_database: SqlDatabase, tmp_path: Path
+) -> None:
+    """``broker: none``: the bad records go to the dead letter topic of the state directory's
+    embedded broker, every other row lands, and a second run has nothing to do."""
+    write_orders(tmp_path, NULL_KEYS)
+    (tmp_path / "sink.yaml").write_text(direct_pipeline(sql_database, "all"))
+    expected = {(f"s{i % 3}", i): f"n{i}" for i in range(ROWS) if i not in NULL_KEYS}
+    for _run in range(2):
+        ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        assert table_rows(sql_database) == expected
+        dead = dead_letters(tmp_path)
+        assert sorted(item["value"]["name"] for item in dead) == sorted(f"n{i}" for i in NULL_KEYS)
+        for item in dead:
+            reason = item["headers"]["omconnect.error.reason"]
+            assert f"table {sql_database.table(TABLE)}: key column" in reason
+            assert item["headers"]["omconnect.error.stage"] == "sink"
+        assert stored_positions(sql_database) == [(SINK, TOPIC, 0, ROWS)]
+
+
+def test_without_a_broker_tolerance_none_stops_at_a_null_key_and_writes_nothing_past_it(
+    sql_database: SqlDatabase, tmp_path: Path
+) -> None:
+    write_orders(tmp_path, {NULL_AT: "id"})
+    (tmp_path / "sink.yaml").write_text(direct_pipeline(sql_database, "none"))
+    for _run in range(2):  # the second run reads on from the source's position, stops again
+        ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
+        assert ran.returncode == 1, ran.stderr
+        assert "Traceback" not in ran.stderr
+        (error,) = [line for line in ran.stderr.splitlines() if " ERROR " in line]
+        assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+        assert f"table {sql_database.table(TABLE)}: key column 'id' is null" in error
+        written = table_rows(sql_database)
+        assert 0 < len(written) <= NULL_AT, f"{len(written)} rows written"
+        assert written == {(f"s{i % 3}", i): f"n{i}" for i in range(len(written))}
+        # No dead letter: the embedded broker they would go to was never opened.
+        assert not (tmp_path / ".omconnect" / "broker.sqlite").exists()
