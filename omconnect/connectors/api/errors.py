@@ -35,6 +35,10 @@ class ErrorReporter(Protocol):
     commits the positions that cover it. With ``errors.tolerance: none`` reporting fails the
     task instead (``report`` and ``report_raw`` raise; the runtime commits what was delivered
     before and stops).
+
+    A sink that stores its own positions and finds rows it cannot write only in ``flush``
+    (the database refused them) reports them there and calls ``delivered`` before it commits
+    positions that cover them.
     """
 
     def report(
@@ -51,6 +55,11 @@ class ErrorReporter(Protocol):
         """Dead-letter source data as it was read, one message per payload: ``error`` (one
         for all, or one per payload) gives the reason, ``where`` where it was found (for a file
         ``{"file": ..., "line": ...}``; one for all, or one per payload)."""
+        ...
+
+    def delivered(self) -> None:
+        """Block until every report made so far is stored in the dead letter topic (from the
+        task's thread, never the event loop's). Raises when one could not be stored."""
         ...
 
 

@@ -312,5 +312,8 @@ class _Unreported:
     def report_raw(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def delivered(self) -> None:
+        pass
+
 
 __all__ = ["SETTLE_SECONDS", "Pass", "PassPlanner"]

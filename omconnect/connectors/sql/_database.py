@@ -533,6 +533,57 @@ def write_error(error: BaseException, table: TableName, url: URL) -> ConnectorEr
     return RetriableError(message) if kind.retriable else ConnectorError(message)
 
 
+class RowsRefused(Exception):
+    """A statement of the sink refused the data of some row, as the driver could not say:
+    MariaDB's ``LOAD DATA LOCAL`` keeps a value too long or out of range cut to fit, with a
+    warning (``_sink_mariadb``), and this error carries the warning's words."""
+
+
+# MariaDB/MySQL's errors (and, from LOAD DATA LOCAL, warnings) about a row's data: a null in
+# a NOT NULL column, a duplicate key, a missing parent row, a value too long, out of range or
+# of the wrong form, a CHECK constraint.
+MARIADB_ROW_ERRORS = frozenset(
+    {1048, 1062, 1216, 1264, 1265, 1292, 1366, 1406, 1451, 1452, 1586, 3819, 4025}
+)
+
+
+def refused_row(error: BaseException) -> str | None:
+    """The database's words when ``error`` refuses the data of a row (a constraint, a value
+    too long, out of range or of the wrong form); None for any other error.
+
+    PostgreSQL's SQLSTATE classes 22 (data exception) and 23 (integrity constraint), MariaDB's
+    row errors and the DB-API's ``DataError`` and ``IntegrityError`` (SQLite's constraints
+    through ADBC carry no code). An error that passes (``classify``) is never a row's."""
+    kind = classify(error)
+    if kind is not None:
+        return None
+    chain = _error_chain(error)
+    codes = {code for e in chain for code in _driver_codes(e)}
+    row_codes = {c for c in codes if isinstance(c, str) and c[:2] in ("22", "23")}
+    row_codes.update(str(c) for c in codes & MARIADB_ROW_ERRORS)
+    by_type = any(type(e).__name__ in ("DataError", "IntegrityError", "RowsRefused") for e in chain)
+    if not (row_codes or by_type):
+        return None
+    return _driver_words(chain[0])
+
+
+def _driver_words(error: BaseException) -> str:
+    """What the server said of ``error``, on one line: without the statement's text, which
+    ADBC quotes (``Failed to execute query '...': ERROR:  ...``), nor its SQLSTATE suffix."""
+    original = getattr(error, "orig", None) or error
+    if type(original).__module__.startswith("pymysql") and len(original.args) > 1:
+        text = str(original.args[1])
+    else:
+        text = str(original)
+        server = text.rfind("ERROR:")
+        if server >= 0:
+            text = text[server + len("ERROR:") :]
+        text = re.sub(r"^[A-Z_]+: ", "", text.strip())  # ADBC's status: INTEGRITY: ...
+        text = re.sub(r"\.?\s*SQLSTATE: \w+\s*$", "", text.strip())
+    # MariaDB's "at row 3" counts the rows of the statement, not of the records.
+    return re.sub(r" at row \d+$", "", " ".join(text.split()))
+
+
 @dataclass(frozen=True)
 class ErrorKind:
     """One class of driver errors: how to know it, whether it passes, and what the source and

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from omconnect.connectors.api import RetriableError
-from omconnect.connectors.sql._database import TableName
+from omconnect.connectors.sql._database import MARIADB_ROW_ERRORS, RowsRefused, TableName
 from omconnect.connectors.sql._sink_rows import (
     DELETE_COLUMN,
     OFFSET_COLUMN,
@@ -49,6 +50,7 @@ _ALREADY_EXISTS = frozenset({1050, 1060})
 
 class MariaDbWriter(BulkWriter):
     dialect = "mysql"
+    stage_kind = "TEMPORARY TABLE"
     current_schema_query = "SELECT DATABASE()"
 
     def _connect(self) -> Any:
@@ -56,6 +58,21 @@ class MariaDbWriter(BulkWriter):
 
     def placeholder(self, number: int) -> str:
         return "%s"
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
+        """Run ``sql``; a warning about a row's data (``MARIADB_ROW_ERRORS``) is raised as
+        ``RowsRefused``: ``LOAD DATA LOCAL`` cuts a value too long or out of range to fit
+        and only warns, as a server without a strict ``sql_mode`` does on any insert."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, tuple(parameters) if parameters else None)
+            if cursor.warning_count:
+                cursor.execute("SHOW WARNINGS")
+                for _level, code, message in cursor.fetchall():
+                    if int(code) in MARIADB_ROW_ERRORS:
+                        raise RowsRefused(message)
+        finally:
+            cursor.close()
 
     def server_lock_name(self, table: TableName) -> str:
         """The ``GET_LOCK`` name of ``table``'s DDL lock (a hash: names are at most 64
@@ -114,9 +131,6 @@ class MariaDbWriter(BulkWriter):
             )
         finally:
             os.unlink(path)
-
-    def drop_stage(self) -> None:
-        self.execute(f"DROP TEMPORARY TABLE {self.stage_ref()}")
 
     def newer(self, stored: str, incoming: str) -> str:
         partition, offset = self.quote(PARTITION_COLUMN), self.quote(OFFSET_COLUMN)

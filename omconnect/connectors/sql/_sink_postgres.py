@@ -9,6 +9,7 @@ the columns, so the next task to take it reflects them."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc_postgresql
@@ -23,8 +24,29 @@ from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget, lock_
 _ALREADY_EXISTS = frozenset({"42701", "42P07", "23505"})
 
 
+# A bounded character or bit string type, of columns or of array elements.
+_BOUNDED = re.compile(
+    r"(CHARACTER VARYING|VARCHAR|CHARACTER|CHAR|BIT VARYING|VARBIT|BIT)\s*\(\d+\)((?:\[\])*)",
+    re.IGNORECASE,
+)
+
+
+def unbounded(sql_type: str) -> str:
+    """The type a staged column is cast to for a target column of ``sql_type``: itself, but
+    for a bounded string (``VARCHAR(3)``, ``CHAR(3)``, ``BIT(3)``, arrays of them) the
+    unbounded kind (``TEXT``, ``VARBIT``). An explicit cast cuts a longer value to fit (SQL's
+    rule for CAST), while the INSERT's own assignment to the column refuses it ("value too
+    long"): the row is refused, never written cut."""
+    bounded = _BOUNDED.fullmatch(sql_type.strip())
+    if bounded is None:
+        return sql_type
+    kind = "VARBIT" if bounded.group(1).upper().startswith(("BIT", "VARBIT")) else "TEXT"
+    return kind + bounded.group(2)
+
+
 class PostgresWriter(BulkWriter):
     dialect = "postgresql"
+    _explicit = False  # in a transaction begun by BEGIN on an autocommit connection
 
     def _connect(self) -> Any:
         uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -53,7 +75,34 @@ class PostgresWriter(BulkWriter):
             cursor.close()
 
     def staged(self, column: str, target: WriteTarget) -> str:
-        return f"CAST(s.{self.quote(column)} AS {target.types[column]})"
+        return f"CAST(s.{self.quote(column)} AS {unbounded(target.types[column])})"
+
+    def begin_sparing(self) -> None:
+        """A connection in autocommit mode, in a transaction of its own (``BEGIN``): ADBC
+        refuses every statement on a connection whose transaction it runs once one failed,
+        even the ``ROLLBACK TO SAVEPOINT`` that would mend it."""
+        self.close()
+        uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connection = adbc_postgresql.connect(uri, autocommit=True)
+        self.execute("BEGIN")
+        self._explicit = True
+
+    def commit(self) -> None:
+        if self._explicit:
+            self.execute("COMMIT")
+            self.close()  # the next flush opens a connection in the driver's transactions
+        else:
+            super().commit()
+
+    def rollback(self) -> None:
+        if self._explicit:
+            self.close()  # the server rolls back what the closed session left open
+        else:
+            super().rollback()
+
+    def close(self) -> None:
+        self._explicit = False
+        super().close()
 
     def delete(self, target: WriteTarget) -> str:
         return (

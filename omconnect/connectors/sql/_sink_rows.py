@@ -50,11 +50,14 @@ class MissingKeyColumn(ConnectorError):
 @dataclass(frozen=True)
 class StagedRows:
     """Rows of one schema ready to write: ``rows`` holds the fields of ``schema`` (keys
-    included), then the position columns and the delete flag."""
+    included), then the position columns and the delete flag. Row ``i`` is row
+    ``origin_rows[i]`` of the record batch ``origin`` (what a dead letter of it carries)."""
 
     schema: Schema
     key: tuple[str, ...]
     rows: pa.Table
+    origin: RecordBatch | None = None
+    origin_rows: np.ndarray | None = None
 
 
 def staged_rows(batch: RecordBatch, key: Sequence[str] | None) -> StagedRows:
@@ -186,12 +189,19 @@ def next_offset(position: Position) -> int:
 
 def last_per_key(rows: pa.Table, key: Sequence[str]) -> pa.Table:
     """``rows`` with only the last row of each key, in their original order."""
+    kept = last_per_key_rows(rows, key)
+    return rows if kept is None else rows.take(pa.array(kept))
+
+
+def last_per_key_rows(rows: pa.Table, key: Sequence[str]) -> np.ndarray | None:
+    """The indexes of the last row of each key of ``rows``, ascending; None when that is
+    every row."""
     if rows.num_rows < 2:
-        return rows
+        return None
     numbered = rows.select(list(key)).append_column("__row", pa.array(np.arange(rows.num_rows)))
     last = numbered.group_by(list(key), use_threads=False).aggregate([("__row", "max")])
     kept = np.sort(last.column("__row_max").to_numpy())
-    return rows if len(kept) == rows.num_rows else rows.take(pa.array(kept))
+    return None if len(kept) == rows.num_rows else kept
 
 
 def null_key_rows(rows: pa.Table, key: Sequence[str]) -> dict[str, np.ndarray]:

@@ -38,6 +38,7 @@ from omconnect.connectors.sql._database import TableName, quote, quote_table
 from omconnect.connectors.sql._sink_rows import DELETE_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN
 
 POSITION_KEY = ("pipeline", "target_table", "topic", "topic_partition")
+_SAVEPOINT = "omconnect_rows"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class BulkWriter(ABC):
     """One connection of the driver's own, for the sink's transactions."""
 
     dialect: ClassVar[str]
+    stage_kind: ClassVar[str] = "TABLE"
+    """How ``DROP`` names the stage table (MariaDB: ``TEMPORARY TABLE``)."""
     current_schema_query: ClassVar[str] = "SELECT current_schema()"
     """The query of the schema (MariaDB: the database) an unqualified table name means."""
 
@@ -111,6 +114,25 @@ class BulkWriter(ABC):
             self._connection.rollback()
         except Exception:
             self.close()
+
+    # -- a flush that spares refused rows -------------------------------------------------
+
+    def begin_sparing(self) -> None:  # noqa: B027 (most drivers need nothing here)
+        """Start the transaction of a flush that writes its rows in parts under savepoints,
+        so that a part the database refuses is undone alone (``sink.SqlSinkTask``): the
+        driver's own transaction, unless it cannot go on after a failed statement."""
+
+    def savepoint(self) -> None:
+        self.execute(f"SAVEPOINT {_SAVEPOINT}")
+
+    def release_savepoint(self) -> None:
+        self.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+
+    def rollback_to_savepoint(self) -> None:
+        """Undo what ran since ``savepoint``; the stage table it made is gone too (MariaDB
+        does not undo the creation of a temporary table: it is dropped)."""
+        self.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        self.execute(f"DROP {self.stage_kind} IF EXISTS {self.stage_ref()}")
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -182,7 +204,7 @@ class BulkWriter(ABC):
         return self.quote(self.stage_name)
 
     def drop_stage(self) -> None:
-        self.execute(f"DROP TABLE {self.stage_ref()}")
+        self.execute(f"DROP {self.stage_kind} {self.stage_ref()}")
 
     def staged(self, column: str, target: WriteTarget) -> str:
         """The expression reading ``column`` from the stage (aliased ``s``) as the target's

@@ -26,6 +26,17 @@ append repeats them).
 A flush writes each record schema's rows with one bulk load into a temporary table and one
 statement into the target (see ``_sink_writer``); within a flush the last row of each key
 wins, and an upsert never replaces a row that came from a later offset of the same partition.
+
+Rows the database refuses (``_database.refused_row``: a NOT NULL, CHECK, unique or foreign
+key constraint, a value too long, out of range or of the wrong form) fail the flush's one
+statement; the flush is rolled back and made again in parts under savepoints, halving a
+refused part down to its one row, which goes to the dead letter topic with the database's
+words (``errors.tolerance: all``; under ``none`` the first one fails the flush). The rest are
+written and the positions stored in one transaction, after the dead letters are acknowledged
+(``ErrorReporter.delivered``). A value too long for a bounded column is refused, never cut:
+PostgreSQL's explicit cast would cut it (so the stage is cast to the unbounded type and the
+INSERT's assignment refuses it), and MariaDB's ``LOAD DATA LOCAL`` only warns (so its
+warnings about row data are errors).
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from omconnect.connectors.sql._sink_rows import (
     MissingKeyColumn,
     StagedRows,
     last_per_key,
+    last_per_key_rows,
     null_key_rows,
     staged_rows,
     topic_partition,
@@ -255,7 +267,8 @@ class SqlSinkTask(SinkTask):
         if rows.num_rows == 0:
             return
         where = _partition_of(batch)
-        self._buffers.setdefault(where, []).append(StagedRows(staged.schema, staged.key, rows))
+        kept = StagedRows(staged.schema, staged.key, rows, batch, np.flatnonzero(keep))
+        self._buffers.setdefault(where, []).append(kept)
         self._closed.discard(where)
         self._buffered_rows += rows.num_rows
         if self._buffered_rows >= self.config.batch_size:
@@ -287,15 +300,16 @@ class SqlSinkTask(SinkTask):
         """
         durable = [p for p in positions if topic_partition(p) not in self._closed]
         groups = self._take_groups()
-        with self._translated():
-            targets = [self.table.target(schema, key) for (schema, key) in groups]
-            for target, rows in zip(targets, groups.values(), strict=True):
-                self._write(target, rows)
-            for position in durable:
-                where = topic_partition(position)
-                stored = (where.topic, where.partition, int(position.offset["offset"]))
-                self.writer.store_position(self.positions, self.context.pipeline, self.name, stored)
-            self.writer.commit()
+        try:
+            with self._translated():
+                targets = [self.table.target(schema, key) for (schema, key) in groups]
+                for target, group in zip(targets, groups.values(), strict=True):
+                    self._write(target, group.rows)
+                self._store(durable)
+                self.writer.commit()
+        except _RowsRefused:
+            with self._translated():
+                self._write_sparing(groups, durable)
         if self._skipped_deletes:
             self.context.logger.info(
                 "table %s: skipped %d delete(s) (tombstones) since the last flush (%s)",
@@ -325,16 +339,77 @@ class SqlSinkTask(SinkTask):
             writer.close()
             writer.engine.dispose()
 
-    def _take_groups(self) -> dict[tuple[Schema, tuple[str, ...]], pa.Table]:
+    def _store(self, durable: Sequence[Position]) -> None:
+        for position in durable:
+            where = topic_partition(position)
+            stored = (where.topic, where.partition, int(position.offset["offset"]))
+            self.writer.store_position(self.positions, self.context.pipeline, self.name, stored)
+
+    def _write_sparing(
+        self, groups: dict[tuple[Schema, tuple[str, ...]], _Group], durable: Sequence[Position]
+    ) -> None:
+        """The flush again, after the database refused a row of it: each group's rows are
+        written in parts under a savepoint, a refused part is undone and split in two, and a
+        refused row alone goes to the dead letter topic with the database's words (with
+        ``errors.tolerance: none`` the first one fails the flush). The rows around it are
+        written and the positions stored in the same transaction, once the dead letters are
+        stored. A flush of ``n`` rows with ``b`` refused costs about ``2 b log2(n)``
+        statements more."""
+        writer = self.writer
+        writer.begin_sparing()
+        refused = 0
+        for (schema, key), group in groups.items():
+            target = self.table.target(schema, key)
+            rows, numbers = group.rows, None
+            if self.upsert:
+                numbers = last_per_key_rows(rows, target.key)
+                rows = rows if numbers is None else rows.take(pa.array(numbers))
+            for at, words in self._refused_rows(target, rows):
+                batch, row = group.origin(at if numbers is None else int(numbers[at]))
+                error = ConnectorError(f"table {self.name}: the database refused the row: {words}")
+                self.context.errors.report(batch, [row], error, "sink")
+                refused += 1
+        if refused:
+            self.context.errors.delivered()
+        self._store(durable)
+        writer.commit()
+
+    def _refused_rows(self, target: WriteTarget, rows: pa.Table) -> list[tuple[int, str]]:
+        """Write ``rows`` but those the database refuses (see ``_write_sparing``); returns the
+        refused ones (row index, the database's words), in order."""
+        from omconnect.connectors.sql._database import refused_row
+
+        refused: list[tuple[int, str]] = []
+        pending = [(0, rows.num_rows)]
+        while pending:
+            start, stop = pending.pop()
+            self.writer.savepoint()
+            try:
+                self._write(target, rows.slice(start, stop - start))
+            except Exception as error:
+                words = refused_row(error)
+                if words is None:
+                    raise
+                self.writer.rollback_to_savepoint()
+                if stop - start == 1:
+                    refused.append((start, words))
+                else:
+                    middle = (start + stop) // 2
+                    pending += [(middle, stop), (start, middle)]
+            else:
+                self.writer.release_savepoint()
+        return refused
+
+    def _take_groups(self) -> dict[tuple[Schema, tuple[str, ...]], _Group]:
         """The buffered rows, joined per (schema, key) in first-seen order; the buffers are
         emptied (a failed flush is redelivered, never retried from here)."""
-        parts: dict[tuple[Schema, tuple[str, ...]], list[pa.Table]] = {}
+        parts: dict[tuple[Schema, tuple[str, ...]], list[StagedRows]] = {}
         for buffered in self._buffers.values():
             for staged in buffered:
-                parts.setdefault((staged.schema, staged.key), []).append(staged.rows)
+                parts.setdefault((staged.schema, staged.key), []).append(staged)
         self._buffers.clear()
         self._buffered_rows = 0
-        return {group: pa.concat_tables(tables) for group, tables in parts.items()}
+        return {group: _Group(staged) for group, staged in parts.items()}
 
     def _write(self, target: WriteTarget, rows: pa.Table) -> None:
         writer = self.writer
@@ -353,11 +428,15 @@ class SqlSinkTask(SinkTask):
     def _translated(self) -> Iterator[None]:
         """Any error inside rolls the transaction back and becomes the sink's one-line
         error."""
-        from omconnect.connectors.sql._database import write_error
+        from omconnect.connectors.sql._database import refused_row, write_error
 
         try:
             yield
         except Exception as error:
+            words = None if isinstance(error, ConnectorError) else refused_row(error)
+            if words is not None:
+                self.writer.rollback()
+                raise _RowsRefused(f"table {self.name}: {words}") from None
             translated = write_error(error, self.name, self.url)
             self.writer.rollback()
             if isinstance(translated, RetriableError):
@@ -373,7 +452,8 @@ class SqlSink(SinkConnector):
     task_class = SqlSinkTask
     description = (
         "Append or upsert records into a SQL table (PostgreSQL, MariaDB, SQLite), deletes "
-        "applied, exactly once from a topic (at least once with broker: none)."
+        "applied, exactly once from a topic (at least once with broker: none); rows the "
+        "database refuses (a constraint, a value too long) go to the dead letter topic."
     )
 
     def validate(self) -> None:
@@ -391,6 +471,29 @@ class SqlSink(SinkConnector):
             )
         if config.key is not None and not config.key:
             raise ConfigError("key must name at least one column (or be left out)", key="key")
+
+
+class _RowsRefused(ConnectorError):
+    """The database refused the data of a row of a flush (rolled back): the flush is made
+    again sparing the refused rows (``SqlSinkTask._write_sparing``)."""
+
+
+class _Group:
+    """The buffered rows of one record schema and key, joined for one flush, and the record
+    batch each came from."""
+
+    def __init__(self, parts: list[StagedRows]) -> None:
+        self.parts = parts
+        self.rows = pa.concat_tables([part.rows for part in parts])
+        self._ends = np.cumsum([part.rows.num_rows for part in parts])
+
+    def origin(self, row: int) -> tuple[RecordBatch, int]:
+        """The record batch, and its row, that row ``row`` of ``rows`` came from."""
+        part = int(np.searchsorted(self._ends, row, side="right"))
+        staged = self.parts[part]
+        assert staged.origin is not None and staged.origin_rows is not None
+        start = int(self._ends[part - 1]) if part else 0
+        return staged.origin, int(staged.origin_rows[row - start])
 
 
 def _partition_of(batch: RecordBatch) -> TopicPartition:

@@ -85,6 +85,9 @@ class CollectingErrorReporter:
     ) -> None:
         self.reports.append(ReportedRows(batch, list(rows), error, stage))
 
+    def delivered(self) -> None:
+        """Nothing to wait for: reports are kept as they are made."""
+
     def report_raw(
         self,
         payloads: Sequence[bytes],

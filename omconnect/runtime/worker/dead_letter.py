@@ -128,6 +128,19 @@ class DeadLetterQueue:
         )
         self._send(dead, failures[rows[0]], stage)
 
+    def delivered(self) -> None:
+        """Block a task's thread until every report so far is acknowledged by the broker (a
+        sink storing its positions in ``flush`` calls this before committing them)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise RuntimeError("delivered() blocks: call it from a task's thread")
+        for future in list(self._pending):
+            if isinstance(future, concurrent.futures.Future):
+                future.result()
+
     async def drain(self) -> None:
         """Wait until every report so far is acknowledged by the broker."""
         pending, self._pending = self._pending, []
