@@ -356,10 +356,11 @@ class SqlSinkTask(SinkTask):
         stored. A flush of ``n`` rows with ``b`` refused costs about ``2 b log2(n)``
         statements more."""
         writer = self.writer
+        # Known (and their DDL committed) since the first try, which failed only writing.
+        targets = [self.table.target(schema, key) for (schema, key) in groups]
         writer.begin_sparing()
         refused = 0
-        for (schema, key), group in groups.items():
-            target = self.table.target(schema, key)
+        for target, group in zip(targets, groups.values(), strict=True):
             rows, numbers = group.rows, None
             if self.upsert:
                 numbers = last_per_key_rows(rows, target.key)
