@@ -557,7 +557,13 @@ def refused_row(error: BaseException) -> str | None:
     kind = classify(error)
     if kind is not None:
         return None
-    chain = _error_chain(error)
+    # The error and what it wraps, not the errors it was raised while handling (a statement
+    # after a refused one fails for its own reasons).
+    chain: list[BaseException] = []
+    current: Any = error
+    while isinstance(current, BaseException) and all(current is not e for e in chain):
+        chain.append(current)
+        current = getattr(current, "orig", None) or current.__cause__
     codes = {code for e in chain for code in _driver_codes(e)}
     row_codes = {c for c in codes if isinstance(c, str) and c[:2] in ("22", "23")}
     row_codes.update(str(c) for c in codes & MARIADB_ROW_ERRORS)

@@ -17,6 +17,7 @@ ending the session releases it too.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from omconnect.connectors.sql._sink_rows import (
     DELETE_COLUMN,
     OFFSET_COLUMN,
     PARTITION_COLUMN,
+    ROW_COLUMN,
     sql_text_column,
 )
 from omconnect.connectors.sql._sink_writer import BulkWriter, WriteTarget, lock_key
@@ -39,6 +41,7 @@ _STAGE_ONLY_TYPES = {
     PARTITION_COLUMN: "VARCHAR(255)",
     OFFSET_COLUMN: "BIGINT",
     DELETE_COLUMN: "BOOL",
+    ROW_COLUMN: "BIGINT",
 }
 _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 _CHUNK_ROWS = 100_000
@@ -104,7 +107,8 @@ class MariaDbWriter(BulkWriter):
 
     def stage(self, rows: pa.Table, target: WriteTarget) -> None:
         definitions = ", ".join(
-            f"{self.quote(name)} {target.types.get(name) or _STAGE_ONLY_TYPES[name]} NULL"
+            f"{self.quote(name)} {stage_type(target.types.get(name)) or _STAGE_ONLY_TYPES[name]}"
+            " NULL"
             for name in rows.column_names
         )
         self.execute(f"CREATE TEMPORARY TABLE {self.stage_ref()} ({definitions})")
@@ -139,7 +143,7 @@ class MariaDbWriter(BulkWriter):
             f"OR {stored}.{offset} < {incoming}.{offset})"
         )
 
-    def upsert(self, target: WriteTarget) -> str:
+    def upsert(self, target: WriteTarget, part: bool = False) -> str:
         table = self.quote(target.table.name)
         partition, offset = self.quote(PARTITION_COLUMN), self.quote(OFFSET_COLUMN)
         newer = (
@@ -156,19 +160,41 @@ class MariaDbWriter(BulkWriter):
         values = ", ".join(self.staged(c, target) for c in target.columns)
         return (
             f"INSERT INTO {self.table(target.table)} ({columns}) SELECT {values} "
-            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted()} "
+            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted(part)} "
             f"ON DUPLICATE KEY UPDATE {assignments}"
         )
 
-    def delete(self, target: WriteTarget) -> str:
+    def delete(self, target: WriteTarget, part: bool = False) -> str:
         return (
             f"DELETE t FROM {self.table(target.table)} AS t JOIN {self.stage_ref()} AS s "
-            f"ON {self.key_matches(target, 't')} WHERE {self._deleted()} "
+            f"ON {self.key_matches(target, 't')} WHERE {self._deleted(part)} "
             f"AND {self.newer('t', 's')}"
         )
 
     def _position_conflict(self) -> str:
         return "ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
+
+
+def stage_type(sql_type: str | None) -> str | None:
+    """The stage's type for a column of ``sql_type``: a string or binary of bounded length (or
+    of a set of values, ``ENUM``, ``SET``) is staged unbounded (``LONGTEXT``, ``LONGBLOB``),
+    so that a value too long for the column (or not of its set) fails the move into it (an
+    error in a strict ``sql_mode``, else a warning, which ``execute`` raises) rather than
+    being cut to fit as ``LOAD DATA LOCAL`` cuts it."""
+    if sql_type is None:
+        return None
+    found = _BOUNDED.match(sql_type)
+    if found is None:
+        return sql_type
+    return "LONGBLOB" if found.group(1).upper() in _BINARY_KINDS else "LONGTEXT"
+
+
+_BOUNDED = re.compile(
+    r"\s*(VARCHAR|CHAR|NVARCHAR|NCHAR|TINYTEXT|TEXT|MEDIUMTEXT|VARBINARY|BINARY|TINYBLOB"
+    r"|BLOB|MEDIUMBLOB|ENUM|SET)\b",
+    re.IGNORECASE,
+)
+_BINARY_KINDS = frozenset({"VARBINARY", "BINARY", "TINYBLOB", "BLOB", "MEDIUMBLOB"})
 
 
 def tab_separated(rows: pa.RecordBatch) -> bytes:

@@ -104,9 +104,9 @@ class PostgresWriter(BulkWriter):
         self._explicit = False
         super().close()
 
-    def delete(self, target: WriteTarget) -> str:
+    def delete(self, target: WriteTarget, part: bool = False) -> str:
         return (
             f"DELETE FROM {self.table(target.table)} AS t USING {self.stage_ref()} AS s "
-            f"WHERE {self._deleted()} AND {self.key_matches(target, 't')} "
+            f"WHERE {self._deleted(part)} AND {self.key_matches(target, 't')} "
             f"AND {self.newer('t', 's')}"
         )

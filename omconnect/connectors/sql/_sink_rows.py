@@ -34,6 +34,7 @@ from omconnect.schemas.types import Field
 PARTITION_COLUMN = "__omconnect_topic_partition"
 OFFSET_COLUMN = "__omconnect_offset"
 DELETE_COLUMN = "__omconnect_delete"
+ROW_COLUMN = "__omconnect_row"  # a staged row's number, in a flush that spares refused rows
 POSITION_COLUMNS = (PARTITION_COLUMN, OFFSET_COLUMN)
 
 

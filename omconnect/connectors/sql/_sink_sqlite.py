@@ -23,6 +23,7 @@ from omconnect.connectors.sql._database import TableName
 from omconnect.connectors.sql._sink_rows import (
     OFFSET_COLUMN,
     PARTITION_COLUMN,
+    ROW_COLUMN,
     portable_column,
     sql_text_column,
 )
@@ -75,6 +76,12 @@ class SqliteWriter(BulkWriter):
     def stage_ref(self) -> str:
         return f"temp.{self.quote(self.stage_name)}"
 
+    def index_stage_rows(self) -> None:
+        """SQLite names the schema on the index, not on its table."""
+        index = self.quote(f"{self.stage_name}_rows")
+        stage, row = self.quote(self.stage_name), self.quote(ROW_COLUMN)
+        self.execute(f"CREATE INDEX temp.{index} ON {stage} ({row})")
+
     def newer(self, stored: str, incoming: str) -> str:
         partition, offset = self.quote(PARTITION_COLUMN), self.quote(OFFSET_COLUMN)
         return (
@@ -82,10 +89,11 @@ class SqliteWriter(BulkWriter):
             f"OR {stored}.{offset} < {incoming}.{offset})"
         )
 
-    def delete(self, target: WriteTarget) -> str:
+    def delete(self, target: WriteTarget, part: bool = False) -> str:
         table = self.table(target.table)
         return (
             f"DELETE FROM {table} WHERE rowid IN (SELECT t.rowid FROM "
             f"{self.stage_ref()} AS s JOIN {table} AS t ON "
-            f"{self.key_matches(target, 't')} WHERE {self._deleted()} AND {self.newer('t', 's')})"
+            f"{self.key_matches(target, 't')} WHERE {self._deleted(part)} "
+            f"AND {self.newer('t', 's')})"
         )

@@ -35,7 +35,12 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.schema import CreateTable
 
 from omconnect.connectors.sql._database import TableName, quote, quote_table
-from omconnect.connectors.sql._sink_rows import DELETE_COLUMN, OFFSET_COLUMN, PARTITION_COLUMN
+from omconnect.connectors.sql._sink_rows import (
+    DELETE_COLUMN,
+    OFFSET_COLUMN,
+    PARTITION_COLUMN,
+    ROW_COLUMN,
+)
 
 POSITION_KEY = ("pipeline", "target_table", "topic", "topic_partition")
 _SAVEPOINT = "omconnect_rows"
@@ -117,10 +122,18 @@ class BulkWriter(ABC):
 
     # -- a flush that spares refused rows -------------------------------------------------
 
-    def begin_sparing(self) -> None:  # noqa: B027 (most drivers need nothing here)
+    def begin_sparing(self) -> None:
         """Start the transaction of a flush that writes its rows in parts under savepoints,
         so that a part the database refuses is undone alone (``sink.SqlSinkTask``): the
-        driver's own transaction, unless it cannot go on after a failed statement."""
+        driver's own transaction, unless it cannot go on after a failed statement. The stage
+        of the failed try is dropped (MariaDB does not roll back a temporary table)."""
+        self.execute(f"DROP {self.stage_kind} IF EXISTS {self.stage_ref()}")
+
+    def index_stage_rows(self) -> None:
+        """Index the stage's row numbers (``ROW_COLUMN``), which the moves of a sparing flush
+        select parts by: without it each part scanned the whole stage."""
+        index = self.quote(f"{self.stage_name}_rows")
+        self.execute(f"CREATE INDEX {index} ON {self.stage_ref()} ({self.quote(ROW_COLUMN)})")
 
     def savepoint(self) -> None:
         self.execute(f"SAVEPOINT {_SAVEPOINT}")
@@ -129,10 +142,11 @@ class BulkWriter(ABC):
         self.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
 
     def rollback_to_savepoint(self) -> None:
-        """Undo what ran since ``savepoint``; the stage table it made is gone too (MariaDB
-        does not undo the creation of a temporary table: it is dropped)."""
+        """Undo what ran since ``savepoint``, and end it: a savepoint rolled back to stays,
+        and the next one would nest in it (PostgreSQL kept a lock per nested level, and ran
+        out of them after thousands)."""
         self.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-        self.execute(f"DROP {self.stage_kind} IF EXISTS {self.stage_ref()}")
+        self.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -211,16 +225,19 @@ class BulkWriter(ABC):
         type."""
         return f"s.{self.quote(column)}"
 
-    def append(self, target: WriteTarget) -> str:
+    # The statements moving staged rows take ``part``: when true, only the staged rows
+    # numbered (``ROW_COLUMN``) from the first bound parameter up to the second are moved.
+
+    def append(self, target: WriteTarget, part: bool = False) -> str:
         """Insert every staged row that is not a delete."""
         columns = ", ".join(self.quote(c) for c in target.columns)
         values = ", ".join(self.staged(c, target) for c in target.columns)
         return (
             f"INSERT INTO {self.table(target.table)} ({columns}) SELECT {values} "
-            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted()}"
+            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted(part)}"
         )
 
-    def upsert(self, target: WriteTarget) -> str:
+    def upsert(self, target: WriteTarget, part: bool = False) -> str:
         """Insert the staged rows that are not deletes; a row whose key exists replaces it
         when it is newer (``newer``). PostgreSQL's and SQLite's ``ON CONFLICT``."""
         updated = [c for c in target.columns if c not in target.key]
@@ -229,20 +246,26 @@ class BulkWriter(ABC):
         values = ", ".join(self.staged(c, target) for c in target.columns)
         return (
             f"INSERT INTO {self.table(target.table)} AS t ({columns}) SELECT {values} "
-            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted()} "
+            f"FROM {self.stage_ref()} AS s WHERE {self._not_deleted(part)} "
             f"ON CONFLICT ({', '.join(self.quote(k) for k in target.key)}) "
             f"DO UPDATE SET {assignments} WHERE {self.newer('t', 'excluded')}"
         )
 
     @abstractmethod
-    def delete(self, target: WriteTarget) -> str:
+    def delete(self, target: WriteTarget, part: bool = False) -> str:
         """Delete the rows whose key a staged delete names, when the delete is newer."""
 
-    def _deleted(self) -> str:
-        return f"s.{self.quote(DELETE_COLUMN)}"
+    def _deleted(self, part: bool = False) -> str:
+        return f"s.{self.quote(DELETE_COLUMN)}" + self._in_part(part)
 
-    def _not_deleted(self) -> str:
-        return f"NOT s.{self.quote(DELETE_COLUMN)}"
+    def _not_deleted(self, part: bool = False) -> str:
+        return f"NOT s.{self.quote(DELETE_COLUMN)}" + self._in_part(part)
+
+    def _in_part(self, part: bool) -> str:
+        if not part:
+            return ""
+        row = f"s.{self.quote(ROW_COLUMN)}"
+        return f" AND {row} >= {self.placeholder(1)} AND {row} < {self.placeholder(2)}"
 
     def newer(self, stored: str, incoming: str) -> str:
         """True when the row ``incoming`` (an alias) may replace the row ``stored``: it comes

@@ -29,14 +29,20 @@ wins, and an upsert never replaces a row that came from a later offset of the sa
 
 Rows the database refuses (``_database.refused_row``: a NOT NULL, CHECK, unique or foreign
 key constraint, a value too long, out of range or of the wrong form) fail the flush's one
-statement; the flush is rolled back and made again in parts under savepoints, halving a
-refused part down to its one row, which goes to the dead letter topic with the database's
-words (``errors.tolerance: all``; under ``none`` the first one fails the flush). The rest are
-written and the positions stored in one transaction, after the dead letters are acknowledged
-(``ErrorReporter.delivered``). A value too long for a bounded column is refused, never cut:
-PostgreSQL's explicit cast would cut it (so the stage is cast to the unbounded type and the
-INSERT's assignment refuses it), and MariaDB's ``LOAD DATA LOCAL`` only warns (so its
-warnings about row data are errors).
+statement; the flush is rolled back and made again: the rows are staged once, numbered, and
+moved in parts under savepoints, halving a refused part down to its one row, which goes to
+the dead letter topic with the database's words (``errors.tolerance: all``; under ``none``
+the first one fails the flush). The rest are written and the positions stored in one
+transaction, after the dead letters are acknowledged (``ErrorReporter.delivered``). A flush
+of ``n`` rows with ``b`` refused costs about ``2 b log2(n)`` statements more: measured, 20
+refused among 200,000 rows on PostgreSQL took 2.5 s in all, while a flush of 20,000 rows
+all refused took 95 s on PostgreSQL, 44 s on MariaDB and 7 s on SQLite (a row's probes are
+statements of a round trip each).
+
+A value too long for a bounded column is refused, never cut: PostgreSQL's explicit cast
+would cut it (so the stage is cast to the unbounded type and the INSERT's assignment refuses
+it), and MariaDB's ``LOAD DATA LOCAL`` cuts with a warning (so bounded strings are staged
+unbounded, and warnings about row data are errors).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from omconnect.connectors.api import (
     register,
 )
 from omconnect.connectors.sql._sink_rows import (
+    ROW_COLUMN,
     MissingKeyColumn,
     StagedRows,
     last_per_key,
@@ -353,8 +360,7 @@ class SqlSinkTask(SinkTask):
         refused row alone goes to the dead letter topic with the database's words (with
         ``errors.tolerance: none`` the first one fails the flush). The rows around it are
         written and the positions stored in the same transaction, once the dead letters are
-        stored. A flush of ``n`` rows with ``b`` refused costs about ``2 b log2(n)``
-        statements more."""
+        stored (see the module docstring for what it costs)."""
         writer = self.writer
         # Known (and their DDL committed) since the first try, which failed only writing.
         targets = [self.table.target(schema, key) for (schema, key) in groups]
@@ -377,16 +383,22 @@ class SqlSinkTask(SinkTask):
 
     def _refused_rows(self, target: WriteTarget, rows: pa.Table) -> list[tuple[int, str]]:
         """Write ``rows`` but those the database refuses (see ``_write_sparing``); returns the
-        refused ones (row index, the database's words), in order."""
+        refused ones (row index, the database's words), in order. The rows are staged once,
+        numbered, and moved a part at a time (a stage per part took a lock per part, and
+        PostgreSQL ran out of them in a transaction of thousands)."""
         from omconnect.connectors.sql._database import refused_row
 
+        writer = self.writer
+        numbers = pa.array(np.arange(rows.num_rows, dtype=np.int64))
+        writer.stage(rows.append_column(ROW_COLUMN, numbers), target)
+        writer.index_stage_rows()
         refused: list[tuple[int, str]] = []
         pending = [(0, rows.num_rows)]
         while pending:
             start, stop = pending.pop()
             self.writer.savepoint()
             try:
-                self._write(target, rows.slice(start, stop - start))
+                self._move(target, (start, stop))
             except Exception as error:
                 words = refused_row(error)
                 if words is None:
@@ -399,6 +411,7 @@ class SqlSinkTask(SinkTask):
                     pending += [(middle, stop), (start, middle)]
             else:
                 self.writer.release_savepoint()
+        writer.drop_stage()
         return refused
 
     def _take_groups(self) -> dict[tuple[Schema, tuple[str, ...]], _Group]:
@@ -417,13 +430,18 @@ class SqlSinkTask(SinkTask):
         if self.upsert:
             rows = last_per_key(rows, target.key)
         writer.stage(rows, target)
-        if not self.upsert:
-            writer.execute(writer.append(target))
-        else:
-            writer.execute(writer.upsert(target))
-            if self.config.delete:
-                writer.execute(writer.delete(target))
+        self._move(target)
         writer.drop_stage()
+
+    def _move(self, target: WriteTarget, part: tuple[int, int] | None = None) -> None:
+        """Move the staged rows (those numbered ``part[0]`` up to ``part[1]``) into the table."""
+        writer, ranged, bounds = self.writer, part is not None, part or ()
+        if not self.upsert:
+            writer.execute(writer.append(target, ranged), bounds)
+        else:
+            writer.execute(writer.upsert(target, ranged), bounds)
+            if self.config.delete:
+                writer.execute(writer.delete(target, ranged), bounds)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
