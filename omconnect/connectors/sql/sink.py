@@ -384,8 +384,7 @@ class SqlSinkTask(SinkTask):
     def _refused_rows(self, target: WriteTarget, rows: pa.Table) -> list[tuple[int, str]]:
         """Write ``rows`` but those the database refuses (see ``_write_sparing``); returns the
         refused ones (row index, the database's words), in order. The rows are staged once,
-        numbered, and moved a part at a time (a stage per part took a lock per part, and
-        PostgreSQL ran out of them in a transaction of thousands)."""
+        numbered and indexed, and moved a part at a time."""
         from omconnect.connectors.sql._database import refused_row
 
         writer = self.writer
@@ -396,21 +395,21 @@ class SqlSinkTask(SinkTask):
         pending = [(0, rows.num_rows)]
         while pending:
             start, stop = pending.pop()
-            self.writer.savepoint()
+            writer.savepoint()
             try:
                 self._move(target, (start, stop))
             except Exception as error:
                 words = refused_row(error)
                 if words is None:
                     raise
-                self.writer.rollback_to_savepoint()
+                writer.rollback_to_savepoint()
                 if stop - start == 1:
                     refused.append((start, words))
                 else:
                     middle = (start + stop) // 2
                     pending += [(middle, stop), (start, middle)]
             else:
-                self.writer.release_savepoint()
+                writer.release_savepoint()
         writer.drop_stage()
         return refused
 
