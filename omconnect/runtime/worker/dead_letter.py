@@ -166,6 +166,8 @@ class DeadLetterQueue:
             ) from error
         if self.metrics is not None:
             self.metrics.rows_dead_lettered += len(messages)
+            if stage == "sink":  # rows the sink took (counted written) and then refused
+                self.metrics.rows_written -= len(messages)
         log.warning("%d record(s) to %s (%s): %s", len(messages), self.topic, stage, error)
         coroutine = self.producer.send(self.topic, messages)
         try:

@@ -68,10 +68,12 @@ def test_tolerance_all_dead_letters_refused_rows_and_writes_the_rest_once(
     sql_database: SqlDatabase, tmp_path: Path, broker: str
 ) -> None:
     prepare(tmp_path, sql_database, broker, "all")
-    for _run in range(2):  # the second finds nothing to do
+    for run in range(2):  # the second finds nothing to do
         ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
         assert ran.returncode == 0, ran.stderr
         assert "Traceback" not in ran.stderr
+        written, dead = (ROWS - len(BAD), len(BAD)) if run == 0 else (0, 0)
+        assert f"written={written} dead_lettered={dead} " in ran.stderr, ran.stderr
         assert table_rows(sql_database) == GOOD
         dead = dead_letters(tmp_path)
         assert sorted(item["value"]["id"] for item in dead) == list(BAD), "each once"
