@@ -50,6 +50,19 @@ format: avro
 """
 
 
+def sink_options(database: SqlDatabase, key: list[str] | None = None) -> dict:
+    """The sql sink upserting into ``TABLE`` (created), keyed by ``key`` (by default by the
+    records' key)."""
+    return {
+        "connector": "sql",
+        "url": database.url,
+        "table": database.table(TABLE),
+        "mode": "upsert",
+        "create": True,
+        **({"key": key} if key is not None else {}),
+    }
+
+
 def sink_pipeline(
     database: SqlDatabase,
     tolerance: str,
@@ -59,14 +72,7 @@ def sink_pipeline(
     """The pipeline upserting ``TOPIC`` (keyed by ``key``, by default by its messages' key,
     ``shop, id``) into ``TABLE``, flushing after every consumed batch of at most 100
     records."""
-    sink = {
-        "connector": "sql",
-        "url": database.url,
-        "table": database.table(TABLE),
-        "mode": "upsert",
-        "create": True,
-        **({"key": key} if key is not None else {}),
-    }
+    sink = sink_options(database, key)
     return (
         f"name: {SINK}\ntopic: {TOPIC}\nformat: {message_format}\nsink: {json.dumps(sink)}\n"
         "batching: {max_rows: 100}\ncommit_interval: 0\n"
@@ -122,6 +128,17 @@ def produce(directory: Path, messages: list[tuple[bytes | None, bytes]]) -> None
         await broker.close()
 
     asyncio.run(send())
+
+
+def stopped_run(directory: Path) -> str:
+    """Run ``sink.yaml``, which must stop under ``errors.tolerance: none``: its one error
+    line, which names the pipeline (no traceback)."""
+    ran = omconnect("run", "sink.yaml", "--once", cwd=directory)
+    assert ran.returncode == 1, ran.stderr
+    assert "Traceback" not in ran.stderr
+    (error,) = [line for line in ran.stderr.splitlines() if " ERROR " in line]
+    assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+    return error
 
 
 def dead_letters(directory: Path) -> list[dict]:
@@ -217,13 +234,7 @@ def test_tolerance_none_stops_at_a_null_key_naming_pipeline_table_and_column(
     publish(tmp_path, {NULL_AT: null})
     (tmp_path / "sink.yaml").write_text(sink_pipeline(sql_database, "none"))
     for _run in range(2):  # a second run stops at the same record, having stored nothing more
-        ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
-        assert ran.returncode == 1, ran.stderr
-        assert "Traceback" not in ran.stderr
-        errors = [line for line in ran.stderr.splitlines() if " ERROR " in line]
-        assert len(errors) == 1, ran.stderr
-        (error,) = errors
-        assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+        error = stopped_run(tmp_path)
         assert f"table {sql_database.table(TABLE)}: key column '{null}' is null" in error
 
         # The batches before the bad record's were committed (commit_interval: 0), and
@@ -263,11 +274,7 @@ def test_tolerance_none_stops_at_a_record_without_the_key_column(
     publish(tmp_path, {})
     publish_unkeyed(tmp_path)
     (tmp_path / "sink.yaml").write_text(sink_pipeline(sql_database, "none", key=["shop", "id"]))
-    ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
-    assert ran.returncode == 1, ran.stderr
-    assert "Traceback" not in ran.stderr
-    (error,) = [line for line in ran.stderr.splitlines() if " ERROR " in line]
-    assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+    error = stopped_run(tmp_path)
     assert f"table {sql_database.table(TABLE)}: key column 'id' is not in the" in error
     ((_pipeline, _topic, _partition, stored),) = stored_positions(sql_database)
     assert 0 < stored <= ROWS, f"stored position {stored}"
@@ -322,11 +329,7 @@ def test_tolerance_none_stops_at_the_first_json_message_that_cannot_be_keyed(
     produce(tmp_path, SHAPES[:NOT_AN_OBJECT])
     sink = sink_pipeline(sql_database, "none", key=["shop", "id"], message_format="json")
     (tmp_path / "sink.yaml").write_text(sink)
-    ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
-    assert ran.returncode == 1, ran.stderr
-    assert "Traceback" not in ran.stderr
-    (error,) = [line for line in ran.stderr.splitlines() if " ERROR " in line]
-    assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+    error = stopped_run(tmp_path)
     assert f"table {sql_database.table(TABLE)}: key column 'id' is null" in error
     assert stored_positions(sql_database) == []  # the messages before it were in its batch
     assert dead_letters(tmp_path) == []
@@ -350,13 +353,7 @@ def direct_pipeline(database: SqlDatabase, tolerance: str) -> str:
     """``in/orders.csv`` upserted into ``TABLE`` without a broker (``broker: none``): the
     sink takes the source's batches in the same process, at most 100 rows at a time, and
     flushes after each."""
-    sink = {
-        "connector": "sql",
-        "url": database.url,
-        "table": database.table(TABLE),
-        "mode": "upsert",
-        "create": True,
-    }
+    sink = sink_options(database)
     source = PUBLISH.split("source:\n", 1)[1].split("topic:", 1)[0]
     return (
         f"name: {SINK}\nbroker: none\nsource:\n{source}topic: {TOPIC}\nsink: {json.dumps(sink)}\n"
@@ -405,11 +402,7 @@ def test_without_a_broker_tolerance_none_stops_at_a_null_key_and_writes_nothing_
     write_orders(tmp_path, {NULL_AT: "id"})
     (tmp_path / "sink.yaml").write_text(direct_pipeline(sql_database, "none"))
     for _run in range(2):  # the second run reads on from the source's position, stops again
-        ran = omconnect("run", "sink.yaml", "--once", cwd=tmp_path)
-        assert ran.returncode == 1, ran.stderr
-        assert "Traceback" not in ran.stderr
-        (error,) = [line for line in ran.stderr.splitlines() if " ERROR " in line]
-        assert f"pipeline {SINK} failed" in error and "errors.tolerance is none" in error
+        error = stopped_run(tmp_path)
         assert f"table {sql_database.table(TABLE)}: key column 'id' is null" in error
         written = table_rows(sql_database)
         assert 0 < len(written) <= NULL_AT, f"{len(written)} rows written"
