@@ -11,6 +11,7 @@ DAGSTER_HOME) and a temporary working directory, so xdist workers share nothing.
 from __future__ import annotations
 
 import ast
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,29 @@ def test_dead_letters_beyond_the_tolerance_fail_their_check(tmp_path: Path) -> N
     (tmp_path / "in.csv").write_text("id,name\n1,10\n2,oops\n3,30\n4,x\n")
     tolerant = materialise(pipeline_assets(path, dead_letter_tolerance=1), tmp_path)
     assert checks(tolerant) == {ROW_COUNT_CHECK: True, DEAD_LETTERS_CHECK: True}
+
+
+def test_rows_the_sink_refuses_add_up_in_the_row_count(tmp_path: Path) -> None:
+    """A row the database refuses (a CHECK) goes to the dead letter topic from the sink: it
+    is a dead letter, not a record written, and the row count still adds up."""
+    database = tmp_path / "lake.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT CHECK (name <> 'x'))")
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n2,x\n3,c\n")
+    path = tmp_path / "lake.yaml"
+    path.write_text(
+        "name: lake\nsource: {connector: csv, path: in.csv, key: [id]}\n"
+        f"sink: {{connector: sql, url: 'sqlite:///{database}', table: t, mode: upsert}}\n"
+        "errors: {tolerance: all}\n"
+    )
+    result = materialise(pipeline_assets(path, dead_letter_tolerance=1), tmp_path)
+    assert result.success
+    metadata = only_materialisation(result)
+    assert (metadata["records_read"], metadata["records_written"]) == (3, 2)
+    assert metadata["dead_letters"] == 1
+    assert checks(result) == {ROW_COUNT_CHECK: True, DEAD_LETTERS_CHECK: True}
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (3,)]
 
 
 def test_a_failing_pipeline_fails_the_run_with_a_redacted_reason(tmp_path: Path) -> None:
