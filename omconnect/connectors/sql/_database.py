@@ -554,23 +554,17 @@ def refused_row(error: BaseException) -> str | None:
     PostgreSQL's SQLSTATE classes 22 (data exception) and 23 (integrity constraint), MariaDB's
     row errors and the DB-API's ``DataError`` and ``IntegrityError`` (SQLite's constraints
     through ADBC carry no code). An error that passes (``classify``) is never a row's."""
-    kind = classify(error)
-    if kind is not None:
+    if classify(error) is not None:
         return None
     # The error and what it wraps, not the errors it was raised while handling (a statement
     # after a refused one fails for its own reasons).
-    chain: list[BaseException] = []
-    current: Any = error
-    while isinstance(current, BaseException) and all(current is not e for e in chain):
-        chain.append(current)
-        current = getattr(current, "orig", None) or current.__cause__
+    chain = _error_chain(error, handling=False)
     codes = {code for e in chain for code in _driver_codes(e)}
-    row_codes = {c for c in codes if isinstance(c, str) and c[:2] in ("22", "23")}
-    row_codes.update(str(c) for c in codes & MARIADB_ROW_ERRORS)
-    by_type = any(type(e).__name__ in ("DataError", "IntegrityError", "RowsRefused") for e in chain)
-    if not (row_codes or by_type):
-        return None
-    return _driver_words(chain[0])
+    refused = any(
+        code in MARIADB_ROW_ERRORS if isinstance(code, int) else code[:2] in ("22", "23")
+        for code in codes
+    ) or any(type(e).__name__ in ("DataError", "IntegrityError", "RowsRefused") for e in chain)
+    return _driver_words(chain[0]) if refused else None
 
 
 def _driver_words(error: BaseException) -> str:
@@ -742,9 +736,9 @@ def unreachable(error: BaseException) -> bool:
     return classify(error) is UNREACHABLE
 
 
-def _error_chain(error: BaseException) -> list[BaseException]:
+def _error_chain(error: BaseException, handling: bool = True) -> list[BaseException]:
     """``error``, the driver's error it wraps (SQLAlchemy's ``orig``) and the errors it was
-    raised from or while handling."""
+    raised from, and (``handling``) those it was raised while handling."""
     found: list[BaseException] = []
     pending: list[Any] = [error]
     while pending:
@@ -752,7 +746,9 @@ def _error_chain(error: BaseException) -> list[BaseException]:
         if not isinstance(current, BaseException) or any(current is e for e in found):
             continue
         found.append(current)
-        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+        pending += [getattr(current, "orig", None), current.__cause__]
+        if handling:
+            pending.append(current.__context__)
     return found
 
 

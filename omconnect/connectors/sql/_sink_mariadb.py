@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -62,20 +61,15 @@ class MariaDbWriter(BulkWriter):
     def placeholder(self, number: int) -> str:
         return "%s"
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> None:
-        """Run ``sql``; a warning about a row's data (``MARIADB_ROW_ERRORS``) is raised as
-        ``RowsRefused``: ``LOAD DATA LOCAL`` cuts a value too long or out of range to fit
-        and only warns, as a server without a strict ``sql_mode`` does on any insert."""
-        cursor = self.connection.cursor()
-        try:
-            cursor.execute(sql, tuple(parameters) if parameters else None)
-            if cursor.warning_count:
-                cursor.execute("SHOW WARNINGS")
-                for _level, code, message in cursor.fetchall():
-                    if int(code) in MARIADB_ROW_ERRORS:
-                        raise RowsRefused(message)
-        finally:
-            cursor.close()
+    def _check_warnings(self, cursor: Any) -> None:
+        """A warning about a row's data (``MARIADB_ROW_ERRORS``) is raised as ``RowsRefused``:
+        ``LOAD DATA LOCAL`` cuts a value too long or out of range to fit and only warns, as a
+        server without a strict ``sql_mode`` does on any insert."""
+        if cursor.warning_count:
+            cursor.execute("SHOW WARNINGS")
+            for _level, code, message in cursor.fetchall():
+                if int(code) in MARIADB_ROW_ERRORS:
+                    raise RowsRefused(message)
 
     def server_lock_name(self, table: TableName) -> str:
         """The ``GET_LOCK`` name of ``table``'s DDL lock (a hash: names are at most 64

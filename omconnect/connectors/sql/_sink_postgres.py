@@ -48,9 +48,9 @@ class PostgresWriter(BulkWriter):
     dialect = "postgresql"
     _explicit = False  # in a transaction begun by BEGIN on an autocommit connection
 
-    def _connect(self) -> Any:
+    def _connect(self, autocommit: bool = False) -> Any:
         uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return adbc_postgresql.connect(uri)
+        return adbc_postgresql.connect(uri, autocommit=autocommit)
 
     def placeholder(self, number: int) -> str:
         return f"${number}"
@@ -82,8 +82,7 @@ class PostgresWriter(BulkWriter):
         refuses every statement on a connection whose transaction it runs once one failed,
         even the ``ROLLBACK TO SAVEPOINT`` that would mend it."""
         self.close()
-        uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._connection = adbc_postgresql.connect(uri, autocommit=True)
+        self._connection = self._connect(autocommit=True)
         self.execute("BEGIN")
         self._explicit = True
 

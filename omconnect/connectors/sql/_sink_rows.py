@@ -52,7 +52,8 @@ class MissingKeyColumn(ConnectorError):
 class StagedRows:
     """Rows of one schema ready to write: ``rows`` holds the fields of ``schema`` (keys
     included), then the position columns and the delete flag. Row ``i`` is row
-    ``origin_rows[i]`` of the record batch ``origin`` (what a dead letter of it carries)."""
+    ``origin_rows[i]`` of the record batch ``origin`` (what a dead letter of it carries),
+    row ``i`` when ``origin_rows`` is None (every row of it kept)."""
 
     schema: Schema
     key: tuple[str, ...]

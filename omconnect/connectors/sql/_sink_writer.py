@@ -96,8 +96,13 @@ class BulkWriter(ABC):
                 cursor.execute(sql, tuple(parameters))
             else:
                 cursor.execute(sql)
+            self._check_warnings(cursor)
         finally:
             cursor.close()
+
+    def _check_warnings(self, cursor: Any) -> None:  # noqa: B027 (a hook: MariaDB's)
+        """Raise what the statement just run on ``cursor`` only warned of, where a driver
+        warns of what must fail (MariaDB's cut values); nothing by default."""
 
     def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = self.connection.cursor()

@@ -274,7 +274,8 @@ class SqlSinkTask(SinkTask):
         if rows.num_rows == 0:
             return
         where = _partition_of(batch)
-        kept = StagedRows(staged.schema, staged.key, rows, batch, np.flatnonzero(keep))
+        kept_rows = None if rows.num_rows == batch.num_rows else np.flatnonzero(keep)
+        kept = StagedRows(staged.schema, staged.key, rows, batch, kept_rows)
         self._buffers.setdefault(where, []).append(kept)
         self._closed.discard(where)
         self._buffered_rows += rows.num_rows
@@ -509,9 +510,9 @@ class _Group:
         """The record batch, and its row, that row ``row`` of ``rows`` came from."""
         part = int(np.searchsorted(self._ends, row, side="right"))
         staged = self.parts[part]
-        assert staged.origin is not None and staged.origin_rows is not None
-        start = int(self._ends[part - 1]) if part else 0
-        return staged.origin, int(staged.origin_rows[row - start])
+        assert staged.origin is not None
+        at = row - (int(self._ends[part - 1]) if part else 0)
+        return staged.origin, at if staged.origin_rows is None else int(staged.origin_rows[at])
 
 
 def _partition_of(batch: RecordBatch) -> TopicPartition:
